@@ -1,0 +1,17 @@
+/** Registers every client-server API route module under its path prefixes. */
+import { accountRoutes } from './account.js';
+import { deviceRoutes } from './devices.js';
+import { loginRoutes } from './login.js';
+import { V3_PREFIXES, type RoutePlugin } from './plugin.js';
+import { profileRoutes } from './profile.js';
+import { registrationRoutes } from './registration.js';
+import { versionRoutes } from './versions.js';
+
+const v3Modules: RoutePlugin[] = [registrationRoutes, loginRoutes, accountRoutes, deviceRoutes, profileRoutes];
+
+export const clientRoutes: RoutePlugin = async (app, options) => {
+  await app.register(versionRoutes, options);
+  for (const prefix of V3_PREFIXES) {
+    for (const module of v3Modules) await app.register(module, { ...options, prefix });
+  }
+};

@@ -1,0 +1,55 @@
+import { Type } from 'typebox';
+import type { RoutePlugin } from './plugin.js';
+
+const RegisterBody = Type.Object({
+  auth: Type.Optional(Type.Unknown()),
+  username: Type.Optional(Type.String({ maxLength: 255 })),
+  password: Type.Optional(Type.String({ maxLength: 512 })),
+  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
+  initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
+  inhibit_login: Type.Optional(Type.Boolean()),
+  refresh_token: Type.Optional(Type.Boolean()),
+});
+
+// https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3register
+// https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3registeravailable
+export const registrationRoutes: RoutePlugin = async (app, { services, config }) => {
+  app.post(
+    '/register',
+    {
+      config: { rateLimit: 'registration' },
+      schema: {
+        body: RegisterBody,
+        querystring: Type.Object({ kind: Type.Optional(Type.String()) }),
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const result = await services.accounts.register({
+        auth: body.auth,
+        username: body.username,
+        password: body.password,
+        deviceId: body.device_id,
+        initialDeviceDisplayName: body.initial_device_display_name,
+        inhibitLogin: body.inhibit_login,
+        kind: request.query.kind,
+        ip: request.ip,
+      });
+      return 'accessToken' in result
+        ? { user_id: result.userId, access_token: result.accessToken, device_id: result.deviceId, home_server: config.server_name }
+        : { user_id: result.userId, home_server: config.server_name };
+    },
+  );
+
+  app.get(
+    '/register/available',
+    {
+      config: { rateLimit: 'registration' },
+      schema: { querystring: Type.Object({ username: Type.String({ maxLength: 255 }) }) },
+    },
+    async (request) => {
+      await services.accounts.checkAvailable(request.query.username);
+      return { available: true };
+    },
+  );
+};

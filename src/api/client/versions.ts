@@ -1,0 +1,34 @@
+import { Type } from 'typebox';
+import type { RoutePlugin } from './plugin.js';
+
+/** Spec versions whose endpoints this server implements (see docs/api.md). */
+export const SUPPORTED_VERSIONS = [
+  'r0.6.1', 'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11', 'v1.12',
+];
+
+export const UNSTABLE_FEATURES: Record<string, boolean> = {};
+
+// https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientversions
+// https://spec.matrix.org/v1.19/client-server-api/#getwell-knownmatrixclient
+export const versionRoutes: RoutePlugin = async (app, { config }) => {
+  app.get(
+    '/_matrix/client/versions',
+    {
+      config: { auth: 'optional' },
+      schema: {
+        response: {
+          200: Type.Object({
+            versions: Type.Array(Type.String()),
+            unstable_features: Type.Record(Type.String(), Type.Boolean()),
+          }),
+        },
+      },
+    },
+    async () => ({ versions: SUPPORTED_VERSIONS, unstable_features: UNSTABLE_FEATURES }),
+  );
+
+  const baseUrl =
+    config.public_baseurl ??
+    `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}/`;
+  app.get('/.well-known/matrix/client', async () => ({ 'm.homeserver': { base_url: baseUrl } }));
+};

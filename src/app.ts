@@ -1,0 +1,55 @@
+/**
+ * buildApp(deps): the Fastify application with our plugins and every route module.
+ * Tests import it; main.ts gives it concrete services and listens.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import cors from '@fastify/cors';
+import type { ResolvedConfig } from './config/load.js';
+import type { Services } from './services/index.js';
+import { registerAccessHooks, registerRequestLog } from './http/access.js';
+import { registerErrorHandling } from './http/errors.js';
+import { registerJsonBodyParser } from './http/json-body.js';
+import { RateLimiter } from './http/rate-limit.js';
+import { registerValidators } from './http/validation.js';
+import { clientRoutes } from './api/client/index.js';
+import { adminRoutes } from './api/admin/index.js';
+import { newSessionId } from './core/secrets.js';
+
+export interface AppDeps {
+  config: ResolvedConfig;
+  services: Services;
+  logger: FastifyBaseLogger;
+}
+
+export type App = FastifyInstance;
+
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.http.max_body_bytes,
+    trustProxy: config.http.trust_proxy,
+    genReqId: () => newSessionId().slice(0, 12),
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1000 },
+    return503OnClosing: true,
+  });
+
+  registerErrorHandling(app);
+  registerValidators(app);
+  registerJsonBodyParser(app);
+  await app.register(cors, {
+    origin: '*',
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['X-Requested-With', 'Content-Type', 'Authorization'],
+    maxAge: 86400,
+    strictPreflight: false,
+  });
+  const rateLimiter = config.rate_limits.enabled ? new RateLimiter(config.rate_limits.classes) : null;
+  registerAccessHooks(app, deps.services, rateLimiter);
+  registerRequestLog(app);
+
+  await app.register(clientRoutes, { services: deps.services, config });
+  await app.register(adminRoutes, { services: deps.services, config });
+  return app;
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+/**
+ * The `commons` command:
+ *   commons [--config homeserver.yaml]         start the homeserver
+ *   commons --generate-config                  print a commented default configuration
+ *   commons register-user --user U [--password P] [--admin] [--config F] [--url URL]
+ *                                              create a user through shared-secret registration
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type ResolvedConfig } from './config/load.js';
+import { generateConfigYaml } from './config/generate.js';
+import { registerUserWithSharedSecret } from './register-user.js';
+import { createLogger, startServer } from './main.js';
+
+const USAGE = `usage:
+  commons [--config FILE]                   start the homeserver
+  commons --generate-config                 print a commented default configuration
+  commons register-user --user NAME [--password PASS] [--admin] [--config FILE] [--url URL]`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
+
+function readConfig(file: string | undefined): ResolvedConfig {
+  try {
+    return loadConfig({
+      file: file ?? process.env.COMMONS_CONFIG,
+      warn: (message) => process.stderr.write(`warning: ${message}\n`),
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+}
+
+async function runServer(configFile: string | undefined): Promise<void> {
+  const config = readConfig(configFile);
+  const logger = createLogger(config);
+  let server;
+  try {
+    server = await startServer(config, { logger });
+  } catch (err) {
+    fail(`commons: could not start: ${(err as Error).message}`);
+  }
+  logger.info({ url: server.url, database: server.storage.dialect, server_name: config.server_name }, 'Commons is listening');
+  if (config.registration.enabled) logger.warn('open registration is enabled (registration.enabled)');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    server
+      .close()
+      .then(() => {
+        logger.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'error during shutdown');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'register-user') {
+    const { values } = parseArgs({
+      args: argv.slice(1),
+      options: {
+        config: { type: 'string' },
+        user: { type: 'string', short: 'u' },
+        password: { type: 'string', short: 'p' },
+        admin: { type: 'boolean', default: false },
+        url: { type: 'string' },
+      },
+    });
+    if (!values.user) fail(`register-user: --user is required\n${USAGE}`);
+    const password = values.password ?? process.env.COMMONS_REGISTER_PASSWORD;
+    if (!password) fail('register-user: give --password or set COMMONS_REGISTER_PASSWORD');
+    const config = readConfig(values.config);
+    if (!config.registration.shared_secret) fail('register-user: registration.shared_secret is not set in the configuration');
+    const url = values.url ?? `http://${config.listen.host}:${config.listen.port}`;
+    try {
+      const result = await registerUserWithSharedSecret(url, config.registration.shared_secret, {
+        username: values.user,
+        password,
+        admin: values.admin ?? false,
+      });
+      process.stdout.write(`registered ${result.user_id}\n`);
+    } catch (err) {
+      fail(`register-user: ${(err as Error).message}`);
+    }
+    return;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'generate-config': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (parsed.values['generate-config']) {
+    process.stdout.write(generateConfigYaml());
+    return;
+  }
+  await runServer(parsed.values.config);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => fail(`commons: ${(err as Error).stack ?? String(err)}`));

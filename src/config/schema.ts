@@ -1,0 +1,135 @@
+/**
+ * The configuration schema: one declaration gives validation, the TypeScript type, the
+ * commented default file (`commons --generate-config`) and docs/configuration.md.
+ */
+import { Type, type Static } from 'typebox';
+
+const RateLimitClass = Type.Object(
+  {
+    per_second: Type.Number({ exclusiveMinimum: 0, description: 'Tokens added to the bucket per second.' }),
+    burst: Type.Integer({ minimum: 1, description: 'Bucket size: requests allowed at once.' }),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    server_name: Type.String({
+      minLength: 1,
+      default: 'localhost',
+      description: 'The domain of user IDs (@alice:<server_name>). Cannot change once users exist.',
+    }),
+    public_baseurl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], {
+      default: null,
+      description:
+        'The URL clients reach this server at, for /.well-known/matrix/client. Null derives it from listen.',
+    }),
+    data_dir: Type.String({
+      minLength: 1,
+      default: './data',
+      description: 'Where the SQLite database and generated secrets (signing key, token key) live.',
+    }),
+    listen: Type.Object(
+      {
+        host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on.' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8008, description: 'TCP port (0 picks a free one).' }),
+      },
+      { additionalProperties: false, default: {}, description: 'Where the client API listens.' },
+    ),
+    database: Type.Object(
+      {
+        url: Type.Union([Type.String({ pattern: '^(sqlite:|postgres(ql)?://)' }), Type.Null()], {
+          default: null,
+          description:
+            'sqlite:<path> or postgres://user@host:port/db. Null means sqlite:<data_dir>/commons.db.',
+        }),
+        pool_size: Type.Integer({
+          minimum: 1,
+          maximum: 200,
+          default: 10,
+          description: 'PostgreSQL connections per process (SQLite always uses one).',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Storage.' },
+    ),
+    registration: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description: 'Open registration through /register with the m.login.dummy flow.',
+        }),
+        shared_secret: Type.Union([Type.String({ minLength: 16 }), Type.Null()], {
+          default: null,
+          description:
+            'Enables /_synapse/admin/v1/register (nonce + HMAC) and `commons register-user`. Null disables it.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Account creation.' },
+    ),
+    rate_limits: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: 'Token-bucket rate limits per user (or per IP when anonymous).' }),
+        classes: Type.Object(
+          {
+            default: RateLimitClass,
+            login: RateLimitClass,
+            registration: RateLimitClass,
+            message: RateLimitClass,
+            membership: RateLimitClass,
+            query: RateLimitClass,
+          },
+          {
+            additionalProperties: false,
+            default: {
+              default: { per_second: 20, burst: 100 },
+              login: { per_second: 0.2, burst: 5 },
+              registration: { per_second: 0.2, burst: 5 },
+              message: { per_second: 5, burst: 20 },
+              membership: { per_second: 2, burst: 20 },
+              query: { per_second: 20, burst: 100 },
+            },
+            description: 'Buckets by class of endpoint; each route names its class.',
+          },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Rate limiting.' },
+    ),
+    http: Type.Object(
+      {
+        max_body_bytes: Type.Integer({
+          minimum: 1024,
+          default: 1048576,
+          description: 'Largest request body accepted; larger ones get 413 M_TOO_LARGE.',
+        }),
+        trust_proxy: Type.Boolean({
+          default: false,
+          description: 'Take the client address from X-Forwarded-For (behind a reverse proxy).',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'HTTP server.' },
+    ),
+    password_hashing: Type.Object(
+      {
+        scrypt_log2_n: Type.Integer({
+          minimum: 10,
+          maximum: 20,
+          default: 15,
+          description: 'scrypt cost as log2(N) for new password hashes (15 = 32 MiB per hash).',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Password storage.' },
+    ),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          { default: 'info', description: 'fatal, error, warn, info, debug, trace or silent.' },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Logging (pino, one JSON line per request).' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;

@@ -1,0 +1,56 @@
+/**
+ * Per-request access: reads the access token (Authorization: Bearer), resolves the
+ * requester for routes that declare `auth`, then takes a rate-limit token keyed by user
+ * (or client address when anonymous).
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { MatrixError, missingToken } from '../core/errors.js';
+import type { Services } from '../services/index.js';
+import type { RateLimiter } from './rate-limit.js';
+
+export function accessTokenOf(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (header === undefined) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw new MatrixError(401, 'M_MISSING_TOKEN', 'Authorization header must be "Bearer <token>"');
+  return match[1] as string;
+}
+
+export function registerAccessHooks(
+  app: FastifyInstance,
+  services: Services,
+  rateLimiter: RateLimiter | null,
+): void {
+  app.decorateRequest('requester', null);
+  app.addHook('onRequest', async (request) => {
+    const config = request.routeOptions.config;
+    if (config.auth) {
+      const token = accessTokenOf(request);
+      if (token === null) {
+        if (config.auth === 'required') throw missingToken();
+      } else {
+        request.requester = await services.sessions.authenticate(token);
+      }
+    }
+    if (rateLimiter && config.rateLimit !== false && request.is404 !== true) {
+      rateLimiter.take(config.rateLimit ?? 'default', request.requester?.userId ?? `ip:${request.ip}`);
+    }
+  });
+}
+
+/** One structured log line per request, without tokens. */
+export function registerRequestLog(app: FastifyInstance): void {
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.replace(/([?&]access_token=)[^&]*/g, '$1<redacted>'),
+        status: reply.statusCode,
+        ms: +reply.elapsedTime.toFixed(2),
+        user: request.requester?.userId,
+        ip: request.ip,
+      },
+      'request',
+    );
+  });
+}

@@ -1,0 +1,72 @@
+/**
+ * Wires concrete things together: opens storage, builds services and the app, listens,
+ * and shuts down gracefully (stop accepting, finish in-flight requests, close the database).
+ */
+import pino, { type Logger } from 'pino';
+import { buildApp, type App } from './app.js';
+import type { ResolvedConfig } from './config/load.js';
+import { loadServerSecrets } from './config/server-secrets.js';
+import { createServices } from './services/index.js';
+import { openStorage, type Storage } from './storage/index.js';
+
+export interface RunningServer {
+  app: App;
+  storage: Storage;
+  /** The address actually bound, e.g. http://127.0.0.1:8008. */
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+}
+
+export function createLogger(config: ResolvedConfig): Logger {
+  return pino({
+    level: config.log.level,
+    redact: { paths: ['req.headers.authorization', 'password', '*.password', 'access_token'], censor: '<redacted>' },
+  });
+}
+
+export async function startServer(config: ResolvedConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger(config);
+  loadServerSecrets(config.data_dir);
+  const storage = await openStorage(config.database.url, {
+    poolSize: config.database.pool_size,
+    logger,
+  });
+  let app: App;
+  try {
+    const services = createServices({
+      settings: {
+        serverName: config.server_name,
+        registrationEnabled: config.registration.enabled,
+        registrationSharedSecret: config.registration.shared_secret,
+        passwordCostLog2N: config.password_hashing.scrypt_log2_n,
+      },
+      storage,
+      now: Date.now,
+    });
+    app = await buildApp({ config, services, logger });
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    await storage.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.listen.port;
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  let closing: Promise<void> | null = null;
+  return {
+    app,
+    storage,
+    url: `http://${host}:${port}`,
+    close() {
+      closing ??= (async () => {
+        await app.close();
+        await storage.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,23 @@
+/** What every service is built from: configuration, storage and a clock. */
+import type { Storage } from '../storage/index.js';
+
+export interface ServiceSettings {
+  serverName: string;
+  registrationEnabled: boolean;
+  registrationSharedSecret: string | null;
+  /** scrypt cost as log2(N). */
+  passwordCostLog2N: number;
+}
+
+export interface ServiceContext {
+  settings: ServiceSettings;
+  storage: Storage;
+  now: () => number;
+}
+
+/** The authenticated user behind a request. */
+export interface Requester {
+  userId: string;
+  deviceId: string;
+  isAdmin: boolean;
+}

@@ -1,0 +1,22 @@
+/** Builds every service from one context; route modules receive this object. */
+import { createAccountService } from './accounts.js';
+import type { ServiceContext } from './context.js';
+import { createDeviceService } from './devices.js';
+import { createProfileService } from './profiles.js';
+import { createSessionService } from './sessions.js';
+import { createUiaService } from './uia.js';
+
+export function createServices(ctx: ServiceContext) {
+  const uia = createUiaService(ctx);
+  const accounts = createAccountService(ctx, uia);
+  return {
+    settings: ctx.settings,
+    accounts,
+    sessions: createSessionService(ctx, accounts),
+    devices: createDeviceService(ctx, uia, accounts),
+    profiles: createProfileService(ctx),
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;
+export type { Requester, ServiceContext, ServiceSettings } from './context.js';

@@ -1,0 +1,57 @@
+/** Logging in and out, and turning an access token into a Requester. */
+import { MatrixError, forbidden, unknownToken } from '../core/errors.js';
+import { hashAccessToken } from '../core/secrets.js';
+import type { AccountService, LoginResult } from './accounts.js';
+import type { Requester, ServiceContext } from './context.js';
+import { checkPassword, userIdFromLogin } from './credentials.js';
+
+export interface LoginRequest {
+  type: string;
+  identifier?: unknown;
+  user?: unknown;
+  password?: unknown;
+  deviceId?: string | undefined;
+  initialDeviceDisplayName?: string | undefined;
+  ip: string | null;
+}
+
+export const LOGIN_FLOWS = [{ type: 'm.login.password' }] as const;
+
+export function createSessionService(ctx: ServiceContext, accounts: AccountService) {
+  const devices = ctx.storage.stores.devices;
+  return {
+    async login(request: LoginRequest): Promise<LoginResult> {
+      if (request.type !== 'm.login.password') {
+        throw new MatrixError(400, 'M_UNKNOWN', `Unknown login type ${request.type}`);
+      }
+      const userId = userIdFromLogin(request, ctx.settings.serverName);
+      const result = await checkPassword(ctx, userId, request.password);
+      if (!result.ok || userId === null) throw forbidden('Invalid username or password');
+      if (result.deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+      return accounts.issueLogin(userId, {
+        deviceId: request.deviceId,
+        displayName: request.initialDeviceDisplayName,
+        ip: request.ip,
+      });
+    },
+
+    /** The requester behind an access token, or M_UNKNOWN_TOKEN. */
+    async authenticate(accessToken: string): Promise<Requester> {
+      const owner = await devices.selectTokenOwner(hashAccessToken(accessToken));
+      if (!owner || owner.deactivated) throw unknownToken(false);
+      return { userId: owner.userId, deviceId: owner.deviceId, isAdmin: owner.isAdmin };
+    },
+
+    /** Invalidates the requester's token and deletes its device. */
+    async logout(requester: Requester): Promise<void> {
+      await ctx.storage.tx('logout', (stores) => stores.devices.deleteDevices(requester.userId, [requester.deviceId]));
+    },
+
+    /** Invalidates every token of the requester's account and deletes all devices. */
+    async logoutAll(requester: Requester): Promise<void> {
+      await ctx.storage.tx('logoutAll', (stores) => stores.devices.deleteAllDevices(requester.userId));
+    },
+  };
+}
+
+export type SessionService = ReturnType<typeof createSessionService>;

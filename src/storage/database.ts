@@ -1,0 +1,93 @@
+/**
+ * Opens the database named by a URL (`sqlite:<path>` or `postgres://…`) behind one Kysely
+ * query layer, applies migrations, and runs named transactions.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import type { Database } from './schema.js';
+import { migrateToLatest } from './migrations/index.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+export type Db = Kysely<Database>;
+export type Tx = Transaction<Database>;
+
+export interface StorageLogger {
+  debug(obj: object, msg: string): void;
+}
+
+export interface DatabaseHandle {
+  readonly dialect: DialectName;
+  readonly db: Db;
+  /** Runs `fn` in one transaction named for logs; commits when it resolves. */
+  tx<T>(name: string, fn: (trx: Tx) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  poolSize?: number;
+  logger?: StorageLogger;
+}
+
+const INT8_OID = 20;
+
+function openSqlite(file: string): Db {
+  if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const sqlite = new SqliteDatabase(file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+}
+
+function openPostgres(url: string, poolSize: number): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+export function dialectOf(url: string): DialectName {
+  if (url.startsWith('sqlite:')) return 'sqlite';
+  if (/^postgres(ql)?:\/\//.test(url)) return 'postgres';
+  throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
+}
+
+/** Opens the database and brings its schema to the latest migration. */
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<DatabaseHandle> {
+  const dialect = dialectOf(url);
+  const db =
+    dialect === 'sqlite'
+      ? openSqlite(url.slice('sqlite:'.length))
+      : openPostgres(url, options.poolSize ?? 10);
+  try {
+    await migrateToLatest(db as unknown as Kysely<unknown>);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  const logger = options.logger;
+  return {
+    dialect,
+    db,
+    async tx<T>(name: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
+      const started = performance.now();
+      try {
+        return await db.transaction().execute(fn);
+      } finally {
+        logger?.debug({ tx: name, ms: +(performance.now() - started).toFixed(2) }, 'transaction');
+      }
+    },
+    close: () => db.destroy(),
+  };
+}

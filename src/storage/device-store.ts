@@ -1,0 +1,145 @@
+/** Devices and the access tokens bound to them (only SHA-256 hashes of tokens are stored). */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+
+export interface DeviceRow {
+  deviceId: string;
+  displayName: string | null;
+  lastSeenTs: number | null;
+  lastSeenIp: string | null;
+}
+
+export interface TokenOwner {
+  userId: string;
+  deviceId: string;
+  deactivated: boolean;
+  isAdmin: boolean;
+}
+
+export interface DeviceStore {
+  /** Creates the device, or keeps an existing one (updating nothing but last-seen). */
+  upsertDevice(userId: string, deviceId: string, displayName: string | null, ts: number, ip: string | null): Promise<void>;
+  selectDevices(userId: string): Promise<DeviceRow[]>;
+  selectDevice(userId: string, deviceId: string): Promise<DeviceRow | undefined>;
+  /** Returns false when there is no such device. */
+  updateDeviceDisplayName(userId: string, deviceId: string, displayName: string): Promise<boolean>;
+  /** Deletes the devices and their tokens. */
+  deleteDevices(userId: string, deviceIds: readonly string[]): Promise<void>;
+  deleteAllDevices(userId: string, exceptDeviceId?: string): Promise<void>;
+  insertAccessToken(tokenHash: string, userId: string, deviceId: string, ts: number): Promise<void>;
+  selectTokenOwner(tokenHash: string): Promise<TokenOwner | undefined>;
+}
+
+export function deviceStore(db: Kysely<Database>): DeviceStore {
+  return {
+    async upsertDevice(userId, deviceId, displayName, ts, ip) {
+      await db
+        .insertInto('devices')
+        .values({
+          user_id: userId,
+          device_id: deviceId,
+          display_name: displayName,
+          last_seen_ts: ts,
+          last_seen_ip: ip,
+          created_ts: ts,
+        })
+        .onConflict((oc) =>
+          oc.columns(['user_id', 'device_id']).doUpdateSet({ last_seen_ts: ts, last_seen_ip: ip }),
+        )
+        .execute();
+    },
+
+    async selectDevices(userId) {
+      const rows = await db
+        .selectFrom('devices')
+        .select(['device_id', 'display_name', 'last_seen_ts', 'last_seen_ip'])
+        .where('user_id', '=', userId)
+        .orderBy('device_id')
+        .execute();
+      return rows.map(toDeviceRow);
+    },
+
+    async selectDevice(userId, deviceId) {
+      const row = await db
+        .selectFrom('devices')
+        .select(['device_id', 'display_name', 'last_seen_ts', 'last_seen_ip'])
+        .where('user_id', '=', userId)
+        .where('device_id', '=', deviceId)
+        .executeTakeFirst();
+      return row ? toDeviceRow(row) : undefined;
+    },
+
+    async updateDeviceDisplayName(userId, deviceId, displayName) {
+      const result = await db
+        .updateTable('devices')
+        .set({ display_name: displayName })
+        .where('user_id', '=', userId)
+        .where('device_id', '=', deviceId)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async deleteDevices(userId, deviceIds) {
+      if (deviceIds.length === 0) return;
+      await db
+        .deleteFrom('access_tokens')
+        .where('user_id', '=', userId)
+        .where('device_id', 'in', deviceIds)
+        .execute();
+      await db
+        .deleteFrom('devices')
+        .where('user_id', '=', userId)
+        .where('device_id', 'in', deviceIds)
+        .execute();
+    },
+
+    async deleteAllDevices(userId, exceptDeviceId) {
+      let tokens = db.deleteFrom('access_tokens').where('user_id', '=', userId);
+      let devices = db.deleteFrom('devices').where('user_id', '=', userId);
+      if (exceptDeviceId !== undefined) {
+        tokens = tokens.where('device_id', '!=', exceptDeviceId);
+        devices = devices.where('device_id', '!=', exceptDeviceId);
+      }
+      await tokens.execute();
+      await devices.execute();
+    },
+
+    async insertAccessToken(tokenHash, userId, deviceId, ts) {
+      await db
+        .insertInto('access_tokens')
+        .values({ token_hash: tokenHash, user_id: userId, device_id: deviceId, created_ts: ts })
+        .execute();
+    },
+
+    async selectTokenOwner(tokenHash) {
+      const row = await db
+        .selectFrom('access_tokens')
+        .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
+        .select(['access_tokens.user_id', 'access_tokens.device_id', 'users.deactivated', 'users.is_admin'])
+        .where('access_tokens.token_hash', '=', tokenHash)
+        .executeTakeFirst();
+      return row
+        ? {
+            userId: row.user_id,
+            deviceId: row.device_id,
+            deactivated: Number(row.deactivated) === 1,
+            isAdmin: Number(row.is_admin) === 1,
+          }
+        : undefined;
+    },
+  };
+}
+
+function toDeviceRow(row: {
+  device_id: string;
+  display_name: string | null;
+  last_seen_ts: number | null;
+  last_seen_ip: string | null;
+}): DeviceRow {
+  return {
+    deviceId: row.device_id,
+    displayName: row.display_name,
+    lastSeenTs: row.last_seen_ts === null ? null : Number(row.last_seen_ts),
+    lastSeenIp: row.last_seen_ip,
+  };
+}

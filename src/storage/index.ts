@@ -1,0 +1,43 @@
+/**
+ * The storage facade services see: the stores, bound either to the database or to one
+ * named transaction. SQL lives in the stores and nowhere else.
+ */
+import type { Kysely } from 'kysely';
+import { accountStore, type AccountStore } from './account-store.js';
+import { deviceStore, type DeviceStore } from './device-store.js';
+import { uiaStore, type UiaStore } from './uia-store.js';
+import type { Database } from './schema.js';
+import { openDatabase, type DialectName, type OpenOptions } from './database.js';
+
+export interface Stores {
+  readonly accounts: AccountStore;
+  readonly devices: DeviceStore;
+  readonly uia: UiaStore;
+}
+
+export interface Storage {
+  readonly dialect: DialectName;
+  /** Stores on the database, outside any transaction (single statements). */
+  readonly stores: Stores;
+  /** Runs `fn` with stores bound to one transaction named `name`. */
+  tx<T>(name: string, fn: (stores: Stores) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export function storesFor(db: Kysely<Database>): Stores {
+  return { accounts: accountStore(db), devices: deviceStore(db), uia: uiaStore(db) };
+}
+
+export async function openStorage(url: string, options: OpenOptions = {}): Promise<Storage> {
+  const handle = await openDatabase(url, options);
+  return {
+    dialect: handle.dialect,
+    stores: storesFor(handle.db),
+    tx: (name, fn) => handle.tx(name, (trx) => fn(storesFor(trx))),
+    close: () => handle.close(),
+  };
+}
+
+export type { AccountStore, DeviceStore, UiaStore };
+export type { UserRow, ProfileRow, NewUser } from './account-store.js';
+export type { DeviceRow, TokenOwner } from './device-store.js';
