@@ -1,11 +1,12 @@
 /**
- * Secrets generated on first start into data_dir and reused after: the key that
- * authenticates paging tokens. Written atomically with mode 0600; when several processes
+ * Secrets generated on first start into data_dir and reused after: the server's ed25519
+ * signing key (Synapse's key file format) and the key that authenticates opaque tokens. Written atomically with mode 0600; when several processes
  * start at once, the first file written wins and all of them read it.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, linkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
+import { formatSigningKeyFile, generateSigningKey, parseSigningKeyFile, type SigningKey } from '../core/signing.js';
 
 /** Reads `name` from `dataDir`, creating it with `create()` if absent. */
 export function loadOrCreateSecretFile(dataDir: string, name: string, create: () => string): string {
@@ -31,10 +32,15 @@ export function loadOrCreateSecretFile(dataDir: string, name: string, create: ()
 export interface ServerSecrets {
   /** HMAC key for opaque tokens (paging tokens and the like). */
   tokenKey: Buffer;
+  /** The key that signs this server's events. */
+  signingKey: SigningKey;
 }
 
 export function loadServerSecrets(dataDir: string): ServerSecrets {
   const hex = loadOrCreateSecretFile(dataDir, 'token.key', () => `${randomBytes(32).toString('hex')}\n`).trim();
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path.join(dataDir, 'token.key')} is not a 32-byte hex key`);
-  return { tokenKey: Buffer.from(hex, 'hex') };
+  const keyFile = loadOrCreateSecretFile(dataDir, 'signing.key', () => formatSigningKeyFile([generateSigningKey()]));
+  const signingKey = parseSigningKeyFile(keyFile)[0];
+  if (!signingKey) throw new Error(`${path.join(dataDir, 'signing.key')} holds no ed25519 key`);
+  return { tokenKey: Buffer.from(hex, 'hex'), signingKey };
 }
