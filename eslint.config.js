@@ -21,17 +21,30 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
+  {
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+  },
   layer(
     ['src/core/**'],
     [
-      { group: ['**/storage/**', '**/services/**', '**/api/**', '**/http/**', '**/config/**'], message: 'core/ is pure protocol code and imports nothing of ours.' },
-      { group: ['fastify', 'fastify/*', '@fastify/*', 'kysely', 'pg', 'better-sqlite3'], message: 'core/ does no I/O.' },
+      {
+        group: ['**/storage/**', '**/services/**', '**/api/**', '**/http/**', '**/config/**'],
+        message: 'core/ is pure protocol code and imports nothing of ours.',
+      },
+      {
+        group: ['fastify', 'fastify/*', '@fastify/*', 'kysely', 'pg', 'better-sqlite3'],
+        message: 'core/ does no I/O.',
+      },
     ],
   ),
   layer(
     ['src/storage/**'],
     [
-      { group: ['**/services/**', '**/api/**', '**/http/**'], message: 'storage/ imports only core types.' },
+      {
+        group: ['**/services/**', '**/api/**', '**/http/**'],
+        message: 'storage/ imports only core types.',
+      },
       { group: ['fastify', 'fastify/*', '@fastify/*'], message: 'storage/ never knows HTTP.' },
     ],
   ),
@@ -39,14 +52,24 @@ export default tseslint.config(
     ['src/services/**'],
     [
       { group: ['**/api/**', '**/http/**'], message: 'services/ never see HTTP.' },
-      { group: ['fastify', 'fastify/*', '@fastify/*', 'kysely', 'pg', 'better-sqlite3'], message: 'services/ never touch Fastify or a SQL dialect.' },
-      { group: ['**/storage/**'], allowTypeImports: true, message: 'services/ use store interfaces (type imports) only; main.ts wires the stores.' },
+      {
+        group: ['fastify', 'fastify/*', '@fastify/*', 'kysely', 'pg', 'better-sqlite3'],
+        message: 'services/ never touch Fastify or a SQL dialect.',
+      },
+      {
+        group: ['**/storage/**'],
+        allowTypeImports: true,
+        message: 'services/ use store interfaces (type imports) only; main.ts wires the stores.',
+      },
     ],
   ),
   layer(
     ['src/api/**', 'src/http/**'],
     [
-      { group: ['**/storage/**', 'kysely', 'pg', 'better-sqlite3'], message: 'routes never touch SQL: call a service.' },
+      {
+        group: ['**/storage/**', 'kysely', 'pg', 'better-sqlite3'],
+        message: 'routes never touch SQL: call a service.',
+      },
     ],
   ),
 );

@@ -27,7 +27,8 @@ async function reachable(connectionString) {
 function testFiles(dir) {
   return readdirSync(dir).flatMap((name) => {
     const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) return name === 'helpers' || name === 'fixtures' ? [] : testFiles(full);
+    if (statSync(full).isDirectory())
+      return name === 'helpers' || name === 'fixtures' ? [] : testFiles(full);
     return name.endsWith('.test.ts') ? [full] : [];
   });
 }
@@ -36,9 +37,13 @@ const problem = await reachable(url);
 const env = { ...process.env };
 if (problem === null) {
   env.COMMONS_TEST_DATABASE_URL = url;
-  console.log(`npm test: running the suite on SQLite and on PostgreSQL (${url.replace(/:[^:@/]*@/, ':***@')})`);
+  console.log(
+    `npm test: running the suite on SQLite and on PostgreSQL (${url.replace(/:[^:@/]*@/, ':***@')})`,
+  );
 } else if (required) {
-  console.error(`npm test: PostgreSQL is required (COMMONS_TEST_REQUIRE_POSTGRES=1) but ${url} is unreachable: ${problem}`);
+  console.error(
+    `npm test: PostgreSQL is required (COMMONS_TEST_REQUIRE_POSTGRES=1) but ${url} is unreachable: ${problem}`,
+  );
   process.exit(1);
 } else {
   delete env.COMMONS_TEST_DATABASE_URL;

@@ -45,7 +45,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     maxAge: 86400,
     strictPreflight: false,
   });
-  const rateLimiter = config.rate_limits.enabled ? new RateLimiter(config.rate_limits.classes) : null;
+  const rateLimiter = config.rate_limits.enabled
+    ? new RateLimiter(config.rate_limits.classes)
+    : null;
   registerAccessHooks(app, deps.services, rateLimiter);
   registerRequestLog(app);
 

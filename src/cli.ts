@@ -43,8 +43,12 @@ async function runServer(configFile: string | undefined): Promise<void> {
   } catch (err) {
     fail(`commons: could not start: ${(err as Error).message}`);
   }
-  logger.info({ url: server.url, database: server.storage.dialect, server_name: config.server_name }, 'Commons is listening');
-  if (config.registration.enabled) logger.warn('open registration is enabled (registration.enabled)');
+  logger.info(
+    { url: server.url, database: server.storage.dialect, server_name: config.server_name },
+    'Commons is listening',
+  );
+  if (config.registration.enabled)
+    logger.warn('open registration is enabled (registration.enabled)');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -81,7 +85,8 @@ async function main(argv: string[]): Promise<void> {
     const password = values.password ?? process.env.COMMONS_REGISTER_PASSWORD;
     if (!password) fail('register-user: give --password or set COMMONS_REGISTER_PASSWORD');
     const config = readConfig(values.config);
-    if (!config.registration.shared_secret) fail('register-user: registration.shared_secret is not set in the configuration');
+    if (!config.registration.shared_secret)
+      fail('register-user: registration.shared_secret is not set in the configuration');
     const url = values.url ?? `http://${config.listen.host}:${config.listen.port}`;
     try {
       const result = await registerUserWithSharedSecret(url, config.registration.shared_secret, {
@@ -119,4 +124,6 @@ async function main(argv: string[]): Promise<void> {
   await runServer(parsed.values.config);
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => fail(`commons: ${(err as Error).stack ?? String(err)}`));
+main(process.argv.slice(2)).catch((err: unknown) =>
+  fail(`commons: ${(err as Error).stack ?? String(err)}`),
+);

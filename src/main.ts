@@ -24,11 +24,17 @@ export interface StartOptions {
 export function createLogger(config: ResolvedConfig): Logger {
   return pino({
     level: config.log.level,
-    redact: { paths: ['req.headers.authorization', 'password', '*.password', 'access_token'], censor: '<redacted>' },
+    redact: {
+      paths: ['req.headers.authorization', 'password', '*.password', 'access_token'],
+      censor: '<redacted>',
+    },
   });
 }
 
-export async function startServer(config: ResolvedConfig, options: StartOptions = {}): Promise<RunningServer> {
+export async function startServer(
+  config: ResolvedConfig,
+  options: StartOptions = {},
+): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config);
   loadServerSecrets(config.data_dir);
   const storage = await openStorage(config.database.url, {

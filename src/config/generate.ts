@@ -24,7 +24,11 @@ function renderYaml(schema: TSchema, indent: string): string[] {
   for (const [key, child] of Object.entries(asDoc(schema).properties ?? {})) {
     const doc = asDoc(child);
     if (doc.description) lines.push(`${indent}# ${doc.description}`);
-    if (doc.properties && Object.keys(doc.properties).length > 0 && !('default' in doc && key === 'classes')) {
+    if (
+      doc.properties &&
+      Object.keys(doc.properties).length > 0 &&
+      !('default' in doc && key === 'classes')
+    ) {
       lines.push(`${indent}${key}:`, ...renderYaml(child, `${indent}  `));
     } else {
       const value = yamlValue(doc.default ?? null);
@@ -68,7 +72,9 @@ function renderRows(schema: TSchema, prefix: string[]): string[] {
         }
       }
     } else {
-      rows.push(`| \`${keyPath.join('.')}\` | \`${envName(keyPath)}\` | \`${JSON.stringify(doc.default ?? null)}\` | ${doc.description ?? ''} |`);
+      rows.push(
+        `| \`${keyPath.join('.')}\` | \`${envName(keyPath)}\` | \`${JSON.stringify(doc.default ?? null)}\` | ${doc.description ?? ''} |`,
+      );
     }
   }
   return rows;
@@ -76,5 +82,9 @@ function renderRows(schema: TSchema, prefix: string[]): string[] {
 
 /** The key table of docs/configuration.md. */
 export function generateConfigTable(): string {
-  return ['| Key | Environment variable | Default | Meaning |', '|---|---|---|---|', ...renderRows(ConfigSchema, [])].join('\n');
+  return [
+    '| Key | Environment variable | Default | Meaning |',
+    '|---|---|---|---|',
+    ...renderRows(ConfigSchema, []),
+  ].join('\n');
 }

@@ -38,8 +38,7 @@ export function configLeaves(schema: TSchema = ConfigSchema, prefix: string[] = 
   return Object.entries(props).flatMap(([key, child]) => configLeaves(child, [...prefix, key]));
 }
 
-export const envName = (keyPath: string[]): string =>
-  ENV_PREFIX + keyPath.join('_').toUpperCase();
+export const envName = (keyPath: string[]): string => ENV_PREFIX + keyPath.join('_').toUpperCase();
 
 function coerceEnvValue(raw: string, leaf: Leaf): unknown {
   const types = new Set<string>();
@@ -54,7 +53,11 @@ function coerceEnvValue(raw: string, leaf: Leaf): unknown {
     if (raw === 'true') return true;
     if (raw === 'false') return false;
   }
-  if ((types.has('integer') || types.has('number')) && raw.trim() !== '' && !Number.isNaN(Number(raw))) {
+  if (
+    (types.has('integer') || types.has('number')) &&
+    raw.trim() !== '' &&
+    !Number.isNaN(Number(raw))
+  ) {
     return Number(raw);
   }
   return raw;
@@ -90,7 +93,9 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     try {
       raw = parseYaml(text) ?? {};
     } catch (err) {
-      throw new ConfigError(`config: ${options.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+      throw new ConfigError(
+        `config: ${options.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`,
+      );
     }
     if (typeof raw !== 'object' || Array.isArray(raw)) {
       throw new ConfigError(`config: ${options.file} must hold a mapping of keys`);
@@ -105,7 +110,9 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     const leaf = known.get(name);
     if (!leaf) {
       if (!name.startsWith(`${ENV_PREFIX}TEST_`) && name !== `${ENV_PREFIX}CONFIG`) {
-        options.warn?.(`config: environment variable ${name} matches no configuration key; ignored`);
+        options.warn?.(
+          `config: environment variable ${name} matches no configuration key; ignored`,
+        );
       }
       continue;
     }

@@ -4,13 +4,23 @@
  */
 import { Type, type Static } from 'typebox';
 
-const RateLimitClass = Type.Object(
-  {
-    per_second: Type.Number({ exclusiveMinimum: 0, description: 'Tokens added to the bucket per second.' }),
-    burst: Type.Integer({ minimum: 1, description: 'Bucket size: requests allowed at once.' }),
-  },
-  { additionalProperties: false },
-);
+/** One token bucket class; each field has its own default so a single key can be overridden. */
+const rateLimitClass = (description: string, perSecond: number, burst: number) =>
+  Type.Object(
+    {
+      per_second: Type.Number({
+        exclusiveMinimum: 0,
+        default: perSecond,
+        description: 'Tokens added to the bucket per second.',
+      }),
+      burst: Type.Integer({
+        minimum: 1,
+        default: burst,
+        description: 'Bucket size: requests allowed at once.',
+      }),
+    },
+    { additionalProperties: false, default: {}, description },
+  );
 
 export const ConfigSchema = Type.Object(
   {
@@ -31,8 +41,17 @@ export const ConfigSchema = Type.Object(
     }),
     listen: Type.Object(
       {
-        host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on.' }),
-        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8008, description: 'TCP port (0 picks a free one).' }),
+        host: Type.String({
+          minLength: 1,
+          default: '127.0.0.1',
+          description: 'Address to listen on.',
+        }),
+        port: Type.Integer({
+          minimum: 0,
+          maximum: 65535,
+          default: 8008,
+          description: 'TCP port (0 picks a free one).',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'Where the client API listens.' },
     ),
@@ -68,26 +87,22 @@ export const ConfigSchema = Type.Object(
     ),
     rate_limits: Type.Object(
       {
-        enabled: Type.Boolean({ default: true, description: 'Token-bucket rate limits per user (or per IP when anonymous).' }),
+        enabled: Type.Boolean({
+          default: true,
+          description: 'Token-bucket rate limits per user (or per IP when anonymous).',
+        }),
         classes: Type.Object(
           {
-            default: RateLimitClass,
-            login: RateLimitClass,
-            registration: RateLimitClass,
-            message: RateLimitClass,
-            membership: RateLimitClass,
-            query: RateLimitClass,
+            default: rateLimitClass('Endpoints that name no class of their own.', 20, 100),
+            login: rateLimitClass('Logging in, and password checks (e.g. changing the password).', 0.2, 5),
+            registration: rateLimitClass('Registration, open or shared-secret.', 0.2, 5),
+            message: rateLimitClass('Sending events into rooms.', 5, 20),
+            membership: rateLimitClass('Joining, leaving, inviting and other membership changes.', 2, 20),
+            query: rateLimitClass('Lookups such as profiles.', 20, 100),
           },
           {
             additionalProperties: false,
-            default: {
-              default: { per_second: 20, burst: 100 },
-              login: { per_second: 0.2, burst: 5 },
-              registration: { per_second: 0.2, burst: 5 },
-              message: { per_second: 5, burst: 20 },
-              membership: { per_second: 2, burst: 20 },
-              query: { per_second: 20, burst: 100 },
-            },
+            default: {},
             description: 'Buckets by class of endpoint; each route names its class.',
           },
         ),
@@ -122,11 +137,17 @@ export const ConfigSchema = Type.Object(
     log: Type.Object(
       {
         level: Type.Union(
-          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) =>
+            Type.Literal(l),
+          ),
           { default: 'info', description: 'fatal, error, warn, info, debug, trace or silent.' },
         ),
       },
-      { additionalProperties: false, default: {}, description: 'Logging (pino, one JSON line per request).' },
+      {
+        additionalProperties: false,
+        default: {},
+        description: 'Logging (pino, one JSON line per request).',
+      },
     ),
   },
   { additionalProperties: false },

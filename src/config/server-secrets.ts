@@ -6,10 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, linkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { formatSigningKeyFile, generateSigningKey, parseSigningKeyFile, type SigningKey } from '../core/signing.js';
+import {
+  formatSigningKeyFile,
+  generateSigningKey,
+  parseSigningKeyFile,
+  type SigningKey,
+} from '../core/signing.js';
 
 /** Reads `name` from `dataDir`, creating it with `create()` if absent. */
-export function loadOrCreateSecretFile(dataDir: string, name: string, create: () => string): string {
+export function loadOrCreateSecretFile(
+  dataDir: string,
+  name: string,
+  create: () => string,
+): string {
   mkdirSync(dataDir, { recursive: true });
   const file = path.join(dataDir, name);
   try {
@@ -37,9 +46,16 @@ export interface ServerSecrets {
 }
 
 export function loadServerSecrets(dataDir: string): ServerSecrets {
-  const hex = loadOrCreateSecretFile(dataDir, 'token.key', () => `${randomBytes(32).toString('hex')}\n`).trim();
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path.join(dataDir, 'token.key')} is not a 32-byte hex key`);
-  const keyFile = loadOrCreateSecretFile(dataDir, 'signing.key', () => formatSigningKeyFile([generateSigningKey()]));
+  const hex = loadOrCreateSecretFile(
+    dataDir,
+    'token.key',
+    () => `${randomBytes(32).toString('hex')}\n`,
+  ).trim();
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new Error(`${path.join(dataDir, 'token.key')} is not a 32-byte hex key`);
+  const keyFile = loadOrCreateSecretFile(dataDir, 'signing.key', () =>
+    formatSigningKeyFile([generateSigningKey()]),
+  );
   const signingKey = parseSigningKeyFile(keyFile)[0];
   if (!signingKey) throw new Error(`${path.join(dataDir, 'signing.key')} holds no ed25519 key`);
   return { tokenKey: Buffer.from(hex, 'hex'), signingKey };

@@ -52,7 +52,9 @@ export function parseUserId(raw: string, strict = false): ParsedUserId | null {
   if (colon < 2) return null;
   const localpart = raw.slice(1, colon);
   const serverName = raw.slice(colon + 1);
-  const localpartOk = strict ? STRICT_LOCALPART.test(localpart) : HISTORICAL_LOCALPART.test(localpart);
+  const localpartOk = strict
+    ? STRICT_LOCALPART.test(localpart)
+    : HISTORICAL_LOCALPART.test(localpart);
   if (!localpartOk || !isValidServerName(serverName)) return null;
   return { userId: raw as UserId, localpart, serverName };
 }

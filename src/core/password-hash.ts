@@ -26,7 +26,14 @@ const optionsFor = (log2N: number, r: number, p: number): ScryptOptions => ({
 export async function hashPassword(password: string, cost = DEFAULT_COST): Promise<string> {
   const salt = randomBytes(16);
   const key = await derive(password, salt, optionsFor(cost.log2N, cost.r, cost.p));
-  return ['scrypt', cost.log2N, cost.r, cost.p, salt.toString('base64'), key.toString('base64')].join('$');
+  return [
+    'scrypt',
+    cost.log2N,
+    cost.r,
+    cost.p,
+    salt.toString('base64'),
+    key.toString('base64'),
+  ].join('$');
 }
 
 /** Checks a password against a stored hash in constant time; false for malformed hashes. */

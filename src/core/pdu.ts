@@ -2,7 +2,8 @@
  * The shapes of room events. A PDU is an event in the federation format of its room
  * version (room versions 10, 11 and 12 here); clients get the client format derived from it.
  */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
 export type RoomVersionId = '10' | '11' | '12';

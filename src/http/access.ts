@@ -12,7 +12,8 @@ export function accessTokenOf(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
   if (header === undefined) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match) throw new MatrixError(401, 'M_MISSING_TOKEN', 'Authorization header must be "Bearer <token>"');
+  if (!match)
+    throw new MatrixError(401, 'M_MISSING_TOKEN', 'Authorization header must be "Bearer <token>"');
   return match[1] as string;
 }
 
@@ -33,7 +34,10 @@ export function registerAccessHooks(
       }
     }
     if (rateLimiter && config.rateLimit !== false && request.is404 !== true) {
-      rateLimiter.take(config.rateLimit ?? 'default', request.requester?.userId ?? `ip:${request.ip}`);
+      rateLimiter.take(
+        config.rateLimit ?? 'default',
+        request.requester?.userId ?? `ip:${request.ip}`,
+      );
     }
   });
 }

@@ -6,7 +6,15 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
-import { MatrixError, missingParam, invalidParam, badJson, notJson, tooLarge, unrecognized } from '../core/errors.js';
+import {
+  MatrixError,
+  missingParam,
+  invalidParam,
+  badJson,
+  notJson,
+  tooLarge,
+  unrecognized,
+} from '../core/errors.js';
 
 interface ValidationIssue {
   keyword: string;
@@ -17,7 +25,8 @@ interface ValidationIssue {
 
 function describeIssue(issue: ValidationIssue): string {
   const where = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
-  if (issue.keyword === 'required') return `missing "${[where, issue.params.missingProperty].filter(Boolean).join('.')}"`;
+  if (issue.keyword === 'required')
+    return `missing "${[where, issue.params.missingProperty].filter(Boolean).join('.')}"`;
   if (issue.keyword === 'additionalProperties') {
     return `unknown property "${[where, issue.params.additionalProperty].filter(Boolean).join('.')}"`;
   }
@@ -29,7 +38,9 @@ function fromValidation(error: FastifyError, request: FastifyRequest): MatrixErr
   const detail = issue ? describeIssue(issue) : error.message;
   switch (error.validationContext) {
     case 'body':
-      return request.body === undefined ? notJson('Request body must be a JSON object') : badJson(`Bad JSON: ${detail}`);
+      return request.body === undefined
+        ? notJson('Request body must be a JSON object')
+        : badJson(`Bad JSON: ${detail}`);
     case 'querystring':
       return issue?.keyword === 'required'
         ? missingParam(`Missing query parameter ${String(issue.params.missingProperty)}`)
@@ -54,7 +65,8 @@ export function toMatrixError(error: unknown, request: FastifyRequest): MatrixEr
     default:
       break;
   }
-  if (fastifyError instanceof SyntaxError || fastifyError.statusCode === 400) return notJson('Content not JSON');
+  if (fastifyError instanceof SyntaxError || fastifyError.statusCode === 400)
+    return notJson('Content not JSON');
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode === 413) {
     return tooLarge('Request body too large');
   }
@@ -87,7 +99,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const allowed = METHODS.filter((method) => knownPaths.find(method, path) !== null);
     if (allowed.length > 0) {
       reply.header('Allow', allowed.join(', '));
-      return send(reply, unrecognized(`Method ${request.method} not allowed on this endpoint`, 405));
+      return send(
+        reply,
+        unrecognized(`Method ${request.method} not allowed on this endpoint`, 405),
+      );
     }
     return send(reply, unrecognized('Unrecognized request'));
   });
@@ -96,6 +111,9 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const matrixError = toMatrixError(error, request);
     if (matrixError) return send(reply, matrixError);
     request.log.error({ err: error, reqId: request.id }, 'internal error');
-    return send(reply, new MatrixError(500, 'M_UNKNOWN', `Internal server error (request ${request.id})`));
+    return send(
+      reply,
+      new MatrixError(500, 'M_UNKNOWN', `Internal server error (request ${request.id})`),
+    );
   });
 }

@@ -14,7 +14,13 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
       return;
     }
     try {
-      done(null, secureJson.parse(body.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' }));
+      done(
+        null,
+        secureJson.parse(body.toString('utf8'), undefined, {
+          protoAction: 'error',
+          constructorAction: 'error',
+        }),
+      );
     } catch {
       done(notJson('Content not JSON'), undefined);
     }

@@ -4,7 +4,8 @@
  */
 import { limitExceeded } from '../core/errors.js';
 
-export type RateLimitClassName = 'default' | 'login' | 'registration' | 'message' | 'membership' | 'query';
+export type RateLimitClassName =
+  'default' | 'login' | 'registration' | 'message' | 'membership' | 'query';
 
 export interface BucketSettings {
   per_second: number;
@@ -33,7 +34,10 @@ export class RateLimiter {
     const now = this.now();
     const id = `${className}\u0000${key}`;
     const bucket = this.buckets.get(id) ?? { tokens: settings.burst, updatedMs: now };
-    bucket.tokens = Math.min(settings.burst, bucket.tokens + ((now - bucket.updatedMs) / 1000) * settings.per_second);
+    bucket.tokens = Math.min(
+      settings.burst,
+      bucket.tokens + ((now - bucket.updatedMs) / 1000) * settings.per_second,
+    );
     bucket.updatedMs = now;
     if (bucket.tokens < 1) {
       this.buckets.set(id, bucket);
@@ -49,7 +53,10 @@ export class RateLimiter {
     for (const [id, bucket] of this.buckets) {
       const className = id.slice(0, id.indexOf('\u0000')) as RateLimitClassName;
       const settings = this.classes[className];
-      if (bucket.tokens + ((now - bucket.updatedMs) / 1000) * settings.per_second >= settings.burst) {
+      if (
+        bucket.tokens + ((now - bucket.updatedMs) / 1000) * settings.per_second >=
+        settings.burst
+      ) {
         this.buckets.delete(id);
       }
     }

@@ -7,7 +7,13 @@ import { Ajv, type Options } from 'ajv';
 import addFormats from 'ajv-formats';
 
 function makeAjv(options: Options): Ajv {
-  const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true, removeAdditional: false, ...options });
+  const ajv = new Ajv({
+    allErrors: false,
+    strict: false,
+    useDefaults: true,
+    removeAdditional: false,
+    ...options,
+  });
   addFormats.default(ajv);
   return ajv;
 }

@@ -56,17 +56,32 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
     }
     const userId = makeUserId(localpart, serverName);
     if (Buffer.byteLength(userId) > MAX_IDENTIFIER_BYTES) {
-      throw new MatrixError(400, 'M_INVALID_USERNAME', `User ID may not be longer than ${MAX_IDENTIFIER_BYTES} bytes`);
+      throw new MatrixError(
+        400,
+        'M_INVALID_USERNAME',
+        `User ID may not be longer than ${MAX_IDENTIFIER_BYTES} bytes`,
+      );
     }
-    if (await accounts.selectUser(userId)) throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken');
+    if (await accounts.selectUser(userId))
+      throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken');
     return userId;
   }
 
   /** Creates the user, and unless `inhibitLogin`, a device with a new access token. */
   async function createAccount(
     stores: Stores,
-    user: { userId: string; localpart: string; passwordHash: string | null; isAdmin: boolean; displayname: string },
-    login: { deviceId?: string | undefined; displayName?: string | undefined; ip: string | null } | null,
+    user: {
+      userId: string;
+      localpart: string;
+      passwordHash: string | null;
+      isAdmin: boolean;
+      displayname: string;
+    },
+    login: {
+      deviceId?: string | undefined;
+      displayName?: string | undefined;
+      ip: string | null;
+    } | null,
   ): Promise<LoginResult | { userId: string }> {
     const now = ctx.now();
     const inserted = await stores.accounts.insertUser({ ...user, createdTs: now });
@@ -96,8 +111,10 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
   };
 
   return {
-    issueLogin: (userId: string, login: { deviceId?: string | undefined; displayName?: string | undefined; ip: string | null }) =>
-      ctx.storage.tx('login', (stores) => issueLogin(stores, userId, login, ctx.now())),
+    issueLogin: (
+      userId: string,
+      login: { deviceId?: string | undefined; displayName?: string | undefined; ip: string | null },
+    ) => ctx.storage.tx('login', (stores) => issueLogin(stores, userId, login, ctx.now())),
 
     /** The m.login.password stage for re-authenticating as `userId`. */
     passwordStage,
@@ -108,11 +125,14 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
 
     async register(request: RegisterRequest): Promise<LoginResult | { userId: string }> {
       if (request.kind !== undefined && request.kind !== 'user') {
-        if (request.kind === 'guest') throw new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', 'Guest access is disabled');
+        if (request.kind === 'guest')
+          throw new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', 'Guest access is disabled');
         throw new MatrixError(400, 'M_INVALID_PARAM', 'kind must be "user" or "guest"');
       }
-      if (!ctx.settings.registrationEnabled) throw forbidden('Registration is disabled on this server');
-      const localpart = request.username ?? `u${randomString(11, 'abcdefghijklmnopqrstuvwxyz0123456789')}`;
+      if (!ctx.settings.registrationEnabled)
+        throw forbidden('Registration is disabled on this server');
+      const localpart =
+        request.username ?? `u${randomString(11, 'abcdefghijklmnopqrstuvwxyz0123456789')}`;
       const userId = await assertAvailable(localpart);
       await uia.authenticate({
         auth: request.auth,
@@ -128,7 +148,11 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
           { userId, localpart, passwordHash, isAdmin: false, displayname: localpart },
           request.inhibitLogin
             ? null
-            : { deviceId: request.deviceId, displayName: request.initialDeviceDisplayName, ip: request.ip },
+            : {
+                deviceId: request.deviceId,
+                displayName: request.initialDeviceDisplayName,
+                ip: request.ip,
+              },
         ),
       );
     },
@@ -146,8 +170,12 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
     /** Synapse's `/_synapse/admin/v1/register`: HMAC-SHA1 over nonce, user, password, admin. */
     async adminRegister(request: AdminRegisterRequest): Promise<LoginResult> {
       const secret = ctx.settings.registrationSharedSecret;
-      if (secret === null) throw new MatrixError(400, 'M_UNKNOWN', 'Shared secret registration is not enabled');
-      const fresh = await ctx.storage.stores.uia.consumeNonce(request.nonce, ctx.now() - NONCE_LIFETIME_MS);
+      if (secret === null)
+        throw new MatrixError(400, 'M_UNKNOWN', 'Shared secret registration is not enabled');
+      const fresh = await ctx.storage.stores.uia.consumeNonce(
+        request.nonce,
+        ctx.now() - NONCE_LIFETIME_MS,
+      );
       if (!fresh) throw new MatrixError(400, 'M_UNKNOWN', 'Unrecognised or expired nonce');
       const expected = adminRegistrationMac(secret, request);
       const given = Buffer.from(request.mac, 'utf8');
@@ -160,7 +188,13 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
       const result = await ctx.storage.tx('adminRegisterUser', (stores) =>
         createAccount(
           stores,
-          { userId, localpart, passwordHash, isAdmin: request.admin, displayname: request.displayname ?? localpart },
+          {
+            userId,
+            localpart,
+            passwordHash,
+            isAdmin: request.admin,
+            displayname: request.displayname ?? localpart,
+          },
           { ip: null },
         ),
       );
@@ -181,7 +215,8 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
       const passwordHash = await hashPassword(request.newPassword, costOf(ctx));
       await ctx.storage.tx('changePassword', async (stores) => {
         await stores.accounts.updatePasswordHash(requester.userId, passwordHash);
-        if (request.logoutDevices) await stores.devices.deleteAllDevices(requester.userId, requester.deviceId);
+        if (request.logoutDevices)
+          await stores.devices.deleteAllDevices(requester.userId, requester.deviceId);
       });
     },
   };
@@ -192,10 +227,21 @@ const costOf = (ctx: ServiceContext) => ({ log2N: ctx.settings.passwordCostLog2N
 /** The MAC Synapse's shared-secret registration expects, as hex bytes. */
 export function adminRegistrationMac(
   secret: string,
-  request: { nonce: string; username: string; password: string; admin: boolean; userType?: string | undefined },
+  request: {
+    nonce: string;
+    username: string;
+    password: string;
+    admin: boolean;
+    userType?: string | undefined;
+  },
 ): Buffer {
   const mac = createHmac('sha1', secret);
-  mac.update(request.nonce).update('\x00').update(request.username).update('\x00').update(request.password);
+  mac
+    .update(request.nonce)
+    .update('\x00')
+    .update(request.username)
+    .update('\x00')
+    .update(request.password);
   mac.update('\x00').update(request.admin ? 'admin' : 'notadmin');
   if (request.userType !== undefined) mac.update('\x00').update(request.userType);
   return Buffer.from(mac.digest('hex'), 'utf8');

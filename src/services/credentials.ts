@@ -20,7 +20,11 @@ export function userIdFromLogin(
     }
     const identifier = body.identifier as Record<string, unknown>;
     if (identifier.type !== 'm.id.user') {
-      throw new MatrixError(400, 'M_UNKNOWN', `Identifier type ${String(identifier.type)} is not supported; use m.id.user`);
+      throw new MatrixError(
+        400,
+        'M_UNKNOWN',
+        `Identifier type ${String(identifier.type)} is not supported; use m.id.user`,
+      );
     }
     user = identifier.user;
   }
@@ -42,7 +46,8 @@ export async function checkPassword(
   userId: string | null,
   password: unknown,
 ): Promise<{ ok: true; deactivated: boolean; isAdmin: boolean } | { ok: false }> {
-  if (typeof password !== 'string') throw new MatrixError(400, 'M_BAD_JSON', '"password" must be a string');
+  if (typeof password !== 'string')
+    throw new MatrixError(400, 'M_BAD_JSON', '"password" must be a string');
   const user = userId === null ? undefined : await ctx.storage.stores.accounts.selectUser(userId);
   const matches = await verifyPassword(password, user?.passwordHash ?? UNMATCHABLE_HASH);
   if (!user || !matches) return { ok: false };

@@ -1,11 +1,17 @@
 /** A user's devices: listing, naming, and deleting them (with re-authentication). */
 import { notFound } from '../core/errors.js';
 import type { DeviceRow } from '../storage/index.js';
+
+export type { DeviceRow };
 import type { AccountService } from './accounts.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { UiaService } from './uia.js';
 
-export function createDeviceService(ctx: ServiceContext, uia: UiaService, accounts: AccountService) {
+export function createDeviceService(
+  ctx: ServiceContext,
+  uia: UiaService,
+  accounts: AccountService,
+) {
   const devices = ctx.storage.stores.devices;
   return {
     list: (requester: Requester): Promise<DeviceRow[]> => devices.selectDevices(requester.userId),
@@ -17,7 +23,11 @@ export function createDeviceService(ctx: ServiceContext, uia: UiaService, accoun
     },
 
     async rename(requester: Requester, deviceId: string, displayName: string): Promise<void> {
-      const updated = await devices.updateDeviceDisplayName(requester.userId, deviceId, displayName);
+      const updated = await devices.updateDeviceDisplayName(
+        requester.userId,
+        deviceId,
+        displayName,
+      );
       if (!updated) throw notFound('Unknown device');
     },
 
@@ -29,7 +39,9 @@ export function createDeviceService(ctx: ServiceContext, uia: UiaService, accoun
         flows: [['m.login.password']],
         stages: { 'm.login.password': accounts.passwordStage(requester.userId) },
       });
-      await ctx.storage.tx('deleteDevices', (stores) => stores.devices.deleteDevices(requester.userId, deviceIds));
+      await ctx.storage.tx('deleteDevices', (stores) =>
+        stores.devices.deleteDevices(requester.userId, deviceIds),
+      );
     },
   };
 }

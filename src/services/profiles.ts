@@ -12,14 +12,27 @@ export function createProfileService(ctx: ServiceContext) {
       return profile;
     },
 
-    async setDisplayname(requester: Requester, userId: string, displayname: string | null): Promise<void> {
-      if (requester.userId !== userId) throw forbidden("You cannot set another user's display name");
-      await ctx.storage.tx('setDisplayname', (stores) => stores.accounts.updateDisplayname(userId, displayname));
+    async setDisplayname(
+      requester: Requester,
+      userId: string,
+      displayname: string | null,
+    ): Promise<void> {
+      if (requester.userId !== userId)
+        throw forbidden("You cannot set another user's display name");
+      await ctx.storage.tx('setDisplayname', (stores) =>
+        stores.accounts.updateDisplayname(userId, displayname),
+      );
     },
 
-    async setAvatarUrl(requester: Requester, userId: string, avatarUrl: string | null): Promise<void> {
+    async setAvatarUrl(
+      requester: Requester,
+      userId: string,
+      avatarUrl: string | null,
+    ): Promise<void> {
       if (requester.userId !== userId) throw forbidden("You cannot set another user's avatar");
-      await ctx.storage.tx('setAvatarUrl', (stores) => stores.accounts.updateAvatarUrl(userId, avatarUrl));
+      await ctx.storage.tx('setAvatarUrl', (stores) =>
+        stores.accounts.updateAvatarUrl(userId, avatarUrl),
+      );
     },
   };
 }

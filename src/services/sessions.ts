@@ -27,7 +27,8 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
       const userId = userIdFromLogin(request, ctx.settings.serverName);
       const result = await checkPassword(ctx, userId, request.password);
       if (!result.ok || userId === null) throw forbidden('Invalid username or password');
-      if (result.deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+      if (result.deactivated)
+        throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
       return accounts.issueLogin(userId, {
         deviceId: request.deviceId,
         displayName: request.initialDeviceDisplayName,
@@ -44,12 +45,16 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
 
     /** Invalidates the requester's token and deletes its device. */
     async logout(requester: Requester): Promise<void> {
-      await ctx.storage.tx('logout', (stores) => stores.devices.deleteDevices(requester.userId, [requester.deviceId]));
+      await ctx.storage.tx('logout', (stores) =>
+        stores.devices.deleteDevices(requester.userId, [requester.deviceId]),
+      );
     },
 
     /** Invalidates every token of the requester's account and deletes all devices. */
     async logoutAll(requester: Requester): Promise<void> {
-      await ctx.storage.tx('logoutAll', (stores) => stores.devices.deleteAllDevices(requester.userId));
+      await ctx.storage.tx('logoutAll', (stores) =>
+        stores.devices.deleteAllDevices(requester.userId),
+      );
     },
   };
 }

@@ -11,7 +11,12 @@ export type Flow = readonly string[];
 /** The 401 answer of user-interactive auth: the flows, and what is done so far. */
 export class UiaRequiredError extends MatrixError {
   constructor(body: ErrorExtra, failure?: { errcode: string; message: string }) {
-    super(401, failure?.errcode ?? 'M_UNAUTHORIZED', failure?.message ?? 'Additional authentication required', body);
+    super(
+      401,
+      failure?.errcode ?? 'M_UNAUTHORIZED',
+      failure?.message ?? 'Additional authentication required',
+      body,
+    );
     this.failed = failure !== undefined;
   }
   readonly failed: boolean;
@@ -77,20 +82,30 @@ export function createUiaService(ctx: ServiceContext) {
         session = newSessionId();
         await uia.insertSession(session as string, request.purpose, now);
       } else {
-        if (typeof session !== 'string') throw new MatrixError(400, 'M_BAD_JSON', '"auth.session" must be a string');
+        if (typeof session !== 'string')
+          throw new MatrixError(400, 'M_BAD_JSON', '"auth.session" must be a string');
         const row = await uia.selectSession(session);
         if (!row || row.createdTs < now - SESSION_LIFETIME_MS) {
-          throw new MatrixError(400, 'M_UNKNOWN', 'Unknown or expired user-interactive auth session');
+          throw new MatrixError(
+            400,
+            'M_UNKNOWN',
+            'Unknown or expired user-interactive auth session',
+          );
         }
         if (row.purpose !== request.purpose) {
-          throw new MatrixError(400, 'M_UNKNOWN', 'This auth session was started for a different request');
+          throw new MatrixError(
+            400,
+            'M_UNKNOWN',
+            'This auth session was started for a different request',
+          );
         }
         completed = row.completed;
       }
       const sessionId = session as string;
       const type = auth.type;
       if (type !== undefined) {
-        if (typeof type !== 'string') throw new MatrixError(400, 'M_BAD_JSON', '"auth.type" must be a string');
+        if (typeof type !== 'string')
+          throw new MatrixError(400, 'M_BAD_JSON', '"auth.type" must be a string');
         const check = request.stages[type];
         const offered = request.flows.some((flow) => flow.includes(type));
         if (!check || !offered) {
@@ -100,7 +115,11 @@ export function createUiaService(ctx: ServiceContext) {
           });
         }
         const refusal = await check(auth);
-        if (refusal !== null) throw challenge(request, sessionId, completed, { errcode: 'M_FORBIDDEN', message: refusal });
+        if (refusal !== null)
+          throw challenge(request, sessionId, completed, {
+            errcode: 'M_FORBIDDEN',
+            message: refusal,
+          });
         if (!completed.includes(type)) completed = [...completed, type];
       }
       const done = request.flows.some((flow) => flow.every((stage) => completed.includes(stage)));

@@ -75,7 +75,11 @@ export function accountStore(db: Kysely<Database>): AccountStore {
     },
 
     async updatePasswordHash(userId, passwordHash) {
-      await db.updateTable('users').set({ password_hash: passwordHash }).where('user_id', '=', userId).execute();
+      await db
+        .updateTable('users')
+        .set({ password_hash: passwordHash })
+        .where('user_id', '=', userId)
+        .execute();
     },
 
     async selectProfile(userId) {
@@ -92,7 +96,11 @@ export function accountStore(db: Kysely<Database>): AccountStore {
     },
 
     async updateAvatarUrl(userId, avatarUrl) {
-      await db.updateTable('profiles').set({ avatar_url: avatarUrl }).where('user_id', '=', userId).execute();
+      await db
+        .updateTable('profiles')
+        .set({ avatar_url: avatarUrl })
+        .where('user_id', '=', userId)
+        .execute();
     },
   };
 }

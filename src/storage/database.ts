@@ -64,7 +64,10 @@ export function dialectOf(url: string): DialectName {
 }
 
 /** Opens the database and brings its schema to the latest migration. */
-export async function openDatabase(url: string, options: OpenOptions = {}): Promise<DatabaseHandle> {
+export async function openDatabase(
+  url: string,
+  options: OpenOptions = {},
+): Promise<DatabaseHandle> {
   const dialect = dialectOf(url);
   const db =
     dialect === 'sqlite'

@@ -18,7 +18,13 @@ export interface TokenOwner {
 
 export interface DeviceStore {
   /** Creates the device, or keeps an existing one (updating nothing but last-seen). */
-  upsertDevice(userId: string, deviceId: string, displayName: string | null, ts: number, ip: string | null): Promise<void>;
+  upsertDevice(
+    userId: string,
+    deviceId: string,
+    displayName: string | null,
+    ts: number,
+    ip: string | null,
+  ): Promise<void>;
   selectDevices(userId: string): Promise<DeviceRow[]>;
   selectDevice(userId: string, deviceId: string): Promise<DeviceRow | undefined>;
   /** Returns false when there is no such device. */
@@ -115,7 +121,12 @@ export function deviceStore(db: Kysely<Database>): DeviceStore {
       const row = await db
         .selectFrom('access_tokens')
         .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
-        .select(['access_tokens.user_id', 'access_tokens.device_id', 'users.deactivated', 'users.is_admin'])
+        .select([
+          'access_tokens.user_id',
+          'access_tokens.device_id',
+          'users.deactivated',
+          'users.is_admin',
+        ])
         .where('access_tokens.token_hash', '=', tokenHash)
         .executeTakeFirst();
       return row

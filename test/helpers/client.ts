@@ -12,7 +12,11 @@ export interface TestUser {
 let counter = 0;
 
 /** Registers a user through the m.login.dummy flow and returns its login. */
-export async function registerUser(server: TestServer, localpart?: string, password = 'correct horse'): Promise<TestUser> {
+export async function registerUser(
+  server: TestServer,
+  localpart?: string,
+  password = 'correct horse',
+): Promise<TestUser> {
   const username = localpart ?? `user${process.pid}x${++counter}`;
   const first = await server.request<{ session: string }>('POST', '/_matrix/client/v3/register', {
     body: { username, password },

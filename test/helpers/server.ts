@@ -15,7 +15,11 @@ export interface TestServer {
   config: ResolvedConfig;
   running: RunningServer;
   dialect: TestDialect;
-  request<T = Record<string, unknown>>(method: string, path: string, options?: RequestOptions): Promise<TestResponse<T>>;
+  request<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    options?: RequestOptions,
+  ): Promise<TestResponse<T>>;
   close(): Promise<void>;
 }
 
@@ -36,7 +40,10 @@ export interface TestResponse<T> {
 /** Config overrides as environment-style variables, e.g. {COMMONS_RATE_LIMITS_ENABLED: 'true'}. */
 export type ConfigEnv = Record<string, string>;
 
-export async function startTestServer(dialect: TestDialect, env: ConfigEnv = {}): Promise<TestServer> {
+export async function startTestServer(
+  dialect: TestDialect,
+  env: ConfigEnv = {},
+): Promise<TestServer> {
   const database: TestDatabase = await createTestDatabase(dialect);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
   const config = loadConfig({
@@ -53,7 +60,11 @@ export async function startTestServer(dialect: TestDialect, env: ConfigEnv = {})
   });
   const logger = pino({ level: process.env.COMMONS_TEST_LOG_LEVEL ?? 'silent' });
   const running = await startServer(config, { logger });
-  const request = async <T>(method: string, urlPath: string, options: RequestOptions = {}): Promise<TestResponse<T>> => {
+  const request = async <T>(
+    method: string,
+    urlPath: string,
+    options: RequestOptions = {},
+  ): Promise<TestResponse<T>> => {
     const headers: Record<string, string> = { ...options.headers };
     if (options.token !== undefined) headers.Authorization = `Bearer ${options.token}`;
     let body: string | undefined = options.rawBody;

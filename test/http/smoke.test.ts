@@ -20,9 +20,17 @@ forEachDatabase('the done-when walk of the foundation issue', (dialect) => {
     const alice = await registerUser(server, 'alice');
     assert.equal(alice.userId, '@alice:test.local');
 
-    const login = await server.request<{ access_token: string }>('POST', '/_matrix/client/v3/login', {
-      body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'alice' }, password: alice.password },
-    });
+    const login = await server.request<{ access_token: string }>(
+      'POST',
+      '/_matrix/client/v3/login',
+      {
+        body: {
+          type: 'm.login.password',
+          identifier: { type: 'm.id.user', user: 'alice' },
+          password: alice.password,
+        },
+      },
+    );
     assert.equal(login.status, 200);
     assertMatchesSpec('login.yaml', 'post', '/login', 200, login.body);
     const token = login.body.access_token;
@@ -32,10 +40,14 @@ forEachDatabase('the done-when walk of the foundation issue', (dialect) => {
     assert.equal(whoami.body.user_id, '@alice:test.local');
     assertMatchesSpec('whoami.yaml', 'get', '/account/whoami', 200, whoami.body);
 
-    const put = await server.request('PUT', '/_matrix/client/v3/profile/@alice:test.local/displayname', {
-      token,
-      body: { displayname: 'Alice' },
-    });
+    const put = await server.request(
+      'PUT',
+      '/_matrix/client/v3/profile/@alice:test.local/displayname',
+      {
+        token,
+        body: { displayname: 'Alice' },
+      },
+    );
     assert.equal(put.status, 200);
     const profile = await server.request('GET', '/_matrix/client/v3/profile/@alice:test.local');
     assert.deepEqual(profile.body, { displayname: 'Alice' });
@@ -44,6 +56,10 @@ forEachDatabase('the done-when walk of the foundation issue', (dialect) => {
     assert.equal(logout.status, 200);
     const after = await server.request('GET', '/_matrix/client/v3/account/whoami', { token });
     assert.equal(after.status, 401);
-    assert.deepEqual(after.body, { errcode: 'M_UNKNOWN_TOKEN', error: 'Unrecognised access token', soft_logout: false });
+    assert.deepEqual(after.body, {
+      errcode: 'M_UNKNOWN_TOKEN',
+      error: 'Unrecognised access token',
+      soft_logout: false,
+    });
   });
 });

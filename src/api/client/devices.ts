@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { requesterOf } from '../../http/request-context.js';
-import type { DeviceRow } from '../../storage/index.js';
+import type { DeviceRow } from '../../services/devices.js';
 import type { RoutePlugin } from './plugin.js';
 
 const DeviceParams = Type.Object({ deviceId: Type.String({ minLength: 1, maxLength: 255 }) });
@@ -18,22 +18,32 @@ export const deviceRoutes: RoutePlugin = async (app, { services }) => {
     devices: (await services.devices.list(requesterOf(request))).map(deviceJson),
   }));
 
-  app.get('/devices/:deviceId', { config: { auth: 'required' }, schema: { params: DeviceParams } }, async (request) =>
-    deviceJson(await services.devices.get(requesterOf(request), request.params.deviceId)),
+  app.get(
+    '/devices/:deviceId',
+    { config: { auth: 'required' }, schema: { params: DeviceParams } },
+    async (request) =>
+      deviceJson(await services.devices.get(requesterOf(request), request.params.deviceId)),
   );
 
   app.put(
     '/devices/:deviceId',
     {
       config: { auth: 'required' },
-      schema: { params: DeviceParams, body: Type.Object({ display_name: Type.Optional(Type.String({ maxLength: 512 })) }) },
+      schema: {
+        params: DeviceParams,
+        body: Type.Object({ display_name: Type.Optional(Type.String({ maxLength: 512 })) }),
+      },
     },
     async (request) => {
       const requester = requesterOf(request);
       if (request.body.display_name === undefined) {
         await services.devices.get(requester, request.params.deviceId);
       } else {
-        await services.devices.rename(requester, request.params.deviceId, request.body.display_name);
+        await services.devices.rename(
+          requester,
+          request.params.deviceId,
+          request.body.display_name,
+        );
       }
       return {};
     },

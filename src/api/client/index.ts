@@ -7,7 +7,13 @@ import { profileRoutes } from './profile.js';
 import { registrationRoutes } from './registration.js';
 import { versionRoutes } from './versions.js';
 
-const v3Modules: RoutePlugin[] = [registrationRoutes, loginRoutes, accountRoutes, deviceRoutes, profileRoutes];
+const v3Modules: RoutePlugin[] = [
+  registrationRoutes,
+  loginRoutes,
+  accountRoutes,
+  deviceRoutes,
+  profileRoutes,
+];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(versionRoutes, options);

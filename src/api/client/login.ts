@@ -8,7 +8,9 @@ const LoginBody = Type.Object({
   identifier: Type.Optional(Type.Unknown()),
   user: Type.Optional(Type.Unknown()),
   password: Type.Optional(Type.String({ maxLength: 512 })),
-  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
+  device_id: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' }),
+  ),
   initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
   refresh_token: Type.Optional(Type.Boolean()),
 });
@@ -18,24 +20,28 @@ const LoginBody = Type.Object({
 export const loginRoutes: RoutePlugin = async (app, { services, config }) => {
   app.get('/login', { config: { rateLimit: 'login' } }, async () => ({ flows: LOGIN_FLOWS }));
 
-  app.post('/login', { config: { rateLimit: 'login' }, schema: { body: LoginBody } }, async (request) => {
-    const body = request.body;
-    const result = await services.sessions.login({
-      type: body.type,
-      identifier: body.identifier,
-      user: body.user,
-      password: body.password,
-      deviceId: body.device_id,
-      initialDeviceDisplayName: body.initial_device_display_name,
-      ip: request.ip,
-    });
-    return {
-      user_id: result.userId,
-      access_token: result.accessToken,
-      device_id: result.deviceId,
-      home_server: config.server_name,
-    };
-  });
+  app.post(
+    '/login',
+    { config: { rateLimit: 'login' }, schema: { body: LoginBody } },
+    async (request) => {
+      const body = request.body;
+      const result = await services.sessions.login({
+        type: body.type,
+        identifier: body.identifier,
+        user: body.user,
+        password: body.password,
+        deviceId: body.device_id,
+        initialDeviceDisplayName: body.initial_device_display_name,
+        ip: request.ip,
+      });
+      return {
+        user_id: result.userId,
+        access_token: result.accessToken,
+        device_id: result.deviceId,
+        home_server: config.server_name,
+      };
+    },
+  );
 
   app.post('/logout', { config: { auth: 'required' } }, async (request) => {
     await services.sessions.logout(requesterOf(request));

@@ -15,23 +15,35 @@ function userIdParam(raw: string): string {
 
 // https://spec.matrix.org/v1.19/client-server-api/#profiles
 export const profileRoutes: RoutePlugin = async (app, { services }) => {
-  app.get('/profile/:userId', { config: { rateLimit: 'query' }, schema: { params: UserParams } }, async (request) => {
-    const profile = await services.profiles.get(userIdParam(request.params.userId));
-    return {
-      ...(profile.displayname !== null ? { displayname: profile.displayname } : {}),
-      ...(profile.avatarUrl !== null ? { avatar_url: profile.avatarUrl } : {}),
-    };
-  });
+  app.get(
+    '/profile/:userId',
+    { config: { rateLimit: 'query' }, schema: { params: UserParams } },
+    async (request) => {
+      const profile = await services.profiles.get(userIdParam(request.params.userId));
+      return {
+        ...(profile.displayname !== null ? { displayname: profile.displayname } : {}),
+        ...(profile.avatarUrl !== null ? { avatar_url: profile.avatarUrl } : {}),
+      };
+    },
+  );
 
-  app.get('/profile/:userId/displayname', { config: { rateLimit: 'query' }, schema: { params: UserParams } }, async (request) => {
-    const profile = await services.profiles.get(userIdParam(request.params.userId));
-    return profile.displayname !== null ? { displayname: profile.displayname } : {};
-  });
+  app.get(
+    '/profile/:userId/displayname',
+    { config: { rateLimit: 'query' }, schema: { params: UserParams } },
+    async (request) => {
+      const profile = await services.profiles.get(userIdParam(request.params.userId));
+      return profile.displayname !== null ? { displayname: profile.displayname } : {};
+    },
+  );
 
-  app.get('/profile/:userId/avatar_url', { config: { rateLimit: 'query' }, schema: { params: UserParams } }, async (request) => {
-    const profile = await services.profiles.get(userIdParam(request.params.userId));
-    return profile.avatarUrl !== null ? { avatar_url: profile.avatarUrl } : {};
-  });
+  app.get(
+    '/profile/:userId/avatar_url',
+    { config: { rateLimit: 'query' }, schema: { params: UserParams } },
+    async (request) => {
+      const profile = await services.profiles.get(userIdParam(request.params.userId));
+      return profile.avatarUrl !== null ? { avatar_url: profile.avatarUrl } : {};
+    },
+  );
 
   app.put(
     '/profile/:userId/displayname',
@@ -39,12 +51,18 @@ export const profileRoutes: RoutePlugin = async (app, { services }) => {
       config: { auth: 'required' },
       schema: {
         params: UserParams,
-        body: Type.Object({ displayname: Type.Union([Type.String({ maxLength: 256 }), Type.Null()]) }),
+        body: Type.Object({
+          displayname: Type.Union([Type.String({ maxLength: 256 }), Type.Null()]),
+        }),
       },
     },
     async (request) => {
       const displayname = request.body.displayname === '' ? null : request.body.displayname;
-      await services.profiles.setDisplayname(requesterOf(request), userIdParam(request.params.userId), displayname);
+      await services.profiles.setDisplayname(
+        requesterOf(request),
+        userIdParam(request.params.userId),
+        displayname,
+      );
       return {};
     },
   );
@@ -56,13 +74,21 @@ export const profileRoutes: RoutePlugin = async (app, { services }) => {
       schema: {
         params: UserParams,
         body: Type.Object({
-          avatar_url: Type.Union([Type.String({ maxLength: 1000, pattern: MXC_URI }), Type.Literal(''), Type.Null()]),
+          avatar_url: Type.Union([
+            Type.String({ maxLength: 1000, pattern: MXC_URI }),
+            Type.Literal(''),
+            Type.Null(),
+          ]),
         }),
       },
     },
     async (request) => {
       const avatarUrl = request.body.avatar_url === '' ? null : request.body.avatar_url;
-      await services.profiles.setAvatarUrl(requesterOf(request), userIdParam(request.params.userId), avatarUrl);
+      await services.profiles.setAvatarUrl(
+        requesterOf(request),
+        userIdParam(request.params.userId),
+        avatarUrl,
+      );
       return {};
     },
   );

@@ -5,7 +5,9 @@ const RegisterBody = Type.Object({
   auth: Type.Optional(Type.Unknown()),
   username: Type.Optional(Type.String({ maxLength: 255 })),
   password: Type.Optional(Type.String({ maxLength: 512 })),
-  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
+  device_id: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' }),
+  ),
   initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
   inhibit_login: Type.Optional(Type.Boolean()),
   refresh_token: Type.Optional(Type.Boolean()),
@@ -36,7 +38,12 @@ export const registrationRoutes: RoutePlugin = async (app, { services, config })
         ip: request.ip,
       });
       return 'accessToken' in result
-        ? { user_id: result.userId, access_token: result.accessToken, device_id: result.deviceId, home_server: config.server_name }
+        ? {
+            user_id: result.userId,
+            access_token: result.accessToken,
+            device_id: result.deviceId,
+            home_server: config.server_name,
+          }
         : { user_id: result.userId, home_server: config.server_name };
     },
   );

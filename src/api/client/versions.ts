@@ -3,7 +3,19 @@ import type { RoutePlugin } from './plugin.js';
 
 /** Spec versions whose endpoints this server implements (see docs/api.md). */
 export const SUPPORTED_VERSIONS = [
-  'r0.6.1', 'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11', 'v1.12',
+  'r0.6.1',
+  'v1.1',
+  'v1.2',
+  'v1.3',
+  'v1.4',
+  'v1.5',
+  'v1.6',
+  'v1.7',
+  'v1.8',
+  'v1.9',
+  'v1.10',
+  'v1.11',
+  'v1.12',
 ];
 
 export const UNSTABLE_FEATURES: Record<string, boolean> = {};

@@ -63,7 +63,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  for (const table of ['admin_registration_nonces', 'uia_sessions', 'access_tokens', 'devices', 'profiles', 'users']) {
+  for (const table of [
+    'admin_registration_nonces',
+    'uia_sessions',
+    'access_tokens',
+    'devices',
+    'profiles',
+    'users',
+  ]) {
     await db.schema.dropTable(table).execute();
   }
 }
