@@ -2,7 +2,14 @@
  * buildApp(deps): the Fastify application with our plugins and every route module.
  * Tests import it; main.ts gives it concrete services and listens.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import cors from '@fastify/cors';
 import type { ResolvedConfig } from './config/load.js';
 import type { Services } from './services/index.js';
@@ -14,6 +21,7 @@ import { registerValidators } from './http/validation.js';
 import { clientRoutes } from './api/client/index.js';
 import { adminRoutes } from './api/admin/index.js';
 import { newSessionId } from './core/secrets.js';
+import { invalidParam } from './core/errors.js';
 
 export interface AppDeps {
   config: ResolvedConfig;
@@ -22,6 +30,19 @@ export interface AppDeps {
 }
 
 export type App = FastifyInstance;
+
+function answerFrameworkError(
+  error: FastifyError,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const detail = error.code === 'FST_ERR_BAD_URL' ? 'bad URL encoding' : error.message;
+  void reply
+    .code(400)
+    .header('Access-Control-Allow-Origin', '*')
+    .type('application/json')
+    .send(invalidParam(`Malformed request: ${detail}`).toJSON());
+}
 
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config } = deps;
@@ -33,6 +54,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     genReqId: () => newSessionId().slice(0, 12),
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1000 },
     return503OnClosing: true,
+    // Errors Fastify raises before routing (a malformed percent-encoding in the path): answer
+    // them as Matrix errors too, with the CORS header the cors plugin cannot add this early.
+    frameworkErrors: answerFrameworkError,
   });
 
   registerErrorHandling(app);

@@ -2,6 +2,7 @@
  * Wires concrete things together: opens storage, builds services and the app, listens,
  * and shuts down gracefully (stop accepting, finish in-flight requests, close the database).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino, { type Logger } from 'pino';
 import { buildApp, type App } from './app.js';
 import type { ResolvedConfig } from './config/load.js';
@@ -36,7 +37,7 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config);
-  loadServerSecrets(config.data_dir);
+  const secrets = loadServerSecrets(config.data_dir);
   const storage = await openStorage(config.database.url, {
     poolSize: config.database.pool_size,
     logger,
@@ -52,6 +53,7 @@ export async function startServer(
       },
       storage,
       now: Date.now,
+      signingKey: secrets.signingKey,
     });
     app = await buildApp({ config, services, logger });
     await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -62,6 +64,14 @@ export async function startServer(
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  // A keep-alive connection whose request is still running when we close would stay open
+  // after its response (until keepAliveTimeout, 72 s) and hold up the exit: tell those
+  // clients `Connection: close`, and drop connections that go idle while we wait.
+  const pending = new Set<ServerResponse>();
+  app.server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    pending.add(res);
+    res.on('close', () => pending.delete(res));
+  });
   let closing: Promise<void> | null = null;
   return {
     app,
@@ -69,7 +79,13 @@ export async function startServer(
     url: `http://${host}:${port}`,
     close() {
       closing ??= (async () => {
-        await app.close();
+        for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
+        const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+        try {
+          await app.close();
+        } finally {
+          clearInterval(sweep);
+        }
         await storage.close();
       })();
       return closing;

@@ -1,4 +1,5 @@
 /** What every service is built from: configuration, storage and a clock. */
+import type { SigningKey } from '../core/signing.js';
 import type { Storage } from '../storage/index.js';
 
 export interface ServiceSettings {
@@ -13,6 +14,8 @@ export interface ServiceContext {
   settings: ServiceSettings;
   storage: Storage;
   now: () => number;
+  /** The key that signs this server's events. */
+  signingKey: SigningKey;
 }
 
 /** The authenticated user behind a request. */

@@ -5,16 +5,26 @@ import { createDeviceService } from './devices.js';
 import { createProfileService } from './profiles.js';
 import { createSessionService } from './sessions.js';
 import { createUiaService } from './uia.js';
+import { createEventWriter } from './event-writer.js';
+import { createRoomService } from './rooms.js';
+import { createMembershipService } from './membership.js';
+import { createRoomEventService } from './room-events.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
   const accounts = createAccountService(ctx, uia);
+  const writer = createEventWriter(ctx);
+  const rooms = createRoomService(ctx, writer);
+  const membership = createMembershipService(ctx, writer, rooms);
   return {
+    rooms,
+    membership,
+    roomEvents: createRoomEventService(ctx, writer),
     settings: ctx.settings,
     accounts,
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
-    profiles: createProfileService(ctx),
+    profiles: createProfileService(ctx, membership),
   };
 }
 

@@ -2,8 +2,9 @@
 import { forbidden, notFound } from '../core/errors.js';
 import type { ProfileRow } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import type { MembershipService } from './membership.js';
 
-export function createProfileService(ctx: ServiceContext) {
+export function createProfileService(ctx: ServiceContext, membership: MembershipService) {
   const accounts = ctx.storage.stores.accounts;
   return {
     async get(userId: string): Promise<ProfileRow> {
@@ -22,6 +23,7 @@ export function createProfileService(ctx: ServiceContext) {
       await ctx.storage.tx('setDisplayname', (stores) =>
         stores.accounts.updateDisplayname(userId, displayname),
       );
+      await membership.refreshProfileInRooms(userId);
     },
 
     async setAvatarUrl(
@@ -33,6 +35,7 @@ export function createProfileService(ctx: ServiceContext) {
       await ctx.storage.tx('setAvatarUrl', (stores) =>
         stores.accounts.updateAvatarUrl(userId, avatarUrl),
       );
+      await membership.refreshProfileInRooms(userId);
     },
   };
 }

@@ -6,6 +6,7 @@ import type { Kysely } from 'kysely';
 import { accountStore, type AccountStore } from './account-store.js';
 import { deviceStore, type DeviceStore } from './device-store.js';
 import { uiaStore, type UiaStore } from './uia-store.js';
+import { roomStore, type RoomStore } from './room-store.js';
 import type { Database } from './schema.js';
 import { openDatabase, type DialectName, type OpenOptions } from './database.js';
 
@@ -13,6 +14,7 @@ export interface Stores {
   readonly accounts: AccountStore;
   readonly devices: DeviceStore;
   readonly uia: UiaStore;
+  readonly rooms: RoomStore;
 }
 
 export interface Storage {
@@ -24,20 +26,26 @@ export interface Storage {
   close(): Promise<void>;
 }
 
-export function storesFor(db: Kysely<Database>): Stores {
-  return { accounts: accountStore(db), devices: deviceStore(db), uia: uiaStore(db) };
+export function storesFor(db: Kysely<Database>, dialect: DialectName): Stores {
+  return {
+    accounts: accountStore(db),
+    devices: deviceStore(db),
+    uia: uiaStore(db),
+    rooms: roomStore(db, dialect),
+  };
 }
 
 export async function openStorage(url: string, options: OpenOptions = {}): Promise<Storage> {
   const handle = await openDatabase(url, options);
   return {
     dialect: handle.dialect,
-    stores: storesFor(handle.db),
-    tx: (name, fn) => handle.tx(name, (trx) => fn(storesFor(trx))),
+    stores: storesFor(handle.db, handle.dialect),
+    tx: (name, fn) => handle.tx(name, (trx) => fn(storesFor(trx, handle.dialect))),
     close: () => handle.close(),
   };
 }
 
-export type { AccountStore, DeviceStore, UiaStore };
+export type { AccountStore, DeviceStore, UiaStore, RoomStore };
+export type { RoomRow, EventRow, EventToPersist, MembershipChange } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';

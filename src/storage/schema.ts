@@ -47,6 +47,88 @@ export interface AdminRegistrationNoncesTable {
   created_ts: number;
 }
 
+export interface StreamPositionsTable {
+  stream: string;
+  position: number;
+}
+
+export interface RoomsTable {
+  room_id: string;
+  room_version: string;
+  creator: string;
+  is_public: number;
+  created_ts: number;
+}
+
+export interface EventsTable {
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  origin_server_ts: number;
+  depth: number;
+  /** The PDU as canonical JSON. */
+  pdu: string;
+  redacted_by: string | null;
+}
+
+export interface RoomExtremitiesTable {
+  room_id: string;
+  event_id: string;
+}
+
+export interface CurrentStateTable {
+  room_id: string;
+  type: string;
+  state_key: string;
+  event_id: string;
+  stream_ordering: number;
+}
+
+export interface StateHistoryTable {
+  room_id: string;
+  type: string;
+  state_key: string;
+  stream_ordering: number;
+  event_id: string;
+}
+
+export interface RoomMembershipsTable {
+  room_id: string;
+  user_id: string;
+  membership: string;
+  event_id: string;
+  stream_ordering: number;
+  displayname: string | null;
+  avatar_url: string | null;
+  forgotten: number;
+}
+
+export interface MembershipHistoryTable {
+  room_id: string;
+  user_id: string;
+  stream_ordering: number;
+  membership: string;
+  event_id: string;
+}
+
+export interface RoomAliasesTable {
+  alias: string;
+  room_id: string;
+  creator: string;
+}
+
+export interface EventTxnsTable {
+  user_id: string;
+  device_id: string;
+  room_id: string;
+  txn_id: string;
+  event_id: string;
+  created_ts: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -54,4 +136,14 @@ export interface Database {
   access_tokens: AccessTokensTable;
   uia_sessions: UiaSessionsTable;
   admin_registration_nonces: AdminRegistrationNoncesTable;
+  stream_positions: StreamPositionsTable;
+  rooms: RoomsTable;
+  events: EventsTable;
+  room_extremities: RoomExtremitiesTable;
+  current_state: CurrentStateTable;
+  state_history: StateHistoryTable;
+  room_memberships: RoomMembershipsTable;
+  membership_history: MembershipHistoryTable;
+  room_aliases: RoomAliasesTable;
+  event_txns: EventTxnsTable;
 }

@@ -6,6 +6,9 @@ import { V3_PREFIXES, type RoutePlugin } from './plugin.js';
 import { profileRoutes } from './profile.js';
 import { registrationRoutes } from './registration.js';
 import { versionRoutes } from './versions.js';
+import { roomRoutes } from './rooms.js';
+import { membershipRoutes } from './membership.js';
+import { roomStateRoutes } from './room-state.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -13,6 +16,9 @@ const v3Modules: RoutePlugin[] = [
   accountRoutes,
   deviceRoutes,
   profileRoutes,
+  roomRoutes,
+  membershipRoutes,
+  roomStateRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {

@@ -3,7 +3,8 @@ import type { RoutePlugin } from './plugin.js';
 
 const RegisterBody = Type.Object({
   auth: Type.Optional(Type.Unknown()),
-  username: Type.Optional(Type.String({ maxLength: 255 })),
+  // No maxLength: a name too long is M_INVALID_USERNAME (accounts service), not M_BAD_JSON.
+  username: Type.Optional(Type.String()),
   password: Type.Optional(Type.String({ maxLength: 512 })),
   device_id: Type.Optional(
     Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' }),
@@ -52,7 +53,7 @@ export const registrationRoutes: RoutePlugin = async (app, { services, config })
     '/register/available',
     {
       config: { rateLimit: 'registration' },
-      schema: { querystring: Type.Object({ username: Type.String({ maxLength: 255 }) }) },
+      schema: { querystring: Type.Object({ username: Type.String() }) },
     },
     async (request) => {
       await services.accounts.checkAvailable(request.query.username);

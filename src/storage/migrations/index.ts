@@ -5,9 +5,11 @@
  */
 import { Migrator, type Kysely, type Migration } from 'kysely';
 import * as m0001 from './0001-accounts.js';
+import * as m0002 from './0002-rooms.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
+  '0002-rooms': m0002,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {

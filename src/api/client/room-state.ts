@@ -1,0 +1,114 @@
+import { Type } from 'typebox';
+import type { JsonObject } from '../../core/pdu.js';
+import { requesterOf } from '../../http/request-context.js';
+import { EventContent, RoomParams, roomIdParam } from './params.js';
+import type { RoutePlugin } from './plugin.js';
+
+const TypeParam = Type.String({ minLength: 1, maxLength: 255 });
+const StateParams = Type.Object({
+  roomId: RoomParams.properties.roomId,
+  eventType: TypeParam,
+  stateKey: Type.String({ maxLength: 255 }),
+});
+const TypeOnlyParams = Type.Object({ roomId: RoomParams.properties.roomId, eventType: TypeParam });
+const SendParams = Type.Object({
+  roomId: RoomParams.properties.roomId,
+  eventType: TypeParam,
+  txnId: Type.String({ minLength: 1, maxLength: 255 }),
+});
+const EventParams = Type.Object({
+  roomId: RoomParams.properties.roomId,
+  eventId: Type.String({ minLength: 1, maxLength: 255 }),
+});
+
+// https://spec.matrix.org/v1.19/client-server-api/#getting-events-for-a-room
+// https://spec.matrix.org/v1.19/client-server-api/#sending-events-to-a-room
+export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
+  const { roomEvents } = services;
+  const auth = { auth: 'required' } as const;
+
+  app.get(
+    '/rooms/:roomId/state',
+    { config: auth, schema: { params: RoomParams } },
+    async (request) =>
+      roomEvents.getState(requesterOf(request), roomIdParam(request.params.roomId)),
+  );
+
+  app.get(
+    '/rooms/:roomId/state/:eventType/:stateKey',
+    { config: auth, schema: { params: StateParams } },
+    async (request) =>
+      roomEvents.getStateContent(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        request.params.eventType,
+        request.params.stateKey,
+      ),
+  );
+  app.get(
+    '/rooms/:roomId/state/:eventType',
+    { config: auth, schema: { params: TypeOnlyParams } },
+    async (request) =>
+      roomEvents.getStateContent(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        request.params.eventType,
+        '',
+      ),
+  );
+
+  const putState = {
+    config: { auth: 'required', rateLimit: 'message' } as const,
+    schema: { params: StateParams, body: EventContent },
+  };
+  app.put('/rooms/:roomId/state/:eventType/:stateKey', putState, async (request) => ({
+    event_id: await roomEvents.setState(
+      requesterOf(request),
+      roomIdParam(request.params.roomId),
+      request.params.eventType,
+      request.params.stateKey,
+      request.body as JsonObject,
+    ),
+  }));
+  app.put(
+    '/rooms/:roomId/state/:eventType',
+    { config: putState.config, schema: { params: TypeOnlyParams, body: EventContent } },
+    async (request) => ({
+      event_id: await roomEvents.setState(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        request.params.eventType,
+        '',
+        request.body as JsonObject,
+      ),
+    }),
+  );
+
+  app.put(
+    '/rooms/:roomId/send/:eventType/:txnId',
+    {
+      config: { auth: 'required', rateLimit: 'message' },
+      schema: { params: SendParams, body: EventContent },
+    },
+    async (request) => ({
+      event_id: await roomEvents.sendMessage(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        request.params.eventType,
+        request.params.txnId,
+        request.body as JsonObject,
+      ),
+    }),
+  );
+
+  app.get(
+    '/rooms/:roomId/event/:eventId',
+    { config: auth, schema: { params: EventParams } },
+    async (request) =>
+      roomEvents.getEvent(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        request.params.eventId,
+      ),
+  );
+};

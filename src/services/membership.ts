@@ -1,0 +1,317 @@
+/**
+ * Every membership transition: join (public, invite, restricted), invite, leave (and
+ * rejecting invites, withdrawing knocks), kick, ban, unban, knock, forget. Each runs in one
+ * transaction holding the room's lock, so the auth check sees the latest state.
+ */
+import { MatrixError, forbidden, invalidParam, notFound } from '../core/errors.js';
+import {
+  actionLevel,
+  joinRuleOf,
+  membershipOf,
+  powerLevelOf,
+  type AuthStateEvent,
+} from '../core/auth-rules.js';
+import { parseRoomAlias, parseRoomId, parseUserId } from '../core/identifiers.js';
+import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
+import type { Stores } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+import type { AppendedEvent, EventWriter } from './event-writer.js';
+import type { RoomService } from './rooms.js';
+
+const JOIN_RULES_KEY = stateKeyOf('m.room.join_rules', '');
+
+export function createMembershipService(
+  ctx: ServiceContext,
+  writer: EventWriter,
+  rooms: RoomService,
+) {
+  /** Runs `fn` in a transaction holding the room's lock; unknown rooms are `unknownRoom`. */
+  function inRoom<T>(
+    name: string,
+    roomId: string,
+    fn: (stores: Stores) => Promise<T>,
+    unknownRoom: MatrixError,
+  ): Promise<T> {
+    return ctx.storage.tx(name, async (stores) => {
+      await stores.rooms.lockRoom(roomId);
+      if (!(await stores.rooms.selectRoom(roomId))) throw unknownRoom;
+      return fn(stores);
+    });
+  }
+
+  const notInRoom = () => forbidden('You are not in this room');
+
+  function withReason(content: JsonObject, reason: string | undefined): JsonObject {
+    return reason === undefined ? content : { ...content, reason };
+  }
+
+  async function setMembership(
+    stores: Stores,
+    roomId: string,
+    sender: string,
+    target: string,
+    membership: string,
+    reason: string | undefined,
+    extra: JsonObject = {},
+  ): Promise<AppendedEvent> {
+    const content =
+      sender === target || membership === 'invite'
+        ? await rooms.memberContent(stores, target, membership, extra)
+        : { membership, ...extra };
+    return writer.append(stores, roomId, {
+      type: 'm.room.member',
+      stateKey: target,
+      sender,
+      content: withReason(content, reason),
+    });
+  }
+
+  function targetUser(raw: string): string {
+    const parsed = parseUserId(raw);
+    if (!parsed) throw invalidParam('Invalid user_id');
+    return parsed.userId;
+  }
+
+  /** The room ID of a room ID or alias given in a path. */
+  async function resolveRoom(roomIdOrAlias: string): Promise<string> {
+    if (roomIdOrAlias.startsWith('#')) {
+      if (!parseRoomAlias(roomIdOrAlias)) throw invalidParam('Invalid room alias');
+      const roomId = await ctx.storage.stores.rooms.selectAliasRoom(roomIdOrAlias);
+      if (!roomId) throw notFound('Room alias not found');
+      return roomId;
+    }
+    if (!parseRoomId(roomIdOrAlias)) throw invalidParam('Invalid room ID or alias');
+    return roomIdOrAlias;
+  }
+
+  /**
+   * For restricted rooms: when the joiner is a member of a room the join rule allows, name a
+   * joined local user who can invite as the authoriser (`join_authorised_via_users_server`).
+   */
+  async function restrictedAuthoriser(
+    stores: Stores,
+    roomId: string,
+    userId: string,
+    version: RoomVersionId,
+  ): Promise<string | undefined> {
+    const state = await stores.rooms.selectStateEvents(roomId, [
+      ['m.room.join_rules', ''],
+      ['m.room.create', ''],
+      ['m.room.power_levels', ''],
+      ['m.room.member', userId],
+    ]);
+    const authState = new Map<StateKey, AuthStateEvent>(
+      state.map((row) => [
+        stateKeyOf(row.pdu.type, row.pdu.state_key ?? ''),
+        { ...row.pdu, event_id: row.eventId },
+      ]),
+    );
+    const rule = joinRuleOf(authState);
+    if (rule !== 'restricted' && rule !== 'knock_restricted') return undefined;
+    const current = membershipOf(userId, authState);
+    if (current === 'join' || current === 'invite') return undefined;
+    const allow = authState.get(JOIN_RULES_KEY)?.content.allow;
+    const allowedRooms = Array.isArray(allow)
+      ? allow.flatMap((entry) =>
+          typeof entry === 'object' &&
+          entry !== null &&
+          !Array.isArray(entry) &&
+          entry.type === 'm.room_membership' &&
+          typeof entry.room_id === 'string'
+            ? [entry.room_id]
+            : [],
+        )
+      : [];
+    let qualifies = false;
+    for (const allowed of allowedRooms) {
+      if ((await stores.rooms.selectMembership(allowed, userId))?.membership === 'join') {
+        qualifies = true;
+        break;
+      }
+    }
+    if (!qualifies) return undefined;
+    const inviteLevel = actionLevel('invite', authState);
+    const joined = await stores.rooms.selectMembersOfRoom(roomId, 'join');
+    const suffix = `:${ctx.settings.serverName}`;
+    for (const candidate of joined) {
+      if (!candidate.endsWith(suffix)) continue;
+      const candidateState = new Map(authState);
+      const member = await stores.rooms.selectStateEvents(roomId, [['m.room.member', candidate]]);
+      for (const row of member)
+        candidateState.set(stateKeyOf('m.room.member', candidate), {
+          ...row.pdu,
+          event_id: row.eventId,
+        });
+      if (powerLevelOf(candidate, candidateState, version) >= inviteLevel) return candidate;
+    }
+    return undefined;
+  }
+
+  return {
+    resolveRoom,
+
+    async join(requester: Requester, roomIdOrAlias: string, reason?: string): Promise<string> {
+      const roomId = await resolveRoom(roomIdOrAlias);
+      await inRoom(
+        'joinRoom',
+        roomId,
+        async (stores) => {
+          const room = await stores.rooms.selectRoom(roomId);
+          const version = room?.roomVersion as RoomVersionId;
+          const authoriser = await restrictedAuthoriser(stores, roomId, requester.userId, version);
+          const extra: JsonObject = authoriser
+            ? { join_authorised_via_users_server: authoriser }
+            : {};
+          await setMembership(
+            stores,
+            roomId,
+            requester.userId,
+            requester.userId,
+            'join',
+            reason,
+            extra,
+          );
+        },
+        notFound('Unknown room'),
+      );
+      return roomId;
+    },
+
+    async knock(requester: Requester, roomIdOrAlias: string, reason?: string): Promise<string> {
+      const roomId = await resolveRoom(roomIdOrAlias);
+      await inRoom(
+        'knockRoom',
+        roomId,
+        (stores) =>
+          setMembership(stores, roomId, requester.userId, requester.userId, 'knock', reason),
+        notFound('Unknown room'),
+      );
+      return roomId;
+    },
+
+    async invite(
+      requester: Requester,
+      roomId: string,
+      userId: string,
+      reason?: string,
+    ): Promise<void> {
+      const target = targetUser(userId);
+      await inRoom(
+        'inviteUser',
+        roomId,
+        async (stores) => {
+          const current = await stores.rooms.selectMembership(roomId, target);
+          if (current?.membership === 'join') throw forbidden(`${target} is already in the room`);
+          if (current?.membership === 'ban') throw forbidden(`${target} is banned from the room`);
+          await setMembership(stores, roomId, requester.userId, target, 'invite', reason);
+        },
+        notInRoom(),
+      );
+    },
+
+    /** Leaves, rejects an invite, or withdraws a knock. */
+    async leave(requester: Requester, roomId: string, reason?: string): Promise<void> {
+      await inRoom(
+        'leaveRoom',
+        roomId,
+        async (stores) => {
+          const current = await stores.rooms.selectMembership(roomId, requester.userId);
+          if (!current || current.membership === 'leave') throw notInRoom();
+          await setMembership(stores, roomId, requester.userId, requester.userId, 'leave', reason);
+        },
+        notInRoom(),
+      );
+    },
+
+    async kick(
+      requester: Requester,
+      roomId: string,
+      userId: string,
+      reason?: string,
+    ): Promise<void> {
+      const target = targetUser(userId);
+      await inRoom(
+        'kickUser',
+        roomId,
+        async (stores) => {
+          const current = await stores.rooms.selectMembership(roomId, target);
+          if (!current || current.membership === 'leave' || current.membership === 'ban') {
+            throw forbidden(`${target} is not in the room, invited or knocking`);
+          }
+          await setMembership(stores, roomId, requester.userId, target, 'leave', reason);
+        },
+        notInRoom(),
+      );
+    },
+
+    async ban(
+      requester: Requester,
+      roomId: string,
+      userId: string,
+      reason?: string,
+    ): Promise<void> {
+      const target = targetUser(userId);
+      await inRoom(
+        'banUser',
+        roomId,
+        (stores) => setMembership(stores, roomId, requester.userId, target, 'ban', reason),
+        notInRoom(),
+      );
+    },
+
+    async unban(
+      requester: Requester,
+      roomId: string,
+      userId: string,
+      reason?: string,
+    ): Promise<void> {
+      const target = targetUser(userId);
+      await inRoom(
+        'unbanUser',
+        roomId,
+        async (stores) => {
+          const current = await stores.rooms.selectMembership(roomId, target);
+          if (current?.membership !== 'ban') throw forbidden(`${target} is not banned`);
+          await setMembership(stores, roomId, requester.userId, target, 'leave', reason);
+        },
+        notInRoom(),
+      );
+    },
+
+    async forget(requester: Requester, roomId: string): Promise<void> {
+      await ctx.storage.tx('forgetRoom', async (stores) => {
+        const current = await stores.rooms.selectMembership(roomId, requester.userId);
+        if (!current) throw notInRoom();
+        if (
+          current.membership === 'join' ||
+          current.membership === 'invite' ||
+          current.membership === 'knock'
+        ) {
+          throw new MatrixError(400, 'M_UNKNOWN', 'You must leave the room before forgetting it');
+        }
+        await stores.rooms.updateForgotten(roomId, requester.userId);
+      });
+    },
+
+    /** After a profile change: a new member event in each joined room. */
+    async refreshProfileInRooms(userId: string): Promise<void> {
+      const roomIds = await ctx.storage.stores.rooms.selectRoomsOfUser(userId, 'join');
+      for (const roomId of roomIds) {
+        await inRoom(
+          'refreshProfile',
+          roomId,
+          async (stores) => {
+            if ((await stores.rooms.selectMembership(roomId, userId))?.membership !== 'join')
+              return;
+            await setMembership(stores, roomId, userId, userId, 'join', undefined);
+          },
+          notInRoom(),
+        ).catch((err: unknown) => {
+          if (!(err instanceof MatrixError)) throw err;
+        });
+      }
+    },
+  };
+}
+
+export type MembershipService = ReturnType<typeof createMembershipService>;

@@ -1,0 +1,136 @@
+/**
+ * Sending events (idempotent per device and transaction ID) and reading room state and
+ * single events, for members — and for former members, as of their leaving.
+ */
+import { MatrixError, forbidden, notFound } from '../core/errors.js';
+import { toClientEvent, type ClientEvent } from '../core/client-event.js';
+import type { JsonObject } from '../core/pdu.js';
+import type { EventRow, Stores } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+import type { EventWriter } from './event-writer.js';
+
+const asClient = (row: EventRow): ClientEvent =>
+  toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
+
+export function createRoomEventService(ctx: ServiceContext, writer: EventWriter) {
+  const rooms = () => ctx.storage.stores.rooms;
+
+  /** The state the requester may see: current when joined, as of leaving when they left. */
+  async function visibleState(
+    stores: Stores,
+    requester: Requester,
+    roomId: string,
+  ): Promise<EventRow[]> {
+    const membership = await stores.rooms.selectMembership(roomId, requester.userId);
+    if (!membership || membership.membership === 'invite' || membership.membership === 'knock') {
+      throw forbidden('You are not a member of this room');
+    }
+    if (membership.membership === 'join') return stores.rooms.selectAllStateEvents(roomId);
+    return stores.rooms.selectStateEventsAt(roomId, membership.streamOrdering);
+  }
+
+  async function write(
+    requester: Requester,
+    roomId: string,
+    name: string,
+    txnId: string | null,
+    event: { type: string; stateKey?: string; content: JsonObject },
+  ): Promise<string> {
+    if (txnId !== null) {
+      const existing = await rooms().selectTxnEvent(
+        requester.userId,
+        requester.deviceId,
+        roomId,
+        txnId,
+      );
+      if (existing) return existing;
+    }
+    return ctx.storage.tx(name, async (stores) => {
+      await stores.rooms.lockRoom(roomId);
+      if (txnId !== null) {
+        const existing = await stores.rooms.selectTxnEvent(
+          requester.userId,
+          requester.deviceId,
+          roomId,
+          txnId,
+        );
+        if (existing) return existing;
+      }
+      if (!(await stores.rooms.selectRoom(roomId))) throw forbidden('You are not in this room');
+      const appended = await writer.append(stores, roomId, { ...event, sender: requester.userId });
+      if (txnId !== null)
+        await stores.rooms.insertTxnEvent(
+          requester.userId,
+          requester.deviceId,
+          roomId,
+          txnId,
+          appended.eventId,
+          ctx.now(),
+        );
+      return appended.eventId;
+    });
+  }
+
+  return {
+    sendMessage: (
+      requester: Requester,
+      roomId: string,
+      type: string,
+      txnId: string,
+      content: JsonObject,
+    ) => write(requester, roomId, 'sendEvent', txnId, { type, content }),
+
+    async setState(
+      requester: Requester,
+      roomId: string,
+      type: string,
+      stateKey: string,
+      content: JsonObject,
+    ): Promise<string> {
+      if (type === 'm.room.member')
+        throw new MatrixError(
+          400,
+          'M_BAD_JSON',
+          'Use the membership endpoints to change membership',
+        );
+      return write(requester, roomId, 'setState', null, { type, stateKey, content });
+    },
+
+    async getState(requester: Requester, roomId: string): Promise<ClientEvent[]> {
+      return (await visibleState(ctx.storage.stores, requester, roomId)).map(asClient);
+    },
+
+    async getStateContent(
+      requester: Requester,
+      roomId: string,
+      type: string,
+      stateKey: string,
+    ): Promise<JsonObject> {
+      const state = await visibleState(ctx.storage.stores, requester, roomId);
+      const found = state.find(
+        (row) => row.pdu.type === type && (row.pdu.state_key ?? '') === stateKey,
+      );
+      if (!found) throw notFound('Event not found');
+      return found.pdu.content;
+    },
+
+    async getEvent(requester: Requester, roomId: string, eventId: string): Promise<ClientEvent> {
+      const membership = await rooms().selectMembership(roomId, requester.userId);
+      if (
+        !membership ||
+        (membership.membership !== 'join' &&
+          membership.membership !== 'leave' &&
+          membership.membership !== 'ban')
+      ) {
+        throw forbidden('You are not a member of this room');
+      }
+      const row = await rooms().selectEvent(eventId);
+      if (!row || row.roomId !== roomId) throw notFound('Event not found');
+      if (membership.membership !== 'join' && row.streamOrdering > membership.streamOrdering)
+        throw notFound('Event not found');
+      return asClient(row);
+    },
+  };
+}
+
+export type RoomEventService = ReturnType<typeof createRoomEventService>;

@@ -1,0 +1,416 @@
+/**
+ * Rooms and their events: the event log, forward extremities, current state and its
+ * history, and current membership with its history. `persistEvent` writes an event and every
+ * row derived from it; callers run it inside one transaction with the room locked.
+ */
+import { sql, type Kysely } from 'kysely';
+import type { Pdu } from '../core/pdu.js';
+import type { Database } from './schema.js';
+import type { DialectName } from './database.js';
+
+export interface RoomRow {
+  roomId: string;
+  roomVersion: string;
+  creator: string;
+  isPublic: boolean;
+}
+
+export interface EventRow {
+  eventId: string;
+  roomId: string;
+  streamOrdering: number;
+  pdu: Pdu;
+  redactedBy: string | null;
+}
+
+export interface MembershipChange {
+  userId: string;
+  membership: string;
+  displayname: string | null;
+  avatarUrl: string | null;
+}
+
+export interface EventToPersist {
+  eventId: string;
+  roomId: string;
+  pdu: Pdu;
+  /** The canonical JSON of the PDU, as stored. */
+  json: string;
+  membership?: MembershipChange;
+}
+
+export interface RoomStore {
+  /** Serialises writers of one room until the transaction ends (no-op on SQLite: one writer). */
+  lockRoom(roomId: string): Promise<void>;
+  /** Hands out the next global stream position; hold it only for the final writes. */
+  nextStreamPosition(): Promise<number>;
+  selectCurrentStreamPosition(): Promise<number>;
+  insertRoom(room: RoomRow, createdTs: number): Promise<void>;
+  selectRoom(roomId: string): Promise<RoomRow | undefined>;
+  /** The events of the current state entries asked for (missing ones are left out). */
+  selectStateEvents(
+    roomId: string,
+    keys: ReadonlyArray<readonly [string, string]>,
+  ): Promise<EventRow[]>;
+  selectAllStateEvents(roomId: string): Promise<EventRow[]>;
+  /** The room's state as it was just after stream position `position`. */
+  selectStateEventsAt(roomId: string, position: number): Promise<EventRow[]>;
+  selectExtremities(roomId: string): Promise<{ eventId: string; depth: number }[]>;
+  selectEvent(eventId: string): Promise<EventRow | undefined>;
+  persistEvent(event: EventToPersist, streamOrdering: number): Promise<void>;
+  selectMembership(
+    roomId: string,
+    userId: string,
+  ): Promise<{ membership: string; streamOrdering: number; forgotten: boolean } | undefined>;
+  updateForgotten(roomId: string, userId: string): Promise<void>;
+  selectAliasRoom(alias: string): Promise<string | undefined>;
+  insertAlias(alias: string, roomId: string, creator: string): Promise<void>;
+  updateRoomPublic(roomId: string, isPublic: boolean): Promise<void>;
+  /** The rooms where the user's current membership is `membership`, by room ID. */
+  selectRoomsOfUser(userId: string, membership: string): Promise<string[]>;
+  /** The users whose current membership of the room is `membership`, by user ID. */
+  selectMembersOfRoom(roomId: string, membership: string): Promise<string[]>;
+  selectTxnEvent(
+    userId: string,
+    deviceId: string,
+    roomId: string,
+    txnId: string,
+  ): Promise<string | undefined>;
+  insertTxnEvent(
+    userId: string,
+    deviceId: string,
+    roomId: string,
+    txnId: string,
+    eventId: string,
+    ts: number,
+  ): Promise<void>;
+}
+
+const toEventRow = (row: {
+  event_id: string;
+  room_id: string;
+  stream_ordering: number;
+  pdu: string;
+  redacted_by: string | null;
+}): EventRow => ({
+  eventId: row.event_id,
+  roomId: row.room_id,
+  streamOrdering: Number(row.stream_ordering),
+  pdu: JSON.parse(row.pdu) as Pdu,
+  redactedBy: row.redacted_by,
+});
+
+export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore {
+  const eventColumns = [
+    'events.event_id',
+    'events.room_id',
+    'events.stream_ordering',
+    'events.pdu',
+    'events.redacted_by',
+  ] as const;
+  return {
+    async lockRoom(roomId) {
+      if (dialect === 'postgres')
+        await sql`SELECT pg_advisory_xact_lock(hashtext(${roomId}))`.execute(db);
+    },
+
+    async nextStreamPosition() {
+      const row = await db
+        .updateTable('stream_positions')
+        .set((eb) => ({ position: eb('position', '+', 1) }))
+        .where('stream', '=', 'events')
+        .returning('position')
+        .executeTakeFirstOrThrow();
+      return Number(row.position);
+    },
+
+    async selectCurrentStreamPosition() {
+      const row = await db
+        .selectFrom('stream_positions')
+        .select('position')
+        .where('stream', '=', 'events')
+        .executeTakeFirstOrThrow();
+      return Number(row.position);
+    },
+
+    async insertRoom(room, createdTs) {
+      await db
+        .insertInto('rooms')
+        .values({
+          room_id: room.roomId,
+          room_version: room.roomVersion,
+          creator: room.creator,
+          is_public: room.isPublic ? 1 : 0,
+          created_ts: createdTs,
+        })
+        .execute();
+    },
+
+    async selectRoom(roomId) {
+      const row = await db
+        .selectFrom('rooms')
+        .selectAll()
+        .where('room_id', '=', roomId)
+        .executeTakeFirst();
+      return row
+        ? {
+            roomId: row.room_id,
+            roomVersion: row.room_version,
+            creator: row.creator,
+            isPublic: Number(row.is_public) === 1,
+          }
+        : undefined;
+    },
+
+    async selectStateEvents(roomId, keys) {
+      if (keys.length === 0) return [];
+      const rows = await db
+        .selectFrom('current_state')
+        .innerJoin('events', 'events.event_id', 'current_state.event_id')
+        .select(eventColumns)
+        .where('current_state.room_id', '=', roomId)
+        .where((eb) =>
+          eb.or(
+            keys.map(([type, stateKey]) =>
+              eb.and([
+                eb('current_state.type', '=', type),
+                eb('current_state.state_key', '=', stateKey),
+              ]),
+            ),
+          ),
+        )
+        .execute();
+      return rows.map(toEventRow);
+    },
+
+    async selectAllStateEvents(roomId) {
+      const rows = await db
+        .selectFrom('current_state')
+        .innerJoin('events', 'events.event_id', 'current_state.event_id')
+        .select(eventColumns)
+        .where('current_state.room_id', '=', roomId)
+        .orderBy('events.stream_ordering')
+        .execute();
+      return rows.map(toEventRow);
+    },
+
+    async selectStateEventsAt(roomId, position) {
+      const rows = await db
+        .selectFrom('state_history as sh')
+        .innerJoin('events', 'events.event_id', 'sh.event_id')
+        .select(eventColumns)
+        .where('sh.room_id', '=', roomId)
+        .where('sh.stream_ordering', '=', (eb) =>
+          eb
+            .selectFrom('state_history as later')
+            .select((inner) => inner.fn.max('later.stream_ordering').as('latest'))
+            .whereRef('later.room_id', '=', 'sh.room_id')
+            .whereRef('later.type', '=', 'sh.type')
+            .whereRef('later.state_key', '=', 'sh.state_key')
+            .where('later.stream_ordering', '<=', position),
+        )
+        .orderBy('events.stream_ordering')
+        .execute();
+      return rows.map(toEventRow);
+    },
+
+    async selectExtremities(roomId) {
+      const rows = await db
+        .selectFrom('room_extremities')
+        .innerJoin('events', 'events.event_id', 'room_extremities.event_id')
+        .select(['events.event_id', 'events.depth'])
+        .where('room_extremities.room_id', '=', roomId)
+        .execute();
+      return rows.map((r) => ({ eventId: r.event_id, depth: Number(r.depth) }));
+    },
+
+    async selectEvent(eventId) {
+      const row = await db
+        .selectFrom('events')
+        .select(eventColumns)
+        .where('event_id', '=', eventId)
+        .executeTakeFirst();
+      return row ? toEventRow(row) : undefined;
+    },
+
+    async persistEvent(event, streamOrdering) {
+      const { pdu } = event;
+      await db
+        .insertInto('events')
+        .values({
+          stream_ordering: streamOrdering,
+          event_id: event.eventId,
+          room_id: event.roomId,
+          type: pdu.type,
+          state_key: pdu.state_key ?? null,
+          sender: pdu.sender,
+          origin_server_ts: pdu.origin_server_ts,
+          depth: pdu.depth,
+          pdu: event.json,
+          redacted_by: null,
+        })
+        .execute();
+      if (pdu.prev_events.length > 0) {
+        await db
+          .deleteFrom('room_extremities')
+          .where('room_id', '=', event.roomId)
+          .where('event_id', 'in', pdu.prev_events)
+          .execute();
+      }
+      await db
+        .insertInto('room_extremities')
+        .values({ room_id: event.roomId, event_id: event.eventId })
+        .execute();
+      if (pdu.state_key !== undefined) {
+        const state = {
+          room_id: event.roomId,
+          type: pdu.type,
+          state_key: pdu.state_key,
+          event_id: event.eventId,
+          stream_ordering: streamOrdering,
+        };
+        await db
+          .insertInto('current_state')
+          .values(state)
+          .onConflict((oc) =>
+            oc
+              .columns(['room_id', 'type', 'state_key'])
+              .doUpdateSet({ event_id: event.eventId, stream_ordering: streamOrdering }),
+          )
+          .execute();
+        await db.insertInto('state_history').values(state).execute();
+      }
+      const change = event.membership;
+      if (change) {
+        const row = {
+          room_id: event.roomId,
+          user_id: change.userId,
+          membership: change.membership,
+          event_id: event.eventId,
+          stream_ordering: streamOrdering,
+          displayname: change.displayname,
+          avatar_url: change.avatarUrl,
+          forgotten: 0,
+        };
+        await db
+          .insertInto('room_memberships')
+          .values(row)
+          .onConflict((oc) =>
+            oc.columns(['room_id', 'user_id']).doUpdateSet({
+              membership: row.membership,
+              event_id: row.event_id,
+              stream_ordering: row.stream_ordering,
+              displayname: row.displayname,
+              avatar_url: row.avatar_url,
+              forgotten: 0,
+            }),
+          )
+          .execute();
+        await db
+          .insertInto('membership_history')
+          .values({
+            room_id: event.roomId,
+            user_id: change.userId,
+            stream_ordering: streamOrdering,
+            membership: change.membership,
+            event_id: event.eventId,
+          })
+          .execute();
+      }
+    },
+
+    async selectMembership(roomId, userId) {
+      const row = await db
+        .selectFrom('room_memberships')
+        .select(['membership', 'stream_ordering', 'forgotten'])
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
+      return row
+        ? {
+            membership: row.membership,
+            streamOrdering: Number(row.stream_ordering),
+            forgotten: Number(row.forgotten) === 1,
+          }
+        : undefined;
+    },
+
+    async updateForgotten(roomId, userId) {
+      await db
+        .updateTable('room_memberships')
+        .set({ forgotten: 1 })
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .execute();
+    },
+
+    async selectAliasRoom(alias) {
+      const row = await db
+        .selectFrom('room_aliases')
+        .select('room_id')
+        .where('alias', '=', alias)
+        .executeTakeFirst();
+      return row?.room_id;
+    },
+
+    async insertAlias(alias, roomId, creator) {
+      await db.insertInto('room_aliases').values({ alias, room_id: roomId, creator }).execute();
+    },
+
+    async updateRoomPublic(roomId, isPublic) {
+      await db
+        .updateTable('rooms')
+        .set({ is_public: isPublic ? 1 : 0 })
+        .where('room_id', '=', roomId)
+        .execute();
+    },
+
+    async selectRoomsOfUser(userId, membership) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select('room_id')
+        .where('user_id', '=', userId)
+        .where('membership', '=', membership)
+        .orderBy('room_id')
+        .execute();
+      return rows.map((r) => r.room_id);
+    },
+
+    async selectMembersOfRoom(roomId, membership) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select('user_id')
+        .where('room_id', '=', roomId)
+        .where('membership', '=', membership)
+        .orderBy('user_id')
+        .execute();
+      return rows.map((r) => r.user_id);
+    },
+
+    async selectTxnEvent(userId, deviceId, roomId, txnId) {
+      const row = await db
+        .selectFrom('event_txns')
+        .select('event_id')
+        .where('user_id', '=', userId)
+        .where('device_id', '=', deviceId)
+        .where('room_id', '=', roomId)
+        .where('txn_id', '=', txnId)
+        .executeTakeFirst();
+      return row?.event_id;
+    },
+
+    async insertTxnEvent(userId, deviceId, roomId, txnId, eventId, ts) {
+      await db
+        .insertInto('event_txns')
+        .values({
+          user_id: userId,
+          device_id: deviceId,
+          room_id: roomId,
+          txn_id: txnId,
+          event_id: eventId,
+          created_ts: ts,
+        })
+        .execute();
+    },
+  };
+}
