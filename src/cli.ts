@@ -34,6 +34,13 @@ function readConfig(file: string | undefined): ResolvedConfig {
   }
 }
 
+/** Where this machine reaches the server configured to listen on listen.host/port. */
+function localUrl(config: ResolvedConfig): string {
+  const wildcard: Record<string, string> = { '0.0.0.0': '127.0.0.1', '::': '::1' };
+  const host = wildcard[config.listen.host] ?? config.listen.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.listen.port}`;
+}
+
 async function runServer(configFile: string | undefined): Promise<void> {
   const config = readConfig(configFile);
   const logger = createLogger(config);
@@ -71,23 +78,28 @@ async function runServer(configFile: string | undefined): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'register-user') {
-    const { values } = parseArgs({
-      args: argv.slice(1),
-      options: {
-        config: { type: 'string' },
-        user: { type: 'string', short: 'u' },
-        password: { type: 'string', short: 'p' },
-        admin: { type: 'boolean', default: false },
-        url: { type: 'string' },
-      },
-    });
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: argv.slice(1),
+        options: {
+          config: { type: 'string' },
+          user: { type: 'string', short: 'u' },
+          password: { type: 'string', short: 'p' },
+          admin: { type: 'boolean', default: false },
+          url: { type: 'string' },
+        },
+      }));
+    } catch (err) {
+      fail(`register-user: ${(err as Error).message}\n${USAGE}`);
+    }
     if (!values.user) fail(`register-user: --user is required\n${USAGE}`);
     const password = values.password ?? process.env.COMMONS_REGISTER_PASSWORD;
     if (!password) fail('register-user: give --password or set COMMONS_REGISTER_PASSWORD');
     const config = readConfig(values.config);
     if (!config.registration.shared_secret)
       fail('register-user: registration.shared_secret is not set in the configuration');
-    const url = values.url ?? `http://${config.listen.host}:${config.listen.port}`;
+    const url = values.url ?? localUrl(config);
     try {
       const result = await registerUserWithSharedSecret(url, config.registration.shared_secret, {
         username: values.user,

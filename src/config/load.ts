@@ -40,6 +40,9 @@ export function configLeaves(schema: TSchema = ConfigSchema, prefix: string[] = 
 
 export const envName = (keyPath: string[]): string => ENV_PREFIX + keyPath.join('_').toUpperCase();
 
+/** Our variables that are not configuration keys, so never warned about. */
+const NON_KEY_ENV = new Set([`${ENV_PREFIX}CONFIG`, `${ENV_PREFIX}REGISTER_PASSWORD`]);
+
 function coerceEnvValue(raw: string, leaf: Leaf): unknown {
   const types = new Set<string>();
   const collect = (s: TSchema & { type?: unknown; anyOf?: TSchema[]; const?: unknown }): void => {
@@ -73,6 +76,21 @@ function setPath(target: Record<string, unknown>, keyPath: string[], value: unkn
   node[keyPath[keyPath.length - 1] as string] = value;
 }
 
+/**
+ * A section whose keys are all commented out reads as null in YAML (`listen:` alone); treat
+ * it as absent so its defaults apply.
+ */
+function dropEmptySections(node: Record<string, unknown>, schema: TSchema): void {
+  for (const [key, child] of Object.entries(schemaProperties(schema) ?? {})) {
+    if (!schemaProperties(child)) continue;
+    const value = node[key];
+    if (value === null) delete node[key];
+    else if (typeof value === 'object' && !Array.isArray(value)) {
+      dropEmptySections(value as Record<string, unknown>, child);
+    }
+  }
+}
+
 export interface LoadOptions {
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
@@ -102,6 +120,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     }
   }
   const config = structuredClone(raw) as Record<string, unknown>;
+  dropEmptySections(config, ConfigSchema);
 
   const leaves = configLeaves();
   const known = new Map(leaves.map((leaf) => [envName(leaf.path), leaf]));
@@ -109,7 +128,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     const leaf = known.get(name);
     if (!leaf) {
-      if (!name.startsWith(`${ENV_PREFIX}TEST_`) && name !== `${ENV_PREFIX}CONFIG`) {
+      if (!name.startsWith(`${ENV_PREFIX}TEST_`) && !NON_KEY_ENV.has(name)) {
         options.warn?.(
           `config: environment variable ${name} matches no configuration key; ignored`,
         );
@@ -137,6 +156,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
 
 interface ValidationIssue {
   instancePath: string;
+  schemaPath: string;
   keyword: string;
   message: string;
   params: Record<string, unknown>;
@@ -152,6 +172,10 @@ function describeError(issue: ValidationIssue, value: unknown): string {
     const name = [...keyPath, ...extra.slice(0, 1)].join('.');
     return `config: unknown key "${name}"`;
   }
+  // TypeBox reports an extra key first as the key itself failing `additionalProperties: false`.
+  if (issue.keyword === 'boolean' && issue.schemaPath.endsWith('/additionalProperties')) {
+    return `config: unknown key "${keyPath.join('.')}"`;
+  }
   if (issue.keyword === 'required') {
     const missing = (issue.params.requiredProperties as string[] | undefined)?.[0] ?? '?';
     return `config: missing key "${[...keyPath, missing].join('.')}"`;
@@ -159,5 +183,12 @@ function describeError(issue: ValidationIssue, value: unknown): string {
   let current: unknown = value;
   for (const key of keyPath) current = (current as Record<string, unknown> | undefined)?.[key];
   const name = keyPath.join('.') || '(root)';
-  return `config: bad value for "${name}" (${JSON.stringify(current)}): ${issue.message} (env ${envName(keyPath)})`;
+  // A union of literals (log.level) fails once per literal: name the allowed values instead.
+  const leaf = configLeaves().find((l) => l.path.join('.') === keyPath.join('.'));
+  const allowed = leaf?.schema.anyOf?.map((s) => (s as { const?: unknown }).const);
+  const message =
+    allowed && allowed.length > 0 && allowed.every((v) => v !== undefined)
+      ? `must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`
+      : issue.message;
+  return `config: bad value for "${name}" (${JSON.stringify(current)}): ${message} (env ${envName(keyPath)})`;
 }

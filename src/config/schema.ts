@@ -27,17 +27,19 @@ export const ConfigSchema = Type.Object(
     server_name: Type.String({
       minLength: 1,
       default: 'localhost',
-      description: 'The domain of user IDs (@alice:<server_name>). Cannot change once users exist.',
+      description:
+        'The domain of user IDs (`@alice:<server_name>`). Cannot change once users exist.',
     }),
     public_baseurl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], {
       default: null,
       description:
-        'The URL clients reach this server at, for /.well-known/matrix/client. Null derives it from listen.',
+        'The URL clients reach this server at, for `/.well-known/matrix/client`. Null derives it from `listen`.',
     }),
     data_dir: Type.String({
       minLength: 1,
       default: './data',
-      description: 'Where the SQLite database and generated secrets (signing key, token key) live.',
+      description:
+        'Where the SQLite database and the generated secrets (`signing.key`, `token.key`) live.',
     }),
     listen: Type.Object(
       {
@@ -60,7 +62,7 @@ export const ConfigSchema = Type.Object(
         url: Type.Union([Type.String({ pattern: '^(sqlite:|postgres(ql)?://)' }), Type.Null()], {
           default: null,
           description:
-            'sqlite:<path> or postgres://user@host:port/db. Null means sqlite:<data_dir>/commons.db.',
+            '`sqlite:<path>` or `postgres://user@host:port/db`. Null means `sqlite:<data_dir>/commons.db`.',
         }),
         pool_size: Type.Integer({
           minimum: 1,
@@ -75,12 +77,12 @@ export const ConfigSchema = Type.Object(
       {
         enabled: Type.Boolean({
           default: true,
-          description: 'Open registration through /register with the m.login.dummy flow.',
+          description: 'Open registration through `/register` with the `m.login.dummy` flow.',
         }),
         shared_secret: Type.Union([Type.String({ minLength: 16 }), Type.Null()], {
           default: null,
           description:
-            'Enables /_synapse/admin/v1/register (nonce + HMAC) and `commons register-user`. Null disables it.',
+            'Enables `/_synapse/admin/v1/register` (nonce + HMAC) and `commons register-user`. Null disables it.',
         }),
       },
       { additionalProperties: false, default: {}, description: 'Account creation.' },
@@ -94,10 +96,18 @@ export const ConfigSchema = Type.Object(
         classes: Type.Object(
           {
             default: rateLimitClass('Endpoints that name no class of their own.', 20, 100),
-            login: rateLimitClass('Logging in, and password checks (e.g. changing the password).', 0.2, 5),
+            login: rateLimitClass(
+              'Logging in, and password checks (e.g. changing the password).',
+              0.2,
+              5,
+            ),
             registration: rateLimitClass('Registration, open or shared-secret.', 0.2, 5),
             message: rateLimitClass('Sending events into rooms.', 5, 20),
-            membership: rateLimitClass('Joining, leaving, inviting and other membership changes.', 2, 20),
+            membership: rateLimitClass(
+              'Joining, leaving, inviting and other membership changes.',
+              2,
+              20,
+            ),
             query: rateLimitClass('Lookups such as profiles.', 20, 100),
           },
           {

@@ -4,7 +4,16 @@
  */
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
-import { notJson } from '../core/errors.js';
+import { badJson, notJson } from '../core/errors.js';
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export function registerJsonBodyParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
@@ -13,16 +22,20 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
       done(null, undefined);
       return;
     }
+    const text = body.toString('utf8');
     try {
       done(
         null,
-        secureJson.parse(body.toString('utf8'), undefined, {
-          protoAction: 'error',
-          constructorAction: 'error',
-        }),
+        secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }),
       );
     } catch {
-      done(notJson('Content not JSON'), undefined);
+      // Valid JSON refused for a "__proto__" or "constructor.prototype" key is M_BAD_JSON.
+      done(
+        isJson(text)
+          ? badJson('Request body may not contain "__proto__" or "constructor.prototype"')
+          : notJson('Content not JSON'),
+        undefined,
+      );
     }
   });
 }

@@ -35,3 +35,39 @@ export async function registerUser(
     password,
   };
 }
+
+/** Logs in with m.login.password (identifier m.id.user) and returns the new session. */
+export async function loginUser(
+  server: TestServer,
+  user: string,
+  password: string,
+  extra: { device_id?: string; initial_device_display_name?: string } = {},
+): Promise<{ userId: string; accessToken: string; deviceId: string }> {
+  const response = await server.request<{
+    user_id: string;
+    access_token: string;
+    device_id: string;
+  }>('POST', '/_matrix/client/v3/login', {
+    body: { type: 'm.login.password', identifier: { type: 'm.id.user', user }, password, ...extra },
+  });
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return {
+    userId: response.body.user_id,
+    accessToken: response.body.access_token,
+    deviceId: response.body.device_id,
+  };
+}
+
+/** The `auth` object of an m.login.password user-interactive auth stage. */
+export function passwordAuth(
+  userId: string,
+  password: string,
+  session?: string,
+): Record<string, unknown> {
+  return {
+    type: 'm.login.password',
+    identifier: { type: 'm.id.user', user: userId },
+    password,
+    ...(session !== undefined ? { session } : {}),
+  };
+}
