@@ -9,6 +9,8 @@ import { createEventWriter } from './event-writer.js';
 import { createRoomService } from './rooms.js';
 import { createMembershipService } from './membership.js';
 import { createRoomEventService } from './room-events.js';
+import { createDirectoryService } from './directory.js';
+import { createTimelineService } from './timeline.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -20,6 +22,8 @@ export function createServices(ctx: ServiceContext) {
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),
+    directory: createDirectoryService(ctx),
+    timeline: createTimelineService(ctx, writer),
     settings: ctx.settings,
     accounts,
     sessions: createSessionService(ctx, accounts),

@@ -72,6 +72,33 @@ export function createMembershipService(
     return parsed.userId;
   }
 
+  /**
+   * Sets another user's membership after `precondition` (given the target and their current
+   * membership) has returned null; otherwise refuses with its sentence.
+   */
+  async function changeTarget(
+    name: string,
+    requester: Requester,
+    roomId: string,
+    userId: string,
+    membership: string,
+    reason: string | undefined,
+    precondition: (target: string, current: string | undefined) => string | null,
+  ): Promise<void> {
+    const target = targetUser(userId);
+    await inRoom(
+      name,
+      roomId,
+      async (stores) => {
+        const current = await stores.rooms.selectMembership(roomId, target);
+        const refusal = precondition(target, current?.membership);
+        if (refusal !== null) throw forbidden(refusal);
+        await setMembership(stores, roomId, requester.userId, target, membership, reason);
+      },
+      notInRoom(),
+    );
+  }
+
   /** The room ID of a room ID or alias given in a path. */
   async function resolveRoom(roomIdOrAlias: string): Promise<string> {
     if (roomIdOrAlias.startsWith('#')) {
@@ -195,17 +222,18 @@ export function createMembershipService(
       userId: string,
       reason?: string,
     ): Promise<void> {
-      const target = targetUser(userId);
-      await inRoom(
+      await changeTarget(
         'inviteUser',
+        requester,
         roomId,
-        async (stores) => {
-          const current = await stores.rooms.selectMembership(roomId, target);
-          if (current?.membership === 'join') throw forbidden(`${target} is already in the room`);
-          if (current?.membership === 'ban') throw forbidden(`${target} is banned from the room`);
-          await setMembership(stores, roomId, requester.userId, target, 'invite', reason);
+        userId,
+        'invite',
+        reason,
+        (target, current) => {
+          if (current === 'join') return `${target} is already in the room`;
+          if (current === 'ban') return `${target} is banned from the room`;
+          return null;
         },
-        notInRoom(),
       );
     },
 
@@ -229,18 +257,17 @@ export function createMembershipService(
       userId: string,
       reason?: string,
     ): Promise<void> {
-      const target = targetUser(userId);
-      await inRoom(
+      await changeTarget(
         'kickUser',
+        requester,
         roomId,
-        async (stores) => {
-          const current = await stores.rooms.selectMembership(roomId, target);
-          if (!current || current.membership === 'leave' || current.membership === 'ban') {
-            throw forbidden(`${target} is not in the room, invited or knocking`);
-          }
-          await setMembership(stores, roomId, requester.userId, target, 'leave', reason);
-        },
-        notInRoom(),
+        userId,
+        'leave',
+        reason,
+        (target, current) =>
+          current === undefined || current === 'leave' || current === 'ban'
+            ? `${target} is not in the room, invited or knocking`
+            : null,
       );
     },
 
@@ -250,13 +277,7 @@ export function createMembershipService(
       userId: string,
       reason?: string,
     ): Promise<void> {
-      const target = targetUser(userId);
-      await inRoom(
-        'banUser',
-        roomId,
-        (stores) => setMembership(stores, roomId, requester.userId, target, 'ban', reason),
-        notInRoom(),
-      );
+      await changeTarget('banUser', requester, roomId, userId, 'ban', reason, () => null);
     },
 
     async unban(
@@ -265,16 +286,14 @@ export function createMembershipService(
       userId: string,
       reason?: string,
     ): Promise<void> {
-      const target = targetUser(userId);
-      await inRoom(
+      await changeTarget(
         'unbanUser',
+        requester,
         roomId,
-        async (stores) => {
-          const current = await stores.rooms.selectMembership(roomId, target);
-          if (current?.membership !== 'ban') throw forbidden(`${target} is not banned`);
-          await setMembership(stores, roomId, requester.userId, target, 'leave', reason);
-        },
-        notInRoom(),
+        userId,
+        'leave',
+        reason,
+        (target, current) => (current === 'ban' ? null : `${target} is not banned`),
       );
     },
 

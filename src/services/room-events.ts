@@ -113,23 +113,6 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       if (!found) throw notFound('Event not found');
       return found.pdu.content;
     },
-
-    async getEvent(requester: Requester, roomId: string, eventId: string): Promise<ClientEvent> {
-      const membership = await rooms().selectMembership(roomId, requester.userId);
-      if (
-        !membership ||
-        (membership.membership !== 'join' &&
-          membership.membership !== 'leave' &&
-          membership.membership !== 'ban')
-      ) {
-        throw forbidden('You are not a member of this room');
-      }
-      const row = await rooms().selectEvent(eventId);
-      if (!row || row.roomId !== roomId) throw notFound('Event not found');
-      if (membership.membership !== 'join' && row.streamOrdering > membership.streamOrdering)
-        throw notFound('Event not found');
-      return asClient(row);
-    },
   };
 }
 

@@ -7,6 +7,7 @@ import { accountStore, type AccountStore } from './account-store.js';
 import { deviceStore, type DeviceStore } from './device-store.js';
 import { uiaStore, type UiaStore } from './uia-store.js';
 import { roomStore, type RoomStore } from './room-store.js';
+import { directoryStore, type DirectoryStore } from './directory-store.js';
 import type { Database } from './schema.js';
 import { openDatabase, type DialectName, type OpenOptions } from './database.js';
 
@@ -15,6 +16,7 @@ export interface Stores {
   readonly devices: DeviceStore;
   readonly uia: UiaStore;
   readonly rooms: RoomStore;
+  readonly directory: DirectoryStore;
 }
 
 export interface Storage {
@@ -32,6 +34,7 @@ export function storesFor(db: Kysely<Database>, dialect: DialectName): Stores {
     devices: deviceStore(db),
     uia: uiaStore(db),
     rooms: roomStore(db, dialect),
+    directory: directoryStore(db, dialect),
   };
 }
 
@@ -45,7 +48,8 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
   };
 }
 
-export type { AccountStore, DeviceStore, UiaStore, RoomStore };
+export type { AccountStore, DeviceStore, UiaStore, RoomStore, DirectoryStore };
+export type { AliasRow, PublicRoomRow, PublicRoomsFilter } from './directory-store.js';
 export type { RoomRow, EventRow, EventToPersist, MembershipChange } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';

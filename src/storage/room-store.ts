@@ -58,6 +58,20 @@ export interface RoomStore {
   selectExtremities(roomId: string): Promise<{ eventId: string; depth: number }[]>;
   selectEvent(eventId: string): Promise<EventRow | undefined>;
   persistEvent(event: EventToPersist, streamOrdering: number): Promise<void>;
+  /** Events of a room in stream order: after `after` and at most `upTo`, ascending or descending. */
+  selectRoomEvents(
+    roomId: string,
+    range: { after: number; upTo: number; direction: 'forward' | 'backward'; limit: number },
+  ): Promise<EventRow[]>;
+  /** One user's membership changes in a room, oldest first. */
+  selectMembershipHistory(
+    roomId: string,
+    userId: string,
+  ): Promise<{ streamOrdering: number; membership: string }[]>;
+  /** The successive events of one state entry, oldest first. */
+  selectStateHistory(roomId: string, type: string, stateKey: string): Promise<EventRow[]>;
+  /** Marks `eventId` (in `roomId`) as redacted by `redactionId`. */
+  updateRedactedBy(roomId: string, eventId: string, redactionId: string): Promise<void>;
   selectMembership(
     roomId: string,
     userId: string,
@@ -317,6 +331,56 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           })
           .execute();
       }
+    },
+
+    async selectRoomEvents(roomId, range) {
+      const rows = await db
+        .selectFrom('events')
+        .select(eventColumns)
+        .where('room_id', '=', roomId)
+        .where('stream_ordering', '>', range.after)
+        .where('stream_ordering', '<=', range.upTo)
+        .orderBy('stream_ordering', range.direction === 'forward' ? 'asc' : 'desc')
+        .limit(range.limit)
+        .execute();
+      return rows.map(toEventRow);
+    },
+
+    async selectMembershipHistory(roomId, userId) {
+      const rows = await db
+        .selectFrom('membership_history')
+        .select(['stream_ordering', 'membership'])
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .orderBy('stream_ordering')
+        .execute();
+      return rows.map((r) => ({
+        streamOrdering: Number(r.stream_ordering),
+        membership: r.membership,
+      }));
+    },
+
+    async selectStateHistory(roomId, type, stateKey) {
+      const rows = await db
+        .selectFrom('state_history')
+        .innerJoin('events', 'events.event_id', 'state_history.event_id')
+        .select(eventColumns)
+        .where('state_history.room_id', '=', roomId)
+        .where('state_history.type', '=', type)
+        .where('state_history.state_key', '=', stateKey)
+        .orderBy('state_history.stream_ordering')
+        .execute();
+      return rows.map(toEventRow);
+    },
+
+    async updateRedactedBy(roomId, eventId, redactionId) {
+      await db
+        .updateTable('events')
+        .set({ redacted_by: redactionId })
+        .where('event_id', '=', eventId)
+        .where('room_id', '=', roomId)
+        .where('redacted_by', 'is', null)
+        .execute();
     },
 
     async selectMembership(roomId, userId) {

@@ -9,6 +9,8 @@ import { versionRoutes } from './versions.js';
 import { roomRoutes } from './rooms.js';
 import { membershipRoutes } from './membership.js';
 import { roomStateRoutes } from './room-state.js';
+import { directoryRoutes } from './directory.js';
+import { timelineRoutes } from './timeline.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -19,6 +21,8 @@ const v3Modules: RoutePlugin[] = [
   roomRoutes,
   membershipRoutes,
   roomStateRoutes,
+  directoryRoutes,
+  timelineRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {

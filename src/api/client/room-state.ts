@@ -16,10 +16,6 @@ const SendParams = Type.Object({
   eventType: TypeParam,
   txnId: Type.String({ minLength: 1, maxLength: 255 }),
 });
-const EventParams = Type.Object({
-  roomId: RoomParams.properties.roomId,
-  eventId: Type.String({ minLength: 1, maxLength: 255 }),
-});
 
 // https://spec.matrix.org/v1.19/client-server-api/#getting-events-for-a-room
 // https://spec.matrix.org/v1.19/client-server-api/#sending-events-to-a-room
@@ -99,16 +95,5 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
         request.body as JsonObject,
       ),
     }),
-  );
-
-  app.get(
-    '/rooms/:roomId/event/:eventId',
-    { config: auth, schema: { params: EventParams } },
-    async (request) =>
-      roomEvents.getEvent(
-        requesterOf(request),
-        roomIdParam(request.params.roomId),
-        request.params.eventId,
-      ),
   );
 };

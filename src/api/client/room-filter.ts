@@ -1,0 +1,38 @@
+/** Parses the `filter` query parameter (a RoomEventFilter as JSON) of /messages and /context. */
+import { invalidParam } from '../../core/errors.js';
+import type { RoomEventFilter } from '../../services/timeline.js';
+
+const isStringArray = (value: unknown): value is string[] =>
+  Array.isArray(value) && value.length <= 1000 && value.every((v) => typeof v === 'string');
+
+export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalidParam('filter is not valid JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw invalidParam('filter must be a JSON object');
+  const object = parsed as Record<string, unknown>;
+  const filter: RoomEventFilter = {};
+  for (const key of ['types', 'not_types', 'senders', 'not_senders'] as const) {
+    const value = object[key];
+    if (value === undefined) continue;
+    if (!isStringArray(value)) throw invalidParam(`filter.${key} must be an array of strings`);
+    filter[key] = value;
+  }
+  if (object.limit !== undefined) {
+    if (typeof object.limit !== 'number' || !Number.isInteger(object.limit) || object.limit < 1) {
+      throw invalidParam('filter.limit must be a positive integer');
+    }
+    filter.limit = object.limit;
+  }
+  if (object.lazy_load_members !== undefined) {
+    if (typeof object.lazy_load_members !== 'boolean')
+      throw invalidParam('filter.lazy_load_members must be a boolean');
+    filter.lazy_load_members = object.lazy_load_members;
+  }
+  return filter;
+}

@@ -1,0 +1,316 @@
+/**
+ * Reading room history (/messages, /context) with history visibility honoured, and
+ * redacting events (/redact).
+ */
+import { forbidden, invalidParam, notFound } from '../core/errors.js';
+import { actionLevel, powerLevelOf, type AuthStateEvent } from '../core/auth-rules.js';
+import { toClientEvent, type ClientEvent } from '../core/client-event.js';
+import { isVisibleAt, type VisibilityHistory } from '../core/history-visibility.js';
+import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
+import { redactPdu } from '../core/redaction.js';
+import { parseStreamToken, streamToken } from '../core/stream-token.js';
+import type { EventRow, Stores } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+import type { EventWriter } from './event-writer.js';
+
+/** The RoomEventFilter fields applied to timelines. */
+export interface RoomEventFilter {
+  types?: string[] | undefined;
+  not_types?: string[] | undefined;
+  senders?: string[] | undefined;
+  not_senders?: string[] | undefined;
+  limit?: number | undefined;
+  lazy_load_members?: boolean | undefined;
+}
+
+const typeMatches = (pattern: string, type: string): boolean =>
+  pattern.endsWith('*') ? type.startsWith(pattern.slice(0, -1)) : pattern === type;
+
+export function matchesFilter(row: EventRow, filter: RoomEventFilter | undefined): boolean {
+  if (!filter) return true;
+  const { type, sender } = row.pdu;
+  if (filter.not_types?.some((p) => typeMatches(p, type))) return false;
+  if (filter.types && !filter.types.some((p) => typeMatches(p, type))) return false;
+  if (filter.not_senders?.includes(sender)) return false;
+  if (filter.senders && !filter.senders.includes(sender)) return false;
+  return true;
+}
+
+export interface MessagesPage {
+  start: string;
+  end?: string;
+  chunk: ClientEvent[];
+  state?: ClientEvent[];
+}
+
+const BATCH = 200;
+
+export function createTimelineService(ctx: ServiceContext, writer: EventWriter) {
+  const rooms = () => ctx.storage.stores.rooms;
+
+  async function roomVersion(roomId: string): Promise<RoomVersionId> {
+    const room = await rooms().selectRoom(roomId);
+    if (!room) throw forbidden('You are not in this room');
+    return room.roomVersion as RoomVersionId;
+  }
+
+  /**
+   * The client form of a stored event; redacted, with `unsigned.redacted_because` holding the
+   * redaction, when a redaction applies to it.
+   */
+  async function present(row: EventRow, version: RoomVersionId): Promise<ClientEvent> {
+    if (!row.redactedBy)
+      return toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
+    const redaction = await rooms().selectEvent(row.redactedBy);
+    const because = redaction
+      ? (toClientEvent({
+          eventId: redaction.eventId,
+          roomId: redaction.roomId,
+          pdu: redaction.pdu,
+        }) as unknown as JsonObject)
+      : null;
+    const pdu = redactPdu(row.pdu, version);
+    return toClientEvent(
+      { eventId: row.eventId, roomId: row.roomId, pdu },
+      { unsigned: because ? { redacted_because: because } : {} },
+    );
+  }
+  const presentAll = (rows: readonly EventRow[], version: RoomVersionId): Promise<ClientEvent[]> =>
+    Promise.all(rows.map((r) => present(r, version)));
+
+  async function visibilityOf(roomId: string, userId: string): Promise<VisibilityHistory> {
+    const store = rooms();
+    const [memberships, visibilityEvents] = await Promise.all([
+      store.selectMembershipHistory(roomId, userId),
+      store.selectStateHistory(roomId, 'm.room.history_visibility', ''),
+    ]);
+    return {
+      memberships: memberships.map((m) => ({
+        streamOrdering: m.streamOrdering,
+        value: m.membership,
+      })),
+      visibilities: visibilityEvents.map((e) => ({
+        streamOrdering: e.streamOrdering,
+        value:
+          typeof e.pdu.content.history_visibility === 'string'
+            ? e.pdu.content.history_visibility
+            : 'shared',
+      })),
+    };
+  }
+
+  /** Throws 403 unless the user has (or had) any membership of the room, or it is world readable. */
+  function assertCanRead(history: VisibilityHistory, position: number): void {
+    const everMember = history.memberships.some((m) => m.value === 'join' || m.value === 'invite');
+    if (!everMember && !isVisibleAt(position, history))
+      throw forbidden('You are not a member of this room');
+  }
+
+  async function memberStateFor(
+    roomId: string,
+    senders: Set<string>,
+    version: RoomVersionId,
+  ): Promise<ClientEvent[]> {
+    if (senders.size === 0) return [];
+    const rows = await rooms().selectStateEvents(
+      roomId,
+      [...senders].map((s) => ['m.room.member', s] as const),
+    );
+    return presentAll(rows, version);
+  }
+
+  return {
+    present,
+
+    async messages(
+      requester: Requester,
+      roomId: string,
+      options: {
+        from?: string | undefined;
+        to?: string | undefined;
+        dir: 'b' | 'f';
+        limit: number;
+        filter?: RoomEventFilter | undefined;
+      },
+    ): Promise<MessagesPage> {
+      const version = await roomVersion(roomId);
+      const current = await rooms().selectCurrentStreamPosition();
+      const parse = (token: string | undefined, name: string): number | undefined => {
+        if (token === undefined) return undefined;
+        const position = parseStreamToken(token);
+        if (position === null) throw invalidParam(`Invalid ${name} token`);
+        return Math.min(position, current);
+      };
+      const history = await visibilityOf(roomId, requester.userId);
+      assertCanRead(history, current);
+      const from = parse(options.from, 'from') ?? (options.dir === 'b' ? current : 0);
+      const to = parse(options.to, 'to');
+      const limit = Math.min(options.filter?.limit ?? options.limit, 1000);
+      const chunk: EventRow[] = [];
+      let cursor = from;
+      let exhausted = false;
+      while (chunk.length < limit && !exhausted) {
+        const range =
+          options.dir === 'b'
+            ? { after: to ?? 0, upTo: cursor, direction: 'backward' as const, limit: BATCH }
+            : { after: cursor, upTo: to ?? current, direction: 'forward' as const, limit: BATCH };
+        if (range.after >= range.upTo) break;
+        const rows = await rooms().selectRoomEvents(roomId, range);
+        if (rows.length < BATCH) exhausted = true;
+        for (const row of rows) {
+          cursor = options.dir === 'b' ? row.streamOrdering - 1 : row.streamOrdering;
+          if (!isVisibleAt(row.streamOrdering, history) || !matchesFilter(row, options.filter))
+            continue;
+          chunk.push(row);
+          if (chunk.length >= limit) break;
+        }
+        if (rows.length === 0) exhausted = true;
+      }
+      const page: MessagesPage = {
+        start: streamToken(from),
+        chunk: await presentAll(chunk, version),
+      };
+      // No `end` when no further events are available (the loop only stops empty when exhausted).
+      if (chunk.length > 0) page.end = streamToken(cursor);
+      if (options.filter?.lazy_load_members) {
+        page.state = await memberStateFor(roomId, new Set(chunk.map((r) => r.pdu.sender)), version);
+      }
+      return page;
+    },
+
+    async context(
+      requester: Requester,
+      roomId: string,
+      eventId: string,
+      limit: number,
+      filter?: RoomEventFilter,
+    ): Promise<Record<string, unknown>> {
+      const version = await roomVersion(roomId);
+      const target = await rooms().selectEvent(eventId);
+      if (!target || target.roomId !== roomId) throw notFound('Event not found');
+      const history = await visibilityOf(roomId, requester.userId);
+      if (!isVisibleAt(target.streamOrdering, history)) throw notFound('Event not found');
+      const half = Math.min(filter?.limit ?? limit, 100);
+      const beforeCount = Math.floor(half / 2);
+      const afterCount = half - beforeCount;
+      const collect = async (
+        direction: 'backward' | 'forward',
+        count: number,
+      ): Promise<EventRow[]> => {
+        const out: EventRow[] = [];
+        let cursor = target.streamOrdering;
+        const current = await rooms().selectCurrentStreamPosition();
+        for (;;) {
+          const range =
+            direction === 'backward'
+              ? { after: 0, upTo: cursor - 1, direction, limit: BATCH }
+              : { after: cursor, upTo: current, direction, limit: BATCH };
+          if (range.after >= range.upTo) break;
+          const rows = await rooms().selectRoomEvents(roomId, range);
+          for (const row of rows) {
+            cursor = row.streamOrdering;
+            if (isVisibleAt(row.streamOrdering, history) && matchesFilter(row, filter))
+              out.push(row);
+            if (out.length >= count) return out;
+          }
+          if (rows.length < BATCH) return out;
+        }
+        return out;
+      };
+      const before = await collect('backward', beforeCount);
+      const after = await collect('forward', afterCount);
+      const stateRows = await rooms().selectStateEventsAt(roomId, target.streamOrdering);
+      const lazy = filter?.lazy_load_members === true;
+      const senders = new Set([target, ...before, ...after].map((r) => r.pdu.sender));
+      const state = stateRows.filter(
+        (r) => !lazy || r.pdu.type !== 'm.room.member' || senders.has(r.pdu.state_key ?? ''),
+      );
+      const first = before[before.length - 1];
+      const last = after[after.length - 1];
+      return {
+        event: await present(target, version),
+        events_before: await presentAll(before, version),
+        events_after: await presentAll(after, version),
+        start: streamToken((first?.streamOrdering ?? target.streamOrdering) - 1),
+        end: streamToken(last?.streamOrdering ?? target.streamOrdering),
+        state: await presentAll(state, version),
+      };
+    },
+
+    async redact(
+      requester: Requester,
+      roomId: string,
+      eventId: string,
+      txnId: string,
+      reason?: string,
+    ): Promise<string> {
+      const existing = await rooms().selectTxnEvent(
+        requester.userId,
+        requester.deviceId,
+        roomId,
+        `redact:${txnId}`,
+      );
+      if (existing) return existing;
+      return ctx.storage.tx('redactEvent', async (stores: Stores) => {
+        await stores.rooms.lockRoom(roomId);
+        const room = await stores.rooms.selectRoom(roomId);
+        if (!room) throw forbidden('You are not in this room');
+        const version = room.roomVersion as RoomVersionId;
+        const target = await stores.rooms.selectEvent(eventId);
+        if (!target || target.roomId !== roomId) throw notFound('Event not found');
+        const stateRows = await stores.rooms.selectStateEvents(roomId, [
+          ['m.room.create', ''],
+          ['m.room.power_levels', ''],
+          ['m.room.member', requester.userId],
+        ]);
+        const authState = new Map<StateKey, AuthStateEvent>(
+          stateRows.map((r) => [
+            stateKeyOf(r.pdu.type, r.pdu.state_key ?? ''),
+            { ...r.pdu, event_id: r.eventId },
+          ]),
+        );
+        // Locally, the rule clients expect: your own events, or others' with the redact level.
+        // (The federation rule, same server as the sender, would let any local user redact.)
+        const ownEvent = target.pdu.sender === requester.userId;
+        if (
+          !ownEvent &&
+          powerLevelOf(requester.userId, authState, version) < actionLevel('redact', authState)
+        ) {
+          throw forbidden("You do not have permission to redact other users' events");
+        }
+        const content: JsonObject = reason === undefined ? {} : { reason };
+        const appended = await writer.append(stores, roomId, {
+          type: 'm.room.redaction',
+          sender: requester.userId,
+          content,
+          redacts: eventId,
+        });
+        await stores.rooms.updateRedactedBy(roomId, eventId, appended.eventId);
+        await stores.rooms.insertTxnEvent(
+          requester.userId,
+          requester.deviceId,
+          roomId,
+          `redact:${txnId}`,
+          appended.eventId,
+          ctx.now(),
+        );
+        return appended.eventId;
+      });
+    },
+
+    /** A single event, if visible to the requester. */
+    async event(requester: Requester, roomId: string, eventId: string): Promise<ClientEvent> {
+      const version = await roomVersion(roomId);
+      const row = await rooms().selectEvent(eventId);
+      if (!row || row.roomId !== roomId) throw notFound('Event not found');
+      const history = await visibilityOf(roomId, requester.userId);
+      if (!isVisibleAt(row.streamOrdering, history)) {
+        assertCanRead(history, row.streamOrdering);
+        throw notFound('Event not found');
+      }
+      return present(row, version);
+    },
+  };
+}
+
+export type TimelineService = ReturnType<typeof createTimelineService>;
