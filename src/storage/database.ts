@@ -16,6 +16,7 @@ export type Tx = Transaction<Database>;
 
 export interface StorageLogger {
   debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
 }
 
 export interface DatabaseHandle {
@@ -43,7 +44,7 @@ function openSqlite(file: string): Db {
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
 }
 
-function openPostgres(url: string, poolSize: number): Db {
+function openPostgres(url: string, poolSize: number, logger: StorageLogger | undefined): Db {
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
@@ -54,6 +55,9 @@ function openPostgres(url: string, poolSize: number): Db {
           : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle connection can be closed by the server (restart, admin command): pg reports it
+  // on the pool, and an unhandled 'error' would end the process. The pool replaces it.
+  pool.on('error', (err) => logger?.warn({ err: err.message }, 'idle PostgreSQL connection lost'));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
@@ -72,7 +76,7 @@ export async function openDatabase(
   const db =
     dialect === 'sqlite'
       ? openSqlite(url.slice('sqlite:'.length))
-      : openPostgres(url, options.poolSize ?? 10);
+      : openPostgres(url, options.poolSize ?? 10, options.logger);
   try {
     await migrateToLatest(db as unknown as Kysely<unknown>);
   } catch (err) {
