@@ -299,6 +299,8 @@ export function createMembershipService(
 
     async forget(requester: Requester, roomId: string): Promise<void> {
       await ctx.storage.tx('forgetRoom', async (stores) => {
+        // Under the room lock, so a rejoin cannot slip in between the check and the update.
+        await stores.rooms.lockRoom(roomId);
         const current = await stores.rooms.selectMembership(roomId, requester.userId);
         if (!current) throw notInRoom();
         if (

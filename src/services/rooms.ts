@@ -39,7 +39,10 @@ function defaultPowerLevels(
   creatorsHavePower: boolean,
 ): JsonObject {
   const users: JsonObject = creatorsHavePower ? {} : { [creator]: 100 };
-  if (preset === 'trusted_private_chat') for (const invitee of invitees) users[invitee] = 100;
+  // Trusted invitees get full power; in room version 12 they become additional creators instead.
+  if (preset === 'trusted_private_chat' && !creatorsHavePower) {
+    for (const invitee of invitees) users[invitee] = 100;
+  }
   return {
     users,
     users_default: 0,
@@ -61,6 +64,25 @@ function defaultPowerLevels(
     invite: 0,
     historical: 100,
   };
+}
+
+/**
+ * While a room is being created, a refusal by the auth rules means the request's own
+ * parameters give the room an invalid state: the spec's 400 M_INVALID_ROOM_STATE.
+ */
+async function invalidStateOnRefusal<T>(create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (err) {
+    if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') {
+      throw new MatrixError(
+        400,
+        'M_INVALID_ROOM_STATE',
+        `The requested room state is invalid: ${err.message}`,
+      );
+    }
+    throw err;
+  }
 }
 
 export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
@@ -117,67 +139,83 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
       }
       const sender = requester.userId;
       return ctx.storage.tx('createRoom', async (stores) => {
-        if (alias !== undefined && (await stores.rooms.selectAliasRoom(alias))) {
-          throw new MatrixError(400, 'M_ROOM_IN_USE', 'Room alias already taken');
-        }
-        const creation = { ...(request.creationContent ?? {}) };
-        delete creation.room_version;
-        delete creation.creator;
-        const create = await writer.createRoom(stores, sender, version, creation);
-        const roomId = create.roomId;
-        await stores.rooms.lockRoom(roomId);
-        const send = (event: Omit<NewEvent, 'sender'>) =>
-          writer.append(stores, roomId, { ...event, sender });
-
-        await send({
-          type: 'm.room.member',
-          stateKey: sender,
-          content: await memberContent(stores, sender, 'join'),
-        });
-        const powerLevels = {
-          ...defaultPowerLevels(sender, preset, invitees, rules.creatorsHavePower),
-          ...(request.powerLevelContentOverride ?? {}),
-        };
-        await send({ type: 'm.room.power_levels', stateKey: '', content: powerLevels });
-        if (alias !== undefined) {
-          await stores.rooms.insertAlias(alias, roomId, sender);
-          await send({ type: 'm.room.canonical_alias', stateKey: '', content: { alias } });
-        }
-        const presetState: [string, JsonObject][] = [
-          ['m.room.join_rules', { join_rule: preset === 'public_chat' ? 'public' : 'invite' }],
-          ['m.room.history_visibility', { history_visibility: 'shared' }],
-        ];
-        if (preset !== 'public_chat')
-          presetState.push(['m.room.guest_access', { guest_access: 'can_join' }]);
-        const initial = request.initialState ?? [];
-        const overridden = new Set(initial.map((e) => `${e.type}\u0000${e.state_key ?? ''}`));
-        for (const [type, content] of presetState) {
-          if (!overridden.has(`${type}\u0000`)) await send({ type, stateKey: '', content });
-        }
-        for (const event of initial) {
-          if (
-            event.type === 'm.room.create' ||
-            event.type === 'm.room.member' ||
-            event.type === 'm.room.power_levels'
-          ) {
-            throw invalidParam(`initial_state may not contain ${event.type}`);
+        return invalidStateOnRefusal(async () => {
+          if (alias !== undefined && (await stores.rooms.selectAliasRoom(alias))) {
+            throw new MatrixError(400, 'M_ROOM_IN_USE', 'Room alias already taken');
           }
-          await send({ type: event.type, stateKey: event.state_key ?? '', content: event.content });
-        }
-        if (request.name !== undefined)
-          await send({ type: 'm.room.name', stateKey: '', content: { name: request.name } });
-        if (request.topic !== undefined)
-          await send({ type: 'm.room.topic', stateKey: '', content: { topic: request.topic } });
-        for (const invitee of invitees) {
-          const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
+          const creation = { ...(request.creationContent ?? {}) };
+          delete creation.room_version;
+          delete creation.creator;
+          if (
+            preset === 'trusted_private_chat' &&
+            rules.additionalCreators &&
+            invitees.length > 0
+          ) {
+            const listed = Array.isArray(creation.additional_creators)
+              ? creation.additional_creators
+              : [];
+            creation.additional_creators = [...new Set([...listed, ...invitees])];
+          }
+          const create = await writer.createRoom(stores, sender, version, creation);
+          const roomId = create.roomId;
+          await stores.rooms.lockRoom(roomId);
+          const send = (event: Omit<NewEvent, 'sender'>) =>
+            writer.append(stores, roomId, { ...event, sender });
+
           await send({
             type: 'm.room.member',
-            stateKey: invitee,
-            content: await memberContent(stores, invitee, 'invite', extra),
+            stateKey: sender,
+            content: await memberContent(stores, sender, 'join'),
           });
-        }
-        if (request.visibility === 'public') await stores.rooms.updateRoomPublic(roomId, true);
-        return alias !== undefined ? { roomId, alias } : { roomId };
+          const powerLevels = {
+            ...defaultPowerLevels(sender, preset, invitees, rules.creatorsHavePower),
+            ...(request.powerLevelContentOverride ?? {}),
+          };
+          await send({ type: 'm.room.power_levels', stateKey: '', content: powerLevels });
+          if (alias !== undefined) {
+            await stores.rooms.insertAlias(alias, roomId, sender);
+            await send({ type: 'm.room.canonical_alias', stateKey: '', content: { alias } });
+          }
+          const presetState: [string, JsonObject][] = [
+            ['m.room.join_rules', { join_rule: preset === 'public_chat' ? 'public' : 'invite' }],
+            ['m.room.history_visibility', { history_visibility: 'shared' }],
+          ];
+          if (preset !== 'public_chat')
+            presetState.push(['m.room.guest_access', { guest_access: 'can_join' }]);
+          const initial = request.initialState ?? [];
+          const overridden = new Set(initial.map((e) => `${e.type}\u0000${e.state_key ?? ''}`));
+          for (const [type, content] of presetState) {
+            if (!overridden.has(`${type}\u0000`)) await send({ type, stateKey: '', content });
+          }
+          for (const event of initial) {
+            if (
+              event.type === 'm.room.create' ||
+              event.type === 'm.room.member' ||
+              event.type === 'm.room.power_levels'
+            ) {
+              throw invalidParam(`initial_state may not contain ${event.type}`);
+            }
+            await send({
+              type: event.type,
+              stateKey: event.state_key ?? '',
+              content: event.content,
+            });
+          }
+          if (request.name !== undefined)
+            await send({ type: 'm.room.name', stateKey: '', content: { name: request.name } });
+          if (request.topic !== undefined)
+            await send({ type: 'm.room.topic', stateKey: '', content: { topic: request.topic } });
+          for (const invitee of invitees) {
+            const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
+            await send({
+              type: 'm.room.member',
+              stateKey: invitee,
+              content: await memberContent(stores, invitee, 'invite', extra),
+            });
+          }
+          if (request.visibility === 'public') await stores.rooms.updateRoomPublic(roomId, true);
+          return alias !== undefined ? { roomId, alias } : { roomId };
+        });
       });
     },
   };

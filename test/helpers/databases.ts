@@ -52,6 +52,17 @@ export async function createTestDatabase(dialect: TestDialect): Promise<TestData
       const client = new pg.Client({ connectionString: adminUrl });
       await client.connect();
       try {
+        // pg's pool.end() resolves once each connection has been told to end, not when it
+        // has: wait for them to go, so the forced drop kills nothing still closing.
+        const deadline = Date.now() + 5000;
+        while (Date.now() < deadline) {
+          const { rows } = await client.query<{ n: string }>(
+            'SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1',
+            [name],
+          );
+          if (Number(rows[0]?.n) === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       } finally {
         await client.end();
