@@ -121,12 +121,7 @@ export function createEventWriter(ctx: ServiceContext) {
      * Appends an event to an existing room. The caller holds the room lock (`lockRoom`)
      * inside its transaction. Refusals by the auth rules are 403 M_FORBIDDEN with the reason.
      */
-    async append(
-      stores: Stores,
-      roomId: string,
-      event: NewEvent,
-      authorisedVia?: (state: ReadonlyMap<StateKey, AuthStateEvent>) => void,
-    ): Promise<AppendedEvent> {
+    async append(stores: Stores, roomId: string, event: NewEvent): Promise<AppendedEvent> {
       const room = await stores.rooms.selectRoom(roomId);
       if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
       const version = room.roomVersion as RoomVersionId;
@@ -148,7 +143,6 @@ export function createEventWriter(ctx: ServiceContext) {
         authState.set(key, toAuthEntry(row));
         idsByKey.set(key, row.eventId);
       }
-      authorisedVia?.(authState);
       const extremities = await stores.rooms.selectExtremities(roomId);
       const prev = extremities.sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
       const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);

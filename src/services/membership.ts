@@ -7,6 +7,7 @@ import { MatrixError, forbidden, invalidParam, notFound } from '../core/errors.j
 import {
   actionLevel,
   joinRuleOf,
+  roomCreators,
   membershipOf,
   powerLevelOf,
   type AuthStateEvent,
@@ -19,6 +20,7 @@ import type { AppendedEvent, EventWriter } from './event-writer.js';
 import type { RoomService } from './rooms.js';
 
 const JOIN_RULES_KEY = stateKeyOf('m.room.join_rules', '');
+const POWER_LEVELS_KEY = stateKeyOf('m.room.power_levels', '');
 
 export function createMembershipService(
   ctx: ServiceContext,
@@ -157,21 +159,31 @@ export function createMembershipService(
       }
     }
     if (!qualifies) return undefined;
+    // A user's power level depends only on the create and power levels events, so candidates
+    // are ranked without reading their member events: creators and users named in
+    // power_levels first (a handful), and only when users_default suffices, any local member.
     const inviteLevel = actionLevel('invite', authState);
-    const joined = await stores.rooms.selectMembersOfRoom(roomId, 'join');
-    const suffix = `:${ctx.settings.serverName}`;
-    for (const candidate of joined) {
-      if (!candidate.endsWith(suffix)) continue;
-      const candidateState = new Map(authState);
-      const member = await stores.rooms.selectStateEvents(roomId, [['m.room.member', candidate]]);
-      for (const row of member)
-        candidateState.set(stateKeyOf('m.room.member', candidate), {
-          ...row.pdu,
-          event_id: row.eventId,
-        });
-      if (powerLevelOf(candidate, candidateState, version) >= inviteLevel) return candidate;
+    const canInvite = (candidate: string) =>
+      candidate.endsWith(`:${ctx.settings.serverName}`) &&
+      powerLevelOf(candidate, authState, version) >= inviteLevel;
+    const powerLevels = authState.get(POWER_LEVELS_KEY)?.content;
+    const users = powerLevels?.users;
+    const named = [
+      ...roomCreators(authState, version),
+      ...(typeof users === 'object' && users !== null && !Array.isArray(users)
+        ? Object.keys(users)
+        : []),
+    ];
+    for (const candidate of named) {
+      if (!canInvite(candidate)) continue;
+      if ((await stores.rooms.selectMembership(roomId, candidate))?.membership === 'join')
+        return candidate;
     }
-    return undefined;
+    const usersDefault =
+      typeof powerLevels?.users_default === 'number' ? powerLevels.users_default : 0;
+    if (powerLevels === undefined || usersDefault < inviteLevel) return undefined;
+    const joined = await stores.rooms.selectMembersOfRoom(roomId, 'join');
+    return joined.find(canInvite);
   }
 
   return {

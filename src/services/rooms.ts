@@ -3,7 +3,7 @@
  * state, name, topic, alias, invites — all in one transaction, each event through the auth rules.
  */
 import { MatrixError, invalidParam } from '../core/errors.js';
-import { isValidNewLocalpart, parseUserId } from '../core/identifiers.js';
+import { parseRoomAlias, parseUserId } from '../core/identifiers.js';
 import type { JsonObject, RoomVersionId } from '../core/pdu.js';
 import {
   DEFAULT_ROOM_VERSION,
@@ -128,14 +128,10 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
       }
       let alias: string | undefined;
       if (request.roomAliasName !== undefined) {
-        if (
-          !isValidNewLocalpart(request.roomAliasName) &&
-          !/^[\x21-\x39\x3b-\x7e]+$/.test(request.roomAliasName)
-        ) {
-          throw invalidParam('Invalid characters in room_alias_name');
-        }
         alias = `#${request.roomAliasName}:${serverName}`;
-        if (Buffer.byteLength(alias) > 255) throw invalidParam('room_alias_name is too long');
+        if (!parseRoomAlias(alias)) {
+          throw invalidParam('room_alias_name has characters an alias cannot hold, or is too long');
+        }
       }
       const sender = requester.userId;
       return ctx.storage.tx('createRoom', async (stores) => {

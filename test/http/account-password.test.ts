@@ -4,6 +4,7 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { loginUser, passwordAuth, registerUser } from '../helpers/client.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
+import { expectError, uniqueName } from '../helpers/assertions.js';
 
 interface Challenge {
   flows: { stages: string[] }[];
@@ -13,17 +14,9 @@ interface Challenge {
   error?: string;
 }
 
-interface ErrorBody {
-  errcode: string;
-  error: string;
-}
-
 const V3 = '/_matrix/client/v3';
 const PASSWORD = `${V3}/account/password`;
 const WHOAMI = `${V3}/account/whoami`;
-
-let counter = 0;
-const uniqueName = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
 
 forEachDatabase('POST /account/password', (dialect) => {
   let server: TestServer;
@@ -31,18 +24,6 @@ forEachDatabase('POST /account/password', (dialect) => {
     server = await startTestServer(dialect);
   });
   after(async () => server.close());
-
-  function expectError(
-    response: { status: number; body: unknown },
-    status: number,
-    errcode: string,
-  ): ErrorBody {
-    assert.equal(response.status, status, JSON.stringify(response.body));
-    const body = response.body as ErrorBody;
-    assert.equal(body.errcode, errcode, JSON.stringify(body));
-    assert.equal(typeof body.error, 'string');
-    return body;
-  }
 
   async function loginStatus(user: string, password: string): Promise<number> {
     const response = await server.request('POST', `${V3}/login`, {

@@ -3,11 +3,7 @@ import { createHmac } from 'node:crypto';
 import { after, before, it } from 'node:test';
 import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-
-interface ErrorBody {
-  errcode: string;
-  error: string;
-}
+import { expectError, uniqueName } from '../helpers/assertions.js';
 
 interface Registered {
   user_id: string;
@@ -18,9 +14,6 @@ interface Registered {
 
 const ADMIN_REGISTER = '/_synapse/admin/v1/register';
 const SECRET = 'a shared secret of enough length';
-
-let counter = 0;
-const uniqueName = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
 
 /** Synapse's MAC, computed here independently: hex HMAC-SHA1 of nonce\0user\0password\0admin|notadmin[\0user_type]. */
 function mac(
@@ -37,18 +30,6 @@ function mac(
   return createHmac('sha1', Buffer.from(secret, 'utf8'))
     .update(parts.join('\x00'), 'utf8')
     .digest('hex');
-}
-
-function expectError(
-  response: { status: number; body: unknown },
-  status: number,
-  errcode: string,
-): ErrorBody {
-  assert.equal(response.status, status, JSON.stringify(response.body));
-  const body = response.body as ErrorBody;
-  assert.equal(body.errcode, errcode, JSON.stringify(body));
-  assert.equal(typeof body.error, 'string');
-  return body;
 }
 
 forEachDatabase('shared-secret registration (/_synapse/admin/v1/register)', (dialect) => {

@@ -4,6 +4,7 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { loginUser, passwordAuth, registerUser } from '../helpers/client.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
+import { expectError, uniqueName } from '../helpers/assertions.js';
 
 interface Device {
   device_id: string;
@@ -21,16 +22,8 @@ interface Challenge {
   error?: string;
 }
 
-interface ErrorBody {
-  errcode: string;
-  error: string;
-}
-
 const V3 = '/_matrix/client/v3';
 const WHOAMI = `${V3}/account/whoami`;
-
-let counter = 0;
-const uniqueName = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
 
 forEachDatabase('device management', (dialect) => {
   let server: TestServer;
@@ -38,18 +31,6 @@ forEachDatabase('device management', (dialect) => {
     server = await startTestServer(dialect);
   });
   after(async () => server.close());
-
-  function expectError(
-    response: { status: number; body: unknown },
-    status: number,
-    errcode: string,
-  ): ErrorBody {
-    assert.equal(response.status, status, JSON.stringify(response.body));
-    const body = response.body as ErrorBody;
-    assert.equal(body.errcode, errcode, JSON.stringify(body));
-    assert.equal(typeof body.error, 'string');
-    return body;
-  }
 
   async function deviceIds(token: string): Promise<string[]> {
     const response = await server.request<{ devices: Device[] }>('GET', `${V3}/devices`, { token });

@@ -5,6 +5,7 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestResponse, type TestServer } from '../helpers/server.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
+import { expectError, uniqueName } from '../helpers/assertions.js';
 
 const C = '/_matrix/client/v3';
 const SECRET = 'directory tests shared secret';
@@ -34,16 +35,7 @@ interface PublicRooms {
   total_room_count_estimate?: number;
 }
 
-let counter = 0;
-const unique = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
 const enc = encodeURIComponent;
-
-function expectError(response: TestResponse<unknown>, status: number, errcode: string): void {
-  assert.equal(response.status, status, JSON.stringify(response.body));
-  const body = response.body as Body;
-  assert.equal(body.errcode, errcode, JSON.stringify(body));
-  assert.equal(typeof body.error, 'string');
-}
 
 /** Client actions shared by both suites. */
 function clientOf(getServer: () => TestServer) {
@@ -88,7 +80,7 @@ function clientOf(getServer: () => TestServer) {
 async function registerAdmin(server: TestServer): Promise<TestUser> {
   const path = '/_synapse/admin/v1/register';
   const nonce = await server.request<{ nonce: string }>('GET', path);
-  const username = unique('admin');
+  const username = uniqueName('admin');
   const password = 'admin password';
   const macText = [nonce.body.nonce, username, password, 'admin'].join('\x00');
   const mac = createHmac('sha1', SECRET).update(macText, 'utf8').digest('hex');
@@ -127,7 +119,7 @@ forEachDatabase('room aliases and room visibility', (dialect) => {
   const aliasPath = (alias: string) => `/directory/room/${enc(alias)}`;
   const putAlias = (user: TestUser | undefined, alias: string, roomId: unknown) =>
     request('PUT', aliasPath(alias), user, { room_id: roomId });
-  const localAlias = () => `#${unique('a')}:test.local`;
+  const localAlias = () => `#${uniqueName('a')}:test.local`;
 
   describe('PUT, GET and DELETE /directory/room/{roomAlias}', () => {
     it('maps an alias, resolves it without a token, lists it, and deletes it', async () => {
@@ -168,7 +160,7 @@ forEachDatabase('room aliases and room visibility', (dialect) => {
         expectError(res, 400, 'M_INVALID_PARAM');
         assertMatchesSpec('directory.yaml', 'put', ALIAS_PATH, 400, res.body);
       }
-      const foreign = await putAlias(alice, `#${unique('f')}:elsewhere.example`, roomId);
+      const foreign = await putAlias(alice, `#${uniqueName('f')}:elsewhere.example`, roomId);
       expectError(foreign, 400, 'M_INVALID_PARAM');
 
       const alias = localAlias();
@@ -254,7 +246,7 @@ forEachDatabase('room aliases and room visibility', (dialect) => {
     });
 
     it('DELETE of the canonical alias leaves m.room.canonical_alias as it was', async () => {
-      const name = unique('canon');
+      const name = uniqueName('canon');
       const alias = `#${name}:test.local`;
       const roomId = await client.createRoom(alice, {
         preset: 'public_chat',

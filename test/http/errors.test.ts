@@ -4,12 +4,7 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestResponse, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/client.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
-
-interface ErrorBody {
-  errcode: string;
-  error: string;
-  retry_after_ms?: number;
-}
+import { expectError, type ErrorBody } from '../helpers/assertions.js';
 
 const V3 = '/_matrix/client/v3';
 const MAX_BODY_BYTES = 2048;
@@ -31,9 +26,7 @@ function expectMatrixError(
     'object',
     `a JSON object body: ${JSON.stringify(response.body)}`,
   );
-  const body = response.body as ErrorBody;
-  assert.equal(body.errcode, errcode, JSON.stringify(body));
-  assert.equal(typeof body.error, 'string');
+  const body = expectError(response, status, errcode);
   assert.ok(body.error.length > 0);
   return body;
 }

@@ -4,18 +4,13 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { loginUser, registerUser, type TestUser } from '../helpers/client.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
+import { expectError, uniqueName } from '../helpers/assertions.js';
 
 interface LoginBody {
   user_id: string;
   access_token: string;
   device_id: string;
   home_server?: string;
-}
-
-interface ErrorBody {
-  errcode: string;
-  error: string;
-  soft_logout?: boolean;
 }
 
 interface DevicesBody {
@@ -25,9 +20,6 @@ interface DevicesBody {
 const LOGIN = '/_matrix/client/v3/login';
 const WHOAMI = '/_matrix/client/v3/account/whoami';
 
-let counter = 0;
-const uniqueName = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
-
 forEachDatabase('login, logout and whoami', (dialect) => {
   let server: TestServer;
   before(async () => {
@@ -36,18 +28,6 @@ forEachDatabase('login, logout and whoami', (dialect) => {
   after(async () => server.close());
 
   const localpartOf = (user: TestUser): string => user.userId.slice(1, user.userId.indexOf(':'));
-
-  function expectError(
-    response: { status: number; body: unknown },
-    status: number,
-    errcode: string,
-  ): ErrorBody {
-    assert.equal(response.status, status, JSON.stringify(response.body));
-    const body = response.body as ErrorBody;
-    assert.equal(body.errcode, errcode, JSON.stringify(body));
-    assert.equal(typeof body.error, 'string');
-    return body;
-  }
 
   async function whoamiStatus(token: string): Promise<number> {
     return (await server.request('GET', WHOAMI, { token })).status;

@@ -4,11 +4,7 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
-
-interface ErrorBody {
-  errcode: string;
-  error: string;
-}
+import { expectError, uniqueName } from '../helpers/assertions.js';
 
 interface Profile {
   displayname?: string;
@@ -16,9 +12,6 @@ interface Profile {
 }
 
 const PROFILE = '/_matrix/client/v3/profile';
-
-let counter = 0;
-const uniqueName = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
 
 forEachDatabase('profiles', (dialect) => {
   let server: TestServer;
@@ -28,18 +21,6 @@ forEachDatabase('profiles', (dialect) => {
   after(async () => server.close());
 
   const localpartOf = (user: TestUser): string => user.userId.slice(1, user.userId.indexOf(':'));
-
-  function expectError(
-    response: { status: number; body: unknown },
-    status: number,
-    errcode: string,
-  ): ErrorBody {
-    assert.equal(response.status, status, JSON.stringify(response.body));
-    const body = response.body as ErrorBody;
-    assert.equal(body.errcode, errcode, JSON.stringify(body));
-    assert.equal(typeof body.error, 'string');
-    return body;
-  }
 
   async function profileOf(userId: string): Promise<Profile> {
     const response = await server.request<Profile>('GET', `${PROFILE}/${userId}`);

@@ -3,6 +3,7 @@ import { after, before, it } from 'node:test';
 import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
+import { expectError, uniqueName, type ErrorBody } from '../helpers/assertions.js';
 
 interface Challenge {
   flows: { stages: string[] }[];
@@ -19,16 +20,8 @@ interface Registered {
   home_server?: string;
 }
 
-interface ErrorBody {
-  errcode: string;
-  error: string;
-}
-
 const REGISTER = '/_matrix/client/v3/register';
 const AVAILABLE = '/_matrix/client/v3/register/available';
-
-let counter = 0;
-const uniqueName = (prefix: string): string => `${prefix}${process.pid}x${++counter}`;
 
 forEachDatabase('POST /register and GET /register/available', (dialect) => {
   let server: TestServer;
@@ -51,19 +44,6 @@ forEachDatabase('POST /register and GET /register/available', (dialect) => {
     return server.request<Registered>('POST', path, {
       body: { ...body, auth: { type: 'm.login.dummy', session } },
     });
-  }
-
-  function expectError(
-    response: { status: number; body: unknown },
-    status: number,
-    errcode: string,
-    spec?: { file: string; method: string; path: string },
-  ): void {
-    assert.equal(response.status, status, JSON.stringify(response.body));
-    const body = response.body as ErrorBody;
-    assert.equal(body.errcode, errcode, JSON.stringify(body));
-    assert.equal(typeof body.error, 'string');
-    if (spec) assertMatchesSpec(spec.file, spec.method, spec.path, status, body);
   }
 
   const registerSpec = { file: 'registration.yaml', method: 'post', path: '/register' };
