@@ -109,6 +109,11 @@ export const ConfigSchema = Type.Object(
               20,
             ),
             query: rateLimitClass('Lookups such as profiles.', 20, 100),
+            mutual_rooms: rateLimitClass(
+              '`/mutual_rooms` in all its paths, per requester.',
+              20,
+              100,
+            ),
           },
           {
             additionalProperties: false,
@@ -118,6 +123,34 @@ export const ConfigSchema = Type.Object(
         ),
       },
       { additionalProperties: false, default: {}, description: 'Rate limiting.' },
+    ),
+    mutual_rooms: Type.Object(
+      {
+        batch_size: Type.Integer({
+          minimum: 1,
+          maximum: 1000,
+          default: 100,
+          description: 'Rooms per `/mutual_rooms` page.',
+        }),
+        token_ttl_seconds: Type.Integer({
+          minimum: 1,
+          default: 3600,
+          description:
+            "How long a `next_batch` token stays valid. Start-up warns below 600, the spec's minimum.",
+        }),
+        multi_user: Type.Boolean({
+          default: false,
+          description:
+            'Accept several `user_id`s (rooms shared by the requester and all of them), as MSC2666 foresees. Advertised as `org.commons.msc2666.multi_user`.',
+        }),
+        cache_idle_seconds: Type.Integer({
+          minimum: 60,
+          default: 604800,
+          description:
+            'The per-pair index behind `/mutual_rooms` is dropped for pairs nobody asked about for this long.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Mutual rooms (MSC2666).' },
     ),
     http: Type.Object(
       {

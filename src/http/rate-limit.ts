@@ -5,7 +5,7 @@
 import { limitExceeded } from '../core/errors.js';
 
 export type RateLimitClassName =
-  'default' | 'login' | 'registration' | 'message' | 'membership' | 'query';
+  'default' | 'login' | 'registration' | 'message' | 'membership' | 'query' | 'mutual_rooms';
 
 export interface BucketSettings {
   per_second: number;
