@@ -18,6 +18,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** MSC2666: a `next_batch` token should remain valid for at least ten minutes. */
+const MIN_SPEC_TOKEN_TTL_SECONDS = 600;
+
 export interface StartOptions {
   logger?: Logger;
 }
@@ -37,6 +40,11 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config);
+  if (config.mutual_rooms.token_ttl_seconds < MIN_SPEC_TOKEN_TTL_SECONDS) {
+    logger.warn(
+      `mutual_rooms.token_ttl_seconds is ${config.mutual_rooms.token_ttl_seconds}: the spec expects paging tokens to stay valid for at least ${MIN_SPEC_TOKEN_TTL_SECONDS} seconds`,
+    );
+  }
   const secrets = loadServerSecrets(config.data_dir);
   const storage = await openStorage(config.database.url, {
     poolSize: config.database.pool_size,
@@ -50,6 +58,12 @@ export async function startServer(
         registrationEnabled: config.registration.enabled,
         registrationSharedSecret: config.registration.shared_secret,
         passwordCostLog2N: config.password_hashing.scrypt_log2_n,
+        mutualRooms: {
+          batchSize: config.mutual_rooms.batch_size,
+          tokenTtlSeconds: config.mutual_rooms.token_ttl_seconds,
+          multiUser: config.mutual_rooms.multi_user,
+          cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
+        },
       },
       storage,
       now: Date.now,

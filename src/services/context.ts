@@ -8,6 +8,17 @@ export interface ServiceSettings {
   registrationSharedSecret: string | null;
   /** scrypt cost as log2(N). */
   passwordCostLog2N: number;
+  mutualRooms: MutualRoomsSettings;
+}
+
+export interface MutualRoomsSettings {
+  /** Rooms per page. */
+  batchSize: number;
+  tokenTtlSeconds: number;
+  /** Whether several `user_id`s may be asked about at once. */
+  multiUser: boolean;
+  /** Pairs of the index unused for this long are dropped. */
+  cacheIdleSeconds: number;
 }
 
 export interface ServiceContext {

@@ -11,6 +11,8 @@ import { createMembershipService } from './membership.js';
 import { createRoomEventService } from './room-events.js';
 import { createDirectoryService } from './directory.js';
 import { createTimelineService } from './timeline.js';
+import { createMutualRoomsService } from './mutual-rooms.js';
+import { createMemberListService } from './member-lists.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -18,12 +20,15 @@ export function createServices(ctx: ServiceContext) {
   const writer = createEventWriter(ctx);
   const rooms = createRoomService(ctx, writer);
   const membership = createMembershipService(ctx, writer, rooms);
+  const timeline = createTimelineService(ctx, writer);
   return {
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),
     directory: createDirectoryService(ctx),
-    timeline: createTimelineService(ctx, writer),
+    timeline,
+    mutualRooms: createMutualRoomsService(ctx),
+    memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,
     accounts,
     sessions: createSessionService(ctx, accounts),

@@ -8,6 +8,7 @@ import type { JsonObject } from '../core/pdu.js';
 import type { EventRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
+import { matchesFilter, type RoomEventFilter } from './timeline.js';
 
 const asClient = (row: EventRow): ClientEvent =>
   toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
@@ -96,8 +97,16 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       return write(requester, roomId, 'setState', null, { type, stateKey, content });
     },
 
-    async getState(requester: Requester, roomId: string): Promise<ClientEvent[]> {
-      return (await visibleState(ctx.storage.stores, requester, roomId)).map(asClient);
+    /** The visible state; with a filter (MSC2895 option 3), only the events it matches. */
+    async getState(
+      requester: Requester,
+      roomId: string,
+      filter?: RoomEventFilter,
+    ): Promise<ClientEvent[]> {
+      const state = await visibleState(ctx.storage.stores, requester, roomId);
+      if (!filter) return state.map(asClient);
+      const matching = state.filter((row) => matchesFilter(row, filter));
+      return matching.slice(0, filter.limit ?? matching.length).map(asClient);
     },
 
     async getStateContent(

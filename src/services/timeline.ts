@@ -21,6 +21,11 @@ export interface RoomEventFilter {
   not_senders?: string[] | undefined;
   limit?: number | undefined;
   lazy_load_members?: boolean | undefined;
+  /** MSC2895: member events only with one of these memberships. */
+  membership?: string[] | undefined;
+  /** Room lists (the MSC2895 room listing). */
+  rooms?: string[] | undefined;
+  not_rooms?: string[] | undefined;
 }
 
 const typeMatches = (pattern: string, type: string): boolean =>
@@ -33,6 +38,10 @@ export function matchesFilter(row: EventRow, filter: RoomEventFilter | undefined
   if (filter.types && !filter.types.some((p) => typeMatches(p, type))) return false;
   if (filter.not_senders?.includes(sender)) return false;
   if (filter.senders && !filter.senders.includes(sender)) return false;
+  if (filter.membership && type === 'm.room.member') {
+    const membership = row.pdu.content.membership;
+    if (typeof membership !== 'string' || !filter.membership.includes(membership)) return false;
+  }
   return true;
 }
 
@@ -223,7 +232,9 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       const lazy = filter?.lazy_load_members === true;
       const senders = new Set([target, ...before, ...after].map((r) => r.pdu.sender));
       const state = stateRows.filter(
-        (r) => !lazy || r.pdu.type !== 'm.room.member' || senders.has(r.pdu.state_key ?? ''),
+        (r) =>
+          (!lazy || r.pdu.type !== 'm.room.member' || senders.has(r.pdu.state_key ?? '')) &&
+          (r.pdu.type !== 'm.room.member' || matchesFilter(r, { membership: filter?.membership })),
       );
       const first = before[before.length - 1];
       const last = after[after.length - 1];

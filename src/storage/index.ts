@@ -8,6 +8,9 @@ import { deviceStore, type DeviceStore } from './device-store.js';
 import { uiaStore, type UiaStore } from './uia-store.js';
 import { roomStore, type RoomStore } from './room-store.js';
 import { directoryStore, type DirectoryStore } from './directory-store.js';
+import { mutualRoomsStore, type MutualRoomsStore } from './mutual-rooms-store.js';
+import { memberListStore, type MemberListStore } from './member-list-store.js';
+import { secretStore, type SecretStore } from './secret-store.js';
 import type { Database } from './schema.js';
 import { openDatabase, type DialectName, type OpenOptions } from './database.js';
 
@@ -17,6 +20,9 @@ export interface Stores {
   readonly uia: UiaStore;
   readonly rooms: RoomStore;
   readonly directory: DirectoryStore;
+  readonly mutualRooms: MutualRoomsStore;
+  readonly memberLists: MemberListStore;
+  readonly secrets: SecretStore;
 }
 
 export interface Storage {
@@ -35,6 +41,9 @@ export function storesFor(db: Kysely<Database>, dialect: DialectName): Stores {
     uia: uiaStore(db),
     rooms: roomStore(db, dialect),
     directory: directoryStore(db, dialect),
+    mutualRooms: mutualRoomsStore(db, dialect),
+    memberLists: memberListStore(db),
+    secrets: secretStore(db),
   };
 }
 
@@ -48,7 +57,23 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
   };
 }
 
-export type { AccountStore, DeviceStore, UiaStore, RoomStore, DirectoryStore };
+export type {
+  AccountStore,
+  DeviceStore,
+  UiaStore,
+  RoomStore,
+  DirectoryStore,
+  MutualRoomsStore,
+  MemberListStore,
+  SecretStore,
+};
+export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
+export type {
+  MemberRow,
+  MembershipSelector,
+  JoinedProfileRow,
+  UserRoomRow,
+} from './member-list-store.js';
 export type { AliasRow, PublicRoomRow, PublicRoomsFilter } from './directory-store.js';
 export type { RoomRow, EventRow, EventToPersist, MembershipChange } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';

@@ -7,6 +7,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
+import { applyMembershipChange } from './mutual-rooms-store.js';
 
 export interface RoomRow {
   roomId: string;
@@ -100,7 +101,8 @@ export interface RoomStore {
   ): Promise<void>;
 }
 
-const toEventRow = (row: {
+/** An `events` row as the stores hand it out. */
+export const toEventRow = (row: {
   event_id: string;
   room_id: string;
   stream_ordering: number;
@@ -114,14 +116,16 @@ const toEventRow = (row: {
   redactedBy: row.redacted_by,
 });
 
+/** The `events` columns `toEventRow` reads. */
+export const eventColumns = [
+  'events.event_id',
+  'events.room_id',
+  'events.stream_ordering',
+  'events.pdu',
+  'events.redacted_by',
+] as const;
+
 export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore {
-  const eventColumns = [
-    'events.event_id',
-    'events.room_id',
-    'events.stream_ordering',
-    'events.pdu',
-    'events.redacted_by',
-  ] as const;
   return {
     async lockRoom(roomId) {
       if (dialect === 'postgres')
@@ -148,6 +152,12 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async insertRoom(room, createdTs) {
+      const nid = await db
+        .updateTable('stream_positions')
+        .set((eb) => ({ position: eb('position', '+', 1) }))
+        .where('stream', '=', 'rooms')
+        .returning('position')
+        .executeTakeFirstOrThrow();
       await db
         .insertInto('rooms')
         .values({
@@ -156,6 +166,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           creator: room.creator,
           is_public: room.isPublic ? 1 : 0,
           created_ts: createdTs,
+          room_nid: Number(nid.position),
         })
         .execute();
     },
@@ -296,6 +307,18 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       }
       const change = event.membership;
       if (change) {
+        const previous = await db
+          .selectFrom('room_memberships')
+          .select('membership')
+          .where('room_id', '=', event.roomId)
+          .where('user_id', '=', change.userId)
+          .executeTakeFirst();
+        await applyMembershipChange(db, dialect, {
+          roomId: event.roomId,
+          userId: change.userId,
+          wasJoined: previous?.membership === 'join',
+          isJoined: change.membership === 'join',
+        });
         const row = {
           room_id: event.roomId,
           user_id: change.userId,

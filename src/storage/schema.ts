@@ -58,6 +58,8 @@ export interface RoomsTable {
   creator: string;
   is_public: number;
   created_ts: number;
+  /** A compact number in creation order: the order and paging cursor of mutual rooms. */
+  room_nid: number;
 }
 
 export interface EventsTable {
@@ -129,6 +131,27 @@ export interface EventTxnsTable {
   created_ts: number;
 }
 
+/** A pair of users (user_low < user_high) whose shared rooms are indexed. */
+export interface MutualRoomPairsTable {
+  user_low: string;
+  user_high: string;
+  room_count: number;
+  used_ts: number;
+}
+
+/** One room both users of an indexed pair have joined. */
+export interface MutualRoomEntriesTable {
+  user_low: string;
+  user_high: string;
+  room_nid: number;
+  room_id: string;
+}
+
+export interface ServerSecretsTable {
+  name: string;
+  secret: string;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -146,4 +169,7 @@ export interface Database {
   membership_history: MembershipHistoryTable;
   room_aliases: RoomAliasesTable;
   event_txns: EventTxnsTable;
+  mutual_room_pairs: MutualRoomPairsTable;
+  mutual_room_entries: MutualRoomEntriesTable;
+  server_secrets: ServerSecretsTable;
 }

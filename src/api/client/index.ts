@@ -11,6 +11,8 @@ import { membershipRoutes } from './membership.js';
 import { roomStateRoutes } from './room-state.js';
 import { directoryRoutes } from './directory.js';
 import { timelineRoutes } from './timeline.js';
+import { memberListRoutes, roomListingRoutes } from './member-lists.js';
+import { mutualRoomsRoutes } from './mutual-rooms.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -23,10 +25,13 @@ const v3Modules: RoutePlugin[] = [
   roomStateRoutes,
   directoryRoutes,
   timelineRoutes,
+  memberListRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(versionRoutes, options);
+  await app.register(mutualRoomsRoutes, options);
+  await app.register(roomListingRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

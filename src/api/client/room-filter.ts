@@ -1,5 +1,9 @@
-/** Parses the `filter` query parameter (a RoomEventFilter as JSON) of /messages and /context. */
+/**
+ * Parses the `filter` query parameter: a RoomEventFilter as JSON (/messages, /context,
+ * /state, /members), with MSC2895's `membership` and the room lists of its room listing.
+ */
 import { invalidParam } from '../../core/errors.js';
+import { MEMBERSHIPS } from '../../services/member-lists.js';
 import type { RoomEventFilter } from '../../services/timeline.js';
 
 const isStringArray = (value: unknown): value is string[] =>
@@ -17,7 +21,14 @@ export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter |
     throw invalidParam('filter must be a JSON object');
   const object = parsed as Record<string, unknown>;
   const filter: RoomEventFilter = {};
-  for (const key of ['types', 'not_types', 'senders', 'not_senders'] as const) {
+  for (const key of [
+    'types',
+    'not_types',
+    'senders',
+    'not_senders',
+    'rooms',
+    'not_rooms',
+  ] as const) {
     const value = object[key];
     if (value === undefined) continue;
     if (!isStringArray(value)) throw invalidParam(`filter.${key} must be an array of strings`);
@@ -28,6 +39,15 @@ export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter |
       throw invalidParam('filter.limit must be a positive integer');
     }
     filter.limit = object.limit;
+  }
+  if (object.membership !== undefined) {
+    const value = object.membership;
+    if (
+      !isStringArray(value) ||
+      !value.every((m) => (MEMBERSHIPS as readonly string[]).includes(m))
+    )
+      throw invalidParam(`filter.membership must be an array of ${MEMBERSHIPS.join(', ')}`);
+    filter.membership = value;
   }
   if (object.lazy_load_members !== undefined) {
     if (typeof object.lazy_load_members !== 'boolean')

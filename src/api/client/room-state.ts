@@ -3,6 +3,7 @@ import type { JsonObject } from '../../core/pdu.js';
 import { requesterOf } from '../../http/request-context.js';
 import { EventContent, RoomParams, roomIdParam } from './params.js';
 import type { RoutePlugin } from './plugin.js';
+import { parseRoomEventFilter } from './room-filter.js';
 
 const TypeParam = Type.String({ minLength: 1, maxLength: 255 });
 const StateParams = Type.Object({
@@ -25,9 +26,19 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
 
   app.get(
     '/rooms/:roomId/state',
-    { config: auth, schema: { params: RoomParams } },
+    {
+      config: auth,
+      schema: {
+        params: RoomParams,
+        querystring: Type.Object({ filter: Type.Optional(Type.String({ maxLength: 8192 })) }),
+      },
+    },
     async (request) =>
-      roomEvents.getState(requesterOf(request), roomIdParam(request.params.roomId)),
+      roomEvents.getState(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        parseRoomEventFilter(request.query.filter),
+      ),
   );
 
   app.get(

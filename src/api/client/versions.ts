@@ -16,13 +16,33 @@ export const SUPPORTED_VERSIONS = [
   'v1.10',
   'v1.11',
   'v1.12',
+  'v1.13',
+  'v1.14',
+  'v1.15',
+  'v1.16',
+  'v1.17',
+  'v1.18',
+  'v1.19',
 ];
 
-export const UNSTABLE_FEATURES: Record<string, boolean> = {};
+/** Unstable features: MSC2666 under every name clients in use check, and MSC2895. */
+export function unstableFeatures(options: {
+  mutualRoomsMultiUser: boolean;
+}): Record<string, boolean> {
+  return {
+    'uk.half-shot.msc2666': true,
+    'uk.half-shot.msc2666.mutual_rooms': true,
+    'uk.half-shot.msc2666.query_mutual_rooms': true,
+    'uk.half-shot.msc2666.query_mutual_rooms.stable': true,
+    'org.commons.msc2666.multi_user': options.mutualRoomsMultiUser,
+    'org.matrix.msc2895': true,
+  };
+}
 
 // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientversions
 // https://spec.matrix.org/v1.19/client-server-api/#getwell-knownmatrixclient
 export const versionRoutes: RoutePlugin = async (app, { config }) => {
+  const features = unstableFeatures({ mutualRoomsMultiUser: config.mutual_rooms.multi_user });
   app.get(
     '/_matrix/client/versions',
     {
@@ -36,7 +56,7 @@ export const versionRoutes: RoutePlugin = async (app, { config }) => {
         },
       },
     },
-    async () => ({ versions: SUPPORTED_VERSIONS, unstable_features: UNSTABLE_FEATURES }),
+    async () => ({ versions: SUPPORTED_VERSIONS, unstable_features: features }),
   );
 
   const baseUrl =

@@ -1,0 +1,100 @@
+import { Type } from 'typebox';
+import type { FastifyReply } from 'fastify';
+import { requesterOf } from '../../http/request-context.js';
+import { jsonStream } from '../../http/json-stream.js';
+import { MEMBERSHIPS } from '../../services/member-lists.js';
+import { RoomParams, roomIdParam } from './params.js';
+import { parseRoomEventFilter } from './room-filter.js';
+import type { RoutePlugin } from './plugin.js';
+
+const MembershipValue = Type.Union(MEMBERSHIPS.map((m) => Type.Literal(m)));
+/** `?membership=join&membership=invite` (MSC2895 option 1) as well as a single value. */
+const MembershipList = Type.Optional(Type.Array(MembershipValue, { minItems: 1, maxItems: 10 }));
+const FilterParam = Type.Optional(Type.String({ maxLength: 8192 }));
+const queryConfig = { auth: 'required', rateLimit: 'query' } as const;
+
+const sendJson = (reply: FastifyReply, body: NodeJS.ReadableStream) =>
+  reply.type('application/json; charset=utf-8').send(body);
+
+// https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3roomsroomidmembers
+// https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3roomsroomidjoined_members
+// https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3joined_rooms
+export const memberListRoutes: RoutePlugin = async (app, { services }) => {
+  const { memberLists } = services;
+
+  // Members now, or as of `at`; membership/not_membership combine with "or" as the spec
+  // says; `filter` (MSC2895) adds membership, limit and senders. Streamed in batches.
+  app.get(
+    '/rooms/:roomId/members',
+    {
+      config: queryConfig,
+      schema: {
+        params: RoomParams,
+        querystring: Type.Object({
+          at: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+          membership: MembershipList,
+          not_membership: MembershipList,
+          filter: FilterParam,
+        }),
+      },
+    },
+    async (request, reply) => {
+      const batches = await memberLists.members(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        {
+          at: request.query.at,
+          memberships: request.query.membership,
+          notMemberships: request.query.not_membership,
+          filter: parseRoomEventFilter(request.query.filter),
+        },
+      );
+      const serialised = (async function* () {
+        for await (const batch of batches) yield batch.map((event) => JSON.stringify(event));
+      })();
+      return sendJson(reply, jsonStream('{"chunk":[', serialised, ']}'));
+    },
+  );
+
+  // Current joined members with display names and avatars; for joined members.
+  app.get(
+    '/rooms/:roomId/joined_members',
+    { config: queryConfig, schema: { params: RoomParams } },
+    async (request, reply) => {
+      const batches = await memberLists.joinedMembers(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+      );
+      const serialised = (async function* () {
+        for await (const batch of batches)
+          yield batch.map(
+            ([userId, profile]) => `${JSON.stringify(userId)}:${JSON.stringify(profile)}`,
+          );
+      })();
+      return sendJson(reply, jsonStream('{"joined":{', serialised, '}}'));
+    },
+  );
+
+  app.get('/joined_rooms', { config: queryConfig }, async (request) => ({
+    joined_rooms: await memberLists.joinedRooms(requesterOf(request)),
+  }));
+};
+
+/** MSC2895's listing of the requester's rooms with their membership. */
+export const roomListingRoutes: RoutePlugin = async (app, { services }) => {
+  app.get(
+    '/_matrix/client/unstable/org.matrix.msc2895/rooms',
+    {
+      config: queryConfig,
+      schema: {
+        querystring: Type.Object({ membership: MembershipList, filter: FilterParam }),
+      },
+    },
+    async (request) => ({
+      rooms: await services.memberLists.roomListing(requesterOf(request), {
+        memberships: request.query.membership,
+        filter: parseRoomEventFilter(request.query.filter),
+      }),
+    }),
+  );
+};

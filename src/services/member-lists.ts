@@ -1,0 +1,209 @@
+/**
+ * Who is in a room, and which rooms a user is in: `/members` (now, or as of a stream token;
+ * for former members as of their leaving), `/joined_members`, `/joined_rooms` and the
+ * MSC2895 room listing. Long lists come out in batches, with the event loop free between
+ * them, so a 100,000-member room never holds up other requests for long.
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { forbidden, invalidParam } from '../core/errors.js';
+import type { ClientEvent } from '../core/client-event.js';
+import type { RoomVersionId } from '../core/pdu.js';
+import { parseStreamToken } from '../core/stream-token.js';
+import type { EventRow } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+import type { RoomEventFilter } from './timeline.js';
+
+export const MEMBERSHIPS = ['join', 'invite', 'knock', 'leave', 'ban'] as const;
+export type Membership = (typeof MEMBERSHIPS)[number];
+
+export interface MemberQuery {
+  /** A stream token (`/messages`, `/sync`): the members as of that point. */
+  at?: string | undefined;
+  /** Spec: a membership in `memberships` or not in `notMemberships` (either, when both). */
+  memberships?: readonly string[] | undefined;
+  notMemberships?: readonly string[] | undefined;
+  /** MSC2895 option 2: `membership`, `limit`, `senders`, `not_senders` apply (and). */
+  filter?: RoomEventFilter | undefined;
+}
+
+export interface JoinedProfile {
+  display_name?: string;
+  avatar_url?: string;
+}
+
+export interface RoomListingQuery {
+  memberships?: readonly string[] | undefined;
+  filter?: RoomEventFilter | undefined;
+}
+
+/** Rows read per query: big enough to be cheap, small enough to keep the event loop free. */
+const BATCH = 1000;
+const ROOM_BATCH = 5000;
+
+/**
+ * The memberships a member list includes, as one explicit set: the spec's "or" of
+ * `membership`/`not_membership`, and (and) the filter's `membership`. Null: no restriction.
+ */
+export function selectedMemberships(
+  memberships: readonly string[] | undefined,
+  notMemberships: readonly string[] | undefined,
+  filterMemberships: readonly string[] | undefined,
+): Membership[] | null {
+  const hasIn = memberships !== undefined && memberships.length > 0;
+  const hasNotIn = notMemberships !== undefined && notMemberships.length > 0;
+  let chosen: Membership[] = [...MEMBERSHIPS];
+  if (hasIn || hasNotIn) {
+    chosen = chosen.filter(
+      (m) => (hasIn && memberships.includes(m)) || (hasNotIn && !notMemberships.includes(m)),
+    );
+  }
+  if (filterMemberships !== undefined) chosen = chosen.filter((m) => filterMemberships.includes(m));
+  return chosen.length === MEMBERSHIPS.length ? null : chosen;
+}
+
+export function createMemberListService(
+  ctx: ServiceContext,
+  present: (row: EventRow, version: RoomVersionId) => Promise<ClientEvent>,
+) {
+  const stores = () => ctx.storage.stores;
+
+  /**
+   * The newest position the requester may see members at: null for "now" (joined), the
+   * position of their leaving for a former member; 403 for anyone never joined.
+   */
+  async function visibleUntil(roomId: string, userId: string): Promise<number | null> {
+    const history = await stores().rooms.selectMembershipHistory(roomId, userId);
+    const current = history[history.length - 1];
+    if (current?.membership === 'join') return null;
+    let lastJoin = -1;
+    history.forEach((entry, i) => {
+      if (entry.membership === 'join') lastJoin = i;
+    });
+    const leaving = history[lastJoin + 1];
+    if (lastJoin < 0 || !leaving) throw forbidden('You are not a member of this room');
+    return leaving.streamOrdering;
+  }
+
+  return {
+    /**
+     * The room's member events, in batches. Access and parameters are checked before the
+     * first batch is read, so errors come out as errors, not as a broken stream.
+     */
+    async members(
+      requester: Requester,
+      roomId: string,
+      query: MemberQuery,
+    ): Promise<AsyncGenerator<ClientEvent[]>> {
+      let at: number | null = null;
+      if (query.at !== undefined) {
+        at = parseStreamToken(query.at);
+        if (at === null) throw invalidParam('Invalid at token');
+      }
+      const room = await stores().rooms.selectRoom(roomId);
+      if (!room) throw forbidden('You are not a member of this room');
+      const version = room.roomVersion as RoomVersionId;
+      const until = await visibleUntil(roomId, requester.userId);
+      const current = await stores().rooms.selectCurrentStreamPosition();
+      let position = Math.min(at ?? current, until ?? current);
+      const asOfNow = position >= current;
+      if (asOfNow) position = current;
+      const chosen = selectedMemberships(
+        query.memberships,
+        query.notMemberships,
+        query.filter?.membership,
+      );
+      const selector = {
+        memberships: chosen ?? undefined,
+        senders: query.filter?.senders,
+        notSenders: query.filter?.not_senders,
+      };
+      const limit = query.filter?.limit ?? Number.POSITIVE_INFINITY;
+      const memberLists = stores().memberLists;
+
+      return (async function* batches() {
+        if (chosen?.length === 0) return;
+        let after = '';
+        let remaining = limit;
+        while (remaining > 0) {
+          const size = Math.min(BATCH, remaining);
+          const rows = asOfNow
+            ? await memberLists.selectCurrentMembers(roomId, selector, after, size)
+            : await memberLists.selectMembersAt(roomId, position, selector, after, size);
+          const last = rows[rows.length - 1];
+          if (!last) return;
+          yield await Promise.all(rows.map((row) => present(row.event, version)));
+          if (rows.length < size) return;
+          after = last.userId;
+          remaining -= rows.length;
+          await yieldToEventLoop();
+        }
+      })();
+    },
+
+    /** Current joined members with their profiles; only for joined members. */
+    async joinedMembers(
+      requester: Requester,
+      roomId: string,
+    ): Promise<AsyncGenerator<[string, JoinedProfile][]>> {
+      const membership = await stores().rooms.selectMembership(roomId, requester.userId);
+      if (membership?.membership !== 'join') throw forbidden('You are not joined to this room');
+      const memberLists = stores().memberLists;
+      return (async function* batches() {
+        let after = '';
+        for (;;) {
+          const rows = await memberLists.selectJoinedProfiles(roomId, after, BATCH);
+          const last = rows[rows.length - 1];
+          if (!last) return;
+          yield rows.map((row): [string, JoinedProfile] => [
+            row.userId,
+            {
+              ...(row.displayname !== null ? { display_name: row.displayname } : {}),
+              ...(row.avatarUrl !== null ? { avatar_url: row.avatarUrl } : {}),
+            },
+          ]);
+          if (rows.length < BATCH) return;
+          after = last.userId;
+          await yieldToEventLoop();
+        }
+      })();
+    },
+
+    async joinedRooms(requester: Requester): Promise<string[]> {
+      return stores().rooms.selectRoomsOfUser(requester.userId, 'join');
+    },
+
+    /** MSC2895: the requester's rooms with their membership (forgotten rooms left out). */
+    async roomListing(
+      requester: Requester,
+      query: RoomListingQuery,
+    ): Promise<Record<string, { membership: string }>> {
+      const chosen = selectedMemberships(query.memberships, undefined, query.filter?.membership);
+      const rooms: Record<string, { membership: string }> = {};
+      if (chosen?.length === 0) return rooms;
+      const selector = {
+        memberships: chosen ?? undefined,
+        rooms: query.filter?.rooms,
+        notRooms: query.filter?.not_rooms,
+      };
+      let remaining = query.filter?.limit ?? Number.POSITIVE_INFINITY;
+      let after = '';
+      while (remaining > 0) {
+        const size = Math.min(ROOM_BATCH, remaining);
+        const rows = await stores().memberLists.selectRoomsOfUser(
+          requester.userId,
+          selector,
+          after,
+          size,
+        );
+        for (const row of rows) rooms[row.roomId] = { membership: row.membership };
+        const last = rows[rows.length - 1];
+        if (!last || rows.length < size) break;
+        after = last.roomId;
+        remaining -= rows.length;
+      }
+      return rooms;
+    },
+  };
+}
+
+export type MemberListService = ReturnType<typeof createMemberListService>;

@@ -1,0 +1,163 @@
+/**
+ * Mutual rooms (spec v1.19, MSC2666): the rooms the requester and one user (or, when
+ * enabled, several) have both joined, in room-creation order, paged with authenticated
+ * tokens. Pages are read from the per-pair index in storage, so a page costs one range scan
+ * however many rooms either user is in; the pair's first request builds its index.
+ */
+import { randomBytes } from 'node:crypto';
+import { invalidParam } from '../core/errors.js';
+import { issuePagingToken, readPagingToken, type PagingTokenKey } from '../core/paging-token.js';
+import type { Requester, ServiceContext } from './context.js';
+
+export interface MutualRoomsPage {
+  joined: string[];
+  count: number;
+  nextBatch?: string;
+}
+
+interface PairState {
+  low: string;
+  high: string;
+  roomCount: number;
+  /** The other user has no membership anywhere: nothing is shared, and nothing is indexed. */
+  empty: boolean;
+}
+
+const TOKEN_SECRET_NAME = 'mutual_rooms_paging_key';
+/** Idle pairs dropped per index build, so cleaning up never costs a request much. */
+const IDLE_PAIRS_PER_BUILD = 16;
+/** Rooms read per query when answering with every page at once (legacy paths). */
+const FULL_LIST_BATCH = 1000;
+
+export function createMutualRoomsService(ctx: ServiceContext) {
+  const settings = ctx.settings.mutualRooms;
+  const store = () => ctx.storage.stores.mutualRooms;
+  let key: Promise<PagingTokenKey> | null = null;
+
+  /** The key shared by every process on this database, created by the first to ask. */
+  function tokenKey(): Promise<PagingTokenKey> {
+    key ??= ctx.storage.stores.secrets
+      .selectOrInsertSecret(TOKEN_SECRET_NAME, randomBytes(32).toString('hex'))
+      .then((hex) => ({ secret: Buffer.from(hex, 'hex'), purpose: 'mutual_rooms' }))
+      .catch((err: unknown) => {
+        key = null;
+        throw err;
+      });
+    return key;
+  }
+
+  async function pairState(requester: string, other: string): Promise<PairState> {
+    const [low, high] = requester < other ? [requester, other] : [other, requester];
+    const now = ctx.now();
+    const existing = await store().selectPair(low, high);
+    if (existing) {
+      // Refresh the last-use time now and then, not on every page (it is a write).
+      if (now - existing.usedTs > (settings.cacheIdleSeconds * 1000) / 8)
+        await store().updatePairUsed(low, high, now);
+      return { low, high, roomCount: existing.roomCount, empty: false };
+    }
+    if (!(await store().selectUserHasMemberships(other)))
+      return { low, high, roomCount: 0, empty: true };
+    const roomCount = await ctx.storage.tx('buildMutualRooms', async (stores) => {
+      await stores.mutualRooms.lockUsersForBuild([low, high]);
+      const raced = await stores.mutualRooms.selectPair(low, high);
+      if (raced) return raced.roomCount;
+      return stores.mutualRooms.insertPair(low, high, now);
+    });
+    await ctx.storage.tx('dropIdleMutualRooms', (stores) =>
+      stores.mutualRooms.deleteIdlePairs(
+        now - settings.cacheIdleSeconds * 1000,
+        IDLE_PAIRS_PER_BUILD,
+      ),
+    );
+    return { low, high, roomCount, empty: false };
+  }
+
+  /** One page: rooms after `cursor` (a room number), at most `limit`, and the total count. */
+  async function readPage(
+    requester: Requester,
+    userIds: readonly string[],
+    cursor: number,
+    limit: number,
+  ): Promise<{ rooms: { roomId: string; roomNid: number }[]; count: number; more: boolean }> {
+    const pairs = await Promise.all(userIds.map((u) => pairState(requester.userId, u)));
+    if (pairs.some((p) => p.empty || p.roomCount === 0))
+      return { rooms: [], count: 0, more: false };
+    // Drive from the smallest pair; the other users must have joined too.
+    const order = pairs.map((pair, i) => ({ pair, userId: userIds[i] ?? '' }));
+    order.sort((a, b) => a.pair.roomCount - b.pair.roomCount);
+    const [driver, ...rest] = order;
+    if (!driver) return { rooms: [], count: 0, more: false };
+    const alsoJoined = rest.map((r) => r.userId);
+    const rows = await store().selectEntries(
+      driver.pair.low,
+      driver.pair.high,
+      cursor,
+      limit + 1,
+      alsoJoined,
+    );
+    const count =
+      alsoJoined.length === 0
+        ? driver.pair.roomCount
+        : await store().countEntriesJoinedBy(driver.pair.low, driver.pair.high, alsoJoined);
+    return { rooms: rows.slice(0, limit), count, more: rows.length > limit };
+  }
+
+  return {
+    /**
+     * One page of the rooms shared with `userIds` (distinct, valid, not the requester's own),
+     * starting after the room the `from` token points at. A bad, altered, expired or foreign
+     * token is 400 M_INVALID_PARAM.
+     */
+    async page(
+      requester: Requester,
+      userIds: readonly string[],
+      from: string | undefined,
+    ): Promise<MutualRoomsPage> {
+      const binding = [requester.userId, ...[...userIds].sort()];
+      const tokens = await tokenKey();
+      let cursor = 0;
+      if (from !== undefined) {
+        const check = readPagingToken(tokens, binding, from, ctx.now());
+        if (!check.ok)
+          throw invalidParam(
+            check.reason === 'expired'
+              ? 'The from token has expired'
+              : 'The from token is not valid for this request',
+          );
+        cursor = check.cursor;
+      }
+      const page = await readPage(requester, userIds, cursor, settings.batchSize);
+      const result: MutualRoomsPage = {
+        joined: page.rooms.map((r) => r.roomId),
+        count: page.count,
+      };
+      const last = page.rooms[page.rooms.length - 1];
+      if (page.more && last) {
+        result.nextBatch = issuePagingToken(
+          tokens,
+          binding,
+          last.roomNid,
+          ctx.now() + settings.tokenTtlSeconds * 1000,
+        );
+      }
+      return result;
+    },
+
+    /** Every shared room at once (the proposal's first, unpaged form). */
+    async all(requester: Requester, userId: string): Promise<{ joined: string[]; count: number }> {
+      const joined: string[] = [];
+      let cursor = 0;
+      for (;;) {
+        const page = await readPage(requester, [userId], cursor, FULL_LIST_BATCH);
+        joined.push(...page.rooms.map((r) => r.roomId));
+        const last = page.rooms[page.rooms.length - 1];
+        if (!page.more || !last) break;
+        cursor = last.roomNid;
+      }
+      return { joined, count: joined.length };
+    },
+  };
+}
+
+export type MutualRoomsService = ReturnType<typeof createMutualRoomsService>;

@@ -1,0 +1,176 @@
+/**
+ * Member lists and a user's room list: current membership from `room_memberships`, past
+ * membership from `membership_history`. Every list is read in pages (keyset on the user or
+ * room ID) so a 100,000-member room never becomes one huge query.
+ */
+import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
+import type { Database } from './schema.js';
+import { eventColumns, toEventRow, type EventRow } from './room-store.js';
+
+/**
+ * Which memberships to list, as the spec combines them: a membership in `memberships`, or
+ * one not in `notMemberships` ("or" when both are given). Neither: every membership.
+ */
+export interface MembershipSelector {
+  memberships?: readonly string[] | undefined;
+  notMemberships?: readonly string[] | undefined;
+}
+
+/** Restricts member events by their sender. */
+export interface SenderSelector {
+  senders?: readonly string[] | undefined;
+  notSenders?: readonly string[] | undefined;
+}
+
+export interface MemberRow {
+  userId: string;
+  membership: string;
+  event: EventRow;
+}
+
+export interface JoinedProfileRow {
+  userId: string;
+  displayname: string | null;
+  avatarUrl: string | null;
+}
+
+export interface UserRoomRow {
+  roomId: string;
+  membership: string;
+}
+
+export interface MemberListStore {
+  /** Current members of the room after `afterUserId`, by user ID. */
+  selectCurrentMembers(
+    roomId: string,
+    selector: MembershipSelector & SenderSelector,
+    afterUserId: string,
+    limit: number,
+  ): Promise<MemberRow[]>;
+  /** Members of the room as of stream position `position`, after `afterUserId`, by user ID. */
+  selectMembersAt(
+    roomId: string,
+    position: number,
+    selector: MembershipSelector & SenderSelector,
+    afterUserId: string,
+    limit: number,
+  ): Promise<MemberRow[]>;
+  /** Joined members with their profile, after `afterUserId`, by user ID. */
+  selectJoinedProfiles(
+    roomId: string,
+    afterUserId: string,
+    limit: number,
+  ): Promise<JoinedProfileRow[]>;
+  /** The user's rooms (forgotten ones left out), after `afterRoomId`, by room ID. */
+  selectRoomsOfUser(
+    userId: string,
+    selector: MembershipSelector & {
+      rooms?: readonly string[] | undefined;
+      notRooms?: readonly string[] | undefined;
+    },
+    afterRoomId: string,
+    limit: number,
+  ): Promise<UserRoomRow[]>;
+}
+
+/** `column IN (…) OR column NOT IN (…)`, as the selector says; always true without one. */
+function membershipCondition(column: string, selector: MembershipSelector): RawBuilder<SqlBool> {
+  const ref = sql.ref(column);
+  const parts: RawBuilder<unknown>[] = [];
+  if (selector.memberships && selector.memberships.length > 0)
+    parts.push(sql`${ref} IN (${sql.join([...selector.memberships])})`);
+  if (selector.notMemberships && selector.notMemberships.length > 0)
+    parts.push(sql`${ref} NOT IN (${sql.join([...selector.notMemberships])})`);
+  return parts.length === 0 ? sql<SqlBool>`1 = 1` : sql<SqlBool>`(${sql.join(parts, sql` OR `)})`;
+}
+
+function senderCondition(selector: SenderSelector): RawBuilder<SqlBool> {
+  const ref = sql.ref('events.sender');
+  const parts: RawBuilder<unknown>[] = [];
+  if (selector.senders) parts.push(sql`${ref} IN (${sql.join([...selector.senders, ''])})`);
+  if (selector.notSenders && selector.notSenders.length > 0)
+    parts.push(sql`${ref} NOT IN (${sql.join([...selector.notSenders])})`);
+  return parts.length === 0 ? sql<SqlBool>`1 = 1` : sql<SqlBool>`(${sql.join(parts, sql` AND `)})`;
+}
+
+export function memberListStore(db: Kysely<Database>): MemberListStore {
+  return {
+    async selectCurrentMembers(roomId, selector, afterUserId, limit) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .innerJoin('events', 'events.event_id', 'room_memberships.event_id')
+        .select(['room_memberships.user_id', 'room_memberships.membership', ...eventColumns])
+        .where('room_memberships.room_id', '=', roomId)
+        .where('room_memberships.user_id', '>', afterUserId)
+        .where(membershipCondition('room_memberships.membership', selector))
+        .where(senderCondition(selector))
+        .orderBy('room_memberships.user_id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({
+        userId: r.user_id,
+        membership: r.membership,
+        event: toEventRow(r),
+      }));
+    },
+
+    async selectMembersAt(roomId, position, selector, afterUserId, limit) {
+      const rows = await db
+        .selectFrom('membership_history as mh')
+        .innerJoin('events', 'events.event_id', 'mh.event_id')
+        .select(['mh.user_id', 'mh.membership', ...eventColumns])
+        .where('mh.room_id', '=', roomId)
+        .where('mh.user_id', '>', afterUserId)
+        .where('mh.stream_ordering', '=', (eb) =>
+          eb
+            .selectFrom('membership_history as later')
+            .select((inner) => inner.fn.max('later.stream_ordering').as('latest'))
+            .whereRef('later.room_id', '=', 'mh.room_id')
+            .whereRef('later.user_id', '=', 'mh.user_id')
+            .where('later.stream_ordering', '<=', position),
+        )
+        .where(membershipCondition('mh.membership', selector))
+        .where(senderCondition(selector))
+        .orderBy('mh.user_id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({
+        userId: r.user_id,
+        membership: r.membership,
+        event: toEventRow(r),
+      }));
+    },
+
+    async selectJoinedProfiles(roomId, afterUserId, limit) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select(['user_id', 'displayname', 'avatar_url'])
+        .where('room_id', '=', roomId)
+        .where('membership', '=', 'join')
+        .where('user_id', '>', afterUserId)
+        .orderBy('user_id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({
+        userId: r.user_id,
+        displayname: r.displayname,
+        avatarUrl: r.avatar_url,
+      }));
+    },
+
+    async selectRoomsOfUser(userId, selector, afterRoomId, limit) {
+      let query = db
+        .selectFrom('room_memberships')
+        .select(['room_id', 'membership'])
+        .where('user_id', '=', userId)
+        .where('forgotten', '=', 0)
+        .where('room_id', '>', afterRoomId)
+        .where(membershipCondition('room_memberships.membership', selector));
+      if (selector.rooms) query = query.where('room_id', 'in', [...selector.rooms, '']);
+      if (selector.notRooms && selector.notRooms.length > 0)
+        query = query.where('room_id', 'not in', [...selector.notRooms]);
+      const rows = await query.orderBy('room_id').limit(limit).execute();
+      return rows.map((r) => ({ roomId: r.room_id, membership: r.membership }));
+    },
+  };
+}
