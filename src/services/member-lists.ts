@@ -69,9 +69,12 @@ export function createMemberListService(
 
   /**
    * The newest position the requester may see members at: null for "now" (joined), the
-   * position of their leaving for a former member; 403 for anyone never joined.
+   * position of their leaving for a former member (also when invited or knocking again);
+   * 403 for anyone never joined, and for a former member who forgot the room.
    */
   async function visibleUntil(roomId: string, userId: string): Promise<number | null> {
+    const membership = await stores().rooms.selectMembership(roomId, userId);
+    if (!membership || membership.forgotten) throw forbidden('You are not a member of this room');
     const history = await stores().rooms.selectMembershipHistory(roomId, userId);
     const current = history[history.length - 1];
     if (current?.membership === 'join') return null;
@@ -104,6 +107,9 @@ export function createMemberListService(
       const version = room.roomVersion as RoomVersionId;
       const until = await visibleUntil(roomId, requester.userId);
       const current = await stores().rooms.selectCurrentStreamPosition();
+      // Every token handed out is at or before the committed position: a later one was
+      // never issued, and answering it with the present would hide the mistake.
+      if (at !== null && at > current) throw invalidParam('Unknown at token');
       let position = Math.min(at ?? current, until ?? current);
       const asOfNow = position >= current;
       if (asOfNow) position = current;

@@ -8,7 +8,7 @@ import type { JsonObject } from '../core/pdu.js';
 import type { EventRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
-import { matchesFilter, type RoomEventFilter } from './timeline.js';
+import { matchesFilter, matchesMembership, type RoomEventFilter } from './timeline.js';
 
 const asClient = (row: EventRow): ClientEvent =>
   toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
@@ -105,7 +105,9 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
     ): Promise<ClientEvent[]> {
       const state = await visibleState(ctx.storage.stores, requester, roomId);
       if (!filter) return state.map(asClient);
-      const matching = state.filter((row) => matchesFilter(row, filter));
+      const matching = state.filter(
+        (row) => matchesFilter(row, filter) && matchesMembership(row, filter.membership),
+      );
       return matching.slice(0, filter.limit ?? matching.length).map(asClient);
     },
 

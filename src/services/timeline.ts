@@ -38,11 +38,17 @@ export function matchesFilter(row: EventRow, filter: RoomEventFilter | undefined
   if (filter.types && !filter.types.some((p) => typeMatches(p, type))) return false;
   if (filter.not_senders?.includes(sender)) return false;
   if (filter.senders && !filter.senders.includes(sender)) return false;
-  if (filter.membership && type === 'm.room.member') {
-    const membership = row.pdu.content.membership;
-    if (typeof membership !== 'string' || !filter.membership.includes(membership)) return false;
-  }
   return true;
+}
+
+/**
+ * MSC2895's `membership` on state: member events only with one of the listed memberships
+ * (other events pass). Timelines ignore it: it narrows member lists, not history.
+ */
+export function matchesMembership(row: EventRow, membership: readonly string[] | undefined) {
+  if (!membership || row.pdu.type !== 'm.room.member') return true;
+  const value = row.pdu.content.membership;
+  return typeof value === 'string' && membership.includes(value);
 }
 
 export interface MessagesPage {
@@ -234,7 +240,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       const state = stateRows.filter(
         (r) =>
           (!lazy || r.pdu.type !== 'm.room.member' || senders.has(r.pdu.state_key ?? '')) &&
-          (r.pdu.type !== 'm.room.member' || matchesFilter(r, { membership: filter?.membership })),
+          matchesMembership(r, filter?.membership),
       );
       const first = before[before.length - 1];
       const last = after[after.length - 1];
