@@ -13,7 +13,7 @@ import Fastify, {
 import cors from '@fastify/cors';
 import type { ResolvedConfig } from './config/load.js';
 import type { Services } from './services/index.js';
-import { registerAccessHooks, registerRequestLog } from './http/access.js';
+import { registerAccessHooks, registerInputChecks, registerRequestLog } from './http/access.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { RateLimiter } from './http/rate-limit.js';
@@ -21,7 +21,9 @@ import { registerValidators } from './http/validation.js';
 import { clientRoutes } from './api/client/index.js';
 import { adminRoutes } from './api/admin/index.js';
 import { newSessionId } from './core/secrets.js';
+import type { Socket } from 'node:net';
 import { invalidParam } from './core/errors.js';
+import { parseQueryString } from './http/query-string.js';
 
 export interface AppDeps {
   config: ResolvedConfig;
@@ -44,6 +46,29 @@ function answerFrameworkError(
     .send(invalidParam(`Malformed request: ${detail}`).toJSON());
 }
 
+/**
+ * Errors Node's HTTP parser finds before Fastify sees a request (request head over 16 KiB,
+ * malformed HTTP): a Matrix error body, then the connection closes.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) return;
+  const [status, reason, errcode, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [
+          431,
+          'Request Header Fields Too Large',
+          'M_TOO_LARGE',
+          'Request line and headers too large',
+        ]
+      : [400, 'Bad Request', 'M_UNKNOWN', 'Malformed HTTP request'];
+  const body = JSON.stringify({ errcode, error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+      `Access-Control-Allow-Origin: *\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+  );
+}
+
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config } = deps;
   const app = Fastify({
@@ -52,11 +77,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     bodyLimit: config.http.max_body_bytes,
     trustProxy: config.http.trust_proxy,
     genReqId: () => newSessionId().slice(0, 12),
-    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1000 },
+    routerOptions: {
+      ignoreTrailingSlash: false,
+      maxParamLength: 1000,
+      querystringParser: parseQueryString,
+    },
     return503OnClosing: true,
     // Errors Fastify raises before routing (a malformed percent-encoding in the path): answer
     // them as Matrix errors too, with the CORS header the cors plugin cannot add this early.
     frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
   });
 
   registerErrorHandling(app);
@@ -73,6 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     ? new RateLimiter(config.rate_limits.classes)
     : null;
   registerAccessHooks(app, deps.services, rateLimiter);
+  registerInputChecks(app);
   registerRequestLog(app);
 
   await app.register(clientRoutes, { services: deps.services, config });

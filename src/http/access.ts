@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MatrixError, missingToken } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import type { RateLimiter } from './rate-limit.js';
+import { pathParamProblem, queryStringProblem } from './query-string.js';
 
 export function accessTokenOf(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
@@ -39,6 +40,25 @@ export function registerAccessHooks(
         request.requester?.userId ?? `ip:${request.ip}`,
       );
     }
+  });
+}
+
+/**
+ * Refuses undecodable values of the parameters a route declares, and NUL in its path, at
+ * once the rest of the request has been validated (after authentication and the schema).
+ */
+export function registerInputChecks(app: FastifyInstance): void {
+  const known = new WeakMap<object, ReadonlySet<string>>();
+  app.addHook('preHandler', async (request) => {
+    const schema = request.routeOptions.schema ?? {};
+    let names = known.get(schema);
+    if (!names) {
+      const properties = (schema.querystring as { properties?: object } | undefined)?.properties;
+      names = new Set(['access_token', ...Object.keys(properties ?? {})]);
+      known.set(schema, names);
+    }
+    const problem = queryStringProblem(request.query, names) ?? pathParamProblem(request.params);
+    if (problem) throw problem;
   });
 }
 

@@ -33,6 +33,36 @@ export interface OpenOptions {
 }
 
 const INT8_OID = 20;
+/** Prepared SQLite statements kept for reuse (distinct SQL texts; IN lists vary). */
+const STATEMENT_CACHE_SIZE = 1000;
+
+/**
+ * better-sqlite3 behind Kysely, with prepared statements cached by SQL text: Kysely asks for
+ * a fresh `prepare` on every query, which costs as much as running a small one. Reusing a
+ * statement is safe here: one connection, and every query runs to completion (no
+ * `stream()`), so no statement is in use twice.
+ */
+function cachingStatements(sqlite: SqliteDatabase.Database) {
+  const statements = new Map<string, SqliteDatabase.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string): SqliteDatabase.Statement {
+      const cached = statements.get(sql);
+      if (cached) {
+        statements.delete(sql);
+        statements.set(sql, cached);
+        return cached;
+      }
+      const statement = sqlite.prepare(sql);
+      statements.set(sql, statement);
+      if (statements.size > STATEMENT_CACHE_SIZE) {
+        const oldest = statements.keys().next().value;
+        if (oldest !== undefined) statements.delete(oldest);
+      }
+      return statement;
+    },
+  };
+}
 
 function openSqlite(file: string): Db {
   if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -41,7 +71,9 @@ function openSqlite(file: string): Db {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return new Kysely<Database>({
+    dialect: new SqliteDialect({ database: cachingStatements(sqlite) }),
+  });
 }
 
 function openPostgres(url: string, poolSize: number, logger: StorageLogger | undefined): Db {

@@ -189,23 +189,18 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
 
     async selectStateEvents(roomId, keys) {
       if (keys.length === 0) return [];
+      // `type IN (…) AND state_key IN (…)` is a range of index lookups on both databases (an
+      // OR of pairs made SQLite read the room's whole state); the exact pairs are kept here.
+      const wanted = new Set(keys.map(([type, stateKey]) => `${type}\u0000${stateKey}`));
       const rows = await db
         .selectFrom('current_state')
         .innerJoin('events', 'events.event_id', 'current_state.event_id')
-        .select(eventColumns)
+        .select([...eventColumns, 'current_state.type', 'current_state.state_key'])
         .where('current_state.room_id', '=', roomId)
-        .where((eb) =>
-          eb.or(
-            keys.map(([type, stateKey]) =>
-              eb.and([
-                eb('current_state.type', '=', type),
-                eb('current_state.state_key', '=', stateKey),
-              ]),
-            ),
-          ),
-        )
+        .where('current_state.type', 'in', [...new Set(keys.map(([type]) => type))])
+        .where('current_state.state_key', 'in', [...new Set(keys.map(([, stateKey]) => stateKey))])
         .execute();
-      return rows.map(toEventRow);
+      return rows.filter((row) => wanted.has(`${row.type}\u0000${row.state_key}`)).map(toEventRow);
     },
 
     async selectAllStateEvents(roomId) {

@@ -9,6 +9,12 @@ import type { RoomEventFilter } from '../../services/timeline.js';
 const isStringArray = (value: unknown): value is string[] =>
   Array.isArray(value) && value.length <= 1000 && value.every((v) => typeof v === 'string');
 
+/**
+ * No identifier or type holds NUL (and PostgreSQL cannot store it in text): such an entry
+ * names nothing, so it is dropped, which keeps the meaning of both allow and deny lists.
+ */
+const withoutNul = (values: string[]): string[] => values.filter((v) => !v.includes('\u0000'));
+
 export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter | undefined {
   if (raw === undefined || raw === '') return undefined;
   let parsed: unknown;
@@ -32,7 +38,7 @@ export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter |
     const value = object[key];
     if (value === undefined) continue;
     if (!isStringArray(value)) throw invalidParam(`filter.${key} must be an array of strings`);
-    filter[key] = value;
+    filter[key] = withoutNul(value);
   }
   if (object.limit !== undefined) {
     if (typeof object.limit !== 'number' || !Number.isInteger(object.limit) || object.limit < 1) {

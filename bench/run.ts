@@ -1,0 +1,410 @@
+/**
+ * `npm run bench [-- options]`: builds (or reuses) the dataset, starts Commons as its own
+ * process on each database, checks a sample of the data through the HTTP API, runs the
+ * scenarios, and writes bench/results/<date>-<profile>.json and (for full runs, or with
+ * --docs) docs/benchmarks.md with its SVG charts. See docs/benchmarks.md for the options.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import SqliteDatabase from 'better-sqlite3';
+import {
+  postgresProblem,
+  prepareDatabase,
+  type BenchDialect,
+  type PreparedDatabase,
+} from './cache.js';
+import type { Manifest } from './generate.js';
+import { startCommons } from './processes.js';
+import { PROFILES, scaleDataset, type DatasetProfile, type Profile } from './profiles.js';
+import { writeDocs, evaluateTargets, type Target } from './report.js';
+import {
+  runScenarios,
+  sampleCheck,
+  SCENARIOS,
+  type SampleCheck,
+  type ScenarioName,
+  type ScenarioResults,
+} from './scenarios.js';
+import { httpClient } from './http.js';
+
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface BenchOptions {
+  profile: Profile['name'];
+  dialects: BenchDialect[] | 'both';
+  seed: number;
+  /** Multiplies every count of the dataset (full profile only). */
+  scale: number;
+  scenarios: ScenarioName[];
+  /** Null disables the dataset cache. */
+  cacheDir: string | null;
+  workDir: string;
+  resultsDir: string;
+  /** Where docs/benchmarks.md and its charts go; null writes no docs. */
+  docsPath: string | null;
+  postgresUrl: string;
+  serverEntry: 'tsx' | 'dist';
+  cpuProfile: boolean;
+  log: (message: string) => void;
+  /** Overrides of the profile's load settings (the smoke test shortens them). */
+  load?: Partial<Profile['load']>;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  node: string;
+  os: string;
+  sqlite: string;
+  postgres?: string;
+}
+
+export interface DatabaseReport {
+  dialect: BenchDialect;
+  skipped?: string;
+  error?: string;
+  dataset?: {
+    fromCache: boolean;
+    buildSeconds: number;
+    events: number;
+    users: number;
+    rooms: number;
+    builtAt: string;
+  };
+  sampleCheck?: SampleCheck;
+  scenarios?: ScenarioResults;
+  seconds?: number;
+}
+
+export interface BenchReport {
+  format: 1;
+  profile: Profile['name'];
+  seed: number;
+  scale: number;
+  dataset: DatasetProfile;
+  load: Profile['load'];
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  command: string;
+  git: { commit: string; dirty: boolean };
+  machine: Machine;
+  databases: DatabaseReport[];
+  targets: Target[];
+  resultsFile: string;
+}
+
+function git(): { commit: string; dirty: boolean } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--', 'src'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    return { commit, dirty: status.trim() !== '' };
+  } catch {
+    return { commit: 'unknown', dirty: false };
+  }
+}
+
+async function machine(postgresUrl: string | null): Promise<Machine> {
+  const sqlite = new SqliteDatabase(':memory:');
+  const sqliteVersion = (sqlite.prepare('select sqlite_version() as v').get() as { v: string }).v;
+  sqlite.close();
+  const result: Machine = {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    os: `${os.type()} ${os.release()}`,
+    sqlite: sqliteVersion,
+  };
+  if (postgresUrl) {
+    const client = new pg.Client({ connectionString: postgresUrl });
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
+      if (rows[0]) result.postgres = rows[0].server_version;
+    } catch {
+      // left out: the report says PostgreSQL was skipped
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+  return result;
+}
+
+function summariseManifest(
+  manifest: Manifest,
+  fromCache: boolean,
+): NonNullable<DatabaseReport['dataset']> {
+  return {
+    fromCache,
+    buildSeconds: manifest.buildSeconds,
+    events: manifest.events,
+    users: manifest.users,
+    rooms: manifest.rooms,
+    builtAt: manifest.builtAt,
+  };
+}
+
+function prepare(options: BenchOptions, profile: Profile, dialect: BenchDialect) {
+  const tag = dialect === 'sqlite' ? '[sqlite]  ' : '[postgres]';
+  return prepareDatabase({
+    dialect,
+    profile: profile.name,
+    dataset: profile.dataset,
+    seed: options.seed,
+    cacheDir: options.cacheDir,
+    workDir: options.workDir,
+    postgresUrl: options.postgresUrl,
+    root: ROOT,
+    progress: (message) => options.log(`${tag}${message}`),
+  });
+}
+
+async function benchDatabase(
+  options: BenchOptions,
+  profile: Profile,
+  prepared: PreparedDatabase,
+  stamp: string,
+): Promise<DatabaseReport> {
+  const log = options.log;
+  const started = performance.now();
+  const dialect = prepared.dialect;
+  log(`\n== ${dialect} ==`);
+  const report: DatabaseReport = {
+    dialect,
+    dataset: summariseManifest(prepared.manifest, prepared.fromCache),
+  };
+  try {
+    const cpuProfDir = options.cpuProfile
+      ? path.join(options.resultsDir, 'profiles', `${stamp}-${dialect}`)
+      : undefined;
+    const server = await startCommons({
+      root: ROOT,
+      url: prepared.url,
+      dataDir: prepared.dataDir,
+      entry: options.serverEntry,
+      cpuProfDir,
+    });
+    try {
+      log(`  Commons (pid ${server.pid}) at ${server.url}; checking a sample of the data`);
+      const client = httpClient(server.url, 1);
+      try {
+        report.sampleCheck = await sampleCheck(client, prepared.manifest);
+      } finally {
+        client.close();
+      }
+      for (const check of report.sampleCheck.checks) {
+        if (!check.ok)
+          log(`    CHECK FAILED ${check.name}: expected ${check.expected}, got ${check.actual}`);
+      }
+      log(
+        `    sample check ${report.sampleCheck.passed ? 'passed' : 'FAILED'} (${report.sampleCheck.checks.filter((c) => c.ok).length}/${report.sampleCheck.checks.length})`,
+      );
+      report.scenarios = await runScenarios(
+        {
+          root: ROOT,
+          workDir: options.workDir,
+          manifest: prepared.manifest,
+          commons: server,
+          load: profile.load,
+          only: new Set(options.scenarios),
+          log,
+        },
+        report.sampleCheck,
+      );
+    } finally {
+      await server.stop();
+      if (cpuProfDir) log(`  CPU profile of the server in ${path.relative(ROOT, cpuProfDir)}/`);
+    }
+  } finally {
+    await prepared.cleanup();
+  }
+  report.seconds = +((performance.now() - started) / 1000).toFixed(1);
+  return report;
+}
+
+export async function runBenchmarks(options: BenchOptions): Promise<BenchReport> {
+  const started = performance.now();
+  const startedAt = new Date();
+  const stamp = startedAt.toISOString().slice(0, 16).replace(':', '-');
+  const base = PROFILES[options.profile];
+  const profile: Profile = {
+    ...base,
+    dataset: options.profile === 'full' ? scaleDataset(base.dataset, options.scale) : base.dataset,
+    load: { ...base.load, ...options.load },
+  };
+  mkdirSync(options.workDir, { recursive: true });
+  mkdirSync(options.resultsDir, { recursive: true });
+  if (options.cacheDir) mkdirSync(options.cacheDir, { recursive: true });
+  let dialects: BenchDialect[];
+  const skipped: DatabaseReport[] = [];
+  if (options.dialects === 'both') {
+    const problem = await postgresProblem(options.postgresUrl);
+    dialects = problem === null ? ['sqlite', 'postgres'] : ['sqlite'];
+    if (problem !== null) {
+      options.log(`PostgreSQL SKIPPED: ${options.postgresUrl} is unreachable (${problem})`);
+      skipped.push({ dialect: 'postgres', skipped: `unreachable: ${problem}` });
+    }
+  } else {
+    dialects = options.dialects;
+  }
+  options.log(
+    `Commons benchmarks: ${profile.name} profile${options.scale !== 1 ? ` ×${options.scale}` : ''}, seed ${options.seed}, on ${dialects.join(' and ')}`,
+  );
+  // Datasets are built side by side (one mostly waits on PostgreSQL, the other on SQLite's
+  // CPU work), then each database is measured alone.
+  const prepared = await Promise.allSettled(dialects.map((d) => prepare(options, profile, d)));
+  const databases: DatabaseReport[] = [];
+  for (const [i, dialect] of dialects.entries()) {
+    const ready = prepared[i];
+    if (!ready || ready.status === 'rejected') {
+      const err =
+        ready?.status === 'rejected' ? (ready.reason as Error) : new Error('not prepared');
+      options.log(`  ${dialect} dataset FAILED: ${err.stack ?? String(err)}`);
+      databases.push({ dialect, error: `dataset: ${err.message}` });
+      continue;
+    }
+    try {
+      databases.push(await benchDatabase(options, profile, ready.value, stamp));
+    } catch (err) {
+      options.log(`  ${dialect} FAILED: ${(err as Error).stack ?? String(err)}`);
+      databases.push({ dialect, error: (err as Error).message });
+    }
+  }
+  databases.push(...skipped);
+  const resultsFile = path.join(options.resultsDir, `${stamp}-${profile.name}.json`);
+  const report: BenchReport = {
+    format: 1,
+    profile: profile.name,
+    seed: options.seed,
+    scale: options.scale,
+    dataset: profile.dataset,
+    load: profile.load,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    seconds: +((performance.now() - started) / 1000).toFixed(1),
+    command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
+    git: git(),
+    machine: await machine(dialects.includes('postgres') ? options.postgresUrl : null),
+    databases,
+    targets: [],
+    resultsFile: path.relative(ROOT, resultsFile),
+  };
+  report.targets = evaluateTargets(report);
+  writeFileSync(resultsFile, `${JSON.stringify(report, null, 2)}\n`);
+  options.log(`\nraw results: ${path.relative(process.cwd(), resultsFile)}`);
+  if (options.docsPath) {
+    const written = await writeDocs(report, options.docsPath);
+    options.log(`report: ${written.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+  }
+  options.log('\ntargets:');
+  for (const target of report.targets)
+    options.log(`  [${target.status}] ${target.name}: ${target.figure}`);
+  options.log(`\ndone in ${report.seconds} s`);
+  return report;
+}
+
+const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--seed N] [--scenario LIST]
+                        [--scale X] [--no-cache] [--docs|--no-docs] [--cpu-prof] [--server tsx|dist]
+  --quick          a small dataset and short runs (under three minutes); default is the full profile
+  --db             which databases (default both; PostgreSQL is skipped with a notice when unreachable)
+  --seed           dataset seed (default 1)
+  --scenario       comma-separated subset of: ${SCENARIOS.join(', ')} (the sample check always runs)
+  --scale          multiply the full profile's counts (e.g. 0.1 for a tenth of Matrix HQ scale)
+  --no-cache       build the dataset afresh and keep nothing
+  --docs/--no-docs write docs/benchmarks.md and its charts (default: on for full runs only)
+  --cpu-prof       profile the server (node --cpu-prof) into bench/results/profiles/
+  --server         run the server from src through tsx (default) or from the build in dist/
+  COMMONS_BENCH_POSTGRES_URL names the PostgreSQL server (default ${DEFAULT_POSTGRES_URL})`;
+
+export function parseOptions(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      tiny: { type: 'boolean', default: false },
+      db: { type: 'string', default: 'both' },
+      seed: { type: 'string', default: '1' },
+      scenario: { type: 'string' },
+      scale: { type: 'string', default: '1' },
+      'no-cache': { type: 'boolean', default: false },
+      docs: { type: 'boolean' },
+      'no-docs': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'boolean', default: false },
+      server: { type: 'string', default: 'tsx' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const profile: Profile['name'] = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
+  const db = values.db;
+  if (db !== 'sqlite' && db !== 'postgres' && db !== 'both')
+    throw new Error(`--db must be sqlite, postgres or both\n${USAGE}`);
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
+  const scale = Number(values.scale);
+  if (!(scale > 0)) throw new Error('--scale must be a positive number');
+  const scenarios = values.scenario
+    ? values.scenario.split(',').map((s) => s.trim())
+    : [...SCENARIOS];
+  for (const s of scenarios) {
+    if (!(SCENARIOS as readonly string[]).includes(s))
+      throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
+  }
+  if (values.server !== 'tsx' && values.server !== 'dist')
+    throw new Error('--server must be tsx or dist');
+  const docs = values['no-docs'] ? false : (values.docs ?? profile === 'full');
+  return {
+    profile,
+    dialects: db === 'both' ? 'both' : [db],
+    seed,
+    scale,
+    scenarios: scenarios as ScenarioName[],
+    cacheDir: values['no-cache'] ? null : path.join(ROOT, 'bench', '.cache'),
+    workDir: path.join(ROOT, 'bench', '.work'),
+    resultsDir: path.join(ROOT, 'bench', 'results'),
+    docsPath: docs ? path.join(ROOT, 'docs', 'benchmarks.md') : null,
+    postgresUrl: process.env.COMMONS_BENCH_POSTGRES_URL ?? DEFAULT_POSTGRES_URL,
+    serverEntry: values.server,
+    cpuProfile: values['cpu-prof'],
+    log: (message) => process.stdout.write(`${message}\n`),
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  let options: BenchOptions;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  runBenchmarks(options).then(
+    (report) => {
+      const failed = report.databases.some(
+        (d) => d.error || (d.sampleCheck && !d.sampleCheck.passed),
+      );
+      process.exit(failed ? 1 : 0);
+    },
+    (err: unknown) => {
+      process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
