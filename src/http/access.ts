@@ -3,7 +3,7 @@
  * requester for routes that declare `auth`, then takes a rate-limit token keyed by user
  * (or client address when anonymous).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { MatrixError, missingToken } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -49,8 +49,9 @@ export function registerAccessHooks(
  */
 export function registerInputChecks(app: FastifyInstance): void {
   const known = new WeakMap<object, ReadonlySet<string>>();
+  const noSchema: FastifySchema = {};
   app.addHook('preHandler', async (request) => {
-    const schema = request.routeOptions.schema ?? {};
+    const schema = request.routeOptions.schema ?? noSchema;
     let names = known.get(schema);
     if (!names) {
       const properties = (schema.querystring as { properties?: object } | undefined)?.properties;

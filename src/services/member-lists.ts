@@ -61,6 +61,43 @@ export function selectedMemberships(
   return chosen.length === MEMBERSHIPS.length ? null : chosen;
 }
 
+/**
+ * A list read in keyset pages of at most `batch` rows, `limit` rows in all, with the event
+ * loop free between pages. The first page is read before this resolves, so a failure
+ * becomes an error answer rather than a streamed 200 cut short.
+ */
+async function keysetPages<T>(
+  read: (after: string, size: number) => Promise<T[]>,
+  keyOf: (row: T) => string,
+  batch: number,
+  limit = Number.POSITIVE_INFINITY,
+): Promise<AsyncGenerator<T[]>> {
+  let remaining = limit;
+  let size = Math.min(batch, remaining);
+  let rows = size > 0 ? await read('', size) : [];
+  return (async function* pages() {
+    for (;;) {
+      const last = rows[rows.length - 1];
+      if (!last) return;
+      yield rows;
+      remaining -= rows.length;
+      if (rows.length < size || remaining <= 0) return;
+      size = Math.min(batch, remaining);
+      await yieldToEventLoop();
+      rows = await read(keyOf(last), size);
+    }
+  })();
+}
+
+async function* emptyPages<T>(): AsyncGenerator<T[]> {}
+
+async function* mapPages<T, U>(
+  pages: AsyncIterable<T[]>,
+  map: (rows: T[]) => U[] | Promise<U[]>,
+): AsyncGenerator<U[]> {
+  for await (const rows of pages) yield await map(rows);
+}
+
 export function createMemberListService(
   ctx: ServiceContext,
   present: (row: EventRow, version: RoomVersionId) => Promise<ClientEvent>,
@@ -89,8 +126,8 @@ export function createMemberListService(
 
   return {
     /**
-     * The room's member events, in batches. Access and parameters are checked before the
-     * first batch is read, so errors come out as errors, not as a broken stream.
+     * The room's member events, in batches. Access, parameters and the first batch are
+     * dealt with before this resolves, so errors come out as errors, not as a broken stream.
      */
     async members(
       requester: Requester,
@@ -126,24 +163,17 @@ export function createMemberListService(
       const limit = query.filter?.limit ?? Number.POSITIVE_INFINITY;
       const memberLists = stores().memberLists;
 
-      return (async function* batches() {
-        if (chosen?.length === 0) return;
-        let after = '';
-        let remaining = limit;
-        while (remaining > 0) {
-          const size = Math.min(BATCH, remaining);
-          const rows = asOfNow
-            ? await memberLists.selectCurrentMembers(roomId, selector, after, size)
-            : await memberLists.selectMembersAt(roomId, position, selector, after, size);
-          const last = rows[rows.length - 1];
-          if (!last) return;
-          yield await Promise.all(rows.map((row) => present(row.event, version)));
-          if (rows.length < size) return;
-          after = last.userId;
-          remaining -= rows.length;
-          await yieldToEventLoop();
-        }
-      })();
+      if (chosen?.length === 0) return emptyPages<ClientEvent>();
+      const pages = await keysetPages(
+        (after, size) =>
+          asOfNow
+            ? memberLists.selectCurrentMembers(roomId, selector, after, size)
+            : memberLists.selectMembersAt(roomId, position, selector, after, size),
+        (row) => row.userId,
+        BATCH,
+        limit,
+      );
+      return mapPages(pages, (rows) => Promise.all(rows.map((row) => present(row.event, version))));
     },
 
     /** Current joined members with their profiles; only for joined members. */
@@ -154,24 +184,20 @@ export function createMemberListService(
       const membership = await stores().rooms.selectMembership(roomId, requester.userId);
       if (membership?.membership !== 'join') throw forbidden('You are not joined to this room');
       const memberLists = stores().memberLists;
-      return (async function* batches() {
-        let after = '';
-        for (;;) {
-          const rows = await memberLists.selectJoinedProfiles(roomId, after, BATCH);
-          const last = rows[rows.length - 1];
-          if (!last) return;
-          yield rows.map((row): [string, JoinedProfile] => [
-            row.userId,
-            {
-              ...(row.displayname !== null ? { display_name: row.displayname } : {}),
-              ...(row.avatarUrl !== null ? { avatar_url: row.avatarUrl } : {}),
-            },
-          ]);
-          if (rows.length < BATCH) return;
-          after = last.userId;
-          await yieldToEventLoop();
-        }
-      })();
+      const pages = await keysetPages(
+        (after, size) => memberLists.selectJoinedProfiles(roomId, after, size),
+        (row) => row.userId,
+        BATCH,
+      );
+      return mapPages(pages, (rows) =>
+        rows.map((row): [string, JoinedProfile] => [
+          row.userId,
+          {
+            ...(row.displayname !== null ? { display_name: row.displayname } : {}),
+            ...(row.avatarUrl !== null ? { avatar_url: row.avatarUrl } : {}),
+          },
+        ]),
+      );
     },
 
     async joinedRooms(requester: Requester): Promise<string[]> {
@@ -191,22 +217,15 @@ export function createMemberListService(
         rooms: query.filter?.rooms,
         notRooms: query.filter?.not_rooms,
       };
-      let remaining = query.filter?.limit ?? Number.POSITIVE_INFINITY;
-      let after = '';
-      while (remaining > 0) {
-        const size = Math.min(ROOM_BATCH, remaining);
-        const rows = await stores().memberLists.selectRoomsOfUser(
-          requester.userId,
-          selector,
-          after,
-          size,
-        );
+      const pages = await keysetPages(
+        (after, size) =>
+          stores().memberLists.selectRoomsOfUser(requester.userId, selector, after, size),
+        (row) => row.roomId,
+        ROOM_BATCH,
+        query.filter?.limit,
+      );
+      for await (const rows of pages)
         for (const row of rows) rooms[row.roomId] = { membership: row.membership };
-        const last = rows[rows.length - 1];
-        if (!last || rows.length < size) break;
-        after = last.roomId;
-        remaining -= rows.length;
-      }
       return rooms;
     },
   };

@@ -8,12 +8,11 @@ import type { Database } from './schema.js';
 import { eventColumns, toEventRow, type EventRow } from './room-store.js';
 
 /**
- * Which memberships to list, as the spec combines them: a membership in `memberships`, or
- * one not in `notMemberships` ("or" when both are given). Neither: every membership.
+ * Which memberships to list: those in `memberships`, every one when it is absent. (The
+ * spec's membership/not_membership combination is resolved to this set by the service.)
  */
 export interface MembershipSelector {
   memberships?: readonly string[] | undefined;
-  notMemberships?: readonly string[] | undefined;
 }
 
 /** Restricts member events by their sender. */
@@ -73,17 +72,15 @@ export interface MemberListStore {
   ): Promise<UserRoomRow[]>;
 }
 
-/** `column IN (…) OR column NOT IN (…)`, as the selector says; always true without one. */
+/** `column IN (…)` for the selected memberships; always true when all are. */
 function membershipCondition(column: string, selector: MembershipSelector): RawBuilder<SqlBool> {
-  const ref = sql.ref(column);
-  const parts: RawBuilder<unknown>[] = [];
-  if (selector.memberships && selector.memberships.length > 0)
-    parts.push(sql`${ref} IN (${sql.join([...selector.memberships])})`);
-  if (selector.notMemberships && selector.notMemberships.length > 0)
-    parts.push(sql`${ref} NOT IN (${sql.join([...selector.notMemberships])})`);
-  return parts.length === 0 ? sql<SqlBool>`1 = 1` : sql<SqlBool>`(${sql.join(parts, sql` OR `)})`;
+  const { memberships } = selector;
+  return memberships === undefined
+    ? sql<SqlBool>`1 = 1`
+    : sql<SqlBool>`${sql.ref(column)} IN (${sql.join([...memberships, ''])})`;
 }
 
+/** `senders` (none listed: nobody; '' pads the empty IN list) and `not_senders`. */
 function senderCondition(selector: SenderSelector): RawBuilder<SqlBool> {
   const ref = sql.ref('events.sender');
   const parts: RawBuilder<unknown>[] = [];
@@ -92,6 +89,10 @@ function senderCondition(selector: SenderSelector): RawBuilder<SqlBool> {
     parts.push(sql`${ref} NOT IN (${sql.join([...selector.notSenders])})`);
   return parts.length === 0 ? sql<SqlBool>`1 = 1` : sql<SqlBool>`(${sql.join(parts, sql` AND `)})`;
 }
+
+const toMemberRow = (
+  row: Parameters<typeof toEventRow>[0] & { user_id: string; membership: string },
+): MemberRow => ({ userId: row.user_id, membership: row.membership, event: toEventRow(row) });
 
 export function memberListStore(db: Kysely<Database>): MemberListStore {
   return {
@@ -107,11 +108,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
         .orderBy('room_memberships.user_id')
         .limit(limit)
         .execute();
-      return rows.map((r) => ({
-        userId: r.user_id,
-        membership: r.membership,
-        event: toEventRow(r),
-      }));
+      return rows.map(toMemberRow);
     },
 
     async selectMembersAt(roomId, position, selector, afterUserId, limit) {
@@ -134,11 +131,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
         .orderBy('mh.user_id')
         .limit(limit)
         .execute();
-      return rows.map((r) => ({
-        userId: r.user_id,
-        membership: r.membership,
-        event: toEventRow(r),
-      }));
+      return rows.map(toMemberRow);
     },
 
     async selectJoinedProfiles(roomId, afterUserId, limit) {

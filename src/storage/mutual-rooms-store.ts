@@ -8,9 +8,9 @@
  * a build holds an exclusive advisory lock per user and a membership write a shared one, so
  * no change can fall between a build's snapshot and the pair becoming visible.
  */
-import { sql, type Kysely } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
 import type { DialectName } from './database.js';
-import type { Database } from './schema.js';
+import type { Database, MutualRoomEntriesTable } from './schema.js';
 
 /** Advisory-lock class for users (rooms use the single-key form, a separate key space). */
 const USER_LOCK_CLASS = 1;
@@ -51,6 +51,26 @@ export interface MutualRoomsStore {
   countEntriesJoinedBy(low: string, high: string, alsoJoined: readonly string[]): Promise<number>;
   /** Whether the user has any membership of any room known here. */
   selectUserHasMemberships(userId: string): Promise<boolean>;
+}
+
+/** On `mutual_room_entries as e`: every one of `users` has joined the entry's room too. */
+function joinedByAll(users: readonly string[]) {
+  return ({
+    and,
+    exists,
+    selectFrom,
+  }: ExpressionBuilder<Database & { e: MutualRoomEntriesTable }, 'e'>) =>
+    and(
+      users.map((user) =>
+        exists(
+          selectFrom('room_memberships as m')
+            .select('m.room_id')
+            .whereRef('m.room_id', '=', 'e.room_id')
+            .where('m.user_id', '=', user)
+            .where('m.membership', '=', 'join'),
+        ),
+      ),
+    );
 }
 
 export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): MutualRoomsStore {
@@ -139,45 +159,28 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
     },
 
     async selectEntries(low, high, afterNid, limit, alsoJoined = []) {
-      let query = db
+      const rows = await db
         .selectFrom('mutual_room_entries as e')
         .select(['e.room_id', 'e.room_nid'])
         .where('e.user_low', '=', low)
         .where('e.user_high', '=', high)
-        .where('e.room_nid', '>', afterNid);
-      for (const user of alsoJoined) {
-        query = query.where(({ exists, selectFrom }) =>
-          exists(
-            selectFrom('room_memberships as m')
-              .select('m.room_id')
-              .whereRef('m.room_id', '=', 'e.room_id')
-              .where('m.user_id', '=', user)
-              .where('m.membership', '=', 'join'),
-          ),
-        );
-      }
-      const rows = await query.orderBy('e.room_nid').limit(limit).execute();
+        .where('e.room_nid', '>', afterNid)
+        .where(joinedByAll(alsoJoined))
+        .orderBy('e.room_nid')
+        .limit(limit)
+        .execute();
       return rows.map((r) => ({ roomId: r.room_id, roomNid: Number(r.room_nid) }));
     },
 
     async countEntriesJoinedBy(low, high, alsoJoined) {
-      let query = db
+      const row = await db
         .selectFrom('mutual_room_entries as e')
         .select((eb) => eb.fn.countAll<number | string | bigint>().as('n'))
         .where('e.user_low', '=', low)
-        .where('e.user_high', '=', high);
-      for (const user of alsoJoined) {
-        query = query.where(({ exists, selectFrom }) =>
-          exists(
-            selectFrom('room_memberships as m')
-              .select('m.room_id')
-              .whereRef('m.room_id', '=', 'e.room_id')
-              .where('m.user_id', '=', user)
-              .where('m.membership', '=', 'join'),
-          ),
-        );
-      }
-      return Number((await query.executeTakeFirstOrThrow()).n);
+        .where('e.user_high', '=', high)
+        .where(joinedByAll(alsoJoined))
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
     },
 
     async selectUserHasMemberships(userId) {

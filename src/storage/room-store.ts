@@ -126,21 +126,23 @@ export const eventColumns = [
 ] as const;
 
 export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore {
+  /** Takes the next number of a counter in `stream_positions` (events, rooms). */
+  const nextPosition = async (stream: string): Promise<number> => {
+    const row = await db
+      .updateTable('stream_positions')
+      .set((eb) => ({ position: eb('position', '+', 1) }))
+      .where('stream', '=', stream)
+      .returning('position')
+      .executeTakeFirstOrThrow();
+    return Number(row.position);
+  };
   return {
     async lockRoom(roomId) {
       if (dialect === 'postgres')
         await sql`SELECT pg_advisory_xact_lock(hashtext(${roomId}))`.execute(db);
     },
 
-    async nextStreamPosition() {
-      const row = await db
-        .updateTable('stream_positions')
-        .set((eb) => ({ position: eb('position', '+', 1) }))
-        .where('stream', '=', 'events')
-        .returning('position')
-        .executeTakeFirstOrThrow();
-      return Number(row.position);
-    },
+    nextStreamPosition: () => nextPosition('events'),
 
     async selectCurrentStreamPosition() {
       const row = await db
@@ -152,12 +154,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async insertRoom(room, createdTs) {
-      const nid = await db
-        .updateTable('stream_positions')
-        .set((eb) => ({ position: eb('position', '+', 1) }))
-        .where('stream', '=', 'rooms')
-        .returning('position')
-        .executeTakeFirstOrThrow();
+      const nid = await nextPosition('rooms');
       await db
         .insertInto('rooms')
         .values({
@@ -166,7 +163,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           creator: room.creator,
           is_public: room.isPublic ? 1 : 0,
           created_ts: createdTs,
-          room_nid: Number(nid.position),
+          room_nid: nid,
         })
         .execute();
     },

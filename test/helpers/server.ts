@@ -46,6 +46,26 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const database: TestDatabase = await createTestDatabase(dialect);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
+  const server = await startServerOn(database, dataDir, env);
+  return {
+    ...server,
+    async close() {
+      await server.close();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A Commons on an existing database and data_dir (startTestServer makes fresh ones): for
+ * restarts and for several servers sharing one database. close() stops it and leaves both.
+ */
+export async function startServerOn(
+  database: TestDatabase,
+  dataDir: string,
+  env: ConfigEnv = {},
+): Promise<TestServer> {
   const config = loadConfig({
     env: {
       COMMONS_DATA_DIR: dataDir,
@@ -86,12 +106,8 @@ export async function startTestServer(
     url: running.url,
     config,
     running,
-    dialect,
+    dialect: database.dialect,
     request,
-    async close() {
-      await running.close();
-      await database.drop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    close: () => running.close(),
   };
 }

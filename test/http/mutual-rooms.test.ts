@@ -11,15 +11,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
-import { loadConfig } from '../../src/config/load.js';
-import { startServer } from '../../src/main.js';
 import { expectError, uniqueName } from '../helpers/assertions.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
-import { createTestDatabase, forEachDatabase, type TestDatabase } from '../helpers/databases.js';
+import { createTestDatabase, forEachDatabase } from '../helpers/databases.js';
 import {
+  startServerOn,
   startTestServer,
-  type ConfigEnv,
   type RequestOptions,
   type TestResponse,
   type TestServer,
@@ -209,62 +206,6 @@ async function firstToken(
   assert.equal(res.status, 200, JSON.stringify(res.body));
   assert.equal(typeof res.body.next_batch, 'string', `no next_batch: ${JSON.stringify(res.body)}`);
   return { token: res.body.next_batch as string, first: res.body };
-}
-
-/**
- * A Commons on an existing database and data_dir (unlike startTestServer, which makes fresh
- * ones): for restarts and for several servers sharing one database. close() leaves both.
- */
-async function startServerOn(
-  database: TestDatabase,
-  dataDir: string,
-  env: ConfigEnv = {},
-): Promise<TestServer> {
-  const config = loadConfig({
-    env: {
-      COMMONS_DATA_DIR: dataDir,
-      COMMONS_DATABASE_URL: database.url,
-      COMMONS_LISTEN_PORT: '0',
-      COMMONS_SERVER_NAME: 'test.local',
-      COMMONS_RATE_LIMITS_ENABLED: 'false',
-      COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',
-      COMMONS_LOG_LEVEL: 'silent',
-      ...env,
-    },
-  });
-  const running = await startServer(config, {
-    logger: pino({ level: process.env.COMMONS_TEST_LOG_LEVEL ?? 'silent' }),
-  });
-  const request = async <T>(
-    method: string,
-    urlPath: string,
-    options: RequestOptions = {},
-  ): Promise<TestResponse<T>> => {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token !== undefined) headers.Authorization = `Bearer ${options.token}`;
-    let body: string | undefined = options.rawBody;
-    if (body === undefined && options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers['Content-Type'] ??= 'application/json';
-    }
-    const response = await fetch(running.url + urlPath, { method, headers, body });
-    const text = await response.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      // left as text
-    }
-    return { status: response.status, headers: response.headers, body: parsed as T };
-  };
-  return {
-    url: running.url,
-    config,
-    running,
-    dialect: database.dialect,
-    request,
-    close: () => running.close(),
-  };
 }
 
 interface VersionsBody {

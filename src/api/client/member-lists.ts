@@ -3,14 +3,13 @@ import type { FastifyReply } from 'fastify';
 import { requesterOf } from '../../http/request-context.js';
 import { jsonStream } from '../../http/json-stream.js';
 import { MEMBERSHIPS } from '../../services/member-lists.js';
-import { RoomParams, roomIdParam } from './params.js';
+import { FilterParam, RoomParams, roomIdParam } from './params.js';
 import { parseRoomEventFilter } from './room-filter.js';
 import type { RoutePlugin } from './plugin.js';
 
 const MembershipValue = Type.Union(MEMBERSHIPS.map((m) => Type.Literal(m)));
 /** `?membership=join&membership=invite` (MSC2895 option 1) as well as a single value. */
 const MembershipList = Type.Optional(Type.Array(MembershipValue, { minItems: 1, maxItems: 10 }));
-const FilterParam = Type.Optional(Type.String({ maxLength: 8192 }));
 const queryConfig = { auth: 'required', rateLimit: 'query' } as const;
 
 const sendJson = (reply: FastifyReply, body: NodeJS.ReadableStream) =>

@@ -10,6 +10,8 @@ export const TargetBody = Type.Object({
   reason: Type.Optional(Type.String({ maxLength: 2048 })),
 });
 export const EventContent = Type.Record(Type.String(), Type.Unknown());
+/** The `filter` query parameter: a RoomEventFilter as JSON (see room-filter.ts). */
+export const FilterParam = Type.Optional(Type.String({ maxLength: 8192 }));
 
 /** A room ID from the path, or 400 M_INVALID_PARAM. */
 export function roomIdParam(raw: string): string {

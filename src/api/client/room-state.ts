@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { JsonObject } from '../../core/pdu.js';
 import { requesterOf } from '../../http/request-context.js';
-import { EventContent, RoomParams, roomIdParam } from './params.js';
+import { EventContent, FilterParam, RoomParams, roomIdParam } from './params.js';
 import type { RoutePlugin } from './plugin.js';
 import { parseRoomEventFilter } from './room-filter.js';
 
@@ -30,7 +30,7 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
       config: auth,
       schema: {
         params: RoomParams,
-        querystring: Type.Object({ filter: Type.Optional(Type.String({ maxLength: 8192 })) }),
+        querystring: Type.Object({ filter: FilterParam }),
       },
     },
     async (request) =>

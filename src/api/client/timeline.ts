@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { requesterOf } from '../../http/request-context.js';
-import { RoomParams, roomIdParam } from './params.js';
+import { FilterParam, RoomParams, roomIdParam } from './params.js';
 import { parseRoomEventFilter } from './room-filter.js';
 import type { RoutePlugin } from './plugin.js';
 
@@ -33,7 +33,7 @@ export const timelineRoutes: RoutePlugin = async (app, { services }) => {
           to: Type.Optional(Type.String({ maxLength: 64 })),
           dir: Type.Union([Type.Literal('b'), Type.Literal('f')]),
           limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
-          filter: Type.Optional(Type.String({ maxLength: 8192 })),
+          filter: FilterParam,
         }),
       },
     },
@@ -55,7 +55,7 @@ export const timelineRoutes: RoutePlugin = async (app, { services }) => {
         params: EventParams,
         querystring: Type.Object({
           limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
-          filter: Type.Optional(Type.String({ maxLength: 8192 })),
+          filter: FilterParam,
         }),
       },
     },
