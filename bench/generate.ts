@@ -81,6 +81,7 @@ function batchingServices(
       return current ?? real.stores;
     },
     tx: (name, fn) => (current ? fn(current) : real.tx(name, fn)),
+    changes: real.changes,
     close: () => real.close(),
   };
   const services = createServices({

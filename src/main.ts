@@ -52,6 +52,7 @@ export async function startServer(
   });
   let app: App;
   try {
+    await storage.changes.listen();
     const services = createServices({
       settings: {
         serverName: config.server_name,

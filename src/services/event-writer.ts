@@ -74,6 +74,10 @@ export function createEventWriter(ctx: ServiceContext) {
       { eventId, roomId, pdu, json: canonicalJson(pdu), ...(membership ? { membership } : {}) },
       streamOrdering,
     );
+    await stores.stream.notify({
+      rooms: [roomId],
+      ...(membership ? { users: [membership.userId] } : {}),
+    });
     return { eventId, roomId, streamOrdering, pdu };
   }
 

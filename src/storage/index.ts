@@ -11,6 +11,8 @@ import { directoryStore, type DirectoryStore } from './directory-store.js';
 import { mutualRoomsStore, type MutualRoomsStore } from './mutual-rooms-store.js';
 import { memberListStore, type MemberListStore } from './member-list-store.js';
 import { secretStore, type SecretStore } from './secret-store.js';
+import { streamStore, type ChangeSink, type StreamChange, type StreamStore } from './stream-store.js';
+import { createChangeFeed, type ChangeFeed } from './change-feed.js';
 import type { Database } from './schema.js';
 import { openDatabase, type DialectName, type OpenOptions } from './database.js';
 
@@ -23,6 +25,7 @@ export interface Stores {
   readonly mutualRooms: MutualRoomsStore;
   readonly memberLists: MemberListStore;
   readonly secrets: SecretStore;
+  readonly stream: StreamStore;
 }
 
 export interface Storage {
@@ -31,10 +34,12 @@ export interface Storage {
   readonly stores: Stores;
   /** Runs `fn` with stores bound to one transaction named `name`. */
   tx<T>(name: string, fn: (stores: Stores) => Promise<T>): Promise<T>;
+  /** Committed changes (from every process sharing the database), for waiting /sync requests. */
+  readonly changes: ChangeFeed;
   close(): Promise<void>;
 }
 
-export function storesFor(db: Kysely<Database>, dialect: DialectName): Stores {
+export function storesFor(db: Kysely<Database>, dialect: DialectName, sink: ChangeSink): Stores {
   return {
     accounts: accountStore(db),
     devices: deviceStore(db),
@@ -44,16 +49,32 @@ export function storesFor(db: Kysely<Database>, dialect: DialectName): Stores {
     mutualRooms: mutualRoomsStore(db, dialect),
     memberLists: memberListStore(db),
     secrets: secretStore(db),
+    stream: streamStore(db, dialect, sink),
   };
 }
 
 export async function openStorage(url: string, options: OpenOptions = {}): Promise<Storage> {
   const handle = await openDatabase(url, options);
+  const changes = createChangeFeed(handle.dialect, url, options.logger);
+  const publishNow: ChangeSink = async (change) => changes.publish(change);
   return {
     dialect: handle.dialect,
-    stores: storesFor(handle.db, handle.dialect),
-    tx: (name, fn) => handle.tx(name, (trx) => fn(storesFor(trx, handle.dialect))),
-    close: () => handle.close(),
+    stores: storesFor(handle.db, handle.dialect, publishNow),
+    async tx(name, fn) {
+      // Changes announced inside the transaction reach listeners only once it commits.
+      const pending: StreamChange[] = [];
+      const held: ChangeSink = async (change) => {
+        pending.push(change);
+      };
+      const result = await handle.tx(name, (trx) => fn(storesFor(trx, handle.dialect, held)));
+      for (const change of pending) changes.publish(change);
+      return result;
+    },
+    changes,
+    async close() {
+      await changes.close();
+      await handle.close();
+    },
   };
 }
 
@@ -66,7 +87,10 @@ export type {
   MutualRoomsStore,
   MemberListStore,
   SecretStore,
+  StreamStore,
 };
+export type { StreamChange } from './stream-store.js';
+export type { ChangeFeed, ChangeListener } from './change-feed.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {
   MemberRow,

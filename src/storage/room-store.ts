@@ -8,6 +8,7 @@ import type { Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
 import { applyMembershipChange } from './mutual-rooms-store.js';
+import { selectStreamPosition, takeNextPosition } from './stream-store.js';
 
 export interface RoomRow {
   roomId: string;
@@ -126,16 +127,7 @@ export const eventColumns = [
 ] as const;
 
 export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore {
-  /** Takes the next number of a counter in `stream_positions` (events, rooms). */
-  const nextPosition = async (stream: string): Promise<number> => {
-    const row = await db
-      .updateTable('stream_positions')
-      .set((eb) => ({ position: eb('position', '+', 1) }))
-      .where('stream', '=', stream)
-      .returning('position')
-      .executeTakeFirstOrThrow();
-    return Number(row.position);
-  };
+  const nextPosition = (stream: string) => takeNextPosition(db, stream);
   return {
     async lockRoom(roomId) {
       if (dialect === 'postgres')
@@ -144,14 +136,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
 
     nextStreamPosition: () => nextPosition('events'),
 
-    async selectCurrentStreamPosition() {
-      const row = await db
-        .selectFrom('stream_positions')
-        .select('position')
-        .where('stream', '=', 'events')
-        .executeTakeFirstOrThrow();
-      return Number(row.position);
-    },
+    selectCurrentStreamPosition: () => selectStreamPosition(db, 'events'),
 
     async insertRoom(room, createdTs) {
       const nid = await nextPosition('rooms');

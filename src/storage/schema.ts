@@ -152,6 +152,93 @@ export interface ServerSecretsTable {
   secret: string;
 }
 
+export interface FiltersTable {
+  user_id: string;
+  filter_id: number;
+  filter_json: string;
+}
+
+/** Account data; `room_id` is '' for global account data. */
+export interface AccountDataTable {
+  user_id: string;
+  room_id: string;
+  type: string;
+  /** The content as JSON. */
+  content: string;
+  stream_ordering: number;
+}
+
+export interface ReceiptsTable {
+  room_id: string;
+  receipt_type: string;
+  user_id: string;
+  /** '' for an unthreaded receipt. */
+  thread_id: string;
+  event_id: string;
+  ts: number;
+  stream_ordering: number;
+}
+
+export interface TypingTable {
+  room_id: string;
+  user_id: string;
+  /** 0 once the user stopped typing. */
+  expires_ts: number;
+  stream_ordering: number;
+}
+
+export interface PresenceTable {
+  user_id: string;
+  presence: string;
+  status_msg: string | null;
+  last_active_ts: number;
+  stream_ordering: number;
+}
+
+export interface ToDeviceMessagesTable {
+  stream_ordering: number;
+  user_id: string;
+  device_id: string;
+  sender: string;
+  type: string;
+  content: string;
+}
+
+export interface ToDeviceTxnsTable {
+  user_id: string;
+  device_id: string;
+  txn_id: string;
+  created_ts: number;
+}
+
+export interface DeviceKeysTable {
+  user_id: string;
+  device_id: string;
+  keys_json: string;
+}
+
+export interface OneTimeKeysTable {
+  user_id: string;
+  device_id: string;
+  algorithm: string;
+  key_id: string;
+  key_json: string;
+}
+
+export interface FallbackKeysTable {
+  user_id: string;
+  device_id: string;
+  algorithm: string;
+  key_id: string;
+  key_json: string;
+  used: number;
+}
+
+export interface DeviceListChangesTable {
+  stream_ordering: number;
+  user_id: string;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -172,4 +259,15 @@ export interface Database {
   mutual_room_pairs: MutualRoomPairsTable;
   mutual_room_entries: MutualRoomEntriesTable;
   server_secrets: ServerSecretsTable;
+  filters: FiltersTable;
+  account_data: AccountDataTable;
+  receipts: ReceiptsTable;
+  typing: TypingTable;
+  presence: PresenceTable;
+  to_device_messages: ToDeviceMessagesTable;
+  to_device_txns: ToDeviceTxnsTable;
+  device_keys: DeviceKeysTable;
+  one_time_keys: OneTimeKeysTable;
+  fallback_keys: FallbackKeysTable;
+  device_list_changes: DeviceListChangesTable;
 }

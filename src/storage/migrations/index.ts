@@ -7,11 +7,13 @@ import { Migrator, type Kysely, type Migration } from 'kysely';
 import * as m0001 from './0001-accounts.js';
 import * as m0002 from './0002-rooms.js';
 import * as m0003 from './0003-membership-queries.js';
+import * as m0004 from './0004-sync.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
   '0002-rooms': m0002,
   '0003-membership-queries': m0003,
+  '0004-sync': m0004,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
