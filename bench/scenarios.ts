@@ -596,6 +596,25 @@ async function bigRoomScenario(ctx: ScenarioContext, client: HttpClient): Promis
       items: keys('rooms'),
     },
   ];
+  // Issue #5: an initial lazy-loading /sync (matrix-js-sdk's filter) for a user in 1,000 rooms.
+  const syncPair =
+    manifest.growth.find((g) => g.roomsEach === 1000) ??
+    [...manifest.growth].sort((x, y) => y.roomsEach - x.roomsEach)[0];
+  if (syncPair) {
+    const lazyFilter = JSON.stringify({
+      room: { state: { lazy_load_members: true }, timeline: { limit: 8 } },
+    });
+    plans.push({
+      name: `initial lazy-loading /sync (${syncPair.roomsEach} rooms)`,
+      path: `${CS}/v3/sync?timeout=0&filter=${enc(lazyFilter)}`,
+      user: syncPair.a,
+      expected: syncPair.roomsEach,
+      items: (b) => {
+        const rooms = b.rooms as { join?: Record<string, unknown> } | undefined;
+        return rooms?.join ? Object.keys(rooms.join).length : undefined;
+      },
+    });
+  }
   const requests: BigRequest[] = [];
   for (const plan of plans) {
     const entry: BigRequest = {

@@ -102,7 +102,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const rateLimiter = config.rate_limits.enabled
     ? new RateLimiter(config.rate_limits.classes)
     : null;
-  registerAccessHooks(app, deps.services, rateLimiter);
+  registerAccessHooks(app, deps.services, rateLimiter, config.auth.allow_query_token);
   registerInputChecks(app);
   registerRequestLog(app);
 

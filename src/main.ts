@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import { buildApp, type App } from './app.js';
 import type { ResolvedConfig } from './config/load.js';
 import { loadServerSecrets } from './config/server-secrets.js';
-import { createServices } from './services/index.js';
+import { createServices, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
 
 export interface RunningServer {
@@ -51,9 +51,10 @@ export async function startServer(
     logger,
   });
   let app: App;
+  let services: Services;
   try {
     await storage.changes.listen();
-    const services = createServices({
+    services = createServices({
       settings: {
         serverName: config.server_name,
         registrationEnabled: config.registration.enabled,
@@ -94,6 +95,8 @@ export async function startServer(
     url: `http://${host}:${port}`,
     close() {
       closing ??= (async () => {
+        // Long-polling /sync requests answer now rather than hold up the shutdown.
+        services.notifier.close();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         try {

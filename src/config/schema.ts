@@ -152,6 +152,16 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Mutual rooms (MSC2666).' },
     ),
+    auth: Type.Object(
+      {
+        allow_query_token: Type.Boolean({
+          default: true,
+          description:
+            'Accept the access token as an `access_token` query parameter (deprecated in the spec, still sent by older and Python clients); the Authorization header is always accepted. Tokens are never written to logs either way.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Access tokens.' },
+    ),
     http: Type.Object(
       {
         max_body_bytes: Type.Integer({

@@ -9,9 +9,18 @@ import type { Services } from '../services/index.js';
 import type { RateLimiter } from './rate-limit.js';
 import { pathParamProblem, queryStringProblem } from './query-string.js';
 
-export function accessTokenOf(request: FastifyRequest): string | null {
+/**
+ * The request's access token: the Authorization header, or (when allowed) the deprecated
+ * `access_token` query parameter older clients send.
+ */
+export function accessTokenOf(request: FastifyRequest, allowQueryToken = false): string | null {
   const header = request.headers.authorization;
-  if (header === undefined) return null;
+  if (header === undefined) {
+    if (!allowQueryToken) return null;
+    const query = request.query as Record<string, unknown> | undefined;
+    const token = query?.access_token;
+    return typeof token === 'string' && token !== '' ? token : null;
+  }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match)
     throw new MatrixError(401, 'M_MISSING_TOKEN', 'Authorization header must be "Bearer <token>"');
@@ -22,12 +31,13 @@ export function registerAccessHooks(
   app: FastifyInstance,
   services: Services,
   rateLimiter: RateLimiter | null,
+  allowQueryToken: boolean,
 ): void {
   app.decorateRequest('requester', null);
   app.addHook('onRequest', async (request) => {
     const config = request.routeOptions.config;
     if (config.auth) {
-      const token = accessTokenOf(request);
+      const token = accessTokenOf(request, allowQueryToken);
       if (token === null) {
         if (config.auth === 'required') throw missingToken();
       } else {

@@ -9,6 +9,7 @@ import { hashPassword } from '../core/password-hash.js';
 import { newAccessToken, hashAccessToken, newDeviceId, randomString } from '../core/secrets.js';
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { forgetDevices } from './device-keys.js';
 import { checkPassword, userIdFromLogin } from './credentials.js';
 import type { UiaService } from './uia.js';
 
@@ -215,8 +216,13 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
       const passwordHash = await hashPassword(request.newPassword, costOf(ctx));
       await ctx.storage.tx('changePassword', async (stores) => {
         await stores.accounts.updatePasswordHash(requester.userId, passwordHash);
-        if (request.logoutDevices)
+        if (request.logoutDevices) {
+          const others = (await stores.devices.selectDevices(requester.userId))
+            .map((d) => d.deviceId)
+            .filter((id) => id !== requester.deviceId);
+          await forgetDevices(stores, requester.userId, others);
           await stores.devices.deleteAllDevices(requester.userId, requester.deviceId);
+        }
       });
     },
   };

@@ -5,6 +5,7 @@ import type { DeviceRow } from '../storage/index.js';
 export type { DeviceRow };
 import type { AccountService } from './accounts.js';
 import type { Requester, ServiceContext } from './context.js';
+import { forgetDevices } from './device-keys.js';
 import type { UiaService } from './uia.js';
 
 export function createDeviceService(
@@ -39,9 +40,10 @@ export function createDeviceService(
         flows: [['m.login.password']],
         stages: { 'm.login.password': accounts.passwordStage(requester.userId) },
       });
-      await ctx.storage.tx('deleteDevices', (stores) =>
-        stores.devices.deleteDevices(requester.userId, deviceIds),
-      );
+      await ctx.storage.tx('deleteDevices', async (stores) => {
+        await stores.devices.deleteDevices(requester.userId, deviceIds);
+        await forgetDevices(stores, requester.userId, deviceIds);
+      });
     },
   };
 }

@@ -13,6 +13,17 @@ import { createDirectoryService } from './directory.js';
 import { createTimelineService } from './timeline.js';
 import { createMutualRoomsService } from './mutual-rooms.js';
 import { createMemberListService } from './member-lists.js';
+import { createNotifier } from './notifier.js';
+import { createFilterService } from './filters.js';
+import { createSyncService } from './sync.js';
+import type { SyncSources } from './sync-sources.js';
+import { createAccountDataService } from './account-data.js';
+import { createPushRuleService } from './push-rules.js';
+import { createPresenceService } from './presence.js';
+import { createTypingService } from './typing.js';
+import { createReceiptService } from './receipts.js';
+import { createDeviceKeyService } from './device-keys.js';
+import { createToDeviceService } from './to-device.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -21,7 +32,26 @@ export function createServices(ctx: ServiceContext) {
   const rooms = createRoomService(ctx, writer);
   const membership = createMembershipService(ctx, writer, rooms);
   const timeline = createTimelineService(ctx, writer);
+  const notifier = createNotifier(ctx.storage);
+  const accountData = createAccountDataService(ctx);
+  const presence = createPresenceService(ctx);
+  const typing = createTypingService(ctx);
+  const receipts = createReceiptService(ctx, accountData);
+  const deviceKeys = createDeviceKeyService(ctx);
+  const toDevice = createToDeviceService(ctx);
+  // What /sync gathers besides room events.
+  const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
   return {
+    notifier,
+    accountData,
+    pushRules: createPushRuleService(accountData),
+    presence,
+    typing,
+    receipts,
+    deviceKeys,
+    toDevice,
+    filters: createFilterService(ctx),
+    sync: createSyncService(ctx, timeline, notifier, sources),
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),

@@ -22,6 +22,7 @@ const concerns = (change: StreamChange, waiter: Interest): boolean =>
 export function createNotifier(storage: Storage) {
   const waiters = new Set<Waiter>();
   let unsubscribe: (() => void) | null = null;
+  let closed = false;
 
   function dispatch(change: StreamChange): void {
     for (const waiter of waiters) if (concerns(change, waiter)) waiter.wake();
@@ -38,6 +39,7 @@ export function createNotifier(storage: Storage) {
       timeoutMs: number,
       signal?: AbortSignal,
     ): Promise<boolean> {
+      if (closed) return false;
       unsubscribe ??= storage.changes.subscribe(dispatch);
       let waiter: Waiter | undefined;
       let timer: NodeJS.Timeout | undefined;
@@ -62,6 +64,17 @@ export function createNotifier(storage: Storage) {
         clearTimeout(timer);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
       }
+    },
+
+    /** Ends every wait (shutting down) and refuses new ones. */
+    close(): void {
+      closed = true;
+      for (const waiter of waiters) waiter.wake();
+      unsubscribe?.();
+    },
+
+    get closed(): boolean {
+      return closed;
     },
 
     /** How many requests are waiting (for tests and metrics). */

@@ -3,6 +3,7 @@ import { MatrixError, forbidden, unknownToken } from '../core/errors.js';
 import { hashAccessToken } from '../core/secrets.js';
 import type { AccountService, LoginResult } from './accounts.js';
 import type { Requester, ServiceContext } from './context.js';
+import { forgetDevices } from './device-keys.js';
 import { checkPassword, userIdFromLogin } from './credentials.js';
 
 export interface LoginRequest {
@@ -45,16 +46,23 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
 
     /** Invalidates the requester's token and deletes its device. */
     async logout(requester: Requester): Promise<void> {
-      await ctx.storage.tx('logout', (stores) =>
-        stores.devices.deleteDevices(requester.userId, [requester.deviceId]),
-      );
+      await ctx.storage.tx('logout', async (stores) => {
+        await forgetDevices(stores, requester.userId, [requester.deviceId]);
+        await stores.devices.deleteDevices(requester.userId, [requester.deviceId]);
+      });
     },
 
     /** Invalidates every token of the requester's account and deletes all devices. */
     async logoutAll(requester: Requester): Promise<void> {
-      await ctx.storage.tx('logoutAll', (stores) =>
-        stores.devices.deleteAllDevices(requester.userId),
-      );
+      await ctx.storage.tx('logoutAll', async (stores) => {
+        const devices = await stores.devices.selectDevices(requester.userId);
+        await forgetDevices(
+          stores,
+          requester.userId,
+          devices.map((d) => d.deviceId),
+        );
+        await stores.devices.deleteAllDevices(requester.userId);
+      });
     },
   };
 }

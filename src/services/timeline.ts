@@ -137,6 +137,12 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
   return {
     present,
 
+    /** Whether each stream position of the room's history is visible to the user. */
+    async visibility(roomId: string, userId: string): Promise<(position: number) => boolean> {
+      const history = await visibilityOf(roomId, userId);
+      return (position) => isVisibleAt(position, history);
+    },
+
     async messages(
       requester: Requester,
       roomId: string,

@@ -11,7 +11,20 @@ import { directoryStore, type DirectoryStore } from './directory-store.js';
 import { mutualRoomsStore, type MutualRoomsStore } from './mutual-rooms-store.js';
 import { memberListStore, type MemberListStore } from './member-list-store.js';
 import { secretStore, type SecretStore } from './secret-store.js';
-import { streamStore, type ChangeSink, type StreamChange, type StreamStore } from './stream-store.js';
+import { accountDataStore, type AccountDataStore } from './account-data-store.js';
+import { presenceStore, type PresenceStore } from './presence-store.js';
+import { syncStore, type SyncStore } from './sync-store.js';
+import { filterStore, type FilterStore } from './filter-store.js';
+import { typingStore, type TypingStore } from './typing-store.js';
+import { receiptStore, type ReceiptStore } from './receipt-store.js';
+import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
+import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
+import {
+  streamStore,
+  type ChangeSink,
+  type StreamChange,
+  type StreamStore,
+} from './stream-store.js';
 import { createChangeFeed, type ChangeFeed } from './change-feed.js';
 import type { Database } from './schema.js';
 import { openDatabase, type DialectName, type OpenOptions } from './database.js';
@@ -25,7 +38,15 @@ export interface Stores {
   readonly mutualRooms: MutualRoomsStore;
   readonly memberLists: MemberListStore;
   readonly secrets: SecretStore;
+  readonly accountData: AccountDataStore;
+  readonly presence: PresenceStore;
   readonly stream: StreamStore;
+  readonly sync: SyncStore;
+  readonly filters: FilterStore;
+  readonly typing: TypingStore;
+  readonly receipts: ReceiptStore;
+  readonly deviceKeys: DeviceKeyStore;
+  readonly toDevice: ToDeviceStore;
 }
 
 export interface Storage {
@@ -49,7 +70,15 @@ export function storesFor(db: Kysely<Database>, dialect: DialectName, sink: Chan
     mutualRooms: mutualRoomsStore(db, dialect),
     memberLists: memberListStore(db),
     secrets: secretStore(db),
+    accountData: accountDataStore(db),
+    presence: presenceStore(db),
     stream: streamStore(db, dialect, sink),
+    sync: syncStore(db),
+    filters: filterStore(db),
+    typing: typingStore(db),
+    receipts: receiptStore(db),
+    deviceKeys: deviceKeyStore(db),
+    toDevice: toDeviceStore(db),
   };
 }
 
@@ -90,6 +119,19 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
+export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
+export type { PresenceStore, PresenceRow } from './presence-store.js';
+export type { SyncStore, UserMembershipRow, MemberCounts } from './sync-store.js';
+export type { FilterStore } from './filter-store.js';
+export type { TypingStore, TypingRow } from './typing-store.js';
+export type { ReceiptStore, ReceiptRow } from './receipt-store.js';
+export type {
+  DeviceKeyStore,
+  DeviceKeysRow,
+  OneTimeKeyRow,
+  FallbackKeyRow,
+} from './device-key-store.js';
+export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {

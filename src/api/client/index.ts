@@ -13,6 +13,15 @@ import { directoryRoutes } from './directory.js';
 import { timelineRoutes } from './timeline.js';
 import { memberListRoutes, roomListingRoutes } from './member-lists.js';
 import { mutualRoomsRoutes } from './mutual-rooms.js';
+import { accountDataRoutes } from './account-data.js';
+import { pushRuleRoutes } from './push-rules.js';
+import { presenceRoutes } from './presence.js';
+import { serverInfoRoutes } from './server-info.js';
+import { syncRoutes } from './sync.js';
+import { typingRoutes } from './typing.js';
+import { receiptRoutes } from './receipts.js';
+import { keyRoutes } from './keys.js';
+import { toDeviceRoutes } from './to-device.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -26,6 +35,15 @@ const v3Modules: RoutePlugin[] = [
   directoryRoutes,
   timelineRoutes,
   memberListRoutes,
+  accountDataRoutes,
+  pushRuleRoutes,
+  presenceRoutes,
+  serverInfoRoutes,
+  syncRoutes,
+  typingRoutes,
+  receiptRoutes,
+  keyRoutes,
+  toDeviceRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {

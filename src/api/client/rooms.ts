@@ -71,6 +71,7 @@ export const roomRoutes: RoutePlugin = async (app, { services }) => {
       'm.set_displayname': { enabled: true },
       'm.set_avatar_url': { enabled: true },
       'm.3pid_changes': { enabled: false },
+      'm.get_login_token': { enabled: false },
     },
   }));
 };

@@ -7,6 +7,13 @@
 import type { Kysely } from 'kysely';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
+  // /sync reads a room's state changes between two positions.
+  await db.schema
+    .createIndex('state_history_by_room_position')
+    .on('state_history')
+    .columns(['room_id', 'stream_ordering'])
+    .execute();
+
   await db.schema
     .createTable('filters')
     .addColumn('user_id', 'text', (c) => c.notNull())
@@ -150,4 +157,5 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   ]) {
     await db.schema.dropTable(table).execute();
   }
+  await db.schema.dropIndex('state_history_by_room_position').execute();
 }

@@ -1,0 +1,87 @@
+import { Type } from 'typebox';
+import { requesterOf } from '../../http/request-context.js';
+import type { RoutePlugin } from './plugin.js';
+
+const Id = Type.String({ minLength: 1, maxLength: 255 });
+/** A one-time or fallback key: a bare key, or a signed key object. */
+const KeyMap = Type.Record(
+  Type.String({ minLength: 1, maxLength: 255 }),
+  Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())]),
+);
+const DeviceKeys = Type.Object({
+  user_id: Id,
+  device_id: Id,
+  algorithms: Type.Array(Type.String()),
+  keys: Type.Record(Type.String(), Type.String()),
+  signatures: Type.Record(Type.String(), Type.Record(Type.String(), Type.String())),
+});
+const Timeout = Type.Optional(Type.Integer({ minimum: 0 }));
+
+// https://spec.matrix.org/v1.19/client-server-api/#end-to-end-encryption
+export const keyRoutes: RoutePlugin = async (app, { services }) => {
+  const { deviceKeys } = services;
+
+  app.post(
+    '/keys/upload',
+    {
+      config: { auth: 'required' },
+      schema: {
+        body: Type.Object({
+          device_keys: Type.Optional(DeviceKeys),
+          one_time_keys: Type.Optional(KeyMap),
+          fallback_keys: Type.Optional(KeyMap),
+        }),
+      },
+    },
+    async (request) => ({
+      one_time_key_counts: await deviceKeys.upload(requesterOf(request), {
+        deviceKeys: request.body.device_keys,
+        oneTimeKeys: request.body.one_time_keys,
+        fallbackKeys: request.body.fallback_keys,
+      }),
+    }),
+  );
+
+  app.post(
+    '/keys/query',
+    {
+      config: { auth: 'required', rateLimit: 'query' },
+      schema: {
+        body: Type.Object({
+          device_keys: Type.Record(Id, Type.Array(Id)),
+          timeout: Timeout,
+        }),
+      },
+    },
+    async (request) => deviceKeys.query(requesterOf(request), request.body.device_keys),
+  );
+
+  app.post(
+    '/keys/claim',
+    {
+      config: { auth: 'required' },
+      schema: {
+        body: Type.Object({
+          one_time_keys: Type.Record(Id, Type.Record(Id, Id)),
+          timeout: Timeout,
+        }),
+      },
+    },
+    async (request) => deviceKeys.claim(requesterOf(request), request.body.one_time_keys),
+  );
+
+  app.get(
+    '/keys/changes',
+    {
+      config: { auth: 'required' },
+      schema: {
+        querystring: Type.Object({
+          from: Type.String({ maxLength: 255 }),
+          to: Type.String({ maxLength: 255 }),
+        }),
+      },
+    },
+    async (request) =>
+      deviceKeys.changes(requesterOf(request), request.query.from, request.query.to),
+  );
+};

@@ -1,0 +1,104 @@
+/**
+ * Presence: whether users are online, as they (or their /sync requests) say. Users see the
+ * presence of those they share a joined room with; every change takes a stream position.
+ */
+import { forbidden, invalidParam } from '../core/errors.js';
+import type { JsonObject } from '../core/pdu.js';
+import type { PresenceRow } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+
+export const PRESENCE_STATES = ['online', 'offline', 'unavailable'] as const;
+export type PresenceState = (typeof PRESENCE_STATES)[number];
+
+export interface PresenceEvent {
+  type: 'm.presence';
+  sender: string;
+  content: JsonObject;
+}
+
+const isPresenceState = (value: string): value is PresenceState =>
+  (PRESENCE_STATES as readonly string[]).includes(value);
+
+/** The content of an m.presence event, and the body of GET /presence/{userId}/status. */
+function presenceContent(row: PresenceRow, now: number): JsonObject {
+  return {
+    presence: row.presence,
+    last_active_ago: Math.max(0, now - row.lastActiveTs),
+    currently_active: row.presence === 'online',
+    ...(row.statusMsg !== null ? { status_msg: row.statusMsg } : {}),
+  };
+}
+
+export function createPresenceService(ctx: ServiceContext) {
+  const stores = ctx.storage.stores;
+
+  async function write(
+    name: string,
+    userId: string,
+    presence: PresenceState,
+    statusMsg: string | null,
+  ): Promise<void> {
+    await ctx.storage.tx(name, async (tx) => {
+      const rooms = await tx.rooms.selectRoomsOfUser(userId, 'join');
+      const position = await tx.stream.nextPosition();
+      await tx.presence.upsertPresence({
+        userId,
+        presence,
+        statusMsg,
+        lastActiveTs: ctx.now(),
+        streamOrdering: position,
+      });
+      await tx.stream.notify({ users: [userId], rooms });
+    });
+  }
+
+  return {
+    /** A user's presence, for themselves and for users sharing a joined room with them. */
+    async get(requester: Requester, userId: string): Promise<JsonObject> {
+      if (
+        requester.userId !== userId &&
+        !(await stores.presence.selectSharesJoinedRoom(requester.userId, userId))
+      )
+        throw forbidden('You are not allowed to see the presence of this user');
+      const row = await stores.presence.selectPresence(userId);
+      return row ? presenceContent(row, ctx.now()) : { presence: 'offline' };
+    },
+
+    /** PUT /presence/{userId}/status: the presence and status message the user chose. */
+    async set(
+      requester: Requester,
+      userId: string,
+      presence: string,
+      statusMsg: string | null,
+    ): Promise<void> {
+      if (requester.userId !== userId)
+        throw forbidden('You cannot set the presence of another user');
+      if (!isPresenceState(presence))
+        throw invalidParam(`"presence" must be one of ${PRESENCE_STATES.join(', ')}`);
+      await write('setPresence', userId, presence, statusMsg);
+    },
+
+    /** Records the presence a /sync asked for (set_presence); writes only when it changes. */
+    async setFromSync(userId: string, presence: PresenceState): Promise<void> {
+      const current = await stores.presence.selectPresence(userId);
+      if ((current?.presence ?? 'offline') === presence) return;
+      await write('setPresenceFromSync', userId, presence, current?.statusMsg ?? null);
+    },
+
+    /**
+     * m.presence events of users who share a room with userId (and userId itself), changed
+     * in (after, upTo]; after = 0: all current.
+     */
+    async changesSince(userId: string, after: number, upTo: number): Promise<PresenceEvent[]> {
+      const rows = await stores.presence.selectPresenceChanges(userId, after, upTo);
+      const now = ctx.now();
+      return rows.map((row) => ({
+        type: 'm.presence',
+        sender: row.userId,
+        content: presenceContent(row, now),
+      }));
+    },
+  };
+}
+
+export type PresenceService = ReturnType<typeof createPresenceService>;

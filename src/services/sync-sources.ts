@@ -1,0 +1,61 @@
+/**
+ * What /sync reads from the services around it (account data, presence, receipts, typing,
+ * to-device messages, device keys). `after` = 0 asks for everything (an initial sync);
+ * otherwise for changes in (after, upTo] of the global stream.
+ */
+import type { JsonObject } from '../core/pdu.js';
+
+export interface TypedContent {
+  type: string;
+  content: JsonObject;
+}
+
+export interface SyncSources {
+  accountData: {
+    changesSince(
+      userId: string,
+      after: number,
+      upTo: number,
+    ): Promise<{ global: TypedContent[]; rooms: Map<string, TypedContent[]> }>;
+  };
+  presence: {
+    setFromSync(userId: string, presence: 'online' | 'offline' | 'unavailable'): Promise<void>;
+    changesSince(
+      userId: string,
+      after: number,
+      upTo: number,
+    ): Promise<{ type: 'm.presence'; sender: string; content: JsonObject }[]>;
+  };
+  receipts: {
+    ephemeralSince(
+      userId: string,
+      roomIds: readonly string[],
+      after: number,
+      upTo: number,
+    ): Promise<Map<string, { type: 'm.receipt'; content: JsonObject }>>;
+  };
+  typing: {
+    ephemeralSince(
+      roomIds: readonly string[],
+      after: number,
+      upTo: number,
+    ): Promise<Map<string, { type: 'm.typing'; content: { user_ids: string[] } }>>;
+  };
+  toDevice: {
+    forSync(
+      userId: string,
+      deviceId: string,
+      after: number,
+      upTo: number,
+    ): Promise<{ type: string; sender: string; content: JsonObject }[]>;
+  };
+  deviceKeys: {
+    deviceListsSince(
+      userId: string,
+      after: number,
+      upTo: number,
+    ): Promise<{ changed: string[]; left: string[] }>;
+    oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>>;
+    unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]>;
+  };
+}

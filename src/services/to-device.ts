@@ -1,0 +1,92 @@
+/**
+ * Send-to-device messaging: messages for particular devices (or all of a user's devices),
+ * delivered by /sync and deleted once a later sync shows the device received them.
+ */
+import { parseUserId } from '../core/identifiers.js';
+import type { JsonObject } from '../core/pdu.js';
+import type { ToDeviceMessage } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+
+/** `messages` of PUT /sendToDevice: user ID → device ID (or `*`) → content. */
+export type ToDeviceMessages = Record<string, Record<string, JsonObject>>;
+
+export interface ToDeviceEvent {
+  type: string;
+  sender: string;
+  content: JsonObject;
+}
+
+export function createToDeviceService(ctx: ServiceContext) {
+  return {
+    /**
+     * Queues the messages, once per sender device and transaction ID. `*` stands for all the
+     * recipient's devices (a message for a device named explicitly wins over it); unknown
+     * local users and devices, and users of other servers, are skipped.
+     */
+    async send(
+      requester: Requester,
+      eventType: string,
+      txnId: string,
+      messages: ToDeviceMessages,
+    ): Promise<void> {
+      await ctx.storage.tx('sendToDevice', async (stores) => {
+        const fresh = await stores.toDevice.insertTxn(
+          requester.userId,
+          requester.deviceId,
+          txnId,
+          ctx.now(),
+        );
+        if (!fresh) return;
+        const queued: ToDeviceMessage[] = [];
+        const recipients: string[] = [];
+        for (const [rawUserId, byDevice] of Object.entries(messages)) {
+          const user = parseUserId(rawUserId);
+          if (!user || user.serverName !== ctx.settings.serverName) continue;
+          const devices = new Set(
+            (await stores.devices.selectDevices(user.userId)).map((d) => d.deviceId),
+          );
+          const contents = new Map<string, JsonObject>();
+          const everyone = byDevice['*'];
+          if (everyone !== undefined)
+            for (const deviceId of devices) contents.set(deviceId, everyone);
+          for (const [deviceId, content] of Object.entries(byDevice)) {
+            if (deviceId !== '*' && devices.has(deviceId)) contents.set(deviceId, content);
+          }
+          if (contents.size === 0) continue;
+          recipients.push(user.userId);
+          for (const [deviceId, content] of contents) {
+            queued.push({
+              userId: user.userId,
+              deviceId,
+              sender: requester.userId,
+              type: eventType,
+              content,
+            });
+          }
+        }
+        if (queued.length === 0) return;
+        await stores.toDevice.insertMessages(queued, await stores.stream.nextPosition());
+        await stores.stream.notify({ users: recipients });
+      });
+    },
+
+    /**
+     * Deletes the device's messages at or before `after` (the client had them), then returns
+     * those in (after, upTo], oldest first.
+     */
+    async forSync(
+      userId: string,
+      deviceId: string,
+      after: number,
+      upTo: number,
+    ): Promise<ToDeviceEvent[]> {
+      const messages = await ctx.storage.tx('toDeviceForSync', async (stores) => {
+        if (after > 0) await stores.toDevice.deleteMessagesUpTo(userId, deviceId, after);
+        return stores.toDevice.selectMessages(userId, deviceId, after, upTo);
+      });
+      return messages.map((m) => ({ type: m.type, sender: m.sender, content: m.content }));
+    },
+  };
+}
+
+export type ToDeviceService = ReturnType<typeof createToDeviceService>;

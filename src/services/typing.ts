@@ -1,0 +1,128 @@
+/**
+ * Typing notifications: a joined member says they are typing for a while, or stopped.
+ * A start that runs out is written as a stop when it expires, so waiting /sync requests
+ * learn of it like of any other change.
+ */
+import { forbidden } from '../core/errors.js';
+import type { Stores } from '../storage/index.js';
+import type { Requester, ServiceContext } from './context.js';
+
+/** The longest a single typing notification lasts, whatever the client asks. */
+export const MAX_TYPING_TIMEOUT_MS = 120_000;
+/** How long a start without `timeout` lasts. */
+export const DEFAULT_TYPING_TIMEOUT_MS = 30_000;
+
+export interface TypingEvent {
+  type: 'm.typing';
+  content: { user_ids: string[] };
+}
+
+async function assertJoined(stores: Stores, roomId: string, userId: string): Promise<void> {
+  const membership = await stores.rooms.selectMembership(roomId, userId);
+  if (membership?.membership !== 'join') throw forbidden('You are not in this room');
+}
+
+export function createTypingService(ctx: ServiceContext) {
+  /** One timer per user typing in a room (in this process), to write the stop at expiry. */
+  const timers = new Map<string, NodeJS.Timeout>();
+
+  async function expire(roomId: string, userId: string, expiresTs: number): Promise<void> {
+    await ctx.storage.tx('expireTyping', async (stores) => {
+      const row = await stores.typing.selectTyping(roomId, userId);
+      if (row?.expiresTs !== expiresTs) return; // renewed or stopped since
+      const position = await stores.stream.nextPosition();
+      if (await stores.typing.updateTypingStopped(roomId, userId, expiresTs, position)) {
+        await stores.stream.notify({ rooms: [roomId] });
+      }
+    });
+  }
+
+  function scheduleExpiry(roomId: string, userId: string, expiresTs: number): void {
+    const key = `${roomId}\u0000${userId}`;
+    clearTimeout(timers.get(key));
+    timers.delete(key);
+    if (expiresTs === 0) return;
+    const timer = setTimeout(
+      () => {
+        timers.delete(key);
+        // A failure here (the database closing at shutdown) loses only the wake-up: readers
+        // compare expires_ts with the clock, so the user no longer shows as typing anyway.
+        expire(roomId, userId, expiresTs).catch(() => undefined);
+      },
+      Math.max(0, expiresTs - ctx.now()),
+    );
+    timer.unref();
+    timers.set(key, timer);
+  }
+
+  return {
+    /** Starts (for `timeoutMs`, capped) or stops the requester's typing in a room they joined. */
+    async set(
+      requester: Requester,
+      roomId: string,
+      userId: string,
+      typing: boolean,
+      timeoutMs?: number,
+    ): Promise<void> {
+      if (requester.userId !== userId) {
+        throw forbidden('You can only set your own typing state');
+      }
+      const now = ctx.now();
+      const timeout = Math.min(
+        Math.max(timeoutMs ?? DEFAULT_TYPING_TIMEOUT_MS, 0),
+        MAX_TYPING_TIMEOUT_MS,
+      );
+      const expiresTs = typing ? now + timeout : 0;
+      await ctx.storage.tx('setTyping', async (stores) => {
+        await assertJoined(stores, roomId, userId);
+        const row = await stores.typing.selectTyping(roomId, userId);
+        const typingNow = row !== undefined && row.expiresTs > now;
+        if (typing && typingNow) {
+          // Still typing: only the expiry moves, which nobody sees (as Synapse does).
+          await stores.typing.updateTypingExpiry(roomId, userId, expiresTs);
+          return;
+        }
+        if (!typing && !typingNow) return;
+        await stores.typing.upsertTyping(
+          roomId,
+          userId,
+          expiresTs,
+          await stores.stream.nextPosition(),
+        );
+        await stores.stream.notify({ rooms: [roomId] });
+      });
+      scheduleExpiry(roomId, userId, expiresTs);
+    },
+
+    /**
+     * One m.typing event per room whose typing changed in (after, upTo] (after = 0: rooms where
+     * someone is typing now), listing who is typing now.
+     */
+    async ephemeralSince(
+      roomIds: readonly string[],
+      after: number,
+      upTo: number,
+    ): Promise<Map<string, TypingEvent>> {
+      const store = ctx.storage.stores.typing;
+      const out = new Map<string, TypingEvent>();
+      let rooms = roomIds;
+      if (after > 0) {
+        rooms = await store.selectRoomsChanged(roomIds, after, upTo);
+        for (const roomId of rooms)
+          out.set(roomId, { type: 'm.typing', content: { user_ids: [] } });
+      }
+      if (rooms.length === 0) return out;
+      for (const row of await store.selectTypingNow(rooms, ctx.now())) {
+        let event = out.get(row.roomId);
+        if (!event) {
+          event = { type: 'm.typing', content: { user_ids: [] } };
+          out.set(row.roomId, event);
+        }
+        event.content.user_ids.push(row.userId);
+      }
+      return out;
+    },
+  };
+}
+
+export type TypingService = ReturnType<typeof createTypingService>;

@@ -1,0 +1,102 @@
+/** Presence: one row per user, holding the stream position of its latest change. */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+
+export interface PresenceRow {
+  userId: string;
+  /** online, offline or unavailable. */
+  presence: string;
+  statusMsg: string | null;
+  lastActiveTs: number;
+  streamOrdering: number;
+}
+
+export interface PresenceStore {
+  selectPresence(userId: string): Promise<PresenceRow | undefined>;
+  /** Inserts or replaces the user's presence. */
+  upsertPresence(row: PresenceRow): Promise<void>;
+  /**
+   * Presence changed in (after, upTo] of `userId` and of every user joined to a room
+   * `userId` is joined to, oldest first.
+   */
+  selectPresenceChanges(userId: string, after: number, upTo: number): Promise<PresenceRow[]>;
+  /** Whether both users are joined to at least one room in common. */
+  selectSharesJoinedRoom(userId: string, otherUserId: string): Promise<boolean>;
+}
+
+type PresenceColumns = Database['presence'];
+
+const toRow = (row: PresenceColumns): PresenceRow => ({
+  userId: row.user_id,
+  presence: row.presence,
+  statusMsg: row.status_msg,
+  lastActiveTs: Number(row.last_active_ts),
+  streamOrdering: Number(row.stream_ordering),
+});
+
+export function presenceStore(db: Kysely<Database>): PresenceStore {
+  return {
+    async selectPresence(userId) {
+      const row = await db
+        .selectFrom('presence')
+        .selectAll()
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
+      return row ? toRow(row) : undefined;
+    },
+
+    async upsertPresence(row) {
+      const values = {
+        presence: row.presence,
+        status_msg: row.statusMsg,
+        last_active_ts: row.lastActiveTs,
+        stream_ordering: row.streamOrdering,
+      };
+      await db
+        .insertInto('presence')
+        .values({ user_id: row.userId, ...values })
+        .onConflict((oc) => oc.column('user_id').doUpdateSet(values))
+        .execute();
+    },
+
+    async selectPresenceChanges(userId, after, upTo) {
+      const rows = await db
+        .selectFrom('presence as p')
+        .selectAll('p')
+        .where('p.stream_ordering', '>', after)
+        .where('p.stream_ordering', '<=', upTo)
+        .where((eb) =>
+          eb.or([
+            eb('p.user_id', '=', userId),
+            eb.exists(
+              eb
+                .selectFrom('room_memberships as mine')
+                .innerJoin('room_memberships as theirs', 'theirs.room_id', 'mine.room_id')
+                .select('mine.room_id')
+                .where('mine.user_id', '=', userId)
+                .where('mine.membership', '=', 'join')
+                .whereRef('theirs.user_id', '=', 'p.user_id')
+                .where('theirs.membership', '=', 'join'),
+            ),
+          ]),
+        )
+        .orderBy('p.stream_ordering')
+        .execute();
+      return rows.map(toRow);
+    },
+
+    async selectSharesJoinedRoom(userId, otherUserId) {
+      const row = await db
+        .selectFrom('room_memberships as mine')
+        .innerJoin('room_memberships as theirs', 'theirs.room_id', 'mine.room_id')
+        .select('mine.room_id')
+        .where('mine.user_id', '=', userId)
+        .where('mine.membership', '=', 'join')
+        .where('theirs.user_id', '=', otherUserId)
+        .where('theirs.membership', '=', 'join')
+        .limit(1)
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * The services of a running test server, built over its own storage: for checking what
+ * other services (such as /sync) read from a service, after writing through HTTP.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadServerSecrets } from '../../src/config/server-secrets.js';
+import { createServices, type ServiceContext, type Services } from '../../src/services/index.js';
+import type { StreamChange } from '../../src/storage/index.js';
+import type { TestServer } from './server.js';
+
+export function serviceContextOf(server: TestServer, now: () => number = Date.now): ServiceContext {
+  const { config } = server;
+  return {
+    settings: {
+      serverName: config.server_name,
+      registrationEnabled: config.registration.enabled,
+      registrationSharedSecret: config.registration.shared_secret,
+      passwordCostLog2N: config.password_hashing.scrypt_log2_n,
+      mutualRooms: {
+        batchSize: config.mutual_rooms.batch_size,
+        tokenTtlSeconds: config.mutual_rooms.token_ttl_seconds,
+        multiUser: config.mutual_rooms.multi_user,
+        cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
+      },
+    },
+    storage: server.running.storage,
+    now,
+    signingKey: loadServerSecrets(config.data_dir).signingKey,
+  };
+}
+
+/** Every service, over the server's storage (a second set, beside the server's own). */
+export function servicesOf(server: TestServer, now?: () => number): Services {
+  return createServices(serviceContextOf(server, now));
+}
+
+/** Records the changes the server announces to waiting /sync requests, from now on. */
+export function watchChanges(server: TestServer) {
+  const seen: StreamChange[] = [];
+  const stop = server.running.storage.changes.subscribe((change) => seen.push(change));
+  return {
+    /** The first change (seen so far or arriving within `timeoutMs`) matching `predicate`. */
+    async waitFor(
+      predicate: (change: StreamChange) => boolean,
+      timeoutMs = 5000,
+    ): Promise<StreamChange> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = seen.find(predicate);
+        if (found) return found;
+        if (Date.now() > deadline) {
+          throw new Error(`no matching change announced; saw ${JSON.stringify(seen)}`);
+        }
+        await sleep(10);
+      }
+    },
+    stop,
+  };
+}
