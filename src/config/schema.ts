@@ -33,7 +33,7 @@ export const ConfigSchema = Type.Object(
     public_baseurl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], {
       default: null,
       description:
-        'The URL clients reach this server at, for `/.well-known/matrix/client`. Null derives it from `listen`.',
+        'The URL clients reach this server at, for `/.well-known/matrix/client`. Null answers with the scheme and host the request came to (through a proxy: set `http.trust_proxy`).',
     }),
     data_dir: Type.String({
       minLength: 1,

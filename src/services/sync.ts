@@ -99,7 +99,6 @@ function chunked<T>(items: readonly T[]): T[][] {
   return out;
 }
 
-
 export function createSyncService(
   ctx: ServiceContext,
   timeline: TimelineService,
@@ -473,6 +472,7 @@ export function createSyncService(
     return [...joined, ...invited];
   }
 
+  /** The stripped state an invitee or knocker sees, with their member event and the inviter's. */
   async function strippedState(
     membership: UserMembershipRow,
     userId: string,
@@ -481,12 +481,19 @@ export function createSyncService(
       ...STRIPPED_STATE_TYPES.map((type) => [type, ''] as const),
       [MEMBER, userId] as const,
     ]);
+    const own = rows.find((r) => r.pdu.type === MEMBER && r.pdu.state_key === userId);
+    // Clients name the inviter from their member event (Hydrogen reads it for every invite).
+    if (own && own.pdu.sender !== userId) {
+      rows.push(
+        ...(await stores().rooms.selectStateEvents(membership.roomId, [[MEMBER, own.pdu.sender]])),
+      );
+    }
     return rows.map((row) => ({
       type: row.pdu.type,
       state_key: row.pdu.state_key ?? '',
       content: row.pdu.content,
       sender: row.pdu.sender,
-      ...(row.pdu.type === MEMBER
+      ...(row.eventId === own?.eventId
         ? { event_id: row.eventId, origin_server_ts: row.pdu.origin_server_ts }
         : {}),
     }));

@@ -63,3 +63,36 @@ forEachDatabase('the done-when walk of the foundation issue', (dialect) => {
     });
   });
 });
+
+forEachDatabase('/.well-known/matrix/client', (dialect) => {
+  let derived: TestServer;
+  let configured: TestServer;
+  before(async () => {
+    derived = await startTestServer(dialect);
+    configured = await startTestServer(dialect, {
+      COMMONS_PUBLIC_BASEURL: 'https://matrix.example.org/',
+    });
+  });
+  after(async () => {
+    await derived.close();
+    await configured.close();
+  });
+
+  it('without public_baseurl, names the address the client used (never port 0)', async () => {
+    const response = await derived.request<{ 'm.homeserver': { base_url: string } }>(
+      'GET',
+      '/.well-known/matrix/client',
+    );
+    assert.equal(response.status, 200);
+    assertMatchesSpec('wellknown.yaml', 'get', '/matrix/client', 200, response.body);
+    assert.equal(response.body['m.homeserver'].base_url, `${derived.url}/`);
+  });
+
+  it('with public_baseurl, names it', async () => {
+    const response = await configured.request<{ 'm.homeserver': { base_url: string } }>(
+      'GET',
+      '/.well-known/matrix/client',
+    );
+    assert.equal(response.body['m.homeserver'].base_url, 'https://matrix.example.org/');
+  });
+});

@@ -155,6 +155,15 @@ forEachDatabase('/sync', (dialect) => {
           e.content.membership === 'invite',
       ),
     );
+    assert.ok(
+      stripped.some(
+        (e) =>
+          e.type === 'm.room.member' &&
+          e.state_key === alice.userId &&
+          e.content.membership === 'join',
+      ),
+      "the inviter's member event is in the stripped state",
+    );
     await act(bob, roomId, 'join');
     const joined = await sync(bob, { since: invited.next_batch });
     assert.ok(joined.rooms.join[roomId], 'the room is in rooms.join once joined');

@@ -59,8 +59,12 @@ export const versionRoutes: RoutePlugin = async (app, { config }) => {
     async () => ({ versions: SUPPORTED_VERSIONS, unstable_features: features }),
   );
 
-  const baseUrl =
-    config.public_baseurl ??
-    `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}/`;
-  app.get('/.well-known/matrix/client', async () => ({ 'm.homeserver': { base_url: baseUrl } }));
+  // Without public_baseurl: the address the client reached us at (the listen address may be
+  // 0.0.0.0 or port 0, which no client can use). Behind a proxy, http.trust_proxy makes the
+  // scheme and host those the proxy was asked for.
+  app.get('/.well-known/matrix/client', async (request) => ({
+    'm.homeserver': {
+      base_url: config.public_baseurl ?? `${request.protocol}://${request.host}/`,
+    },
+  }));
 };
