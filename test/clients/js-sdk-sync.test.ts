@@ -487,8 +487,9 @@ forEachDatabase('matrix-js-sdk: two clients living off /sync', (dialect) => {
     // From now on bob's /sync requests say set_presence=unavailable. Two messages from
     // alice, each awaited by bob, make sure one such request has been answered: the second
     // comes in answer to a /sync bob sent after processing the first, so after the switch.
-    // (The PUT comes only then: a /sync without set_presence still in flight would mark bob
-    // online again, see the report of this test's author.)
+    // The PUT comes only then: Commons marks a user online on every /sync without
+    // set_presence (even right after an explicit PUT of unavailable, which Synapse keeps), so
+    // a request still in flight from before the switch could undo it.
     const idle = presenceAtAlice('unavailable', undefined);
     await bob.setSyncPresence(SetPresence.Unavailable);
     for (const body of ['are you there?', 'hello?']) {
