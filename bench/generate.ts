@@ -6,6 +6,7 @@
  */
 import { loadConfig } from '../src/config/load.js';
 import { loadServerSecrets } from '../src/config/server-secrets.js';
+import { serviceSettingsOf } from '../src/main.js';
 import { createServices, type Requester, type Services } from '../src/services/index.js';
 import { openStorage, type Storage, type Stores } from '../src/storage/index.js';
 import type { DatasetProfile } from './profiles.js';
@@ -86,16 +87,11 @@ function batchingServices(
   };
   const services = createServices({
     settings: {
+      ...serviceSettingsOf(defaults),
       serverName: SERVER_NAME,
       registrationEnabled: false,
       registrationSharedSecret: null,
       passwordCostLog2N: 10,
-      mutualRooms: {
-        batchSize: defaults.mutual_rooms.batch_size,
-        tokenTtlSeconds: defaults.mutual_rooms.token_ttl_seconds,
-        multiUser: defaults.mutual_rooms.multi_user,
-        cacheIdleSeconds: defaults.mutual_rooms.cache_idle_seconds,
-      },
     },
     storage,
     now: Date.now,

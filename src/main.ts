@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import { buildApp, type App } from './app.js';
 import type { ResolvedConfig } from './config/load.js';
 import { loadServerSecrets } from './config/server-secrets.js';
-import { createServices, type Services } from './services/index.js';
+import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
 
 export interface RunningServer {
@@ -23,6 +23,22 @@ const MIN_SPEC_TOKEN_TTL_SECONDS = 600;
 
 export interface StartOptions {
   logger?: Logger;
+}
+
+/** The settings services take, from the resolved configuration. */
+export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
+  return {
+    serverName: config.server_name,
+    registrationEnabled: config.registration.enabled,
+    registrationSharedSecret: config.registration.shared_secret,
+    passwordCostLog2N: config.password_hashing.scrypt_log2_n,
+    mutualRooms: {
+      batchSize: config.mutual_rooms.batch_size,
+      tokenTtlSeconds: config.mutual_rooms.token_ttl_seconds,
+      multiUser: config.mutual_rooms.multi_user,
+      cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
+    },
+  };
 }
 
 export function createLogger(config: ResolvedConfig): Logger {
@@ -55,18 +71,7 @@ export async function startServer(
   try {
     await storage.changes.listen();
     services = createServices({
-      settings: {
-        serverName: config.server_name,
-        registrationEnabled: config.registration.enabled,
-        registrationSharedSecret: config.registration.shared_secret,
-        passwordCostLog2N: config.password_hashing.scrypt_log2_n,
-        mutualRooms: {
-          batchSize: config.mutual_rooms.batch_size,
-          tokenTtlSeconds: config.mutual_rooms.token_ttl_seconds,
-          multiUser: config.mutual_rooms.multi_user,
-          cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
-        },
-      },
+      settings: serviceSettingsOf(config),
       storage,
       now: Date.now,
       signingKey: secrets.signingKey,

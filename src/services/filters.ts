@@ -18,6 +18,13 @@ function checked(value: unknown, refuse: (message: string) => MatrixError): Sync
 export function createFilterService(ctx: ServiceContext) {
   const filters = () => ctx.storage.stores.filters;
 
+  /** The user's filter with this ID (IDs are decimal numbers), if there is one. */
+  async function stored(userId: string, filterId: string): Promise<SyncFilter | undefined> {
+    if (!/^\d{1,15}$/.test(filterId)) return undefined;
+    const json = await filters().selectFilter(userId, Number(filterId));
+    return json === undefined ? undefined : (JSON.parse(json) as SyncFilter);
+  }
+
   function assertOwnUser(requester: Requester, userId: string): void {
     if (requester.userId !== userId) throw forbidden('You can only use your own filters');
   }
@@ -41,10 +48,9 @@ export function createFilterService(ctx: ServiceContext) {
     /** A stored filter as it was uploaded (after parsing), or 404. */
     async get(requester: Requester, userId: string, filterId: string): Promise<SyncFilter> {
       assertOwnUser(requester, userId);
-      const id = /^\d{1,15}$/.test(filterId) ? Number(filterId) : null;
-      const json = id === null ? undefined : await filters().selectFilter(userId, id);
-      if (json === undefined) throw notFound('No such filter');
-      return JSON.parse(json) as SyncFilter;
+      const filter = await stored(userId, filterId);
+      if (!filter) throw notFound('No such filter');
+      return filter;
     },
 
     /** The filter a /sync names: a stored filter's ID, or the filter itself as JSON. */
@@ -59,10 +65,9 @@ export function createFilterService(ctx: ServiceContext) {
         }
         return checked(parsed, invalidParam);
       }
-      const id = /^\d{1,15}$/.test(param) ? Number(param) : null;
-      const json = id === null ? undefined : await filters().selectFilter(requester.userId, id);
-      if (json === undefined) throw invalidParam('No such filter');
-      return JSON.parse(json) as SyncFilter;
+      const filter = await stored(requester.userId, param);
+      if (!filter) throw invalidParam('No such filter');
+      return filter;
     },
   };
 }

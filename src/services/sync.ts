@@ -121,7 +121,7 @@ export function createSyncService(
     since: number | null,
     upTo: number,
     options: SyncOptions,
-  ): Promise<{ response: SyncResponse; empty: boolean }> {
+  ): Promise<{ response: SyncResponse; empty: boolean; watched: Set<string> }> {
     const { userId, deviceId } = requester;
     const after = since ?? 0;
     const filter = options.filter;
@@ -447,7 +447,13 @@ export function createSyncService(
       toDevice.length === 0 &&
       deviceLists.changed.length === 0 &&
       deviceLists.left.length === 0;
-    return { response, empty };
+    // A long-poll waits on the rooms the user is in, invited to or knocking on.
+    const watched = new Set(
+      memberships
+        .filter((m) => m.membership !== 'leave' && m.membership !== 'ban')
+        .map((m) => m.roomId),
+    );
+    return { response, empty, watched };
   }
 
   async function wasJoinedAt(roomId: string, userId: string, position: number): Promise<boolean> {
@@ -499,16 +505,6 @@ export function createSyncService(
     }));
   }
 
-  /** The rooms whose changes concern the user while it waits: any membership but leave/ban. */
-  async function roomsOfInterest(userId: string): Promise<Set<string>> {
-    const memberships = await stores().sync.selectMembershipsOfUser(userId);
-    return new Set(
-      memberships
-        .filter((m) => m.membership !== 'leave' && m.membership !== 'ban')
-        .map((m) => m.roomId),
-    );
-  }
-
   return {
     async sync(requester: Requester, options: SyncOptions): Promise<SyncResponse> {
       const current = await stores().stream.selectCurrentPosition();
@@ -518,14 +514,11 @@ export function createSyncService(
       const deadline = ctx.now() + options.timeoutMs;
       for (;;) {
         const upTo = await stores().stream.selectCurrentPosition();
-        const { response, empty } = await build(requester, since, upTo, options);
+        const { response, empty, watched } = await build(requester, since, upTo, options);
         const remaining = deadline - ctx.now();
         if (!empty || since === null || options.fullState || remaining <= 0) return response;
         if (options.signal?.aborted || notifier.closed) return response;
-        const interest = {
-          userId: requester.userId,
-          rooms: await roomsOfInterest(requester.userId),
-        };
+        const interest = { userId: requester.userId, rooms: watched };
         const changed = await notifier.waitForChange(interest, upTo, remaining, options.signal);
         if (!changed) return response;
       }

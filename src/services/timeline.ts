@@ -8,6 +8,7 @@ import { toClientEvent, type ClientEvent } from '../core/client-event.js';
 import { isVisibleAt, type VisibilityHistory } from '../core/history-visibility.js';
 import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
 import { redactPdu } from '../core/redaction.js';
+import { passesEventFilter } from '../core/sync-filter.js';
 import { parseStreamToken, streamToken } from '../core/stream-token.js';
 import type { EventRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
@@ -28,18 +29,9 @@ export interface RoomEventFilter {
   not_rooms?: string[] | undefined;
 }
 
-const typeMatches = (pattern: string, type: string): boolean =>
-  pattern.endsWith('*') ? type.startsWith(pattern.slice(0, -1)) : pattern === type;
-
-export function matchesFilter(row: EventRow, filter: RoomEventFilter | undefined): boolean {
-  if (!filter) return true;
-  const { type, sender } = row.pdu;
-  if (filter.not_types?.some((p) => typeMatches(p, type))) return false;
-  if (filter.types && !filter.types.some((p) => typeMatches(p, type))) return false;
-  if (filter.not_senders?.includes(sender)) return false;
-  if (filter.senders && !filter.senders.includes(sender)) return false;
-  return true;
-}
+/** The filter's type and sender lists (with `*` type patterns) applied to a stored event. */
+export const matchesFilter = (row: EventRow, filter: RoomEventFilter | undefined): boolean =>
+  passesEventFilter(filter, row.pdu.type, row.pdu.sender);
 
 /**
  * MSC2895's `membership` on state: member events only with one of the listed memberships

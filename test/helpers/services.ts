@@ -4,6 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadServerSecrets } from '../../src/config/server-secrets.js';
+import { serviceSettingsOf } from '../../src/main.js';
 import { createServices, type ServiceContext, type Services } from '../../src/services/index.js';
 import type { StreamChange } from '../../src/storage/index.js';
 import type { TestServer } from './server.js';
@@ -11,18 +12,7 @@ import type { TestServer } from './server.js';
 export function serviceContextOf(server: TestServer, now: () => number = Date.now): ServiceContext {
   const { config } = server;
   return {
-    settings: {
-      serverName: config.server_name,
-      registrationEnabled: config.registration.enabled,
-      registrationSharedSecret: config.registration.shared_secret,
-      passwordCostLog2N: config.password_hashing.scrypt_log2_n,
-      mutualRooms: {
-        batchSize: config.mutual_rooms.batch_size,
-        tokenTtlSeconds: config.mutual_rooms.token_ttl_seconds,
-        multiUser: config.mutual_rooms.multi_user,
-        cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
-      },
-    },
+    settings: serviceSettingsOf(config),
     storage: server.running.storage,
     now,
     signingKey: loadServerSecrets(config.data_dir).signingKey,

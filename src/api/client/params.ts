@@ -1,7 +1,7 @@
 /** Path and body pieces several route modules share. */
 import { Type } from 'typebox';
 import { invalidParam } from '../../core/errors.js';
-import { parseRoomId } from '../../core/identifiers.js';
+import { parseRoomId, parseUserId } from '../../core/identifiers.js';
 
 export const RoomParams = Type.Object({ roomId: Type.String({ minLength: 1, maxLength: 255 }) });
 export const ReasonBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 2048 })) });
@@ -10,8 +10,22 @@ export const TargetBody = Type.Object({
   reason: Type.Optional(Type.String({ maxLength: 2048 })),
 });
 export const EventContent = Type.Record(Type.String(), Type.Unknown());
+/**
+ * Text kept in a column of its own rather than inside an event's JSON (display names, status
+ * messages): NUL is refused (400 M_BAD_JSON), since PostgreSQL cannot store it in text.
+ */
+export const ColumnText = (options: { maxLength: number }) =>
+  Type.String({ ...options, pattern: '^[^\\u0000]*$' });
+
 /** The `filter` query parameter: a RoomEventFilter as JSON (see room-filter.ts). */
 export const FilterParam = Type.Optional(Type.String({ maxLength: 8192 }));
+
+/** A user ID from the path, or 400 M_INVALID_PARAM. */
+export function userIdParam(raw: string): string {
+  const parsed = parseUserId(raw);
+  if (!parsed) throw invalidParam('Invalid user ID');
+  return parsed.userId;
+}
 
 /** A room ID from the path, or 400 M_INVALID_PARAM. */
 export function roomIdParam(raw: string): string {

@@ -1,21 +1,14 @@
 import { Type } from 'typebox';
-import { invalidParam } from '../../core/errors.js';
-import { parseUserId } from '../../core/identifiers.js';
 import { requesterOf } from '../../http/request-context.js';
+import { ColumnText, userIdParam } from './params.js';
 import type { RoutePlugin } from './plugin.js';
 
 const UserParams = Type.Object({ userId: Type.String({ minLength: 1, maxLength: 255 }) });
 const StatusBody = Type.Object({
   // Checked by the service, so that an unknown state is M_INVALID_PARAM.
   presence: Type.String({ maxLength: 64 }),
-  status_msg: Type.Optional(Type.Union([Type.String({ maxLength: 2048 }), Type.Null()])),
+  status_msg: Type.Optional(Type.Union([ColumnText({ maxLength: 2048 }), Type.Null()])),
 });
-
-function userIdParam(raw: string): string {
-  const parsed = parseUserId(raw);
-  if (!parsed) throw invalidParam('Invalid user ID');
-  return parsed.userId;
-}
 
 // https://spec.matrix.org/v1.19/client-server-api/#presence
 export const presenceRoutes: RoutePlugin = async (app, { services }) => {

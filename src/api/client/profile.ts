@@ -1,17 +1,10 @@
 import { Type } from 'typebox';
-import { invalidParam } from '../../core/errors.js';
-import { parseUserId } from '../../core/identifiers.js';
 import { requesterOf } from '../../http/request-context.js';
+import { ColumnText, userIdParam } from './params.js';
 import type { RoutePlugin } from './plugin.js';
 
 const UserParams = Type.Object({ userId: Type.String({ minLength: 1 }) });
 const MXC_URI = '^mxc://[A-Za-z0-9.\\-:\\[\\]]+/[A-Za-z0-9_\\-]+$';
-
-function userIdParam(raw: string): string {
-  const parsed = parseUserId(raw);
-  if (!parsed) throw invalidParam('Invalid user ID');
-  return parsed.userId;
-}
 
 // https://spec.matrix.org/v1.19/client-server-api/#profiles
 export const profileRoutes: RoutePlugin = async (app, { services }) => {
@@ -52,7 +45,7 @@ export const profileRoutes: RoutePlugin = async (app, { services }) => {
       schema: {
         params: UserParams,
         body: Type.Object({
-          displayname: Type.Union([Type.String({ maxLength: 256 }), Type.Null()]),
+          displayname: Type.Union([ColumnText({ maxLength: 256 }), Type.Null()]),
         }),
       },
     },

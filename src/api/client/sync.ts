@@ -1,8 +1,8 @@
 import { Type } from 'typebox';
 import { invalidParam } from '../../core/errors.js';
-import { parseUserId } from '../../core/identifiers.js';
 import { requesterOf } from '../../http/request-context.js';
 import type { PresenceState } from '../../services/sync.js';
+import { userIdParam } from './params.js';
 import type { RoutePlugin } from './plugin.js';
 
 /** The longest a /sync long-poll is held, whatever the client asks. */
@@ -37,12 +37,6 @@ function timeoutParam(value: string | undefined): number {
   if (value === undefined) return 0;
   if (!/^\d+$/.test(value)) throw invalidParam('timeout must be a number of milliseconds');
   return Math.min(Number(value), MAX_TIMEOUT_MS);
-}
-
-function userIdParam(raw: string): string {
-  const parsed = parseUserId(raw);
-  if (!parsed) throw invalidParam('Invalid user ID');
-  return parsed.userId;
 }
 
 // https://spec.matrix.org/v1.19/client-server-api/#syncing

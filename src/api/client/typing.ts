@@ -1,8 +1,6 @@
 import { Type } from 'typebox';
-import { invalidParam } from '../../core/errors.js';
-import { parseUserId } from '../../core/identifiers.js';
 import { requesterOf } from '../../http/request-context.js';
-import { RoomParams, roomIdParam } from './params.js';
+import { RoomParams, roomIdParam, userIdParam } from './params.js';
 import type { RoutePlugin } from './plugin.js';
 
 const TypingParams = Type.Object({
@@ -26,12 +24,10 @@ export const typingRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) => {
       const roomId = roomIdParam(request.params.roomId);
-      const user = parseUserId(request.params.userId);
-      if (!user) throw invalidParam('Invalid user ID');
       await services.typing.set(
         requesterOf(request),
         roomId,
-        user.userId,
+        userIdParam(request.params.userId),
         request.body.typing,
         request.body.timeout,
       );
