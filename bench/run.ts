@@ -51,6 +51,8 @@ export interface BenchOptions {
   postgresUrl: string;
   serverEntry: 'tsx' | 'dist';
   cpuProfile: boolean;
+  /** Only build (or find) the datasets in the cache, measuring nothing. */
+  buildOnly: boolean;
   log: (message: string) => void;
   /** Overrides of the profile's load settings (the smoke test shortens them). */
   load?: Partial<Profile['load']>;
@@ -236,6 +238,35 @@ async function benchDatabase(
   return report;
 }
 
+/** What a --build-only run answers: the datasets, nothing measured, no files written. */
+function buildOnlyReport(
+  options: BenchOptions,
+  profile: Profile,
+  databases: DatabaseReport[],
+  startedAt: Date,
+  started: number,
+): BenchReport {
+  const seconds = +((performance.now() - started) / 1000).toFixed(1);
+  options.log(`\ndatasets ready in ${seconds} s; nothing measured (--build-only)`);
+  return {
+    format: 1,
+    profile: profile.name,
+    seed: options.seed,
+    scale: options.scale,
+    dataset: profile.dataset,
+    load: profile.load,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    seconds,
+    command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
+    git: git(),
+    machine: { cpu: '', cores: 0, memoryGiB: 0, node: process.version, os: '', sqlite: '' },
+    databases,
+    targets: [],
+    resultsFile: '',
+  };
+}
+
 export async function runBenchmarks(options: BenchOptions): Promise<BenchReport> {
   const started = performance.now();
   const startedAt = new Date();
@@ -277,6 +308,12 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
       databases.push({ dialect, error: `dataset: ${err.message}` });
       continue;
     }
+    if (options.buildOnly) {
+      options.log(`  ${dialect} dataset ready (${ready.value.fromCache ? 'cached' : 'built'})`);
+      databases.push({ dialect, dataset: summariseManifest(ready.value.manifest, false) });
+      await ready.value.cleanup();
+      continue;
+    }
     try {
       databases.push(await benchDatabase(options, profile, ready.value, stamp));
     } catch (err) {
@@ -285,6 +322,7 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
     }
   }
   databases.push(...skipped);
+  if (options.buildOnly) return buildOnlyReport(options, profile, databases, startedAt, started);
   const resultsFile = path.join(options.resultsDir, `${stamp}-${profile.name}.json`);
   const report: BenchReport = {
     format: 1,
@@ -319,6 +357,7 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
 
 const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--seed N] [--scenario LIST]
                         [--scale X] [--no-cache] [--docs|--no-docs] [--cpu-prof] [--server tsx|dist]
+                        [--build-only]
   --quick          a small dataset and short runs (under three minutes); default is the full profile
   --db             which databases (default both; PostgreSQL is skipped with a notice when unreachable)
   --seed           dataset seed (default 1)
@@ -328,6 +367,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--
   --docs/--no-docs write docs/benchmarks.md and its charts (default: on for full runs only)
   --cpu-prof       profile the server (node --cpu-prof) into bench/results/profiles/
   --server         run the server from src through tsx (default) or from the build in dist/
+  --build-only     build (or find) the cached datasets and stop, measuring nothing
   COMMONS_BENCH_POSTGRES_URL names the PostgreSQL server (default ${DEFAULT_POSTGRES_URL})`;
 
 export function parseOptions(argv: string[]): BenchOptions {
@@ -345,6 +385,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       'no-docs': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       server: { type: 'string', default: 'tsx' },
+      'build-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -383,6 +424,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     postgresUrl: process.env.COMMONS_BENCH_POSTGRES_URL ?? DEFAULT_POSTGRES_URL,
     serverEntry: values.server,
     cpuProfile: values['cpu-prof'],
+    buildOnly: values['build-only'],
     log: (message) => process.stdout.write(`${message}\n`),
   };
 }

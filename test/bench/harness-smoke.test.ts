@@ -31,6 +31,7 @@ describe('benchmark harness (tiny dataset, SQLite)', () => {
       postgresUrl: 'postgres://unused',
       serverEntry: 'tsx',
       cpuProfile: false,
+      buildOnly: false,
       log: (line) => lines.push(line),
       load: { warmupSeconds: 0.05, durationSeconds: 0.1, runs: 1, writeSeconds: 0.2 },
     });
