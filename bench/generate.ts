@@ -4,6 +4,7 @@
  * authorised, hashed, signed and given a stream position), skipping only HTTP. Many
  * operations share one transaction: the services' own `tx` calls run inside the batch's.
  */
+import pg from 'pg';
 import { loadConfig } from '../src/config/load.js';
 import { loadServerSecrets } from '../src/config/server-secrets.js';
 import { serviceSettingsOf } from '../src/main.js';
@@ -70,9 +71,38 @@ export interface Manifest {
 export type Progress = (message: string) => void;
 
 /** Services whose transactions run inside the generator's batch when one is open. */
+/** Batches between two ANALYZEs of a PostgreSQL build. */
+const ANALYZE_EVERY = 20;
+
+/**
+ * Keeps PostgreSQL's planner statistics in step while a build grows the tables from
+ * nothing: without them (autovacuum may be off, and is slow to react to a bulk load) the
+ * planner believes the tables are empty and scans them whole for every event, which makes a
+ * build quadratic. A no-op on SQLite.
+ */
+function statisticsKeeper(url: string, dialect: Storage['dialect']) {
+  if (dialect !== 'postgres') return { tick: async () => {}, close: async () => {} };
+  const client = new pg.Client({ connectionString: url });
+  const connected = client.connect();
+  let batches = 0;
+  return {
+    async tick() {
+      batches += 1;
+      if (batches % ANALYZE_EVERY !== 0) return;
+      await connected;
+      await client.query('ANALYZE');
+    },
+    async close() {
+      await connected;
+      await client.end();
+    },
+  };
+}
+
 function batchingServices(
   real: Storage,
   signingKey: Parameters<typeof createServices>[0]['signingKey'],
+  afterBatch: () => Promise<void>,
 ) {
   let current: Stores | null = null;
   const defaults = loadConfig({ env: {} });
@@ -98,7 +128,7 @@ function batchingServices(
     signingKey,
   });
   async function batch<T>(name: string, fn: (stores: Stores) => Promise<T>): Promise<T> {
-    return real.tx(name, async (stores) => {
+    const result = await real.tx(name, async (stores) => {
       current = stores;
       try {
         return await fn(stores);
@@ -106,6 +136,8 @@ function batchingServices(
         current = null;
       }
     });
+    await afterBatch();
+    return result;
   }
   return { services, batch };
 }
@@ -151,7 +183,8 @@ export async function generateDataset(options: {
   const backgroundCount = Math.max(d.backgroundUsers, bigRoomMembers, d.zipfMax + 1);
   const storage = await openStorage(options.url, { poolSize: 2 });
   const { signingKey } = loadServerSecrets(options.dataDir);
-  const { services, batch } = batchingServices(storage, signingKey);
+  const statistics = statisticsKeeper(options.url, storage.dialect);
+  const { services, batch } = batchingServices(storage, signingKey, statistics.tick);
   const batchSize = storage.dialect === 'sqlite' ? 2000 : 400;
   let lastReport = 0;
   const report = (what: string, done: number, total: number) => {
@@ -410,6 +443,7 @@ export async function generateDataset(options: {
     );
     return manifest;
   } finally {
+    await statistics.close();
     await storage.close();
   }
 }

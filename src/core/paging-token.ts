@@ -45,7 +45,8 @@ export function issuePagingToken(
 }
 
 export type PagingTokenCheck =
-  { ok: true; cursor: number } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
+  | { ok: true; cursor: number; /** When the token stops being accepted (ms). */ expiresAt: number }
+  | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
 
 /** Checks a token against the binding and the clock; yields its cursor when it holds. */
 export function readPagingToken(
@@ -70,5 +71,5 @@ export function readPagingToken(
   if (!Number.isSafeInteger(cursor) || !Number.isSafeInteger(expiry))
     return { ok: false, reason: 'malformed' };
   if (expiry * 1000 <= nowMs) return { ok: false, reason: 'expired' };
-  return { ok: true, cursor };
+  return { ok: true, cursor, expiresAt: expiry * 1000 };
 }

@@ -6,6 +6,7 @@
 import { forbidden, MatrixError } from '../core/errors.js';
 import { authEventSelection, authorizeEvent, type AuthStateEvent } from '../core/auth-rules.js';
 import { canonicalJson } from '../core/canonical-json.js';
+import { toClientEvent } from '../core/client-event.js';
 import { computeEventId, roomIdFromCreateEvent } from '../core/event-hashing.js';
 import {
   stateKeyOf,
@@ -70,8 +71,18 @@ export function createEventWriter(ctx: ServiceContext) {
             avatarUrl: typeof pdu.content.avatar_url === 'string' ? pdu.content.avatar_url : null,
           }
         : undefined;
+    const json = canonicalJson(pdu);
+    // The client form from the stored JSON, so it reads exactly as one presented later does.
+    const stored = JSON.parse(json) as Pdu;
     await stores.rooms.persistEvent(
-      { eventId, roomId, pdu, json: canonicalJson(pdu), ...(membership ? { membership } : {}) },
+      {
+        eventId,
+        roomId,
+        pdu,
+        json,
+        clientJson: JSON.stringify(toClientEvent({ eventId, roomId, pdu: stored })),
+        ...(membership ? { membership } : {}),
+      },
       streamOrdering,
     );
     await stores.stream.notify({

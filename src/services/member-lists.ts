@@ -126,14 +126,15 @@ export function createMemberListService(
 
   return {
     /**
-     * The room's member events, in batches. Access, parameters and the first batch are
-     * dealt with before this resolves, so errors come out as errors, not as a broken stream.
+     * The room's member events, serialised in the client format, in batches. Access,
+     * parameters and the first batch are dealt with before this resolves, so errors come out
+     * as errors, not as a broken stream.
      */
     async members(
       requester: Requester,
       roomId: string,
       query: MemberQuery,
-    ): Promise<AsyncGenerator<ClientEvent[]>> {
+    ): Promise<AsyncGenerator<string[]>> {
       let at: number | null = null;
       if (query.at !== undefined) {
         at = parseStreamToken(query.at);
@@ -163,7 +164,7 @@ export function createMemberListService(
       const limit = query.filter?.limit ?? Number.POSITIVE_INFINITY;
       const memberLists = stores().memberLists;
 
-      if (chosen?.length === 0) return emptyPages<ClientEvent>();
+      if (chosen?.length === 0) return emptyPages<string>();
       const pages = await keysetPages(
         (after, size) =>
           asOfNow
@@ -173,7 +174,16 @@ export function createMemberListService(
         BATCH,
         limit,
       );
-      return mapPages(pages, (rows) => Promise.all(rows.map((row) => present(row.event, version))));
+      // Stored client JSON as it is; a redacted event is presented from its PDU.
+      return mapPages(pages, (rows) =>
+        Promise.all(
+          rows.map(({ event }) =>
+            event.clientJson !== null
+              ? event.clientJson
+              : present(event.row, version).then((e) => JSON.stringify(e)),
+          ),
+        ),
+      );
     },
 
     /** Current joined members with their profiles; only for joined members. */

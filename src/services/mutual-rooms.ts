@@ -5,6 +5,7 @@
  * however many rooms either user is in; the pair's first request builds its index.
  */
 import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { invalidParam } from '../core/errors.js';
 import { issuePagingToken, readPagingToken, type PagingTokenKey } from '../core/paging-token.js';
 import type { Requester, ServiceContext } from './context.js';
@@ -19,8 +20,20 @@ interface PairState {
   low: string;
   high: string;
   roomCount: number;
+  /** The index's revision of the pair's rooms (null when nothing is indexed). */
+  revision: number | null;
   /** The other user has no membership anywhere: nothing is shared, and nothing is indexed. */
   empty: boolean;
+}
+
+/** A page answered before, kept while the pairs it was read from keep their revisions. */
+interface CachedPage {
+  revisions: string;
+  page: MutualRoomsPage;
+  /** When `page.nextBatch` was issued: it is reused for at most TOKEN_REUSE_MS. */
+  issuedAt: number;
+  /** When the `from` token the page answers expires (the page is not served after). */
+  fromExpiresAt: number;
 }
 
 const TOKEN_SECRET_NAME = 'mutual_rooms_paging_key';
@@ -28,11 +41,25 @@ const TOKEN_SECRET_NAME = 'mutual_rooms_paging_key';
 const IDLE_PAIRS_PER_BUILD = 16;
 /** Rooms read per query when answering with every page at once (legacy paths). */
 const FULL_LIST_BATCH = 1000;
+/** Pages kept per process (a page of 100 room IDs is about 5 KiB). */
+const PAGE_CACHE_ENTRIES = 4096;
+/**
+ * A cached page's next_batch token is handed out again for at most a minute (and a tenth of
+ * its lifetime), then the page is read and the token issued afresh.
+ */
+const TOKEN_REUSE_MS = 60_000;
 
 export function createMutualRoomsService(ctx: ServiceContext) {
   const settings = ctx.settings.mutualRooms;
   const store = () => ctx.storage.stores.mutualRooms;
   let key: Promise<PagingTokenKey> | null = null;
+  /**
+   * Pages by request (requester, users, `from` token as given). A hit still reads the pair
+   * rows, as every request does, and is served only if their revisions are unchanged: any
+   * membership change that alters a pair's rooms, in any process, gives it a new revision.
+   */
+  const pages = new LRUCache<string, CachedPage>({ max: PAGE_CACHE_ENTRIES });
+  const reuseMs = Math.min(TOKEN_REUSE_MS, (settings.tokenTtlSeconds * 1000) / 10);
 
   /** The key shared by every process on this database, created by the first to ask. */
   function tokenKey(): Promise<PagingTokenKey> {
@@ -54,15 +81,20 @@ export function createMutualRoomsService(ctx: ServiceContext) {
       // Refresh the last-use time now and then, not on every page (it is a write).
       if (now - existing.usedTs > (settings.cacheIdleSeconds * 1000) / 8)
         await store().updatePairUsed(low, high, now);
-      return { low, high, roomCount: existing.roomCount, empty: false };
+      return {
+        low,
+        high,
+        roomCount: existing.roomCount,
+        revision: existing.revision,
+        empty: false,
+      };
     }
     if (!(await store().selectUserHasMemberships(other)))
-      return { low, high, roomCount: 0, empty: true };
-    const roomCount = await ctx.storage.tx('buildMutualRooms', async (stores) => {
+      return { low, high, roomCount: 0, revision: null, empty: true };
+    const built = await ctx.storage.tx('buildMutualRooms', async (stores) => {
       await stores.mutualRooms.lockUsersForBuild([low, high]);
       const raced = await stores.mutualRooms.selectPair(low, high);
-      if (raced) return raced.roomCount;
-      return stores.mutualRooms.insertPair(low, high, now);
+      return raced ?? stores.mutualRooms.insertPair(low, high, now);
     });
     await ctx.storage.tx('dropIdleMutualRooms', (stores) =>
       stores.mutualRooms.deleteIdlePairs(
@@ -70,17 +102,16 @@ export function createMutualRoomsService(ctx: ServiceContext) {
         IDLE_PAIRS_PER_BUILD,
       ),
     );
-    return { low, high, roomCount, empty: false };
+    return { low, high, roomCount: built.roomCount, revision: built.revision, empty: false };
   }
 
   /** One page: rooms after `cursor` (a room number), at most `limit`, and the total count. */
   async function readPage(
-    requester: Requester,
+    pairs: readonly PairState[],
     userIds: readonly string[],
     cursor: number,
     limit: number,
   ): Promise<{ rooms: { roomId: string; roomNid: number }[]; count: number; more: boolean }> {
-    const pairs = await Promise.all(userIds.map((u) => pairState(requester.userId, u)));
     if (pairs.some((p) => p.empty || p.roomCount === 0))
       return { rooms: [], count: 0, more: false };
     // Drive from the smallest pair; the other users must have joined too.
@@ -115,10 +146,24 @@ export function createMutualRoomsService(ctx: ServiceContext) {
       from: string | undefined,
     ): Promise<MutualRoomsPage> {
       const binding = [requester.userId, ...[...userIds].sort()];
+      const pairs = await Promise.all(userIds.map((u) => pairState(requester.userId, u)));
+      const now = ctx.now();
+      const cacheKey = `${binding.join('\n')}\n${from ?? ''}`;
+      const revisions = pairs.map((p) => p.revision ?? 'none').join(',');
+      const cached = pages.get(cacheKey);
+      if (
+        cached &&
+        cached.revisions === revisions &&
+        now < cached.fromExpiresAt &&
+        now - cached.issuedAt < reuseMs
+      )
+        return cached.page;
+
       const tokens = await tokenKey();
       let cursor = 0;
+      let fromExpiresAt = Number.POSITIVE_INFINITY;
       if (from !== undefined) {
-        const check = readPagingToken(tokens, binding, from, ctx.now());
+        const check = readPagingToken(tokens, binding, from, now);
         if (!check.ok)
           throw invalidParam(
             check.reason === 'expired'
@@ -126,8 +171,9 @@ export function createMutualRoomsService(ctx: ServiceContext) {
               : 'The from token is not valid for this request',
           );
         cursor = check.cursor;
+        fromExpiresAt = check.expiresAt;
       }
-      const page = await readPage(requester, userIds, cursor, settings.batchSize);
+      const page = await readPage(pairs, userIds, cursor, settings.batchSize);
       const result: MutualRoomsPage = {
         joined: page.rooms.map((r) => r.roomId),
         count: page.count,
@@ -138,18 +184,20 @@ export function createMutualRoomsService(ctx: ServiceContext) {
           tokens,
           binding,
           last.roomNid,
-          ctx.now() + settings.tokenTtlSeconds * 1000,
+          now + settings.tokenTtlSeconds * 1000,
         );
       }
+      pages.set(cacheKey, { revisions, page: result, issuedAt: now, fromExpiresAt });
       return result;
     },
 
     /** Every shared room at once (the proposal's first, unpaged form). */
     async all(requester: Requester, userId: string): Promise<{ joined: string[]; count: number }> {
       const joined: string[] = [];
+      const pairs = [await pairState(requester.userId, userId)];
       let cursor = 0;
       for (;;) {
-        const page = await readPage(requester, [userId], cursor, FULL_LIST_BATCH);
+        const page = await readPage(pairs, [userId], cursor, FULL_LIST_BATCH);
         joined.push(...page.rooms.map((r) => r.roomId));
         const last = page.rooms[page.rooms.length - 1];
         if (!page.more || !last) break;

@@ -1,6 +1,7 @@
 /** Devices and the access tokens bound to them (only SHA-256 hashes of tokens are stored). */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { prepareQuery } from './prepared-query.js';
 
 export interface DeviceRow {
   deviceId: string;
@@ -37,6 +38,19 @@ export interface DeviceStore {
 }
 
 export function deviceStore(db: Kysely<Database>): DeviceStore {
+  // Every authenticated request makes this lookup.
+  const tokenOwner = prepareQuery(db, 1, (tokenHash: string) =>
+    db
+      .selectFrom('access_tokens')
+      .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
+      .select([
+        'access_tokens.user_id',
+        'access_tokens.device_id',
+        'users.deactivated',
+        'users.is_admin',
+      ])
+      .where('access_tokens.token_hash', '=', tokenHash),
+  );
   return {
     async upsertDevice(userId, deviceId, displayName, ts, ip) {
       await db
@@ -118,17 +132,7 @@ export function deviceStore(db: Kysely<Database>): DeviceStore {
     },
 
     async selectTokenOwner(tokenHash) {
-      const row = await db
-        .selectFrom('access_tokens')
-        .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
-        .select([
-          'access_tokens.user_id',
-          'access_tokens.device_id',
-          'users.deactivated',
-          'users.is_admin',
-        ])
-        .where('access_tokens.token_hash', '=', tokenHash)
-        .executeTakeFirst();
+      const [row] = await tokenOwner(tokenHash);
       return row
         ? {
             userId: row.user_id,

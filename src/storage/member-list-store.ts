@@ -5,7 +5,7 @@
  */
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import type { Database } from './schema.js';
-import { eventColumns, toEventRow, type EventRow } from './room-store.js';
+import { toEventRow, type EventRow } from './room-store.js';
 
 /**
  * Which memberships to list: those in `memberships`, every one when it is absent. (The
@@ -24,7 +24,11 @@ export interface SenderSelector {
 export interface MemberRow {
   userId: string;
   membership: string;
-  event: EventRow;
+  /**
+   * The member event in the client format, as stored at write time: a string for every event
+   * but redacted ones, which come as `event` to be presented.
+   */
+  event: { clientJson: string } | { clientJson: null; row: EventRow };
 }
 
 export interface JoinedProfileRow {
@@ -90,9 +94,36 @@ function senderCondition(selector: SenderSelector): RawBuilder<SqlBool> {
   return parts.length === 0 ? sql<SqlBool>`1 = 1` : sql<SqlBool>`(${sql.join(parts, sql` AND `)})`;
 }
 
-const toMemberRow = (
-  row: Parameters<typeof toEventRow>[0] & { user_id: string; membership: string },
-): MemberRow => ({ userId: row.user_id, membership: row.membership, event: toEventRow(row) });
+/**
+ * The event columns of a member row: the stored client JSON, and the PDU only where that is
+ * missing (so the common row never carries, nor parses, the PDU).
+ */
+const memberEventColumns = [
+  'events.event_id',
+  'events.room_id',
+  'events.stream_ordering',
+  'events.redacted_by',
+  'events.client_json',
+  sql<string | null>`CASE WHEN events.client_json IS NULL THEN events.pdu END`.as('pdu'),
+] as const;
+
+const toMemberRow = (row: {
+  user_id: string;
+  membership: string;
+  event_id: string;
+  room_id: string;
+  stream_ordering: number;
+  redacted_by: string | null;
+  client_json: string | null;
+  pdu: string | null;
+}): MemberRow => ({
+  userId: row.user_id,
+  membership: row.membership,
+  event:
+    row.client_json !== null
+      ? { clientJson: row.client_json }
+      : { clientJson: null, row: toEventRow({ ...row, pdu: row.pdu ?? '{}' }) },
+});
 
 export function memberListStore(db: Kysely<Database>): MemberListStore {
   return {
@@ -100,7 +131,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
       const rows = await db
         .selectFrom('room_memberships')
         .innerJoin('events', 'events.event_id', 'room_memberships.event_id')
-        .select(['room_memberships.user_id', 'room_memberships.membership', ...eventColumns])
+        .select(['room_memberships.user_id', 'room_memberships.membership', ...memberEventColumns])
         .where('room_memberships.room_id', '=', roomId)
         .where('room_memberships.user_id', '>', afterUserId)
         .where(membershipCondition('room_memberships.membership', selector))
@@ -115,7 +146,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
       const rows = await db
         .selectFrom('membership_history as mh')
         .innerJoin('events', 'events.event_id', 'mh.event_id')
-        .select(['mh.user_id', 'mh.membership', ...eventColumns])
+        .select(['mh.user_id', 'mh.membership', ...memberEventColumns])
         .where('mh.room_id', '=', roomId)
         .where('mh.user_id', '>', afterUserId)
         .where('mh.stream_ordering', '=', (eb) =>

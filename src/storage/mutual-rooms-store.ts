@@ -8,8 +8,10 @@
  * a build holds an exclusive advisory lock per user and a membership write a shared one, so
  * no change can fall between a build's snapshot and the pair becoming visible.
  */
+import { randomInt } from 'node:crypto';
 import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
 import type { DialectName } from './database.js';
+import { prepareQuery } from './prepared-query.js';
 import type { Database, MutualRoomEntriesTable } from './schema.js';
 
 /** Advisory-lock class for users (rooms use the single-key form, a separate key space). */
@@ -20,7 +22,12 @@ const IN_LIST_CHUNK = 500;
 export interface MutualRoomPair {
   roomCount: number;
   usedTs: number;
+  /** Changes whenever the pair's rooms do (random, so a rebuilt pair never repeats one). */
+  revision: number;
 }
+
+/** A new pair revision: 48 random bits, so two states of a pair never share one in practice. */
+const newRevision = () => randomInt(2 ** 48 - 1);
 
 export interface MutualRoomEntry {
   roomId: string;
@@ -31,8 +38,8 @@ export interface MutualRoomsStore {
   /** Holds both users' locks until the transaction ends (PostgreSQL; SQLite has one writer). */
   lockUsersForBuild(users: readonly string[]): Promise<void>;
   selectPair(low: string, high: string): Promise<MutualRoomPair | undefined>;
-  /** Indexes the pair from current memberships; returns its room count. */
-  insertPair(low: string, high: string, now: number): Promise<number>;
+  /** Indexes the pair from current memberships. */
+  insertPair(low: string, high: string, now: number): Promise<MutualRoomPair>;
   updatePairUsed(low: string, high: string, now: number): Promise<void>;
   /** Drops up to `limit` pairs unused since `before`, with their entries. */
   deleteIdlePairs(before: number, limit: number): Promise<number>;
@@ -74,6 +81,14 @@ function joinedByAll(users: readonly string[]) {
 }
 
 export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): MutualRoomsStore {
+  // Every mutual_rooms request reads its pair row.
+  const pairRow = prepareQuery(db, 2, (low: string, high: string) =>
+    db
+      .selectFrom('mutual_room_pairs')
+      .select(['room_count', 'used_ts', 'revision'])
+      .where('user_low', '=', low)
+      .where('user_high', '=', high),
+  );
   return {
     async lockUsersForBuild(users) {
       if (dialect !== 'postgres') return;
@@ -83,13 +98,14 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
     },
 
     async selectPair(low, high) {
-      const row = await db
-        .selectFrom('mutual_room_pairs')
-        .select(['room_count', 'used_ts'])
-        .where('user_low', '=', low)
-        .where('user_high', '=', high)
-        .executeTakeFirst();
-      return row ? { roomCount: Number(row.room_count), usedTs: Number(row.used_ts) } : undefined;
+      const [row] = await pairRow(low, high);
+      return row
+        ? {
+            roomCount: Number(row.room_count),
+            usedTs: Number(row.used_ts),
+            revision: Number(row.revision),
+          }
+        : undefined;
     },
 
     async insertPair(low, high, now) {
@@ -119,12 +135,18 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
         .where('user_low', '=', low)
         .where('user_high', '=', high)
         .executeTakeFirstOrThrow();
-      const roomCount = Number(counted.n);
+      const pair = { roomCount: Number(counted.n), usedTs: now, revision: newRevision() };
       await db
         .insertInto('mutual_room_pairs')
-        .values({ user_low: low, user_high: high, room_count: roomCount, used_ts: now })
+        .values({
+          user_low: low,
+          user_high: high,
+          room_count: pair.roomCount,
+          used_ts: now,
+          revision: pair.revision,
+        })
         .execute();
-      return roomCount;
+      return pair;
     },
 
     async updatePairUsed(low, high, now) {
@@ -277,7 +299,7 @@ async function adjustCount(
 ): Promise<void> {
   await db
     .updateTable('mutual_room_pairs')
-    .set((eb) => ({ room_count: eb('room_count', '+', delta) }))
+    .set((eb) => ({ room_count: eb('room_count', '+', delta), revision: newRevision() }))
     .where('user_low', '=', low)
     .where('user_high', '=', high)
     .execute();

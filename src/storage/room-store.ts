@@ -38,6 +38,8 @@ export interface EventToPersist {
   pdu: Pdu;
   /** The canonical JSON of the PDU, as stored. */
   json: string;
+  /** The event in the client format (ClientEvent), serialised. */
+  clientJson: string;
   membership?: MembershipChange;
 }
 
@@ -250,6 +252,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           depth: pdu.depth,
           pdu: event.json,
           redacted_by: null,
+          client_json: event.clientJson,
         })
         .execute();
       if (pdu.prev_events.length > 0) {
@@ -376,7 +379,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     async updateRedactedBy(roomId, eventId, redactionId) {
       await db
         .updateTable('events')
-        .set({ redacted_by: redactionId })
+        .set({ redacted_by: redactionId, client_json: null })
         .where('event_id', '=', eventId)
         .where('room_id', '=', roomId)
         .where('redacted_by', 'is', null)

@@ -74,6 +74,8 @@ export interface EventsTable {
   /** The PDU as canonical JSON. */
   pdu: string;
   redacted_by: string | null;
+  /** The client format (ClientEvent) as JSON; null when redacted (present the PDU instead). */
+  client_json: string | null;
 }
 
 export interface RoomExtremitiesTable {
@@ -137,6 +139,8 @@ export interface MutualRoomPairsTable {
   user_high: string;
   room_count: number;
   used_ts: number;
+  /** Random; replaced whenever the pair's rooms change, so cached pages can be checked. */
+  revision: number;
 }
 
 /** One room both users of an indexed pair have joined. */

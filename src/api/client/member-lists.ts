@@ -48,10 +48,8 @@ export const memberListRoutes: RoutePlugin = async (app, { services }) => {
           filter: parseRoomEventFilter(request.query.filter),
         },
       );
-      const serialised = (async function* () {
-        for await (const batch of batches) yield batch.map((event) => JSON.stringify(event));
-      })();
-      return sendJson(reply, jsonStream('{"chunk":[', serialised, ']}'));
+      // The service hands out the events already serialised.
+      return sendJson(reply, jsonStream('{"chunk":[', batches, ']}'));
     },
   );
 

@@ -8,17 +8,37 @@ import * as m0001 from './0001-accounts.js';
 import * as m0002 from './0002-rooms.js';
 import * as m0003 from './0003-membership-queries.js';
 import * as m0004 from './0004-sync.js';
+import * as m0005 from './0005-mutual-rooms-revision.js';
+import * as m0006 from './0006-event-client-json.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
   '0002-rooms': m0002,
   '0003-membership-queries': m0003,
   '0004-sync': m0004,
+  '0005-mutual-rooms-revision': m0005,
+  '0006-event-client-json': m0006,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
+  await migrate(db, (migrator) => migrator.migrateToLatest());
+}
+
+/**
+ * Brings the schema up or down to the named migration (for tests of a migration's data
+ * changes: down to the one before it, write old-form data, then up again).
+ */
+export async function migrateTo(db: Kysely<unknown>, name: string): Promise<void> {
+  if (!(name in migrations)) throw new Error(`no migration named ${name}`);
+  await migrate(db, (migrator) => migrator.migrateTo(name));
+}
+
+async function migrate(
+  db: Kysely<unknown>,
+  run: (migrator: Migrator) => ReturnType<Migrator['migrateToLatest']>,
+): Promise<void> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await run(migrator);
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     const reason = error instanceof Error ? error.message : String(error ?? 'unknown error');
