@@ -281,7 +281,7 @@ export function renderMarkdown(
     'npm run bench -- --cpu-prof        # also profile the server (bench/results/profiles/)',
     'npm run bench -- --build-only      # build the datasets into the cache and stop (the full ones take long)',
     '```',
-    'PostgreSQL is reached at `postgres://postgres@127.0.0.1:5432/postgres` unless `COMMONS_BENCH_POSTGRES_URL` says otherwise; when it is unreachable and `--db` is not `postgres`, the run says so and goes on with SQLite. Built datasets are cached by profile, seed, sizes and a hash of the generator (Commons applies its newer migrations to the copy of a cached dataset when it opens it, as on an upgrade): SQLite files under `bench/.cache/`, PostgreSQL template databases named `commons_bench_<key>` (each run works on a copy, since the write scenario changes it). `--no-cache` builds afresh.',
+    'PostgreSQL is reached at `postgres://postgres@127.0.0.1:5432/postgres` unless `COMMONS_BENCH_POSTGRES_URL` says otherwise; when it is unreachable and `--db` is not `postgres`, the run says so and goes on with SQLite. Built datasets are cached by profile, seed, sizes and a hash of the generator (a cached dataset is brought up to date by Commons own migrations when a run finds it, as on an upgrade): SQLite files under `bench/.cache/`, PostgreSQL template databases named `commons_bench_<key>` (each run works on a copy, since the write scenario changes it). `--no-cache` builds afresh.',
   );
   push(
     '## The dataset',
