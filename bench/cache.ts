@@ -22,6 +22,7 @@ import {
 import path from 'node:path';
 import pg from 'pg';
 import { openDatabase } from '../src/storage/database.js';
+import { copySqliteToPostgres } from './copy-dataset.js';
 import { generateDataset, type Manifest, type Progress } from './generate.js';
 import type { DatasetProfile } from './profiles.js';
 
@@ -53,6 +54,11 @@ export interface PrepareOptions {
   postgresUrl: string;
   root: string;
   progress: Progress;
+  /**
+   * PostgreSQL only: when the dataset must be built, load it from this prepared SQLite copy
+   * of the same dataset (see copy-dataset.ts) instead of generating it.
+   */
+  loadFrom?: PreparedDatabase;
 }
 
 const SECRET_FILES = ['signing.key', 'token.key'];
@@ -271,7 +277,19 @@ async function preparePostgres(options: PrepareOptions): Promise<PreparedDatabas
     await withAdmin(admin, (c) => c.query(`CREATE DATABASE ${quoteIdent(building)}`));
     rmSync(entry, { recursive: true, force: true });
     mkdirSync(entry, { recursive: true });
-    manifest = await generate(databaseUrl(admin, building), entry);
+    const source = options.loadFrom;
+    if (source?.dialect === 'sqlite') {
+      options.progress(`  loading it from the SQLite dataset`);
+      await copySqliteToPostgres(
+        source.url.slice('sqlite:'.length),
+        databaseUrl(admin, building),
+        options.progress,
+      );
+      copySecrets(source.dataDir, entry);
+      manifest = source.manifest;
+    } else {
+      manifest = await generate(databaseUrl(admin, building), entry);
+    }
     // Planner statistics for the bulk-loaded tables (a template's copies inherit them);
     // without them PostgreSQL guesses, and sorted a whole room's members per page.
     await withAdmin(databaseUrl(admin, building), (c) => c.query('ANALYZE'));

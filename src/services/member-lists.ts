@@ -124,6 +124,13 @@ export function createMemberListService(
     return leaving.streamOrdering;
   }
 
+  /** A (redacted) event presented from its PDU, serialised. */
+  async function presentStored(eventId: string, version: RoomVersionId): Promise<string> {
+    const row = await stores().rooms.selectEvent(eventId);
+    if (!row) throw new Error(`member event ${eventId} is missing`);
+    return JSON.stringify(await present(row, version));
+  }
+
   return {
     /**
      * The room's member events, serialised in the client format, in batches. Access,
@@ -140,14 +147,15 @@ export function createMemberListService(
         at = parseStreamToken(query.at);
         if (at === null) throw invalidParam('Invalid at token');
       }
+      const current = await stores().rooms.selectCurrentStreamPosition();
+      // Every token handed out is at or before the committed position: a later one was
+      // never issued, and answering it with the present would hide the mistake. (Checked
+      // first: a malformed request is 400 whoever sends it.)
+      if (at !== null && at > current) throw invalidParam('Unknown at token');
       const room = await stores().rooms.selectRoom(roomId);
       if (!room) throw forbidden('You are not a member of this room');
       const version = room.roomVersion as RoomVersionId;
       const until = await visibleUntil(roomId, requester.userId);
-      const current = await stores().rooms.selectCurrentStreamPosition();
-      // Every token handed out is at or before the committed position: a later one was
-      // never issued, and answering it with the present would hide the mistake.
-      if (at !== null && at > current) throw invalidParam('Unknown at token');
       let position = Math.min(at ?? current, until ?? current);
       const asOfNow = position >= current;
       if (asOfNow) position = current;
@@ -178,9 +186,7 @@ export function createMemberListService(
       return mapPages(pages, (rows) =>
         Promise.all(
           rows.map(({ event }) =>
-            event.clientJson !== null
-              ? event.clientJson
-              : present(event.row, version).then((e) => JSON.stringify(e)),
+            event.clientJson !== null ? event.clientJson : presentStored(event.eventId, version),
           ),
         ),
       );

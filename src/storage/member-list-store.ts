@@ -5,7 +5,6 @@
  */
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import type { Database } from './schema.js';
-import { toEventRow, type EventRow } from './room-store.js';
 
 /**
  * Which memberships to list: those in `memberships`, every one when it is absent. (The
@@ -25,10 +24,10 @@ export interface MemberRow {
   userId: string;
   membership: string;
   /**
-   * The member event in the client format, as stored at write time: a string for every event
-   * but redacted ones, which come as `event` to be presented.
+   * The member event in the client format as stored at write time; for a redacted event,
+   * its ID, to be presented from the PDU.
    */
-  event: { clientJson: string } | { clientJson: null; row: EventRow };
+  event: { clientJson: string } | { clientJson: null; eventId: string };
 }
 
 export interface JoinedProfileRow {
@@ -85,8 +84,8 @@ function membershipCondition(column: string, selector: MembershipSelector): RawB
 }
 
 /** `senders` (none listed: nobody; '' pads the empty IN list) and `not_senders`. */
-function senderCondition(selector: SenderSelector): RawBuilder<SqlBool> {
-  const ref = sql.ref('events.sender');
+function senderCondition(column: string, selector: SenderSelector): RawBuilder<SqlBool> {
+  const ref = sql.ref(column);
   const parts: RawBuilder<unknown>[] = [];
   if (selector.senders) parts.push(sql`${ref} IN (${sql.join([...selector.senders, ''])})`);
   if (selector.notSenders && selector.notSenders.length > 0)
@@ -94,49 +93,32 @@ function senderCondition(selector: SenderSelector): RawBuilder<SqlBool> {
   return parts.length === 0 ? sql<SqlBool>`1 = 1` : sql<SqlBool>`(${sql.join(parts, sql` AND `)})`;
 }
 
-/**
- * The event columns of a member row: the stored client JSON, and the PDU only where that is
- * missing (so the common row never carries, nor parses, the PDU).
- */
-const memberEventColumns = [
-  'events.event_id',
-  'events.room_id',
-  'events.stream_ordering',
-  'events.redacted_by',
-  'events.client_json',
-  sql<string | null>`CASE WHEN events.client_json IS NULL THEN events.pdu END`.as('pdu'),
-] as const;
-
 const toMemberRow = (row: {
   user_id: string;
   membership: string;
   event_id: string;
-  room_id: string;
-  stream_ordering: number;
-  redacted_by: string | null;
   client_json: string | null;
-  pdu: string | null;
 }): MemberRow => ({
   userId: row.user_id,
   membership: row.membership,
   event:
     row.client_json !== null
       ? { clientJson: row.client_json }
-      : { clientJson: null, row: toEventRow({ ...row, pdu: row.pdu ?? '{}' }) },
+      : { clientJson: null, eventId: row.event_id },
 });
 
 export function memberListStore(db: Kysely<Database>): MemberListStore {
   return {
     async selectCurrentMembers(roomId, selector, afterUserId, limit) {
+      // One range scan: the row carries the event's client form and sender.
       const rows = await db
         .selectFrom('room_memberships')
-        .innerJoin('events', 'events.event_id', 'room_memberships.event_id')
-        .select(['room_memberships.user_id', 'room_memberships.membership', ...memberEventColumns])
-        .where('room_memberships.room_id', '=', roomId)
-        .where('room_memberships.user_id', '>', afterUserId)
-        .where(membershipCondition('room_memberships.membership', selector))
-        .where(senderCondition(selector))
-        .orderBy('room_memberships.user_id')
+        .select(['user_id', 'membership', 'event_id', 'client_json'])
+        .where('room_id', '=', roomId)
+        .where('user_id', '>', afterUserId)
+        .where(membershipCondition('membership', selector))
+        .where(senderCondition('sender', selector))
+        .orderBy('user_id')
         .limit(limit)
         .execute();
       return rows.map(toMemberRow);
@@ -146,7 +128,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
       const rows = await db
         .selectFrom('membership_history as mh')
         .innerJoin('events', 'events.event_id', 'mh.event_id')
-        .select(['mh.user_id', 'mh.membership', ...memberEventColumns])
+        .select(['mh.user_id', 'mh.membership', 'mh.event_id', 'events.client_json'])
         .where('mh.room_id', '=', roomId)
         .where('mh.user_id', '>', afterUserId)
         .where('mh.stream_ordering', '=', (eb) =>
@@ -158,7 +140,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
             .where('later.stream_ordering', '<=', position),
         )
         .where(membershipCondition('mh.membership', selector))
-        .where(senderCondition(selector))
+        .where(senderCondition('events.sender', selector))
         .orderBy('mh.user_id')
         .limit(limit)
         .execute();

@@ -308,6 +308,8 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           displayname: change.displayname,
           avatar_url: change.avatarUrl,
           forgotten: 0,
+          client_json: event.clientJson,
+          sender: pdu.sender,
         };
         await db
           .insertInto('room_memberships')
@@ -320,6 +322,8 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
               displayname: row.displayname,
               avatar_url: row.avatar_url,
               forgotten: 0,
+              client_json: row.client_json,
+              sender: row.sender,
             }),
           )
           .execute();
@@ -383,6 +387,13 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
         .where('event_id', '=', eventId)
         .where('room_id', '=', roomId)
         .where('redacted_by', 'is', null)
+        .execute();
+      // A current member event's copy of its client form goes too.
+      await db
+        .updateTable('room_memberships')
+        .set({ client_json: null })
+        .where('room_id', '=', roomId)
+        .where('event_id', '=', eventId)
         .execute();
     },
 

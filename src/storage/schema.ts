@@ -108,6 +108,10 @@ export interface RoomMembershipsTable {
   displayname: string | null;
   avatar_url: string | null;
   forgotten: number;
+  /** The member event's client form (events.client_json), null when redacted. */
+  client_json: string | null;
+  /** The member event's sender. */
+  sender: string | null;
 }
 
 export interface MembershipHistoryTable {

@@ -27,14 +27,28 @@ interface StoredRow {
   client_json: string | null;
 }
 
-async function storedEvents(url: string): Promise<StoredRow[]> {
+interface MembershipRow {
+  user_id: string;
+  event_id: string;
+  client_json: string | null;
+  sender: string | null;
+}
+
+async function stored(url: string): Promise<{ events: StoredRow[]; memberships: MembershipRow[] }> {
   const handle = await openDatabase(url);
   try {
-    return await handle.db
+    const events = await handle.db
       .selectFrom('events')
       .select(['event_id', 'room_id', 'pdu', 'redacted_by', 'client_json'])
       .orderBy('stream_ordering')
       .execute();
+    const memberships = await handle.db
+      .selectFrom('room_memberships')
+      .select(['user_id', 'event_id', 'client_json', 'sender'])
+      .orderBy('room_id')
+      .orderBy('user_id')
+      .execute();
+    return { events, memberships };
   } finally {
     await handle.close();
   }
@@ -106,7 +120,8 @@ forEachDatabase('stored client JSON of events', (dialect) => {
       await server.close();
 
       // As written: the client form of every unredacted event; NULL for the redacted two.
-      const written = await storedEvents(database.url);
+      const before = await stored(database.url);
+      const written = before.events;
       assert.ok(written.length > 8, `${written.length} events`);
       for (const row of written) {
         if (row.redacted_by !== null) {
@@ -128,6 +143,17 @@ forEachDatabase('stored client JSON of events', (dialect) => {
         [message.event_id, renamed.event_id].sort(),
       );
 
+      // Current memberships carry their event's client form (none for Bob's redacted one)
+      // and its sender.
+      assert.equal(before.memberships.length, 2);
+      for (const membership of before.memberships) {
+        const event = written.find((e) => e.event_id === membership.event_id);
+        assert.ok(event, membership.event_id);
+        assert.equal(membership.client_json, event.client_json);
+        assert.equal(membership.sender, (JSON.parse(event.pdu) as Pdu).sender);
+      }
+      assert.equal(before.memberships.find((m) => m.user_id === bob.userId)?.client_json, null);
+
       // Down to the migration before (the column goes), then up: the backfill writes the same.
       const handle = await openDatabase(database.url);
       try {
@@ -137,7 +163,7 @@ forEachDatabase('stored client JSON of events', (dialect) => {
       } finally {
         await handle.close();
       }
-      assert.deepEqual(await storedEvents(database.url), written);
+      assert.deepEqual(await stored(database.url), before);
 
       // /members after the upgrade answers as before: Bob's redacted member event is
       // presented redacted (no display name), with the redaction in unsigned.

@@ -10,6 +10,7 @@ import * as m0003 from './0003-membership-queries.js';
 import * as m0004 from './0004-sync.js';
 import * as m0005 from './0005-mutual-rooms-revision.js';
 import * as m0006 from './0006-event-client-json.js';
+import * as m0007 from './0007-membership-client-json.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0004-sync': m0004,
   '0005-mutual-rooms-revision': m0005,
   '0006-event-client-json': m0006,
+  '0007-membership-client-json': m0007,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
