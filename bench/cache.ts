@@ -286,7 +286,7 @@ async function preparePostgres(options: PrepareOptions): Promise<PreparedDatabas
         options.progress,
       );
       copySecrets(source.dataDir, entry);
-      manifest = source.manifest;
+      manifest = { ...source.manifest, loadedFrom: 'sqlite' };
     } else {
       manifest = await generate(databaseUrl(admin, building), entry);
     }

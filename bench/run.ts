@@ -5,7 +5,7 @@
  * --docs) docs/benchmarks.md with its SVG charts. See docs/benchmarks.md for the options.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -53,6 +53,8 @@ export interface BenchOptions {
   cpuProfile: boolean;
   /** Only build (or find) the datasets in the cache, measuring nothing. */
   buildOnly: boolean;
+  /** Only write the docs again from this raw results file. */
+  render?: string;
   log: (message: string) => void;
   /** Overrides of the profile's load settings (the smoke test shortens them). */
   load?: Partial<Profile['load']>;
@@ -75,6 +77,8 @@ export interface DatabaseReport {
   dataset?: {
     fromCache: boolean;
     buildSeconds: number;
+    /** Loaded from the SQLite build's rows rather than built on this database. */
+    loadedFrom?: 'sqlite';
     events: number;
     users: number;
     rooms: number;
@@ -153,6 +157,7 @@ function summariseManifest(
   return {
     fromCache,
     buildSeconds: manifest.buildSeconds,
+    ...(manifest.loadedFrom ? { loadedFrom: manifest.loadedFrom } : {}),
     events: manifest.events,
     users: manifest.users,
     rooms: manifest.rooms,
@@ -384,7 +389,7 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
 
 const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--seed N] [--scenario LIST]
                         [--scale X] [--no-cache] [--docs|--no-docs] [--cpu-prof] [--server tsx|dist]
-                        [--build-only]
+                        [--build-only] [--render results.json] [--runs N] [--duration S]
   --quick          a small dataset and short runs (under three minutes); default is the full profile
   --db             which databases (default both; PostgreSQL is skipped with a notice when unreachable)
   --seed           dataset seed (default 1)
@@ -395,7 +400,20 @@ const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--
   --cpu-prof       profile the server (node --cpu-prof) into bench/results/profiles/
   --server         run the server from src through tsx (default) or from the build in dist/
   --build-only     build (or find) the cached datasets and stop, measuring nothing
+  --render FILE    write docs/benchmarks.md again from a raw results file, measuring nothing
+  --runs N         measured runs per load case (default: the profile's; the median is reported)
+  --duration S     seconds per run (default: the profile's)
   COMMONS_BENCH_POSTGRES_URL names the PostgreSQL server (default ${DEFAULT_POSTGRES_URL})`;
+
+/** `--render`: the page (and charts) again from raw results, e.g. after changing report.ts. */
+async function renderOnly(file: string): Promise<void> {
+  const report = JSON.parse(readFileSync(path.resolve(file), 'utf8')) as BenchReport;
+  report.targets = evaluateTargets(report);
+  const written = await writeDocs(report, path.join(ROOT, 'docs', 'benchmarks.md'));
+  process.stdout.write(
+    `report: ${written.map((f) => path.relative(process.cwd(), f)).join(', ')}\n`,
+  );
+}
 
 export function parseOptions(argv: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -413,6 +431,9 @@ export function parseOptions(argv: string[]): BenchOptions {
       'cpu-prof': { type: 'boolean', default: false },
       server: { type: 'string', default: 'tsx' },
       'build-only': { type: 'boolean', default: false },
+      render: { type: 'string' },
+      runs: { type: 'string' },
+      duration: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -438,6 +459,18 @@ export function parseOptions(argv: string[]): BenchOptions {
   if (values.server !== 'tsx' && values.server !== 'dist')
     throw new Error('--server must be tsx or dist');
   const docs = values['no-docs'] ? false : (values.docs ?? profile === 'full');
+  const load: Partial<Profile['load']> = {};
+  if (values.runs !== undefined) {
+    const runs = Number(values.runs);
+    if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
+    load.runs = runs;
+    load.repeats = runs;
+  }
+  if (values.duration !== undefined) {
+    const seconds = Number(values.duration);
+    if (!(seconds > 0)) throw new Error('--duration must be a positive number of seconds');
+    load.durationSeconds = seconds;
+  }
   return {
     profile,
     dialects: db === 'both' ? 'both' : [db],
@@ -452,6 +485,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     serverEntry: values.server,
     cpuProfile: values['cpu-prof'],
     buildOnly: values['build-only'],
+    ...(values.render !== undefined ? { render: values.render } : {}),
+    ...(Object.keys(load).length > 0 ? { load } : {}),
     log: (message) => process.stdout.write(`${message}\n`),
   };
 }
@@ -464,16 +499,26 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.stderr.write(`${(err as Error).message}\n`);
     process.exit(2);
   }
-  runBenchmarks(options).then(
-    (report) => {
-      const failed = report.databases.some(
-        (d) => d.error || (d.sampleCheck && !d.sampleCheck.passed),
-      );
-      process.exit(failed ? 1 : 0);
-    },
-    (err: unknown) => {
-      process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    },
-  );
+  if (options.render !== undefined) {
+    renderOnly(options.render).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`bench: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  } else {
+    runBenchmarks(options).then(
+      (report) => {
+        const failed = report.databases.some(
+          (d) => d.error || (d.sampleCheck && !d.sampleCheck.passed),
+        );
+        process.exit(failed ? 1 : 0);
+      },
+      (err: unknown) => {
+        process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  }
 }
