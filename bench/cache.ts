@@ -28,13 +28,19 @@ import type { DatasetProfile } from './profiles.js';
 
 export type BenchDialect = 'sqlite' | 'postgres';
 
+/** A dataset's manifest, and whether it was loaded from another database's build. */
+export type CachedManifest = Manifest & {
+  /** Set when this database was loaded from the SQLite build (copy-dataset.ts), not built. */
+  loadedFrom?: 'sqlite';
+};
+
 export interface PreparedDatabase {
   dialect: BenchDialect;
   /** The database URL the server runs on (a copy of the cached dataset). */
   url: string;
   /** The server's data_dir: the signing and token keys the dataset was built with. */
   dataDir: string;
-  manifest: Manifest;
+  manifest: CachedManifest;
   /** True when the dataset came from the cache rather than being built now. */
   fromCache: boolean;
   /** Removes the run's copy (the cache entry stays). */
@@ -112,10 +118,10 @@ function copySecrets(from: string, to: string): void {
   }
 }
 
-function readManifest(dir: string): Manifest | undefined {
+function readManifest(dir: string): CachedManifest | undefined {
   const file = path.join(dir, 'manifest.json');
   if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+  return JSON.parse(readFileSync(file, 'utf8')) as CachedManifest;
 }
 
 function writeManifest(dir: string, manifest: Manifest): void {

@@ -41,8 +41,6 @@ export interface Manifest {
   serverName: string;
   builtAt: string;
   buildSeconds: number;
-  /** Set when this database was loaded from another's build (copy-dataset.ts), not built. */
-  loadedFrom?: 'sqlite';
   /** Events written (the stream position at the end of the build). */
   events: number;
   users: number;

@@ -13,12 +13,12 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import SqliteDatabase from 'better-sqlite3';
 import {
+  type CachedManifest,
   postgresProblem,
   prepareDatabase,
   type BenchDialect,
   type PreparedDatabase,
 } from './cache.js';
-import type { Manifest } from './generate.js';
 import { startCommons } from './processes.js';
 import { PROFILES, scaleDataset, type DatasetProfile, type Profile } from './profiles.js';
 import { writeDocs, evaluateTargets, type Target } from './report.js';
@@ -151,7 +151,7 @@ async function machine(postgresUrl: string | null): Promise<Machine> {
 }
 
 function summariseManifest(
-  manifest: Manifest,
+  manifest: CachedManifest,
   fromCache: boolean,
 ): NonNullable<DatabaseReport['dataset']> {
   return {
