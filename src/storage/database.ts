@@ -80,6 +80,9 @@ function openPostgres(url: string, poolSize: number, logger: StorageLogger | und
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
+    // No JIT compilation: it pays off for long analytic queries, not for these short ones, and
+    // PostgreSQL's cost estimate can switch it on for a page read (150 ms of compiling).
+    options: '-c jit=off',
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID
