@@ -324,7 +324,7 @@ export function renderMarkdown(
   );
   push(
     '## Targets',
-    'From the issue; SQLite unless the target names PostgreSQL.',
+    'From the issue; SQLite unless the target names PostgreSQL. What limits each missed target, from profiles, and what was changed to meet the others: [performance.md](performance.md).',
     table(
       ['target', 'goal', 'figure', ''],
       report.targets.map((t) => [
