@@ -61,10 +61,11 @@ export interface PrepareOptions {
   root: string;
   progress: Progress;
   /**
-   * PostgreSQL only: when the dataset must be built, load it from this prepared SQLite copy
-   * of the same dataset (see copy-dataset.ts) instead of generating it.
+   * PostgreSQL only: when the dataset must be built, load it from the prepared SQLite copy of
+   * the same dataset this yields (see copy-dataset.ts) instead of generating it. Called only
+   * when there is no cached template.
    */
-  loadFrom?: PreparedDatabase;
+  loadFrom?: () => Promise<PreparedDatabase>;
 }
 
 const SECRET_FILES = ['signing.key', 'token.key'];
@@ -283,7 +284,7 @@ async function preparePostgres(options: PrepareOptions): Promise<PreparedDatabas
     await withAdmin(admin, (c) => c.query(`CREATE DATABASE ${quoteIdent(building)}`));
     rmSync(entry, { recursive: true, force: true });
     mkdirSync(entry, { recursive: true });
-    const source = options.loadFrom;
+    const source = await options.loadFrom?.();
     if (source?.dialect === 'sqlite') {
       options.progress(`  loading it from the SQLite dataset`);
       await copySqliteToPostgres(

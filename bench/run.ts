@@ -169,7 +169,7 @@ function prepare(
   options: BenchOptions,
   profile: Profile,
   dialect: BenchDialect,
-  loadFrom?: PreparedDatabase,
+  loadFrom?: () => Promise<PreparedDatabase>,
 ) {
   const tag = dialect === 'sqlite' ? '[sqlite]  ' : '[postgres]';
   return prepareDatabase({
@@ -262,43 +262,21 @@ async function prepareAll(
 ): Promise<PromiseSettledResult<PreparedDatabase>[]> {
   if (profile.name !== 'full' || !dialects.includes('postgres'))
     return Promise.allSettled(dialects.map((d) => prepare(options, profile, d)));
-  const [sqlite] = await Promise.allSettled([prepare(options, profile, 'sqlite')]);
-  const source = sqlite?.status === 'fulfilled' ? sqlite.value : undefined;
-  const [postgres] = await Promise.allSettled([prepare(options, profile, 'postgres', source)]);
-  const byDialect = { sqlite, postgres };
-  if (!dialects.includes('sqlite')) await source?.cleanup();
-  return dialects.map(
-    (d) => byDialect[d] ?? { status: 'rejected', reason: new Error('not prepared') },
-  );
-}
-
-/** What a --build-only run answers: the datasets, nothing measured, no files written. */
-function buildOnlyReport(
-  options: BenchOptions,
-  profile: Profile,
-  databases: DatabaseReport[],
-  startedAt: Date,
-  started: number,
-): BenchReport {
-  const seconds = +((performance.now() - started) / 1000).toFixed(1);
-  options.log(`\ndatasets ready in ${seconds} s; nothing measured (--build-only)`);
-  return {
-    format: 1,
-    profile: profile.name,
-    seed: options.seed,
-    scale: options.scale,
-    dataset: profile.dataset,
-    load: profile.load,
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    seconds,
-    command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
-    git: git(),
-    machine: { cpu: '', cores: 0, memoryGiB: 0, node: process.version, os: '', sqlite: '' },
-    databases,
-    targets: [],
-    resultsFile: '',
+  const settle = async (p: Promise<PreparedDatabase>) => (await Promise.allSettled([p]))[0];
+  const sqlite = dialects.includes('sqlite')
+    ? await settle(prepare(options, profile, 'sqlite'))
+    : undefined;
+  // Without SQLite in the run, its dataset is prepared only if PostgreSQL's must be built.
+  let preparedForLoading: PreparedDatabase | undefined;
+  const loadFrom = async (): Promise<PreparedDatabase> => {
+    if (sqlite?.status === 'rejected') throw sqlite.reason;
+    if (sqlite) return sqlite.value;
+    preparedForLoading = await prepare(options, profile, 'sqlite');
+    return preparedForLoading;
   };
+  const postgres = await settle(prepare(options, profile, 'postgres', loadFrom));
+  await preparedForLoading?.cleanup();
+  return dialects.map((d) => (d === 'sqlite' && sqlite ? sqlite : postgres));
 }
 
 export async function runBenchmarks(options: BenchOptions): Promise<BenchReport> {
@@ -354,7 +332,7 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
     }
   }
   databases.push(...skipped);
-  if (options.buildOnly) return buildOnlyReport(options, profile, databases, startedAt, started);
+  const seconds = +((performance.now() - started) / 1000).toFixed(1);
   const resultsFile = path.join(options.resultsDir, `${stamp}-${profile.name}.json`);
   const report: BenchReport = {
     format: 1,
@@ -365,14 +343,19 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
     load: profile.load,
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    seconds: +((performance.now() - started) / 1000).toFixed(1),
+    seconds,
     command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
     git: git(),
     machine: await machine(dialects.includes('postgres') ? options.postgresUrl : null),
     databases,
     targets: [],
-    resultsFile: path.relative(ROOT, resultsFile),
+    // A --build-only run measures nothing and writes no results.
+    resultsFile: options.buildOnly ? '' : path.relative(ROOT, resultsFile),
   };
+  if (options.buildOnly) {
+    options.log(`\ndatasets ready in ${seconds} s; nothing measured (--build-only)`);
+    return report;
+  }
   report.targets = evaluateTargets(report);
   writeFileSync(resultsFile, `${JSON.stringify(report, null, 2)}\n`);
   options.log(`\nraw results: ${path.relative(process.cwd(), resultsFile)}`);

@@ -105,6 +105,23 @@ export function createMutualRoomsService(ctx: ServiceContext) {
     return { low, high, roomCount: built.roomCount, revision: built.revision, empty: false };
   }
 
+  /** The position a `from` token points at (the start without one); 400 when it is not valid. */
+  async function readFrom(
+    binding: readonly string[],
+    from: string | undefined,
+    now: number,
+  ): Promise<{ cursor: number; expiresAt: number }> {
+    if (from === undefined) return { cursor: 0, expiresAt: Number.POSITIVE_INFINITY };
+    const check = readPagingToken(await tokenKey(), binding, from, now);
+    if (!check.ok)
+      throw invalidParam(
+        check.reason === 'expired'
+          ? 'The from token has expired'
+          : 'The from token is not valid for this request',
+      );
+    return { cursor: check.cursor, expiresAt: check.expiresAt };
+  }
+
   /** One page: rooms after `cursor` (a room number), at most `limit`, and the total count. */
   async function readPage(
     pairs: readonly PairState[],
@@ -146,11 +163,14 @@ export function createMutualRoomsService(ctx: ServiceContext) {
       from: string | undefined,
     ): Promise<MutualRoomsPage> {
       const binding = [requester.userId, ...[...userIds].sort()];
-      const pairs = await Promise.all(userIds.map((u) => pairState(requester.userId, u)));
       const now = ctx.now();
       const cacheKey = `${binding.join('\n')}\n${from ?? ''}`;
-      const revisions = pairs.map((p) => p.revision ?? 'none').join(',');
       const cached = pages.get(cacheKey);
+      // A cached page's token was checked when the page was read; any other token is
+      // checked first, before a pair's index is looked up (or built).
+      const position = cached ? null : await readFrom(binding, from, now);
+      const pairs = await Promise.all(userIds.map((u) => pairState(requester.userId, u)));
+      const revisions = pairs.map((p) => p.revision ?? 'none').join(',');
       if (
         cached &&
         cached.revisions === revisions &&
@@ -160,19 +180,7 @@ export function createMutualRoomsService(ctx: ServiceContext) {
         return cached.page;
 
       const tokens = await tokenKey();
-      let cursor = 0;
-      let fromExpiresAt = Number.POSITIVE_INFINITY;
-      if (from !== undefined) {
-        const check = readPagingToken(tokens, binding, from, now);
-        if (!check.ok)
-          throw invalidParam(
-            check.reason === 'expired'
-              ? 'The from token has expired'
-              : 'The from token is not valid for this request',
-          );
-        cursor = check.cursor;
-        fromExpiresAt = check.expiresAt;
-      }
+      const { cursor, expiresAt: fromExpiresAt } = position ?? (await readFrom(binding, from, now));
       const page = await readPage(pairs, userIds, cursor, settings.batchSize);
       const result: MutualRoomsPage = {
         joined: page.rooms.map((r) => r.roomId),
