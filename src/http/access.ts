@@ -73,9 +73,12 @@ export function registerInputChecks(app: FastifyInstance): void {
   });
 }
 
-/** One structured log line per request, without tokens. */
+const LEVELS_LOGGING_REQUESTS = new Set(['trace', 'debug', 'info']);
+
+/** One structured log line per request (at `info`), without tokens. */
 export function registerRequestLog(app: FastifyInstance): void {
   app.addHook('onResponse', async (request, reply) => {
+    if (!LEVELS_LOGGING_REQUESTS.has(request.log.level)) return;
     request.log.info(
       {
         method: request.method,

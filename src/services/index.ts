@@ -69,3 +69,4 @@ export function createServices(ctx: ServiceContext) {
 
 export type Services = ReturnType<typeof createServices>;
 export type { Requester, ServiceContext, ServiceSettings } from './context.js';
+export type { MutualRoomsPage } from './mutual-rooms.js';

@@ -9,6 +9,7 @@ import { LRUCache } from 'lru-cache';
 import { invalidParam } from '../core/errors.js';
 import { issuePagingToken, readPagingToken, type PagingTokenKey } from '../core/paging-token.js';
 import type { Requester, ServiceContext } from './context.js';
+import { createUserCache } from './user-cache.js';
 
 export interface MutualRoomsPage {
   joined: string[];
@@ -24,6 +25,13 @@ interface PairState {
   revision: number | null;
   /** The other user has no membership anywhere: nothing is shared, and nothing is indexed. */
   empty: boolean;
+}
+
+/** A pair row as read from the index. */
+interface CachedPair {
+  roomCount: number;
+  revision: number;
+  usedTs: number;
 }
 
 /** A page answered before, kept while the pairs it was read from keep their revisions. */
@@ -43,6 +51,8 @@ const IDLE_PAIRS_PER_BUILD = 16;
 const FULL_LIST_BATCH = 1000;
 /** Pages kept per process (a page of 100 room IDs is about 5 KiB). */
 const PAGE_CACHE_ENTRIES = 4096;
+/** Pair rows kept per process (a few hundred bytes each). */
+const PAIR_CACHE_ENTRIES = 16_384;
 /**
  * A cached page's next_batch token is handed out again for at most a minute (and a tenth of
  * its lifetime), then the page is read and the token issued afresh.
@@ -54,11 +64,25 @@ export function createMutualRoomsService(ctx: ServiceContext) {
   const store = () => ctx.storage.stores.mutualRooms;
   let key: Promise<PagingTokenKey> | null = null;
   /**
-   * Pages by request (requester, users, `from` token as given). A hit still reads the pair
-   * rows, as every request does, and is served only if their revisions are unchanged: any
-   * membership change that alters a pair's rooms, in any process, gives it a new revision.
+   * Pages by request (requester, users, `from` token as given). A hit is served only if the
+   * pairs' revisions are unchanged: any membership change that alters a pair's rooms, in any
+   * process, gives it a new revision.
    */
   const pages = new LRUCache<string, CachedPage>({ max: PAGE_CACHE_ENTRIES });
+  /**
+   * Pair rows, dropped in every process by any committed change naming either user (each
+   * membership event names its user), so their revisions can be trusted without a read.
+   */
+  const pairRows = createUserCache<CachedPair>(ctx.storage.changes, {
+    max: PAIR_CACHE_ENTRIES,
+    usersNamedBy: (change) => change.users,
+  });
+  /**
+   * A pair's last-use time is written at most this often. A cached row is read again once
+   * it is this old, so no process can drop it as idle (after `cacheIdleSeconds`) while it is
+   * cached here.
+   */
+  const usedRefreshMs = (settings.cacheIdleSeconds * 1000) / 8;
   const reuseMs = Math.min(TOKEN_REUSE_MS, (settings.tokenTtlSeconds * 1000) / 10);
 
   /** The key shared by every process on this database, created by the first to ask. */
@@ -76,18 +100,22 @@ export function createMutualRoomsService(ctx: ServiceContext) {
   async function pairState(requester: string, other: string): Promise<PairState> {
     const [low, high] = requester < other ? [requester, other] : [other, requester];
     const now = ctx.now();
+    const pairKey = `${low}\n${high}`;
+    const cached = pairRows.get(pairKey);
+    if (cached && now - cached.usedTs <= usedRefreshMs)
+      return { low, high, roomCount: cached.roomCount, revision: cached.revision, empty: false };
+    const ticket = pairRows.ticket();
     const existing = await store().selectPair(low, high);
     if (existing) {
       // Refresh the last-use time now and then, not on every page (it is a write).
-      if (now - existing.usedTs > (settings.cacheIdleSeconds * 1000) / 8)
+      let usedTs = existing.usedTs;
+      if (now - usedTs > usedRefreshMs) {
         await store().updatePairUsed(low, high, now);
-      return {
-        low,
-        high,
-        roomCount: existing.roomCount,
-        revision: existing.revision,
-        empty: false,
-      };
+        usedTs = now;
+      }
+      const { roomCount, revision } = existing;
+      pairRows.set(pairKey, { roomCount, revision, usedTs }, [low, high], ticket);
+      return { low, high, roomCount, revision, empty: false };
     }
     if (!(await store().selectUserHasMemberships(other)))
       return { low, high, roomCount: 0, revision: null, empty: true };
@@ -102,6 +130,7 @@ export function createMutualRoomsService(ctx: ServiceContext) {
         IDLE_PAIRS_PER_BUILD,
       ),
     );
+    pairRows.set(pairKey, built, [low, high], ticket);
     return { low, high, roomCount: built.roomCount, revision: built.revision, empty: false };
   }
 

@@ -5,6 +5,7 @@ import type { AccountService, LoginResult } from './accounts.js';
 import type { Requester, ServiceContext } from './context.js';
 import { forgetDevices } from './device-keys.js';
 import { checkPassword, userIdFromLogin } from './credentials.js';
+import { createUserCache } from './user-cache.js';
 
 export interface LoginRequest {
   type: string;
@@ -18,8 +19,18 @@ export interface LoginRequest {
 
 export const LOGIN_FLOWS = [{ type: 'm.login.password' }] as const;
 
+/** Access tokens whose requester is kept in memory (by the token's hash). */
+const SESSION_CACHE_ENTRIES = 16_384;
+
 export function createSessionService(ctx: ServiceContext, accounts: AccountService) {
   const devices = ctx.storage.stores.devices;
+  // Dropped in every process when the user's tokens are deleted (the device store announces
+  // it). Anything else that changes what a Requester holds (an admin flag, deactivation: no
+  // route changes them yet) must announce `sessions` for the user as well.
+  const sessions = createUserCache<Requester>(ctx.storage.changes, {
+    max: SESSION_CACHE_ENTRIES,
+    usersNamedBy: (change) => change.sessions,
+  });
   return {
     async login(request: LoginRequest): Promise<LoginResult> {
       if (request.type !== 'm.login.password') {
@@ -39,9 +50,19 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
 
     /** The requester behind an access token, or M_UNKNOWN_TOKEN. */
     async authenticate(accessToken: string): Promise<Requester> {
-      const owner = await devices.selectTokenOwner(hashAccessToken(accessToken));
+      const hash = hashAccessToken(accessToken);
+      const cached = sessions.get(hash);
+      if (cached) return cached;
+      const ticket = sessions.ticket();
+      const owner = await devices.selectTokenOwner(hash);
       if (!owner || owner.deactivated) throw unknownToken(false);
-      return { userId: owner.userId, deviceId: owner.deviceId, isAdmin: owner.isAdmin };
+      const requester: Requester = Object.freeze({
+        userId: owner.userId,
+        deviceId: owner.deviceId,
+        isAdmin: owner.isAdmin,
+      });
+      sessions.set(hash, requester, [owner.userId], ticket);
+      return requester;
     },
 
     /** Invalidates the requester's token and deletes its device. */

@@ -1,8 +1,10 @@
 /**
- * Committed changes, delivered to the /sync requests waiting in this process. On PostgreSQL
- * they arrive by LISTEN on one dedicated connection, from every process sharing the database
- * (this one too); on SQLite, which has one writing process, straight from the commit.
+ * Committed changes, delivered to this process's listeners (its caches, its waiting /sync
+ * requests). This process's own changes come straight from the commit; on PostgreSQL those of
+ * every other process sharing the database arrive by LISTEN on one dedicated connection.
+ * On SQLite there are no others: one process owns the file (see database.ts).
  */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CHANGE_CHANNEL, decodeChange, type StreamChange } from './stream-store.js';
 import type { DialectName, StorageLogger } from './database.js';
@@ -10,6 +12,14 @@ import type { DialectName, StorageLogger } from './database.js';
 export type ChangeListener = (change: StreamChange) => void;
 
 export interface ChangeFeed {
+  /** This process's mark on the changes it sends, so that it skips them when they come back. */
+  readonly origin: string;
+  /**
+   * Whether every change committed so far has reached the listeners, so a cache they keep
+   * can be read: on SQLite always (one process owns the file); on PostgreSQL while the LISTEN
+   * connection is up (what it missed is delivered as `everyone` once it is back).
+   */
+  current(): boolean;
   /** Calls `listener` with each committed change until the returned function is called. */
   subscribe(listener: ChangeListener): () => void;
   /** Resolves once changes from other processes are being received. */
@@ -27,6 +37,7 @@ export function createChangeFeed(
   logger: StorageLogger | undefined,
 ): ChangeFeed {
   const listeners = new Set<ChangeListener>();
+  const origin = randomBytes(6).toString('hex');
   let client: pg.Client | null = null;
   let listening: Promise<void> | null = null;
   let closed = false;
@@ -57,7 +68,10 @@ export function createChangeFeed(
   async function connect(): Promise<void> {
     const next = new pg.Client({ connectionString: url });
     next.on('notification', (message) => {
-      if (message.channel === CHANGE_CHANNEL) publish(decodeChange(message.payload));
+      if (message.channel !== CHANGE_CHANNEL) return;
+      const { change, origin: from } = decodeChange(message.payload);
+      // This process published its own changes when they committed.
+      if (from !== origin) publish(change);
     });
     next.on('error', (err) => {
       logger?.warn({ err: err.message }, 'change feed connection lost');
@@ -76,6 +90,10 @@ export function createChangeFeed(
   }
 
   return {
+    origin,
+    current() {
+      return !closed && (dialect !== 'postgres' || client !== null);
+    },
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

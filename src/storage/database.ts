@@ -64,13 +64,33 @@ function cachingStatements(sqlite: SqliteDatabase.Database) {
   };
 }
 
+/**
+ * One process owns a SQLite database: the connection takes SQLite's exclusive lock at open and
+ * keeps it (`locking_mode = EXCLUSIVE`), so a second server on the same file fails to start
+ * instead of serving from caches that cannot see the other's writes (several processes need
+ * PostgreSQL). It also spares every statement the file locking of a shared database.
+ */
 function openSqlite(file: string): Db {
   if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const sqlite = new SqliteDatabase(file);
-  sqlite.pragma('journal_mode = WAL');
+  try {
+    // A process that is still shutting down gets a few seconds to let go.
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('locking_mode = EXCLUSIVE');
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.exec('BEGIN EXCLUSIVE; COMMIT');
+  } catch (err) {
+    sqlite.close();
+    if ((err as { code?: string }).code === 'SQLITE_BUSY')
+      throw new Error(
+        `the SQLite database ${file} is in use by another process (another Commons server?): ` +
+          'SQLite serves one process; use PostgreSQL to run several',
+        { cause: err },
+      );
+    throw err;
+  }
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
   return new Kysely<Database>({
     dialect: new SqliteDialect({ database: cachingStatements(sqlite) }),
   });

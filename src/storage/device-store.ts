@@ -1,7 +1,11 @@
-/** Devices and the access tokens bound to them (only SHA-256 hashes of tokens are stored). */
+/**
+ * Devices and the access tokens bound to them (only SHA-256 hashes of tokens are stored).
+ * Deleting tokens announces it, so that every process drops the sessions it has cached.
+ */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { prepareQuery } from './prepared-query.js';
+import type { Announce } from './stream-store.js';
 
 export interface DeviceRow {
   deviceId: string;
@@ -30,14 +34,15 @@ export interface DeviceStore {
   selectDevice(userId: string, deviceId: string): Promise<DeviceRow | undefined>;
   /** Returns false when there is no such device. */
   updateDeviceDisplayName(userId: string, deviceId: string, displayName: string): Promise<boolean>;
-  /** Deletes the devices and their tokens. */
+  /** Deletes the devices and their tokens (announced as the user's ended sessions). */
   deleteDevices(userId: string, deviceIds: readonly string[]): Promise<void>;
+  /** Deletes the user's devices and tokens, but `exceptDeviceId`'s (announced likewise). */
   deleteAllDevices(userId: string, exceptDeviceId?: string): Promise<void>;
   insertAccessToken(tokenHash: string, userId: string, deviceId: string, ts: number): Promise<void>;
   selectTokenOwner(tokenHash: string): Promise<TokenOwner | undefined>;
 }
 
-export function deviceStore(db: Kysely<Database>): DeviceStore {
+export function deviceStore(db: Kysely<Database>, announce: Announce): DeviceStore {
   // Every authenticated request makes this lookup.
   const tokenOwner = prepareQuery(db, 1, (tokenHash: string) =>
     db
@@ -111,6 +116,7 @@ export function deviceStore(db: Kysely<Database>): DeviceStore {
         .where('user_id', '=', userId)
         .where('device_id', 'in', deviceIds)
         .execute();
+      await announce({ sessions: [userId] });
     },
 
     async deleteAllDevices(userId, exceptDeviceId) {
@@ -122,6 +128,7 @@ export function deviceStore(db: Kysely<Database>): DeviceStore {
       }
       await tokens.execute();
       await devices.execute();
+      await announce({ sessions: [userId] });
     },
 
     async insertAccessToken(tokenHash, userId, deviceId, ts) {

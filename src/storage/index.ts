@@ -20,6 +20,7 @@ import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import {
+  announcer,
   streamStore,
   type ChangeSink,
   type StreamChange,
@@ -55,15 +56,21 @@ export interface Storage {
   readonly stores: Stores;
   /** Runs `fn` with stores bound to one transaction named `name`. */
   tx<T>(name: string, fn: (stores: Stores) => Promise<T>): Promise<T>;
-  /** Committed changes (from every process sharing the database), for waiting /sync requests. */
+  /** Committed changes (from every process sharing the database), for caches and waiting /sync requests. */
   readonly changes: ChangeFeed;
   close(): Promise<void>;
 }
 
-export function storesFor(db: Kysely<Database>, dialect: DialectName, sink: ChangeSink): Stores {
+export function storesFor(
+  db: Kysely<Database>,
+  dialect: DialectName,
+  sink: ChangeSink,
+  origin: string,
+): Stores {
+  const announce = announcer(db, dialect, sink, origin);
   return {
     accounts: accountStore(db),
-    devices: deviceStore(db),
+    devices: deviceStore(db, announce),
     uia: uiaStore(db),
     rooms: roomStore(db, dialect),
     directory: directoryStore(db, dialect),
@@ -72,7 +79,7 @@ export function storesFor(db: Kysely<Database>, dialect: DialectName, sink: Chan
     secrets: secretStore(db),
     accountData: accountDataStore(db),
     presence: presenceStore(db),
-    stream: streamStore(db, dialect, sink),
+    stream: streamStore(db, announce),
     sync: syncStore(db),
     filters: filterStore(db),
     typing: typingStore(db),
@@ -88,14 +95,16 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
   const publishNow: ChangeSink = async (change) => changes.publish(change);
   return {
     dialect: handle.dialect,
-    stores: storesFor(handle.db, handle.dialect, publishNow),
+    stores: storesFor(handle.db, handle.dialect, publishNow, changes.origin),
     async tx(name, fn) {
       // Changes announced inside the transaction reach listeners only once it commits.
       const pending: StreamChange[] = [];
       const held: ChangeSink = async (change) => {
         pending.push(change);
       };
-      const result = await handle.tx(name, (trx) => fn(storesFor(trx, handle.dialect, held)));
+      const result = await handle.tx(name, (trx) =>
+        fn(storesFor(trx, handle.dialect, held, changes.origin)),
+      );
       for (const change of pending) changes.publish(change);
       return result;
     },

@@ -15,6 +15,8 @@ export interface StreamChange {
   rooms?: readonly string[];
   /** Users with a change of their own (membership, account data, to-device, presence, keys). */
   users?: readonly string[];
+  /** Users whose access tokens were revoked (a logout, deleted devices). */
+  sessions?: readonly string[];
   /** Anything may have changed (a lost notification connection, a change too big to name). */
   everyone?: boolean;
 }
@@ -26,7 +28,7 @@ export interface StreamStore {
   /** Takes the next position of the global stream; take it only just before the final writes. */
   nextPosition(): Promise<number>;
   selectCurrentPosition(): Promise<number>;
-  /** Announces a change to waiting /sync requests in every process, once this transaction commits. */
+  /** Announces a change to every process (this one's caches and waiting /sync requests), at commit. */
   notify(change: StreamChange): Promise<void>;
 }
 
@@ -55,49 +57,69 @@ export const CHANGE_CHANNEL = 'commons_stream';
 /** pg_notify payloads must stay under 8000 bytes; bigger changes wake everyone instead. */
 const MAX_PAYLOAD_BYTES = 7900;
 
-export function encodeChange(change: StreamChange): string {
-  const payload = JSON.stringify(change);
+/** A change as sent on the channel, with the process it came from. */
+export function encodeChange(change: StreamChange, origin: string): string {
+  const payload = JSON.stringify({ ...change, origin });
   return Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES
-    ? JSON.stringify({ everyone: true })
+    ? JSON.stringify({ everyone: true, origin })
     : payload;
 }
 
 /** A change read back from a notification payload; anything unreadable wakes everyone. */
-export function decodeChange(payload: string | undefined): StreamChange {
+export function decodeChange(payload: string | undefined): {
+  change: StreamChange;
+  origin: string | null;
+} {
   try {
     const value: unknown = JSON.parse(payload ?? '');
-    if (typeof value !== 'object' || value === null) return { everyone: true };
+    if (typeof value !== 'object' || value === null)
+      return { change: { everyone: true }, origin: null };
     const record = value as Record<string, unknown>;
     const strings = (v: unknown) =>
       Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : undefined;
     const rooms = strings(record.rooms);
     const users = strings(record.users);
+    const sessions = strings(record.sessions);
     return {
-      ...(rooms ? { rooms } : {}),
-      ...(users ? { users } : {}),
-      ...(record.everyone === true ? { everyone: true } : {}),
+      change: {
+        ...(rooms ? { rooms } : {}),
+        ...(users ? { users } : {}),
+        ...(sessions ? { sessions } : {}),
+        ...(record.everyone === true ? { everyone: true } : {}),
+      },
+      origin: typeof record.origin === 'string' ? record.origin : null,
     };
   } catch {
-    return { everyone: true };
+    return { change: { everyone: true }, origin: null };
   }
 }
 
-export function streamStore(
+/** Announces a change from a store, whatever the store (see `StreamStore.notify`). */
+export type Announce = (change: StreamChange) => Promise<void>;
+
+/**
+ * Where a store's announcements go. This process's listeners get the change from `sink`
+ * (held until commit inside a transaction). On PostgreSQL it is also sent with `pg_notify`,
+ * which the database delivers at commit, in commit order, to every listening process (none
+ * if the transaction rolls back); the feed of the process that sent it skips its own.
+ */
+export function announcer(
   db: Kysely<Database>,
   dialect: DialectName,
   sink: ChangeSink,
-): StreamStore {
+  origin: string,
+): Announce {
+  return async (change) => {
+    if (dialect === 'postgres')
+      await sql`SELECT pg_notify(${CHANGE_CHANNEL}, ${encodeChange(change, origin)})`.execute(db);
+    await sink(change);
+  };
+}
+
+export function streamStore(db: Kysely<Database>, announce: Announce): StreamStore {
   return {
     nextPosition: () => takeNextPosition(db, 'events'),
     selectCurrentPosition: () => selectStreamPosition(db, 'events'),
-    async notify(change) {
-      // PostgreSQL delivers a NOTIFY issued in a transaction at commit, to every listener in
-      // every process (this one included), in commit order; nothing if it rolls back.
-      if (dialect === 'postgres') {
-        await sql`SELECT pg_notify(${CHANGE_CHANNEL}, ${encodeChange(change)})`.execute(db);
-        return;
-      }
-      await sink(change);
-    },
+    notify: announce,
   };
 }

@@ -288,6 +288,28 @@ describe('starting commons', () => {
     await second.stop();
   });
 
+  it('a second server on the same SQLite database refuses to start, naming the reason; the first keeps serving', async () => {
+    const dataDir = path.join(tempDir(), 'data');
+    const first = new Commons([], {
+      COMMONS_DATA_DIR: dataDir,
+      COMMONS_LISTEN_PORT: String(await freePort()),
+    });
+    const url = await first.listening();
+    const second = await runCli([], {
+      COMMONS_DATA_DIR: dataDir,
+      COMMONS_LISTEN_PORT: String(await freePort()),
+    });
+    assert.equal(second.status, 1);
+    const [line, ...rest] = lines(second.stderr);
+    assert.match(
+      line ?? '',
+      /^commons: could not start: the SQLite database .*commons\.db is in use by another process .*use PostgreSQL to run several$/,
+    );
+    assert.deepEqual(rest, []);
+    assert.equal((await call(`${url}/_matrix/client/versions`, 'GET')).status, 200);
+    await first.stop();
+  });
+
   it('--generate-config prints YAML that starts the server when given back with --config', async () => {
     const generated = await runCli(['--generate-config']);
     assert.equal(generated.status, 0, generated.stderr);

@@ -1,57 +1,40 @@
 /**
- * Two Commons processes on one PostgreSQL database: a /sync long-polling on one is woken by
- * a message written through the other (LISTEN/NOTIFY), not by polling or its timeout.
- * SQLite has one writing process by design, so this runs on PostgreSQL only; CI requires it.
+ * Two Commons processes on one PostgreSQL database. Changes travel between them by
+ * LISTEN/NOTIFY: a /sync long-polling on one is woken by a message written through the other
+ * (not by polling or its timeout), and what one process caches (sessions, mutual-rooms pairs)
+ * is dropped when the other changes it. SQLite serves one process by design, so this runs on
+ * PostgreSQL only; CI requires it.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, testDialects, type TestDatabase } from '../helpers/databases.js';
 import { startServerOn, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/client.js';
+import { startWorker, type Worker } from '../helpers/worker.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const V3 = '/_matrix/client/v3';
 
-/** Starts `src/cli.ts` as its own process and resolves with the URL it logs. */
-function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('worker did not start in 30 s')), 30_000);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${stderr}`)));
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'Commons is listening' && entry.url) {
-          clearTimeout(timer);
-          resolve({ child, url: entry.url });
-        }
-      } catch {
-        // not a log line
-      }
-    });
-  });
+/** Asks until `done` holds (a notification from the other process takes a moment), 2 s at most. */
+async function eventually<T>(ask: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    const value = await ask();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 describe(
-  '/sync across worker processes [postgres]',
+  'worker processes on one database [postgres]',
   { skip: !testDialects().includes('postgres') && 'PostgreSQL is not configured' },
   () => {
     let database: TestDatabase;
     let dataDir: string;
     let writer: TestServer;
-    let worker: { child: ChildProcess; url: string };
+    let worker: Worker;
     before(async () => {
       database = await createTestDatabase('postgres');
       dataDir = mkdtempSync(path.join(tmpdir(), 'commons-workers-'));
@@ -113,6 +96,76 @@ describe(
         events?.map((e) => e.event_id),
         [sent.body.event_id],
       );
+    });
+
+    const onWorker = (path: string, token: string, init: RequestInit = {}) =>
+      fetch(`${worker.url}${path}`, {
+        ...init,
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as Record<string, unknown>,
+      }));
+
+    it('a token logged out through one process is refused by the other, which had cached it', async () => {
+      const carol = await registerUser(writer);
+      for (let i = 0; i < 2; i++)
+        assert.equal((await onWorker(`${V3}/account/whoami`, carol.accessToken)).status, 200);
+      const out = await writer.request('POST', `${V3}/logout`, {
+        token: carol.accessToken,
+        body: {},
+      });
+      assert.equal(out.status, 200);
+      const after = await eventually(
+        () => onWorker(`${V3}/account/whoami`, carol.accessToken),
+        (r) => r.status === 401,
+      );
+      assert.equal(after.status, 401, JSON.stringify(after.body));
+      assert.equal(after.body.errcode, 'M_UNKNOWN_TOKEN');
+    });
+
+    it('mutual rooms cached by one process follow membership changes made through the other', async () => {
+      const alice = await registerUser(writer);
+      const bob = await registerUser(writer);
+      const rooms: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const created = await writer.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+          token: alice.accessToken,
+          body: { preset: 'public_chat' },
+        });
+        rooms.push(created.body.room_id);
+      }
+      const [r1, r2, r3] = rooms as [string, string, string];
+      for (const room of [r1, r2]) {
+        const joined = await writer.request('POST', `${V3}/rooms/${room}/join`, {
+          token: bob.accessToken,
+          body: {},
+        });
+        assert.equal(joined.status, 200);
+      }
+      const mutual = () =>
+        onWorker(
+          `/_matrix/client/v1/mutual_rooms?user_id=${encodeURIComponent(bob.userId)}`,
+          alice.accessToken,
+        );
+      const joinedOf = (r: { body: Record<string, unknown> }) => r.body.joined as string[];
+      for (let i = 0; i < 2; i++) assert.deepEqual(joinedOf(await mutual()), [r1, r2]);
+
+      const left = await writer.request('POST', `${V3}/rooms/${r1}/leave`, {
+        token: bob.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      assert.deepEqual(joinedOf(await eventually(mutual, (r) => joinedOf(r).length !== 2)), [r2]);
+      const joined = await writer.request('POST', `${V3}/rooms/${r3}/join`, {
+        token: bob.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      assert.deepEqual(joinedOf(await eventually(mutual, (r) => joinedOf(r).length !== 1)), [
+        r2,
+        r3,
+      ]);
     });
   },
 );

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { MatrixError, invalidParam } from '../../core/errors.js';
 import { parseUserId } from '../../core/identifiers.js';
 import { requesterOf } from '../../http/request-context.js';
-import type { Requester } from '../../services/index.js';
+import type { MutualRoomsPage, Requester } from '../../services/index.js';
 import type { RoutePlugin } from './plugin.js';
 
 const V1 = '/_matrix/client/v1';
@@ -10,6 +10,8 @@ const UNSTABLE = '/_matrix/client/unstable/uk.half-shot.msc2666';
 const config = { auth: 'required', rateLimit: 'mutual_rooms' } as const;
 /** Repeated `user_id`s only matter with `mutual_rooms.multi_user`; a cap keeps pages cheap. */
 const MAX_USERS = 10;
+/** Fastify's own Content-Type for JSON answers. */
+const JSON_TYPE = 'application/json; charset=utf-8';
 const Token = Type.Optional(Type.String({ maxLength: 255 }));
 const UserIds = Type.Array(Type.String(), { minItems: 1, maxItems: MAX_USERS });
 
@@ -51,16 +53,24 @@ export const mutualRoomsRoutes: RoutePlugin = async (app, { services, config: se
     config,
     schema: { querystring: Type.Object({ user_id: UserIds, from: Token }) },
   };
+  // The service answers a repeated request with the page object it cached: its body is
+  // serialised once.
+  const v1Bodies = new WeakMap<MutualRoomsPage, string>();
   for (const path of [`${V1}/mutual_rooms`, `${V1}/user/mutual_rooms`]) {
-    app.get(path, v1, async (request) => {
+    app.get(path, v1, async (request, reply) => {
       const requester = requesterOf(request);
       const userIds = parseUserIds(request.query.user_id, requester, multiUser, 'v1');
       const page = await mutualRooms.page(requester, userIds, request.query.from);
-      return {
-        joined: page.joined,
-        count: page.count,
-        ...(page.nextBatch !== undefined ? { next_batch: page.nextBatch } : {}),
-      };
+      let body = v1Bodies.get(page);
+      if (body === undefined) {
+        body = JSON.stringify({
+          joined: page.joined,
+          count: page.count,
+          ...(page.nextBatch !== undefined ? { next_batch: page.nextBatch } : {}),
+        });
+        v1Bodies.set(page, body);
+      }
+      return reply.type(JSON_TYPE).send(body);
     });
   }
 
