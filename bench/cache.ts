@@ -297,9 +297,11 @@ async function preparePostgres(options: PrepareOptions): Promise<PreparedDatabas
     } else {
       manifest = await generate(databaseUrl(admin, building), entry);
     }
-    // Planner statistics for the bulk-loaded tables (a template's copies inherit them);
-    // without them PostgreSQL guesses, and sorted a whole room's members per page.
-    await withAdmin(databaseUrl(admin, building), (c) => c.query('ANALYZE'));
+    // What autovacuum does after a bulk load (it is off on some machines, and slow to come):
+    // planner statistics, without which PostgreSQL guessed and sorted a whole room's members
+    // per page, and the visibility map, without which an index-only scan reads every row's
+    // table page too. A template's copies inherit both.
+    await withAdmin(databaseUrl(admin, building), (c) => c.query('VACUUM ANALYZE'));
     await withAdmin(admin, async (c) => {
       await c.query(`ALTER DATABASE ${quoteIdent(building)} RENAME TO ${quoteIdent(template)}`);
       // Older entries of this profile and seed (built by other code) are dropped.

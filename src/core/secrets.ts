@@ -1,5 +1,5 @@
 /** Random secrets: access tokens, device IDs, session IDs, nonces. */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 const ALNUM = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 
@@ -19,8 +19,7 @@ export function randomString(length: number, alphabet = ALNUM): string {
 export const newAccessToken = (): string => `mct_${randomBytes(32).toString('base64url')}`;
 
 /** The form of an access token kept in the database: SHA-256, hex. */
-export const hashAccessToken = (token: string): string =>
-  createHash('sha256').update(token, 'utf8').digest('hex');
+export const hashAccessToken = (token: string): string => hash('sha256', token, 'hex');
 
 /** Device IDs in the style clients expect: ten upper-case letters. */
 export const newDeviceId = (): string => randomString(10, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ');

@@ -3,7 +3,12 @@
  * requester for routes that declare `auth`, then takes a rate-limit token keyed by user
  * (or client address when anonymous).
  */
-import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyRequest,
+  onRequestHookHandler,
+  preHandlerHookHandler,
+} from 'fastify';
 import { MatrixError, missingToken } from '../core/errors.js';
 import type { Services } from '../services/index.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -27,6 +32,18 @@ export function accessTokenOf(request: FastifyRequest, allowQueryToken = false):
   return match[1] as string;
 }
 
+/** A route-level hook added to a route's own (Fastify allows one or a list). */
+function withHook<H>(existing: H | H[] | undefined, hook: H): H[] {
+  if (existing === undefined) return [hook];
+  return Array.isArray(existing) ? [...existing, hook] : [existing, hook];
+}
+
+/**
+ * The hooks are attached to each route as it is registered (register these before the
+ * routes), with what the route declares already at hand: per request, nothing is looked up
+ * (Fastify builds `request.routeOptions` afresh on every read) and no promise is made when
+ * the token's session is cached.
+ */
 export function registerAccessHooks(
   app: FastifyInstance,
   services: Services,
@@ -34,22 +51,39 @@ export function registerAccessHooks(
   allowQueryToken: boolean,
 ): void {
   app.decorateRequest('requester', null);
-  app.addHook('onRequest', async (request) => {
-    const config = request.routeOptions.config;
-    if (config.auth) {
-      const token = accessTokenOf(request, allowQueryToken);
-      if (token === null) {
-        if (config.auth === 'required') throw missingToken();
-      } else {
-        request.requester = await services.sessions.authenticate(token);
+  app.addHook('onRoute', (route) => {
+    const auth = route.config?.auth;
+    const bucket = route.config?.rateLimit ?? 'default';
+    const limit =
+      rateLimiter && bucket !== false
+        ? (request: FastifyRequest) =>
+            rateLimiter.take(bucket, request.requester?.userId ?? `ip:${request.ip}`)
+        : null;
+    if (!auth && !limit) return;
+    route.onRequest = withHook<onRequestHookHandler>(route.onRequest, (request, _reply, done) => {
+      try {
+        const token = auth ? accessTokenOf(request, allowQueryToken) : null;
+        if (token === null) {
+          if (auth === 'required') throw missingToken();
+        } else {
+          const known = services.sessions.cachedRequester(token);
+          if (!known) {
+            services.sessions.authenticate(token).then((requester) => {
+              request.requester = requester;
+              limit?.(request);
+              done();
+            }, done);
+            return;
+          }
+          request.requester = known;
+        }
+        limit?.(request);
+      } catch (err) {
+        done(err as Error);
+        return;
       }
-    }
-    if (rateLimiter && config.rateLimit !== false && request.is404 !== true) {
-      rateLimiter.take(
-        config.rateLimit ?? 'default',
-        request.requester?.userId ?? `ip:${request.ip}`,
-      );
-    }
+      done();
+    });
   });
 }
 
@@ -58,18 +92,18 @@ export function registerAccessHooks(
  * once the rest of the request has been validated (after authentication and the schema).
  */
 export function registerInputChecks(app: FastifyInstance): void {
-  const known = new WeakMap<object, ReadonlySet<string>>();
-  const noSchema: FastifySchema = {};
-  app.addHook('preHandler', async (request) => {
-    const schema = request.routeOptions.schema ?? noSchema;
-    let names = known.get(schema);
-    if (!names) {
-      const properties = (schema.querystring as { properties?: object } | undefined)?.properties;
-      names = new Set(['access_token', ...Object.keys(properties ?? {})]);
-      known.set(schema, names);
-    }
-    const problem = queryStringProblem(request.query, names) ?? pathParamProblem(request.params);
-    if (problem) throw problem;
+  app.addHook('onRoute', (route) => {
+    const properties = (route.schema?.querystring as { properties?: object } | undefined)
+      ?.properties;
+    const names: ReadonlySet<string> = new Set(['access_token', ...Object.keys(properties ?? {})]);
+    route.preHandler = withHook<preHandlerHookHandler>(
+      route.preHandler,
+      (request, _reply, done) => {
+        const problem =
+          queryStringProblem(request.query, names) ?? pathParamProblem(request.params);
+        done(problem ?? undefined);
+      },
+    );
   });
 }
 
@@ -77,18 +111,19 @@ const LEVELS_LOGGING_REQUESTS = new Set(['trace', 'debug', 'info']);
 
 /** One structured log line per request (at `info`), without tokens. */
 export function registerRequestLog(app: FastifyInstance): void {
-  app.addHook('onResponse', async (request, reply) => {
-    if (!LEVELS_LOGGING_REQUESTS.has(request.log.level)) return;
-    request.log.info(
-      {
-        method: request.method,
-        path: request.url.replace(/([?&]access_token=)[^&]*/g, '$1<redacted>'),
-        status: reply.statusCode,
-        ms: +reply.elapsedTime.toFixed(2),
-        user: request.requester?.userId,
-        ip: request.ip,
-      },
-      'request',
-    );
+  app.addHook('onResponse', (request, reply, done) => {
+    if (LEVELS_LOGGING_REQUESTS.has(request.log.level))
+      request.log.info(
+        {
+          method: request.method,
+          path: request.url.replace(/([?&]access_token=)[^&]*/g, '$1<redacted>'),
+          status: reply.statusCode,
+          ms: +reply.elapsedTime.toFixed(2),
+          user: request.requester?.userId,
+          ip: request.ip,
+        },
+        'request',
+      );
+    done();
   });
 }

@@ -48,6 +48,11 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
       });
     },
 
+    /** The requester behind an access token in use, when this process has it cached. */
+    cachedRequester(accessToken: string): Requester | undefined {
+      return sessions.get(hashAccessToken(accessToken));
+    },
+
     /** The requester behind an access token, or M_UNKNOWN_TOKEN. */
     async authenticate(accessToken: string): Promise<Requester> {
       const hash = hashAccessToken(accessToken);

@@ -65,22 +65,25 @@ function cachingStatements(sqlite: SqliteDatabase.Database) {
 }
 
 /**
- * One process owns a SQLite database: the connection takes SQLite's exclusive lock at open and
- * keeps it (`locking_mode = EXCLUSIVE`), so a second server on the same file fails to start
- * instead of serving from caches that cannot see the other's writes (several processes need
- * PostgreSQL). It also spares every statement the file locking of a shared database.
+ * One server process owns a SQLite database, as its caches require (they see no other
+ * process's writes): it holds an exclusive lock on a companion file, `<file>-lock`, for as long
+ * as it runs (the operating system drops it if the process dies), so a second server on the
+ * same file refuses to start. The database itself stays open to other readers (a backup, the
+ * sqlite3 shell). Several server processes need PostgreSQL.
  */
-function openSqlite(file: string): Db {
-  if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const sqlite = new SqliteDatabase(file);
+function claimSqliteFile(file: string): SqliteDatabase.Database | null {
+  if (file === ':memory:') return null;
+  const lock = new SqliteDatabase(`${file}-lock`);
   try {
     // A process that is still shutting down gets a few seconds to let go.
-    sqlite.pragma('busy_timeout = 5000');
-    sqlite.pragma('locking_mode = EXCLUSIVE');
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.exec('BEGIN EXCLUSIVE; COMMIT');
+    lock.pragma('busy_timeout = 5000');
+    lock.pragma('locking_mode = EXCLUSIVE');
+    // The first write takes the exclusive lock; this locking mode keeps it until close.
+    lock.exec('CREATE TABLE IF NOT EXISTS owner (pid INTEGER); DELETE FROM owner');
+    lock.prepare('INSERT INTO owner (pid) VALUES (?)').run(process.pid);
+    return lock;
   } catch (err) {
-    sqlite.close();
+    lock.close();
     if ((err as { code?: string }).code === 'SQLITE_BUSY')
       throw new Error(
         `the SQLite database ${file} is in use by another process (another Commons server?): ` +
@@ -89,10 +92,27 @@ function openSqlite(file: string): Db {
       );
     throw err;
   }
+}
+
+function openSqlite(file: string): Db {
+  if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const lock = claimSqliteFile(file);
+  const sqlite = new SqliteDatabase(file);
+  sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  const statements = cachingStatements(sqlite);
   return new Kysely<Database>({
-    dialect: new SqliteDialect({ database: cachingStatements(sqlite) }),
+    dialect: new SqliteDialect({
+      database: {
+        ...statements,
+        close() {
+          statements.close();
+          lock?.close();
+        },
+      },
+    }),
   });
 }
 

@@ -54,8 +54,8 @@ export const mutualRoomsRoutes: RoutePlugin = async (app, { services, config: se
     schema: { querystring: Type.Object({ user_id: UserIds, from: Token }) },
   };
   // The service answers a repeated request with the page object it cached: its body is
-  // serialised once.
-  const v1Bodies = new WeakMap<MutualRoomsPage, string>();
+  // serialised and encoded once.
+  const v1Bodies = new WeakMap<MutualRoomsPage, Buffer>();
   for (const path of [`${V1}/mutual_rooms`, `${V1}/user/mutual_rooms`]) {
     app.get(path, v1, async (request, reply) => {
       const requester = requesterOf(request);
@@ -63,11 +63,13 @@ export const mutualRoomsRoutes: RoutePlugin = async (app, { services, config: se
       const page = await mutualRooms.page(requester, userIds, request.query.from);
       let body = v1Bodies.get(page);
       if (body === undefined) {
-        body = JSON.stringify({
-          joined: page.joined,
-          count: page.count,
-          ...(page.nextBatch !== undefined ? { next_batch: page.nextBatch } : {}),
-        });
+        body = Buffer.from(
+          JSON.stringify({
+            joined: page.joined,
+            count: page.count,
+            ...(page.nextBatch !== undefined ? { next_batch: page.nextBatch } : {}),
+          }),
+        );
         v1Bodies.set(page, body);
       }
       return reply.type(JSON_TYPE).send(body);
