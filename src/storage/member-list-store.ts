@@ -75,12 +75,18 @@ export interface MemberListStore {
   ): Promise<UserRoomRow[]>;
 }
 
-/** `column IN (…)` for the selected memberships; always true when all are. */
+/**
+ * The selected memberships; always true when all are. One membership is `column = …`, not an
+ * IN list: with an IN list and `ORDER BY room_id LIMIT`, PostgreSQL 15 walked the whole
+ * by-room index filtering on the user (163 ms for a page of a user's 20,000 rooms, against
+ * 3.7 ms for the range of (user, membership) in the by-user index).
+ */
 function membershipCondition(column: string, selector: MembershipSelector): RawBuilder<SqlBool> {
   const { memberships } = selector;
-  return memberships === undefined
-    ? sql<SqlBool>`1 = 1`
-    : sql<SqlBool>`${sql.ref(column)} IN (${sql.join([...memberships, ''])})`;
+  if (memberships === undefined) return sql<SqlBool>`1 = 1`;
+  if (memberships.length === 0) return sql<SqlBool>`1 = 0`;
+  if (memberships.length === 1) return sql<SqlBool>`${sql.ref(column)} = ${memberships[0]}`;
+  return sql<SqlBool>`${sql.ref(column)} IN (${sql.join([...memberships])})`;
 }
 
 /** `senders` (none listed: nobody; '' pads the empty IN list) and `not_senders`. */

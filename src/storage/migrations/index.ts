@@ -11,6 +11,7 @@ import * as m0004 from './0004-sync.js';
 import * as m0005 from './0005-mutual-rooms-revision.js';
 import * as m0006 from './0006-event-client-json.js';
 import * as m0007 from './0007-membership-client-json.js';
+import * as m0008 from './0008-joined-members-index.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -20,6 +21,7 @@ const migrations: Record<string, Migration> = {
   '0005-mutual-rooms-revision': m0005,
   '0006-event-client-json': m0006,
   '0007-membership-client-json': m0007,
+  '0008-joined-members-index': m0008,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
