@@ -66,16 +66,16 @@ export function registerAccessHooks(
         if (token === null) {
           if (auth === 'required') throw missingToken();
         } else {
-          const known = services.sessions.cachedRequester(token);
-          if (!known) {
-            services.sessions.authenticate(token).then((requester) => {
+          const found = services.sessions.authenticate(token);
+          if (found instanceof Promise) {
+            found.then((requester) => {
               request.requester = requester;
               limit?.(request);
               done();
             }, done);
             return;
           }
-          request.requester = known;
+          request.requester = found;
         }
         limit?.(request);
       } catch (err) {

@@ -31,6 +31,20 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
     max: SESSION_CACHE_ENTRIES,
     usersNamedBy: (change) => change.sessions,
   });
+  /** A session from the database, kept unless a change to the user's sessions came meanwhile. */
+  async function readSession(hash: string): Promise<Requester> {
+    const ticket = sessions.ticket();
+    const owner = await devices.selectTokenOwner(hash);
+    if (!owner || owner.deactivated) throw unknownToken(false);
+    const requester: Requester = Object.freeze({
+      userId: owner.userId,
+      deviceId: owner.deviceId,
+      isAdmin: owner.isAdmin,
+    });
+    sessions.set(hash, requester, [owner.userId], ticket);
+    return requester;
+  }
+
   return {
     async login(request: LoginRequest): Promise<LoginResult> {
       if (request.type !== 'm.login.password') {
@@ -48,26 +62,13 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
       });
     },
 
-    /** The requester behind an access token in use, when this process has it cached. */
-    cachedRequester(accessToken: string): Requester | undefined {
-      return sessions.get(hashAccessToken(accessToken));
-    },
-
-    /** The requester behind an access token, or M_UNKNOWN_TOKEN. */
-    async authenticate(accessToken: string): Promise<Requester> {
+    /**
+     * The requester behind an access token, or M_UNKNOWN_TOKEN: at once (no promise) when
+     * this process has the session cached, as it has for every token in use.
+     */
+    authenticate(accessToken: string): Requester | Promise<Requester> {
       const hash = hashAccessToken(accessToken);
-      const cached = sessions.get(hash);
-      if (cached) return cached;
-      const ticket = sessions.ticket();
-      const owner = await devices.selectTokenOwner(hash);
-      if (!owner || owner.deactivated) throw unknownToken(false);
-      const requester: Requester = Object.freeze({
-        userId: owner.userId,
-        deviceId: owner.deviceId,
-        isAdmin: owner.isAdmin,
-      });
-      sessions.set(hash, requester, [owner.userId], ticket);
-      return requester;
+      return sessions.get(hash) ?? readSession(hash);
     },
 
     /** Invalidates the requester's token and deletes its device. */
