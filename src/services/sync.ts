@@ -94,16 +94,18 @@ const STRIPPED_STATE_TYPES = [
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Rooms built at once: their queries overlap on PostgreSQL's connection pool instead of
- * waiting for one round trip after another (SQLite runs them in turn either way).
+ * Rooms whose reads are made together: each kind of read (timelines, state, members,
+ * heroes, transaction IDs) is one statement for the whole batch, so an initial sync of
+ * 1,000 rooms makes tens of statements per kind rather than one per room (a round trip each
+ * on PostgreSQL).
  */
-const ROOM_CONCURRENCY = 8;
+const ROOM_BATCH = 100;
 
-/** Runs `fn` for every item, ROOM_CONCURRENCY at a time, freeing the event loop between groups. */
-async function forEachRoom<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += ROOM_CONCURRENCY) {
+/** Runs `fn` for each batch of ROOM_BATCH items in turn, freeing the event loop between them. */
+async function forEachBatch<T>(items: readonly T[], fn: (batch: T[]) => Promise<void>) {
+  for (let i = 0; i < items.length; i += ROOM_BATCH) {
     await yieldToEventLoop();
-    await Promise.all(items.slice(i, i + ROOM_CONCURRENCY).map(fn));
+    await fn(items.slice(i, i + ROOM_BATCH));
   }
 }
 
@@ -111,6 +113,41 @@ function chunked<T>(items: readonly T[]): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK));
   return out;
+}
+
+/** A room's timeline to read: the last events of (from, to] that `visible` lets through. */
+interface RecentSpec {
+  roomId: string;
+  from: number;
+  to: number;
+  visible: ((position: number) => boolean) | null;
+}
+
+interface Recent {
+  rows: EventRow[];
+  limited: boolean;
+}
+
+/** What a joined room's section is built from. */
+interface RoomResult {
+  state: EventRow[];
+  timeline: EventRow[];
+  limited: boolean;
+}
+
+const NOTHING_NEW: RoomResult = { state: [], timeline: [], limited: false };
+
+/** Whether a membership history (oldest first) was at `join` at stream position `position`. */
+function wasJoinedAt(
+  history: readonly { streamOrdering: number; membership: string }[],
+  position: number,
+): boolean {
+  let value: string | undefined;
+  for (const entry of history) {
+    if (entry.streamOrdering > position) break;
+    value = entry.membership;
+  }
+  return value === 'join';
 }
 
 export function createSyncService(
@@ -162,9 +199,20 @@ export function createSyncService(
         versions.set(room, version);
     const versionOf = (roomId: string) => (versions.get(roomId) ?? '10') as RoomVersionId;
 
-    async function toSyncEvents(rows: readonly EventRow[], roomId: string): Promise<SyncEvent[]> {
-      const own = rows.filter((r) => r.pdu.sender === userId).map((r) => r.eventId);
-      const txnIds = await stores().sync.selectTxnIds(userId, deviceId, roomId, own);
+    /** The transaction IDs of the device's own events among these rooms' rows. */
+    async function txnIdsOf(rooms: ReadonlyMap<string, readonly EventRow[]>) {
+      const own = [...rooms.values()]
+        .flat()
+        .filter((r) => r.pdu.sender === userId)
+        .map((r) => r.eventId);
+      return stores().sync.selectTxnIds(userId, deviceId, [...rooms.keys()], own);
+    }
+
+    async function toSyncEvents(
+      rows: readonly EventRow[],
+      roomId: string,
+      txnIds: ReadonlyMap<string, string>,
+    ): Promise<SyncEvent[]> {
       const out: SyncEvent[] = [];
       for (const row of rows) {
         const event: ClientEvent = await timeline.present(row, versionOf(roomId));
@@ -182,44 +230,74 @@ export function createSyncService(
       return out;
     }
 
-    /** The last `limit` events of (from, to] passing the timeline filter and `visible`. */
-    async function recentEvents(
-      roomId: string,
-      from: number,
-      to: number,
-      visible: ((position: number) => boolean) | null,
-    ): Promise<{ rows: EventRow[]; limited: boolean }> {
-      const picked: EventRow[] = [];
-      let cursor = to;
+    /**
+     * For each room, the last `limit` events of (from, to] passing the timeline filter and
+     * `visible`: read backwards, every room still short of events in one statement per round.
+     */
+    async function recentEventsOf(specs: readonly RecentSpec[]): Promise<Map<string, Recent>> {
+      const out = new Map<string, Recent>();
+      let reading = specs.map((spec) => ({ spec, picked: [] as EventRow[], cursor: spec.to }));
+      const finish = (entry: (typeof reading)[number], limited: boolean) =>
+        out.set(entry.spec.roomId, { rows: entry.picked.reverse(), limited });
       // The first read asks for just enough when nothing is filtered out (the usual case).
       let size = limit + 1;
-      for (;;) {
-        if (cursor <= from) return { rows: picked.reverse(), limited: false };
-        const batch = await stores().rooms.selectRoomEvents(roomId, {
-          after: from,
-          upTo: cursor,
-          direction: 'backward',
-          limit: size,
+      while (reading.length > 0) {
+        const due = reading.filter((entry) => {
+          if (entry.cursor > entry.spec.from) return true;
+          finish(entry, false);
+          return false;
         });
-        for (const row of batch) {
-          cursor = row.streamOrdering - 1;
-          if (visible && !visible(row.streamOrdering)) continue;
-          if (!passesEventFilter(timelineFilter, row.pdu.type, row.pdu.sender)) continue;
-          if (picked.length === limit) return { rows: picked.reverse(), limited: true };
-          picked.push(row);
+        if (due.length === 0) break;
+        const batches = await stores().rooms.selectRoomEventsOfRooms(
+          due.map(({ spec, cursor }) => ({
+            roomId: spec.roomId,
+            range: { after: spec.from, upTo: cursor, direction: 'backward' as const, limit: size },
+          })),
+        );
+        reading = [];
+        for (const entry of due) {
+          const batch = batches.get(entry.spec.roomId) ?? [];
+          const { visible } = entry.spec;
+          let full = false;
+          for (const row of batch) {
+            entry.cursor = row.streamOrdering - 1;
+            if (visible && !visible(row.streamOrdering)) continue;
+            if (!passesEventFilter(timelineFilter, row.pdu.type, row.pdu.sender)) continue;
+            if (entry.picked.length === limit) {
+              full = true;
+              break;
+            }
+            entry.picked.push(row);
+          }
+          if (full) finish(entry, true);
+          else if (batch.length < size) finish(entry, false);
+          else reading.push(entry);
         }
-        if (batch.length < size) return { rows: picked.reverse(), limited: false };
         size = SCAN_BATCH;
       }
+      return out;
     }
 
-    /** Replaces state rows at or after `position` with the event each key had before it. */
-    async function stateBefore(roomId: string, rows: EventRow[], position: number) {
-      const later = rows.filter((r) => r.streamOrdering >= position);
-      if (later.length === 0) return rows;
-      const keys = later.map((r) => [r.pdu.type, r.pdu.state_key ?? ''] as const);
-      const earlier = await stores().sync.selectStateBefore(roomId, keys, position);
-      return [...rows.filter((r) => r.streamOrdering < position), ...earlier];
+    /** Replaces each room's state rows at or after its position with the event each key had before. */
+    async function stateBeforeOf(
+      items: readonly { roomId: string; rows: EventRow[]; position: number }[],
+    ): Promise<Map<string, EventRow[]>> {
+      const requests = items.flatMap(({ roomId, rows, position }) => {
+        const later = rows.filter((r) => r.streamOrdering >= position);
+        if (later.length === 0) return [];
+        const keys = later.map((r) => [r.pdu.type, r.pdu.state_key ?? ''] as const);
+        return [{ roomId, keys, position }];
+      });
+      const earlier = await stores().sync.selectStateBefore(requests);
+      return new Map(
+        items.map(({ roomId, rows, position }) => {
+          const kept = rows.filter((r) => r.streamOrdering < position);
+          return [
+            roomId,
+            kept.length === rows.length ? rows : [...kept, ...(earlier.get(roomId) ?? [])],
+          ];
+        }),
+      );
     }
 
     /** Members a lazy-loading client needs for these senders and has not been sent yet. */
@@ -234,29 +312,39 @@ export function createSyncService(
     const passesState = (row: EventRow) =>
       passesEventFilter(stateFilter, row.pdu.type, row.pdu.sender);
 
-    /** State of a room the client gets in full: as of the start of its timeline. */
-    async function fullState(
-      roomId: string,
-      timelineRows: readonly EventRow[],
-      start: number,
-    ): Promise<EventRow[]> {
-      let rows: EventRow[];
+    /** State of each room the client gets in full: as of the start of its timeline. */
+    async function fullStateOf(
+      rooms: readonly { roomId: string; timeline: readonly EventRow[]; start: number }[],
+    ): Promise<Map<string, EventRow[]>> {
+      const roomIds = rooms.map((r) => r.roomId);
+      let current: Map<string, EventRow[]>;
       if (lazy) {
-        const members = membersToSend(
-          roomId,
-          timelineRows.map((r) => r.pdu.sender),
+        const [others, members] = await Promise.all([
+          stores().sync.selectStateWithoutMembers(roomIds),
+          stores().rooms.selectStateEventsOfRooms(
+            rooms.map(({ roomId, timeline: rows }) => ({
+              roomId,
+              keys: membersToSend(
+                roomId,
+                rows.map((r) => r.pdu.sender),
+              ).map((m) => [MEMBER, m] as const),
+            })),
+          ),
+        ]);
+        current = new Map(
+          roomIds.map((id) => [id, [...(others.get(id) ?? []), ...(members.get(id) ?? [])]]),
         );
-        rows = [
-          ...(await stores().sync.selectStateWithoutMembers(roomId)),
-          ...(await stores().rooms.selectStateEvents(
-            roomId,
-            members.map((m) => [MEMBER, m] as const),
-          )),
-        ];
       } else {
-        rows = await stores().rooms.selectAllStateEvents(roomId);
+        current = await stores().rooms.selectAllStateEventsOfRooms(roomIds);
       }
-      return (await stateBefore(roomId, rows, start)).filter(passesState);
+      const before = await stateBeforeOf(
+        rooms.map(({ roomId, start }) => ({
+          roomId,
+          rows: current.get(roomId) ?? [],
+          position: start,
+        })),
+      );
+      return new Map([...before].map(([roomId, rows]) => [roomId, rows.filter(passesState)]));
     }
 
     function rememberMembers(
@@ -272,57 +360,107 @@ export function createSyncService(
 
     const prevBatch = (rows: readonly EventRow[], fallback: number) =>
       streamToken(rows.length > 0 ? (rows[0] as EventRow).streamOrdering - 1 : fallback);
+    const timelineStart = (rows: readonly EventRow[], fallback: number) =>
+      rows[0]?.streamOrdering ?? fallback;
 
-    // Rooms the user is joined to.
-    const joinedResults = new Map<
-      string,
-      { state: EventRow[]; timeline: EventRow[]; limited: boolean }
-    >();
-    await forEachRoom(joined, async (membership) => {
-      const { roomId } = membership;
+    // Rooms the user is joined to, a batch of rooms at a time.
+    const joinedResults = new Map<string, RoomResult>();
+    await forEachBatch(joined, async (batch) => {
       // New to the client: an initial sync, or joined since (not a join → join profile change).
-      const isNew =
+      const joinedSince =
+        since === null ? [] : batch.filter((m) => m.streamOrdering > since).map((m) => m.roomId);
+      const histories = await stores().rooms.selectMembershipHistories(joinedSince, userId);
+      const isNew = (m: UserMembershipRow) =>
         since === null ||
-        (membership.streamOrdering > since && !(await wasJoinedAt(roomId, userId, since)));
-      if (!isNew && !options.fullState && !active.has(roomId)) return;
-      let timelineRows: EventRow[];
-      let limited: boolean;
-      if (isNew) {
-        // The last events of the room, as far as its history is visible to the user.
-        let recent = await recentEvents(roomId, 0, upTo, null);
-        if (recent.rows.some((r) => r.streamOrdering < membership.streamOrdering)) {
-          const visible = await timeline.visibility(roomId, userId);
-          recent = await recentEvents(roomId, 0, upTo, visible);
-        }
-        ({ rows: timelineRows, limited } = recent);
-      } else {
-        ({ rows: timelineRows, limited } = await recentEvents(roomId, after, upTo, null));
-      }
-      const start = timelineRows[0]?.streamOrdering ?? upTo + 1;
-      let stateRows: EventRow[];
-      if (isNew || options.fullState) {
-        stateRows = await fullState(roomId, timelineRows, start);
-      } else {
-        // The state that changed in the gap before the timeline, then the members the
-        // timeline's senders need (lazy loading) that the client has not had.
-        const gap = limited ? await stores().sync.selectStateChanges(roomId, after, start) : [];
-        stateRows = lazy ? gap.filter((r) => r.pdu.type !== MEMBER) : gap;
-        if (lazy) {
-          const members = membersToSend(
+        (m.streamOrdering > since && !wasJoinedAt(histories.get(m.roomId) ?? [], since));
+      const picked = batch
+        .map((membership) => ({ membership, isNew: isNew(membership) }))
+        .filter((r) => r.isNew || options.fullState || active.has(r.membership.roomId));
+      if (picked.length === 0) return;
+
+      const recent = await recentEventsOf(
+        picked.map(({ membership, isNew }) => ({
+          roomId: membership.roomId,
+          from: isNew ? 0 : after,
+          to: upTo,
+          visible: null,
+        })),
+      );
+      // A new room's timeline reaching back before the join: as far as its history is visible.
+      const reachingBack = picked
+        .filter(({ membership, isNew }) => {
+          const rows = recent.get(membership.roomId)?.rows ?? [];
+          return isNew && rows.some((r) => r.streamOrdering < membership.streamOrdering);
+        })
+        .map(({ membership }) => membership.roomId);
+      if (reachingBack.length > 0) {
+        const visible = await timeline.visibilities(reachingBack, userId);
+        const again = await recentEventsOf(
+          reachingBack.map((roomId) => ({
             roomId,
-            timelineRows.map((r) => r.pdu.sender),
-          ).filter(
-            (m) => !timelineRows.some((r) => r.pdu.type === MEMBER && r.pdu.state_key === m),
-          );
-          const memberRows = await stores().rooms.selectStateEvents(
-            roomId,
-            members.map((m) => [MEMBER, m] as const),
-          );
-          stateRows.push(...(await stateBefore(roomId, memberRows, start)));
-        }
-        stateRows = stateRows.filter(passesState);
+            from: 0,
+            to: upTo,
+            visible: visible.get(roomId) ?? null,
+          })),
+        );
+        for (const [roomId, result] of again) recent.set(roomId, result);
       }
-      joinedResults.set(roomId, { state: stateRows, timeline: timelineRows, limited });
+      const planned = picked.map(({ membership, isNew }) => {
+        const { rows, limited } = recent.get(membership.roomId) ?? { rows: [], limited: false };
+        return { roomId: membership.roomId, isNew, timeline: rows, limited };
+      });
+
+      const inFull = planned.filter((r) => r.isNew || options.fullState);
+      const full = await fullStateOf(
+        inFull.map((r) => ({ ...r, start: timelineStart(r.timeline, upTo + 1) })),
+      );
+      for (const r of inFull)
+        joinedResults.set(r.roomId, {
+          state: full.get(r.roomId) ?? [],
+          timeline: r.timeline,
+          limited: r.limited,
+        });
+
+      // The rest: the state that changed in the gap before the timeline, then the members the
+      // timeline's senders need (lazy loading) that the client has not had.
+      const updated = planned
+        .filter((r) => !(r.isNew || options.fullState))
+        .map((r) => ({ ...r, start: timelineStart(r.timeline, upTo + 1) }));
+      const gaps = await stores().sync.selectStateChanges(
+        updated.filter((r) => r.limited).map((r) => ({ roomId: r.roomId, after, before: r.start })),
+      );
+      let members = new Map<string, EventRow[]>();
+      if (lazy) {
+        const current = await stores().rooms.selectStateEventsOfRooms(
+          updated.map(({ roomId, timeline: rows }) => ({
+            roomId,
+            keys: membersToSend(
+              roomId,
+              rows.map((r) => r.pdu.sender),
+            )
+              .filter((m) => !rows.some((r) => r.pdu.type === MEMBER && r.pdu.state_key === m))
+              .map((m) => [MEMBER, m] as const),
+          })),
+        );
+        members = await stateBeforeOf(
+          updated.map(({ roomId, start }) => ({
+            roomId,
+            rows: current.get(roomId) ?? [],
+            position: start,
+          })),
+        );
+      }
+      for (const r of updated) {
+        const gap = gaps.get(r.roomId) ?? [];
+        const state = lazy
+          ? [...gap.filter((row) => row.pdu.type !== MEMBER), ...(members.get(r.roomId) ?? [])]
+          : gap;
+        joinedResults.set(r.roomId, {
+          state: state.filter(passesState),
+          timeline: r.timeline,
+          limited: r.limited,
+        });
+      }
     });
 
     // Ephemeral events and room account data, for every joined room (they change without events).
@@ -366,26 +504,34 @@ export function createSyncService(
         counts.set(room, count);
 
     const joinSections = new Map<string, SyncResponse['rooms']['join'][string]>();
-    await forEachRoom([...roomsInResponse], async (roomId) => {
-      const result = joinedResults.get(roomId) ?? { state: [], timeline: [], limited: false };
-      rememberMembers(roomId, result.state, result.timeline);
-      const count = counts.get(roomId) ?? { joined: 0, invited: 0 };
-      joinSections.set(roomId, {
-        summary: {
-          'm.heroes': await heroes(roomId, userId),
-          'm.joined_member_count': count.joined,
-          'm.invited_member_count': count.invited,
-        },
-        state: { events: await toSyncEvents(result.state, roomId) },
-        timeline: {
-          events: await toSyncEvents(result.timeline, roomId),
-          limited: result.limited,
-          prev_batch: prevBatch(result.timeline, upTo),
-        },
-        ephemeral: { events: ephemeral.get(roomId) ?? [] },
-        account_data: { events: roomAccountData(roomId) },
-        unread_notifications: { notification_count: 0, highlight_count: 0 },
-      });
+    await forEachBatch([...roomsInResponse], async (roomIds) => {
+      const results = new Map(
+        roomIds.map((roomId) => [roomId, joinedResults.get(roomId) ?? NOTHING_NEW]),
+      );
+      const heroes = await heroesOf(roomIds, userId);
+      const txnIds = await txnIdsOf(
+        new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]])),
+      );
+      for (const [roomId, result] of results) {
+        rememberMembers(roomId, result.state, result.timeline);
+        const count = counts.get(roomId) ?? { joined: 0, invited: 0 };
+        joinSections.set(roomId, {
+          summary: {
+            'm.heroes': heroes.get(roomId) ?? [],
+            'm.joined_member_count': count.joined,
+            'm.invited_member_count': count.invited,
+          },
+          state: { events: await toSyncEvents(result.state, roomId, txnIds) },
+          timeline: {
+            events: await toSyncEvents(result.timeline, roomId, txnIds),
+            limited: result.limited,
+            prev_batch: prevBatch(result.timeline, upTo),
+          },
+          ephemeral: { events: ephemeral.get(roomId) ?? [] },
+          account_data: { events: roomAccountData(roomId) },
+          unread_notifications: { notification_count: 0, highlight_count: 0 },
+        });
+      }
     });
     const join: SyncResponse['rooms']['join'] = {};
     for (const roomId of roomsInResponse) {
@@ -396,10 +542,14 @@ export function createSyncService(
     // Invites and knocks: the stripped state of the room, with the user's own member event.
     const invite: SyncResponse['rooms']['invite'] = {};
     const knock: SyncResponse['rooms']['knock'] = {};
-    for (const membership of memberships) {
-      if (membership.membership !== 'invite' && membership.membership !== 'knock') continue;
-      if (since !== null && membership.streamOrdering <= since) continue;
-      const events = await strippedState(membership, userId);
+    const pending = memberships.filter(
+      (m) =>
+        (m.membership === 'invite' || m.membership === 'knock') &&
+        (since === null || m.streamOrdering > since),
+    );
+    const stripped = await strippedStateOf(pending, userId);
+    for (const membership of pending) {
+      const events = stripped.get(membership.roomId) ?? [];
       if (membership.membership === 'invite')
         invite[membership.roomId] = { invite_state: { events } };
       else knock[membership.roomId] = { knock_state: { events } };
@@ -407,31 +557,57 @@ export function createSyncService(
 
     // Rooms left (or banned from, or rejected): history up to the leave, and the state then.
     const leave: SyncResponse['rooms']['leave'] = {};
-    for (const membership of memberships) {
-      if (membership.membership !== 'leave' && membership.membership !== 'ban') continue;
-      const include =
-        since === null ? roomFilter?.include_leave === true : membership.streamOrdering > since;
-      if (!include) continue;
-      const { roomId } = membership;
-      const visible = await timeline.visibility(roomId, userId);
-      const recent = await recentEvents(
-        roomId,
-        after,
-        membership.streamOrdering,
-        (position) => position === membership.streamOrdering || visible(position),
+    const left = memberships.filter(
+      (m) =>
+        (m.membership === 'leave' || m.membership === 'ban') &&
+        (since === null ? roomFilter?.include_leave === true : m.streamOrdering > since),
+    );
+    await forEachBatch(left, async (batch) => {
+      const visible = await timeline.visibilities(
+        batch.map((m) => m.roomId),
+        userId,
       );
-      const start = recent.rows[0]?.streamOrdering ?? membership.streamOrdering + 1;
-      const state = await fullState(roomId, recent.rows, start);
-      leave[roomId] = {
-        state: { events: await toSyncEvents(state, roomId) },
-        timeline: {
-          events: await toSyncEvents(recent.rows, roomId),
-          limited: recent.limited,
-          prev_batch: prevBatch(recent.rows, membership.streamOrdering),
-        },
-        account_data: { events: roomAccountData(roomId) },
-      };
-    }
+      const recent = await recentEventsOf(
+        batch.map(({ roomId, streamOrdering: leftAt }) => {
+          const visibleInRoom = visible.get(roomId);
+          return {
+            roomId,
+            from: after,
+            to: leftAt,
+            visible: (position: number) =>
+              position === leftAt || (visibleInRoom?.(position) ?? false),
+          };
+        }),
+      );
+      const rowsOf = (roomId: string) => recent.get(roomId) ?? { rows: [], limited: false };
+      const states = await fullStateOf(
+        batch.map(({ roomId, streamOrdering: leftAt }) => ({
+          roomId,
+          timeline: rowsOf(roomId).rows,
+          start: timelineStart(rowsOf(roomId).rows, leftAt + 1),
+        })),
+      );
+      const txnIds = await txnIdsOf(
+        new Map(
+          batch.map(({ roomId }) => [
+            roomId,
+            [...(states.get(roomId) ?? []), ...rowsOf(roomId).rows],
+          ]),
+        ),
+      );
+      for (const { roomId, streamOrdering: leftAt } of batch) {
+        const { rows, limited } = rowsOf(roomId);
+        leave[roomId] = {
+          state: { events: await toSyncEvents(states.get(roomId) ?? [], roomId, txnIds) },
+          timeline: {
+            events: await toSyncEvents(rows, roomId, txnIds),
+            limited,
+            prev_batch: prevBatch(rows, leftAt),
+          },
+          account_data: { events: roomAccountData(roomId) },
+        };
+      }
+    });
 
     const globalAccountData = accountData.global.filter((e) =>
       passesEventFilter(filter.account_data, e.type, undefined),
@@ -473,53 +649,61 @@ export function createSyncService(
     return { response, empty, watched };
   }
 
-  async function wasJoinedAt(roomId: string, userId: string, position: number): Promise<boolean> {
-    let value: string | undefined;
-    for (const entry of await stores().rooms.selectMembershipHistory(roomId, userId)) {
-      if (entry.streamOrdering > position) break;
-      value = entry.membership;
-    }
-    return value === 'join';
-  }
-
-  /** Up to five other members for naming a room (joined first, then invited), by user ID. */
-  async function heroes(roomId: string, userId: string): Promise<string[]> {
-    const joined = await stores().sync.selectMembersSample(roomId, 'join', userId, MAX_HEROES);
-    if (joined.length >= MAX_HEROES) return joined;
-    const invited = await stores().sync.selectMembersSample(
-      roomId,
-      'invite',
-      userId,
-      MAX_HEROES - joined.length,
+  /** Up to five other members of each room for naming it (joined first, then invited), by user ID. */
+  async function heroesOf(roomIds: readonly string[], userId: string) {
+    const joined = await stores().sync.selectMembersSamples(roomIds, 'join', userId, MAX_HEROES);
+    const short = roomIds.filter((roomId) => (joined.get(roomId)?.length ?? 0) < MAX_HEROES);
+    const invited = await stores().sync.selectMembersSamples(short, 'invite', userId, MAX_HEROES);
+    return new Map(
+      roomIds.map((roomId) => [
+        roomId,
+        [...(joined.get(roomId) ?? []), ...(invited.get(roomId) ?? [])].slice(0, MAX_HEROES),
+      ]),
     );
-    return [...joined, ...invited];
   }
 
   /** The stripped state an invitee or knocker sees, with their member event and the inviter's. */
-  async function strippedState(
-    membership: UserMembershipRow,
+  async function strippedStateOf(
+    memberships: readonly UserMembershipRow[],
     userId: string,
-  ): Promise<SyncEvent[]> {
-    const rows = await stores().rooms.selectStateEvents(membership.roomId, [
-      ...STRIPPED_STATE_TYPES.map((type) => [type, ''] as const),
-      [MEMBER, userId] as const,
-    ]);
-    const own = rows.find((r) => r.pdu.type === MEMBER && r.pdu.state_key === userId);
+  ): Promise<Map<string, SyncEvent[]>> {
+    const rows = await stores().rooms.selectStateEventsOfRooms(
+      memberships.map(({ roomId }) => ({
+        roomId,
+        keys: [
+          ...STRIPPED_STATE_TYPES.map((type) => [type, ''] as const),
+          [MEMBER, userId] as const,
+        ],
+      })),
+    );
+    const ownEvent = (roomId: string) =>
+      rows.get(roomId)?.find((r) => r.pdu.type === MEMBER && r.pdu.state_key === userId);
     // Clients name the inviter from their member event (Hydrogen reads it for every invite).
-    if (own && own.pdu.sender !== userId) {
-      rows.push(
-        ...(await stores().rooms.selectStateEvents(membership.roomId, [[MEMBER, own.pdu.sender]])),
-      );
-    }
-    return rows.map((row) => ({
-      type: row.pdu.type,
-      state_key: row.pdu.state_key ?? '',
-      content: row.pdu.content,
-      sender: row.pdu.sender,
-      ...(row.eventId === own?.eventId
-        ? { event_id: row.eventId, origin_server_ts: row.pdu.origin_server_ts }
-        : {}),
-    }));
+    const inviters = await stores().rooms.selectStateEventsOfRooms(
+      memberships.flatMap(({ roomId }) => {
+        const own = ownEvent(roomId);
+        return own && own.pdu.sender !== userId
+          ? [{ roomId, keys: [[MEMBER, own.pdu.sender] as const] }]
+          : [];
+      }),
+    );
+    return new Map(
+      memberships.map(({ roomId }) => {
+        const ownId = ownEvent(roomId)?.eventId;
+        const events = [...(rows.get(roomId) ?? []), ...(inviters.get(roomId) ?? [])].map(
+          (row) => ({
+            type: row.pdu.type,
+            state_key: row.pdu.state_key ?? '',
+            content: row.pdu.content,
+            sender: row.pdu.sender,
+            ...(row.eventId === ownId
+              ? { event_id: row.eventId, origin_server_ts: row.pdu.origin_server_ts }
+              : {}),
+          }),
+        );
+        return [roomId, events];
+      }),
+    );
   }
 
   return {

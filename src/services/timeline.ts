@@ -85,25 +85,44 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
   const presentAll = (rows: readonly EventRow[], version: RoomVersionId): Promise<ClientEvent[]> =>
     Promise.all(rows.map((r) => present(r, version)));
 
+  /** The user's membership changes and the history visibility changes, as one history. */
+  const toVisibilityHistory = (
+    memberships: readonly { streamOrdering: number; membership: string }[],
+    visibilityEvents: readonly EventRow[],
+  ): VisibilityHistory => ({
+    memberships: memberships.map((m) => ({
+      streamOrdering: m.streamOrdering,
+      value: m.membership,
+    })),
+    visibilities: visibilityEvents.map((e) => ({
+      streamOrdering: e.streamOrdering,
+      value:
+        typeof e.pdu.content.history_visibility === 'string'
+          ? e.pdu.content.history_visibility
+          : 'shared',
+    })),
+  });
+
   async function visibilityOf(roomId: string, userId: string): Promise<VisibilityHistory> {
+    return (await visibilitiesOf([roomId], userId)).get(roomId) as VisibilityHistory;
+  }
+
+  /** The visibility history of each room listed, two statements for all of them. */
+  async function visibilitiesOf(
+    roomIds: readonly string[],
+    userId: string,
+  ): Promise<Map<string, VisibilityHistory>> {
     const store = rooms();
     const [memberships, visibilityEvents] = await Promise.all([
-      store.selectMembershipHistory(roomId, userId),
-      store.selectStateHistory(roomId, 'm.room.history_visibility', ''),
+      store.selectMembershipHistories(roomIds, userId),
+      store.selectStateHistories(roomIds, 'm.room.history_visibility', ''),
     ]);
-    return {
-      memberships: memberships.map((m) => ({
-        streamOrdering: m.streamOrdering,
-        value: m.membership,
-      })),
-      visibilities: visibilityEvents.map((e) => ({
-        streamOrdering: e.streamOrdering,
-        value:
-          typeof e.pdu.content.history_visibility === 'string'
-            ? e.pdu.content.history_visibility
-            : 'shared',
-      })),
-    };
+    return new Map(
+      roomIds.map((roomId) => [
+        roomId,
+        toVisibilityHistory(memberships.get(roomId) ?? [], visibilityEvents.get(roomId) ?? []),
+      ]),
+    );
   }
 
   /** Throws 403 unless the user has (or had) any membership of the room, or it is world readable. */
@@ -129,10 +148,18 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
   return {
     present,
 
-    /** Whether each stream position of the room's history is visible to the user. */
-    async visibility(roomId: string, userId: string): Promise<(position: number) => boolean> {
-      const history = await visibilityOf(roomId, userId);
-      return (position) => isVisibleAt(position, history);
+    /** Per room: whether each stream position of its history is visible to the user. */
+    async visibilities(
+      roomIds: readonly string[],
+      userId: string,
+    ): Promise<Map<string, (position: number) => boolean>> {
+      const histories = await visibilitiesOf(roomIds, userId);
+      return new Map(
+        [...histories].map(([roomId, history]) => [
+          roomId,
+          (position: number) => isVisibleAt(position, history),
+        ]),
+      );
     },
 
     async messages(

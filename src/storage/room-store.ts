@@ -8,6 +8,7 @@ import type { Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
 import { applyMembershipChange } from './mutual-rooms-store.js';
+import { groupByRoom, selectEach } from './select-each.js';
 import { selectStreamPosition, takeNextPosition } from './stream-store.js';
 
 export interface RoomRow {
@@ -23,6 +24,22 @@ export interface EventRow {
   streamOrdering: number;
   pdu: Pdu;
   redactedBy: string | null;
+}
+
+/** Current state entries asked for by (type, state key). */
+export type StateKeys = ReadonlyArray<readonly [string, string]>;
+
+/** A span of a room's events in stream order: after `after`, at most `upTo`. */
+export interface RoomEventRange {
+  after: number;
+  upTo: number;
+  direction: 'forward' | 'backward';
+  limit: number;
+}
+
+export interface MembershipHistoryEntry {
+  streamOrdering: number;
+  membership: string;
 }
 
 export interface MembershipChange {
@@ -52,28 +69,41 @@ export interface RoomStore {
   insertRoom(room: RoomRow, createdTs: number): Promise<void>;
   selectRoom(roomId: string): Promise<RoomRow | undefined>;
   /** The events of the current state entries asked for (missing ones are left out). */
-  selectStateEvents(
-    roomId: string,
-    keys: ReadonlyArray<readonly [string, string]>,
-  ): Promise<EventRow[]>;
+  selectStateEvents(roomId: string, keys: StateKeys): Promise<EventRow[]>;
+  /** `selectStateEvents` for several rooms in one statement, by room. */
+  selectStateEventsOfRooms(
+    requests: ReadonlyArray<{ roomId: string; keys: StateKeys }>,
+  ): Promise<Map<string, EventRow[]>>;
+  /** The room's current state, by stream order. */
   selectAllStateEvents(roomId: string): Promise<EventRow[]>;
+  /** `selectAllStateEvents` for several rooms in one statement, by room. */
+  selectAllStateEventsOfRooms(roomIds: readonly string[]): Promise<Map<string, EventRow[]>>;
   /** The room's state as it was just after stream position `position`. */
   selectStateEventsAt(roomId: string, position: number): Promise<EventRow[]>;
   selectExtremities(roomId: string): Promise<{ eventId: string; depth: number }[]>;
   selectEvent(eventId: string): Promise<EventRow | undefined>;
   persistEvent(event: EventToPersist, streamOrdering: number): Promise<void>;
   /** Events of a room in stream order: after `after` and at most `upTo`, ascending or descending. */
-  selectRoomEvents(
-    roomId: string,
-    range: { after: number; upTo: number; direction: 'forward' | 'backward'; limit: number },
-  ): Promise<EventRow[]>;
+  selectRoomEvents(roomId: string, range: RoomEventRange): Promise<EventRow[]>;
+  /** `selectRoomEvents` for several rooms in one statement, by room, each in its range's order. */
+  selectRoomEventsOfRooms(
+    requests: ReadonlyArray<{ roomId: string; range: RoomEventRange }>,
+  ): Promise<Map<string, EventRow[]>>;
   /** One user's membership changes in a room, oldest first. */
-  selectMembershipHistory(
-    roomId: string,
+  selectMembershipHistory(roomId: string, userId: string): Promise<MembershipHistoryEntry[]>;
+  /** `selectMembershipHistory` of one user in several rooms, by room. */
+  selectMembershipHistories(
+    roomIds: readonly string[],
     userId: string,
-  ): Promise<{ streamOrdering: number; membership: string }[]>;
+  ): Promise<Map<string, MembershipHistoryEntry[]>>;
   /** The successive events of one state entry, oldest first. */
   selectStateHistory(roomId: string, type: string, stateKey: string): Promise<EventRow[]>;
+  /** `selectStateHistory` of one state entry in several rooms, by room. */
+  selectStateHistories(
+    roomIds: readonly string[],
+    type: string,
+    stateKey: string,
+  ): Promise<Map<string, EventRow[]>>;
   /** Marks `eventId` (in `roomId`) as redacted by `redactionId`. */
   updateRedactedBy(roomId: string, eventId: string, redactionId: string): Promise<void>;
   selectMembership(
@@ -130,7 +160,7 @@ export const eventColumns = [
 
 export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore {
   const nextPosition = (stream: string) => takeNextPosition(db, stream);
-  return {
+  const store: RoomStore = {
     async lockRoom(roomId) {
       if (dialect === 'postgres')
         await sql`SELECT pg_advisory_xact_lock(hashtext(${roomId}))`.execute(db);
@@ -172,30 +202,50 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async selectStateEvents(roomId, keys) {
-      if (keys.length === 0) return [];
+      return (await store.selectStateEventsOfRooms([{ roomId, keys }])).get(roomId) ?? [];
+    },
+
+    async selectStateEventsOfRooms(requests) {
+      const asked = requests.filter((r) => r.keys.length > 0);
       // `type IN (…) AND state_key IN (…)` is a range of index lookups on both databases (an
       // OR of pairs made SQLite read the room's whole state); the exact pairs are kept here.
-      const wanted = new Set(keys.map(([type, stateKey]) => `${type}\u0000${stateKey}`));
-      const rows = await db
-        .selectFrom('current_state')
-        .innerJoin('events', 'events.event_id', 'current_state.event_id')
-        .select([...eventColumns, 'current_state.type', 'current_state.state_key'])
-        .where('current_state.room_id', '=', roomId)
-        .where('current_state.type', 'in', [...new Set(keys.map(([type]) => type))])
-        .where('current_state.state_key', 'in', [...new Set(keys.map(([, stateKey]) => stateKey))])
-        .execute();
-      return rows.filter((row) => wanted.has(`${row.type}\u0000${row.state_key}`)).map(toEventRow);
+      const wanted = new Set(
+        asked.flatMap(({ roomId, keys }) =>
+          keys.map(([type, stateKey]) => `${roomId}\u0000${type}\u0000${stateKey}`),
+        ),
+      );
+      const rows = await selectEach(db, asked, ({ roomId, keys }) =>
+        db
+          .selectFrom('current_state')
+          .innerJoin('events', 'events.event_id', 'current_state.event_id')
+          .select([...eventColumns, 'current_state.type', 'current_state.state_key'])
+          .where('current_state.room_id', '=', roomId)
+          .where('current_state.type', 'in', [...new Set(keys.map(([type]) => type))])
+          .where('current_state.state_key', 'in', [
+            ...new Set(keys.map(([, stateKey]) => stateKey)),
+          ]),
+      );
+      return groupByRoom(
+        rows
+          .filter((row) => wanted.has(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`))
+          .map(toEventRow),
+      );
     },
 
     async selectAllStateEvents(roomId) {
+      return (await store.selectAllStateEventsOfRooms([roomId])).get(roomId) ?? [];
+    },
+
+    async selectAllStateEventsOfRooms(roomIds) {
+      if (roomIds.length === 0) return new Map();
       const rows = await db
         .selectFrom('current_state')
         .innerJoin('events', 'events.event_id', 'current_state.event_id')
         .select(eventColumns)
-        .where('current_state.room_id', '=', roomId)
+        .where('current_state.room_id', 'in', [...roomIds])
         .orderBy('events.stream_ordering')
         .execute();
-      return rows.map(toEventRow);
+      return groupByRoom(rows.map(toEventRow));
     },
 
     async selectStateEventsAt(roomId, position) {
@@ -341,43 +391,67 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async selectRoomEvents(roomId, range) {
-      const rows = await db
-        .selectFrom('events')
-        .select(eventColumns)
-        .where('room_id', '=', roomId)
-        .where('stream_ordering', '>', range.after)
-        .where('stream_ordering', '<=', range.upTo)
-        .orderBy('stream_ordering', range.direction === 'forward' ? 'asc' : 'desc')
-        .limit(range.limit)
-        .execute();
-      return rows.map(toEventRow);
+      return (await store.selectRoomEventsOfRooms([{ roomId, range }])).get(roomId) ?? [];
+    },
+
+    async selectRoomEventsOfRooms(requests) {
+      const rows = await selectEach(db, requests, ({ roomId, range }) =>
+        db
+          .selectFrom('events')
+          .select(eventColumns)
+          .where('room_id', '=', roomId)
+          .where('stream_ordering', '>', range.after)
+          .where('stream_ordering', '<=', range.upTo)
+          .orderBy('stream_ordering', range.direction === 'forward' ? 'asc' : 'desc')
+          .limit(range.limit),
+      );
+      const byRoom = groupByRoom(rows.map(toEventRow));
+      // Each read keeps its own order (a compound select promises none across its parts).
+      for (const { roomId, range } of requests) {
+        const sign = range.direction === 'forward' ? 1 : -1;
+        byRoom.get(roomId)?.sort((a, b) => sign * (a.streamOrdering - b.streamOrdering));
+      }
+      return byRoom;
     },
 
     async selectMembershipHistory(roomId, userId) {
+      return (await store.selectMembershipHistories([roomId], userId)).get(roomId) ?? [];
+    },
+
+    async selectMembershipHistories(roomIds, userId) {
+      const byRoom = new Map<string, MembershipHistoryEntry[]>();
+      if (roomIds.length === 0) return byRoom;
       const rows = await db
         .selectFrom('membership_history')
-        .select(['stream_ordering', 'membership'])
-        .where('room_id', '=', roomId)
+        .select(['room_id', 'stream_ordering', 'membership'])
+        .where('room_id', 'in', [...roomIds])
         .where('user_id', '=', userId)
         .orderBy('stream_ordering')
         .execute();
-      return rows.map((r) => ({
-        streamOrdering: Number(r.stream_ordering),
-        membership: r.membership,
-      }));
+      for (const row of rows) {
+        const list = byRoom.get(row.room_id) ?? [];
+        list.push({ streamOrdering: Number(row.stream_ordering), membership: row.membership });
+        byRoom.set(row.room_id, list);
+      }
+      return byRoom;
     },
 
     async selectStateHistory(roomId, type, stateKey) {
+      return (await store.selectStateHistories([roomId], type, stateKey)).get(roomId) ?? [];
+    },
+
+    async selectStateHistories(roomIds, type, stateKey) {
+      if (roomIds.length === 0) return new Map();
       const rows = await db
         .selectFrom('state_history')
         .innerJoin('events', 'events.event_id', 'state_history.event_id')
         .select(eventColumns)
-        .where('state_history.room_id', '=', roomId)
+        .where('state_history.room_id', 'in', [...roomIds])
         .where('state_history.type', '=', type)
         .where('state_history.state_key', '=', stateKey)
         .orderBy('state_history.stream_ordering')
         .execute();
-      return rows.map(toEventRow);
+      return groupByRoom(rows.map(toEventRow));
     },
 
     async updateRedactedBy(roomId, eventId, redactionId) {
@@ -491,4 +565,5 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
         .execute();
     },
   };
+  return store;
 }

@@ -5,7 +5,8 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
-import { eventColumns, toEventRow, type EventRow } from './room-store.js';
+import { eventColumns, toEventRow, type EventRow, type StateKeys } from './room-store.js';
+import { groupByRoom, selectEach } from './select-each.js';
 
 export interface UserMembershipRow {
   roomId: string;
@@ -20,6 +21,24 @@ export interface MemberCounts {
   invited: number;
 }
 
+/** State entries of one room as they were just before `position`. */
+export interface StateBeforeRequest {
+  roomId: string;
+  keys: StateKeys;
+  position: number;
+}
+
+/** The state changes of one room in the open span (after, before). */
+export interface StateChangesRequest {
+  roomId: string;
+  after: number;
+  before: number;
+}
+
+/**
+ * Every read that takes rooms answers for a batch of them at once (by room), so that an
+ * initial /sync makes a handful of statements per hundred rooms rather than ten per room.
+ */
 export interface SyncStore {
   /** Rooms with any event in (after, upTo]. */
   selectRoomsWithEvents(after: number, upTo: number): Promise<string[]>;
@@ -30,30 +49,26 @@ export interface SyncStore {
   ): Promise<UserMembershipRow[]>;
   /** Joined and invited member counts of each room listed. */
   selectMemberCounts(roomIds: readonly string[]): Promise<Map<string, MemberCounts>>;
-  /** Up to `limit` users of the room with the membership, by user ID, `exclude` left out. */
-  selectMembersSample(
-    roomId: string,
+  /** Per room, up to `limit` users with the membership, by user ID, `exclude` left out. */
+  selectMembersSamples(
+    roomIds: readonly string[],
     membership: string,
     exclude: string,
     limit: number,
-  ): Promise<string[]>;
-  /** For each state key listed, its event as it was just before `position` (if it existed). */
-  selectStateBefore(
-    roomId: string,
-    keys: ReadonlyArray<readonly [string, string]>,
-    position: number,
-  ): Promise<EventRow[]>;
-  /** The latest event of every state key that changed in (after, before), by stream order. */
-  selectStateChanges(roomId: string, after: number, before: number): Promise<EventRow[]>;
-  /** The room's current state except member events. */
-  selectStateWithoutMembers(roomId: string): Promise<EventRow[]>;
+  ): Promise<Map<string, string[]>>;
+  /** For each state key asked for, its event as it was just before the position (if any). */
+  selectStateBefore(requests: readonly StateBeforeRequest[]): Promise<Map<string, EventRow[]>>;
+  /** The latest event of every state key that changed in each span, by stream order. */
+  selectStateChanges(requests: readonly StateChangesRequest[]): Promise<Map<string, EventRow[]>>;
+  /** Each room's current state except member events, by stream order. */
+  selectStateWithoutMembers(roomIds: readonly string[]): Promise<Map<string, EventRow[]>>;
   /** The version of each room listed. */
   selectRoomVersions(roomIds: readonly string[]): Promise<Map<string, string>>;
-  /** Transaction IDs the device sent these events with. */
+  /** Transaction IDs the device sent these events (of these rooms) with. */
   selectTxnIds(
     userId: string,
     deviceId: string,
-    roomId: string,
+    roomIds: readonly string[],
     eventIds: readonly string[],
   ): Promise<Map<string, string>>;
 }
@@ -61,13 +76,14 @@ export interface SyncStore {
 const MEMBER = 'm.room.member';
 
 export function syncStore(db: Kysely<Database>): SyncStore {
-  const stateRows = (
+  /** The latest row of each room's state keys (rows come oldest first), by room and stream order. */
+  const latestStateRows = (
     rows: ReadonlyArray<Parameters<typeof toEventRow>[0] & { type: string; state_key: string }>,
   ) => {
-    // Keep the latest row of each state key (rows come oldest first).
     const latest = new Map<string, EventRow>();
-    for (const row of rows) latest.set(`${row.type}\u0000${row.state_key}`, toEventRow(row));
-    return [...latest.values()].sort((a, b) => a.streamOrdering - b.streamOrdering);
+    for (const row of rows)
+      latest.set(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`, toEventRow(row));
+    return groupByRoom([...latest.values()].sort((a, b) => a.streamOrdering - b.streamOrdering));
   };
 
   return {
@@ -120,66 +136,85 @@ export function syncStore(db: Kysely<Database>): SyncStore {
       return counts;
     },
 
-    async selectMembersSample(roomId, membership, exclude, limit) {
-      const rows = await db
-        .selectFrom('room_memberships')
-        .select('user_id')
-        .where('room_id', '=', roomId)
-        .where('membership', '=', membership)
-        .where('user_id', '!=', exclude)
-        .orderBy('user_id')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => r.user_id);
+    async selectMembersSamples(roomIds, membership, exclude, limit) {
+      const rows = await selectEach(db, roomIds, (roomId) =>
+        db
+          .selectFrom('room_memberships')
+          .select(['room_id', 'user_id'])
+          .where('room_id', '=', roomId)
+          .where('membership', '=', membership)
+          .where('user_id', '!=', exclude)
+          .orderBy('user_id')
+          .limit(limit),
+      );
+      const samples = new Map<string, string[]>();
+      for (const row of rows) {
+        const list = samples.get(row.room_id) ?? [];
+        list.push(row.user_id);
+        samples.set(row.room_id, list);
+      }
+      for (const list of samples.values()) list.sort();
+      return samples;
     },
 
-    async selectStateBefore(roomId, keys, position) {
-      if (keys.length === 0) return [];
+    async selectStateBefore(requests) {
+      const asked = requests.filter((r) => r.keys.length > 0);
       // One range per listed type and state key (the primary key), the exact pairs and the
       // latest of each kept here.
-      const wanted = new Set(keys.map(([type, stateKey]) => `${type}\u0000${stateKey}`));
-      const rows = await db
-        .selectFrom('state_history as sh')
-        .innerJoin('events', 'events.event_id', 'sh.event_id')
-        .select([...eventColumns, 'sh.type', 'sh.state_key'])
-        .where('sh.room_id', '=', roomId)
-        .where('sh.type', 'in', [...new Set(keys.map(([type]) => type))])
-        .where('sh.state_key', 'in', [...new Set(keys.map(([, stateKey]) => stateKey))])
-        .where('sh.stream_ordering', '<', position)
-        .orderBy('sh.stream_ordering')
-        .execute();
-      return stateRows(rows.filter((row) => wanted.has(`${row.type}\u0000${row.state_key}`)));
+      const wanted = new Set(
+        asked.flatMap(({ roomId, keys }) =>
+          keys.map(([type, stateKey]) => `${roomId}\u0000${type}\u0000${stateKey}`),
+        ),
+      );
+      const rows = await selectEach(db, asked, ({ roomId, keys, position }) =>
+        db
+          .selectFrom('state_history as sh')
+          .innerJoin('events', 'events.event_id', 'sh.event_id')
+          .select([...eventColumns, 'sh.type', 'sh.state_key'])
+          .where('sh.room_id', '=', roomId)
+          .where('sh.type', 'in', [...new Set(keys.map(([type]) => type))])
+          .where('sh.state_key', 'in', [...new Set(keys.map(([, stateKey]) => stateKey))])
+          .where('sh.stream_ordering', '<', position),
+      );
+      return latestStateRows(
+        rows
+          .filter((row) => wanted.has(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`))
+          .sort((x, y) => Number(x.stream_ordering) - Number(y.stream_ordering)),
+      );
     },
 
-    async selectStateChanges(roomId, after, before) {
-      if (before - after <= 1) return [];
-      const rows = await db
-        .selectFrom('state_history as sh')
-        .innerJoin('events', 'events.event_id', 'sh.event_id')
-        .select([...eventColumns, 'sh.type', 'sh.state_key'])
-        .where('sh.room_id', '=', roomId)
-        .where('sh.stream_ordering', '>', after)
-        .where('sh.stream_ordering', '<', before)
-        .orderBy('sh.stream_ordering')
-        .execute();
-      return stateRows(rows);
+    async selectStateChanges(requests) {
+      const asked = requests.filter((r) => r.before - r.after > 1);
+      const rows = await selectEach(db, asked, ({ roomId, after, before }) =>
+        db
+          .selectFrom('state_history as sh')
+          .innerJoin('events', 'events.event_id', 'sh.event_id')
+          .select([...eventColumns, 'sh.type', 'sh.state_key'])
+          .where('sh.room_id', '=', roomId)
+          .where('sh.stream_ordering', '>', after)
+          .where('sh.stream_ordering', '<', before),
+      );
+      return latestStateRows(
+        rows.sort((x, y) => Number(x.stream_ordering) - Number(y.stream_ordering)),
+      );
     },
 
-    async selectStateWithoutMembers(roomId) {
+    async selectStateWithoutMembers(roomIds) {
+      if (roomIds.length === 0) return new Map();
       // Two ranges of the primary key either side of the member events, which in a big room
       // are nearly all of its state.
       const below = db
         .selectFrom('current_state')
         .innerJoin('events', 'events.event_id', 'current_state.event_id')
         .select(eventColumns)
-        .where('current_state.room_id', '=', roomId);
+        .where('current_state.room_id', 'in', [...roomIds]);
       const [lower, upper] = await Promise.all([
         below.where('current_state.type', '<', MEMBER).execute(),
         below.where('current_state.type', '>', MEMBER).execute(),
       ]);
-      return [...lower, ...upper]
-        .map(toEventRow)
-        .sort((a, b) => a.streamOrdering - b.streamOrdering);
+      return groupByRoom(
+        [...lower, ...upper].map(toEventRow).sort((a, b) => a.streamOrdering - b.streamOrdering),
+      );
     },
 
     async selectRoomVersions(roomIds) {
@@ -194,15 +229,15 @@ export function syncStore(db: Kysely<Database>): SyncStore {
       return versions;
     },
 
-    async selectTxnIds(userId, deviceId, roomId, eventIds) {
+    async selectTxnIds(userId, deviceId, roomIds, eventIds) {
       const map = new Map<string, string>();
-      if (eventIds.length === 0) return map;
+      if (eventIds.length === 0 || roomIds.length === 0) return map;
       const rows = await db
         .selectFrom('event_txns')
         .select(['txn_id', 'event_id'])
         .where('user_id', '=', userId)
         .where('device_id', '=', deviceId)
-        .where('room_id', '=', roomId)
+        .where('room_id', 'in', [...roomIds])
         .where('event_id', 'in', [...eventIds])
         .execute();
       for (const row of rows) map.set(row.event_id, row.txn_id);
