@@ -248,11 +248,9 @@ export function createSyncService(
           return false;
         });
         if (due.length === 0) break;
-        const batches = await stores().rooms.selectRoomEventsOfRooms(
-          due.map(({ spec, cursor }) => ({
-            roomId: spec.roomId,
-            range: { after: spec.from, upTo: cursor, direction: 'backward' as const, limit: size },
-          })),
+        const batches = await stores().rooms.selectLatestEventsOfRooms(
+          due.map(({ spec, cursor }) => ({ roomId: spec.roomId, after: spec.from, upTo: cursor })),
+          size,
         );
         reading = [];
         for (const entry of due) {

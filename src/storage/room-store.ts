@@ -8,7 +8,7 @@ import type { Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
 import { applyMembershipChange } from './mutual-rooms-store.js';
-import { groupByRoom, selectEach } from './select-each.js';
+import { groupByRoom, readInSlices, slices, valuesTable } from './values-table.js';
 import { selectStreamPosition, takeNextPosition } from './stream-store.js';
 
 export interface RoomRow {
@@ -70,7 +70,7 @@ export interface RoomStore {
   selectRoom(roomId: string): Promise<RoomRow | undefined>;
   /** The events of the current state entries asked for (missing ones are left out). */
   selectStateEvents(roomId: string, keys: StateKeys): Promise<EventRow[]>;
-  /** `selectStateEvents` for several rooms in one statement, by room. */
+  /** `selectStateEvents` for several rooms at once (one statement per 500 keys), by room. */
   selectStateEventsOfRooms(
     requests: ReadonlyArray<{ roomId: string; keys: StateKeys }>,
   ): Promise<Map<string, EventRow[]>>;
@@ -85,9 +85,13 @@ export interface RoomStore {
   persistEvent(event: EventToPersist, streamOrdering: number): Promise<void>;
   /** Events of a room in stream order: after `after` and at most `upTo`, ascending or descending. */
   selectRoomEvents(roomId: string, range: RoomEventRange): Promise<EventRow[]>;
-  /** `selectRoomEvents` for several rooms in one statement, by room, each in its range's order. */
-  selectRoomEventsOfRooms(
-    requests: ReadonlyArray<{ roomId: string; range: RoomEventRange }>,
+  /**
+   * The latest `limit` events of each room's span (after, upTo], newest first, by room: two
+   * statements for any number of rooms (where each span's cut-off lies, then the spans).
+   */
+  selectLatestEventsOfRooms(
+    requests: ReadonlyArray<{ roomId: string; after: number; upTo: number }>,
+    limit: number,
   ): Promise<Map<string, EventRow[]>>;
   /** One user's membership changes in a room, oldest first. */
   selectMembershipHistory(roomId: string, userId: string): Promise<MembershipHistoryEntry[]>;
@@ -202,34 +206,45 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async selectStateEvents(roomId, keys) {
-      return (await store.selectStateEventsOfRooms([{ roomId, keys }])).get(roomId) ?? [];
+      if (keys.length === 0) return [];
+      // `type IN (…) AND state_key IN (…)` is a range of index lookups on both databases (an
+      // OR of pairs made SQLite read the room's whole state); the exact pairs are kept here.
+      const wanted = new Set(keys.map(([type, stateKey]) => `${type}\u0000${stateKey}`));
+      const rows = await db
+        .selectFrom('current_state')
+        .innerJoin('events', 'events.event_id', 'current_state.event_id')
+        .select([...eventColumns, 'current_state.type', 'current_state.state_key'])
+        .where('current_state.room_id', '=', roomId)
+        .where('current_state.type', 'in', [...new Set(keys.map(([type]) => type))])
+        .where('current_state.state_key', 'in', [...new Set(keys.map(([, stateKey]) => stateKey))])
+        .execute();
+      return rows.filter((row) => wanted.has(`${row.type}\u0000${row.state_key}`)).map(toEventRow);
     },
 
     async selectStateEventsOfRooms(requests) {
-      const asked = requests.filter((r) => r.keys.length > 0);
-      // `type IN (…) AND state_key IN (…)` is a range of index lookups on both databases (an
-      // OR of pairs made SQLite read the room's whole state); the exact pairs are kept here.
-      const wanted = new Set(
-        asked.flatMap(({ roomId, keys }) =>
-          keys.map(([type, stateKey]) => `${roomId}\u0000${type}\u0000${stateKey}`),
-        ),
+      const keys = requests.flatMap(({ roomId, keys: pairs }) =>
+        pairs.map(([type, stateKey]) => [roomId, type, stateKey] as const),
       );
-      const rows = await selectEach(db, asked, ({ roomId, keys }) =>
+      const rows = await readInSlices(keys, (part) =>
         db
-          .selectFrom('current_state')
+          .selectFrom(
+            valuesTable<{ column1: string; column2: string; column3: string }>(part, [
+              'text',
+              'text',
+              'text',
+            ]),
+          )
+          .innerJoin('current_state', (join) =>
+            join
+              .onRef('current_state.room_id', '=', 'k.column1')
+              .onRef('current_state.type', '=', 'k.column2')
+              .onRef('current_state.state_key', '=', 'k.column3'),
+          )
           .innerJoin('events', 'events.event_id', 'current_state.event_id')
-          .select([...eventColumns, 'current_state.type', 'current_state.state_key'])
-          .where('current_state.room_id', '=', roomId)
-          .where('current_state.type', 'in', [...new Set(keys.map(([type]) => type))])
-          .where('current_state.state_key', 'in', [
-            ...new Set(keys.map(([, stateKey]) => stateKey)),
-          ]),
+          .select(eventColumns)
+          .execute(),
       );
-      return groupByRoom(
-        rows
-          .filter((row) => wanted.has(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`))
-          .map(toEventRow),
-      );
+      return groupByRoom(rows.map(toEventRow));
     },
 
     async selectAllStateEvents(roomId) {
@@ -391,27 +406,64 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async selectRoomEvents(roomId, range) {
-      return (await store.selectRoomEventsOfRooms([{ roomId, range }])).get(roomId) ?? [];
+      const rows = await db
+        .selectFrom('events')
+        .select(eventColumns)
+        .where('room_id', '=', roomId)
+        .where('stream_ordering', '>', range.after)
+        .where('stream_ordering', '<=', range.upTo)
+        .orderBy('stream_ordering', range.direction === 'forward' ? 'asc' : 'desc')
+        .limit(range.limit)
+        .execute();
+      return rows.map(toEventRow);
     },
 
-    async selectRoomEventsOfRooms(requests) {
-      const rows = await selectEach(db, requests, ({ roomId, range }) =>
-        db
-          .selectFrom('events')
+    async selectLatestEventsOfRooms(requests, limit) {
+      type Span = { column1: string; column2: number; column3: number };
+      const kinds = ['text', 'bigint', 'bigint'] as const;
+      const rows: EventRow[] = [];
+      if (limit < 1) return new Map();
+      for (const part of slices(requests)) {
+        // Where each span's `limit`-th newest event lies (none: the span holds fewer).
+        const cutoffs = await db
+          .selectFrom(
+            valuesTable<Span>(
+              part.map((r) => [r.roomId, r.after, r.upTo]),
+              kinds,
+            ),
+          )
+          .select((eb) => [
+            'k.column1 as room_id',
+            eb
+              .selectFrom('events')
+              .select('events.stream_ordering')
+              .whereRef('events.room_id', '=', 'k.column1')
+              .whereRef('events.stream_ordering', '>', 'k.column2')
+              .whereRef('events.stream_ordering', '<=', 'k.column3')
+              .orderBy('events.stream_ordering', 'desc')
+              .limit(1)
+              .offset(limit - 1)
+              .as('cutoff'),
+          ])
+          .execute();
+        const from = new Map(
+          cutoffs.map((c) => [c.room_id, c.cutoff === null ? null : Number(c.cutoff) - 1]),
+        );
+        const spans = part.map((r) => [r.roomId, from.get(r.roomId) ?? r.after, r.upTo] as const);
+        const found = await db
+          .selectFrom(valuesTable<Span>(spans, kinds))
+          .innerJoin('events', (join) =>
+            join
+              .onRef('events.room_id', '=', 'k.column1')
+              .onRef('events.stream_ordering', '>', 'k.column2')
+              .onRef('events.stream_ordering', '<=', 'k.column3'),
+          )
           .select(eventColumns)
-          .where('room_id', '=', roomId)
-          .where('stream_ordering', '>', range.after)
-          .where('stream_ordering', '<=', range.upTo)
-          .orderBy('stream_ordering', range.direction === 'forward' ? 'asc' : 'desc')
-          .limit(range.limit),
-      );
-      const byRoom = groupByRoom(rows.map(toEventRow));
-      // Each read keeps its own order (a compound select promises none across its parts).
-      for (const { roomId, range } of requests) {
-        const sign = range.direction === 'forward' ? 1 : -1;
-        byRoom.get(roomId)?.sort((a, b) => sign * (a.streamOrdering - b.streamOrdering));
+          .execute();
+        rows.push(...found.map(toEventRow));
       }
-      return byRoom;
+      rows.sort((a, b) => b.streamOrdering - a.streamOrdering);
+      return groupByRoom(rows);
     },
 
     async selectMembershipHistory(roomId, userId) {

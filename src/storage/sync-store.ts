@@ -6,7 +6,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { eventColumns, toEventRow, type EventRow, type StateKeys } from './room-store.js';
-import { groupByRoom, selectEach } from './select-each.js';
+import { groupByRoom, readInSlices, slices, valuesTable } from './values-table.js';
 
 export interface UserMembershipRow {
   roomId: string;
@@ -75,13 +75,16 @@ export interface SyncStore {
 
 const MEMBER = 'm.room.member';
 
+/** A state_history row joined to its event. */
+type StateHistoryRow = Parameters<typeof toEventRow>[0] & { type: string; state_key: string };
+
 export function syncStore(db: Kysely<Database>): SyncStore {
-  /** The latest row of each room's state keys (rows come oldest first), by room and stream order. */
-  const latestStateRows = (
-    rows: ReadonlyArray<Parameters<typeof toEventRow>[0] & { type: string; state_key: string }>,
-  ) => {
+  /** The latest row of each room's state keys, by room and stream order. */
+  const latestStateRows = (rows: readonly StateHistoryRow[]) => {
     const latest = new Map<string, EventRow>();
-    for (const row of rows)
+    for (const row of [...rows].sort(
+      (x, y) => Number(x.stream_ordering) - Number(y.stream_ordering),
+    ))
       latest.set(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`, toEventRow(row));
     return groupByRoom([...latest.values()].sort((a, b) => a.streamOrdering - b.streamOrdering));
   };
@@ -137,66 +140,113 @@ export function syncStore(db: Kysely<Database>): SyncStore {
     },
 
     async selectMembersSamples(roomIds, membership, exclude, limit) {
-      const rows = await selectEach(db, roomIds, (roomId) =>
-        db
-          .selectFrom('room_memberships')
-          .select(['room_id', 'user_id'])
-          .where('room_id', '=', roomId)
-          .where('membership', '=', membership)
-          .where('user_id', '!=', exclude)
-          .orderBy('user_id')
-          .limit(limit),
-      );
       const samples = new Map<string, string[]>();
-      for (const row of rows) {
-        const list = samples.get(row.room_id) ?? [];
-        list.push(row.user_id);
-        samples.set(row.room_id, list);
+      if (limit < 1) return samples;
+      const add = (rows: readonly { room_id: string; user_id: string }[]) => {
+        for (const row of rows) {
+          const list = samples.get(row.room_id) ?? [];
+          list.push(row.user_id);
+          samples.set(row.room_id, list);
+        }
+      };
+      for (const part of slices(roomIds)) {
+        // Each room's `limit`-th member (none: it has fewer), then the members up to it, in
+        // the database's order of user IDs.
+        const cutoffs = await db
+          .selectFrom(
+            valuesTable<{ column1: string }>(
+              part.map((roomId) => [roomId]),
+              ['text'],
+            ),
+          )
+          .select((eb) => [
+            'k.column1 as room_id',
+            eb
+              .selectFrom('room_memberships as m')
+              .select('m.user_id')
+              .whereRef('m.room_id', '=', 'k.column1')
+              .where('m.membership', '=', membership)
+              .where('m.user_id', '!=', exclude)
+              .orderBy('m.user_id')
+              .limit(1)
+              .offset(limit - 1)
+              .as('cutoff'),
+          ])
+          .execute();
+        const few = cutoffs.filter((c) => c.cutoff === null).map((c) => c.room_id);
+        const many = cutoffs.flatMap((c) => (c.cutoff === null ? [] : [[c.room_id, c.cutoff]]));
+        if (few.length > 0)
+          add(
+            await db
+              .selectFrom('room_memberships as m')
+              .select(['m.room_id', 'm.user_id'])
+              .where('m.room_id', 'in', few)
+              .where('m.membership', '=', membership)
+              .where('m.user_id', '!=', exclude)
+              .orderBy('m.room_id')
+              .orderBy('m.user_id')
+              .execute(),
+          );
+        if (many.length > 0)
+          add(
+            await db
+              .selectFrom(valuesTable<{ column1: string; column2: string }>(many, ['text', 'text']))
+              .innerJoin('room_memberships as m', (join) =>
+                join.onRef('m.room_id', '=', 'k.column1').onRef('m.user_id', '<=', 'k.column2'),
+              )
+              .select(['m.room_id', 'm.user_id'])
+              .where('m.membership', '=', membership)
+              .where('m.user_id', '!=', exclude)
+              .orderBy('m.room_id')
+              .orderBy('m.user_id')
+              .execute(),
+          );
       }
-      for (const list of samples.values()) list.sort();
       return samples;
     },
 
     async selectStateBefore(requests) {
-      const asked = requests.filter((r) => r.keys.length > 0);
-      // One range per listed type and state key (the primary key), the exact pairs and the
-      // latest of each kept here.
-      const wanted = new Set(
-        asked.flatMap(({ roomId, keys }) =>
-          keys.map(([type, stateKey]) => `${roomId}\u0000${type}\u0000${stateKey}`),
-        ),
+      type Key = { column1: string; column2: string; column3: string; column4: number };
+      const keys = requests.flatMap(({ roomId, keys: pairs, position }) =>
+        pairs.map(([type, stateKey]) => [roomId, type, stateKey, position] as const),
       );
-      const rows = await selectEach(db, asked, ({ roomId, keys, position }) =>
+      // Every earlier event of each key (a handful); the latest of each is kept here.
+      const rows = await readInSlices(keys, (part) =>
         db
-          .selectFrom('state_history as sh')
+          .selectFrom(valuesTable<Key>(part, ['text', 'text', 'text', 'bigint']))
+          .innerJoin('state_history as sh', (join) =>
+            join
+              .onRef('sh.room_id', '=', 'k.column1')
+              .onRef('sh.type', '=', 'k.column2')
+              .onRef('sh.state_key', '=', 'k.column3')
+              .onRef('sh.stream_ordering', '<', 'k.column4'),
+          )
           .innerJoin('events', 'events.event_id', 'sh.event_id')
           .select([...eventColumns, 'sh.type', 'sh.state_key'])
-          .where('sh.room_id', '=', roomId)
-          .where('sh.type', 'in', [...new Set(keys.map(([type]) => type))])
-          .where('sh.state_key', 'in', [...new Set(keys.map(([, stateKey]) => stateKey))])
-          .where('sh.stream_ordering', '<', position),
+          .execute(),
       );
-      return latestStateRows(
-        rows
-          .filter((row) => wanted.has(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`))
-          .sort((x, y) => Number(x.stream_ordering) - Number(y.stream_ordering)),
-      );
+      return latestStateRows(rows);
     },
 
     async selectStateChanges(requests) {
-      const asked = requests.filter((r) => r.before - r.after > 1);
-      const rows = await selectEach(db, asked, ({ roomId, after, before }) =>
+      type Span = { column1: string; column2: number; column3: number };
+      const spans = requests
+        .filter((r) => r.before - r.after > 1)
+        .map((r) => [r.roomId, r.after, r.before] as const);
+      const rows = await readInSlices(spans, (part) =>
         db
-          .selectFrom('state_history as sh')
+          .selectFrom(valuesTable<Span>(part, ['text', 'bigint', 'bigint']))
+          .innerJoin('state_history as sh', (join) =>
+            join
+              .onRef('sh.room_id', '=', 'k.column1')
+              .onRef('sh.stream_ordering', '>', 'k.column2')
+              .onRef('sh.stream_ordering', '<', 'k.column3'),
+          )
           .innerJoin('events', 'events.event_id', 'sh.event_id')
           .select([...eventColumns, 'sh.type', 'sh.state_key'])
-          .where('sh.room_id', '=', roomId)
-          .where('sh.stream_ordering', '>', after)
-          .where('sh.stream_ordering', '<', before),
+          .execute(),
       );
-      return latestStateRows(
-        rows.sort((x, y) => Number(x.stream_ordering) - Number(y.stream_ordering)),
-      );
+      return latestStateRows(rows);
     },
 
     async selectStateWithoutMembers(roomIds) {

@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { SELECT_EACH_BATCH } from '../../src/storage/select-each.js';
+import { VALUES_BATCH } from '../../src/storage/values-table.js';
 import type { EventRow, Stores } from '../../src/storage/index.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const C = '/_matrix/client/v3';
-const ROOMS = SELECT_EACH_BATCH + 12;
+const ROOMS = 112;
 const ids = (rows: readonly EventRow[] | undefined) => (rows ?? []).map((r) => r.eventId);
 
 forEachDatabase('reads of many rooms at once', (dialect) => {
@@ -73,22 +73,57 @@ forEachDatabase('reads of many rooms at once', (dialect) => {
     await server?.close();
   });
 
-  it('room events: each room its own range, order and limit, past one statement', async () => {
-    const requests = rooms.map((roomId, i) => ({
+  it('latest events: each room its own span and the limit, newest first', async () => {
+    const upTo = await stores.rooms.selectCurrentStreamPosition();
+    for (const limit of [1, 3, 20]) {
+      const requests = rooms.map((roomId, i) => ({ roomId, after: i % 3, upTo: upTo - (i % 2) }));
+      const batched = await stores.rooms.selectLatestEventsOfRooms(requests, limit);
+      for (const { roomId, after: from, upTo: to } of requests) {
+        const expected = await stores.rooms.selectRoomEvents(roomId, {
+          after: from,
+          upTo: to,
+          direction: 'backward',
+          limit,
+        });
+        assert.ok(expected.length > 0);
+        assert.deepEqual(ids(batched.get(roomId)), ids(expected), `${roomId} limit ${limit}`);
+      }
+    }
+    // A span after the room's last event, and a room that has nothing.
+    const [first] = rooms;
+    assert.ok(first);
+    const [last] = await stores.rooms.selectRoomEvents(first, {
+      after: 0,
+      upTo,
+      direction: 'backward',
+      limit: 1,
+    });
+    assert.ok(last);
+    const none = await stores.rooms.selectLatestEventsOfRooms(
+      [
+        { roomId: first, after: last.streamOrdering, upTo },
+        { roomId: '!nowhere:test', after: 0, upTo: upTo },
+      ],
+      5,
+    );
+    assert.equal(none.size, 0);
+  });
+
+  it('state keys past one statement: more keys than VALUES_BATCH', async () => {
+    const requests = rooms.map((roomId) => ({
       roomId,
-      range: {
-        after: 0,
-        upTo: Number.MAX_SAFE_INTEGER,
-        direction: i % 2 === 0 ? ('backward' as const) : ('forward' as const),
-        limit: 1 + (i % 4),
-      },
+      keys: [
+        ...Array.from({ length: 6 }, (_, n) => ['m.room.member', `@nobody${n}:test`] as const),
+        ['m.room.create', ''] as const,
+      ],
     }));
-    const batched = await stores.rooms.selectRoomEventsOfRooms(requests);
-    assert.equal(batched.size, ROOMS);
-    for (const { roomId, range } of requests) {
-      const whole = await stores.rooms.selectRoomEvents(roomId, { ...range, limit: 1000 });
-      assert.ok(whole.length > range.limit, 'every room has more events than asked for');
-      assert.deepEqual(ids(batched.get(roomId)), ids(whole.slice(0, range.limit)), roomId);
+    assert.ok(requests.length * 7 > VALUES_BATCH);
+    const found = await stores.rooms.selectStateEventsOfRooms(requests);
+    assert.equal(found.size, ROOMS);
+    for (const roomId of rooms) {
+      const [create, ...rest] = found.get(roomId) ?? [];
+      assert.equal(create?.pdu.type, 'm.room.create');
+      assert.equal(rest.length, 0);
     }
   });
 
