@@ -126,9 +126,11 @@ function openPostgres(url: string, poolSize: number, logger: StorageLogger | und
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
-    // No JIT compilation: it pays off for long analytic queries, not for these short ones, and
-    // PostgreSQL's cost estimate can switch it on for a page read (150 ms of compiling).
-    options: '-c jit=off',
+    // No JIT compilation and no parallel workers: both pay off for long analytic queries, not
+    // for these short ones, and PostgreSQL's estimates switch them on where they cost most.
+    // JIT compiled for 150 ms before a page read; the auth-state lookup of a join into a
+    // 100,000-member room (3 rows) was planned for 48,000 and launched two workers, 5 ms.
+    options: '-c jit=off -c max_parallel_workers_per_gather=0',
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID
