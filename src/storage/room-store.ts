@@ -222,9 +222,12 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async selectStateEventsOfRooms(requests) {
-      const keys = requests.flatMap(({ roomId, keys: pairs }) =>
-        pairs.map(([type, stateKey]) => [roomId, type, stateKey] as const),
-      );
+      // Each key once: a key listed twice would be joined (and answered) twice.
+      const unique = new Map<string, readonly [string, string, string]>();
+      for (const { roomId, keys: pairs } of requests)
+        for (const [type, stateKey] of pairs)
+          unique.set(`${roomId}\u0000${type}\u0000${stateKey}`, [roomId, type, stateKey]);
+      const keys = [...unique.values()];
       const rows = await readInSlices(keys, (part) =>
         db
           .selectFrom(

@@ -118,6 +118,10 @@ forEachDatabase('reads of many rooms at once', (dialect) => {
       ],
     }));
     assert.ok(requests.length * 7 > VALUES_BATCH);
+    const [first] = rooms;
+    assert.ok(first);
+    // A room listed twice, and a key twice: each event once.
+    requests.push({ roomId: first, keys: [['m.room.create', '']] });
     const found = await stores.rooms.selectStateEventsOfRooms(requests);
     assert.equal(found.size, ROOMS);
     for (const roomId of rooms) {
