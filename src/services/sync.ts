@@ -15,7 +15,7 @@ import {
   type RoomEventFilter,
   type SyncFilter,
 } from '../core/sync-filter.js';
-import type { EventRow, UserMembershipRow } from '../storage/index.js';
+import type { EventRow, MembershipHistoryEntry, UserMembershipRow } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import { LazyMemberCache } from './lazy-member-cache.js';
 import type { Notifier } from './notifier.js';
@@ -138,10 +138,7 @@ interface RoomResult {
 const NOTHING_NEW: RoomResult = { state: [], timeline: [], limited: false };
 
 /** Whether a membership history (oldest first) was at `join` at stream position `position`. */
-function wasJoinedAt(
-  history: readonly { streamOrdering: number; membership: string }[],
-  position: number,
-): boolean {
+function wasJoinedAt(history: readonly MembershipHistoryEntry[], position: number): boolean {
   let value: string | undefined;
   for (const entry of history) {
     if (entry.streamOrdering > position) break;

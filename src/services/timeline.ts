@@ -10,7 +10,7 @@ import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '
 import { redactPdu } from '../core/redaction.js';
 import { passesEventFilter } from '../core/sync-filter.js';
 import { parseStreamToken, streamToken } from '../core/stream-token.js';
-import type { EventRow, Stores } from '../storage/index.js';
+import type { EventRow, MembershipHistoryEntry, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
 
@@ -87,7 +87,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
 
   /** The user's membership changes and the history visibility changes, as one history. */
   const toVisibilityHistory = (
-    memberships: readonly { streamOrdering: number; membership: string }[],
+    memberships: readonly MembershipHistoryEntry[],
     visibilityEvents: readonly EventRow[],
   ): VisibilityHistory => ({
     memberships: memberships.map((m) => ({
@@ -104,7 +104,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
   });
 
   async function visibilityOf(roomId: string, userId: string): Promise<VisibilityHistory> {
-    return (await visibilitiesOf([roomId], userId)).get(roomId) as VisibilityHistory;
+    return (await visibilitiesOf([roomId], userId)).get(roomId) ?? toVisibilityHistory([], []);
   }
 
   /** The visibility history of each room listed, two statements for all of them. */

@@ -150,6 +150,12 @@ export type {
   UserRoomRow,
 } from './member-list-store.js';
 export type { AliasRow, PublicRoomRow, PublicRoomsFilter } from './directory-store.js';
-export type { RoomRow, EventRow, EventToPersist, MembershipChange } from './room-store.js';
+export type {
+  RoomRow,
+  EventRow,
+  EventToPersist,
+  MembershipChange,
+  MembershipHistoryEntry,
+} from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';

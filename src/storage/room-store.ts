@@ -86,8 +86,9 @@ export interface RoomStore {
   /** Events of a room in stream order: after `after` and at most `upTo`, ascending or descending. */
   selectRoomEvents(roomId: string, range: RoomEventRange): Promise<EventRow[]>;
   /**
-   * The latest `limit` events of each room's span (after, upTo], newest first, by room: two
-   * statements for any number of rooms (where each span's cut-off lies, then the spans).
+   * The latest `limit` events of each room's span (after, upTo], newest first, by room (one
+   * request per room): two statements per 500 rooms (where each span's cut-off lies, then the
+   * spans).
    */
   selectLatestEventsOfRooms(
     requests: ReadonlyArray<{ roomId: string; after: number; upTo: number }>,
