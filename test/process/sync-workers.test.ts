@@ -14,18 +14,9 @@ import { createTestDatabase, testDialects, type TestDatabase } from '../helpers/
 import { startServerOn, type TestServer } from '../helpers/server.js';
 import { registerUser } from '../helpers/client.js';
 import { startWorker, type Worker } from '../helpers/worker.js';
+import { eventually } from '../helpers/eventually.js';
 
 const V3 = '/_matrix/client/v3';
-
-/** Asks until `done` holds (a notification from the other process takes a moment), 2 s at most. */
-async function eventually<T>(ask: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + 2000;
-  for (;;) {
-    const value = await ask();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe(
   'worker processes on one database [postgres]',
