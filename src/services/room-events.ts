@@ -2,18 +2,23 @@
  * Sending events (idempotent per device and transaction ID) and reading room state and
  * single events, for members — and for former members, as of their leaving.
  */
-import { MatrixError, forbidden, notFound } from '../core/errors.js';
+import { forbidden, notFound } from '../core/errors.js';
 import { toClientEvent, type ClientEvent } from '../core/client-event.js';
 import type { JsonObject } from '../core/pdu.js';
 import type { EventRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
+import type { MembershipService } from './membership.js';
 import { matchesFilter, matchesMembership, type RoomEventFilter } from './timeline.js';
 
 const asClient = (row: EventRow): ClientEvent =>
   toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
 
-export function createRoomEventService(ctx: ServiceContext, writer: EventWriter) {
+export function createRoomEventService(
+  ctx: ServiceContext,
+  writer: EventWriter,
+  membership: MembershipService,
+) {
   const rooms = () => ctx.storage.stores.rooms;
 
   /** The state the requester may see: current when joined, as of leaving when they left. */
@@ -89,11 +94,7 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       content: JsonObject,
     ): Promise<string> {
       if (type === 'm.room.member')
-        throw new MatrixError(
-          400,
-          'M_BAD_JSON',
-          'Use the membership endpoints to change membership',
-        );
+        return membership.setMemberEvent(requester, roomId, stateKey, content);
       return write(requester, roomId, 'setState', null, { type, stateKey, content });
     },
 
