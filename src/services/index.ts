@@ -54,7 +54,7 @@ export function createServices(ctx: ServiceContext) {
     sync: createSyncService(ctx, timeline, notifier, sources),
     rooms,
     membership,
-    roomEvents: createRoomEventService(ctx, writer, membership),
+    roomEvents: createRoomEventService(ctx, writer),
     directory: createDirectoryService(ctx),
     timeline,
     mutualRooms: createMutualRoomsService(ctx),

@@ -22,33 +22,8 @@ import type { RoomService } from './rooms.js';
 const JOIN_RULES_KEY = stateKeyOf('m.room.join_rules', '');
 const POWER_LEVELS_KEY = stateKeyOf('m.room.power_levels', '');
 
-const MEMBERSHIPS = new Set(['invite', 'join', 'knock', 'leave', 'ban']);
-/** The limits of the profile API (api/client/profile.ts), for a per-room profile too. */
-const MAX_DISPLAYNAME = 256;
-const MAX_AVATAR_URL = 1000;
-
-/**
- * The membership a member event's content asks for; 400 `M_BAD_JSON` for one that is not a
- * membership, or a display name, avatar or reason of the wrong type or too long.
- */
-function requestedMembership(content: JsonObject): string {
-  const { membership, displayname, avatar_url: avatarUrl, reason } = content;
-  const bad = (message: string) => new MatrixError(400, 'M_BAD_JSON', message);
-  if (typeof membership !== 'string' || !MEMBERSHIPS.has(membership))
-    throw bad('membership must be one of invite, join, knock, leave, ban');
-  if (displayname !== undefined && displayname !== null) {
-    if (typeof displayname !== 'string') throw bad('displayname must be a string');
-    if (displayname.length > MAX_DISPLAYNAME)
-      throw bad(`displayname is longer than ${MAX_DISPLAYNAME} characters`);
-  }
-  if (avatarUrl !== undefined && avatarUrl !== null) {
-    if (typeof avatarUrl !== 'string') throw bad('avatar_url must be a string');
-    if (avatarUrl.length > MAX_AVATAR_URL)
-      throw bad(`avatar_url is longer than ${MAX_AVATAR_URL} characters`);
-  }
-  if (reason !== undefined && typeof reason !== 'string') throw bad('reason must be a string');
-  return membership;
-}
+/** A member event's content as the state route has checked it. */
+export type MemberEventContent = JsonObject & { membership: string; reason?: string };
 
 export function createMembershipService(
   ctx: ServiceContext,
@@ -347,20 +322,15 @@ export function createMembershipService(
     async setMemberEvent(
       requester: Requester,
       roomId: string,
-      stateKey: string,
-      content: JsonObject,
+      target: string,
+      content: MemberEventContent,
     ): Promise<string> {
-      const target = targetUser(stateKey);
-      const membership = requestedMembership(content);
+      const { membership, reason, ...rest } = content;
       return inRoom(
         'setMemberEvent',
         roomId,
         async (stores) => {
-          const rest: JsonObject = { ...content };
-          delete rest.membership;
-          delete rest.reason;
-          const reason = typeof content.reason === 'string' ? content.reason : undefined;
-          let extra = rest;
+          let extra: JsonObject = rest;
           if (
             membership === 'join' &&
             target === requester.userId &&

@@ -2,23 +2,18 @@
  * Sending events (idempotent per device and transaction ID) and reading room state and
  * single events, for members — and for former members, as of their leaving.
  */
-import { forbidden, notFound } from '../core/errors.js';
+import { forbidden, invalidParam, notFound } from '../core/errors.js';
 import { toClientEvent, type ClientEvent } from '../core/client-event.js';
 import type { JsonObject } from '../core/pdu.js';
 import type { EventRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
-import type { MembershipService } from './membership.js';
 import { matchesFilter, matchesMembership, type RoomEventFilter } from './timeline.js';
 
 const asClient = (row: EventRow): ClientEvent =>
   toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
 
-export function createRoomEventService(
-  ctx: ServiceContext,
-  writer: EventWriter,
-  membership: MembershipService,
-) {
+export function createRoomEventService(ctx: ServiceContext, writer: EventWriter) {
   const rooms = () => ctx.storage.stores.rooms;
 
   /** The state the requester may see: current when joined, as of leaving when they left. */
@@ -93,8 +88,9 @@ export function createRoomEventService(
       stateKey: string,
       content: JsonObject,
     ): Promise<string> {
+      // Member events with a user ID have their own route (membership.setMemberEvent).
       if (type === 'm.room.member')
-        return membership.setMemberEvent(requester, roomId, stateKey, content);
+        throw invalidParam('The state key of a member event is the user ID it is about');
       return write(requester, roomId, 'setState', null, { type, stateKey, content });
     },
 

@@ -173,6 +173,9 @@ forEachDatabase('member events sent as state', (dialect) => {
         { membership: 'join', avatar_url: `mxc://x/${'a'.repeat(993)}` },
       ],
       ['a reason of the wrong type', { membership: 'leave', reason: {} }],
+      // Kept in a column of its own, where PostgreSQL cannot store NUL.
+      ['a NUL in the display name', { membership: 'join', displayname: 'a\u0000b' }],
+      ['a NUL in the avatar', { membership: 'join', avatar_url: 'mxc://x/a\u0000b' }],
     ];
     for (const [what, body] of bad) {
       const res = await putMember(alice, roomId, alice.userId, body);
@@ -181,6 +184,16 @@ forEachDatabase('member events sent as state', (dialect) => {
     }
     expectError(
       await putMember(alice, roomId, 'alice', { membership: 'join' }),
+      400,
+      'M_INVALID_PARAM',
+      SPEC,
+    );
+    // No state key at all (PUT …/state/m.room.member): not a user ID either.
+    expectError(
+      await server.request('PUT', `${room(roomId)}/state/m.room.member`, {
+        token: alice.accessToken,
+        body: { membership: 'join' },
+      }),
       400,
       'M_INVALID_PARAM',
       SPEC,

@@ -1,6 +1,11 @@
 import { Type } from 'typebox';
 import { requesterOf } from '../../http/request-context.js';
-import { ColumnText, userIdParam } from './params.js';
+import {
+  ColumnText,
+  MAX_AVATAR_URL_LENGTH,
+  MAX_DISPLAYNAME_LENGTH,
+  userIdParam,
+} from './params.js';
 import type { RoutePlugin } from './plugin.js';
 
 const UserParams = Type.Object({ userId: Type.String({ minLength: 1 }) });
@@ -45,7 +50,7 @@ export const profileRoutes: RoutePlugin = async (app, { services }) => {
       schema: {
         params: UserParams,
         body: Type.Object({
-          displayname: Type.Union([ColumnText({ maxLength: 256 }), Type.Null()]),
+          displayname: Type.Union([ColumnText({ maxLength: MAX_DISPLAYNAME_LENGTH }), Type.Null()]),
         }),
       },
     },
@@ -68,7 +73,7 @@ export const profileRoutes: RoutePlugin = async (app, { services }) => {
         params: UserParams,
         body: Type.Object({
           avatar_url: Type.Union([
-            Type.String({ maxLength: 1000, pattern: MXC_URI }),
+            Type.String({ maxLength: MAX_AVATAR_URL_LENGTH, pattern: MXC_URI }),
             Type.Literal(''),
             Type.Null(),
           ]),

@@ -1,7 +1,15 @@
 import { Type } from 'typebox';
 import type { JsonObject } from '../../core/pdu.js';
+import type { MemberEventContent } from '../../services/membership.js';
 import { requesterOf } from '../../http/request-context.js';
-import { EventContent, FilterParam, RoomParams, roomIdParam } from './params.js';
+import {
+  EventContent,
+  FilterParam,
+  MemberContent,
+  RoomParams,
+  roomIdParam,
+  userIdParam,
+} from './params.js';
 import type { RoutePlugin } from './plugin.js';
 import { parseRoomEventFilter } from './room-filter.js';
 
@@ -10,6 +18,10 @@ const StateParams = Type.Object({
   roomId: RoomParams.properties.roomId,
   eventType: TypeParam,
   stateKey: Type.String({ maxLength: 255 }),
+});
+const MemberParams = Type.Object({
+  roomId: RoomParams.properties.roomId,
+  stateKey: StateParams.properties.stateKey,
 });
 const TypeOnlyParams = Type.Object({ roomId: RoomParams.properties.roomId, eventType: TypeParam });
 const SendParams = Type.Object({
@@ -21,7 +33,7 @@ const SendParams = Type.Object({
 // https://spec.matrix.org/v1.19/client-server-api/#getting-events-for-a-room
 // https://spec.matrix.org/v1.19/client-server-api/#sending-events-to-a-room
 export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
-  const { roomEvents } = services;
+  const { roomEvents, membership } = services;
   const auth = { auth: 'required' } as const;
 
   app.get(
@@ -68,6 +80,20 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
     config: { auth: 'required', rateLimit: 'message' } as const,
     schema: { params: StateParams, body: EventContent },
   };
+  // A member event (a per-room display name, or any membership the auth rules allow) goes
+  // through the membership service; the router prefers this path to the one below.
+  app.put(
+    '/rooms/:roomId/state/m.room.member/:stateKey',
+    { config: putState.config, schema: { params: MemberParams, body: MemberContent } },
+    async (request) => ({
+      event_id: await membership.setMemberEvent(
+        requesterOf(request),
+        roomIdParam(request.params.roomId),
+        userIdParam(request.params.stateKey),
+        request.body as MemberEventContent,
+      ),
+    }),
+  );
   app.put('/rooms/:roomId/state/:eventType/:stateKey', putState, async (request) => ({
     event_id: await roomEvents.setState(
       requesterOf(request),
