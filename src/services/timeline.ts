@@ -238,6 +238,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
         count: number,
       ): Promise<EventRow[]> => {
         const out: EventRow[] = [];
+        if (count === 0) return out;
         let cursor = target.streamOrdering;
         const current = await rooms().selectCurrentStreamPosition();
         for (;;) {

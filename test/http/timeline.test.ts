@@ -202,6 +202,27 @@ forEachDatabase('room history: /messages, /context, /redact, history visibility'
       [ids[3], ids[4]],
     );
     assert.ok(res.body.state.some((e) => e.type === 'm.room.create'));
+    // An odd limit: the extra one after the event; a limit of 1 is one event in all, 0 none.
+    for (const [limit, before, after] of [
+      [1, [], [ids[3]]],
+      [0, [], []],
+      [3, [ids[1]], [ids[3], ids[4]]],
+    ] as const) {
+      const around = await server.request<{ events_before: Ev[]; events_after: Ev[] }>(
+        'GET',
+        `${C}/rooms/${r(roomId)}/context/${encodeURIComponent(ids[2] as string)}?limit=${limit}`,
+        { token: alice.accessToken },
+      );
+      assert.equal(around.status, 200);
+      assert.deepEqual(
+        [
+          around.body.events_before.map((e) => e.event_id),
+          around.body.events_after.map((e) => e.event_id),
+        ],
+        [before, after],
+        `limit=${limit}`,
+      );
+    }
     const missing = await server.request(
       'GET',
       `${C}/rooms/${r(roomId)}/context/${encodeURIComponent('$nope')}`,
