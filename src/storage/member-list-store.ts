@@ -4,6 +4,10 @@
  * room ID) so a 100,000-member room never becomes one huge query.
  */
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
+import {
+  joinedProfileFits,
+  joinedProfileTooLong,
+} from './migrations/0009-joined-profiles-index.js';
 import type { Database } from './schema.js';
 
 /**
@@ -113,6 +117,58 @@ const toMemberRow = (row: {
       : { clientJson: null, eventId: row.event_id },
 });
 
+/**
+ * One of the two parts of a page of the room's joined members with their profile: those whose
+ * profile the index carries (all but a few), or those whose profile is too long for it (their
+ * rows fetched from the table); each read from its partial index of migration 0009, an
+ * ordered range scan that stops after a page (or at `upToUserId`).
+ */
+export function joinedProfilesPart(
+  db: Kysely<Database>,
+  part: 'fits' | 'too_long',
+  roomId: string,
+  afterUserId: string,
+  limit: number,
+  upToUserId?: string,
+) {
+  return db
+    .selectFrom('room_memberships')
+    .select(['user_id', 'displayname', 'avatar_url'])
+    .where('room_id', '=', roomId)
+    .where(part === 'fits' ? joinedProfileFits : joinedProfileTooLong)
+    .where('user_id', '>', afterUserId)
+    .$if(upToUserId !== undefined, (q) => q.where('user_id', '<=', upToUserId ?? ''))
+    .orderBy('user_id')
+    .limit(limit);
+}
+
+/**
+ * Both parts merged in user order, for a page that has members of both. Each part keeps its
+ * ORDER BY and LIMIT: PostgreSQL 15 does not merge the parts of a UNION ALL in order, so
+ * without them it would read the room's whole list and sort it. (SQLite sorts each part's page
+ * again for the merge, which is why the store reads the parts on their own when it can.)
+ */
+export function joinedProfilesMerged(
+  db: Kysely<Database>,
+  roomId: string,
+  afterUserId: string,
+  limit: number,
+) {
+  const part = (name: 'fits' | 'too_long') =>
+    joinedProfilesPart(db, name, roomId, afterUserId, limit).as(name);
+  return db
+    .selectFrom((eb) =>
+      eb
+        .selectFrom(part('fits'))
+        .selectAll()
+        .unionAll(eb.selectFrom(part('too_long')).selectAll())
+        .as('joined'),
+    )
+    .selectAll()
+    .orderBy('user_id')
+    .limit(limit);
+}
+
 export function memberListStore(db: Kysely<Database>): MemberListStore {
   return {
     async selectCurrentMembers(roomId, selector, afterUserId, limit) {
@@ -181,15 +237,23 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
     },
 
     async selectJoinedProfiles(roomId, afterUserId, limit) {
-      const rows = await db
-        .selectFrom('room_memberships')
-        .select(['user_id', 'displayname', 'avatar_url'])
-        .where('room_id', '=', roomId)
-        .where('membership', '=', 'join')
-        .where('user_id', '>', afterUserId)
-        .orderBy('user_id')
-        .limit(limit)
-        .execute();
+      // The carried profiles' page, then whether any over-long profile falls within its range
+      // (almost never): if none, that is the page; otherwise the database merges the two, so
+      // the order is always its own (its collation), as for every list paged here.
+      const fits = await joinedProfilesPart(db, 'fits', roomId, afterUserId, limit).execute();
+      const last = fits.length === limit ? fits[fits.length - 1]?.user_id : undefined;
+      const tooLong = await joinedProfilesPart(
+        db,
+        'too_long',
+        roomId,
+        afterUserId,
+        1,
+        last,
+      ).execute();
+      const rows =
+        tooLong.length === 0
+          ? fits
+          : await joinedProfilesMerged(db, roomId, afterUserId, limit).execute();
       return rows.map((r) => ({
         userId: r.user_id,
         displayname: r.displayname,

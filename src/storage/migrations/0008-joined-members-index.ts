@@ -6,24 +6,14 @@
  * a third of a page, and a member event's display name can be far longer (SQLite's entries
  * spill to overflow pages instead), and PostgreSQL answered the list in time without it.
  */
-import { SqliteAdapter, type Kysely } from 'kysely';
-
-const onSqlite = (db: Kysely<unknown>) => db.getExecutor().adapter instanceof SqliteAdapter;
-
-async function byRoomIndex(db: Kysely<unknown>, columns: string[]): Promise<void> {
-  await db.schema.dropIndex('room_memberships_by_room').execute();
-  await db.schema
-    .createIndex('room_memberships_by_room')
-    .on('room_memberships')
-    .columns(columns)
-    .execute();
-}
+import { type Kysely } from 'kysely';
+import { onSqlite, rebuildByRoomIndex } from './helpers.js';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   if (onSqlite(db))
-    await byRoomIndex(db, ['room_id', 'membership', 'user_id', 'displayname', 'avatar_url']);
+    await rebuildByRoomIndex(db, ['room_id', 'membership', 'user_id', 'displayname', 'avatar_url']);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  if (onSqlite(db)) await byRoomIndex(db, ['room_id', 'membership', 'user_id']);
+  if (onSqlite(db)) await rebuildByRoomIndex(db, ['room_id', 'membership', 'user_id']);
 }
