@@ -131,15 +131,14 @@ export function joinedProfilesPart(
   limit: number,
   upToUserId?: string,
 ) {
-  return db
+  let query = db
     .selectFrom('room_memberships')
     .select(['user_id', 'displayname', 'avatar_url'])
     .where('room_id', '=', roomId)
     .where(part === 'fits' ? joinedProfileFits : joinedProfileTooLong)
-    .where('user_id', '>', afterUserId)
-    .$if(upToUserId !== undefined, (q) => q.where('user_id', '<=', upToUserId ?? ''))
-    .orderBy('user_id')
-    .limit(limit);
+    .where('user_id', '>', afterUserId);
+  if (upToUserId !== undefined) query = query.where('user_id', '<=', upToUserId);
+  return query.orderBy('user_id').limit(limit);
 }
 
 /**

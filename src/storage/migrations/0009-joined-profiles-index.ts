@@ -2,14 +2,15 @@
  * `/joined_members` reads an index alone on both databases: a partial index of the joined
  * members whose display name and avatar fit an index entry, carrying them, beside a partial
  * index of the joined members whose profile is too long for one (read with their table row).
- * A page of the list is read from both in user order (member-list-store.ts).
+ * A page is the first index's range scan; the database merges in the second only when an
+ * over-long profile falls within the page (member-list-store.ts).
  *
  * Why two: a PostgreSQL B-tree entry must fit a third of a page (2,704 bytes), and an index
  * carrying every joined member's profile would refuse the join of a member whose profile is
  * longer (the profile API keeps them short today, but the store should not depend on it). The
  * bound of 2,048 bytes leaves room for the room ID and user ID (255 bytes each at most).
  * SQLite's entries would spill to overflow pages instead; it gets the same two indexes, so the
- * one query is planned the same way on both, and its by-room index of migration 0008 goes back
+ * same queries read the same indexes on both, and its by-room index of migration 0008 goes back
  * to the narrow one of migration 0002.
  *
  * The keys differ. The carried profiles' index has no `membership` column: PostgreSQL leaves
