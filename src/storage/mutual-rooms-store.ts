@@ -38,11 +38,26 @@ export interface MutualRoomsStore {
   /** Holds both users' locks until the transaction ends (PostgreSQL; SQLite has one writer). */
   lockUsersForBuild(users: readonly string[]): Promise<void>;
   selectPair(low: string, high: string): Promise<MutualRoomPair | undefined>;
-  /** Indexes the pair from current memberships. */
+  /**
+   * Indexes the pair's shared rooms among the next `limit` rooms `low` has joined after
+   * `afterRoomId` (by room ID); returns the last of those rooms, or null when none were left
+   * after this part. A build is a run of these, then `insertPair`, in one transaction.
+   */
+  insertEntries(
+    low: string,
+    high: string,
+    afterRoomId: string,
+    limit: number,
+  ): Promise<string | null>;
+  /** Records the pair, counting the entries `insertEntries` put in. */
   insertPair(low: string, high: string, now: number): Promise<MutualRoomPair>;
   updatePairUsed(low: string, high: string, now: number): Promise<void>;
-  /** Drops up to `limit` pairs unused since `before`, with their entries. */
-  deleteIdlePairs(before: number, limit: number): Promise<number>;
+  /** Up to `limit` pairs unused since `before`. */
+  selectIdlePairs(before: number, limit: number): Promise<{ low: string; high: string }[]>;
+  /** Forgets the pair (its entries go with `deleteEntries`, in the same transaction). */
+  deletePair(low: string, high: string): Promise<void>;
+  /** Deletes up to `limit` of the pair's entries, lowest room numbers first; returns how many. */
+  deleteEntries(low: string, high: string, limit: number): Promise<number>;
   /**
    * The pair's rooms after room number `afterNid`, in order; with `alsoJoined`, only rooms
    * those users have joined too.
@@ -108,7 +123,20 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
         : undefined;
     },
 
-    async insertPair(low, high, now) {
+    async insertEntries(low, high, afterRoomId, limit) {
+      // The part's last room: the `limit`-th joined room of `low` after `afterRoomId` (one
+      // step along the by-user index), or none when fewer are left (this part is the last).
+      const bound = await db
+        .selectFrom('room_memberships')
+        .select('room_id')
+        .where('user_id', '=', low)
+        .where('membership', '=', 'join')
+        .where('room_id', '>', afterRoomId)
+        .orderBy('room_id')
+        .limit(1)
+        .offset(limit - 1)
+        .executeTakeFirst();
+      const upTo = bound?.room_id;
       await db
         .insertInto('mutual_room_entries')
         .columns(['user_low', 'user_high', 'room_nid', 'room_id'])
@@ -125,10 +153,16 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
             ])
             .where('a.user_id', '=', low)
             .where('a.membership', '=', 'join')
+            .where('a.room_id', '>', afterRoomId)
+            .$if(upTo !== undefined, (qb) => qb.where('a.room_id', '<=', upTo as string))
             .where('b.user_id', '=', high)
             .where('b.membership', '=', 'join'),
         )
         .execute();
+      return upTo ?? null;
+    },
+
+    async insertPair(low, high, now) {
       const counted = await db
         .selectFrom('mutual_room_entries')
         .select((eb) => eb.fn.countAll<number | string | bigint>().as('n'))
@@ -158,26 +192,42 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
         .execute();
     },
 
-    async deleteIdlePairs(before, limit) {
-      const idle = await db
+    async selectIdlePairs(before, limit) {
+      const rows = await db
         .selectFrom('mutual_room_pairs')
         .select(['user_low', 'user_high'])
         .where('used_ts', '<', before)
         .limit(limit)
         .execute();
-      for (const pair of idle) {
-        await db
-          .deleteFrom('mutual_room_entries')
-          .where('user_low', '=', pair.user_low)
-          .where('user_high', '=', pair.user_high)
-          .execute();
-        await db
-          .deleteFrom('mutual_room_pairs')
-          .where('user_low', '=', pair.user_low)
-          .where('user_high', '=', pair.user_high)
-          .execute();
-      }
-      return idle.length;
+      return rows.map((row) => ({ low: row.user_low, high: row.user_high }));
+    },
+
+    async deletePair(low, high) {
+      await db
+        .deleteFrom('mutual_room_pairs')
+        .where('user_low', '=', low)
+        .where('user_high', '=', high)
+        .execute();
+    },
+
+    async deleteEntries(low, high, limit) {
+      // The part's last entry, then everything of the pair up to it (all, when fewer are left).
+      const last = await db
+        .selectFrom('mutual_room_entries')
+        .select('room_nid')
+        .where('user_low', '=', low)
+        .where('user_high', '=', high)
+        .orderBy('room_nid')
+        .limit(1)
+        .offset(limit - 1)
+        .executeTakeFirst();
+      const result = await db
+        .deleteFrom('mutual_room_entries')
+        .where('user_low', '=', low)
+        .where('user_high', '=', high)
+        .$if(last !== undefined, (qb) => qb.where('room_nid', '<=', Number(last?.room_nid)))
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
     },
 
     async selectEntries(low, high, afterNid, limit, alsoJoined = []) {
