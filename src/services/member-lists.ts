@@ -4,13 +4,13 @@
  * MSC2895 room listing. Long lists come out in batches, with the event loop free between
  * them, so a 100,000-member room never holds up other requests for long.
  */
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { forbidden, invalidParam } from '../core/errors.js';
 import type { ClientEvent } from '../core/client-event.js';
 import type { RoomVersionId } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
 import type { EventRow } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { LIST_PAGING, keysetPages, type KeysetPaging } from './keyset-pages.js';
 import type { RoomEventFilter } from './timeline.js';
 
 export const MEMBERSHIPS = ['join', 'invite', 'knock', 'leave', 'ban'] as const;
@@ -36,9 +36,8 @@ export interface RoomListingQuery {
   filter?: RoomEventFilter | undefined;
 }
 
-/** Rows read per query: big enough to be cheap, small enough to keep the event loop free. */
-const BATCH = 1000;
-const ROOM_BATCH = 5000;
+/** A user's rooms are read in larger pages: their rows are small and in one index range. */
+const ROOM_PAGING: KeysetPaging = { maxSize: 5000, minSize: 500, slowReadMs: 25 };
 
 /**
  * The memberships a member list includes, as one explicit set: the spec's "or" of
@@ -59,34 +58,6 @@ export function selectedMemberships(
   }
   if (filterMemberships !== undefined) chosen = chosen.filter((m) => filterMemberships.includes(m));
   return chosen.length === MEMBERSHIPS.length ? null : chosen;
-}
-
-/**
- * A list read in keyset pages of at most `batch` rows, `limit` rows in all, with the event
- * loop free between pages. The first page is read before this resolves, so a failure
- * becomes an error answer rather than a streamed 200 cut short.
- */
-async function keysetPages<T>(
-  read: (after: string, size: number) => Promise<T[]>,
-  keyOf: (row: T) => string,
-  batch: number,
-  limit = Number.POSITIVE_INFINITY,
-): Promise<AsyncGenerator<T[]>> {
-  let remaining = limit;
-  let size = Math.min(batch, remaining);
-  let rows = size > 0 ? await read('', size) : [];
-  return (async function* pages() {
-    for (;;) {
-      const last = rows[rows.length - 1];
-      if (!last) return;
-      yield rows;
-      remaining -= rows.length;
-      if (rows.length < size || remaining <= 0) return;
-      size = Math.min(batch, remaining);
-      await yieldToEventLoop();
-      rows = await read(keyOf(last), size);
-    }
-  })();
 }
 
 async function* emptyPages<T>(): AsyncGenerator<T[]> {}
@@ -179,8 +150,7 @@ export function createMemberListService(
             ? memberLists.selectCurrentMembers(roomId, selector, after, size)
             : memberLists.selectMembersAt(roomId, position, selector, after, size),
         (row) => row.userId,
-        BATCH,
-        limit,
+        { ...LIST_PAGING, limit },
       );
       // Stored client JSON as it is; a redacted event is presented from its PDU.
       return mapPages(pages, (rows) =>
@@ -203,7 +173,7 @@ export function createMemberListService(
       const pages = await keysetPages(
         (after, size) => memberLists.selectJoinedProfiles(roomId, after, size),
         (row) => row.userId,
-        BATCH,
+        LIST_PAGING,
       );
       return mapPages(pages, (rows) =>
         rows.map((row): [string, JoinedProfile] => [
@@ -237,8 +207,7 @@ export function createMemberListService(
         (after, size) =>
           stores().memberLists.selectRoomsOfUser(requester.userId, selector, after, size),
         (row) => row.roomId,
-        ROOM_BATCH,
-        query.filter?.limit,
+        { ...ROOM_PAGING, limit: query.filter?.limit },
       );
       for await (const rows of pages)
         for (const row of rows) rooms[row.roomId] = { membership: row.membership };
