@@ -90,7 +90,7 @@ const STRIPPED_STATE_TYPES = [
   'm.room.topic',
 ] as const;
 
-/** Lets other requests run between rooms: a big sync must not stall the server. */
+/** Lets other requests run between reads of rooms: a big sync must not stall the server. */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
@@ -400,6 +400,8 @@ export function createSyncService(
         );
         for (const [roomId, result] of again) recent.set(roomId, result);
       }
+      // Between a batch's kinds of reads too: on SQLite each holds the process while it runs.
+      await yieldToEventLoop();
       const planned = picked.map(({ membership, isNew }) => {
         const { rows, limited } = recent.get(membership.roomId) ?? { rows: [], limited: false };
         return { roomId: membership.roomId, isNew, timeline: rows, limited };
@@ -415,6 +417,7 @@ export function createSyncService(
           timeline: r.timeline,
           limited: r.limited,
         });
+      await yieldToEventLoop();
 
       // The rest: the state that changed in the gap before the timeline, then the members the
       // timeline's senders need (lazy loading) that the client has not had.
@@ -504,6 +507,7 @@ export function createSyncService(
         roomIds.map((roomId) => [roomId, joinedResults.get(roomId) ?? NOTHING_NEW]),
       );
       const heroes = await heroesOf(roomIds, userId);
+      await yieldToEventLoop();
       const txnIds = await txnIdsOf(
         new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]])),
       );
