@@ -14,8 +14,11 @@ const MALFORMED = Symbol('malformed query parameters');
 type ParsedQuery = Record<string, string | string[]> & { [MALFORMED]?: string[] };
 
 function decode(part: string): string | null {
+  // Most parts are plain (no escapes, no `+`): no decoding, no regular expression.
+  const plain = part.includes('+') ? part.replaceAll('+', ' ') : part;
+  if (!plain.includes('%')) return plain.includes('\u0000') ? null : plain;
   try {
-    const value = decodeURIComponent(part.replace(/\+/g, ' '));
+    const value = decodeURIComponent(plain);
     return value.includes('\u0000') ? null : value;
   } catch {
     return null;

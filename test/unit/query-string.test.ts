@@ -4,13 +4,16 @@ import { parseQueryString, queryStringProblem } from '../../src/http/query-strin
 
 describe('strict query strings', () => {
   it('decodes values, turns repeated keys into arrays, and keeps + as a space', () => {
-    const query = parseQueryString('membership=join&membership=invite&user_id=%40a%3Ab&q=a+b&flag');
+    const query = parseQueryString(
+      'membership=join&membership=invite&user_id=%40a%3Ab&q=a+b&both=a+b%2Bc%20d&flag',
+    );
     assert.deepEqual(
       { ...query },
       {
         membership: ['join', 'invite'],
         user_id: '@a:b',
         q: 'a b',
+        both: 'a b+c d',
         flag: '',
       },
     );
