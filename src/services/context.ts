@@ -35,3 +35,12 @@ export interface Requester {
   deviceId: string;
   isAdmin: boolean;
 }
+
+/**
+ * Whether a statement holds the process while it runs (SQLite: better-sqlite3 runs it on
+ * this thread), so that long work is best split into short statements with the event loop
+ * free between them. On PostgreSQL the process waits for the answer, free meanwhile.
+ */
+export function statementsHoldProcess(ctx: ServiceContext): boolean {
+  return ctx.storage.dialect === 'sqlite';
+}

@@ -3,7 +3,8 @@
  * follows how long the last read took: on SQLite a read holds the process, and a page of
  * 1,000 member rows that are not in the page cache (after a restart, or when the machine is
  * short of memory) took 100-300 ms where a cached one takes 5-10 ms. So a slow read halves
- * the next page, a fast one doubles it, between `minSize` and `maxSize`.
+ * the next page, a fast one doubles it, between `minSize` and `maxSize`. Where reads do not
+ * hold the process (PostgreSQL), pages are `maxSize`: smaller ones would only add round trips.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 
@@ -17,6 +18,8 @@ export interface KeysetPaging {
   slowReadMs: number;
   /** The clock reads are timed with (milliseconds). */
   now?: () => number;
+  /** False: every page is `maxSize` (reads do not hold the process). */
+  adaptive?: boolean;
 }
 
 /** How reads of member lists are paged: reads of about 25 ms at most hold the event loop. */
@@ -34,7 +37,8 @@ export async function keysetPages<T>(
 ): Promise<AsyncGenerator<T[]>> {
   const now = paging.now ?? (() => performance.now());
   let remaining = paging.limit ?? Number.POSITIVE_INFINITY;
-  let size = Math.max(paging.minSize, Math.floor(paging.maxSize / 4));
+  const adaptive = paging.adaptive ?? true;
+  let size = adaptive ? Math.max(paging.minSize, Math.floor(paging.maxSize / 4)) : paging.maxSize;
   const timedRead = async (after: string): Promise<T[]> => {
     const asked = Math.min(size, remaining);
     if (asked <= 0) return [];
@@ -44,6 +48,7 @@ export async function keysetPages<T>(
     // A short page is the last.
     if (rows.length < asked) remaining = 0;
     else remaining -= rows.length;
+    if (!adaptive) return rows;
     if (took > paging.slowReadMs) size = Math.max(paging.minSize, Math.floor(size / 2));
     else if (took < paging.slowReadMs / 4) size = Math.min(paging.maxSize, size * 2);
     return rows;

@@ -9,7 +9,7 @@ import type { ClientEvent } from '../core/client-event.js';
 import type { RoomVersionId } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
 import type { EventRow } from '../storage/index.js';
-import type { Requester, ServiceContext } from './context.js';
+import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
 import { LIST_PAGING, keysetPages, type KeysetPaging } from './keyset-pages.js';
 import type { RoomEventFilter } from './timeline.js';
 
@@ -74,6 +74,9 @@ export function createMemberListService(
   present: (row: EventRow, version: RoomVersionId) => Promise<ClientEvent>,
 ) {
   const stores = () => ctx.storage.stores;
+  const adaptive = statementsHoldProcess(ctx);
+  const listPaging: KeysetPaging = { ...LIST_PAGING, adaptive };
+  const roomPaging: KeysetPaging = { ...ROOM_PAGING, adaptive };
 
   /**
    * The newest position the requester may see members at: null for "now" (joined), the
@@ -150,7 +153,7 @@ export function createMemberListService(
             ? memberLists.selectCurrentMembers(roomId, selector, after, size)
             : memberLists.selectMembersAt(roomId, position, selector, after, size),
         (row) => row.userId,
-        { ...LIST_PAGING, limit },
+        { ...listPaging, limit },
       );
       // Stored client JSON as it is; a redacted event is presented from its PDU.
       return mapPages(pages, (rows) =>
@@ -173,7 +176,7 @@ export function createMemberListService(
       const pages = await keysetPages(
         (after, size) => memberLists.selectJoinedProfiles(roomId, after, size),
         (row) => row.userId,
-        LIST_PAGING,
+        listPaging,
       );
       return mapPages(pages, (rows) =>
         rows.map((row): [string, JoinedProfile] => [
@@ -207,7 +210,7 @@ export function createMemberListService(
         (after, size) =>
           stores().memberLists.selectRoomsOfUser(requester.userId, selector, after, size),
         (row) => row.roomId,
-        { ...ROOM_PAGING, limit: query.filter?.limit },
+        { ...roomPaging, limit: query.filter?.limit },
       );
       for await (const rows of pages)
         for (const row of rows) rooms[row.roomId] = { membership: row.membership };

@@ -40,14 +40,15 @@ export interface MutualRoomsStore {
   selectPair(low: string, high: string): Promise<MutualRoomPair | undefined>;
   /**
    * Indexes the pair's shared rooms among the next `limit` rooms `low` has joined after
-   * `afterRoomId` (by room ID); returns the last of those rooms, or null when none were left
-   * after this part. A build is a run of these, then `insertPair`, in one transaction.
+   * `afterRoomId` (by room ID; null: all of them); returns the last of those rooms, or null
+   * when none were left after this part. A build is a run of these, then `insertPair`, in
+   * one transaction.
    */
   insertEntries(
     low: string,
     high: string,
     afterRoomId: string,
-    limit: number,
+    limit: number | null,
   ): Promise<string | null>;
   /** Records the pair, counting the entries `insertEntries` put in. */
   insertPair(low: string, high: string, now: number): Promise<MutualRoomPair>;
@@ -126,16 +127,19 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
     async insertEntries(low, high, afterRoomId, limit) {
       // The part's last room: the `limit`-th joined room of `low` after `afterRoomId` (one
       // step along the by-user index), or none when fewer are left (this part is the last).
-      const bound = await db
-        .selectFrom('room_memberships')
-        .select('room_id')
-        .where('user_id', '=', low)
-        .where('membership', '=', 'join')
-        .where('room_id', '>', afterRoomId)
-        .orderBy('room_id')
-        .limit(1)
-        .offset(limit - 1)
-        .executeTakeFirst();
+      const bound =
+        limit === null
+          ? undefined
+          : await db
+              .selectFrom('room_memberships')
+              .select('room_id')
+              .where('user_id', '=', low)
+              .where('membership', '=', 'join')
+              .where('room_id', '>', afterRoomId)
+              .orderBy('room_id')
+              .limit(1)
+              .offset(limit - 1)
+              .executeTakeFirst();
       const upTo = bound?.room_id;
       await db
         .insertInto('mutual_room_entries')
@@ -153,10 +157,19 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
             ])
             .where('a.user_id', '=', low)
             .where('a.membership', '=', 'join')
-            .where('a.room_id', '>', afterRoomId)
-            .$if(upTo !== undefined, (qb) => qb.where('a.room_id', '<=', upTo as string))
             .where('b.user_id', '=', high)
-            .where('b.membership', '=', 'join'),
+            .where('b.membership', '=', 'join')
+            // The part's range on every side: PostgreSQL carries only equalities across a
+            // join, and given the range on one side it hashed all of the other user's rooms
+            // and every room for each part (1.6 s instead of 0.6 s for 100,000 rooms each).
+            .where((eb) =>
+              eb.and(
+                (['a.room_id', 'b.room_id', 'rooms.room_id'] as const).flatMap((column) => [
+                  eb(column, '>', afterRoomId),
+                  ...(upTo !== undefined ? [eb(column, '<=', upTo)] : []),
+                ]),
+              ),
+            ),
         )
         .execute();
       return upTo ?? null;

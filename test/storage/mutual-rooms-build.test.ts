@@ -1,6 +1,7 @@
 /**
- * A pair's mutual-rooms index is built and dropped in parts (BUILD_PART_ROOMS rooms of one
- * user per statement, the event loop free between them). Here the parts are two rooms, so
+ * A pair's mutual-rooms index is built and dropped in parts (on SQLite, BUILD_PART_ROOMS
+ * rooms of one user per statement, the event loop free between them; the store does it on
+ * both databases, and PostgreSQL builds in one part). Here the parts are two rooms, so
  * a small pair spans several: the index must be the same as the rooms both have joined,
  * in room order, and dropping it in parts must leave nothing. A pair unused for
  * `cache_idle_seconds` is dropped by the service when another pair is built.

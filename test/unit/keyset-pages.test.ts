@@ -1,6 +1,6 @@
 /**
  * keysetPages: every row once, in order, within the limit; a page's size halves after a slow
- * read and doubles after a fast one, within its bounds. Reads are timed on a fake clock that
+ * read and doubles after a fast one, within its bounds, unless paging is not adaptive. Reads are timed on a fake clock that
  * each read advances by what the test says it cost.
  */
 import assert from 'node:assert/strict';
@@ -55,6 +55,15 @@ describe('keysetPages', () => {
     const src = source(() => 10);
     await collect(await keysetPages(src.read, (k) => k, paging(src.now)));
     assert.ok(src.sizes.every((size) => size === 250));
+  });
+
+  it('keeps every page at the largest size when not adaptive, however slow the reads', async () => {
+    const src = source(() => 200);
+    const rows = await collect(
+      await keysetPages(src.read, (k) => k, { ...paging(src.now), adaptive: false }),
+    );
+    assert.deepEqual(rows, ROWS);
+    assert.deepEqual(src.sizes, [1000, 1000, 1000, 1000, 1000, 1000]);
   });
 
   it('stops at the limit, asking for no more than is left', async () => {
