@@ -52,7 +52,7 @@ const IDLE_PAIRS_PER_BUILD = 16;
  * Rooms of one user looked up per statement when building a pair's index: about 15 ms of
  * SQLite on the benchmark machine (a statement there holds the event loop).
  */
-export const BUILD_PART_ROOMS = 2500;
+const BUILD_PART_ROOMS = 2500;
 /** Rooms read per query when answering with every page at once (legacy paths). */
 const FULL_LIST_BATCH = 1000;
 /** Pages kept per process (a page of 100 room IDs is about 5 KiB). */
