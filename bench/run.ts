@@ -51,6 +51,8 @@ export interface BenchOptions {
   postgresUrl: string;
   serverEntry: 'tsx' | 'dist';
   cpuProfile: boolean;
+  /** COMMONS_* settings for the server under test, beside the bench's own (e.g. an A/B run). */
+  serverEnv?: Record<string, string>;
   /** Only build (or find) the datasets in the cache, measuring nothing. */
   buildOnly: boolean;
   /** Only write the docs again from this raw results file. */
@@ -210,6 +212,7 @@ async function benchDatabase(
       dataDir: prepared.dataDir,
       entry: options.serverEntry,
       cpuProfDir,
+      ...(options.serverEnv ? { extraEnv: options.serverEnv } : {}),
     });
     try {
       log(`  Commons (pid ${server.pid}) at ${server.url}; checking a sample of the data`);
@@ -373,6 +376,7 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
 const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--seed N] [--scenario LIST]
                         [--scale X] [--no-cache] [--docs|--no-docs] [--cpu-prof] [--server tsx|dist]
                         [--build-only] [--render results.json] [--runs N] [--duration S]
+                        [--server-env COMMONS_KEY=VALUE ...]
   --quick          a small dataset and short runs (under three minutes); default is the full profile
   --db             which databases (default both; PostgreSQL is skipped with a notice when unreachable)
   --seed           dataset seed (default 1)
@@ -386,6 +390,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--
   --render FILE    write docs/benchmarks.md again from a raw results file, measuring nothing
   --runs N         measured runs per load case (default: the profile's; the median is reported)
   --duration S     seconds per run (default: the profile's)
+  --server-env     a setting for the server under test, repeatable (e.g. COMMONS_HTTP_FAST_READS=false)
   COMMONS_BENCH_POSTGRES_URL names the PostgreSQL server (default ${DEFAULT_POSTGRES_URL})`;
 
 /** `--render`: the page (and charts) again from raw results, e.g. after changing report.ts. */
@@ -417,6 +422,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       render: { type: 'string' },
       runs: { type: 'string' },
       duration: { type: 'string' },
+      'server-env': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -454,9 +460,16 @@ export function parseOptions(argv: string[]): BenchOptions {
     if (!(seconds > 0)) throw new Error('--duration must be a positive number of seconds');
     load.durationSeconds = seconds;
   }
+  const serverEnv: Record<string, string> = {};
+  for (const setting of values['server-env'] ?? []) {
+    const match = /^(COMMONS_[A-Z0-9_]+)=(.*)$/.exec(setting);
+    if (!match) throw new Error(`--server-env takes COMMONS_KEY=VALUE, not ${setting}`);
+    serverEnv[match[1] as string] = match[2] as string;
+  }
   return {
     profile,
     dialects: db === 'both' ? 'both' : [db],
+    ...(Object.keys(serverEnv).length > 0 ? { serverEnv } : {}),
     seed,
     scale,
     scenarios: scenarios as ScenarioName[],

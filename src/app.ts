@@ -9,11 +9,17 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifyServerFactory,
 } from 'fastify';
 import cors from '@fastify/cors';
 import type { ResolvedConfig } from './config/load.js';
 import type { Services } from './services/index.js';
-import { registerAccessHooks, registerInputChecks, registerRequestLog } from './http/access.js';
+import {
+  logsRequests,
+  registerAccessHooks,
+  registerInputChecks,
+  registerRequestLog,
+} from './http/access.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { RateLimiter } from './http/rate-limit.js';
@@ -21,7 +27,9 @@ import { registerValidators } from './http/validation.js';
 import { clientRoutes } from './api/client/index.js';
 import { adminRoutes } from './api/admin/index.js';
 import { newSessionId } from './core/secrets.js';
+import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
+import { FastReads } from './http/fast-reads.js';
 import { invalidParam } from './core/errors.js';
 import { parseQueryString } from './http/query-string.js';
 
@@ -69,18 +77,57 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
   );
 }
 
+/**
+ * Node's HTTP server set up as Fastify sets up its own (keep-alive, request and connection
+ * timeouts), with the fast reads, if any, in front of Fastify's handler.
+ */
+function serverWith(fastReads: FastReads | null): FastifyServerFactory {
+  return (handler, options) => {
+    const server = createServer(
+      fastReads ? (request, response) => fastReads.handle(request, response, handler) : handler,
+    );
+    const number = (name: string) => {
+      const value = options[name];
+      return typeof value === 'number' ? value : undefined;
+    };
+    server.keepAliveTimeout = number('keepAliveTimeout') ?? server.keepAliveTimeout;
+    server.requestTimeout = number('requestTimeout') ?? server.requestTimeout;
+    server.setTimeout(number('connectionTimeout') ?? 0);
+    const perSocket = number('maxRequestsPerSocket') ?? 0;
+    if (perSocket > 0) server.maxRequestsPerSocket = perSocket;
+    return server;
+  };
+}
+
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config } = deps;
   // Request IDs (in logs and 500 answers): a random tag per app, then a counter; cheaper than
   // random bytes per request, and still unique across processes.
   const requestIdTag = newSessionId().slice(0, 8);
   let requests = 0;
+  const requestId = () => `${requestIdTag}${(++requests).toString(36)}`;
+  const rateLimiter = config.rate_limits.enabled
+    ? new RateLimiter(config.rate_limits.classes)
+    : null;
+  const fastReads = config.http.fast_reads
+    ? new FastReads({
+        authenticate: (token) => deps.services.sessions.authenticate(token),
+        rateLimiter,
+        trustProxy: config.http.trust_proxy,
+        requestId,
+        log: {
+          enabled: logsRequests(deps.logger.level),
+          line: (fields, reqId) => deps.logger.info({ reqId, ...fields }, 'request'),
+        },
+      })
+    : null;
   const app = Fastify({
     loggerInstance: deps.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.http.max_body_bytes,
     trustProxy: config.http.trust_proxy,
-    genReqId: () => `${requestIdTag}${(++requests).toString(36)}`,
+    genReqId: requestId,
+    serverFactory: serverWith(fastReads),
     routerOptions: {
       ignoreTrailingSlash: false,
       maxParamLength: 1000,
@@ -103,14 +150,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     maxAge: 86400,
     strictPreflight: false,
   });
-  const rateLimiter = config.rate_limits.enabled
-    ? new RateLimiter(config.rate_limits.classes)
-    : null;
+  // Closing: every request goes to Fastify, which answers 503.
+  app.addHook('preClose', (done) => {
+    fastReads?.close();
+    done();
+  });
   registerAccessHooks(app, deps.services, rateLimiter, config.auth.allow_query_token);
   registerInputChecks(app);
   registerRequestLog(app);
 
-  await app.register(clientRoutes, { services: deps.services, config });
+  await app.register(clientRoutes, { services: deps.services, config, fastReads });
   await app.register(adminRoutes, { services: deps.services, config });
   return app;
 }

@@ -173,6 +173,11 @@ export const ConfigSchema = Type.Object(
           default: false,
           description: 'Take the client address from X-Forwarded-For (behind a reverse proxy).',
         }),
+        fast_reads: Type.Boolean({
+          default: true,
+          description:
+            'Answer the hottest reads (mutual_rooms pages) straight from memory before the web framework routes them, when the session, query and page are at hand; every other request, and every error, goes through the framework. Off: every request does.',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'HTTP server.' },
     ),

@@ -26,10 +26,16 @@ export function accessTokenOf(request: FastifyRequest, allowQueryToken = false):
     const token = query?.access_token;
     return typeof token === 'string' && token !== '' ? token : null;
   }
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match)
+  const token = bearerToken(header);
+  if (token === null)
     throw new MatrixError(401, 'M_MISSING_TOKEN', 'Authorization header must be "Bearer <token>"');
-  return match[1] as string;
+  return token;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or null when it is not one. */
+export function bearerToken(header: string): string | null {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match ? (match[1] as string) : null;
 }
 
 /** A route-level hook added to a route's own (Fastify allows one or a list). */
@@ -109,19 +115,43 @@ export function registerInputChecks(app: FastifyInstance): void {
 
 const LEVELS_LOGGING_REQUESTS = new Set(['trace', 'debug', 'info']);
 
+/** Whether a logger at `level` writes the request log. */
+export function logsRequests(level: string): boolean {
+  return LEVELS_LOGGING_REQUESTS.has(level);
+}
+
+/** The fields of a request's log line, without tokens. */
+export function requestLogFields(request: {
+  method: string;
+  url: string;
+  status: number;
+  ms: number;
+  userId: string | undefined;
+  ip: string | undefined;
+}): Record<string, unknown> {
+  return {
+    method: request.method,
+    path: request.url.replace(/([?&]access_token=)[^&]*/g, '$1<redacted>'),
+    status: request.status,
+    ms: +request.ms.toFixed(2),
+    user: request.userId,
+    ip: request.ip,
+  };
+}
+
 /** One structured log line per request (at `info`), without tokens. */
 export function registerRequestLog(app: FastifyInstance): void {
   app.addHook('onResponse', (request, reply, done) => {
-    if (LEVELS_LOGGING_REQUESTS.has(request.log.level))
+    if (logsRequests(request.log.level))
       request.log.info(
-        {
+        requestLogFields({
           method: request.method,
-          path: request.url.replace(/([?&]access_token=)[^&]*/g, '$1<redacted>'),
+          url: request.url,
           status: reply.statusCode,
-          ms: +reply.elapsedTime.toFixed(2),
-          user: request.requester?.userId,
+          ms: reply.elapsedTime,
+          userId: request.requester?.userId,
           ip: request.ip,
-        },
+        }),
         'request',
       );
     done();

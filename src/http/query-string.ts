@@ -11,7 +11,7 @@ import { invalidParam, type MatrixError } from '../core/errors.js';
 /** The names of parameters whose values could not be decoded (undecodable names are dropped). */
 const MALFORMED = Symbol('malformed query parameters');
 
-type ParsedQuery = Record<string, string | string[]> & { [MALFORMED]?: string[] };
+export type ParsedQuery = Record<string, string | string[]> & { [MALFORMED]?: string[] };
 
 function decode(part: string): string | null {
   // Most parts are plain (no escapes, no `+`): no decoding, no regular expression.
@@ -44,6 +44,11 @@ export function parseQueryString(query: string): ParsedQuery {
     else result[key] = [existing, kept];
   }
   return result;
+}
+
+/** Whether every parameter of a parsed query string was decoded. */
+export function queryStringIsClean(query: ParsedQuery): boolean {
+  return query[MALFORMED] === undefined;
 }
 
 /** The error to answer when a parameter in `known` could not be decoded, if one could not. */

@@ -54,7 +54,11 @@ describe('config defaults', () => {
     assert.equal(config.rate_limits.enabled, true);
     assert.deepEqual(config.rate_limits.classes.login, { per_second: 0.2, burst: 5 });
     assert.deepEqual(config.rate_limits.classes.default, { per_second: 20, burst: 100 });
-    assert.deepEqual(config.http, { max_body_bytes: 1048576, trust_proxy: false });
+    assert.deepEqual(config.http, {
+      max_body_bytes: 1048576,
+      trust_proxy: false,
+      fast_reads: true,
+    });
     assert.equal(config.password_hashing.scrypt_log2_n, 15);
     assert.equal(config.log.level, 'info');
   });

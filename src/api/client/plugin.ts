@@ -1,11 +1,14 @@
 /** The options every route module receives, and the path prefixes of the client API. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ResolvedConfig } from '../../config/load.js';
+import type { FastReads } from '../../http/fast-reads.js';
 import type { Services } from '../../services/index.js';
 
 export interface RouteOptions {
   services: Services;
   config: ResolvedConfig;
+  /** Where a route adds its fast form (null: http.fast_reads is off). */
+  fastReads?: FastReads | null;
 }
 
 export type RoutePlugin = FastifyPluginAsyncTypebox<RouteOptions>;
