@@ -449,7 +449,7 @@ export function renderMarkdown(
   );
   push(
     '## 5. The big room and room lists',
-    "Each request repeated in sequence; time to the last byte. Meanwhile another connection polls `/_matrix/client/versions` every 2 ms: its worst latency bounds how long the server's event loop was blocked while serving.",
+    "Each request repeated in sequence; time to the last byte. Meanwhile another client, in a process of its own (`bench/probe-process.ts`), polls `/_matrix/client/versions` every 2 ms on its own connection: its worst latency bounds how long the server's event loop was blocked while serving.",
     table(
       [
         'request',

@@ -4,12 +4,13 @@
  * the client-side workaround, the growth curve, the big room, and writes under read load.
  * A scenario whose endpoint fails is recorded with the failure and the others go on.
  */
-import { setTimeout as delay } from 'node:timers/promises';
+import { fork } from 'node:child_process';
 import path from 'node:path';
 import type { BenchUser, Manifest, PairInfo } from './generate.js';
 import { describeFailure, httpClient, jsonOf, type HttpClient, type HttpResult } from './http.js';
 import { loadTest, percentile, stat, type LoadSummary, type Stat } from './load.js';
 import { startCeiling, type CeilingFixture, type ServerProcess } from './processes.js';
+import type { ProbeReport } from './probe-process.js';
 import type { LoadSettings } from './profiles.js';
 
 export const SCENARIOS = ['mutual', 'workaround', 'growth', 'bigroom', 'writes'] as const;
@@ -497,38 +498,44 @@ async function growthScenario(
   return result;
 }
 
-/**
- * Polls a trivial endpoint on its own connection while `work` runs; returns the worst
- * latency of the probes sent before `work` finished (a probe stuck behind a blocked event
- * loop counts even when it completes afterwards).
- */
-async function withProbe<T>(
-  base: string,
-  work: () => Promise<T>,
-): Promise<{ value: T; worstMs: number }> {
-  const probe = httpClient(base, 1);
-  let running = true;
-  let worst = 0;
-  const loop = (async () => {
-    while (running) {
-      const res = await probe.get(`${CS}/versions`).catch(() => undefined);
-      if (res) worst = Math.max(worst, res.ms);
-      if (running) await delay(2);
-    }
-  })();
-  try {
-    const value = await work();
-    running = false;
-    await loop;
-    return { value, worstMs: worst };
-  } finally {
-    running = false;
-    await loop;
-    probe.close();
-  }
+/** The probe process (bench/probe-process.ts): another client polling `/versions`. */
+interface Probe {
+  /** Runs `work` with the probe polling; the worst latency of the probes sent meanwhile. */
+  during<T>(work: () => Promise<T>): Promise<{ value: T; worstMs: number }>;
+  close(): void;
 }
 
-/** Scenario 5: the big room's member lists, and room lists of a user in many rooms. */
+async function startProbe(root: string, base: string): Promise<Probe> {
+  const child = fork(path.join(root, 'bench', 'probe-process.ts'), [base], {
+    cwd: root,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  const stopped = () =>
+    new Promise<ProbeReport>((resolve, reject) => {
+      child.once('message', (report) => resolve(report as ProbeReport));
+      child.once('exit', (code) => reject(new Error(`the probe process exited (${code})`)));
+      child.send('stop');
+    });
+  return {
+    async during(work) {
+      child.send('start');
+      const outcome = await work().then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+      const report = await stopped();
+      if (!outcome.ok) throw outcome.error;
+      return { value: outcome.value, worstMs: report.worstMs };
+    },
+    close: () => child.disconnect(),
+  };
+}
+
 async function bigRoomScenario(ctx: ScenarioContext, client: HttpClient): Promise<BigRoomResult> {
   const { manifest, load, commons } = ctx;
   const big = manifest.bigRoom;
@@ -616,7 +623,21 @@ async function bigRoomScenario(ctx: ScenarioContext, client: HttpClient): Promis
     });
   }
   const requests: BigRequest[] = [];
-  for (const plan of plans) {
+  const probe = await startProbe(ctx.root, commons.url);
+  try {
+    for (const plan of plans) await bigRequest(plan);
+  } finally {
+    probe.close();
+  }
+  return {
+    probeBaselineMs: percentile(
+      baseline.sort((a, b) => a - b),
+      50,
+    ),
+    requests,
+  };
+
+  async function bigRequest(plan: (typeof plans)[number]): Promise<void> {
     const entry: BigRequest = {
       name: plan.name,
       path: plan.path,
@@ -628,7 +649,7 @@ async function bigRoomScenario(ctx: ScenarioContext, client: HttpClient): Promis
       entry.error = describeFailure(warm);
       requests.push(entry);
       ctx.log(`    ${plan.name}: FAILED ${entry.error}`);
-      continue;
+      return;
     }
     const body = jsonOf(warm);
     const items = body ? plan.items(body) : undefined;
@@ -639,7 +660,7 @@ async function bigRoomScenario(ctx: ScenarioContext, client: HttpClient): Promis
     let worst = 0;
     const repeats = Math.max(load.repeats, 3);
     for (let i = 0; i < repeats; i++) {
-      const { value, worstMs } = await withProbe(commons.url, () =>
+      const { value, worstMs } = await probe.during(() =>
         client.get(plan.path, plan.user.accessToken),
       );
       times.push(value.ms);
@@ -653,13 +674,6 @@ async function bigRoomScenario(ctx: ScenarioContext, client: HttpClient): Promis
       `    ${plan.name}: ${fmt(entry.ttlb.median)} ms to the last byte (${entry.items ?? '?'} items, ${(entry.bytes / 1024).toFixed(0)} KiB); worst /versions meanwhile ${fmt(worst)} ms; peak RSS ${entry.peakRssMiB} MiB`,
     );
   }
-  return {
-    probeBaselineMs: percentile(
-      baseline.sort((a, b) => a - b),
-      50,
-    ),
-    requests,
-  };
 }
 
 /** Scenario 6: joins at a fixed concurrency for a fixed time, with membership reads alongside. */
