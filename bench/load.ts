@@ -98,8 +98,13 @@ export async function loadTest(options: LoadOptions): Promise<LoadSummary> {
   if (options.warmupSeconds > 0) await oneRun(options, options.warmupSeconds);
   const runs: RunResult[] = [];
   for (let i = 0; i < options.runs; i++) runs.push(await oneRun(options, options.durationSeconds));
+  return summariseRuns(options.connections, runs);
+}
+
+/** The median run with min and max, over runs measured at one concurrency. */
+export function summariseRuns(connections: number, runs: RunResult[]): LoadSummary {
   return {
-    connections: options.connections,
+    connections,
     runs,
     p50: stat(runs.map((r) => r.p50)),
     p99: stat(runs.map((r) => r.p99)),

@@ -8,7 +8,15 @@ import { fork } from 'node:child_process';
 import path from 'node:path';
 import type { BenchUser, Manifest, PairInfo } from './generate.js';
 import { describeFailure, httpClient, jsonOf, type HttpClient, type HttpResult } from './http.js';
-import { loadTest, percentile, stat, type LoadSummary, type Stat } from './load.js';
+import {
+  loadTest,
+  percentile,
+  stat,
+  summariseRuns,
+  type LoadSummary,
+  type RunResult,
+  type Stat,
+} from './load.js';
 import { startCeiling, type CeilingFixture, type ServerProcess } from './processes.js';
 import type { ProbeReport } from './probe-process.js';
 import type { LoadSettings } from './profiles.js';
@@ -468,28 +476,38 @@ async function growthScenario(
   coldMs: Record<string, number>,
 ): Promise<GrowthResult> {
   const { manifest, load, commons } = ctx;
-  const points: GrowthPoint[] = [];
   commons.startMemoryWindow();
-  for (const pair of manifest.growth) {
+  // The points' runs are interleaved (a run of each point in turn, then again), so that a
+  // drift of this machine's speed during the scenario falls on every point alike: a page
+  // takes well under 0.1 ms here, and back-to-back runs of one point after another let the
+  // machine's changes of pace read as growth.
+  const runs = manifest.growth.map(() => [] as RunResult[]);
+  for (let round = 0; round < load.runs; round++) {
+    for (const [i, pair] of manifest.growth.entries()) {
+      const once = await loadTest({
+        base: commons.url,
+        path: mutualPath(pair),
+        token: pair.a.accessToken,
+        connections: 1,
+        warmupSeconds: round === 0 ? load.warmupSeconds : 0,
+        durationSeconds: load.durationSeconds,
+        runs: 1,
+      });
+      runs[i]?.push(...once.runs);
+    }
+  }
+  const points: GrowthPoint[] = manifest.growth.map((pair, i) => {
     const point: GrowthPoint = { roomsPerUser: pair.roomsEach, shared: pair.shared };
     const cold = coldMs[pair.name];
     if (cold !== undefined) point.coldMs = cold;
-    const c1 = await loadTest({
-      base: commons.url,
-      path: mutualPath(pair),
-      token: pair.a.accessToken,
-      connections: 1,
-      warmupSeconds: load.warmupSeconds,
-      durationSeconds: load.durationSeconds,
-      runs: load.runs,
-    });
+    const c1 = summariseRuns(1, runs[i] ?? []);
     if (c1.runs.every((r) => r.ok === 0)) point.error = 'no successful response';
     else point.c1 = c1;
-    points.push(point);
     ctx.log(
       `    ${pair.roomsEach} rooms per user: p50 ${fmt(c1.p50.median)} ms, p99 ${fmt(c1.p99.median)} ms${point.coldMs !== undefined ? ` (first request, building the pair's index: ${fmt(point.coldMs)} ms)` : ''}`,
     );
-  }
+    return point;
+  });
   const measured = points.filter((p) => p.c1);
   const first = measured[0]?.c1?.p50.median;
   const last = measured[measured.length - 1]?.c1?.p50.median;
