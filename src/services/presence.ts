@@ -16,6 +16,14 @@ export interface PresenceEvent {
   content: JsonObject;
 }
 
+/** Who came to share a joined room with a syncing user in the span of an incremental sync. */
+export interface NewlyShared {
+  /** Users who joined a room the syncing user is in. */
+  users: readonly string[];
+  /** Rooms the syncing user joined: all their members. */
+  rooms: readonly string[];
+}
+
 const isPresenceState = (value: string): value is PresenceState =>
   (PRESENCE_STATES as readonly string[]).includes(value);
 
@@ -87,10 +95,28 @@ export function createPresenceService(ctx: ServiceContext) {
 
     /**
      * m.presence events of users who share a room with userId (and userId itself), changed
-     * in (after, upTo]; after = 0: all current.
+     * in (after, upTo]; after = 0: all current. Users who came to share a room with userId
+     * in that span (`newlyShared`: the users who joined, and everyone in the rooms userId
+     * joined) are sent their current presence even if it did not change, since the client
+     * has never been told it.
      */
-    async changesSince(userId: string, after: number, upTo: number): Promise<PresenceEvent[]> {
+    async changesSince(
+      userId: string,
+      after: number,
+      upTo: number,
+      newlyShared?: NewlyShared,
+    ): Promise<PresenceEvent[]> {
       const rows = await stores.presence.selectPresenceChanges(userId, after, upTo);
+      if (after > 0 && newlyShared) {
+        const sent = new Set(rows.map((row) => row.userId));
+        sent.add(userId);
+        const current = await stores.presence.selectPresenceOfUsersAndMembers(
+          newlyShared.users,
+          newlyShared.rooms,
+          upTo,
+        );
+        rows.push(...current.filter((row) => !sent.has(row.userId)));
+      }
       const now = ctx.now();
       return rows.map((row) => ({
         type: 'm.presence',

@@ -24,6 +24,7 @@ export interface SyncSources {
       userId: string,
       after: number,
       upTo: number,
+      newlyShared?: { users: readonly string[]; rooms: readonly string[] },
     ): Promise<{ type: 'm.presence'; sender: string; content: JsonObject }[]>;
   };
   receipts: {

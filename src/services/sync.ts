@@ -361,6 +361,8 @@ export function createSyncService(
 
     // Rooms the user is joined to, a batch of rooms at a time.
     const joinedResults = new Map<string, RoomResult>();
+    /** Rooms joined since the last sync (an incremental one): the client is new to their members. */
+    const joinedSinceLast = new Set<string>();
     await forEachBatch(joined, ROOM_BATCH, batchesInFlight, async (batch) => {
       // New to the client: an initial sync, or joined since (not a join → join profile change).
       const joinedSince =
@@ -369,6 +371,8 @@ export function createSyncService(
       const isNew = (m: UserMembershipRow) =>
         since === null ||
         (m.streamOrdering > since && !wasJoinedAt(histories.get(m.roomId) ?? [], since));
+      for (const membership of batch)
+        if (since !== null && isNew(membership)) joinedSinceLast.add(membership.roomId);
       const picked = batch
         .map((membership) => ({ membership, isNew: isNew(membership) }))
         .filter((r) => r.isNew || options.fullState || active.has(r.membership.roomId));
@@ -618,7 +622,19 @@ export function createSyncService(
     const globalAccountData = accountData.global.filter((e) =>
       passesEventFilter(filter.account_data, e.type, undefined),
     );
-    const presence = (await sources.presence.changesSince(userId, after, upTo))
+    // Users the client comes to share a room with: their presence is news even if unchanged.
+    const newlyShared =
+      since === null
+        ? undefined
+        : {
+            users: await stores().sync.selectUsersJoinedBetween(
+              joinedIds.filter((roomId) => active.has(roomId) && !joinedSinceLast.has(roomId)),
+              since,
+              upTo,
+            ),
+            rooms: [...joinedSinceLast],
+          };
+    const presence = (await sources.presence.changesSince(userId, after, upTo, newlyShared))
       .filter((e) => passesEventFilter(filter.presence, e.type, e.sender))
       .slice(0, filter.presence?.limit ?? undefined);
     const toDevice = await sources.toDevice.forSync(userId, deviceId, after, upTo);

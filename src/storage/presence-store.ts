@@ -1,6 +1,7 @@
 /** Presence: one row per user, holding the stream position of its latest change. */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { readInSlices } from './values-table.js';
 
 export interface PresenceRow {
   userId: string;
@@ -20,6 +21,15 @@ export interface PresenceStore {
    * `userId` is joined to, oldest first.
    */
   selectPresenceChanges(userId: string, after: number, upTo: number): Promise<PresenceRow[]>;
+  /**
+   * The presence, as of `upTo`, of the users listed and of everyone joined to the rooms
+   * listed (users with no presence recorded have no row), by user ID.
+   */
+  selectPresenceOfUsersAndMembers(
+    userIds: readonly string[],
+    roomIds: readonly string[],
+    upTo: number,
+  ): Promise<PresenceRow[]>;
   /** Whether both users are joined to at least one room in common. */
   selectSharesJoinedRoom(userId: string, otherUserId: string): Promise<boolean>;
 }
@@ -83,6 +93,38 @@ export function presenceStore(db: Kysely<Database>): PresenceStore {
         .orderBy('p.stream_ordering')
         .execute();
       return rows.map(toRow);
+    },
+
+    async selectPresenceOfUsersAndMembers(userIds, roomIds, upTo) {
+      const byUser = new Map<string, PresenceRow>();
+      const keep = (rows: readonly PresenceColumns[]) => {
+        for (const row of rows) byUser.set(row.user_id, toRow(row));
+      };
+      keep(
+        await readInSlices(userIds, (part) =>
+          db
+            .selectFrom('presence')
+            .selectAll()
+            .where('user_id', 'in', part)
+            .where('stream_ordering', '<=', upTo)
+            .execute(),
+        ),
+      );
+      // From the rooms' joined members (an index range each), so the cost follows the rooms'
+      // sizes, not how many users have a presence.
+      keep(
+        await readInSlices(roomIds, (part) =>
+          db
+            .selectFrom('room_memberships as m')
+            .innerJoin('presence as p', 'p.user_id', 'm.user_id')
+            .selectAll('p')
+            .where('m.room_id', 'in', part)
+            .where('m.membership', '=', 'join')
+            .where('p.stream_ordering', '<=', upTo)
+            .execute(),
+        ),
+      );
+      return [...byUser.values()].sort((a, b) => (a.userId < b.userId ? -1 : 1));
     },
 
     async selectSharesJoinedRoom(userId, otherUserId) {

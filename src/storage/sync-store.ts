@@ -62,6 +62,12 @@ export interface SyncStore {
   selectStateChanges(requests: readonly StateChangesRequest[]): Promise<Map<string, EventRow[]>>;
   /** Each room's current state except member events, by stream order. */
   selectStateWithoutMembers(roomIds: readonly string[]): Promise<Map<string, EventRow[]>>;
+  /** Users whose membership of any room listed became (or stayed) `join` in (after, upTo]. */
+  selectUsersJoinedBetween(
+    roomIds: readonly string[],
+    after: number,
+    upTo: number,
+  ): Promise<string[]>;
   /** The version of each room listed. */
   selectRoomVersions(roomIds: readonly string[]): Promise<Map<string, string>>;
   /** Transaction IDs the device sent these events (of these rooms) with. */
@@ -265,6 +271,22 @@ export function syncStore(db: Kysely<Database>): SyncStore {
       return groupByRoom(
         [...lower, ...upper].map(toEventRow).sort((a, b) => a.streamOrdering - b.streamOrdering),
       );
+    },
+
+    async selectUsersJoinedBetween(roomIds, after, upTo) {
+      if (upTo <= after) return [];
+      const rows = await readInSlices(roomIds, (part) =>
+        db
+          .selectFrom('membership_history')
+          .select('user_id')
+          .distinct()
+          .where('room_id', 'in', part)
+          .where('stream_ordering', '>', after)
+          .where('stream_ordering', '<=', upTo)
+          .where('membership', '=', 'join')
+          .execute(),
+      );
+      return [...new Set(rows.map((r) => r.user_id))];
     },
 
     async selectRoomVersions(roomIds) {

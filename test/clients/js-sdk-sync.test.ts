@@ -330,27 +330,18 @@ forEachDatabase('matrix-js-sdk: two clients living off /sync', (dialect) => {
     assert.equal(joinEvent?.getSender(), bob.getSafeUserId());
   });
 
-  it(
-    "A knows B's current presence as soon as they share a room",
-    {
-      todo:
-        'Commons sends a presence only when it changes (src/services/presence.ts changesSince): ' +
-        "a user who comes to share a room is not sent the other side's current presence, " +
-        'as Synapse does for newly joined rooms and users',
-    },
-    async () => {
-      const { UserEvent } = await loadMatrixJsSdk();
-      const bobId = bob.getSafeUserId();
-      // Bob is online (he is syncing) and alice saw him join: the same /sync carries it.
-      await until(
-        "alice to know bob's presence",
-        [[alice, UserEvent.Presence]],
-        () => alice.getUser(bobId)?.presence === 'online',
-        context,
-        2_000,
-      );
-    },
-  );
+  it("A knows B's current presence as soon as they share a room", async () => {
+    const { UserEvent } = await loadMatrixJsSdk();
+    const bobId = bob.getSafeUserId();
+    // Bob is online (he is syncing) and alice saw him join: the same /sync carries it.
+    await until(
+      "alice to know bob's presence",
+      [[alice, UserEvent.Presence]],
+      () => alice.getUser(bobId)?.presence === 'online',
+      context,
+      2_000,
+    );
+  });
 
   it('messages flow both ways, and each sender sees its own message once (its transaction ID came back)', async () => {
     const { RoomEvent } = await loadMatrixJsSdk();

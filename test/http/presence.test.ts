@@ -259,6 +259,46 @@ forEachDatabase('presence', (dialect) => {
     assert.equal(next.presence?.events[0]?.content.presence, 'online');
   });
 
+  it('an incremental /sync carries the unchanged presence of users who come to share a room', async () => {
+    const alice = await newUser('alice');
+    const bob = await newUser('bob');
+    const carol = await newUser('carol');
+    const dave = await newUser('dave');
+    await setPresence(bob, { presence: 'online', status_msg: 'here' });
+    await setPresence(carol, { presence: 'unavailable' });
+    await setPresence(dave, { presence: 'online' });
+    const alicesRoom = await sharedRoom(alice);
+    const carolsRoom = await sharedRoom(carol, dave);
+    const join = async (user: TestUser, roomId: string) => {
+      const joined = await server.request('POST', `${V3}/join/${e(roomId)}`, {
+        token: user.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    };
+    // set_presence=offline: alice's own syncs write no presence of hers.
+    const since = (body: SyncBody) => `?since=${e(body.next_batch)}&timeout=0&set_presence=offline`;
+    const initial = await sync(alice, '?set_presence=offline');
+    assert.deepEqual(senders(initial), []);
+
+    // Bob joins alice's room: his presence, set before and unchanged since, comes with it.
+    await join(bob, alicesRoom);
+    const bobJoined = await sync(alice, since(initial));
+    assert.deepEqual(senders(bobJoined), [bob.userId]);
+    assert.equal(bobJoined.presence?.events[0]?.content.presence, 'online');
+    assert.equal(bobJoined.presence?.events[0]?.content.status_msg, 'here');
+
+    // Alice joins carol's room: the presence of everyone in it (bob is not).
+    await join(alice, carolsRoom);
+    const aliceJoined = await sync(alice, since(bobJoined));
+    assert.deepEqual(senders(aliceJoined), [carol.userId, dave.userId].sort());
+    const carols = aliceJoined.presence?.events.find((ev) => ev.sender === carol.userId);
+    assert.equal(carols?.content.presence, 'unavailable');
+
+    // Told once: the next sync has none of it.
+    assert.deepEqual(senders(await sync(alice, since(aliceJoined))), []);
+  });
+
   it("a room-mate's PUT wakes a waiting /sync", async () => {
     const alice = await newUser('alice');
     const bob = await newUser('bob');
