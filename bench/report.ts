@@ -268,6 +268,10 @@ export function renderMarkdown(
           'load',
           `autocannon in the harness process, Commons in its own; ${l.warmupSeconds} s warm-up, then ${l.runs} runs of ${l.durationSeconds} s at 1 and at ${l.connections} connections; figures are the median run (min–max)`,
         ],
+        [
+          'order',
+          'a Commons on each database, both running; each scenario on one database and then the other (the order alternating from one scenario to the next), so the PostgreSQL ÷ SQLite ratios compare runs minutes apart at most',
+        ],
         ['raw results', `\`${report.resultsFile}\``],
       ],
     ),

@@ -19,14 +19,16 @@ import {
   type BenchDialect,
   type PreparedDatabase,
 } from './cache.js';
-import { startCommons } from './processes.js';
+import { startCommons, type ServerProcess } from './processes.js';
 import { PROFILES, scaleDataset, type DatasetProfile, type Profile } from './profiles.js';
 import { writeDocs, evaluateTargets, type Target } from './report.js';
 import {
-  runScenarios,
+  runScenario,
   sampleCheck,
+  SCENARIO_TITLES,
   SCENARIOS,
   type SampleCheck,
+  type ScenarioContext,
   type ScenarioName,
   type ScenarioResults,
 } from './scenarios.js';
@@ -188,22 +190,37 @@ function prepare(
   });
 }
 
-async function benchDatabase(
+/** One database's server under measurement, and what it reports. */
+interface Session {
+  prepared: PreparedDatabase;
+  report: DatabaseReport;
+  /** Absent when the server did not start. */
+  server?: ServerProcess;
+  ctx?: ScenarioContext;
+  cpuProfDir?: string | undefined;
+  /** Milliseconds spent starting it and in its own scenarios. */
+  busyMs: number;
+}
+
+const tagOf = (dialect: BenchDialect) => (dialect === 'sqlite' ? '[sqlite]  ' : '[postgres]');
+
+/** Starts Commons on a prepared database and checks a sample of its data through HTTP. */
+async function startSession(
   options: BenchOptions,
   profile: Profile,
   prepared: PreparedDatabase,
   stamp: string,
-): Promise<DatabaseReport> {
-  const log = options.log;
+): Promise<Session> {
   const started = performance.now();
   const dialect = prepared.dialect;
-  log(`\n== ${dialect} ==`);
-  const report: DatabaseReport = {
-    dialect,
-    dataset: summariseManifest(prepared.manifest, prepared.fromCache),
+  const log = (message: string) => options.log(`${tagOf(dialect)}${message}`);
+  const session: Session = {
+    prepared,
+    report: { dialect, dataset: summariseManifest(prepared.manifest, prepared.fromCache) },
+    busyMs: 0,
   };
   try {
-    const cpuProfDir = options.cpuProfile
+    session.cpuProfDir = options.cpuProfile
       ? path.join(options.resultsDir, 'profiles', `${stamp}-${dialect}`)
       : undefined;
     const server = await startCommons({
@@ -211,52 +228,85 @@ async function benchDatabase(
       url: prepared.url,
       dataDir: prepared.dataDir,
       entry: options.serverEntry,
-      cpuProfDir,
+      cpuProfDir: session.cpuProfDir,
       ...(options.serverEnv ? { extraEnv: options.serverEnv } : {}),
     });
+    session.server = server;
+    log(`  Commons (pid ${server.pid}) at ${server.url}; checking a sample of the data`);
+    const client = httpClient(server.url, 1);
     try {
-      log(`  Commons (pid ${server.pid}) at ${server.url}; checking a sample of the data`);
-      const client = httpClient(server.url, 1);
-      try {
-        report.sampleCheck = await sampleCheck(client, prepared.manifest);
-      } finally {
-        client.close();
-      }
-      for (const check of report.sampleCheck.checks) {
-        if (!check.ok)
-          log(`    CHECK FAILED ${check.name}: expected ${check.expected}, got ${check.actual}`);
-      }
-      log(
-        `    sample check ${report.sampleCheck.passed ? 'passed' : 'FAILED'} (${report.sampleCheck.checks.filter((c) => c.ok).length}/${report.sampleCheck.checks.length})`,
-      );
-      report.scenarios = await runScenarios(
-        {
-          root: ROOT,
-          workDir: options.workDir,
-          manifest: prepared.manifest,
-          commons: server,
-          load: profile.load,
-          only: new Set(options.scenarios),
-          log,
-        },
-        report.sampleCheck,
-      );
+      session.report.sampleCheck = await sampleCheck(client, prepared.manifest);
     } finally {
-      await server.stop();
-      if (cpuProfDir) log(`  CPU profile of the server in ${path.relative(ROOT, cpuProfDir)}/`);
+      client.close();
     }
-  } finally {
-    await prepared.cleanup();
+    for (const check of session.report.sampleCheck.checks) {
+      if (!check.ok)
+        log(`    CHECK FAILED ${check.name}: expected ${check.expected}, got ${check.actual}`);
+    }
+    const { checks, passed } = session.report.sampleCheck;
+    log(
+      `    sample check ${passed ? 'passed' : 'FAILED'} (${checks.filter((c) => c.ok).length}/${checks.length})`,
+    );
+    session.report.scenarios = {};
+    session.ctx = {
+      root: ROOT,
+      workDir: options.workDir,
+      manifest: prepared.manifest,
+      commons: server,
+      load: profile.load,
+      log,
+    };
+  } catch (err) {
+    log(`  FAILED: ${(err as Error).stack ?? String(err)}`);
+    session.report.error = (err as Error).message;
   }
-  report.seconds = +((performance.now() - started) / 1000).toFixed(1);
-  return report;
+  session.busyMs += performance.now() - started;
+  return session;
+}
+
+/** Stops the session's server and removes its copy of the dataset. */
+async function endSession(session: Session, log: (message: string) => void): Promise<void> {
+  try {
+    await session.server?.stop();
+    if (session.cpuProfDir)
+      log(
+        `${tagOf(session.report.dialect)}  CPU profile of the server in ${path.relative(ROOT, session.cpuProfDir)}/`,
+      );
+  } finally {
+    await session.prepared.cleanup();
+  }
+  session.report.seconds = +(session.busyMs / 1000).toFixed(1);
+}
+
+/**
+ * Each scenario on every database in turn, the order of the databases alternating from one
+ * scenario to the next, so that PostgreSQL and SQLite are measured minutes apart at most and a
+ * change of the machine's pace during the run falls on both alike: the PostgreSQL ÷ SQLite
+ * ratios compare like with like. (Measured one database after the other, sub-millisecond
+ * latencies moved by up to 2x between the halves of one run.)
+ */
+async function measureSideBySide(options: BenchOptions, sessions: Session[]): Promise<void> {
+  const running = sessions.filter((s) => s.ctx !== undefined);
+  let turn = 0;
+  for (const name of SCENARIOS) {
+    if (!options.scenarios.includes(name)) continue;
+    options.log(`\n== ${SCENARIO_TITLES[name]} ==`);
+    const order = turn++ % 2 === 0 ? running : [...running].reverse();
+    for (const session of order) {
+      const { ctx, report } = session;
+      if (!ctx || !report.sampleCheck || !report.scenarios) continue;
+      const started = performance.now();
+      await runScenario(name, ctx, report.sampleCheck, report.scenarios);
+      session.busyMs += performance.now() - started;
+    }
+  }
 }
 
 /**
  * The datasets of the run. The quick and tiny ones are built on each database side by side
  * (one mostly waits on PostgreSQL, the other on SQLite's CPU work). The full one is built on
  * SQLite and loaded from there into PostgreSQL (copy-dataset.ts): the same rows, an hour
- * sooner. Each database is then measured alone.
+ * sooner. Both are then measured side by side (measureSideBySide).
  */
 async function prepareAll(
   options: BenchOptions,
@@ -312,27 +362,30 @@ export async function runBenchmarks(options: BenchOptions): Promise<BenchReport>
   );
   const prepared = await prepareAll(options, profile, dialects);
   const databases: DatabaseReport[] = [];
-  for (const [i, dialect] of dialects.entries()) {
-    const ready = prepared[i];
-    if (!ready || ready.status === 'rejected') {
-      const err =
-        ready?.status === 'rejected' ? (ready.reason as Error) : new Error('not prepared');
-      options.log(`  ${dialect} dataset FAILED: ${err.stack ?? String(err)}`);
-      databases.push({ dialect, error: `dataset: ${err.message}` });
-      continue;
+  const sessions: Session[] = [];
+  try {
+    for (const [i, dialect] of dialects.entries()) {
+      const ready = prepared[i];
+      if (!ready || ready.status === 'rejected') {
+        const err =
+          ready?.status === 'rejected' ? (ready.reason as Error) : new Error('not prepared');
+        options.log(`  ${dialect} dataset FAILED: ${err.stack ?? String(err)}`);
+        databases.push({ dialect, error: `dataset: ${err.message}` });
+        continue;
+      }
+      if (options.buildOnly) {
+        options.log(`  ${dialect} dataset ready (${ready.value.fromCache ? 'cached' : 'built'})`);
+        databases.push({ dialect, dataset: summariseManifest(ready.value.manifest, false) });
+        await ready.value.cleanup();
+        continue;
+      }
+      const session = await startSession(options, profile, ready.value, stamp);
+      sessions.push(session);
+      databases.push(session.report);
     }
-    if (options.buildOnly) {
-      options.log(`  ${dialect} dataset ready (${ready.value.fromCache ? 'cached' : 'built'})`);
-      databases.push({ dialect, dataset: summariseManifest(ready.value.manifest, false) });
-      await ready.value.cleanup();
-      continue;
-    }
-    try {
-      databases.push(await benchDatabase(options, profile, ready.value, stamp));
-    } catch (err) {
-      options.log(`  ${dialect} FAILED: ${(err as Error).stack ?? String(err)}`);
-      databases.push({ dialect, error: (err as Error).message });
-    }
+    await measureSideBySide(options, sessions);
+  } finally {
+    for (const session of sessions) await endSession(session, options.log);
   }
   databases.push(...skipped);
   const seconds = +((performance.now() - started) / 1000).toFixed(1);
