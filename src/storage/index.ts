@@ -75,7 +75,7 @@ export function storesFor(
     rooms: roomStore(db, dialect),
     directory: directoryStore(db, dialect),
     mutualRooms: mutualRoomsStore(db, dialect),
-    memberLists: memberListStore(db),
+    memberLists: memberListStore(db, dialect),
     secrets: secretStore(db),
     accountData: accountDataStore(db),
     presence: presenceStore(db),

@@ -8,6 +8,8 @@ import {
   joinedProfileFits,
   joinedProfileTooLong,
 } from './migrations/0009-joined-profiles-index.js';
+import type { DialectName } from './database.js';
+import { prepareQuery } from './prepared-query.js';
 import type { Database } from './schema.js';
 
 /**
@@ -168,7 +170,20 @@ export function joinedProfilesMerged(
     .limit(limit);
 }
 
-export function memberListStore(db: Kysely<Database>): MemberListStore {
+const toJoinedProfileRow = (row: {
+  user_id: string;
+  displayname: string | null;
+  avatar_url: string | null;
+}): JoinedProfileRow => ({
+  userId: row.user_id,
+  displayname: row.displayname,
+  avatarUrl: row.avatar_url,
+});
+
+export function memberListStore(db: Kysely<Database>, dialect: DialectName): MemberListStore {
+  const joinedPage = prepareQuery(db, 3, (roomId: string, afterUserId: string, limit: number) =>
+    joinedProfilesMerged(db, roomId, afterUserId, limit),
+  );
   return {
     async selectCurrentMembers(roomId, selector, afterUserId, limit) {
       // One range scan: the row carries the event's client form and sender.
@@ -236,7 +251,13 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
     },
 
     async selectJoinedProfiles(roomId, afterUserId, limit) {
-      // The carried profiles' page, then whether any over-long profile falls within its range
+      // PostgreSQL: both parts merged by the database in one statement, each part an index
+      // range that stops after a page; a second statement would cost a round trip per page
+      // (and per small room's whole list, as a client asking room after room would see).
+      if (dialect === 'postgres')
+        return (await joinedPage(roomId, afterUserId, limit)).map(toJoinedProfileRow);
+      // SQLite, where a statement is a call and a merge sorts each part's page again: the
+      // carried profiles' page, then whether any over-long profile falls within its range
       // (almost never): if none, that is the page; otherwise the database merges the two, so
       // the order is always its own (its collation), as for every list paged here.
       const fits = await joinedProfilesPart(db, 'fits', roomId, afterUserId, limit).execute();
@@ -253,11 +274,7 @@ export function memberListStore(db: Kysely<Database>): MemberListStore {
         tooLong.length === 0
           ? fits
           : await joinedProfilesMerged(db, roomId, afterUserId, limit).execute();
-      return rows.map((r) => ({
-        userId: r.user_id,
-        displayname: r.displayname,
-        avatarUrl: r.avatar_url,
-      }));
+      return rows.map(toJoinedProfileRow);
     },
 
     async selectRoomsOfUser(userId, selector, afterRoomId, limit) {

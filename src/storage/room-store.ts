@@ -9,6 +9,7 @@ import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
 import { applyMembershipChange } from './mutual-rooms-store.js';
 import { groupByRoom, readInSlices, slices, valuesTable } from './values-table.js';
+import { prepareQuery } from './prepared-query.js';
 import { selectStreamPosition, takeNextPosition } from './stream-store.js';
 
 export interface RoomRow {
@@ -165,6 +166,14 @@ export const eventColumns = [
 
 export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore {
   const nextPosition = (stream: string) => takeNextPosition(db, stream);
+  // Asked by nearly every room request (access checks), so compiled and prepared once.
+  const membershipRow = prepareQuery(db, 2, (roomId: string, userId: string) =>
+    db
+      .selectFrom('room_memberships')
+      .select(['membership', 'stream_ordering', 'forgotten'])
+      .where('room_id', '=', roomId)
+      .where('user_id', '=', userId),
+  );
   const store: RoomStore = {
     async lockRoom(roomId) {
       if (dialect === 'postgres')
@@ -528,12 +537,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
     },
 
     async selectMembership(roomId, userId) {
-      const row = await db
-        .selectFrom('room_memberships')
-        .select(['membership', 'stream_ordering', 'forgotten'])
-        .where('room_id', '=', roomId)
-        .where('user_id', '=', userId)
-        .executeTakeFirst();
+      const [row] = await membershipRow(roomId, userId);
       return row
         ? {
             membership: row.membership,

@@ -157,7 +157,7 @@ forEachDatabase('the joined-profiles indexes (migration 0009)', (dialect) => {
         }
 
         // Every joined member, with the profile as written, in pages of 7 across both indexes.
-        const store = memberListStore(handle.db);
+        const store = memberListStore(handle.db, handle.dialect);
         const listed: Member[] = [];
         let after = '';
         for (;;) {
