@@ -9,6 +9,7 @@ import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { openDatabase, type DatabaseHandle } from '../../src/storage/database.js';
 import { PREPARED_MARK, prepareQuery } from '../../src/storage/prepared-query.js';
+import type { Database } from '../../src/storage/schema.js';
 import { forEachDatabase, createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 
 forEachDatabase('prepared queries', (dialect) => {
@@ -66,8 +67,11 @@ forEachDatabase('prepared queries', (dialect) => {
   });
 
   it('refuses a builder that leaves an argument unbound', async () => {
-    const unbound = prepareQuery(handle.db, 2, (after: string) =>
-      handle.db.selectFrom('rooms').select('room_id').where('room_id', '>', after),
+    // Two arguments declared, the second (a limit) never used by the builder.
+    const unbound = prepareQuery<Database, [string, number], { room_id: string }>(
+      handle.db,
+      2,
+      (after) => handle.db.selectFrom('rooms').select('room_id').where('room_id', '>', after),
     );
     await assert.rejects(unbound('', 1), /binds 1 of its 2 arguments/);
   });
