@@ -4,6 +4,7 @@
  * otherwise for changes in (after, upTo] of the global stream.
  */
 import type { JsonObject } from '../core/pdu.js';
+import type { NewlyShared } from './presence.js';
 
 export interface TypedContent {
   type: string;
@@ -24,7 +25,7 @@ export interface SyncSources {
       userId: string,
       after: number,
       upTo: number,
-      newlyShared?: { users: readonly string[]; rooms: readonly string[] },
+      newlyShared?: NewlyShared,
     ): Promise<{ type: 'm.presence'; sender: string; content: JsonObject }[]>;
   };
   receipts: {

@@ -4,6 +4,7 @@
  * concerns the user (the notifier), never polls the database.
  * https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { invalidParam } from '../core/errors.js';
 import type { ClientEvent } from '../core/client-event.js';
 import type { JsonObject, RoomVersionId } from '../core/pdu.js';
@@ -17,7 +18,6 @@ import {
 } from '../core/sync-filter.js';
 import type { EventRow, MembershipHistoryEntry, UserMembershipRow } from '../storage/index.js';
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { forEachBatch } from './batches.js';
 import { LazyMemberCache } from './lazy-member-cache.js';
 import type { Notifier } from './notifier.js';
@@ -371,11 +371,11 @@ export function createSyncService(
       const isNew = (m: UserMembershipRow) =>
         since === null ||
         (m.streamOrdering > since && !wasJoinedAt(histories.get(m.roomId) ?? [], since));
-      for (const membership of batch)
-        if (since !== null && isNew(membership)) joinedSinceLast.add(membership.roomId);
       const picked = batch
         .map((membership) => ({ membership, isNew: isNew(membership) }))
         .filter((r) => r.isNew || options.fullState || active.has(r.membership.roomId));
+      if (since !== null)
+        for (const r of picked) if (r.isNew) joinedSinceLast.add(r.membership.roomId);
       if (picked.length === 0) return;
 
       const recent = await recentEventsOf(

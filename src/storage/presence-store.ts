@@ -96,34 +96,28 @@ export function presenceStore(db: Kysely<Database>): PresenceStore {
     },
 
     async selectPresenceOfUsersAndMembers(userIds, roomIds, upTo) {
-      const byUser = new Map<string, PresenceRow>();
-      const keep = (rows: readonly PresenceColumns[]) => {
-        for (const row of rows) byUser.set(row.user_id, toRow(row));
-      };
-      keep(
-        await readInSlices(userIds, (part) =>
-          db
-            .selectFrom('presence')
-            .selectAll()
-            .where('user_id', 'in', part)
-            .where('stream_ordering', '<=', upTo)
-            .execute(),
-        ),
+      const listed = await readInSlices(userIds, (part) =>
+        db
+          .selectFrom('presence')
+          .selectAll()
+          .where('user_id', 'in', part)
+          .where('stream_ordering', '<=', upTo)
+          .execute(),
       );
       // From the rooms' joined members (an index range each), so the cost follows the rooms'
       // sizes, not how many users have a presence.
-      keep(
-        await readInSlices(roomIds, (part) =>
-          db
-            .selectFrom('room_memberships as m')
-            .innerJoin('presence as p', 'p.user_id', 'm.user_id')
-            .selectAll('p')
-            .where('m.room_id', 'in', part)
-            .where('m.membership', '=', 'join')
-            .where('p.stream_ordering', '<=', upTo)
-            .execute(),
-        ),
+      const members = await readInSlices(roomIds, (part) =>
+        db
+          .selectFrom('room_memberships as m')
+          .innerJoin('presence as p', 'p.user_id', 'm.user_id')
+          .selectAll('p')
+          .where('m.room_id', 'in', part)
+          .where('m.membership', '=', 'join')
+          .where('p.stream_ordering', '<=', upTo)
+          .execute(),
       );
+      // A user in several of the rooms (or also listed) once.
+      const byUser = new Map([...listed, ...members].map((row) => [row.user_id, toRow(row)]));
       return [...byUser.values()].sort((a, b) => (a.userId < b.userId ? -1 : 1));
     },
 
