@@ -1,6 +1,6 @@
 /**
  * forEachDatabase(): runs a suite on SQLite always, and on PostgreSQL when
- * COMMONS_TEST_DATABASE_URL names a server (scripts/run-tests.mjs sets it when one is
+ * COMMONS_TEST_DATABASE_URL names a server (scripts/run-tests.ts sets it when one is
  * reachable; CI requires it). Each database is created fresh with a unique name and dropped.
  */
 import { randomBytes } from 'node:crypto';
@@ -71,9 +71,16 @@ export async function createTestDatabase(dialect: TestDialect): Promise<TestData
   };
 }
 
-/** Declares `suite` once per available database, named `<name> [<dialect>]`. */
-export function forEachDatabase(name: string, suite: (dialect: TestDialect) => void): void {
+/**
+ * Declares `suite` once per available database, named `<name> [<dialect>]`; `options.skip`
+ * (a reason) skips it on every database, as for a suite whose requirement is missing.
+ */
+export function forEachDatabase(
+  name: string,
+  suite: (dialect: TestDialect) => void,
+  options: { skip?: string | undefined } = {},
+): void {
   for (const dialect of testDialects()) {
-    describe(`${name} [${dialect}]`, () => suite(dialect));
+    describe(`${name} [${dialect}]`, { skip: options.skip }, () => suite(dialect));
   }
 }

@@ -10,20 +10,18 @@
 import { AssertionError } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
+import { MATRIX_SPEC, SPEC_ROOT, skipUnless } from './requirements.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
 export interface JsonObject {
   [key: string]: JsonValue;
 }
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** Root of the read-only copy of the matrix-spec data (`<repo>/../shared/matrix-spec`). */
-export const SPEC_ROOT = path.resolve(REPO_ROOT, '../shared/matrix-spec');
+export { SPEC_ROOT };
 const SPEC_DATA_DIR = path.join(SPEC_ROOT, 'data');
 /** Directory holding the Client-Server API definitions (`versions.yaml`, `rooms.yaml`, ...). */
 export const CLIENT_SERVER_API_DIR = path.join(SPEC_DATA_DIR, 'api/client-server');
@@ -432,8 +430,13 @@ export function assertMatchesSpec(
   status: number,
   body: unknown,
 ): void {
+  // Without the spec's data beside the clone (and not required), the cross-check is skipped;
+  // the run's banner says so.
+  if (specSkipped) return;
   responseValidator(specFile, method, pathTemplate, status)(body);
 }
+
+const specSkipped = skipUnless(MATRIX_SPEC) !== undefined;
 
 // ---------------------------------------------------------------------------
 // Examples

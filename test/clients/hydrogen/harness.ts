@@ -22,9 +22,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { CHROMIUM_PATH } from '../../helpers/requirements.js';
 import { chromium, type Browser, type Page, type Request, type Response } from 'playwright-core';
 
-export const CHROMIUM_PATH = '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
@@ -43,15 +43,6 @@ const hydrogenAssets = path.join(
 );
 /** @matrix-org/olm, which Hydrogen loads with a script tag (olm.js + olm.wasm). */
 const olmDir = path.dirname(require.resolve('@matrix-org/olm'));
-
-/** Fails with a clear message when Debian's Chromium is missing (CI installs it). */
-export function requireChromium(): void {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(
-      `The Hydrogen client test needs Chromium at ${CHROMIUM_PATH} (Debian: apt-get install chromium); it is not there.`,
-    );
-  }
-}
 
 /**
  * hydrogen.es.js imports "@matrix-org/olm/olm.js" for its side effect only; Hydrogen's
@@ -165,7 +156,6 @@ export interface HydrogenPage {
 }
 
 export async function openHydrogen(homeserverUrl: string): Promise<HydrogenPage> {
-  requireChromium();
   const siteDir = await buildSite();
   const cleanups: (() => Promise<unknown> | void)[] = [
     () => rmSync(siteDir, { recursive: true, force: true }),

@@ -1,0 +1,66 @@
+/**
+ * What some suites need that a fresh clone cannot carry: the Matrix spec's data beside the
+ * repository (../shared/matrix-spec), Debian's Chromium. Each is checked here once, the same way
+ * by the test runner (scripts/run-tests.ts prints one SKIPPED banner for whatever is missing) and
+ * by the suites themselves (which skip, or check less, when theirs is missing).
+ *
+ * CI sets each requirement's `COMMONS_TEST_REQUIRE_…` variable, so there a missing one fails the
+ * run instead of being skipped silently.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Root of the read-only copy of the matrix-spec data (`<repo>/../shared/matrix-spec`). */
+export const SPEC_ROOT = path.resolve(
+  REPO_ROOT,
+  process.env.COMMONS_TEST_SPEC_ROOT ?? '../shared/matrix-spec',
+);
+
+/** Debian's Chromium, which the Hydrogen test drives. */
+export const CHROMIUM_PATH = process.env.COMMONS_TEST_CHROMIUM ?? '/usr/bin/chromium';
+
+export interface Requirement {
+  /** What runs only with it, as the banner says it. */
+  readonly suites: string;
+  /** Set to 1 to make its absence fail the run (CI does). */
+  readonly requireVariable: string;
+  /** Why it is missing, or null when it is there. */
+  missing(): string | null;
+}
+
+export const MATRIX_SPEC: Requirement = {
+  suites: 'Matrix spec cross-checks (test/contract, response bodies checked against the spec)',
+  requireVariable: 'COMMONS_TEST_REQUIRE_SPEC',
+  missing: () =>
+    existsSync(path.join(SPEC_ROOT, 'data', 'api', 'client-server'))
+      ? null
+      : `${SPEC_ROOT} not found (the matrix-spec repository's data, beside this one)`,
+};
+
+export const CHROMIUM: Requirement = {
+  suites: 'Hydrogen in headless Chromium (test/clients/hydrogen.test.ts)',
+  requireVariable: 'COMMONS_TEST_REQUIRE_CHROMIUM',
+  missing: () =>
+    existsSync(CHROMIUM_PATH)
+      ? null
+      : `${CHROMIUM_PATH} not found (Debian: apt-get install chromium)`,
+};
+
+export const REQUIREMENTS: readonly Requirement[] = [MATRIX_SPEC, CHROMIUM];
+
+export const isRequired = (requirement: Requirement): boolean =>
+  process.env[requirement.requireVariable] === '1';
+
+/**
+ * For a suite's `skip` option: undefined when the requirement is met; the reason to skip when it
+ * is not; an error when it is not and the run requires it.
+ */
+export function skipUnless(requirement: Requirement): string | undefined {
+  const problem = requirement.missing();
+  if (problem === null) return undefined;
+  if (isRequired(requirement)) throw new Error(`${requirement.requireVariable}=1 but ${problem}`);
+  return `SKIPPED: ${problem}`;
+}
