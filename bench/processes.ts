@@ -102,6 +102,8 @@ export interface StartCommonsOptions {
   entry: 'tsx' | 'dist';
   /** Where --cpu-prof writes the server's profile, when profiling. */
   cpuProfDir?: string | undefined;
+  /** Further options for node itself (e.g. --heapsnapshot-signal). */
+  nodeArgs?: string[];
   extraEnv?: Record<string, string>;
 }
 
@@ -109,6 +111,7 @@ export async function startCommons(options: StartCommonsOptions): Promise<Server
   const port = await freePort();
   const args: string[] = [];
   if (options.cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfDir);
+  args.push(...(options.nodeArgs ?? []));
   if (options.entry === 'tsx') args.push('--import', 'tsx', path.join('src', 'cli.ts'));
   else args.push(path.join('dist', 'src', 'cli.js'));
   const child = spawn(process.execPath, args, {

@@ -1,0 +1,27 @@
+// Loaded into the Commons process by the soak run (node --expose-gc --import
+// bench/soak-agent.mjs): on SIGUSR2 it reads the command file SOAK_AGENT_DIR/command, then
+// collects garbage ("gc") or writes a heap snapshot ("snapshot", which V8 takes after a full
+// collection), and writes what it saw to SOAK_AGENT_DIR/reply-<sequence>.json.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import v8 from 'node:v8';
+
+const dir = process.env.SOAK_AGENT_DIR;
+if (dir) {
+  let sequence = 0;
+  process.on('SIGUSR2', () => {
+    const command = readFileSync(path.join(dir, 'command'), 'utf8').trim();
+    const reply = { sequence: ++sequence, command };
+    if (command === 'snapshot') {
+      reply.snapshot = v8.writeHeapSnapshot(path.join(dir, `heap-${sequence}.heapsnapshot`));
+    } else {
+      globalThis.gc?.();
+    }
+    const usage = process.memoryUsage();
+    reply.heapUsed = usage.heapUsed;
+    reply.rss = usage.rss;
+    const file = path.join(dir, `reply-${sequence}.json`);
+    writeFileSync(`${file}.tmp`, JSON.stringify(reply));
+    renameSync(`${file}.tmp`, file);
+  });
+}
