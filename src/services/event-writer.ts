@@ -87,7 +87,7 @@ export function createEventWriter(ctx: ServiceContext) {
     );
     await stores.stream.notify({
       rooms: [roomId],
-      ...(membership ? { users: [membership.userId] } : {}),
+      ...(membership ? { users: [membership.userId], memberRooms: [roomId] } : {}),
     });
     return { eventId, roomId, streamOrdering, pdu };
   }

@@ -10,6 +10,7 @@ import type { RoomVersionId } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
 import type { EventRow } from '../storage/index.js';
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
+import { createUserCache } from './user-cache.js';
 import { LIST_PAGING, keysetPages, type KeysetPaging } from './keyset-pages.js';
 import type { RoomEventFilter } from './timeline.js';
 
@@ -30,6 +31,21 @@ export interface JoinedProfile {
   display_name?: string;
   avatar_url?: string;
 }
+
+/**
+ * `/joined_members`' answer: its whole body when this process holds it, otherwise the body's
+ * opening, its entries (`"@user:server":{…}`, serialised) in batches, and its closing.
+ */
+export type JoinedMembersAnswer =
+  { body: Buffer } | { open: string; entries: AsyncGenerator<string[]>; close: string };
+
+const JOINED_OPEN = '{"joined":{';
+const JOINED_CLOSE = '}}';
+/** Rooms whose `/joined_members` body a process keeps, and the most they may add up to. */
+const JOINED_BODY_CACHE_ROOMS = 10_000;
+const JOINED_BODY_CACHE_BYTES = 64 * 1024 * 1024;
+/** A body over this is streamed every time rather than kept (a quarter of the cache). */
+const JOINED_BODY_MAX_BYTES = JOINED_BODY_CACHE_BYTES / 4;
 
 export interface RoomListingQuery {
   memberships?: readonly string[] | undefined;
@@ -77,6 +93,43 @@ export function createMemberListService(
   const adaptive = statementsHoldProcess(ctx);
   const listPaging: KeysetPaging = { ...LIST_PAGING, adaptive };
   const roomPaging: KeysetPaging = { ...ROOM_PAGING, adaptive };
+  // Each room's `/joined_members` body, as bytes, dropped in every process by a member event
+  // in the room (`memberRooms` of the change feed): bridges and bots ask for the same rooms'
+  // lists again and again, and between two member events the answer cannot change.
+  const joinedBodies = createUserCache<Buffer>(ctx.storage.changes, {
+    max: JOINED_BODY_CACHE_ROOMS,
+    maxSize: JOINED_BODY_CACHE_BYTES,
+    sizeOf: (body) => body.length,
+    usersNamedBy: (change) => change.memberRooms,
+  });
+
+  /**
+   * The entries as they are read, kept as the room's body once the last is read, unless a
+   * member event came meanwhile (the ticket), the body grew too large, or the reader stopped.
+   */
+  async function* keepingBody(
+    roomId: string,
+    pages: AsyncIterable<string[]>,
+    ticket: number,
+  ): AsyncGenerator<string[]> {
+    let parts: string[] | null = [];
+    let bytes = JOINED_OPEN.length + JOINED_CLOSE.length;
+    for await (const entries of pages) {
+      if (parts) {
+        for (const entry of entries) bytes += entry.length + 1;
+        if (bytes > JOINED_BODY_MAX_BYTES) parts = null;
+        else parts.push(...entries);
+      }
+      yield entries;
+    }
+    if (parts)
+      joinedBodies.set(
+        roomId,
+        Buffer.from(`${JOINED_OPEN}${parts.join(',')}${JOINED_CLOSE}`),
+        [roomId],
+        ticket,
+      );
+  }
 
   /**
    * The newest position the requester may see members at: null for "now" (joined), the
@@ -165,28 +218,36 @@ export function createMemberListService(
       );
     },
 
-    /** Current joined members with their profiles; only for joined members. */
-    async joinedMembers(
-      requester: Requester,
-      roomId: string,
-    ): Promise<AsyncGenerator<[string, JoinedProfile][]>> {
+    /**
+     * Current joined members with their profiles, as `{"joined":{…}}`; only for joined
+     * members. The body is kept (`joinedBodies`) and answered whole until a member event.
+     */
+    async joinedMembers(requester: Requester, roomId: string): Promise<JoinedMembersAnswer> {
       const membership = await stores().rooms.selectMembership(roomId, requester.userId);
       if (membership?.membership !== 'join') throw forbidden('You are not joined to this room');
+      const kept = joinedBodies.get(roomId);
+      if (kept) return { body: kept };
+      const ticket = joinedBodies.ticket();
       const memberLists = stores().memberLists;
       const pages = await keysetPages(
         (after, size) => memberLists.selectJoinedProfiles(roomId, after, size),
         (row) => row.userId,
         listPaging,
       );
-      return mapPages(pages, (rows) =>
-        rows.map((row): [string, JoinedProfile] => [
-          row.userId,
-          {
+      const entries = mapPages(pages, (rows) =>
+        rows.map((row) => {
+          const profile: JoinedProfile = {
             ...(row.displayname !== null ? { display_name: row.displayname } : {}),
             ...(row.avatarUrl !== null ? { avatar_url: row.avatarUrl } : {}),
-          },
-        ]),
+          };
+          return `${JSON.stringify(row.userId)}:${JSON.stringify(profile)}`;
+        }),
       );
+      return {
+        open: JOINED_OPEN,
+        entries: keepingBody(roomId, entries, ticket),
+        close: JOINED_CLOSE,
+      };
     },
 
     async joinedRooms(requester: Requester): Promise<string[]> {

@@ -29,9 +29,13 @@ export interface UserCache<V> {
   close(): void;
 }
 
-export interface UserCacheOptions {
+export interface UserCacheOptions<V> {
   /** Entries kept; the least recently used go first. */
   max: number;
+  /** With `sizeOf`: the most the entries may add up to (the least recently used go first). */
+  maxSize?: number;
+  /** An entry's size, for `maxSize`; an entry larger than `maxSize` is not kept. */
+  sizeOf?: (value: V) => number;
   /** The users a change names for this cache (a change naming none leaves it untouched). */
   usersNamedBy(change: StreamChange): readonly string[] | undefined;
 }
@@ -41,11 +45,13 @@ interface Entry<V> {
   users: readonly string[];
 }
 
-export function createUserCache<V>(feed: ChangeFeed, options: UserCacheOptions): UserCache<V> {
+export function createUserCache<V>(feed: ChangeFeed, options: UserCacheOptions<V>): UserCache<V> {
   /** The keys of each user's entries. */
   const byUser = new Map<string, Set<string>>();
+  const { sizeOf, maxSize } = options;
   const entries = new LRUCache<string, Entry<V>>({
     max: options.max,
+    ...(sizeOf && maxSize ? { maxSize, sizeCalculation: (entry) => sizeOf(entry.value) } : {}),
     dispose: (entry, key) => {
       for (const user of entry.users) {
         const keys = byUser.get(user);
@@ -82,6 +88,7 @@ export function createUserCache<V>(feed: ChangeFeed, options: UserCacheOptions):
     ticket: () => generation,
     set(key, value, users, ticket) {
       if (closed || ticket !== generation || !feed.current()) return;
+      if (sizeOf && maxSize && sizeOf(value) > maxSize) return;
       entries.set(key, { value, users });
       for (const user of users) {
         let keys = byUser.get(user);

@@ -15,6 +15,8 @@ export interface StreamChange {
   rooms?: readonly string[];
   /** Users with a change of their own (membership, account data, to-device, presence, keys). */
   users?: readonly string[];
+  /** Rooms whose members changed: a member event (a membership or a member's profile). */
+  memberRooms?: readonly string[];
   /** Users whose access tokens were revoked (a logout, deleted devices). */
   sessions?: readonly string[];
   /** Anything may have changed (a lost notification connection, a change too big to name). */
@@ -80,10 +82,12 @@ export function decodeChange(payload: string | undefined): {
     const rooms = strings(record.rooms);
     const users = strings(record.users);
     const sessions = strings(record.sessions);
+    const memberRooms = strings(record.memberRooms);
     return {
       change: {
         ...(rooms ? { rooms } : {}),
         ...(users ? { users } : {}),
+        ...(memberRooms ? { memberRooms } : {}),
         ...(sessions ? { sessions } : {}),
         ...(record.everyone === true ? { everyone: true } : {}),
       },

@@ -158,5 +158,45 @@ describe(
         r3,
       ]);
     });
+
+    it('/joined_members kept by one process follows member events made through the other', async () => {
+      const alice = await registerUser(writer);
+      const bob = await registerUser(writer);
+      const created = await writer.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+        token: alice.accessToken,
+        body: { preset: 'public_chat' },
+      });
+      const room = created.body.room_id;
+      const joinedMembers = async () =>
+        (
+          await onWorker(
+            `${V3}/rooms/${encodeURIComponent(room)}/joined_members`,
+            alice.accessToken,
+          )
+        ).body.joined as Record<string, { display_name?: string }>;
+      // Asked twice, so the worker answers from what it kept.
+      for (let i = 0; i < 2; i++)
+        assert.deepEqual(Object.keys(await joinedMembers()), [alice.userId]);
+
+      const joined = await writer.request('POST', `${V3}/rooms/${room}/join`, {
+        token: bob.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      assert.ok(bob.userId in (await eventually(joinedMembers, (j) => bob.userId in j)));
+      await joinedMembers();
+
+      const renamed = await writer.request(
+        'PUT',
+        `${V3}/profile/${encodeURIComponent(bob.userId)}/displayname`,
+        { token: bob.accessToken, body: { displayname: 'Bob Elsewhere' } },
+      );
+      assert.equal(renamed.status, 200);
+      const after = await eventually(
+        joinedMembers,
+        (j) => j[bob.userId]?.display_name === 'Bob Elsewhere',
+      );
+      assert.equal(after[bob.userId]?.display_name, 'Bob Elsewhere');
+    });
   },
 );

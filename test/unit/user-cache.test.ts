@@ -30,6 +30,28 @@ describe('user cache', () => {
     assert.equal(cache.get('cd'), 'pair of c and d');
   });
 
+  it('with a size budget, drops the least recently used to stay within it, and keeps no value larger than it', () => {
+    const feed = sqliteFeed();
+    const cache = createUserCache<Buffer>(feed, {
+      max: 100,
+      maxSize: 10,
+      sizeOf: (value) => value.length,
+      usersNamedBy: (change) => change.memberRooms,
+    });
+    cache.set('!a:x', Buffer.alloc(4), ['!a:x'], cache.ticket());
+    cache.set('!b:x', Buffer.alloc(4), ['!b:x'], cache.ticket());
+    assert.ok(cache.get('!a:x'), 'a used last');
+    cache.set('!c:x', Buffer.alloc(4), ['!c:x'], cache.ticket());
+    assert.equal(cache.get('!b:x'), undefined, 'b went to make room');
+    assert.ok(cache.get('!a:x') && cache.get('!c:x'));
+    cache.set('!d:x', Buffer.alloc(11), ['!d:x'], cache.ticket());
+    assert.equal(cache.get('!d:x'), undefined, 'larger than the budget');
+    assert.ok(cache.get('!a:x') && cache.get('!c:x'), 'and nothing else went for it');
+    feed.publish({ memberRooms: ['!a:x'] });
+    assert.equal(cache.get('!a:x'), undefined);
+    assert.ok(cache.get('!c:x'));
+  });
+
   it('drops everything on a change that may concern anyone', () => {
     const feed = sqliteFeed();
     const cache = createUserCache<number>(feed, { max: 10, ...byUsers });
@@ -100,7 +122,12 @@ describe('user cache', () => {
 
 describe('change notifications', () => {
   it('carry the sending process, which skips its own when they come back', () => {
-    const change = { rooms: ['!r:x'], users: ['@a:x'], sessions: ['@b:x'] };
+    const change = {
+      rooms: ['!r:x'],
+      users: ['@a:x'],
+      memberRooms: ['!r:x'],
+      sessions: ['@b:x'],
+    };
     assert.deepEqual(decodeChange(encodeChange(change, 'p1')), { change, origin: 'p1' });
   });
 

@@ -12,7 +12,7 @@ const MembershipValue = Type.Union(MEMBERSHIPS.map((m) => Type.Literal(m)));
 const MembershipList = Type.Optional(Type.Array(MembershipValue, { minItems: 1, maxItems: 10 }));
 const queryConfig = { auth: 'required', rateLimit: 'query' } as const;
 
-const sendJson = (reply: FastifyReply, body: NodeJS.ReadableStream) =>
+const sendJson = (reply: FastifyReply, body: NodeJS.ReadableStream | Buffer) =>
   reply.type('application/json; charset=utf-8').send(body);
 
 // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3roomsroomidmembers
@@ -58,17 +58,13 @@ export const memberListRoutes: RoutePlugin = async (app, { services }) => {
     '/rooms/:roomId/joined_members',
     { config: queryConfig, schema: { params: RoomParams } },
     async (request, reply) => {
-      const batches = await memberLists.joinedMembers(
+      // The service hands out the body whole when it holds it, else its entries serialised.
+      const answer = await memberLists.joinedMembers(
         requesterOf(request),
         roomIdParam(request.params.roomId),
       );
-      const serialised = (async function* () {
-        for await (const batch of batches)
-          yield batch.map(
-            ([userId, profile]) => `${JSON.stringify(userId)}:${JSON.stringify(profile)}`,
-          );
-      })();
-      return sendJson(reply, jsonStream('{"joined":{', serialised, '}}'));
+      if ('body' in answer) return sendJson(reply, answer.body);
+      return sendJson(reply, jsonStream(answer.open, answer.entries, answer.close));
     },
   );
 
