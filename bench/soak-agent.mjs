@@ -17,9 +17,7 @@ if (dir) {
     } else {
       globalThis.gc?.();
     }
-    const usage = process.memoryUsage();
-    reply.heapUsed = usage.heapUsed;
-    reply.rss = usage.rss;
+    Object.assign(reply, process.memoryUsage());
     const file = path.join(dir, `reply-${sequence}.json`);
     writeFileSync(`${file}.tmp`, JSON.stringify(reply));
     renameSync(`${file}.tmp`, file);

@@ -242,6 +242,8 @@ function readSnapshot(file: string): HeapSummary {
 interface AgentReply {
   sequence: number;
   heapUsed: number;
+  heapTotal: number;
+  external: number;
   rss: number;
   snapshot?: string;
 }
@@ -288,10 +290,22 @@ async function main(): Promise<void> {
   const ask = agent(server, agentDir);
   const http = client(server.url, connections);
   const statuses = new Map<number, number>();
-  const readings: { requests: number; liveHeapMiB: number; rssMiB: number }[] = [];
+  const readings: {
+    requests: number;
+    liveHeapMiB: number;
+    heapTotalMiB: number;
+    externalMiB: number;
+    rssMiB: number;
+  }[] = [];
   const read = async (requests: number) => {
     const reply = await ask('gc');
-    readings.push({ requests, liveHeapMiB: mib(reply.heapUsed), rssMiB: mib(reply.rss) });
+    readings.push({
+      requests,
+      liveHeapMiB: mib(reply.heapUsed),
+      heapTotalMiB: mib(reply.heapTotal),
+      externalMiB: mib(reply.external),
+      rssMiB: mib(reply.rss),
+    });
   };
   const snapshot = async (): Promise<HeapSummary | undefined> => {
     if (args['skip-snapshots']) return undefined;
@@ -367,10 +381,11 @@ async function main(): Promise<void> {
     `soak: ${done} requests on ${report.database} in ${report.seconds} s, ${connections} connections`,
   );
   console.log(`statuses: ${JSON.stringify(report.statuses)}`);
-  console.log('requests  live heap after GC (MiB)  RSS (MiB)');
+  console.log('requests  live heap after GC  V8 heap  external  RSS   (MiB)');
+  const column = (value: number, width: number) => String(value).padStart(width);
   for (const r of readings)
     console.log(
-      `${String(r.requests).padStart(8)}  ${String(r.liveHeapMiB).padStart(27)}  ${String(r.rssMiB).padStart(9)}`,
+      `${column(r.requests, 8)}  ${column(r.liveHeapMiB, 18)}  ${column(r.heapTotalMiB, 7)}  ${column(r.externalMiB, 8)}  ${column(r.rssMiB, 5)}`,
     );
   console.log('object kinds that grew from the first heap snapshot to the last (count):');
   for (const g of growth) console.log(`  ${g.kind}: ${g.from} -> ${g.to}`);
