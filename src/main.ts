@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino, { type Logger } from 'pino';
 import { buildApp, type App } from './app.js';
 import type { ResolvedConfig } from './config/load.js';
+import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
@@ -38,6 +39,7 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
       multiUser: config.mutual_rooms.multi_user,
       cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
     },
+    defaultRoomVersion: String(config.rooms.default_version) as RoomVersionId,
   };
 }
 
