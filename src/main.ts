@@ -84,6 +84,13 @@ export async function startServer(
     await storage.close();
     throw err;
   }
+  // Deactivations a stopped process left unfinished (their rooms not all left).
+  const resuming = services.deactivation.resumePending().then(
+    (finished) => {
+      if (finished > 0) logger.info(`finished ${finished} pending account deactivation(s)`);
+    },
+    (err: unknown) => logger.error({ err }, 'finishing pending account deactivations failed'),
+  );
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -104,6 +111,7 @@ export async function startServer(
       closing ??= (async () => {
         // Long-polling /sync requests answer now rather than hold up the shutdown.
         services.notifier.close();
+        services.deactivation.stop();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         try {
@@ -111,6 +119,7 @@ export async function startServer(
         } finally {
           clearInterval(sweep);
         }
+        await resuming;
         await storage.close();
       })();
       return closing;
