@@ -22,7 +22,10 @@ import type { UiaService } from './uia.js';
 
 /** The memberships a deactivated user gives up (bans stay, as they are not the user's). */
 const LEFT_MEMBERSHIPS = ['join', 'invite', 'knock'] as const;
-/** Passes over the user's rooms: a join that was in flight when the sessions ended is caught by the next. */
+/**
+ * Passes over the user's rooms: a join that was under way when the sessions ended (and had
+ * read the account before it was marked) is caught by the next.
+ */
 const MAX_PASSES = 3;
 
 export interface DeactivateRequest {
@@ -81,7 +84,7 @@ export function createDeactivationService(
    */
   async function finish(userId: string): Promise<boolean> {
     const store = ctx.storage.stores.rooms;
-    for (let pass = 0; pass < MAX_PASSES; pass++) {
+    for (let pass = 0; ; pass++) {
       const roomIds: string[] = [];
       for (const membership of LEFT_MEMBERSHIPS) {
         roomIds.push(...(await store.selectRoomsOfUser(userId, membership)));
@@ -90,6 +93,7 @@ export function createDeactivationService(
         await ctx.storage.stores.accounts.deletePendingDeactivation(userId);
         return true;
       }
+      if (pass === MAX_PASSES) return false;
       let refused = false;
       for (const roomId of roomIds) {
         if (stopping) return false;
@@ -104,7 +108,6 @@ export function createDeactivationService(
       }
       if (refused) return false;
     }
-    return false;
   }
 
   async function deactivateUser(userId: string, erase: boolean): Promise<void> {

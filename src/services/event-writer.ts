@@ -153,6 +153,16 @@ export function createEventWriter(ctx: ServiceContext) {
     async append(stores: Stores, roomId: string, event: NewEvent): Promise<AppendedEvent> {
       const room = await stores.rooms.selectRoom(roomId);
       if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
+      if (
+        event.type === 'm.room.member' &&
+        event.stateKey === event.sender &&
+        (event.content.membership === 'join' || event.content.membership === 'knock') &&
+        (await stores.accounts.selectUser(event.sender))?.deactivated
+      ) {
+        // A request of the user's that was under way when the account was deactivated
+        // (deactivation leaves every room, and must not be outrun by a join).
+        throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+      }
       const version = room.roomVersion as RoomVersionId;
       const rules = getRoomVersion(version);
       const selection = authEventSelection(

@@ -262,6 +262,67 @@ forEachDatabase('POST /account/deactivate', (dialect) => {
     await assertTokenRefused(server, late.accessToken);
   });
 
+  it('refuses the token on the fast read path too (mutual_rooms, answered before Fastify)', async () => {
+    const user = await registerUser(server);
+    const other = await registerUser(server);
+    const roomId = await client.createRoom(user, { preset: 'public_chat' });
+    await client.post(other.accessToken, `${V3}/join/${encodeURIComponent(roomId)}`);
+    const page = `/_matrix/client/v1/user/mutual_rooms?user_id=${encodeURIComponent(other.userId)}`;
+    for (let i = 0; i < 2; i++) {
+      const res = await server.request<{ joined: string[] }>('GET', page, {
+        token: user.accessToken,
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual(res.body.joined, [roomId]);
+    }
+    const res = await server.request('POST', DEACTIVATE, {
+      token: user.accessToken,
+      body: { auth: passwordAuth(user.userId, user.password) },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    expectError(
+      await server.request('GET', page, { token: user.accessToken }),
+      401,
+      'M_UNKNOWN_TOKEN',
+    );
+    // The room-mate's view: no room shared any more.
+    const theirs = await server.request<{ joined: string[] }>(
+      'GET',
+      `/_matrix/client/v1/user/mutual_rooms?user_id=${encodeURIComponent(user.userId)}`,
+      { token: other.accessToken },
+    );
+    assert.equal(theirs.status, 200, JSON.stringify(theirs.body));
+    assert.deepEqual(theirs.body.joined, []);
+  });
+
+  it('refuses a join or knock that was under way (403 M_USER_DEACTIVATED); createRoom too', async () => {
+    const user = await registerUser(server);
+    const roomId = await client.createRoom(owner, { preset: 'public_chat' });
+    const res = await server.request('POST', DEACTIVATE, {
+      token: user.accessToken,
+      body: { auth: passwordAuth(user.userId, user.password) },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    // The services behind a request that had authenticated before the deactivation.
+    const services = servicesOf(server);
+    const requester = { userId: user.userId, deviceId: user.deviceId, isAdmin: false };
+    for (const attempt of [
+      () => services.membership.join(requester, roomId),
+      () => services.membership.knock(requester, roomId),
+      () => services.rooms.createRoom(requester, {}),
+    ]) {
+      await assert.rejects(attempt(), (err: { status?: number; errcode?: string }) => {
+        assert.equal(err.status, 403);
+        assert.equal(err.errcode, 'M_USER_DEACTIVATED');
+        return true;
+      });
+    }
+    assert.equal(
+      await server.running.storage.stores.rooms.selectMembership(roomId, user.userId),
+      undefined,
+    );
+  });
+
   it('erase: true clears the display name and avatar, and the leave events carry neither', async () => {
     const user = await registerUser(server);
     const setAvatar = await server.request(
