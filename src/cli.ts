@@ -5,17 +5,21 @@
  *   commons --generate-config                  print a commented default configuration
  *   commons register-user --user U [--password P] [--admin] [--config F] [--url URL]
  *                                              create a user through shared-secret registration
+ *   commons port-db --from sqlite:PATH --to postgres://…
+ *                                              move a SQLite database to an empty PostgreSQL one
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ResolvedConfig } from './config/load.js';
 import { generateConfigYaml } from './config/generate.js';
 import { registerUserWithSharedSecret } from './register-user.js';
 import { createLogger, startServer } from './main.js';
+import { PORT_DB_USAGE, runPortDb } from './port-db.js';
 
 const USAGE = `usage:
   commons [--config FILE]                   start the homeserver
   commons --generate-config                 print a commented default configuration
-  commons register-user --user NAME [--password PASS] [--admin] [--config FILE] [--url URL]`;
+  commons register-user --user NAME [--password PASS] [--admin] [--config FILE] [--url URL]
+  ${PORT_DB_USAGE}`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
@@ -77,6 +81,11 @@ async function runServer(configFile: string | undefined): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'port-db') {
+    const write = (stream: NodeJS.WriteStream) => (line: string) => stream.write(`${line}\n`);
+    process.exitCode = await runPortDb(argv.slice(1), write(process.stdout), write(process.stderr));
+    return;
+  }
   if (argv[0] === 'register-user') {
     let values;
     try {

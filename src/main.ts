@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino, { type Logger } from 'pino';
 import { buildApp, type App } from './app.js';
 import type { ResolvedConfig } from './config/load.js';
+import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
@@ -38,6 +39,7 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
       multiUser: config.mutual_rooms.multi_user,
       cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
     },
+    defaultRoomVersion: String(config.rooms.default_version) as RoomVersionId,
   };
 }
 
@@ -82,6 +84,13 @@ export async function startServer(
     await storage.close();
     throw err;
   }
+  // Deactivations a stopped process left unfinished (their rooms not all left).
+  const resuming = services.deactivation.resumePending().then(
+    (finished) => {
+      if (finished > 0) logger.info(`finished ${finished} pending account deactivation(s)`);
+    },
+    (err: unknown) => logger.error({ err }, 'finishing pending account deactivations failed'),
+  );
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -102,6 +111,7 @@ export async function startServer(
       closing ??= (async () => {
         // Long-polling /sync requests answer now rather than hold up the shutdown.
         services.notifier.close();
+        services.deactivation.stop();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         try {
@@ -109,6 +119,7 @@ export async function startServer(
         } finally {
           clearInterval(sweep);
         }
+        await resuming;
         await storage.close();
       })();
       return closing;

@@ -3,6 +3,7 @@
  * commented default file (`commons --generate-config`) and docs/configuration.md.
  */
 import { Type, type Static } from 'typebox';
+import { DEFAULT_ROOM_VERSION, ROOM_VERSIONS } from '../core/room-versions.js';
 
 /** One token bucket class; each field has its own default so a single key can be overridden. */
 const rateLimitClass = (description: string, perSecond: number, burst: number) =>
@@ -72,6 +73,23 @@ export const ConfigSchema = Type.Object(
         }),
       },
       { additionalProperties: false, default: {}, description: 'Storage.' },
+    ),
+    rooms: Type.Object(
+      {
+        default_version: Type.Union(
+          // As a string or (unquoted in YAML) a number.
+          [
+            ...Object.keys(ROOM_VERSIONS).map((v) => Type.Literal(v)),
+            ...Object.keys(ROOM_VERSIONS).map((v) => Type.Literal(Number(v))),
+          ],
+          {
+            default: DEFAULT_ROOM_VERSION,
+            description:
+              "The version of rooms created without `room_version` (also the `m.room_versions` capability's default): 10, 11 or 12. 10, the spec's suggested default (MSC3904), is the one every client can handle; room version 12 IDs have no server part, which some clients (nheko 0.11, matrix-nio 0.20) cannot parse. Every supported version can still be asked for.",
+          },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Rooms.' },
     ),
     registration: Type.Object(
       {

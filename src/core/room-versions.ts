@@ -69,8 +69,11 @@ export const ROOM_VERSIONS: Readonly<Record<RoomVersionId, RoomVersion>> = Objec
   '12': V12,
 });
 
-/** The version of rooms created without an explicit `room_version`. */
-export const DEFAULT_ROOM_VERSION: RoomVersionId = '12';
+/**
+ * The version of rooms created without an explicit `room_version`, unless configured
+ * otherwise (`rooms.default_version`): the spec's suggested default (MSC3904).
+ */
+export const DEFAULT_ROOM_VERSION: RoomVersionId = '10';
 
 /** Whether a value names a room version this server supports. */
 export function isSupportedRoomVersion(id: unknown): id is RoomVersionId {

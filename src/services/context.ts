@@ -1,4 +1,5 @@
 /** What every service is built from: configuration, storage and a clock. */
+import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
 import type { Storage } from '../storage/index.js';
 
@@ -9,6 +10,8 @@ export interface ServiceSettings {
   /** scrypt cost as log2(N). */
   passwordCostLog2N: number;
   mutualRooms: MutualRoomsSettings;
+  /** The version of rooms created without `room_version`. */
+  defaultRoomVersion: RoomVersionId;
 }
 
 export interface MutualRoomsSettings {

@@ -39,6 +39,8 @@ export interface AppendedEvent {
 }
 
 const MAX_PREV_EVENTS = 10;
+/** Room IDs tried before a create gives up (each one a millisecond later). */
+const MAX_CREATE_ATTEMPTS = 1000;
 const CREATE_KEY = stateKeyOf('m.room.create', '');
 
 function toAuthEntry(row: EventRow): AuthStateEvent {
@@ -103,33 +105,45 @@ export function createEventWriter(ctx: ServiceContext) {
       const rules = getRoomVersion(version);
       const content: JsonObject = { ...extraContent, room_version: version };
       if (rules.createContentHasCreator) content.creator = sender;
-      const base: UnsignedPdu = {
-        sender,
-        origin_server_ts: ctx.now(),
-        type: 'm.room.create',
-        state_key: '',
-        content,
-        prev_events: [],
-        auth_events: [],
-        depth: 1,
-      };
-      let roomId: string;
-      let pdu: Pdu;
-      if (rules.roomIdFromCreateEvent) {
-        pdu = sign(base, version);
-        roomId = roomIdFromCreateEvent(pdu, version);
-      } else {
-        roomId = `!${randomString(18)}:${serverName}`;
-        pdu = sign({ ...base, room_id: roomId }, version);
+      // A room ID of version 12 is the hash of the create event: two identical requests
+      // from one user in the same millisecond would make the same room. When the ID is
+      // taken (by another request, another worker, or a random ID's rare collision), the
+      // create event is made again a millisecond later (or with a new random ID), which
+      // changes nothing else about the room.
+      let ts = ctx.now();
+      for (let attempt = 0; ; attempt++) {
+        const base: UnsignedPdu = {
+          sender,
+          origin_server_ts: ts,
+          type: 'm.room.create',
+          state_key: '',
+          content,
+          prev_events: [],
+          auth_events: [],
+          depth: 1,
+        };
+        let roomId: string;
+        let pdu: Pdu;
+        if (rules.roomIdFromCreateEvent) {
+          pdu = sign(base, version);
+          roomId = roomIdFromCreateEvent(pdu, version);
+        } else {
+          roomId = `!${randomString(18)}:${serverName}`;
+          pdu = sign({ ...base, room_id: roomId }, version);
+        }
+        const authState = new Map<StateKey, AuthStateEvent>();
+        const result = authorizeEvent(pdu, authState, version);
+        if (!result.allowed) throw forbidden(result.reason);
+        const inserted = await stores.rooms.insertRoom(
+          { roomId, roomVersion: version, creator: sender, isPublic: false },
+          ctx.now(),
+        );
+        if (inserted) return persist(stores, roomId, pdu, version);
+        if (attempt >= MAX_CREATE_ATTEMPTS) {
+          throw new Error(`createRoom: ${MAX_CREATE_ATTEMPTS} room IDs in a row were taken`);
+        }
+        ts = Math.max(ts + 1, ctx.now());
       }
-      const authState = new Map<StateKey, AuthStateEvent>();
-      const result = authorizeEvent(pdu, authState, version);
-      if (!result.allowed) throw forbidden(result.reason);
-      await stores.rooms.insertRoom(
-        { roomId, roomVersion: version, creator: sender, isPublic: false },
-        ctx.now(),
-      );
-      return persist(stores, roomId, pdu, version);
     },
 
     /**
@@ -139,6 +153,16 @@ export function createEventWriter(ctx: ServiceContext) {
     async append(stores: Stores, roomId: string, event: NewEvent): Promise<AppendedEvent> {
       const room = await stores.rooms.selectRoom(roomId);
       if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
+      if (
+        event.type === 'm.room.member' &&
+        event.stateKey === event.sender &&
+        (event.content.membership === 'join' || event.content.membership === 'knock') &&
+        (await stores.accounts.selectUser(event.sender))?.deactivated
+      ) {
+        // A request of the user's that was under way when the account was deactivated
+        // (deactivation leaves every room, and must not be outrun by a join).
+        throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+      }
       const version = room.roomVersion as RoomVersionId;
       const rules = getRoomVersion(version);
       const selection = authEventSelection(

@@ -24,6 +24,7 @@ import { createTypingService } from './typing.js';
 import { createReceiptService } from './receipts.js';
 import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
+import { createDeactivationService } from './deactivation.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -61,6 +62,7 @@ export function createServices(ctx: ServiceContext) {
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,
     accounts,
+    deactivation: createDeactivationService(ctx, uia, accounts, writer, rooms),
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
     profiles: createProfileService(ctx, membership),

@@ -5,11 +5,7 @@
 import { MatrixError, invalidParam } from '../core/errors.js';
 import { parseRoomAlias, parseUserId } from '../core/identifiers.js';
 import type { JsonObject, RoomVersionId } from '../core/pdu.js';
-import {
-  DEFAULT_ROOM_VERSION,
-  getRoomVersion,
-  isSupportedRoomVersion,
-} from '../core/room-versions.js';
+import { getRoomVersion, isSupportedRoomVersion } from '../core/room-versions.js';
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter, NewEvent } from './event-writer.js';
@@ -110,7 +106,7 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
       requester: Requester,
       request: CreateRoomRequest,
     ): Promise<{ roomId: string; alias?: string }> {
-      const versionId = request.roomVersion ?? DEFAULT_ROOM_VERSION;
+      const versionId = request.roomVersion ?? ctx.settings.defaultRoomVersion;
       if (!isSupportedRoomVersion(versionId)) {
         throw new MatrixError(
           400,

@@ -25,8 +25,10 @@ const SESSION_CACHE_ENTRIES = 16_384;
 export function createSessionService(ctx: ServiceContext, accounts: AccountService) {
   const devices = ctx.storage.stores.devices;
   // Dropped in every process when the user's tokens are deleted (the device store announces
-  // it). Anything else that changes what a Requester holds (an admin flag, deactivation: no
-  // route changes them yet) must announce `sessions` for the user as well.
+  // it; deactivation deletes them all). Anything else that changes what a Requester holds (an
+  // admin flag: no route changes it yet) must announce `sessions` for the user as well. A
+  // token of a deactivated user is refused even if it exists (a login racing the
+  // deactivation): the lookup reads `users.deactivated`.
   const sessions = createUserCache<Requester>(ctx.storage.changes, {
     max: SESSION_CACHE_ENTRIES,
     usersNamedBy: (change) => change.sessions,

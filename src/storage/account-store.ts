@@ -32,6 +32,14 @@ export interface AccountStore {
   selectProfile(userId: string): Promise<ProfileRow | undefined>;
   updateDisplayname(userId: string, displayname: string | null): Promise<void>;
   updateAvatarUrl(userId: string, avatarUrl: string | null): Promise<void>;
+  /**
+   * Marks the user deactivated and records the deactivation as pending (until
+   * `deletePendingDeactivation`); false when there is no such user.
+   */
+  markDeactivated(userId: string, ts: number): Promise<boolean>;
+  /** The users whose deactivation was begun and not finished, oldest first. */
+  selectPendingDeactivations(): Promise<string[]>;
+  deletePendingDeactivation(userId: string): Promise<void>;
 }
 
 export function accountStore(db: Kysely<Database>): AccountStore {
@@ -101,6 +109,35 @@ export function accountStore(db: Kysely<Database>): AccountStore {
         .set({ avatar_url: avatarUrl })
         .where('user_id', '=', userId)
         .execute();
+    },
+
+    async markDeactivated(userId, ts) {
+      const result = await db
+        .updateTable('users')
+        .set({ deactivated: 1 })
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 0) return false;
+      await db
+        .insertInto('pending_deactivations')
+        .values({ user_id: userId, requested_ts: ts })
+        .onConflict((oc) => oc.column('user_id').doNothing())
+        .execute();
+      return true;
+    },
+
+    async selectPendingDeactivations() {
+      const rows = await db
+        .selectFrom('pending_deactivations')
+        .select('user_id')
+        .orderBy('requested_ts')
+        .orderBy('user_id')
+        .execute();
+      return rows.map((r) => r.user_id);
+    },
+
+    async deletePendingDeactivation(userId) {
+      await db.deleteFrom('pending_deactivations').where('user_id', '=', userId).execute();
     },
   };
 }

@@ -67,7 +67,8 @@ export interface RoomStore {
   /** Hands out the next global stream position; hold it only for the final writes. */
   nextStreamPosition(): Promise<number>;
   selectCurrentStreamPosition(): Promise<number>;
-  insertRoom(room: RoomRow, createdTs: number): Promise<void>;
+  /** Inserts the room; false (and nothing written) when its ID is taken. */
+  insertRoom(room: RoomRow, createdTs: number): Promise<boolean>;
   selectRoom(roomId: string): Promise<RoomRow | undefined>;
   /** The events of the current state entries asked for (missing ones are left out). */
   selectStateEvents(roomId: string, keys: StateKeys): Promise<EventRow[]>;
@@ -186,7 +187,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
 
     async insertRoom(room, createdTs) {
       const nid = await nextPosition('rooms');
-      await db
+      const result = await db
         .insertInto('rooms')
         .values({
           room_id: room.roomId,
@@ -196,7 +197,9 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           created_ts: createdTs,
           room_nid: nid,
         })
-        .execute();
+        .onConflict((oc) => oc.column('room_id').doNothing())
+        .executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
     },
 
     async selectRoom(roomId) {

@@ -11,6 +11,12 @@ export interface UsersTable {
   created_ts: number;
 }
 
+/** A deactivation begun and not yet finished (its rooms not all left). */
+export interface PendingDeactivationsTable {
+  user_id: string;
+  requested_ts: number;
+}
+
 export interface ProfilesTable {
   user_id: string;
   displayname: string | null;
@@ -250,6 +256,7 @@ export interface DeviceListChangesTable {
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
+  pending_deactivations: PendingDeactivationsTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;
   uia_sessions: UiaSessionsTable;

@@ -61,6 +61,7 @@ describe('config defaults', () => {
     });
     assert.equal(config.password_hashing.scrypt_log2_n, 15);
     assert.equal(config.log.level, 'info');
+    assert.equal(config.rooms.default_version, '10');
   });
 
   it('resolves data_dir to an absolute path and puts the SQLite database in it', () => {
@@ -290,6 +291,21 @@ describe('config errors name the key', () => {
       () => load({ env: { COMMONS_LISTEN_PORT: 'abc' } }),
       'config: bad value for "listen.port" ("abc"): must be integer (env COMMONS_LISTEN_PORT)',
     );
+  });
+
+  it('takes the default room version as a string or an unquoted YAML number', () => {
+    assert.equal(load({ env: { COMMONS_ROOMS_DEFAULT_VERSION: '12' } }).rooms.default_version, 12);
+    assert.equal(load({ yaml: 'rooms:\n  default_version: 11\n' }).rooms.default_version, 11);
+    assert.equal(load({ yaml: "rooms:\n  default_version: '12'\n" }).rooms.default_version, '12');
+  });
+
+  it('refuses a room version this server does not support, listing those it does', () => {
+    for (const bad of ['9', '13', 'org.matrix.msc4291']) {
+      assertConfigError(
+        () => load({ env: { COMMONS_ROOMS_DEFAULT_VERSION: bad } }),
+        /^config: bad value for "rooms\.default_version" .*must be one of "10", "11", "12"/,
+      );
+    }
   });
 
   it('lists the allowed log levels', () => {

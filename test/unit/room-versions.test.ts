@@ -9,9 +9,9 @@ import {
 } from '../../src/core/room-versions.js';
 
 describe('room versions', () => {
-  it('supports 10, 11 and 12, all stable, with 12 the default', () => {
+  it('supports 10, 11 and 12, all stable, with 10 the default', () => {
     assert.deepEqual(Object.keys(ROOM_VERSIONS).sort(), ['10', '11', '12']);
-    assert.equal(DEFAULT_ROOM_VERSION, '12');
+    assert.equal(DEFAULT_ROOM_VERSION, '10');
     assert.deepEqual(availableRoomVersions(), { '10': 'stable', '11': 'stable', '12': 'stable' });
   });
 

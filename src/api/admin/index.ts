@@ -1,9 +1,11 @@
 /**
  * Synapse-compatible shared-secret registration, so existing tooling
- * (register_new_matrix_user, bridges' setup scripts) can create users.
+ * (register_new_matrix_user, bridges' setup scripts) can create users, and deactivation.
  * https://element-hq.github.io/synapse/latest/admin_api/register_api.html
+ * https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#deactivate-account
  */
 import { Type } from 'typebox';
+import { requesterOf } from '../../http/request-context.js';
 import type { RoutePlugin } from '../client/plugin.js';
 
 export const adminRoutes: RoutePlugin = async (app, { services, config }) => {
@@ -44,6 +46,25 @@ export const adminRoutes: RoutePlugin = async (app, { services, config }) => {
         device_id: result.deviceId,
         home_server: config.server_name,
       };
+    },
+  );
+
+  app.post(
+    '/_synapse/admin/v1/deactivate/:userId',
+    {
+      config: { auth: 'required' },
+      schema: {
+        params: Type.Object({ userId: Type.String() }),
+        body: Type.Object({ erase: Type.Optional(Type.Boolean()) }),
+      },
+    },
+    async (request) => {
+      await services.deactivation.adminDeactivate(
+        requesterOf(request),
+        request.params.userId,
+        request.body.erase ?? false,
+      );
+      return { id_server_unbind_result: 'success' };
     },
   );
 };

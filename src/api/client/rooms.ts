@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import type { JsonObject } from '../../core/pdu.js';
-import { availableRoomVersions, DEFAULT_ROOM_VERSION } from '../../core/room-versions.js';
+import { availableRoomVersions } from '../../core/room-versions.js';
 import { requesterOf } from '../../http/request-context.js';
 import { EventContent } from './params.js';
 import type { RoutePlugin } from './plugin.js';
@@ -66,7 +66,10 @@ export const roomRoutes: RoutePlugin = async (app, { services }) => {
 
   app.get('/capabilities', { config: { auth: 'required' } }, async () => ({
     capabilities: {
-      'm.room_versions': { default: DEFAULT_ROOM_VERSION, available: availableRoomVersions() },
+      'm.room_versions': {
+        default: services.settings.defaultRoomVersion,
+        available: availableRoomVersions(),
+      },
       'm.change_password': { enabled: true },
       'm.set_displayname': { enabled: true },
       'm.set_avatar_url': { enabled: true },
