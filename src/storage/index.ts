@@ -19,6 +19,7 @@ import { typingStore, type TypingStore } from './typing-store.js';
 import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
+import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import {
   announcer,
   streamStore,
@@ -48,6 +49,7 @@ export interface Stores {
   readonly receipts: ReceiptStore;
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
+  readonly profileUpdates: ProfileUpdateStore;
 }
 
 export interface Storage {
@@ -86,6 +88,7 @@ export function storesFor(
     receipts: receiptStore(db),
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
+    profileUpdates: profileUpdateStore(db),
   };
 }
 
@@ -141,6 +144,7 @@ export type {
   FallbackKeyRow,
 } from './device-key-store.js';
 export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
+export type { ProfileUpdateStore, PendingProfileUpdate } from './profile-update-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {

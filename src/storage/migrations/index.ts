@@ -13,6 +13,7 @@ import * as m0006 from './0006-event-client-json.js';
 import * as m0007 from './0007-membership-client-json.js';
 import * as m0008 from './0008-joined-members-index.js';
 import * as m0009 from './0009-joined-profiles-index.js';
+import * as m0010 from './0010-profile-room-updates.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0007-membership-client-json': m0007,
   '0008-joined-members-index': m0008,
   '0009-joined-profiles-index': m0009,
+  '0010-profile-room-updates': m0010,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
