@@ -95,7 +95,13 @@ export function storesFor(
 export async function openStorage(url: string, options: OpenOptions = {}): Promise<Storage> {
   const handle = await openDatabase(url, options);
   const changes = createChangeFeed(handle.dialect, url, options.logger);
-  const publishNow: ChangeSink = async (change) => changes.publish(change);
+  // A revoked session must be refused by every process once the revoking request is answered:
+  // wait until the other processes have dropped it (change-feed.ts, barrier).
+  const revokesSessions = (change: StreamChange) => (change.sessions?.length ?? 0) > 0;
+  const publishNow: ChangeSink = async (change) => {
+    changes.publish(change);
+    if (revokesSessions(change)) await changes.barrier();
+  };
   return {
     dialect: handle.dialect,
     stores: storesFor(handle.db, handle.dialect, publishNow, changes.origin),
@@ -109,6 +115,7 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
         fn(storesFor(trx, handle.dialect, held, changes.origin)),
       );
       for (const change of pending) changes.publish(change);
+      if (pending.some(revokesSessions)) await changes.barrier();
       return result;
     },
     changes,
