@@ -143,11 +143,18 @@ export function createChangeFeed(
   async function barrier(): Promise<void> {
     const connection = client;
     if (dialect !== 'postgres' || closed || !connection) return;
-    const { rows } = await connection.query<{ name: string }>(
-      `SELECT application_name AS name FROM pg_stat_activity
-        WHERE datname = current_database() AND application_name LIKE $1`,
-      [`${FEED_APPLICATION_NAME}%`],
-    );
+    let rows: { name: string }[];
+    try {
+      ({ rows } = await connection.query<{ name: string }>(
+        `SELECT application_name AS name FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE $1`,
+        [`${FEED_APPLICATION_NAME}%`],
+      ));
+    } catch (err) {
+      // The change has committed: answer as before barriers rather than fail its request.
+      logger?.warn({ err: (err as Error).message }, 'change feed: barrier not sent');
+      return;
+    }
     const others = rows
       .map((row) => row.name.slice(FEED_APPLICATION_NAME.length))
       .filter((name) => name !== origin);
