@@ -103,6 +103,11 @@ export async function startServer(
     res.on('close', () => pending.delete(res));
   });
   let closing: Promise<void> | null = null;
+  // Profile changes a process left part-way: their rooms get the member events still owed
+  // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
+  services.profiles.resumePending().catch((err: unknown) => {
+    if (!closing) logger.error({ err }, 'resuming profile changes failed');
+  });
   return {
     app,
     storage,

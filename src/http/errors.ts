@@ -2,7 +2,8 @@
  * The one error handler: MatrixError → its status and body; schema failures → M_BAD_JSON /
  * M_MISSING_PARAM / M_INVALID_PARAM; Fastify's own errors → their Matrix codes; anything else
  * → 500 M_UNKNOWN, logged with the request id and never shown.
- * Unknown paths answer 404 M_UNRECOGNIZED, known paths with another method 405.
+ * Unknown paths answer 404 M_UNRECOGNIZED, known paths with another method 405, whatever the
+ * body (it is not read).
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
@@ -94,7 +95,19 @@ export function registerErrorHandling(app: FastifyInstance): void {
     }
   });
 
-  app.setNotFoundHandler((request, reply) => {
+  // Unknown paths (and known ones with another method) are answered before the body is read:
+  // a client uploading an image to an endpoint we lack gets 404, not a complaint about JSON,
+  // and however large the body, none of it is parsed. (Fastify parses a body for its
+  // not-found route too; preParsing runs after onRequest, so the CORS header is set.)
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.is404) {
+      answerUnrouted(request, reply);
+      return;
+    }
+    done(null, payload);
+  });
+
+  function answerUnrouted(request: FastifyRequest, reply: FastifyReply): FastifyReply {
     const path = request.url.split('?')[0] ?? '/';
     const allowed = METHODS.filter((method) => knownPaths.find(method, path) !== null);
     if (allowed.length > 0) {
@@ -105,7 +118,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
       );
     }
     return send(reply, unrecognized('Unrecognized request'));
-  });
+  }
+  app.setNotFoundHandler(answerUnrouted);
 
   app.setErrorHandler((error, request, reply) => {
     const matrixError = toMatrixError(error, request);

@@ -1,5 +1,6 @@
 /** Filters for /sync: uploaded and numbered per user, or given inline. */
 import { badJson, forbidden, invalidParam, notFound, type MatrixError } from '../core/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../core/json-depth.js';
 import { FilterError, parseSyncFilter, type SyncFilter } from '../core/sync-filter.js';
 import type { Requester, ServiceContext } from './context.js';
 
@@ -63,6 +64,8 @@ export function createFilterService(ctx: ServiceContext) {
         } catch {
           throw invalidParam('filter is neither a filter ID nor valid JSON');
         }
+        if (nestsDeeperThan(parsed))
+          throw invalidParam(`filter may not nest more than ${MAX_JSON_DEPTH} levels deep`);
         return checked(parsed, invalidParam);
       }
       const filter = await stored(requester.userId, param);

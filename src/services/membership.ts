@@ -25,6 +25,16 @@ const POWER_LEVELS_KEY = stateKeyOf('m.room.power_levels', '');
 /** A member event's content as the state route has checked it. */
 export type MemberEventContent = JsonObject & { membership: string; reason?: string };
 
+const profileField = (content: JsonObject, key: 'displayname' | 'avatar_url') => {
+  const value = content[key];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+};
+
+/** Whether two member events' contents show the same display name and avatar. */
+const sameProfile = (a: JsonObject, b: JsonObject): boolean =>
+  profileField(a, 'displayname') === profileField(b, 'displayname') &&
+  profileField(a, 'avatar_url') === profileField(b, 'avatar_url');
+
 export function createMembershipService(
   ctx: ServiceContext,
   writer: EventWriter,
@@ -373,16 +383,26 @@ export function createMembershipService(
       });
     },
 
-    /** After a profile change: a new member event in each joined room. */
+    /**
+     * After a profile change: a new member event in each joined room whose member event does
+     * not show the profile's name and avatar. Each room is checked again in its own
+     * transaction, under its lock, so refreshes that overlap (a change and the resumption of
+     * an earlier one, in any process) send one event per room, and running it again after an
+     * interruption only finishes what is left.
+     */
     async refreshProfileInRooms(userId: string): Promise<void> {
-      const roomIds = await ctx.storage.stores.rooms.selectRoomsOfUser(userId, 'join');
+      const roomIds = await ctx.storage.stores.profileUpdates.selectRoomsWithOtherProfile(userId);
       for (const roomId of roomIds) {
         await inRoom(
           'refreshProfile',
           roomId,
           async (stores) => {
-            if ((await stores.rooms.selectMembership(roomId, userId))?.membership !== 'join')
-              return;
+            const [member] = await stores.rooms.selectStateEvents(roomId, [
+              ['m.room.member', userId],
+            ]);
+            if (member?.pdu.content.membership !== 'join') return;
+            const wanted = await rooms.memberContent(stores, userId, 'join');
+            if (sameProfile(member.pdu.content, wanted)) return;
             await setMembership(stores, roomId, userId, userId, 'join', undefined);
           },
           notInRoom(),

@@ -2,7 +2,7 @@
  * Reading room history (/messages, /context) with history visibility honoured, and
  * redacting events (/redact).
  */
-import { forbidden, invalidParam, notFound } from '../core/errors.js';
+import { forbidden, invalidParam, notFound, type MatrixError } from '../core/errors.js';
 import { actionLevel, powerLevelOf, type AuthStateEvent } from '../core/auth-rules.js';
 import { toClientEvent, type ClientEvent } from '../core/client-event.js';
 import { isVisibleAt, type VisibilityHistory } from '../core/history-visibility.js';
@@ -55,11 +55,20 @@ const BATCH = 200;
 export function createTimelineService(ctx: ServiceContext, writer: EventWriter) {
   const rooms = () => ctx.storage.stores.rooms;
 
-  async function roomVersion(roomId: string): Promise<RoomVersionId> {
+  /**
+   * The room's version. An unknown room is refused as a room the requester may not read
+   * (`refusal`), so that no answer tells a room that exists from one that does not.
+   */
+  async function roomVersion(roomId: string, refusal: () => MatrixError): Promise<RoomVersionId> {
     const room = await rooms().selectRoom(roomId);
-    if (!room) throw forbidden('You are not in this room');
+    if (!room) throw refusal();
     return room.roomVersion as RoomVersionId;
   }
+
+  /** /messages for a room the requester may not read, or that does not exist. */
+  const notReadable = () => forbidden('You are not a member of this room');
+  /** /event and /context for an event the requester may not see, or that does not exist. */
+  const eventNotFound = () => notFound('Event not found');
 
   /**
    * The client form of a stored event; redacted, with `unsigned.redacted_because` holding the
@@ -103,8 +112,17 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
     })),
   });
 
+  /**
+   * The user's visibility history of one room. A user who forgot the room reads it as one
+   * who was never in it (world-readable history only), as `/members` and `/sync` do.
+   */
   async function visibilityOf(roomId: string, userId: string): Promise<VisibilityHistory> {
-    return (await visibilitiesOf([roomId], userId)).get(roomId) ?? toVisibilityHistory([], []);
+    const [histories, membership] = await Promise.all([
+      visibilitiesOf([roomId], userId),
+      rooms().selectMembership(roomId, userId),
+    ]);
+    const history = histories.get(roomId) ?? toVisibilityHistory([], []);
+    return membership?.forgotten ? { ...history, memberships: [] } : history;
   }
 
   /** The visibility history of each room listed, two statements for all of them. */
@@ -128,8 +146,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
   /** Throws 403 unless the user has (or had) any membership of the room, or it is world readable. */
   function assertCanRead(history: VisibilityHistory, position: number): void {
     const everMember = history.memberships.some((m) => m.value === 'join' || m.value === 'invite');
-    if (!everMember && !isVisibleAt(position, history))
-      throw forbidden('You are not a member of this room');
+    if (!everMember && !isVisibleAt(position, history)) throw notReadable();
   }
 
   async function memberStateFor(
@@ -173,7 +190,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
         filter?: RoomEventFilter | undefined;
       },
     ): Promise<MessagesPage> {
-      const version = await roomVersion(roomId);
+      const version = await roomVersion(roomId, notReadable);
       const current = await rooms().selectCurrentStreamPosition();
       const parse = (token: string | undefined, name: string): number | undefined => {
         if (token === undefined) return undefined;
@@ -225,11 +242,11 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       limit: number,
       filter?: RoomEventFilter,
     ): Promise<Record<string, unknown>> {
-      const version = await roomVersion(roomId);
+      const version = await roomVersion(roomId, eventNotFound);
       const target = await rooms().selectEvent(eventId);
-      if (!target || target.roomId !== roomId) throw notFound('Event not found');
+      if (!target || target.roomId !== roomId) throw eventNotFound();
       const history = await visibilityOf(roomId, requester.userId);
-      if (!isVisibleAt(target.streamOrdering, history)) throw notFound('Event not found');
+      if (!isVisibleAt(target.streamOrdering, history)) throw eventNotFound();
       const half = Math.min(filter?.limit ?? limit, 100);
       const beforeCount = Math.floor(half / 2);
       const afterCount = half - beforeCount;
@@ -341,16 +358,17 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       });
     },
 
-    /** A single event, if visible to the requester. */
+    /**
+     * A single event, if visible to the requester. Like /context, one answer (404) for an
+     * event that is missing, in another room, hidden by history visibility, or in a room
+     * that does not exist or that the requester is not in.
+     */
     async event(requester: Requester, roomId: string, eventId: string): Promise<ClientEvent> {
-      const version = await roomVersion(roomId);
+      const version = await roomVersion(roomId, eventNotFound);
       const row = await rooms().selectEvent(eventId);
-      if (!row || row.roomId !== roomId) throw notFound('Event not found');
+      if (!row || row.roomId !== roomId) throw eventNotFound();
       const history = await visibilityOf(roomId, requester.userId);
-      if (!isVisibleAt(row.streamOrdering, history)) {
-        assertCanRead(history, row.streamOrdering);
-        throw notFound('Event not found');
-      }
+      if (!isVisibleAt(row.streamOrdering, history)) throw eventNotFound();
       return present(row, version);
     },
   };

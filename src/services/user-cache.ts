@@ -8,7 +8,9 @@
  * - This process sees its own changes at once: they reach the feed when they commit, before
  *   the writer's request is answered.
  * - Another process's change is seen once its notification arrives (PostgreSQL delivers it at
- *   commit; on loopback, well under a millisecond later).
+ *   commit; on loopback, well under a millisecond later). Revoked sessions are waited for:
+ *   the revoking write is answered once every other process has handled it (storage's
+ *   barrier, bounded at 1 s; docs/architecture.md).
  * - The cache is not read while the feed may be missing changes (PostgreSQL's LISTEN
  *   connection down; reconnecting drops everything). On SQLite one process owns the file.
  * - A value read from the database is kept only if no change naming anyone has come since the

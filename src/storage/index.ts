@@ -19,6 +19,7 @@ import { typingStore, type TypingStore } from './typing-store.js';
 import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
+import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import {
   announcer,
   streamStore,
@@ -48,6 +49,7 @@ export interface Stores {
   readonly receipts: ReceiptStore;
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
+  readonly profileUpdates: ProfileUpdateStore;
 }
 
 export interface Storage {
@@ -86,13 +88,20 @@ export function storesFor(
     receipts: receiptStore(db),
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
+    profileUpdates: profileUpdateStore(db),
   };
 }
 
 export async function openStorage(url: string, options: OpenOptions = {}): Promise<Storage> {
   const handle = await openDatabase(url, options);
   const changes = createChangeFeed(handle.dialect, url, options.logger);
-  const publishNow: ChangeSink = async (change) => changes.publish(change);
+  // A revoked session must be refused by every process once the revoking request is answered:
+  // wait until the other processes have dropped it (change-feed.ts, barrier).
+  const revokesSessions = (change: StreamChange) => (change.sessions?.length ?? 0) > 0;
+  const publishNow: ChangeSink = async (change) => {
+    changes.publish(change);
+    if (revokesSessions(change)) await changes.barrier();
+  };
   return {
     dialect: handle.dialect,
     stores: storesFor(handle.db, handle.dialect, publishNow, changes.origin),
@@ -106,6 +115,7 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
         fn(storesFor(trx, handle.dialect, held, changes.origin)),
       );
       for (const change of pending) changes.publish(change);
+      if (pending.some(revokesSessions)) await changes.barrier();
       return result;
     },
     changes,
@@ -141,6 +151,7 @@ export type {
   FallbackKeyRow,
 } from './device-key-store.js';
 export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
+export type { ProfileUpdateStore, PendingProfileUpdate } from './profile-update-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {

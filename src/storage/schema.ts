@@ -253,6 +253,14 @@ export interface DeviceListChangesTable {
   user_id: string;
 }
 
+/** A profile change whose member events may still be owed (migration 0010). */
+export interface ProfileRoomUpdatesTable {
+  user_id: string;
+  /** Which change wrote the row: only that change's end deletes it. */
+  revision: number;
+  requested_ts: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -285,4 +293,5 @@ export interface Database {
   one_time_keys: OneTimeKeysTable;
   fallback_keys: FallbackKeysTable;
   device_list_changes: DeviceListChangesTable;
+  profile_room_updates: ProfileRoomUpdatesTable;
 }

@@ -25,6 +25,7 @@ import { registerUser, type TestUser } from '../helpers/client.js';
 import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { assertMatchesSpec } from '../helpers/spec-contract.js';
+import { MAX_JSON_DEPTH } from '../../src/core/json-depth.js';
 
 const C = '/_matrix/client/v3';
 const V1 = '/_matrix/client/v1/mutual_rooms';
@@ -482,7 +483,8 @@ const filterObjectText = fc
 const nestedText = fc.oneof(
   // Arrays where an object is expected, nested up to 4,000 deep (8,000 characters).
   fc.integer({ min: 1, max: 4000 }).map((n) => '['.repeat(n) + ']'.repeat(n)),
-  // Objects nested up to 500 deep under an ignored key, or under `membership` (wants a list).
+  // Objects nested up to 500 deep under an ignored key, or under `membership` (wants a list):
+  // over MAX_JSON_DEPTH, refused whatever the key.
   fc
     .tuple(
       fc.constantFrom('x', 'membership', 'limit', '__proto__'),
@@ -557,6 +559,13 @@ const isStringArray = (v: unknown): v is string[] =>
  * applies → 400; a bad value of a field that does not apply → 200 or 400 (the docs say only
  * that it is ignored); otherwise 200.
  */
+/** How deeply a parsed JSON value nests objects and arrays (a scalar is 0). */
+function depthOf(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0;
+  const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
+  return 1 + children.reduce<number>((deepest, child) => Math.max(deepest, depthOf(child)), 0);
+}
+
 function judgeFilter(text: string, applies: readonly FilterKey[]): FilterVerdict {
   if (text === '') return { kind: 'either' };
   if ([...text].length > 8192) return { kind: 'invalid' };
@@ -567,6 +576,8 @@ function judgeFilter(text: string, applies: readonly FilterKey[]): FilterVerdict
     return { kind: 'invalid' };
   }
   if (!isObject(parsed)) return { kind: 'invalid' };
+  // Deeper than the bound is refused whatever the keys (docs/api.md, issue #19).
+  if (depthOf(parsed) > MAX_JSON_DEPTH) return { kind: 'invalid' };
   const own = (key: string): unknown => (Object.hasOwn(parsed, key) ? parsed[key] : undefined);
   const checks: Record<FilterKey, (v: unknown) => boolean> = {
     membership: (v) =>

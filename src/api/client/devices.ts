@@ -31,19 +31,18 @@ export const deviceRoutes: RoutePlugin = async (app, { services }) => {
       config: { auth: 'required' },
       schema: {
         params: DeviceParams,
-        body: Type.Object({ display_name: Type.Optional(Type.String({ maxLength: 512 })) }),
+        body: Type.Optional(
+          Type.Object({ display_name: Type.Optional(Type.String({ maxLength: 512 })) }),
+        ),
       },
     },
     async (request) => {
       const requester = requesterOf(request);
-      if (request.body.display_name === undefined) {
+      const displayName = request.body?.display_name;
+      if (displayName === undefined) {
         await services.devices.get(requester, request.params.deviceId);
       } else {
-        await services.devices.rename(
-          requester,
-          request.params.deviceId,
-          request.body.display_name,
-        );
+        await services.devices.rename(requester, request.params.deviceId, displayName);
       }
       return {};
     },

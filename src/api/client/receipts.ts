@@ -21,7 +21,8 @@ export const receiptRoutes: RoutePlugin = async (app, { services }) => {
       schema: {
         params: ReceiptParams,
         // thread_id is checked by the service, to answer M_INVALID_PARAM as the spec says.
-        body: Type.Object({ thread_id: Type.Optional(Type.Unknown()) }),
+        // No body at all is an unthreaded receipt (older clients send none).
+        body: Type.Optional(Type.Object({ thread_id: Type.Optional(Type.Unknown()) })),
       },
     },
     async (request) => {
@@ -30,7 +31,7 @@ export const receiptRoutes: RoutePlugin = async (app, { services }) => {
         roomIdParam(request.params.roomId),
         request.params.receiptType,
         request.params.eventId,
-        request.body.thread_id,
+        request.body?.thread_id,
       );
       return {};
     },
@@ -42,11 +43,13 @@ export const receiptRoutes: RoutePlugin = async (app, { services }) => {
       config: { auth: 'required' },
       schema: {
         params: RoomParams,
-        body: Type.Object({
-          'm.fully_read': Type.Optional(EventIdParam),
-          'm.read': Type.Optional(EventIdParam),
-          'm.read.private': Type.Optional(EventIdParam),
-        }),
+        body: Type.Optional(
+          Type.Object({
+            'm.fully_read': Type.Optional(EventIdParam),
+            'm.read': Type.Optional(EventIdParam),
+            'm.read.private': Type.Optional(EventIdParam),
+          }),
+        ),
       },
     },
     async (request) => {
@@ -54,9 +57,9 @@ export const receiptRoutes: RoutePlugin = async (app, { services }) => {
         requesterOf(request),
         roomIdParam(request.params.roomId),
         {
-          fullyRead: request.body['m.fully_read'],
-          read: request.body['m.read'],
-          readPrivate: request.body['m.read.private'],
+          fullyRead: request.body?.['m.fully_read'],
+          read: request.body?.['m.read'],
+          readPrivate: request.body?.['m.read.private'],
         },
       );
       return {};

@@ -3,6 +3,7 @@
  * /state, /members), with MSC2895's `membership` and the room lists of its room listing.
  */
 import { invalidParam } from '../../core/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../core/json-depth.js';
 import { MEMBERSHIPS } from '../../services/member-lists.js';
 import type { RoomEventFilter } from '../../services/timeline.js';
 
@@ -23,6 +24,8 @@ export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter |
   } catch {
     throw invalidParam('filter is not valid JSON');
   }
+  if (nestsDeeperThan(parsed))
+    throw invalidParam(`filter may not nest more than ${MAX_JSON_DEPTH} levels deep`);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
     throw invalidParam('filter must be a JSON object');
   const object = parsed as Record<string, unknown>;

@@ -39,8 +39,9 @@ export const timelineRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) =>
       timeline.messages(requesterOf(request), roomIdParam(request.params.roomId), {
-        from: request.query.from,
-        to: request.query.to,
+        // An empty token is an absent one (Quaternion sends `from=`; other servers agree).
+        from: request.query.from || undefined,
+        to: request.query.to || undefined,
         dir: request.query.dir,
         limit: request.query.limit ?? 10,
         filter: parseRoomEventFilter(request.query.filter),
