@@ -416,14 +416,16 @@ forEachDatabase('POST /_synapse/admin/v1/deactivate/{userId}', (dialect) => {
     });
   });
 
-  it('takes an empty object (erase defaults to false)', async () => {
-    const user = await registerUser(server);
-    const res = await server.request('POST', deactivatePath(user.userId), {
-      token: admin.accessToken,
-      body: {},
-    });
-    assert.equal(res.status, 200, JSON.stringify(res.body));
-    await assertTokenRefused(server, user.accessToken);
+  it('takes an empty object or no body at all (erase defaults to false)', async () => {
+    for (const body of [{}, undefined]) {
+      const user = await registerUser(server);
+      const res = await server.request('POST', deactivatePath(user.userId), {
+        token: admin.accessToken,
+        ...(body ? { body } : {}),
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      await assertTokenRefused(server, user.accessToken);
+    }
   });
 
   it('refuses a non-admin (403), an unknown user (404), a remote or malformed one (400), no token (401)', async () => {

@@ -55,14 +55,15 @@ export const adminRoutes: RoutePlugin = async (app, { services, config }) => {
       config: { auth: 'required' },
       schema: {
         params: Type.Object({ userId: Type.String() }),
-        body: Type.Object({ erase: Type.Optional(Type.Boolean()) }),
+        // Synapse's tools send no body at all as often as `{}`.
+        body: Type.Optional(Type.Object({ erase: Type.Optional(Type.Boolean()) })),
       },
     },
     async (request) => {
       await services.deactivation.adminDeactivate(
         requesterOf(request),
         request.params.userId,
-        request.body.erase ?? false,
+        request.body?.erase ?? false,
       );
       return { id_server_unbind_result: 'success' };
     },
