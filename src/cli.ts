@@ -3,6 +3,7 @@
  * The `commons` command:
  *   commons [--config homeserver.yaml]         start the homeserver
  *   commons --generate-config                  print a commented default configuration
+ *   commons --version                          print the version
  *   commons register-user --user U [--password P] [--admin] [--config F] [--url URL]
  *                                              create a user through shared-secret registration
  *   commons port-db --from sqlite:PATH --to postgres://…
@@ -12,12 +13,14 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ResolvedConfig } from './config/load.js';
 import { generateConfigYaml } from './config/generate.js';
 import { registerUserWithSharedSecret } from './register-user.js';
-import { createLogger, startServer } from './main.js';
+import { createLogger, listeningLine, logFormatFor, startServer } from './main.js';
 import { PORT_DB_USAGE, runPortDb } from './port-db.js';
+import { VERSION } from './version.js';
 
 const USAGE = `usage:
   commons [--config FILE]                   start the homeserver
   commons --generate-config                 print a commented default configuration
+  commons --version                         print the version
   commons register-user --user NAME [--password PASS] [--admin] [--config FILE] [--url URL]
   ${PORT_DB_USAGE}`;
 
@@ -54,10 +57,10 @@ async function runServer(configFile: string | undefined): Promise<void> {
   } catch (err) {
     fail(`commons: could not start: ${(err as Error).message}`);
   }
-  logger.info(
-    { url: server.url, database: server.storage.dialect, server_name: config.server_name },
-    'Commons is listening',
-  );
+  const listening = listeningLine(config, server.url, configFile ?? process.env.COMMONS_CONFIG);
+  // On a terminal the line says it all; JSON lines carry its facts as fields too.
+  const pretty = logFormatFor(config.log.format, process.stdout.isTTY === true) === 'pretty';
+  logger.info(pretty ? {} : listening.fields, listening.msg);
   if (config.registration.enabled)
     logger.warn('open registration is enabled (registration.enabled)');
   let stopping = false;
@@ -128,6 +131,7 @@ async function main(argv: string[]): Promise<void> {
       options: {
         config: { type: 'string', short: 'c' },
         'generate-config': { type: 'boolean', default: false },
+        version: { type: 'boolean', short: 'v', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -136,6 +140,10 @@ async function main(argv: string[]): Promise<void> {
   }
   if (parsed.values.help) {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (parsed.values.version) {
+    process.stdout.write(`commons ${VERSION}\n`);
     return;
   }
   if (parsed.values['generate-config']) {

@@ -3,13 +3,17 @@
  * and shuts down gracefully (stop accepting, finish in-flight requests, close the database).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
 import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import { buildApp, type App } from './app.js';
 import type { ResolvedConfig } from './config/load.js';
 import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
+import { dialectOf } from './storage/database.js';
+import { VERSION } from './version.js';
 
 export interface RunningServer {
   app: App;
@@ -43,14 +47,85 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
   };
 }
 
+/** `log.format` for this process: `auto` is pretty on a terminal, JSON otherwise. */
+export function logFormatFor(
+  setting: 'auto' | 'json' | 'pretty',
+  stdoutIsTTY: boolean,
+): 'json' | 'pretty' {
+  if (setting === 'auto') return stdoutIsTTY ? 'pretty' : 'json';
+  return setting === 'pretty' ? 'pretty' : 'json';
+}
+
 export function createLogger(config: ResolvedConfig): Logger {
-  return pino({
+  const options = {
     level: config.log.level,
     redact: {
       paths: ['req.headers.authorization', 'password', '*.password', 'access_token'],
       censor: '<redacted>',
     },
-  });
+    hooks: {
+      // Fastify's own "Server listening at …" says less than our start-up line: left out.
+      logMethod(this: Logger, args: Parameters<pino.LogFn>, method: pino.LogFn) {
+        const [first] = args;
+        if (typeof first === 'string' && first.startsWith('Server listening at ')) return;
+        method.apply(this, args);
+      },
+    },
+  };
+  const tty = process.stdout.isTTY === true;
+  if (logFormatFor(config.log.format, tty) === 'json') return pino(options);
+  // In this thread and synchronous, so the last lines before an exit are written.
+  return pino(
+    options,
+    pretty({
+      colorize: tty,
+      sync: true,
+      singleLine: true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname',
+    }),
+  );
+}
+
+/** A database URL without its password, for logs. */
+export function describeDatabase(url: string): string {
+  if (url.startsWith('sqlite:')) return url;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/:[^:@/]*@/, ':***@');
+  }
+}
+
+/**
+ * The one line that says what started, e.g. `Commons 0.1.0 listening on http://127.0.0.1:8008
+ * as localhost; database sqlite:/srv/data/commons.db, data_dir /srv/data, config
+ * /srv/homeserver.yaml`, with the same facts as fields (`event: "listening"`).
+ */
+export function listeningLine(
+  config: ResolvedConfig,
+  url: string,
+  configFile: string | undefined,
+): { fields: Record<string, unknown>; msg: string } {
+  const database = describeDatabase(config.database.url);
+  const file = configFile === undefined ? null : path.resolve(configFile);
+  return {
+    fields: {
+      event: 'listening',
+      version: VERSION,
+      url,
+      server_name: config.server_name,
+      database: dialectOf(config.database.url),
+      database_url: database,
+      data_dir: config.data_dir,
+      config: file,
+    },
+    msg:
+      `Commons ${VERSION} listening on ${url} as ${config.server_name}; database ${database}, ` +
+      `data_dir ${config.data_dir}, config ${file ?? '(none: defaults and COMMONS_* variables)'}`,
+  };
 }
 
 export async function startServer(

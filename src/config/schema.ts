@@ -218,11 +218,16 @@ export const ConfigSchema = Type.Object(
           ),
           { default: 'info', description: 'fatal, error, warn, info, debug, trace or silent.' },
         ),
+        format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+          default: 'auto',
+          description:
+            'json: one JSON object a line (for files, journald, log collectors); pretty: one readable, coloured line per entry; auto: pretty when standard output is a terminal, json otherwise.',
+        }),
       },
       {
         additionalProperties: false,
         default: {},
-        description: 'Logging (pino, one JSON line per request).',
+        description: 'Logging (pino, one line per request).',
       },
     ),
   },

@@ -28,8 +28,8 @@ export function startWorker(env: Record<string, string>): Promise<Worker> {
     child.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${stderr}`)));
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'Commons is listening' && entry.url) {
+        const entry = JSON.parse(line) as { event?: string; url?: string };
+        if (entry.event === 'listening' && entry.url) {
           clearTimeout(timer);
           resolve({ child, url: entry.url });
         }

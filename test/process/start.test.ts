@@ -69,6 +69,9 @@ interface LogLine {
   [key: string]: unknown;
 }
 
+/** The start-up line: `Commons <version> listening on <url> as <server_name>; …`. */
+const isListeningLine = (line: LogLine): boolean => line.event === 'listening';
+
 interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -123,11 +126,19 @@ class Commons {
     return `stdout:\n${this.stdout}\nstderr:\n${this.stderr}`;
   }
 
-  /** Resolves with the first log line whose msg is `msg`; rejects if the process exits first. */
-  waitForLog(msg: string, timeoutMs = START_TIMEOUT_MS): Promise<LogLine> {
+  /**
+   * Resolves with the first log line whose msg is `msg` (or that `msg` accepts); rejects if
+   * the process exits first.
+   */
+  waitForLog(
+    msg: string | ((line: LogLine) => boolean),
+    timeoutMs = START_TIMEOUT_MS,
+  ): Promise<LogLine> {
+    const matches = typeof msg === 'string' ? (l: LogLine) => l.msg === msg : msg;
+    const what = typeof msg === 'string' ? `"${msg}"` : 'the awaited log line';
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
-        const line = this.logs.find((l) => l.msg === msg);
+        const line = this.logs.find(matches);
         if (line) {
           done();
           resolve(line);
@@ -137,11 +148,11 @@ class Commons {
       const onExit = (): void => {
         if (check()) return;
         done();
-        reject(new Error(`commons exited before logging "${msg}"\n${this.describe()}`));
+        reject(new Error(`commons exited before logging ${what}\n${this.describe()}`));
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`no "${msg}" within ${timeoutMs} ms\n${this.describe()}`));
+        reject(new Error(`no ${what} within ${timeoutMs} ms\n${this.describe()}`));
       }, timeoutMs);
       const done = (): void => {
         clearTimeout(timer);
@@ -155,9 +166,9 @@ class Commons {
     });
   }
 
-  /** Waits for 'Commons is listening' and returns the URL it logged. */
+  /** Waits for the "Commons … listening on …" line and returns the URL it logged. */
   async listening(): Promise<string> {
-    const line = await this.waitForLog('Commons is listening');
+    const line = await this.waitForLog(isListeningLine);
     assert.equal(typeof line.url, 'string', JSON.stringify(line));
     return line.url as string;
   }
@@ -262,6 +273,66 @@ describe('starting commons', () => {
     assertMatchesSpec('versions.yaml', 'get', '/versions', 200, versions.body);
     await server.stop();
     assert.equal(server.stderr, '');
+  });
+
+  it('--version prints the version from package.json', async () => {
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const result = await runCli(['--version']);
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, `commons ${version}\n`);
+    assert.equal(result.stderr, '');
+  });
+
+  it('says in one line what started: version, URL, server name, database, data_dir, config file', async () => {
+    const dir = tempDir();
+    const dataDir = path.join(dir, 'data');
+    const file = path.join(dir, 'homeserver.yaml');
+    writeFileSync(file, 'server_name: example.org\n');
+    const port = await freePort();
+    const server = new Commons(['--config', file], {
+      COMMONS_DATA_DIR: dataDir,
+      COMMONS_LISTEN_PORT: String(port),
+    });
+    const url = await server.listening();
+    const line = server.logs.find(isListeningLine);
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const database = `sqlite:${path.join(dataDir, 'commons.db')}`;
+    assert.equal(
+      line?.msg,
+      `Commons ${version} listening on ${url} as example.org; database ${database}, data_dir ${dataDir}, config ${file}`,
+    );
+    assert.equal(line?.version, version);
+    assert.equal(line?.server_name, 'example.org');
+    assert.equal(line?.database, 'sqlite');
+    assert.equal(line?.data_dir, dataDir);
+    assert.equal(line?.config, file);
+    // Fastify's own "Server listening at" line is left out: one line says it.
+    assert.ok(!server.logs.some((l) => /^Server listening at/.test(l.msg ?? '')), server.stdout);
+    // Not a terminal: JSON lines, every one of them.
+    for (const entry of server.stdout.split('\n').filter((l) => l !== ''))
+      assert.doesNotThrow(() => JSON.parse(entry), entry);
+    await server.stop();
+  });
+
+  it('log.format pretty writes readable lines instead of JSON', async () => {
+    const dataDir = path.join(tempDir(), 'data');
+    const server = new Commons([], {
+      COMMONS_DATA_DIR: dataDir,
+      COMMONS_LISTEN_PORT: String(await freePort()),
+      COMMONS_LOG_FORMAT: 'pretty',
+    });
+    const line = await server.waitForLog((l) =>
+      / INFO: Commons .* listening on /.test(l.msg ?? ''),
+    );
+    assert.match(line.msg ?? '', /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: Commons \S+ listening on http:/);
+    assert.throws(() => JSON.parse(line.msg ?? ''));
+    server.child.kill('SIGTERM');
+    assert.deepEqual(await server.waitForExit(), { code: 0, signal: null });
+    assert.match(server.stdout, /INFO: stopped/);
   });
 
   it('creates commons.db, token.key and signing.key on first start and reuses them', async () => {
@@ -569,7 +640,7 @@ forEachDatabase('commons keeps accounts across a restart', (dialect) => {
         COMMONS_LISTEN_PORT: String(await freePort()),
       };
       const first = new Commons([], env);
-      const started = await first.waitForLog('Commons is listening');
+      const started = await first.waitForLog(isListeningLine);
       assert.equal(started.database, dialect);
       const url = started.url as string;
       const alice = await registerWithDummyFlow(url, 'alice', 'correct horse');
