@@ -30,6 +30,7 @@ import { newSessionId } from './core/secrets.js';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { FastReads } from './http/fast-reads.js';
+import { InFlight } from './http/in-flight.js';
 import { invalidParam } from './core/errors.js';
 import { parseQueryString } from './http/query-string.js';
 
@@ -37,6 +38,8 @@ export interface AppDeps {
   config: ResolvedConfig;
   services: Services;
   logger: FastifyBaseLogger;
+  /** Counts running handlers (and fast reads), for a shutdown to wait for. */
+  inFlight?: InFlight;
 }
 
 export type App = FastifyInstance;
@@ -106,6 +109,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const requestIdTag = newSessionId().slice(0, 8);
   let requests = 0;
   const requestId = () => `${requestIdTag}${(++requests).toString(36)}`;
+  const inFlight = deps.inFlight ?? new InFlight();
   const rateLimiter = config.rate_limits.enabled
     ? new RateLimiter(config.rate_limits.classes)
     : null;
@@ -115,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         rateLimiter,
         trustProxy: config.http.trust_proxy,
         requestId,
+        inFlight,
         log: {
           enabled: logsRequests(deps.logger.level),
           line: (fields, reqId) => deps.logger.info({ reqId, ...fields }, 'request'),
@@ -140,6 +145,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     clientErrorHandler: answerClientError,
   });
 
+  // Every handler is counted while it runs (it may run on after its client has gone).
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function (this: FastifyInstance, request, reply) {
+      const result: unknown = handler.call(this, request, reply);
+      return result instanceof Promise ? inFlight.track(result) : result;
+    } as typeof handler;
+  });
   registerErrorHandling(app);
   registerValidators(app);
   registerJsonBodyParser(app);

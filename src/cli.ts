@@ -13,7 +13,13 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ResolvedConfig } from './config/load.js';
 import { generateConfigYaml } from './config/generate.js';
 import { registerUserWithSharedSecret } from './register-user.js';
-import { createLogger, listeningLine, logFormatFor, startServer } from './main.js';
+import {
+  createLogger,
+  listeningLine,
+  logFormatFor,
+  startServer,
+  type RunningServer,
+} from './main.js';
 import { PORT_DB_USAGE, runPortDb } from './port-db.js';
 import { VERSION } from './version.js';
 
@@ -51,7 +57,37 @@ function localUrl(config: ResolvedConfig): string {
 async function runServer(configFile: string | undefined): Promise<void> {
   const config = readConfig(configFile);
   const logger = createLogger(config);
-  let server;
+  let server: RunningServer | undefined;
+  let stopping: NodeJS.Signals | null = null;
+  const stop = (running: RunningServer, signal: NodeJS.Signals) => {
+    logger.info(
+      { signal, grace_seconds: config.shutdown.grace_seconds },
+      'shutting down: finishing in-flight requests',
+    );
+    running
+      .close()
+      .then(() => {
+        logger.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'error during shutdown');
+        process.exit(1);
+      });
+  };
+  // Installed before anything starts, so a signal is never met by the default action (an
+  // exit without cleaning up). The first one stops gracefully, within shutdown.grace_seconds;
+  // a second one exits at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping !== null) {
+      logger.warn({ signal }, `second signal (${signal}): exiting now`);
+      process.exit(1);
+    }
+    stopping = signal;
+    if (server) stop(server, signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
     server = await startServer(config, { logger });
   } catch (err) {
@@ -63,24 +99,8 @@ async function runServer(configFile: string | undefined): Promise<void> {
   logger.info(pretty ? {} : listening.fields, listening.msg);
   if (config.registration.enabled)
     logger.warn('open registration is enabled (registration.enabled)');
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down: finishing in-flight requests');
-    server
-      .close()
-      .then(() => {
-        logger.info('stopped');
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'error during shutdown');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  // A signal that came while starting: stop now that there is something to stop.
+  if (stopping !== null) stop(server, stopping);
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { buildApp, type App } from './app.js';
+import { InFlight } from './http/in-flight.js';
 import type { ResolvedConfig } from './config/load.js';
 import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
@@ -20,8 +21,22 @@ export interface RunningServer {
   storage: Storage;
   /** The address actually bound, e.g. http://127.0.0.1:8008. */
   url: string;
-  close(): Promise<void>;
+  /**
+   * Stops: no new requests, in-flight ones get `shutdown.grace_seconds` to finish (then their
+   * connections are cut), and the database closes once no handler runs any more.
+   */
+  close(): Promise<ShutdownReport>;
 }
+
+export interface ShutdownReport {
+  /** Requests whose connections were cut at the deadline (0: every request finished). */
+  cut: number;
+  /** Handlers still running when the process gave up waiting (the database was left open). */
+  unfinished: number;
+}
+
+/** After the deadline (connections cut), how long handlers get to notice before we give up. */
+const AFTER_DEADLINE_MS = 1000;
 
 /** MSC2666: a `next_batch` token should remain valid for at least ten minutes. */
 const MIN_SPEC_TOKEN_TTL_SECONDS = 600;
@@ -145,6 +160,7 @@ export async function startServer(
   });
   let app: App;
   let services: Services;
+  const inFlight = new InFlight();
   try {
     await storage.changes.listen();
     services = createServices({
@@ -153,7 +169,7 @@ export async function startServer(
       now: Date.now,
       signingKey: secrets.signingKey,
     });
-    app = await buildApp({ config, services, logger });
+    app = await buildApp({ config, services, logger, inFlight });
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
     await storage.close();
@@ -177,7 +193,7 @@ export async function startServer(
     pending.add(res);
     res.on('close', () => pending.delete(res));
   });
-  let closing: Promise<void> | null = null;
+  let closing: Promise<ShutdownReport> | null = null;
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -194,13 +210,37 @@ export async function startServer(
         services.deactivation.stop();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+        let cut = 0;
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, config.shutdown.grace_seconds * 1000);
+        });
+        const closed = app.close();
         try {
-          await app.close();
+          if (
+            (await Promise.race([closed.then(() => false), deadline.then(() => true)])) === true
+          ) {
+            cut = pending.size;
+            logger.warn(
+              `shutdown: ${config.shutdown.grace_seconds} s passed with ${cut} request(s) unfinished: cutting their connections`,
+            );
+            app.server.closeAllConnections();
+            await closed;
+          }
         } finally {
           clearInterval(sweep);
+          clearTimeout(timer);
+        }
+        // Handlers whose client went away (or was cut) may still be working: the database
+        // closes after them, or not at all if they do not finish soon after the deadline.
+        const remaining = cut > 0 ? AFTER_DEADLINE_MS : config.shutdown.grace_seconds * 1000;
+        if (!(await inFlight.idle(remaining))) {
+          logger.warn(`shutdown: ${inFlight.count} request handler(s) still running; not waiting`);
+          return { cut, unfinished: inFlight.count };
         }
         await resuming;
         await storage.close();
+        return { cut, unfinished: 0 };
       })();
       return closing;
     },

@@ -230,6 +230,17 @@ export const ConfigSchema = Type.Object(
         description: 'Logging (pino, one line per request).',
       },
     ),
+    shutdown: Type.Object(
+      {
+        grace_seconds: Type.Number({
+          minimum: 0,
+          default: 10,
+          description:
+            'On SIGTERM or SIGINT, how long in-flight requests get to finish; then the remaining connections are cut and the process exits. A second signal exits at once.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Stopping.' },
+    ),
   },
   { additionalProperties: false },
 );

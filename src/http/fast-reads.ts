@@ -52,6 +52,8 @@ export interface FastReadsOptions {
   /** The next request ID, from the counter Fastify's requests use. */
   requestId(): string;
   log: FastReadLog;
+  /** Counts each read while it runs (a shutdown waits for them). */
+  inFlight?: { track<T>(work: Promise<T>): Promise<T> };
 }
 
 /** Node's request handler signature, which Fastify's own handler has too. */
@@ -146,7 +148,9 @@ export class FastReads {
     } catch {
       return null;
     }
-    return { requester, body: read() };
+    const body = read();
+    this.options.inFlight?.track(body).catch(() => undefined);
+    return { requester, body };
   }
 
   private send(

@@ -108,6 +108,8 @@ export async function startServerOn(
     running,
     dialect: database.dialect,
     request,
-    close: () => running.close(),
+    close: async () => {
+      await running.close();
+    },
   };
 }

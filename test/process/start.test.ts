@@ -558,6 +558,111 @@ describe('stopping commons', () => {
   });
 });
 
+/** A request whose body is sent only in part, so it stays in flight until `finish` or `abort`. */
+function halfSentLogin(url: string) {
+  const body = JSON.stringify({
+    type: 'm.login.password',
+    identifier: { type: 'm.id.user', user: 'nobody' },
+    password: 'not the password',
+  });
+  const request = httpRequest(`${url}/_matrix/client/v3/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+  });
+  const outcome = new Promise<string>((resolve) => {
+    request.on('response', (res) => resolve(`status ${res.statusCode}`));
+    request.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+  request.write(body.slice(0, 10));
+  return { request, outcome };
+}
+
+describe('stopping commons: the deadline and a second signal', () => {
+  it('cuts the connections still busy after shutdown.grace_seconds, then exits 0', async () => {
+    const server = new Commons([], {
+      COMMONS_DATA_DIR: path.join(tempDir(), 'data'),
+      COMMONS_LISTEN_PORT: String(await freePort()),
+      COMMONS_SHUTDOWN_GRACE_SECONDS: '1',
+    });
+    const url = await server.listening();
+    const slow = halfSentLogin(url);
+    await delay(200);
+    server.child.kill('SIGTERM');
+    // Well before the 10 s a slow client would otherwise be given (it never finishes).
+    const exit = await server.waitForExit(STOP_TIMEOUT_MS);
+    assert.deepEqual(exit, { code: 0, signal: null }, server.stdout);
+    assert.ok(
+      server.logs.some((l) =>
+        /^shutdown: 1 s passed with 1 request\(s\) unfinished: cutting their connections$/.test(
+          l.msg ?? '',
+        ),
+      ),
+      server.stdout,
+    );
+    assert.ok(server.logs.some((l) => l.msg === 'stopped'));
+    assert.equal(await slow.outcome, 'ECONNRESET');
+  });
+
+  it('exits at once on a second signal while waiting for a slow request', async () => {
+    const server = new Commons([], {
+      COMMONS_DATA_DIR: path.join(tempDir(), 'data'),
+      COMMONS_LISTEN_PORT: String(await freePort()),
+      COMMONS_SHUTDOWN_GRACE_SECONDS: '600',
+    });
+    const url = await server.listening();
+    const slow = halfSentLogin(url);
+    await delay(200);
+    server.child.kill('SIGINT');
+    await server.waitForLog('shutting down: finishing in-flight requests', STOP_TIMEOUT_MS);
+    server.child.kill('SIGINT');
+    const exit = await server.waitForExit(STOP_TIMEOUT_MS);
+    assert.deepEqual(exit, { code: 1, signal: null }, server.stdout);
+    assert.ok(server.logs.some((l) => l.msg === 'second signal (SIGINT): exiting now'));
+    slow.request.destroy();
+  });
+});
+
+forEachDatabase('stopping commons with /sync requests whose clients leave', (dialect) => {
+  it('closes the database only after their handlers finish: no errors, exit 0', async () => {
+    const database = await createTestDatabase(dialect);
+    try {
+      const server = new Commons([], {
+        COMMONS_DATA_DIR: path.join(tempDir(), 'data'),
+        COMMONS_DATABASE_URL: database.url,
+        COMMONS_LISTEN_PORT: String(await freePort()),
+      });
+      const url = await server.listening();
+      const alice = await registerWithDummyFlow(url, 'alice', 'correct horse');
+      const token = alice.access_token as string;
+      const first = await call(`${url}/_matrix/client/v3/sync`, 'GET', undefined, token);
+      const since = first.body.next_batch as string;
+      // Long-polls, woken by the shutdown (each then reads the database to answer), whose
+      // clients go away as the shutdown begins.
+      const polls = Array.from({ length: 8 }, () => {
+        const request = httpRequest(`${url}/_matrix/client/v3/sync?since=${since}&timeout=30000`, {
+          headers: { Authorization: `Bearer ${token}` },
+        });
+        request.on('error', () => undefined);
+        request.end();
+        return request;
+      });
+      await delay(500);
+      server.child.kill('SIGTERM');
+      for (const request of polls) request.destroy();
+      const exit = await server.waitForExit();
+      assert.deepEqual(exit, { code: 0, signal: null }, server.stdout);
+      assert.doesNotMatch(server.stdout + server.stderr, /destroyed/);
+      assert.deepEqual(
+        server.logs.filter((l) => (l.level ?? 0) >= 50),
+        [],
+        server.stdout,
+      );
+    } finally {
+      await database.drop();
+    }
+  });
+});
+
 describe('commons register-user', () => {
   it('registers a user on the running server, who can then log in', async () => {
     const dir = tempDir();
