@@ -113,6 +113,7 @@ function batchingServices(
     },
     tx: (name, fn) => (current ? fn(current) : real.tx(name, fn)),
     changes: real.changes,
+    ping: () => real.ping(),
     close: () => real.close(),
   };
   const services = createServices({

@@ -25,6 +25,7 @@ import { createReceiptService } from './receipts.js';
 import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
+import { createHealthService } from './health.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -66,6 +67,7 @@ export function createServices(ctx: ServiceContext) {
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
     profiles: createProfileService(ctx, membership),
+    health: createHealthService(ctx),
   };
 }
 

@@ -2,7 +2,7 @@
  * The storage facade services see: the stores, bound either to the database or to one
  * named transaction. SQL lives in the stores and nowhere else.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { accountStore, type AccountStore } from './account-store.js';
 import { deviceStore, type DeviceStore } from './device-store.js';
 import { uiaStore, type UiaStore } from './uia-store.js';
@@ -60,6 +60,8 @@ export interface Storage {
   tx<T>(name: string, fn: (stores: Stores) => Promise<T>): Promise<T>;
   /** Committed changes (from every process sharing the database), for caches and waiting /sync requests. */
   readonly changes: ChangeFeed;
+  /** Resolves once the database answers a `SELECT 1`. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -119,6 +121,9 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
       return result;
     },
     changes,
+    async ping() {
+      await sql`SELECT 1`.execute(handle.db);
+    },
     async close() {
       await changes.close();
       await handle.close();

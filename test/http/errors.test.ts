@@ -44,7 +44,7 @@ forEachDatabase('error answers, CORS and limits', (dialect) => {
     `${V3}/no/such/endpoint`,
     '/_matrix/client/v1/nothing',
     '/_matrix/client/v3/login/',
-    '/',
+    '/index.html',
     '/favicon.ico',
     '/_matrix/federation/v1/version',
   ];
@@ -69,6 +69,7 @@ forEachDatabase('error answers, CORS and limits', (dialect) => {
     ['POST', `${V3}/profile/@alice:test.local/displayname`, ['GET', 'PUT']],
     ['DELETE', '/_matrix/client/versions', ['GET']],
     ['PUT', '/_matrix/client/r0/login', ['GET', 'POST']],
+    ['POST', '/', ['GET']],
   ];
   for (const [method, path, allowed] of wrongMethods) {
     it(`${method} on ${path} answers 405 M_UNRECOGNIZED with Allow`, async () => {
