@@ -114,6 +114,7 @@ function batchingServices(
     tx: (name, fn) => (current ? fn(current) : real.tx(name, fn)),
     changes: real.changes,
     ping: () => real.ping(),
+    claimServerName: (candidate) => real.claimServerName(candidate),
     close: () => real.close(),
   };
   const services = createServices({

@@ -3,6 +3,7 @@
  * and shuts down gracefully (stop accepting, finish in-flight requests, close the database).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { existsSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
@@ -143,6 +144,58 @@ export function listeningLine(
   };
 }
 
+/** Why a database made for one server name is not served under another. */
+function serverNameMismatch(recorded: string, config: ResolvedConfig): string {
+  return (
+    `the database ${describeDatabase(config.database.url)} belongs to server_name "${recorded}" ` +
+    `(recorded at its first start), but the configuration says "${config.server_name}": every ` +
+    `user ID, room and event in it names "${recorded}". Set server_name: ${recorded} to serve ` +
+    `it, or give database.url a new database for a server named "${config.server_name}"`
+  );
+}
+
+/**
+ * The files and directories a first start creates (data_dir and the directories above it
+ * that are missing, the secrets, an SQLite database and its companions), as they are before
+ * it: removeNew() deletes those that did not exist then, and directories only when empty,
+ * so nothing that was there before is ever touched.
+ */
+export function filesToCreate(config: ResolvedConfig): { removeNew(): void } {
+  const missingDirs = (dir: string): string[] => {
+    const missing: string[] = [];
+    for (let at = path.resolve(dir); !existsSync(at); at = path.dirname(at)) {
+      missing.push(at);
+      if (path.dirname(at) === at) break;
+    }
+    return missing;
+  };
+  const files = [
+    path.join(config.data_dir, 'token.key'),
+    path.join(config.data_dir, 'signing.key'),
+  ];
+  const dirs = missingDirs(config.data_dir);
+  const url = config.database.url;
+  if (url.startsWith('sqlite:') && url !== 'sqlite::memory:') {
+    const file = path.resolve(url.slice('sqlite:'.length));
+    files.push(file, `${file}-wal`, `${file}-shm`, `${file}-journal`, `${file}-lock`);
+    dirs.push(...missingDirs(path.dirname(file)));
+  }
+  const newFiles = files.filter((file) => !existsSync(file));
+  return {
+    removeNew() {
+      for (const file of newFiles) rmSync(file, { force: true });
+      // Deepest first; a directory something else has put a file in stays.
+      for (const dir of [...new Set(dirs)].sort((a, b) => b.length - a.length)) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          // not empty, or already gone
+        }
+      }
+    },
+  };
+}
+
 export async function startServer(
   config: ResolvedConfig,
   options: StartOptions = {},
@@ -153,15 +206,20 @@ export async function startServer(
       `mutual_rooms.token_ttl_seconds is ${config.mutual_rooms.token_ttl_seconds}: the spec expects paging tokens to stay valid for at least ${MIN_SPEC_TOKEN_TTL_SECONDS} seconds`,
     );
   }
-  const secrets = loadServerSecrets(config.data_dir);
-  const storage = await openStorage(config.database.url, {
-    poolSize: config.database.pool_size,
-    logger,
-  });
+  // What this start creates is removed again if it fails: no half-made data_dir is left.
+  const created = filesToCreate(config);
+  let storage: Storage | undefined;
   let app: App;
   let services: Services;
   const inFlight = new InFlight();
   try {
+    const secrets = loadServerSecrets(config.data_dir);
+    storage = await openStorage(config.database.url, {
+      poolSize: config.database.pool_size,
+      logger,
+    });
+    const recorded = await storage.claimServerName(config.server_name);
+    if (recorded !== config.server_name) throw new Error(serverNameMismatch(recorded, config));
     await storage.changes.listen();
     services = createServices({
       settings: serviceSettingsOf(config),
@@ -172,7 +230,8 @@ export async function startServer(
     app = await buildApp({ config, services, logger, inFlight });
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
-    await storage.close();
+    await storage?.close();
+    created.removeNew();
     throw err;
   }
   // Deactivations a stopped process left unfinished (their rooms not all left).

@@ -29,7 +29,7 @@ export const ConfigSchema = Type.Object(
       minLength: 1,
       default: 'localhost',
       description:
-        'The domain of user IDs (`@alice:<server_name>`). Cannot change once users exist.',
+        'The domain of user IDs (`@alice:<server_name>`). Recorded in the database at its first start; a start with another name is refused.',
     }),
     public_baseurl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], {
       default: null,

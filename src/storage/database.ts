@@ -8,6 +8,7 @@ import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import {
   Kysely,
+  sql,
   PostgresDialect,
   SqliteDialect,
   type PostgresCursor,
@@ -198,6 +199,51 @@ function preparingNamed(pool: pg.Pool): PostgresPool {
   };
 }
 
+/**
+ * The first query, with what to do when it fails: a missing database, a refused login, no
+ * server at the address (pg's own messages name none of what to do).
+ */
+async function checkPostgres(db: Db, url: string): Promise<void> {
+  try {
+    await sql`SELECT 1`.execute(db);
+  } catch (err) {
+    throw new Error(postgresProblem(err as Error & { code?: string }, url), { cause: err });
+  }
+}
+
+export function postgresProblem(err: Error & { code?: string }, url: string): string {
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // described without its parts
+  }
+  const host = parsed?.hostname || 'localhost';
+  const port = parsed?.port || '5432';
+  const user = decodeURIComponent(parsed?.username ?? '') || process.env.USER || 'postgres';
+  const name = decodeURIComponent(parsed?.pathname.slice(1) ?? '') || user;
+  const where = `PostgreSQL at ${host}:${port}`;
+  // Several addresses tried (localhost: ::1 and 127.0.0.1) fail as one AggregateError.
+  const inner = (err as { errors?: (Error & { code?: string })[] }).errors?.[0];
+  switch (err.code ?? inner?.code) {
+    case '3D000':
+      return (
+        `database "${name}" does not exist on ${where}: create it with ` +
+        `createdb -h ${host} -p ${port} -U ${user} ${name} (or CREATE DATABASE "${name}"; in psql)`
+      );
+    case '28P01':
+    case '28000':
+      return `${where} refused user "${user}" (${err.message}): check the user and password in database.url`;
+    case 'ECONNREFUSED':
+      return `could not connect to ${where} (connection refused): is PostgreSQL running there, and is database.url right?`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `could not connect to ${where}: no such host (${err.code}); check database.url`;
+    default:
+      return `could not use ${where}, database "${name}": ${err.message}`;
+  }
+}
+
 export function dialectOf(url: string): DialectName {
   if (url.startsWith('sqlite:')) return 'sqlite';
   if (/^postgres(ql)?:\/\//.test(url)) return 'postgres';
@@ -215,6 +261,7 @@ export async function openDatabase(
       ? openSqlite(url.slice('sqlite:'.length))
       : openPostgres(url, options.poolSize ?? 10, options.logger);
   try {
+    if (dialect === 'postgres') await checkPostgres(db, url);
     await migrateToLatest(db as unknown as Kysely<unknown>);
   } catch (err) {
     await db.destroy();

@@ -30,6 +30,7 @@ import {
 import { createChangeFeed, type ChangeFeed } from './change-feed.js';
 import type { Database } from './schema.js';
 import { openDatabase, type DialectName, type OpenOptions } from './database.js';
+import { claimServerName } from './server-metadata-store.js';
 
 export interface Stores {
   readonly accounts: AccountStore;
@@ -62,6 +63,8 @@ export interface Storage {
   readonly changes: ChangeFeed;
   /** Resolves once the database answers a `SELECT 1`. */
   ping(): Promise<void>;
+  /** The server name the database belongs to, recording `candidate` if it has none yet. */
+  claimServerName(candidate: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -121,6 +124,7 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
       return result;
     },
     changes,
+    claimServerName: (candidate) => claimServerName(handle.db, candidate),
     async ping() {
       await sql`SELECT 1`.execute(handle.db);
     },

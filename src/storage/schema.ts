@@ -161,6 +161,11 @@ export interface MutualRoomEntriesTable {
   room_id: string;
 }
 
+export interface ServerMetadataTable {
+  name: string;
+  value: string;
+}
+
 export interface ServerSecretsTable {
   name: string;
   secret: string;
@@ -282,6 +287,7 @@ export interface Database {
   mutual_room_pairs: MutualRoomPairsTable;
   mutual_room_entries: MutualRoomEntriesTable;
   server_secrets: ServerSecretsTable;
+  server_metadata: ServerMetadataTable;
   filters: FiltersTable;
   account_data: AccountDataTable;
   receipts: ReceiptsTable;

@@ -444,18 +444,43 @@ describe('starting commons', () => {
     assert.match(result.stderr, /^config: cannot read .*nope\.yaml/);
   });
 
-  it('exits non-zero with one stderr line when the port is taken', async () => {
+  it('exits non-zero with one stderr line when the port is taken, leaving no half-made data_dir', async () => {
     const blocker: Server = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = blocker.address() as AddressInfo;
+      const parent = tempDir();
+      const dataDir = path.join(parent, 'new', 'data');
       const result = await runCli([], {
-        COMMONS_DATA_DIR: path.join(tempDir(), 'data'),
+        COMMONS_DATA_DIR: dataDir,
         COMMONS_LISTEN_PORT: String(port),
       });
       assert.notEqual(result.status, 0);
       assert.deepEqual(lines(result.stderr).length, 1, result.stderr);
       assert.match(result.stderr, /^commons: could not start: .*EADDRINUSE/);
+      // The secrets and the SQLite database it made are gone, and the directories it made.
+      assert.equal(existsSync(path.join(parent, 'new')), false);
+      assert.ok(existsSync(parent));
+
+      // A data_dir that was in use keeps everything when a later start fails.
+      const used = path.join(parent, 'used');
+      const server = new Commons([], {
+        COMMONS_DATA_DIR: used,
+        COMMONS_LISTEN_PORT: String(await freePort()),
+      });
+      await registerWithDummyFlow(await server.listening(), 'alice', 'correct horse');
+      await server.stop();
+      const before = ['commons.db', 'token.key', 'signing.key'].map((name) =>
+        readFileSync(path.join(used, name)),
+      );
+      const again = await runCli([], { COMMONS_DATA_DIR: used, COMMONS_LISTEN_PORT: String(port) });
+      assert.match(again.stderr, /EADDRINUSE/);
+      assert.deepEqual(
+        ['commons.db', 'token.key', 'signing.key'].map((name) =>
+          readFileSync(path.join(used, name)),
+        ),
+        before,
+      );
     } finally {
       await new Promise<void>((resolve) => blocker.close(() => resolve()));
     }
@@ -731,6 +756,80 @@ describe('commons register-user', () => {
     assert.notEqual(result.status, 0);
     assert.deepEqual(lines(result.stderr), [
       'register-user: registration.shared_secret is not set in the configuration',
+    ]);
+  });
+});
+
+forEachDatabase('commons refuses a database made for another server_name', (dialect) => {
+  it('names both names and what to do; the recorded name still starts', async () => {
+    const database = await createTestDatabase(dialect);
+    try {
+      const dataDir = path.join(tempDir(), 'data');
+      const env = {
+        COMMONS_DATA_DIR: dataDir,
+        COMMONS_DATABASE_URL: database.url,
+        COMMONS_SERVER_NAME: 'one.example',
+      };
+      const first = new Commons([], { ...env, COMMONS_LISTEN_PORT: String(await freePort()) });
+      await registerWithDummyFlow(await first.listening(), 'alice', 'correct horse');
+      await first.stop();
+
+      const other = await runCli([], {
+        ...env,
+        COMMONS_SERVER_NAME: 'two.example',
+        COMMONS_LISTEN_PORT: String(await freePort()),
+      });
+      assert.equal(other.status, 1);
+      const [line, ...rest] = lines(other.stderr);
+      assert.deepEqual(rest, []);
+      assert.match(
+        line ?? '',
+        /^commons: could not start: the database \S+ belongs to server_name "one\.example" \(recorded at its first start\), but the configuration says "two\.example": .* Set server_name: one\.example to serve it, or give database\.url a new database for a server named "two\.example"$/,
+      );
+      // The refused start deleted nothing.
+      assert.ok(existsSync(path.join(dataDir, 'signing.key')));
+
+      const again = new Commons([], { ...env, COMMONS_LISTEN_PORT: String(await freePort()) });
+      const url = await again.listening();
+      assert.equal((await login(url, 'alice', 'correct horse')).status, 200);
+      await again.stop();
+    } finally {
+      await database.drop();
+    }
+  });
+});
+
+describe('commons names what to do when it cannot start or reach the server', () => {
+  it('a PostgreSQL database that does not exist: create it with createdb', async (t) => {
+    const admin = process.env.COMMONS_TEST_DATABASE_URL;
+    if (!admin) return t.skip('no PostgreSQL (COMMONS_TEST_DATABASE_URL)');
+    const url = new URL(admin);
+    url.pathname = '/commons_missing_database';
+    const dataDir = path.join(tempDir(), 'data');
+    const result = await runCli([], {
+      COMMONS_DATA_DIR: dataDir,
+      COMMONS_DATABASE_URL: url.toString(),
+      COMMONS_LISTEN_PORT: String(await freePort()),
+    });
+    assert.equal(result.status, 1);
+    assert.deepEqual(lines(result.stderr), [
+      `commons: could not start: database "commons_missing_database" does not exist on PostgreSQL at ${url.hostname}:${url.port || '5432'}: ` +
+        `create it with createdb -h ${url.hostname} -p ${url.port || '5432'} -U ${decodeURIComponent(url.username)} commons_missing_database ` +
+        '(or CREATE DATABASE "commons_missing_database"; in psql)',
+    ]);
+    assert.equal(existsSync(dataDir), false, 'a failed first start left its data_dir');
+  });
+
+  it('register-user names the URL it could not reach', async () => {
+    const port = await freePort();
+    const result = await runCli(['register-user', '--user', 'bob', '--password', 'pw'], {
+      COMMONS_LISTEN_PORT: String(port),
+      COMMONS_REGISTRATION_SHARED_SECRET: 'a-shared-secret-for-the-test',
+    });
+    assert.equal(result.status, 1);
+    assert.deepEqual(lines(result.stderr), [
+      `register-user: could not reach the server at http://127.0.0.1:${port} (ECONNREFUSED): is it running there? ` +
+        '(the address comes from listen.host and listen.port; --url names another)',
     ]);
   });
 });
