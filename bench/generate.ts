@@ -115,6 +115,7 @@ function batchingServices(
     changes: real.changes,
     ping: () => real.ping(),
     claimServerName: (candidate) => real.claimServerName(candidate),
+    poolStats: () => real.poolStats(),
     close: () => real.close(),
   };
   const services = createServices({

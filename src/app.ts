@@ -32,6 +32,7 @@ import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { FastReads } from './http/fast-reads.js';
 import { InFlight } from './http/in-flight.js';
+import type { RequestObserver } from './metrics.js';
 import { invalidParam } from './core/errors.js';
 import { parseQueryString } from './http/query-string.js';
 
@@ -41,6 +42,8 @@ export interface AppDeps {
   logger: FastifyBaseLogger;
   /** Counts running handlers (and fast reads), for a shutdown to wait for. */
   inFlight?: InFlight;
+  /** Told of every answered request (metrics.enabled); none: nothing is measured. */
+  requestObserver?: RequestObserver | null;
 }
 
 export type App = FastifyInstance;
@@ -111,6 +114,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   let requests = 0;
   const requestId = () => `${requestIdTag}${(++requests).toString(36)}`;
   const inFlight = deps.inFlight ?? new InFlight();
+  const observer = deps.requestObserver ?? null;
   const rateLimiter = config.rate_limits.enabled
     ? new RateLimiter(config.rate_limits.classes)
     : null;
@@ -121,6 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         trustProxy: config.http.trust_proxy,
         requestId,
         inFlight,
+        observe: observer ? observer.observeRequest.bind(observer) : undefined,
         log: {
           enabled: logsRequests(deps.logger.level),
           line: (fields, reqId) => deps.logger.info({ reqId, ...fields }, 'request'),
@@ -154,6 +159,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       return result instanceof Promise ? inFlight.track(result) : result;
     } as typeof handler;
   });
+  if (observer) {
+    // By route pattern, never by URL (whose IDs would make a series per room and user).
+    app.addHook('onResponse', (request, reply, done) => {
+      observer.observeRequest(
+        request.method,
+        request.routeOptions.url ?? 'unmatched',
+        reply.statusCode,
+        reply.elapsedTime / 1000,
+      );
+      done();
+    });
+  }
   registerErrorHandling(app);
   registerValidators(app);
   registerJsonBodyParser(app);

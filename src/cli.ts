@@ -93,7 +93,12 @@ async function runServer(configFile: string | undefined): Promise<void> {
   } catch (err) {
     fail(`commons: could not start: ${(err as Error).message}`);
   }
-  const listening = listeningLine(config, server.url, configFile ?? process.env.COMMONS_CONFIG);
+  const listening = listeningLine(
+    config,
+    server.url,
+    configFile ?? process.env.COMMONS_CONFIG,
+    server.metricsUrl,
+  );
   // On a terminal the line says it all; JSON lines carry its facts as fields too.
   const pretty = logFormatFor(config.log.format, process.stdout.isTTY === true) === 'pretty';
   logger.info(pretty ? {} : listening.fields, listening.msg);

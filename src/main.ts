@@ -9,6 +9,8 @@ import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { buildApp, type App } from './app.js';
 import { InFlight } from './http/in-flight.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { CacheStats } from './services/cache-stats.js';
 import type { ResolvedConfig } from './config/load.js';
 import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
@@ -22,6 +24,8 @@ export interface RunningServer {
   storage: Storage;
   /** The address actually bound, e.g. http://127.0.0.1:8008. */
   url: string;
+  /** Where Prometheus metrics are served (null unless metrics.enabled). */
+  metricsUrl: string | null;
   /**
    * Stops: no new requests, in-flight ones get `shutdown.grace_seconds` to finish (then their
    * connections are cut), and the database closes once no handler runs any more.
@@ -124,6 +128,7 @@ export function listeningLine(
   config: ResolvedConfig,
   url: string,
   configFile: string | undefined,
+  metricsUrl: string | null = null,
 ): { fields: Record<string, unknown>; msg: string } {
   const database = describeDatabase(config.database.url);
   const file = configFile === undefined ? null : path.resolve(configFile);
@@ -137,10 +142,12 @@ export function listeningLine(
       database_url: database,
       data_dir: config.data_dir,
       config: file,
+      metrics: metricsUrl,
     },
     msg:
       `Commons ${VERSION} listening on ${url} as ${config.server_name}; database ${database}, ` +
-      `data_dir ${config.data_dir}, config ${file ?? '(none: defaults and COMMONS_* variables)'}`,
+      `data_dir ${config.data_dir}, config ${file ?? '(none: defaults and COMMONS_* variables)'}` +
+      (metricsUrl ? `, metrics ${metricsUrl}` : ''),
   };
 }
 
@@ -209,6 +216,8 @@ export async function startServer(
   // What this start creates is removed again if it fails: no half-made data_dir is left.
   const created = filesToCreate(config);
   let storage: Storage | undefined;
+  let metrics: Metrics | null = null;
+  let metricsUrl: string | null = null;
   let app: App;
   let services: Services;
   const inFlight = new InFlight();
@@ -221,15 +230,30 @@ export async function startServer(
     const recorded = await storage.claimServerName(config.server_name);
     if (recorded !== config.server_name) throw new Error(serverNameMismatch(recorded, config));
     await storage.changes.listen();
+    const cacheStats = new CacheStats();
     services = createServices({
       settings: serviceSettingsOf(config),
       storage,
       now: Date.now,
       signingKey: secrets.signingKey,
+      cacheStats,
     });
-    app = await buildApp({ config, services, logger, inFlight });
+    if (config.metrics.enabled) {
+      const notifier = services.notifier;
+      const opened = storage;
+      metrics = createMetrics({
+        version: VERSION,
+        waitingSyncs: () => notifier.waiting,
+        poolStats: () => opened.poolStats(),
+        caches: cacheStats,
+      });
+      // Before the client listener: a start that fails here has served nobody yet.
+      metricsUrl = await metrics.listen(config.metrics.listen.host, config.metrics.listen.port);
+    }
+    app = await buildApp({ config, services, logger, inFlight, requestObserver: metrics });
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
+    await metrics?.close();
     await storage?.close();
     created.removeNew();
     throw err;
@@ -262,6 +286,7 @@ export async function startServer(
     app,
     storage,
     url: `http://${host}:${port}`,
+    metricsUrl,
     close() {
       closing ??= (async () => {
         // Long-polling /sync requests answer now rather than hold up the shutdown.
@@ -298,6 +323,7 @@ export async function startServer(
           return { cut, unfinished: inFlight.count };
         }
         await resuming;
+        await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };
       })();

@@ -230,6 +230,32 @@ export const ConfigSchema = Type.Object(
         description: 'Logging (pino, one line per request).',
       },
     ),
+    metrics: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            'Serve Prometheus metrics at `/metrics` on a listener of their own (`metrics.listen`), never on the client listener. See docs/monitoring.md.',
+        }),
+        listen: Type.Object(
+          {
+            host: Type.String({
+              minLength: 1,
+              default: '127.0.0.1',
+              description: 'Address of the metrics listener.',
+            }),
+            port: Type.Integer({
+              minimum: 0,
+              maximum: 65535,
+              default: 9000,
+              description: 'TCP port of the metrics listener (0 picks a free one).',
+            }),
+          },
+          { additionalProperties: false, default: {}, description: 'Where `/metrics` listens.' },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Prometheus metrics.' },
+    ),
     shutdown: Type.Object(
       {
         grace_seconds: Type.Number({

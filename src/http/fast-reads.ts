@@ -54,6 +54,8 @@ export interface FastReadsOptions {
   log: FastReadLog;
   /** Counts each read while it runs (a shutdown waits for them). */
   inFlight?: { track<T>(work: Promise<T>): Promise<T> };
+  /** Told of each answered read, as Fastify's requests are (metrics). */
+  observe?: ((method: string, route: string, status: number, seconds: number) => void) | undefined;
 }
 
 /** Node's request handler signature, which Fastify's own handler has too. */
@@ -167,6 +169,7 @@ export class FastReads {
       'content-length': body.length,
     });
     response.end(body);
+    this.options.observe?.('GET', route.path, 200, (performance.now() - started) / 1000);
     if (!this.options.log.enabled) return;
     const ip = this.options.trustProxy
       ? proxyAddr.all(request, trustAll).at(-1)

@@ -2,6 +2,7 @@
 import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
 import type { Storage } from '../storage/index.js';
+import type { CacheStats } from './cache-stats.js';
 
 export interface ServiceSettings {
   serverName: string;
@@ -30,6 +31,8 @@ export interface ServiceContext {
   now: () => number;
   /** The key that signs this server's events. */
   signingKey: SigningKey;
+  /** Where caches count their hits and misses (for metrics); none: not counted. */
+  cacheStats?: CacheStats;
 }
 
 /** The authenticated user behind a request. */

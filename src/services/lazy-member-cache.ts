@@ -3,10 +3,15 @@
  * (unless the filter asks for redundant members). Kept in memory per process: after a restart,
  * or when a device's syncs go to another worker, members are sent again, which the spec allows.
  */
+import type { CacheCounts } from './cache-stats.js';
+
 const MAX_DEVICES = 10_000;
 
 export class LazyMemberCache {
   private readonly devices = new Map<string, Map<string, Set<string>>>();
+
+  /** `stats` counts each lookup: a hit is a member the device was sent already. */
+  constructor(private readonly stats: CacheCounts = { hits: 0, misses: 0 }) {}
 
   /** Forgets what the device was sent (its client starts over with an initial sync). */
   reset(device: string): void {
@@ -14,7 +19,10 @@ export class LazyMemberCache {
   }
 
   has(device: string, roomId: string, userId: string): boolean {
-    return this.devices.get(device)?.get(roomId)?.has(userId) ?? false;
+    const sent = this.devices.get(device)?.get(roomId)?.has(userId) ?? false;
+    if (sent) this.stats.hits++;
+    else this.stats.misses++;
+    return sent;
   }
 
   add(device: string, roomId: string, userId: string): void {

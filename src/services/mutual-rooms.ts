@@ -82,7 +82,9 @@ export function createMutualRoomsService(ctx: ServiceContext) {
   const pairRows = createUserCache<CachedPair>(ctx.storage.changes, {
     max: PAIR_CACHE_ENTRIES,
     usersNamedBy: (change) => change.users,
+    stats: ctx.cacheStats?.counter('mutual_rooms_pairs'),
   });
+  const pageStats = ctx.cacheStats?.counter('mutual_rooms_pages') ?? { hits: 0, misses: 0 };
   /**
    * A pair's last-use time is written at most this often. A cached row is read again once
    * it is this old, so no process can drop it as idle (after `cacheIdleSeconds`) while it is
@@ -231,8 +233,11 @@ export function createMutualRoomsService(ctx: ServiceContext) {
         cached.revisions === revisions &&
         now < cached.fromExpiresAt &&
         now - cached.issuedAt < reuseMs
-      )
+      ) {
+        pageStats.hits++;
         return cached.page;
+      }
+      pageStats.misses++;
 
       const tokens = await tokenKey();
       const { cursor, expiresAt: fromExpiresAt } = position ?? (await readFrom(binding, from, now));

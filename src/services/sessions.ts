@@ -32,6 +32,7 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
   const sessions = createUserCache<Requester>(ctx.storage.changes, {
     max: SESSION_CACHE_ENTRIES,
     usersNamedBy: (change) => change.sessions,
+    stats: ctx.cacheStats?.counter('sessions'),
   });
   /** A session from the database, kept unless a change to the user's sessions came meanwhile. */
   async function readSession(hash: string): Promise<Requester> {

@@ -154,7 +154,7 @@ export function createSyncService(
   sources: SyncSources,
 ) {
   const stores = () => ctx.storage.stores;
-  const lazyMembers = new LazyMemberCache();
+  const lazyMembers = new LazyMemberCache(ctx.cacheStats?.counter('lazy_members'));
   const batchesInFlight = statementsHoldProcess(ctx) ? 1 : BATCHES_IN_FLIGHT;
 
   function parseSince(token: string, current: number): number {

@@ -18,6 +18,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { ChangeFeed, StreamChange } from '../storage/index.js';
+import type { CacheCounts } from './cache-stats.js';
 
 export interface UserCache<V> {
   /** The value, unless dropped, evicted, or the feed cannot vouch for it. */
@@ -40,6 +41,8 @@ export interface UserCacheOptions<V> {
   sizeOf?: (value: V) => number;
   /** The users a change names for this cache (a change naming none leaves it untouched). */
   usersNamedBy(change: StreamChange): readonly string[] | undefined;
+  /** Counts each get as a hit or a miss. */
+  stats?: CacheCounts | undefined;
 }
 
 interface Entry<V> {
@@ -65,6 +68,7 @@ export function createUserCache<V>(feed: ChangeFeed, options: UserCacheOptions<V
   /** Counts the changes that dropped something (or could have). */
   let generation = 0;
   let closed = false;
+  const stats = options.stats ?? { hits: 0, misses: 0 };
 
   const unsubscribe = feed.subscribe((change) => {
     if (change.everyone) {
@@ -84,8 +88,10 @@ export function createUserCache<V>(feed: ChangeFeed, options: UserCacheOptions<V
 
   return {
     get(key) {
-      if (closed || !feed.current()) return undefined;
-      return entries.get(key)?.value;
+      const value = closed || !feed.current() ? undefined : entries.get(key)?.value;
+      if (value === undefined) stats.misses++;
+      else stats.hits++;
+      return value;
     },
     ticket: () => generation,
     set(key, value, users, ticket) {

@@ -29,9 +29,20 @@ export interface StorageLogger {
   warn(obj: object, msg: string): void;
 }
 
+/** A PostgreSQL pool's connections right now (SQLite has one connection and no pool). */
+export interface PoolStats {
+  /** Open connections, idle or in use. */
+  total: number;
+  idle: number;
+  /** Queries waiting for a connection. */
+  waiting: number;
+  max: number;
+}
+
 export interface DatabaseHandle {
   readonly dialect: DialectName;
   readonly db: Db;
+  poolStats(): PoolStats | null;
   /** Runs `fn` in one transaction named for logs; commits when it resolves. */
   tx<T>(name: string, fn: (trx: Tx) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -135,7 +146,11 @@ function openSqlite(file: string): Db {
   });
 }
 
-function openPostgres(url: string, poolSize: number, logger: StorageLogger | undefined): Db {
+function openPostgres(
+  url: string,
+  poolSize: number,
+  logger: StorageLogger | undefined,
+): { db: Db; pool: pg.Pool } {
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
@@ -154,7 +169,10 @@ function openPostgres(url: string, poolSize: number, logger: StorageLogger | und
   // An idle connection can be closed by the server (restart, admin command): pg reports it
   // on the pool, and an unhandled 'error' would end the process. The pool replaces it.
   pool.on('error', (err) => logger?.warn({ err: err.message }, 'idle PostgreSQL connection lost'));
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingNamed(pool) }) });
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: preparingNamed(pool) }),
+  });
+  return { db, pool };
 }
 
 /**
@@ -256,10 +274,10 @@ export async function openDatabase(
   options: OpenOptions = {},
 ): Promise<DatabaseHandle> {
   const dialect = dialectOf(url);
-  const db =
-    dialect === 'sqlite'
-      ? openSqlite(url.slice('sqlite:'.length))
-      : openPostgres(url, options.poolSize ?? 10, options.logger);
+  const poolSize = options.poolSize ?? 10;
+  const postgres = dialect === 'postgres' ? openPostgres(url, poolSize, options.logger) : null;
+  const db = postgres ? postgres.db : openSqlite(url.slice('sqlite:'.length));
+  const pool = postgres?.pool;
   try {
     if (dialect === 'postgres') await checkPostgres(db, url);
     await migrateToLatest(db as unknown as Kysely<unknown>);
@@ -271,6 +289,15 @@ export async function openDatabase(
   return {
     dialect,
     db,
+    poolStats: () =>
+      pool
+        ? {
+            total: pool.totalCount,
+            idle: pool.idleCount,
+            waiting: pool.waitingCount,
+            max: poolSize,
+          }
+        : null,
     async tx<T>(name: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
       const started = performance.now();
       try {

@@ -29,7 +29,7 @@ import {
 } from './stream-store.js';
 import { createChangeFeed, type ChangeFeed } from './change-feed.js';
 import type { Database } from './schema.js';
-import { openDatabase, type DialectName, type OpenOptions } from './database.js';
+import { openDatabase, type DialectName, type OpenOptions, type PoolStats } from './database.js';
 import { claimServerName } from './server-metadata-store.js';
 
 export interface Stores {
@@ -63,6 +63,8 @@ export interface Storage {
   readonly changes: ChangeFeed;
   /** Resolves once the database answers a `SELECT 1`. */
   ping(): Promise<void>;
+  /** The PostgreSQL pool's connections (null on SQLite). */
+  poolStats(): PoolStats | null;
   /** The server name the database belongs to, recording `candidate` if it has none yet. */
   claimServerName(candidate: string): Promise<string>;
   close(): Promise<void>;
@@ -125,6 +127,7 @@ export async function openStorage(url: string, options: OpenOptions = {}): Promi
     },
     changes,
     claimServerName: (candidate) => claimServerName(handle.db, candidate),
+    poolStats: () => handle.poolStats(),
     async ping() {
       await sql`SELECT 1`.execute(handle.db);
     },
@@ -147,6 +150,7 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
+export type { PoolStats } from './database.js';
 export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
 export type { PresenceStore, PresenceRow } from './presence-store.js';
 export type { SyncStore, UserMembershipRow, MemberCounts } from './sync-store.js';
