@@ -11,7 +11,7 @@ import { it } from 'node:test';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { copySqliteToPostgres } from '../../bench/copy-dataset.js';
-import { generateDataset } from '../../bench/generate.js';
+import { generateDataset, SERVER_NAME } from '../../bench/generate.js';
 import { PROFILES } from '../../bench/profiles.js';
 import { createTestDatabase, testDialects } from '../helpers/databases.js';
 import { startServerOn } from '../helpers/server.js';
@@ -78,8 +78,8 @@ it(
         await client.end();
       }
 
-      // Commons on the copy, with the build's data_dir: the manifest's tokens work.
-      const server = await startServerOn(target, dir);
+      // Commons on the copy, with the build's data_dir and server name: the manifest's tokens work.
+      const server = await startServerOn(target, dir, { COMMONS_SERVER_NAME: SERVER_NAME });
       try {
         const res = await server.request<{ user_id: string }>(
           'GET',
