@@ -101,6 +101,7 @@ export function createMemberListService(
     maxSize: JOINED_BODY_CACHE_BYTES,
     sizeOf: (body) => body.length,
     usersNamedBy: (change) => change.memberRooms,
+    stats: ctx.cacheStats?.counter('joined_members_bodies'),
   });
 
   /**

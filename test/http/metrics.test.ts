@@ -154,6 +154,23 @@ forEachDatabase('metrics', (dialect) => {
     assert.ok(
       sample(text, 'commons_cache_lookups_total{cache="lazy_members",result="miss"}') !== undefined,
     );
+    // /joined_members twice: read and kept, then answered from what was kept.
+    for (let i = 0; i < 2; i++) {
+      const joined = await server.request(
+        'GET',
+        `${C}/rooms/${encodeURIComponent(roomId)}/joined_members`,
+        { token: alice.accessToken },
+      );
+      assert.equal(joined.status, 200);
+    }
+    const counted = await scrape();
+    const lookups = (result: string) =>
+      sample(
+        counted,
+        `commons_cache_lookups_total{cache="joined_members_bodies",result="${result}"}`,
+      );
+    assert.ok((lookups('miss') ?? 0) >= 1, counted);
+    assert.ok((lookups('hit') ?? 0) >= 1, counted);
     if (dialect === 'postgres') {
       assert.equal(sample(text, 'commons_db_pool_max'), 10);
       assert.ok((sample(text, 'commons_db_pool_connections{state="idle"}') ?? -1) >= 0, text);
