@@ -736,13 +736,15 @@ export function createSyncService(
         await sources.presence.setFromSync(requester.userId, options.setPresence);
       const deadline = ctx.now() + options.timeoutMs;
       for (;;) {
+        // Marked before the read: whatever commits after it reaches the notifier after the mark.
+        const mark = notifier.mark();
         const upTo = await stores().stream.selectCurrentPosition();
         const { response, empty, watched } = await build(requester, since, upTo, options);
         const remaining = deadline - ctx.now();
         if (!empty || since === null || options.fullState || remaining <= 0) return response;
         if (options.signal?.aborted || notifier.closed) return response;
         const interest = { userId: requester.userId, rooms: watched };
-        const changed = await notifier.waitForChange(interest, upTo, remaining, options.signal);
+        const changed = await notifier.waitForChange(interest, mark, remaining, options.signal);
         if (!changed) return response;
       }
     },
