@@ -31,6 +31,8 @@ const MESSAGE_INTERVAL_MS = 100;
 const PROBE_INTERVAL_MS = 20;
 /** How long a message may take to arrive before it counts as lost. */
 const DRAIN_MS = 10_000;
+/** The longest the idle users may take to connect before the idle phase starts anyway. */
+const CONNECT_LIMIT_MS = 900_000;
 
 export type IdleSetup = 'sqlite' | 'postgres' | 'postgres-3-workers';
 
@@ -593,7 +595,7 @@ async function runSetup(
     const pollers = startPollers(options.root, prepared.seeded.idle, urls, options);
     try {
       const connectStarted = performance.now();
-      const connectLimit = Date.now() + 300_000;
+      const connectLimit = Date.now() + CONNECT_LIMIT_MS;
       await phase(
         'connect',
         async () => {

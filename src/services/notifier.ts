@@ -89,6 +89,11 @@ export function createNotifier(storage: Storage) {
       return seq;
     },
 
+    /** Whether a change concerning `interest` has reached this process since `mark`. */
+    changedSince(interest: Interest, mark: number): boolean {
+      return closed || changedSince(interest, mark);
+    },
+
     /**
      * Resolves true when a change concerning `interest` reaches this process after `mark`
      * (at once if one already has), or false after `timeoutMs` (or when `signal` aborts)

@@ -163,6 +163,48 @@ forEachDatabase('idle /sync long-polls', (dialect) => {
     assert.equal(await again.done, true);
   });
 
+  it('an idle poll from an empty answer gets the same answer, with current key counts, until something concerns it', async () => {
+    const gina = await registerUser(server);
+    const hugo = await registerUser(server);
+    const room = await createRoom(gina);
+    const elsewhere = await createRoom(hugo);
+    const poll = async (since: string) => {
+      const response = await server.request<{
+        next_batch: string;
+        rooms?: {
+          join?: Record<string, { timeline: { events: { content: { body?: string } }[] } }>;
+        };
+        device_one_time_keys_count?: Record<string, number>;
+      }>('GET', `${V3}/sync?timeout=0&since=${since}`, { token: gina.accessToken });
+      assert.equal(response.status, 200);
+      return response.body;
+    };
+    const initial = await server.request<{ next_batch: string }>('GET', `${V3}/sync?timeout=0`, {
+      token: gina.accessToken,
+    });
+    const first = await poll(initial.body.next_batch);
+    assert.deepEqual(first.rooms?.join ?? {}, {});
+    await say(hugo, elsewhere, 'not for gina');
+    const second = await poll(first.next_batch);
+    assert.equal(second.next_batch, first.next_batch, 'nothing new for her: the same position');
+    assert.deepEqual(second.rooms?.join ?? {}, {});
+
+    // Uploading one-time keys wakes nobody; the counts in an empty answer are still current.
+    const uploaded = await server.request('POST', `${V3}/keys/upload`, {
+      token: gina.accessToken,
+      body: { one_time_keys: { 'signed_curve25519:AAAAAQ': { key: 'k1' } } },
+    });
+    assert.equal(uploaded.status, 200, JSON.stringify(uploaded.body));
+    const third = await poll(second.next_batch);
+    assert.equal(third.device_one_time_keys_count?.signed_curve25519, 1);
+
+    await say(hugo, elsewhere, 'still not for gina');
+    await say(gina, room, 'for gina');
+    const fourth = await poll(third.next_batch);
+    const bodies = fourth.rooms?.join?.[room]?.timeline.events.map((e) => e.content.body);
+    assert.deepEqual(bodies, ['for gina']);
+  });
+
   it('long-polls held beyond the pool size leave the database to other requests', async () => {
     const users = await Promise.all(Array.from({ length: 6 }, () => registerUser(server)));
     const rooms: string[] = [];
