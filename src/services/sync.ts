@@ -32,7 +32,7 @@ interface QuietAnswer {
   since: string;
   /** The request's filter, as JSON. */
   filter: string;
-  /** The notifier's mark taken before the answer's position was read. */
+  /** A notifier mark up to which nothing concerning the user has come since the answer's position. */
   mark: number;
   /** The rooms the user was in, invited to or knocking on. */
   rooms: ReadonlySet<string>;
@@ -775,6 +775,8 @@ export function createSyncService(
       quietAnswers.delete(key);
       return undefined;
     }
+    // Nothing concerning up to now: later checks need only look at what comes after.
+    kept.mark = notifier.mark();
     return kept;
   }
 
@@ -804,7 +806,8 @@ export function createSyncService(
         }
         const { response, empty, watched } = built;
         const remaining = deadline - ctx.now();
-        const answer = async (): Promise<SyncResponse> => {
+        /** `quietSince`: a mark up to which nothing concerning the user has come. */
+        const answer = async (quietSince = mark): Promise<SyncResponse> => {
           if (!empty || since === null || options.fullState) {
             quietAnswers.delete(key);
             return response;
@@ -812,7 +815,7 @@ export function createSyncService(
           keepQuiet(key, {
             since: response.next_batch,
             filter: filterKey,
-            mark,
+            mark: quietSince,
             rooms: watched,
             response,
           });
@@ -831,7 +834,8 @@ export function createSyncService(
         if (options.signal?.aborted || notifier.closed) return answer();
         const interest = { userId: requester.userId, rooms: watched };
         const changed = await notifier.waitForChange(interest, mark, remaining, options.signal);
-        if (!changed) return answer();
+        // Not woken: nothing concerning came from the mark until now.
+        if (!changed) return answer(notifier.mark());
       }
     },
   };
