@@ -36,6 +36,8 @@ interface QuietAnswer {
   mark: number;
   /** The rooms the user was in, invited to or knocking on. */
   rooms: ReadonlySet<string>;
+  /** The presence the user had when it was kept (this request's `set_presence`). */
+  presence: PresenceState | null;
   response: SyncResponse;
 }
 
@@ -768,7 +770,7 @@ export function createSyncService(
     options: SyncOptions,
     filterKey: string,
   ): QuietAnswer | undefined {
-    const kept = quietAnswers.get(key);
+    const kept = options.since === undefined ? undefined : quietAnswers.get(key);
     if (!kept || options.fullState || options.since !== kept.since || filterKey !== kept.filter)
       return undefined;
     if (notifier.changedSince({ userId: requester.userId, rooms: kept.rooms }, kept.mark)) {
@@ -782,14 +784,25 @@ export function createSyncService(
 
   return {
     async sync(requester: Requester, options: SyncOptions): Promise<SyncResponse> {
-      const current = await stores().stream.selectCurrentPosition();
-      const since = options.since === undefined ? null : parseSince(options.since, current);
-      if (options.setPresence !== 'offline')
-        await sources.presence.setFromSync(requester.userId, options.setPresence);
-      const deadline = ctx.now() + options.timeoutMs;
       const key = `${requester.userId}\u0000${requester.deviceId}`;
       const filterKey = JSON.stringify(options.filter);
-      let quiet = since === null ? undefined : quietAnswerFor(key, requester, options, filterKey);
+      const wantsPresence = options.setPresence === 'offline' ? null : options.setPresence;
+      // A poll from a kept empty answer that is still true: its token is one this server
+      // issued, and the user's presence is as it was then (a change would have concerned
+      // them), so neither needs reading.
+      let quiet = quietAnswerFor(key, requester, options, filterKey);
+      let since: number | null;
+      if (quiet) {
+        since = parseStreamToken(quiet.since);
+      } else {
+        const current = await stores().stream.selectCurrentPosition();
+        since = options.since === undefined ? null : parseSince(options.since, current);
+      }
+      if (wantsPresence !== null && quiet?.presence !== wantsPresence) {
+        await sources.presence.setFromSync(requester.userId, wantsPresence);
+        if (quiet) quiet = quietAnswerFor(key, requester, options, filterKey);
+      }
+      const deadline = ctx.now() + options.timeoutMs;
       for (;;) {
         let mark: number;
         let built: Awaited<ReturnType<typeof build>>;
@@ -807,28 +820,18 @@ export function createSyncService(
         const { response, empty, watched } = built;
         const remaining = deadline - ctx.now();
         /** `quietSince`: a mark up to which nothing concerning the user has come. */
-        const answer = async (quietSince = mark): Promise<SyncResponse> => {
-          if (!empty || since === null || options.fullState) {
-            quietAnswers.delete(key);
-            return response;
-          }
-          keepQuiet(key, {
-            since: response.next_batch,
-            filter: filterKey,
-            mark: quietSince,
-            rooms: watched,
-            response,
-          });
-          // One-time key counts change without waking anyone (uploads, other users' claims).
-          const { userId, deviceId } = requester;
-          return {
-            ...response,
-            device_one_time_keys_count: await sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
-            device_unused_fallback_key_types: await sources.deviceKeys.unusedFallbackKeyTypes(
-              userId,
-              deviceId,
-            ),
-          };
+        const answer = (quietSince = mark): SyncResponse => {
+          if (!empty || since === null || options.fullState) quietAnswers.delete(key);
+          else
+            keepQuiet(key, {
+              since: response.next_batch,
+              filter: filterKey,
+              mark: quietSince,
+              rooms: watched,
+              presence: wantsPresence,
+              response,
+            });
+          return response;
         };
         if (!empty || since === null || options.fullState || remaining <= 0) return answer();
         if (options.signal?.aborted || notifier.closed) return answer();

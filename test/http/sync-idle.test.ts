@@ -197,10 +197,18 @@ forEachDatabase('idle /sync long-polls', (dialect) => {
     assert.equal(uploaded.status, 200, JSON.stringify(uploaded.body));
     const third = await poll(second.next_batch);
     assert.equal(third.device_one_time_keys_count?.signed_curve25519, 1);
+    // And so are they after another user claims her key.
+    const claimed = await server.request('POST', `${V3}/keys/claim`, {
+      token: hugo.accessToken,
+      body: { one_time_keys: { [gina.userId]: { [gina.deviceId]: 'signed_curve25519' } } },
+    });
+    assert.equal(claimed.status, 200, JSON.stringify(claimed.body));
+    const afterClaim = await poll(third.next_batch);
+    assert.equal(afterClaim.device_one_time_keys_count?.signed_curve25519, 0);
 
     await say(hugo, elsewhere, 'still not for gina');
     await say(gina, room, 'for gina');
-    const fourth = await poll(third.next_batch);
+    const fourth = await poll(afterClaim.next_batch);
     const bodies = fourth.rooms?.join?.[room]?.timeline.events.map((e) => e.content.body);
     assert.deepEqual(bodies, ['for gina']);
   });
