@@ -633,7 +633,9 @@ export function idleTargets(
   if (!idle || !connect || baselines.length === 0) return [];
   const base = baselines.reduce((sum, p) => sum + p.throughput, 0) / baselines.length;
   const ratio = base > 0 ? idle.throughput / base : 0;
-  const versionsP99 = Math.max(...setup.phases.map((p) => p.versions.p99));
+  // The idle polls' phases; the baselines are the reference, measured in the same run.
+  const versionsP99 = Math.max(connect.versions.p99, idle.versions.p99);
+  const baseVersions = Math.max(...baselines.map((p) => p.versions.p99));
   const rss = Math.max(...setup.phases.map((p) => Math.max(...p.rssMiB)));
   return [
     {
@@ -649,9 +651,9 @@ export function idleTargets(
       met: idle.delivery.p99 < 100 && idle.delivered === idle.sent,
     },
     {
-      name: '/versions p99, every phase (the worst; connecting included)',
+      name: '/versions p99 with the idle polls (the worse of connecting and idle)',
       goal: '< 50 ms',
-      figure: `${numText(versionsP99, 1)} ms (connecting: ${numText(connect.versions.p99, 1)} ms)`,
+      figure: `${numText(versionsP99, 1)} ms (connecting ${numText(connect.versions.p99, 1)}, idle ${numText(idle.versions.p99, 1)}; baselines ${numText(baseVersions, 1)} ms)`,
       met: versionsP99 < 50,
     },
     {

@@ -33,7 +33,7 @@ import {
   type ScenarioResults,
 } from './scenarios.js';
 import { httpClient } from './http.js';
-import { runIdleClients, type IdleSetup } from './idle-clients.js';
+import { runIdleClients, type IdleReport, type IdleSetup } from './idle-clients.js';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -444,7 +444,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--
   --cpu-prof       profile the server (node --cpu-prof) into bench/results/profiles/
   --server         run the server from src through tsx (default) or from the build in dist/
   --build-only     build (or find) the cached datasets and stop, measuring nothing
-  --render FILE    write docs/benchmarks.md again from a raw results file, measuring nothing
+  --render FILE    write docs/benchmarks.md (or its idle-clients section) again from a raw results file
   --runs N         measured runs per load case (default: the profile's; the median is reported)
   --duration S     seconds per run (default: the profile's)
   --server-env     a setting for the server under test, repeatable (e.g. COMMONS_HTTP_FAST_READS=false)
@@ -500,7 +500,15 @@ async function runIdle(options: BenchOptions): Promise<void> {
 
 /** `--render`: the page (and charts) again from raw results, e.g. after changing report.ts. */
 async function renderOnly(file: string): Promise<void> {
-  const report = JSON.parse(readFileSync(path.resolve(file), 'utf8')) as BenchReport;
+  const raw = JSON.parse(readFileSync(path.resolve(file), 'utf8')) as
+    BenchReport | (IdleReport & { profile?: undefined });
+  if ('scenario' in raw && raw.scenario === 'idle-clients') {
+    const docs = path.join(ROOT, 'docs', 'benchmarks.md');
+    await writeIdleSection(raw, docs);
+    process.stdout.write(`report: ${path.relative(process.cwd(), docs)} (idle clients)\n`);
+    return;
+  }
+  const report = raw as BenchReport;
   report.targets = evaluateTargets(report);
   const written = await writeDocs(report, path.join(ROOT, 'docs', 'benchmarks.md'));
   process.stdout.write(
