@@ -2,13 +2,22 @@
  * Turns a run's raw results into the targets of issue #6 (met or missed, with the figure) and
  * into docs/benchmarks.md with two hand-written SVG charts beside it.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as prettier from 'prettier';
 import type { BenchReport, DatabaseReport } from './run.js';
 import { fmt, type MutualCase } from './scenarios.js';
 import type { Stat } from './load.js';
 import { growthChart, comparisonChart } from './svg.js';
+import {
+  existingIdleSection,
+  IDLE_BEGIN,
+  IDLE_END,
+  type IdleReport,
+  type IdleSetup,
+  type IdleSetupResult,
+  type PhaseResult,
+} from './idle-clients.js';
 
 export interface Target {
   name: string;
@@ -591,7 +600,118 @@ export async function writeDocs(report: BenchReport, docsPath: string): Promise<
     growth: path.basename(growthFile),
     comparison: path.basename(comparisonFile),
   });
+  // The idle-clients section comes from its own runs (`--scenario idle`): kept as it is.
+  const idle = existingIdleSection(docsPath);
   const options = (await prettier.resolveConfig(docsPath)) ?? {};
-  writeFileSync(docsPath, await prettier.format(markdown, { ...options, filepath: docsPath }));
+  writeFileSync(
+    docsPath,
+    await prettier.format(idle ? `${markdown}\n${idle}\n` : markdown, {
+      ...options,
+      filepath: docsPath,
+    }),
+  );
   return [docsPath, growthFile, comparisonFile];
+}
+
+const IDLE_SETUP_NAMES: Record<IdleSetup, string> = {
+  sqlite: 'SQLite',
+  postgres: 'PostgreSQL',
+  'postgres-3-workers': 'PostgreSQL, 3 workers',
+};
+
+const numText = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/** The targets of the idle-clients scenario for one setup, each met or missed. */
+export function idleTargets(
+  setup: IdleSetupResult,
+): { name: string; goal: string; figure: string; met: boolean }[] {
+  const of = (name: PhaseResult['phase']) => setup.phases.find((p) => p.phase === name);
+  const idle = of('idle');
+  const connect = of('connect');
+  const baselines = setup.phases.filter((p) => p.phase.startsWith('baseline'));
+  if (!idle || !connect || baselines.length === 0) return [];
+  const base = baselines.reduce((sum, p) => sum + p.throughput, 0) / baselines.length;
+  const ratio = base > 0 ? idle.throughput / base : 0;
+  // The idle polls' phases; the baselines are the reference, measured in the same run.
+  const versionsP99 = Math.max(connect.versions.p99, idle.versions.p99);
+  const baseVersions = Math.max(...baselines.map((p) => p.versions.p99));
+  const rss = Math.max(...setup.phases.map((p) => Math.max(...p.rssMiB)));
+  return [
+    {
+      name: 'message throughput with the idle polls ÷ without',
+      goal: '≥ 0.90',
+      figure: `${ratio.toFixed(2)} (${numText(idle.throughput, 2)} vs ${numText(base, 2)} msg/s)`,
+      met: ratio >= 0.9,
+    },
+    {
+      name: 'delivery p99 with the idle polls',
+      goal: '< 100 ms',
+      figure: `${numText(idle.delivery.p99, 1)} ms (${idle.delivered} of ${idle.sent} delivered)`,
+      met: idle.delivery.p99 < 100 && idle.delivered === idle.sent,
+    },
+    {
+      name: '/versions p99 with the idle polls (the worse of connecting and idle)',
+      goal: '< 50 ms',
+      figure: `${numText(versionsP99, 1)} ms (connecting ${numText(connect.versions.p99, 1)}, idle ${numText(idle.versions.p99, 1)}; baselines ${numText(baseVersions, 1)} ms)`,
+      met: versionsP99 < 50,
+    },
+    {
+      name: 'peak RSS of a server process',
+      goal: '< 1,024 MiB',
+      figure: `${numText(rss)} MiB`,
+      met: rss < 1024,
+    },
+  ];
+}
+
+function renderIdleSection(report: IdleReport): string {
+  const s = report.settings;
+  const lines: string[] = [
+    IDLE_BEGIN,
+    '',
+    '## Idle clients (issue #19)',
+    '',
+    `Every online client holds a \`/sync\` long-poll. Here ${numText(s.users)} users (in rooms of ${s.roomSize}, none shared with the two below) each hold one, as an idle client does: an initial sync, then long-polls of ${s.pollTimeoutMs / 1000} s, each followed by the next (connected ${s.connectConcurrency} initial syncs at a time, from two load processes). Meanwhile one user sends a message every ${s.messageIntervalMs} ms to another, whose own long-poll measures delivery (send to receipt, one clock); /versions is probed every 20 ms. Each setup runs a baseline (the message load alone, ${s.durationSeconds} s), the idle users connecting, the load with every idle poll held (${s.durationSeconds} s), and a second baseline after they have gone; targets compare the idle phase with the mean of the two baselines of the same run. Its own dataset, seeded through the services in seconds; PostgreSQL setups start from the same seeded template (nobody online yet).`,
+    '',
+    `Run ${report.startedAt} (${report.seconds} s), code ${report.git.commit}${report.git.dirty ? ' (modified)' : ''}; load average at each setup's start ${report.loadAverage.map((l) => l.toFixed(1)).join(', ')} on this machine's cores, shared with other work. Raw results: \`bench/results/${report.startedAt.slice(0, 16).replace(':', '-')}-idle.json\`. Reproduce: \`npm run bench -- --scenario idle --docs\` (\`--idle-users N\`, \`--idle-duration S\`, \`--db\`, \`--no-workers\`).`,
+    '',
+  ];
+  for (const setup of report.setups) {
+    lines.push(`### ${IDLE_SETUP_NAMES[setup.setup]}`, '');
+    if (setup.error) {
+      lines.push(`Failed: \`${setup.error.split('\n')[0] ?? ''}\``, '');
+      continue;
+    }
+    lines.push(
+      '| phase | seconds | delivered / sent | msg/s | delivery p50 ms | delivery p99 ms | /versions p50 ms | /versions p99 ms | /versions max ms | peak RSS MiB | PostgreSQL connections (active, idle in transaction) | idle polls (answered, woken early) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
+    for (const p of setup.phases) {
+      const c = p.connections;
+      lines.push(
+        `| ${p.phase} | ${p.seconds} | ${p.delivered} / ${p.sent} | ${numText(p.throughput, 2)} | ${numText(p.delivery.p50, 1)} | ${numText(p.delivery.p99, 1)} | ${numText(p.versions.p50, 1)} | ${numText(p.versions.p99, 1)} | ${numText(p.versions.max, 1)} | ${p.rssMiB.map((r) => numText(r)).join(' + ')} | ${c ? `${c.total} (${c.active}, ${c.idleInTransaction})` : '–'} | ${p.pollers ? `${numText(p.pollers.connected)} held; ${numText(p.pollers.answered)}, ${numText(p.pollers.woken)}${p.pollers.errors ? `; ${p.pollers.errors} errors` : ''}` : '–'} |`,
+      );
+    }
+    lines.push('');
+    const targets = idleTargets(setup);
+    if (targets.length > 0) {
+      lines.push('| target | goal | figure | |', '| --- | --- | --- | --- |');
+      for (const t of targets)
+        lines.push(`| ${t.name} | ${t.goal} | ${t.figure} | ${t.met ? '**met**' : '**missed**'} |`);
+      lines.push('');
+    }
+  }
+  lines.push(IDLE_END);
+  return lines.join('\n');
+}
+
+/** Writes (or replaces) the idle-clients section of docs/benchmarks.md, keeping the rest. */
+export async function writeIdleSection(report: IdleReport, docsPath: string): Promise<void> {
+  const section = renderIdleSection(report);
+  const current = existsSync(docsPath) ? readFileSync(docsPath, 'utf8') : '# Benchmarks\n';
+  const old = existingIdleSection(docsPath);
+  const text = old ? current.replace(old, section) : `${current.trimEnd()}\n\n${section}\n`;
+  const options = (await prettier.resolveConfig(docsPath)) ?? {};
+  writeFileSync(docsPath, await prettier.format(text, { ...options, filepath: docsPath }));
 }

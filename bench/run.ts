@@ -21,7 +21,7 @@ import {
 } from './cache.js';
 import { startCommons, type ServerProcess } from './processes.js';
 import { PROFILES, scaleDataset, type DatasetProfile, type Profile } from './profiles.js';
-import { writeDocs, evaluateTargets, type Target } from './report.js';
+import { writeDocs, writeIdleSection, evaluateTargets, type Target } from './report.js';
 import {
   runScenario,
   sampleCheck,
@@ -33,6 +33,7 @@ import {
   type ScenarioResults,
 } from './scenarios.js';
 import { httpClient } from './http.js';
+import { runIdleClients, type IdleReport, type IdleSetup } from './idle-clients.js';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -62,6 +63,8 @@ export interface BenchOptions {
   log: (message: string) => void;
   /** Overrides of the profile's load settings (the smoke test shortens them). */
   load?: Partial<Profile['load']>;
+  /** The idle-clients scenario (its own dataset), when `--scenario` names `idle`. */
+  idle?: { users: number; durationSeconds: number; pollTimeoutMs: number; workers: boolean };
 }
 
 export interface Machine {
@@ -433,22 +436,79 @@ const USAGE = `usage: npm run bench -- [--quick] [--db sqlite|postgres|both] [--
   --quick          a small dataset and short runs (under three minutes); default is the full profile
   --db             which databases (default both; PostgreSQL is skipped with a notice when unreachable)
   --seed           dataset seed (default 1)
-  --scenario       comma-separated subset of: ${SCENARIOS.join(', ')} (the sample check always runs)
+  --scenario       comma-separated subset of: ${SCENARIOS.join(', ')}, idle (the sample check
+                   always runs; idle, the idle /sync clients of issue #19, has its own dataset)
   --scale          multiply the full profile's counts (e.g. 0.1 for a tenth of Matrix HQ scale)
   --no-cache       build the dataset afresh and keep nothing
   --docs/--no-docs write docs/benchmarks.md and its charts (default: on for full runs only)
   --cpu-prof       profile the server (node --cpu-prof) into bench/results/profiles/
   --server         run the server from src through tsx (default) or from the build in dist/
   --build-only     build (or find) the cached datasets and stop, measuring nothing
-  --render FILE    write docs/benchmarks.md again from a raw results file, measuring nothing
+  --render FILE    write docs/benchmarks.md (or its idle-clients section) again from a raw results file
   --runs N         measured runs per load case (default: the profile's; the median is reported)
   --duration S     seconds per run (default: the profile's)
   --server-env     a setting for the server under test, repeatable (e.g. COMMONS_HTTP_FAST_READS=false)
+  --idle-users N   the idle scenario's idle users, each holding a /sync long-poll (default 10000)
+  --idle-duration S  seconds of each of its load phases (default 30)
+  --no-workers     the idle scenario without its PostgreSQL three-worker setup
   COMMONS_BENCH_POSTGRES_URL names the PostgreSQL server (default ${DEFAULT_POSTGRES_URL})`;
+
+/**
+ * `--scenario idle` (with or without others): the other scenarios first, on their dataset,
+ * then the idle clients on theirs; the idle section of docs/benchmarks.md is rewritten when
+ * docs are written (`--docs`, or a full run).
+ */
+async function runIdle(options: BenchOptions): Promise<void> {
+  const idle = options.idle;
+  if (!idle) return;
+  if (options.scenarios.length > 0) await runBenchmarks(options);
+  const wanted: IdleSetup[] = [];
+  const problem =
+    options.dialects === 'both' || options.dialects.includes('postgres')
+      ? await postgresProblem(options.postgresUrl)
+      : 'not asked for';
+  if (options.dialects === 'both' || options.dialects.includes('sqlite')) wanted.push('sqlite');
+  if (problem === null) {
+    wanted.push('postgres');
+    if (idle.workers) wanted.push('postgres-3-workers');
+  } else if (problem !== 'not asked for') {
+    options.log(`PostgreSQL SKIPPED: ${options.postgresUrl} is unreachable (${problem})`);
+  }
+  const report = await runIdleClients(
+    {
+      root: ROOT,
+      workDir: options.workDir,
+      resultsDir: options.resultsDir,
+      postgresUrl: options.postgresUrl,
+      setups: wanted,
+      users: idle.users,
+      durationSeconds: idle.durationSeconds,
+      pollTimeoutMs: idle.pollTimeoutMs,
+      connectConcurrency: 64,
+      serverEntry: options.serverEntry,
+      cpuProfDir: options.cpuProfile ? path.join(options.resultsDir, 'profiles') : undefined,
+      ...(options.serverEnv ? { serverEnv: options.serverEnv } : {}),
+      log: options.log,
+    },
+    git(),
+  );
+  if (options.docsPath) {
+    await writeIdleSection(report, options.docsPath);
+    options.log(`report: ${path.relative(process.cwd(), options.docsPath)}`);
+  }
+}
 
 /** `--render`: the page (and charts) again from raw results, e.g. after changing report.ts. */
 async function renderOnly(file: string): Promise<void> {
-  const report = JSON.parse(readFileSync(path.resolve(file), 'utf8')) as BenchReport;
+  const raw = JSON.parse(readFileSync(path.resolve(file), 'utf8')) as
+    BenchReport | (IdleReport & { profile?: undefined });
+  if ('scenario' in raw && raw.scenario === 'idle-clients') {
+    const docs = path.join(ROOT, 'docs', 'benchmarks.md');
+    await writeIdleSection(raw, docs);
+    process.stdout.write(`report: ${path.relative(process.cwd(), docs)} (idle clients)\n`);
+    return;
+  }
+  const report = raw as BenchReport;
   report.targets = evaluateTargets(report);
   const written = await writeDocs(report, path.join(ROOT, 'docs', 'benchmarks.md'));
   process.stdout.write(
@@ -476,6 +536,9 @@ export function parseOptions(argv: string[]): BenchOptions {
       runs: { type: 'string' },
       duration: { type: 'string' },
       'server-env': { type: 'string', multiple: true },
+      'idle-users': { type: 'string', default: '10000' },
+      'idle-duration': { type: 'string', default: '30' },
+      'no-workers': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -495,9 +558,14 @@ export function parseOptions(argv: string[]): BenchOptions {
     ? values.scenario.split(',').map((s) => s.trim())
     : [...SCENARIOS];
   for (const s of scenarios) {
-    if (!(SCENARIOS as readonly string[]).includes(s))
-      throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
+    if (!(SCENARIOS as readonly string[]).includes(s) && s !== 'idle')
+      throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}, idle`);
   }
+  const idleUsers = Number(values['idle-users']);
+  const idleDuration = Number(values['idle-duration']);
+  if (!Number.isInteger(idleUsers) || idleUsers < 1)
+    throw new Error('--idle-users must be a positive integer');
+  if (!(idleDuration > 0)) throw new Error('--idle-duration must be a positive number of seconds');
   if (values.server !== 'tsx' && values.server !== 'dist')
     throw new Error('--server must be tsx or dist');
   const docs = values['no-docs'] ? false : (values.docs ?? profile === 'full');
@@ -525,7 +593,17 @@ export function parseOptions(argv: string[]): BenchOptions {
     ...(Object.keys(serverEnv).length > 0 ? { serverEnv } : {}),
     seed,
     scale,
-    scenarios: scenarios as ScenarioName[],
+    scenarios: scenarios.filter((s): s is ScenarioName => s !== 'idle'),
+    ...(scenarios.includes('idle')
+      ? {
+          idle: {
+            users: idleUsers,
+            durationSeconds: idleDuration,
+            pollTimeoutMs: 30_000,
+            workers: !values['no-workers'],
+          },
+        }
+      : {}),
     cacheDir: values['no-cache'] ? null : path.join(ROOT, 'bench', '.cache'),
     workDir: path.join(ROOT, 'bench', '.work'),
     resultsDir: path.join(ROOT, 'bench', 'results'),
@@ -553,6 +631,14 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       () => process.exit(0),
       (err: unknown) => {
         process.stderr.write(`bench: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  } else if (options.idle) {
+    runIdle(options).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
         process.exit(1);
       },
     );

@@ -168,6 +168,7 @@ export function createDeviceKeyService(ctx: ServiceContext) {
       }
       const oneTimeKeys = parseKeys(upload.oneTimeKeys);
       const fallbackKeys = parseKeys(upload.fallbackKeys);
+      let keysChanged = false;
       await ctx.storage.tx('uploadKeys', async (tx) => {
         if (oneTimeKeys.length > 0) {
           const existing = new Map(
@@ -186,13 +187,17 @@ export function createDeviceKeyService(ctx: ServiceContext) {
             return stored === undefined;
           });
           await tx.deviceKeys.insertOneTimeKeys(userId, deviceId, fresh);
+          keysChanged ||= fresh.length > 0;
         }
         for (const key of fallbackKeys) {
           const stored = await tx.deviceKeys.selectFallbackKey(userId, deviceId, key.algorithm);
           // The same key uploaded again keeps its `used` flag.
           if (stored?.keyId === key.keyId && stored.keyJson === key.keyJson) continue;
           await tx.deviceKeys.upsertFallbackKey(userId, deviceId, key);
+          keysChanged = true;
         }
+        // The counts /sync carries changed: the user's kept empty answers are no longer true.
+        if (keysChanged) await tx.stream.notify({ users: [userId] });
         if (deviceKeysJson !== undefined) {
           const stored = await tx.deviceKeys.selectDeviceKeys(userId, deviceId);
           if (stored !== deviceKeysJson) {
@@ -250,6 +255,9 @@ export function createDeviceKeyService(ctx: ServiceContext) {
             };
           }
         }
+        // Their one-time key counts (or unused fallback keys) in /sync changed.
+        const owners = Object.keys(claimed);
+        if (owners.length > 0) await tx.stream.notify({ users: owners });
       });
       return { one_time_keys: claimed, failures: {} };
     },

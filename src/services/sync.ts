@@ -26,6 +26,24 @@ import type { TimelineService } from './timeline.js';
 
 export type PresenceState = 'online' | 'offline' | 'unavailable';
 
+/** An empty incremental answer, and what it was built from (see `quietAnswers`). */
+interface QuietAnswer {
+  /** The answer's next_batch: the `since` of the poll it may answer again. */
+  since: string;
+  /** The request's filter, as JSON. */
+  filter: string;
+  /** A notifier mark up to which nothing concerning the user has come since the answer's position. */
+  mark: number;
+  /** The rooms the user was in, invited to or knocking on. */
+  rooms: ReadonlySet<string>;
+  /** The presence the user had when it was kept (this request's `set_presence`). */
+  presence: PresenceState | null;
+  response: SyncResponse;
+}
+
+/** Devices whose last empty answer is kept (about 1 KiB each). */
+const MAX_QUIET_ANSWERS = 50_000;
+
 export interface SyncOptions {
   since?: string | undefined;
   timeoutMs: number;
@@ -728,22 +746,99 @@ export function createSyncService(
     );
   }
 
+  /**
+   * The last empty answer of each device's incremental sync, so that its next long-poll (from
+   * that answer's next_batch) need not build the same empty answer again when nothing
+   * concerning the user has reached the notifier since. Idle clients poll again every 30 s or
+   * so: at 10,000 of them that was over 300 builds a second.
+   */
+  const quietAnswers = new Map<string, QuietAnswer>();
+
+  function keepQuiet(key: string, answer: QuietAnswer): void {
+    quietAnswers.delete(key);
+    quietAnswers.set(key, answer);
+    if (quietAnswers.size > MAX_QUIET_ANSWERS) {
+      const oldest = quietAnswers.keys().next().value;
+      if (oldest !== undefined) quietAnswers.delete(oldest);
+    }
+  }
+
+  /** An empty answer kept earlier, still true now, for this request (or undefined). */
+  function quietAnswerFor(
+    key: string,
+    requester: Requester,
+    options: SyncOptions,
+    filterKey: string,
+  ): QuietAnswer | undefined {
+    const kept = options.since === undefined ? undefined : quietAnswers.get(key);
+    if (!kept || options.fullState || options.since !== kept.since || filterKey !== kept.filter)
+      return undefined;
+    if (notifier.changedSince({ userId: requester.userId, rooms: kept.rooms }, kept.mark)) {
+      quietAnswers.delete(key);
+      return undefined;
+    }
+    // Nothing concerning up to now: later checks need only look at what comes after.
+    kept.mark = notifier.mark();
+    return kept;
+  }
+
   return {
     async sync(requester: Requester, options: SyncOptions): Promise<SyncResponse> {
-      const current = await stores().stream.selectCurrentPosition();
-      const since = options.since === undefined ? null : parseSince(options.since, current);
-      if (options.setPresence !== 'offline')
-        await sources.presence.setFromSync(requester.userId, options.setPresence);
+      const key = `${requester.userId}\u0000${requester.deviceId}`;
+      const filterKey = JSON.stringify(options.filter);
+      const wantsPresence = options.setPresence === 'offline' ? null : options.setPresence;
+      // A poll from a kept empty answer that is still true: its token is one this server
+      // issued, and the user's presence is as it was then (a change would have concerned
+      // them), so neither needs reading.
+      let quiet = quietAnswerFor(key, requester, options, filterKey);
+      let since: number | null;
+      if (quiet) {
+        since = parseStreamToken(quiet.since);
+      } else {
+        const current = await stores().stream.selectCurrentPosition();
+        since = options.since === undefined ? null : parseSince(options.since, current);
+      }
+      if (wantsPresence !== null && quiet?.presence !== wantsPresence) {
+        await sources.presence.setFromSync(requester.userId, wantsPresence);
+        if (quiet) quiet = quietAnswerFor(key, requester, options, filterKey);
+      }
       const deadline = ctx.now() + options.timeoutMs;
       for (;;) {
-        const upTo = await stores().stream.selectCurrentPosition();
-        const { response, empty, watched } = await build(requester, since, upTo, options);
+        let mark: number;
+        let built: Awaited<ReturnType<typeof build>>;
+        if (quiet) {
+          // Nothing for this user since that answer was built: it is still the answer.
+          mark = quiet.mark;
+          built = { response: quiet.response, empty: true, watched: new Set(quiet.rooms) };
+          quiet = undefined;
+        } else {
+          // Marked before the read: whatever commits after it reaches the notifier after the mark.
+          mark = notifier.mark();
+          const upTo = await stores().stream.selectCurrentPosition();
+          built = await build(requester, since, upTo, options);
+        }
+        const { response, empty, watched } = built;
         const remaining = deadline - ctx.now();
-        if (!empty || since === null || options.fullState || remaining <= 0) return response;
-        if (options.signal?.aborted || notifier.closed) return response;
+        /** `quietSince`: a mark up to which nothing concerning the user has come. */
+        const answer = (quietSince = mark): SyncResponse => {
+          if (!empty || since === null || options.fullState) quietAnswers.delete(key);
+          else
+            keepQuiet(key, {
+              since: response.next_batch,
+              filter: filterKey,
+              mark: quietSince,
+              rooms: watched,
+              presence: wantsPresence,
+              response,
+            });
+          return response;
+        };
+        if (!empty || since === null || options.fullState || remaining <= 0) return answer();
+        if (options.signal?.aborted || notifier.closed) return answer();
         const interest = { userId: requester.userId, rooms: watched };
-        const changed = await notifier.waitForChange(interest, upTo, remaining, options.signal);
-        if (!changed) return response;
+        const changed = await notifier.waitForChange(interest, mark, remaining, options.signal);
+        // Not woken: nothing concerning came from the mark until now.
+        if (!changed) return answer(notifier.mark());
       }
     },
   };
