@@ -99,7 +99,11 @@ function statisticsKeeper(url: string, dialect: Storage['dialect']) {
   };
 }
 
-function batchingServices(
+/**
+ * Commons' services over `real`, whose writes go into the transaction `batch` has open, so
+ * that many operations share one commit; `afterBatch` runs after each.
+ */
+export function batchingServices(
   real: Storage,
   signingKey: Parameters<typeof createServices>[0]['signingKey'],
   afterBatch: () => Promise<void>,

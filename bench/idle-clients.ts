@@ -16,15 +16,13 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'node:http';
 import pg from 'pg';
-import { loadConfig } from '../src/config/load.js';
 import { loadServerSecrets } from '../src/config/server-secrets.js';
-import { serviceSettingsOf } from '../src/main.js';
-import { createServices, type Requester } from '../src/services/index.js';
-import { openStorage, type Storage, type Stores } from '../src/storage/index.js';
+import type { Requester } from '../src/services/index.js';
+import { openStorage } from '../src/storage/index.js';
+import { batchingServices, SERVER_NAME } from './generate.js';
 import { startCommons, type ServerProcess } from './processes.js';
 import type { PollerStart, PollerStats } from './idle-poller.js';
 
-const SERVER_NAME = 'bench.local';
 const ROOM_SIZE = 10;
 const POLLERS = 2;
 const MESSAGE_INTERVAL_MS = 100;
@@ -121,37 +119,7 @@ const requester = (userId: string): Requester => ({ userId, deviceId: 'BENCH', i
 async function seed(url: string, dataDir: string, users: number): Promise<Seeded> {
   const real = await openStorage(url, { poolSize: 2 });
   const { signingKey } = loadServerSecrets(dataDir);
-  let current: Stores | null = null;
-  const storage: Storage = {
-    dialect: real.dialect,
-    get stores() {
-      return current ?? real.stores;
-    },
-    tx: (name, fn) => (current ? fn(current) : real.tx(name, fn)),
-    changes: real.changes,
-    close: () => real.close(),
-  };
-  const services = createServices({
-    settings: {
-      ...serviceSettingsOf(loadConfig({ env: {} })),
-      serverName: SERVER_NAME,
-      registrationEnabled: false,
-      registrationSharedSecret: null,
-      passwordCostLog2N: 10,
-    },
-    storage,
-    now: Date.now,
-    signingKey,
-  });
-  const batch = <T>(name: string, fn: (stores: Stores) => Promise<T>) =>
-    real.tx(name, async (stores) => {
-      current = stores;
-      try {
-        return await fn(stores);
-      } finally {
-        current = null;
-      }
-    });
+  const { services, batch } = batchingServices(real, signingKey, async () => undefined);
   const uid = (localpart: string) => `@${localpart}:${SERVER_NAME}`;
   const idleIds = Array.from({ length: users }, (_, i) => uid(`idle${i}`));
   const all = [uid('sender'), uid('receiver'), ...idleIds];
