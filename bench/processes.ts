@@ -57,7 +57,8 @@ function memoryWatcher(pid: number) {
   };
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port of 127.0.0.1 free at the time of asking. */
+export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { httpClient } from './http.js';
+import { freePort } from './processes.js';
 
 export const SYNAPSE_SERVER_NAME = 'synapse.local';
 
@@ -99,16 +100,6 @@ function overrides(port: number, database: string | null, dataDir: string) {
     rc_user_directory: permissive,
     rc_invites: { per_room: permissive, per_user: permissive, per_issuer: permissive },
   };
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**

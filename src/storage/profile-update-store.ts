@@ -1,5 +1,5 @@
 /**
- * Profile changes still owing member events (migration 0010), and the joined rooms whose
+ * Profile changes still owing member events (migration 0011), and the joined rooms whose
  * member event does not show the user's profile.
  */
 import type { Kysely } from 'kysely';

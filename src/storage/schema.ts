@@ -258,7 +258,7 @@ export interface DeviceListChangesTable {
   user_id: string;
 }
 
-/** A profile change whose member events may still be owed (migration 0010). */
+/** A profile change whose member events may still be owed (migration 0011). */
 export interface ProfileRoomUpdatesTable {
   user_id: string;
   /** Which change wrote the row: only that change's end deletes it. */
