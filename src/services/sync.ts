@@ -5,6 +5,7 @@
  * https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import PQueue from 'p-queue';
 import { invalidParam } from '../core/errors.js';
 import type { ClientEvent } from '../core/client-event.js';
 import type { JsonObject, RoomVersionId } from '../core/pdu.js';
@@ -127,6 +128,14 @@ const ROOM_BATCH = 100;
  */
 const BATCHES_IN_FLIGHT = 2;
 
+/**
+ * `/sync` answers built at once by one process: on SQLite, where a statement holds the process,
+ * a few (each takes its turns on the event loop between its reads); on PostgreSQL, about as
+ * many as the pool can serve while the process builds others.
+ */
+const SQLITE_BUILDS_AT_ONCE = 4;
+const POSTGRES_BUILDS_AT_ONCE = 16;
+
 function chunked<T>(items: readonly T[]): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK));
@@ -174,6 +183,13 @@ export function createSyncService(
   const stores = () => ctx.storage.stores;
   const lazyMembers = new LazyMemberCache(ctx.cacheStats?.counter('lazy_members'));
   const batchesInFlight = statementsHoldProcess(ctx) ? 1 : BATCHES_IN_FLIGHT;
+  // Admission control: at most this many answers are built at once, the rest wait their turn
+  // outside the event loop, incremental syncs (a client waiting for news) before initial ones.
+  // With every build in flight taking its turns on the event loop, thousands of clients coming
+  // online at once kept every other request (`/versions` among them) waiting behind them.
+  const builds = new PQueue({
+    concurrency: statementsHoldProcess(ctx) ? SQLITE_BUILDS_AT_ONCE : POSTGRES_BUILDS_AT_ONCE,
+  });
 
   function parseSince(token: string, current: number): number {
     const position = parseStreamToken(token);
@@ -812,10 +828,19 @@ export function createSyncService(
           built = { response: quiet.response, empty: true, watched: new Set(quiet.rooms) };
           quiet = undefined;
         } else {
-          // Marked before the read: whatever commits after it reaches the notifier after the mark.
-          mark = notifier.mark();
-          const upTo = await stores().stream.selectCurrentPosition();
-          built = await build(requester, since, upTo, options);
+          const from = since;
+          const admitted = await builds.add(
+            async () => {
+              // Marked before the read: whatever commits after it reaches the notifier after
+              // the mark.
+              const marked = notifier.mark();
+              const upTo = await stores().stream.selectCurrentPosition();
+              return { mark: marked, built: await build(requester, from, upTo, options) };
+            },
+            { priority: from === null ? 0 : 1, throwOnTimeout: true },
+          );
+          mark = admitted.mark;
+          built = admitted.built;
         }
         const { response, empty, watched } = built;
         const remaining = deadline - ctx.now();

@@ -249,4 +249,37 @@ forEachDatabase('idle /sync long-polls', (dialect) => {
       assert.ok(answer.body.rooms?.join?.[rooms[i] as string], 'the poll carries its room');
     });
   });
+
+  it('more clients at once than answers built at once: each gets its own answer, none is lost', async () => {
+    // Forty initial syncs and their next long-polls, more than a process builds at once
+    // (4 on SQLite, 16 on PostgreSQL): the others wait their turn and are answered in full.
+    const users = await Promise.all(Array.from({ length: 40 }, () => registerUser(server)));
+    const rooms = await Promise.all(users.map((user) => createRoom(user)));
+    const initial = await Promise.all(
+      users.map((user) =>
+        server.request<{ next_batch: string; rooms?: { join?: Record<string, unknown> } }>(
+          'GET',
+          `${V3}/sync?timeout=0`,
+          { token: user.accessToken },
+        ),
+      ),
+    );
+    initial.forEach((answer, i) => {
+      assert.equal(answer.status, 200);
+      assert.ok(answer.body.rooms?.join?.[rooms[i] as string], 'the initial sync has its room');
+    });
+    const polls = users.map((user, i) =>
+      server.request<{ rooms?: { join?: Record<string, unknown> } }>(
+        'GET',
+        `${V3}/sync?timeout=60000&since=${initial[i]?.body.next_batch}`,
+        { token: user.accessToken },
+      ),
+    );
+    for (let i = 0; i < users.length; i++) await say(users[i] as TestUser, rooms[i] as string);
+    const answers = await Promise.all(polls);
+    answers.forEach((answer, i) => {
+      assert.equal(answer.status, 200);
+      assert.deepEqual(Object.keys(answer.body.rooms?.join ?? {}), [rooms[i]]);
+    });
+  });
 });
