@@ -15,9 +15,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { databaseUrl } from './cache.js';
 import { httpClient, jsonOf, type HttpClient } from './http.js';
-import { loadTest } from './load.js';
-import { percentile } from './load.js';
+import { loadTest, percentile } from './load.js';
 import { startCommons } from './processes.js';
 import { installSynapse, startSynapse } from './synapse.js';
 
@@ -216,9 +216,7 @@ async function createPostgresDatabase(adminUrl: string, name: string, synapse: b
   } finally {
     await admin.end();
   }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
+  return databaseUrl(adminUrl, name);
 }
 
 async function main(): Promise<void> {

@@ -9,26 +9,13 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
+import { postgresProblem } from '../bench/cache.js';
 import { REQUIREMENTS, isRequired } from '../test/helpers/requirements.js';
 
 const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const POSTGRES_REQUIRE_VARIABLE = 'COMMONS_TEST_REQUIRE_POSTGRES';
 const url = process.env.COMMONS_TEST_DATABASE_URL ?? DEFAULT_URL;
 const shownUrl = url.replace(/:[^:@/]*@/, ':***@');
-
-async function unreachable(connectionString: string): Promise<string | null> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -43,13 +30,13 @@ const skipped: string[] = [];
 const refused: string[] = [];
 const env = { ...process.env };
 
-const postgresProblem = await unreachable(url);
-if (postgresProblem === null) {
+const unreachable = await postgresProblem(url);
+if (unreachable === null) {
   env.COMMONS_TEST_DATABASE_URL = url;
   console.log(`npm test: running the suite on SQLite and on PostgreSQL (${shownUrl})`);
 } else {
   delete env.COMMONS_TEST_DATABASE_URL;
-  const problem = `${shownUrl} is unreachable (${postgresProblem})`;
+  const problem = `${shownUrl} is unreachable (${unreachable})`;
   if (process.env[POSTGRES_REQUIRE_VARIABLE] === '1')
     refused.push(`${POSTGRES_REQUIRE_VARIABLE}=1 but ${problem}`);
   else skipped.push(`the PostgreSQL run: ${problem}; set COMMONS_TEST_DATABASE_URL`);
