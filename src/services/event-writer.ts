@@ -38,6 +38,16 @@ export interface AppendedEvent {
   pdu: Pdu;
 }
 
+/**
+ * Work derived from a new event that must commit with it: queues for other servers, bridges
+ * and push gateways, indexes. Runs inside the event's transaction, after the event's own rows;
+ * a deriver that throws rolls the event back with everything else.
+ */
+export type EventDeriver = (
+  stores: Stores,
+  event: AppendedEvent & { roomVersion: RoomVersionId },
+) => Promise<void>;
+
 const MAX_PREV_EVENTS = 10;
 /** Room IDs tried before a create gives up (each one a millisecond later). */
 const MAX_CREATE_ATTEMPTS = 1000;
@@ -49,6 +59,7 @@ function toAuthEntry(row: EventRow): AuthStateEvent {
 
 export function createEventWriter(ctx: ServiceContext) {
   const { serverName } = ctx.settings;
+  const derivers: EventDeriver[] = [];
 
   const sign = (unsigned: UnsignedPdu, version: RoomVersionId) =>
     hashAndSignPdu(unsigned, version, serverName, ctx.signingKey);
@@ -87,14 +98,24 @@ export function createEventWriter(ctx: ServiceContext) {
       },
       streamOrdering,
     );
+    const appended: AppendedEvent = { eventId, roomId, streamOrdering, pdu };
+    for (const derive of derivers) await derive(stores, { ...appended, roomVersion: version });
     await stores.stream.notify({
       rooms: [roomId],
       ...(membership ? { users: [membership.userId], memberRooms: [roomId] } : {}),
     });
-    return { eventId, roomId, streamOrdering, pdu };
+    return appended;
   }
 
   return {
+    /**
+     * Adds work that commits with every event this writer persists (in registration order).
+     * Services register here when they are built (see `createServices`).
+     */
+    addDeriver(derive: EventDeriver): void {
+      derivers.push(derive);
+    },
+
     /** Creates the room's first event and the room row; returns the new room's ID. */
     async createRoom(
       stores: Stores,

@@ -44,6 +44,8 @@ export function createServices(ctx: ServiceContext) {
   // What /sync gathers besides room events.
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
   return {
+    /** Registers work that commits with every new event (see `EventDeriver`). */
+    addEventDeriver: writer.addDeriver,
     notifier,
     accountData,
     pushRules: createPushRuleService(accountData),
@@ -74,3 +76,4 @@ export function createServices(ctx: ServiceContext) {
 export type Services = ReturnType<typeof createServices>;
 export type { Requester, ServiceContext, ServiceSettings } from './context.js';
 export type { MutualRoomsPage } from './mutual-rooms.js';
+export type { AppendedEvent, EventDeriver } from './event-writer.js';
