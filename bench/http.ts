@@ -16,6 +16,7 @@ export interface HttpClient {
   readonly base: string;
   get(path: string, token?: string): Promise<HttpResult>;
   post(path: string, body: unknown, token?: string): Promise<HttpResult>;
+  put(path: string, body: unknown, token?: string): Promise<HttpResult>;
   close(): void;
 }
 
@@ -55,6 +56,7 @@ export function httpClient(base: string, maxSockets = 16): HttpClient {
     base,
     get: (path, token) => send('GET', path, token),
     post: (path, body, token) => send('POST', path, token, body),
+    put: (path, body, token) => send('PUT', path, token, body),
     close: () => agent.destroy(),
   };
 }

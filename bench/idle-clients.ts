@@ -10,8 +10,9 @@
  * long-poll), the load while every idle user holds a long-poll, and a second baseline after
  * they have gone. Throughout, /versions is probed every 20 ms and each server's peak RSS kept.
  */
+import { sectionOfFile } from './doc-sections.js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'node:http';
@@ -693,9 +694,5 @@ export const IDLE_END = '<!-- idle-clients:end -->';
 
 /** The idle-clients section of docs/benchmarks.md, kept between its markers. */
 export function existingIdleSection(docsPath: string): string | null {
-  if (!existsSync(docsPath)) return null;
-  const text = readFileSync(docsPath, 'utf8');
-  const begin = text.indexOf(IDLE_BEGIN);
-  const end = text.indexOf(IDLE_END);
-  return begin >= 0 && end > begin ? text.slice(begin, end + IDLE_END.length) : null;
+  return sectionOfFile(docsPath, 'idle-clients');
 }

@@ -1,206 +1,74 @@
 /**
- * `npm run bench:peers`: Commons and Synapse side by side, on the same data built through each
- * server's client API — a room of --members joined members (each with a display name), and a
- * pair of users sharing --shared rooms — then the membership queries timed on both, one server
- * after the other for each request (the order alternating), after checking that both give the
- * same answers (same members, names and counts; user IDs compared by localpart).
+ * `npm run bench:peers`: Commons and Synapse side by side (issue #20). Installs the newest
+ * Synapse from PyPI into a cached virtual environment, starts both servers on SQLite (or each
+ * on a PostgreSQL database of its own with --postgres), builds the same dataset through each
+ * server's client API (bench/peers/dataset.ts; built once and kept under
+ * bench/.cache/peers/), checks that both give the same answers, then times the scenarios of
+ * bench/peers/scenarios.ts on both, interleaved. Without PyPI the run says SKIPPED and exits 0.
  *
- * Both run on SQLite by default; --postgres URL gives each a database of its own on that
- * server. Without PyPI (Synapse cannot be installed) the run says SKIPPED and exits 0.
- * Writes bench/results/<time>-peers-<database>.json and prints a table.
+ * Writes bench/results/<time>-peers-<database>.json, prints the table, and with --docs puts it
+ * in docs/benchmarks.md ("Commons and Synapse").
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { databaseUrl } from './cache.js';
-import { httpClient, jsonOf, type HttpClient } from './http.js';
-import { loadTest, percentile } from './load.js';
-import { startCommons } from './processes.js';
-import { installSynapse, startSynapse } from './synapse.js';
+import { VERSION } from '../src/version.js';
+import { databaseUrl, postgresProblem } from './cache.js';
+import { startCommons, type ServerProcess } from './processes.js';
+import { installSynapse, startSynapse, type SynapseProcess } from './synapse.js';
+import { C, peerClient, r, type PeerClient, type PeerName } from './peers/client.js';
+import { buildDataset, ISSUE_SHAPE, type DatasetShape, type Manifest } from './peers/dataset.js';
+import { measure, scenarios, writeScenarios, type Peer } from './peers/scenarios.js';
+import { renderRun, type PeersReport } from './peers/report.js';
+import { writePeersSection } from './peers/docs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const C = '/_matrix/client/v3';
+
+const HELP = `npm run bench:peers -- [options]
+  --members N        joined members of the big room (${ISSUE_SHAPE.members})
+  --left N           members who joined the big room and left (${ISSUE_SHAPE.left})
+  --shared N         rooms the pair shares (${ISSUE_SHAPE.shared})
+  --own N            rooms each of the pair is in alone (${ISSUE_SHAPE.own})
+  --bot-rooms N      the bot's rooms (${ISSUE_SHAPE.botRooms})
+  --bot-room-size N  members of each bot room (${ISSUE_SHAPE.botRoomSize})
+  --runs N           timed runs of each request at one connection (25)
+  --load-seconds N   seconds at 32 connections (5)
+  --write-seconds N  seconds of each write scenario (10)
+  --postgres URL     both servers on PostgreSQL (a database each, made on that server)
+  --rebuild          build the data again instead of using the cached copy
+  --build-only       build (or check) the data and stop before measuring
+  --docs             write the figures into docs/benchmarks.md`;
 
 const { values: args } = parseArgs({
   options: {
-    members: { type: 'string', default: '2000' },
-    shared: { type: 'string', default: '100' },
+    members: { type: 'string', default: String(ISSUE_SHAPE.members) },
+    left: { type: 'string', default: String(ISSUE_SHAPE.left) },
+    shared: { type: 'string', default: String(ISSUE_SHAPE.shared) },
+    own: { type: 'string', default: String(ISSUE_SHAPE.own) },
+    'bot-rooms': { type: 'string', default: String(ISSUE_SHAPE.botRooms) },
+    'bot-room-size': { type: 'string', default: String(ISSUE_SHAPE.botRoomSize) },
     runs: { type: 'string', default: '25' },
     'load-seconds': { type: 'string', default: '5' },
+    'write-seconds': { type: 'string', default: '10' },
     postgres: { type: 'string' },
+    rebuild: { type: 'boolean', default: false },
+    docs: { type: 'boolean', default: false },
+    'build-only': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
 
-interface Account {
-  userId: string;
-  token: string;
+const log = (message: string) =>
+  console.log(`[peers ${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+function positive(name: string, value: string | undefined): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number`);
+  return n;
 }
-
-interface Peer {
-  name: 'Commons' | 'Synapse';
-  url: string;
-  http: HttpClient;
-  owner?: Account;
-  pairA?: Account;
-  pairB?: Account;
-  bigRoom?: string;
-  stop(): Promise<void>;
-}
-
-const localpart = (userId: string) => userId.slice(1, userId.indexOf(':'));
-
-async function ok<T>(peer: Peer, what: string, result: ReturnType<HttpClient['get']>): Promise<T> {
-  const r = await result;
-  if (r.status !== 200)
-    throw new Error(`${peer.name} ${what}: ${r.status} ${r.body.toString().slice(0, 200)}`);
-  return jsonOf<T>(r) as T;
-}
-
-async function register(peer: Peer, name: string, displayname: string): Promise<Account> {
-  const body = await ok<{ user_id: string; access_token: string }>(
-    peer,
-    `register ${name}`,
-    peer.http.post(`${C}/register`, {
-      username: name,
-      password: 'bench-password',
-      auth: { type: 'm.login.dummy' },
-      inhibit_login: false,
-    }),
-  );
-  const account = { userId: body.user_id, token: body.access_token };
-  await put(peer, `/profile/${encodeURIComponent(account.userId)}/displayname`, account, {
-    displayname,
-  });
-  return account;
-}
-
-async function put(peer: Peer, urlPath: string, account: Account, body: unknown) {
-  const res = await fetch(`${peer.url}${C}${urlPath}`, {
-    method: 'PUT',
-    headers: { Authorization: `Bearer ${account.token}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (res.status !== 200) throw new Error(`${peer.name} PUT ${urlPath}: ${res.status}`);
-}
-
-const createRoom = async (peer: Peer, account: Account) =>
-  (
-    await ok<{ room_id: string }>(
-      peer,
-      'createRoom',
-      peer.http.post(
-        `${C}/createRoom`,
-        { preset: 'public_chat', room_version: '10' },
-        account.token,
-      ),
-    )
-  ).room_id;
-
-const join = (peer: Peer, account: Account, roomId: string) =>
-  ok(
-    peer,
-    'join',
-    peer.http.post(`${C}/rooms/${encodeURIComponent(roomId)}/join`, {}, account.token),
-  );
-
-/** The same data on each server, built through its client API, 16 requests at a time. */
-async function build(peer: Peer, members: number, shared: number, log: (m: string) => void) {
-  const started = Date.now();
-  peer.owner = await register(peer, 'owner', 'The Owner');
-  peer.pairA = await register(peer, 'pair_a', 'Pair A');
-  peer.pairB = await register(peer, 'pair_b', 'Pair B');
-  const bigRoom = await createRoom(peer, peer.owner);
-  peer.bigRoom = bigRoom;
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      for (let i = next++; i < members - 1; i = next++) {
-        const member = await register(peer, `member_${i}`, `Member ${i}`);
-        await join(peer, member, bigRoom);
-      }
-    }),
-  );
-  for (let i = 0; i < shared; i++) {
-    const room = await createRoom(peer, peer.pairA);
-    await join(peer, peer.pairB, room);
-  }
-  log(`${peer.name}: built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-}
-
-interface Answers {
-  joined: string[];
-  names: string[];
-  members: number;
-  joinedRooms: number;
-}
-
-async function answersOf(peer: Peer): Promise<Answers> {
-  const room = encodeURIComponent(peer.bigRoom!);
-  const joined = await ok<{ joined: Record<string, { display_name?: string }> }>(
-    peer,
-    'joined_members',
-    peer.http.get(`${C}/rooms/${room}/joined_members`, peer.owner!.token),
-  );
-  const members = await ok<{ chunk: unknown[] }>(
-    peer,
-    'members',
-    peer.http.get(`${C}/rooms/${room}/members`, peer.owner!.token),
-  );
-  const rooms = await ok<{ joined_rooms: string[] }>(
-    peer,
-    'joined_rooms',
-    peer.http.get(`${C}/joined_rooms`, peer.pairA!.token),
-  );
-  const entries = Object.entries(joined.joined).sort(([a], [b]) => (a < b ? -1 : 1));
-  return {
-    joined: entries.map(([id]) => localpart(id)).sort(),
-    names: entries.map(([, p]) => p.display_name ?? '').sort(),
-    members: members.chunk.length,
-    joinedRooms: rooms.joined_rooms.length,
-  };
-}
-
-function differences(a: Answers, b: Answers): string[] {
-  const out: string[] = [];
-  if (JSON.stringify(a.joined) !== JSON.stringify(b.joined)) out.push('joined members differ');
-  if (JSON.stringify(a.names) !== JSON.stringify(b.names)) out.push('display names differ');
-  if (a.members !== b.members) out.push(`/members: ${a.members} against ${b.members}`);
-  if (a.joinedRooms !== b.joinedRooms)
-    out.push(`/joined_rooms: ${a.joinedRooms} against ${b.joinedRooms}`);
-  return out;
-}
-
-interface Measure {
-  name: string;
-  path: (peer: Peer) => string;
-  token: (peer: Peer) => string;
-}
-
-const MEASURES: Measure[] = [
-  {
-    name: '/joined_members (big room)',
-    path: (p) => `${C}/rooms/${encodeURIComponent(p.bigRoom!)}/joined_members`,
-    token: (p) => p.owner!.token,
-  },
-  {
-    name: '/members (big room)',
-    path: (p) => `${C}/rooms/${encodeURIComponent(p.bigRoom!)}/members`,
-    token: (p) => p.owner!.token,
-  },
-  {
-    name: '/members?membership=join',
-    path: (p) => `${C}/rooms/${encodeURIComponent(p.bigRoom!)}/members?membership=join`,
-    token: (p) => p.owner!.token,
-  },
-  {
-    name: '/joined_rooms (pair member)',
-    path: () => `${C}/joined_rooms`,
-    token: (p) => p.pairA!.token,
-  },
-];
 
 async function createPostgresDatabase(adminUrl: string, name: string, synapse: boolean) {
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -216,11 +84,132 @@ async function createPostgresDatabase(adminUrl: string, name: string, synapse: b
   } finally {
     await admin.end();
   }
-  return databaseUrl(adminUrl, name);
+}
+
+interface Side {
+  name: PeerName;
+  dir: string;
+  manifestFile: string;
+  /** PostgreSQL: the database's name. */
+  database?: string;
+}
+
+/** Where each server's built data lives, and whether it is there to be used. */
+function sidesOf(shape: DatasetShape, dialect: 'sqlite' | 'postgres') {
+  const key = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 10);
+  const base = path.join(ROOT, 'bench', '.cache', 'peers', `${dialect}-${key}`);
+  const side = (name: PeerName): Side => ({
+    name,
+    dir: path.join(base, name.toLowerCase()),
+    manifestFile: path.join(base, `${name.toLowerCase()}-manifest.json`),
+    ...(dialect === 'postgres' ? { database: `${name.toLowerCase()}_peers_${key}` } : {}),
+  });
+  return { base, commons: side('Commons'), synapse: side('Synapse') };
+}
+
+async function prepare(side: Side, rebuild: boolean): Promise<Manifest | null> {
+  if (!rebuild && existsSync(side.manifestFile))
+    return JSON.parse(readFileSync(side.manifestFile, 'utf8')) as Manifest;
+  rmSync(side.dir, { recursive: true, force: true });
+  rmSync(side.manifestFile, { force: true });
+  mkdirSync(side.dir, { recursive: true });
+  if (side.database && args.postgres)
+    await createPostgresDatabase(args.postgres, side.database, side.name === 'Synapse');
+  return null;
+}
+
+interface Answers {
+  joined: string;
+  names: string;
+  members: number;
+  joinedNow: number;
+  joinedAt: number;
+  pairRooms: number;
+  botRooms: number;
+  mutual: number;
+  botRoomSizes: string;
+}
+
+const localpart = (userId: string) => userId.slice(1, userId.indexOf(':'));
+
+async function answersOf(client: PeerClient, m: Manifest): Promise<Answers> {
+  const big = `${C}/rooms/${r(m.bigRoom)}`;
+  const joined = await client.get<{ joined: Record<string, { display_name?: string }> }>(
+    'joined_members',
+    `${big}/joined_members`,
+    m.owner.token,
+  );
+  const count = async (path: string, token = m.owner.token) =>
+    (await client.get<{ chunk: unknown[] }>(path, path, token)).chunk.length;
+  const roomsOf = async (token: string) =>
+    (await client.get<{ joined_rooms: string[] }>('joined_rooms', `${C}/joined_rooms`, token))
+      .joined_rooms.length;
+  let mutual = 0;
+  let from: string | undefined;
+  do {
+    const page: { joined: string[]; next_batch?: string } = await client.get(
+      'mutual_rooms',
+      `/_matrix/client/v1/mutual_rooms?user_id=${r(m.pairB.userId)}${from ? `&from=${r(from)}` : ''}`,
+      m.pairA.token,
+    );
+    mutual += page.joined.length;
+    from = page.next_batch;
+  } while (from);
+  const sizes: number[] = [];
+  for (const roomId of m.botRoomIds.slice(0, 20)) {
+    const body = await client.get<{ joined: object }>(
+      'bot room joined_members',
+      `${C}/rooms/${r(roomId)}/joined_members`,
+      m.bot.token,
+    );
+    sizes.push(Object.keys(body.joined).length);
+  }
+  const entries = Object.entries(joined.joined);
+  return {
+    joined: entries
+      .map(([id]) => localpart(id))
+      .sort()
+      .join(','),
+    names: entries
+      .map(([, p]) => p.display_name ?? '')
+      .sort()
+      .join(','),
+    members: await count(`${big}/members`),
+    joinedNow: await count(`${big}/members?membership=join`),
+    joinedAt: await count(`${big}/members?membership=join&at=${r(m.atToken)}`),
+    pairRooms: await roomsOf(m.pairA.token),
+    botRooms: await roomsOf(m.bot.token),
+    mutual,
+    botRoomSizes: sizes.join(','),
+  };
+}
+
+function differences(a: Answers, b: Answers): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(a) as (keyof Answers)[]) {
+    if (a[key] === b[key]) continue;
+    const short = (v: string | number) =>
+      typeof v === 'string' && v.length > 60 ? `${v.slice(0, 60)}…` : v;
+    out.push(`${key}: Commons ${short(a[key])}, Synapse ${short(b[key])}`);
+  }
+  return out;
+}
+
+function rssMiB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return match ? +(Number(match[1]) / 1024).toFixed(1) : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 async function main(): Promise<void> {
-  const log = (message: string) => console.log(`[peers] ${message}`);
+  if (args.help) {
+    console.log(HELP);
+    return;
+  }
   const install = installSynapse(path.join(ROOT, 'bench', '.cache'));
   if ('problem' in install) {
     console.log('='.repeat(78));
@@ -228,130 +217,117 @@ async function main(): Promise<void> {
     console.log('='.repeat(78));
     return;
   }
-  const members = Number(args.members);
-  const shared = Number(args.shared);
-  const runs = Number(args.runs);
-  const database = args.postgres ? 'postgres' : 'sqlite';
-  const work = mkdtempSync(path.join(tmpdir(), 'commons-peers-'));
-  const peers: Peer[] = [];
+  if (args.postgres) {
+    const problem = await postgresProblem(args.postgres);
+    if (problem) throw new Error(`--postgres: ${problem}`);
+  }
+  const shape: DatasetShape = {
+    members: positive('members', args.members),
+    left: positive('left', args.left),
+    shared: positive('shared', args.shared),
+    own: positive('own', args.own),
+    botRooms: positive('bot-rooms', args['bot-rooms']),
+    botRoomSize: positive('bot-room-size', args['bot-room-size']),
+  };
+  const runs = positive('runs', args.runs);
+  const dialect = args.postgres ? 'postgres' : 'sqlite';
+  const sides = sidesOf(shape, dialect);
+  const commonsManifest = await prepare(sides.commons, args.rebuild);
+  const synapseManifest = await prepare(sides.synapse, args.rebuild);
+
+  let commons: ServerProcess | undefined;
+  let synapse: SynapseProcess | undefined;
+  const clients: PeerClient[] = [];
   try {
-    const commonsDir = path.join(work, 'commons');
-    mkdirSync(commonsDir);
-    const commons = await startCommons({
+    commons = await startCommons({
       root: ROOT,
-      url: args.postgres
-        ? await createPostgresDatabase(args.postgres, 'commons_bench_peers', false)
-        : `sqlite:${path.join(commonsDir, 'commons.db')}`,
-      dataDir: commonsDir,
+      url:
+        args.postgres && sides.commons.database
+          ? databaseUrl(args.postgres, sides.commons.database)
+          : `sqlite:${path.join(sides.commons.dir, 'commons.db')}`,
+      dataDir: sides.commons.dir,
       entry: 'tsx',
       extraEnv: {
         COMMONS_REGISTRATION_ENABLED: 'true',
         COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',
       },
     });
-    peers.push({
-      name: 'Commons',
-      url: commons.url,
-      http: httpClient(commons.url, 16),
-      stop: commons.stop,
-    });
-    const synapse = await startSynapse({
+    synapse = await startSynapse({
       install,
-      dataDir: path.join(work, 'synapse'),
-      database: args.postgres
-        ? await createPostgresDatabase(args.postgres, 'synapse_bench_peers', true)
-        : null,
+      dataDir: sides.synapse.dir,
+      database:
+        args.postgres && sides.synapse.database
+          ? databaseUrl(args.postgres, sides.synapse.database)
+          : null,
     });
-    peers.push({
-      name: 'Synapse',
-      url: synapse.url,
-      http: httpClient(synapse.url, 16),
-      stop: synapse.stop,
-    });
-    log(
-      `Synapse ${install.version} and Commons on ${database}; ${members} members, ${shared} shared rooms`,
-    );
+    const commonsClient = peerClient('Commons', commons.url);
+    const synapseClient = peerClient('Synapse', synapse.url);
+    clients.push(commonsClient, synapseClient);
+    log(`Synapse ${install.version} and Commons on ${dialect}; shape ${JSON.stringify(shape)}`);
 
-    for (const peer of peers) await build(peer, members, shared, log);
-    const [commonsPeer, synapsePeer] = peers as [Peer, Peer];
-    const differ = differences(await answersOf(commonsPeer), await answersOf(synapsePeer));
+    // Both built at once (the measurements come later, on a quiet machine).
+    const [cm, sm] = await Promise.all([
+      commonsManifest ?? buildDataset(commonsClient, shape, log),
+      synapseManifest ?? buildDataset(synapseClient, shape, log),
+    ]);
+    writeFileSync(sides.commons.manifestFile, JSON.stringify(cm, null, 2));
+    writeFileSync(sides.synapse.manifestFile, JSON.stringify(sm, null, 2));
+    log(`data ready (built in ${cm.builtSeconds} s on Commons, ${sm.builtSeconds} s on Synapse)`);
+
+    const differ = differences(
+      await answersOf(commonsClient, cm),
+      await answersOf(synapseClient, sm),
+    );
     log(
       differ.length === 0
         ? 'both servers give the same answers'
         : `answers differ: ${differ.join('; ')}`,
     );
 
-    const results: Record<string, unknown>[] = [];
-    for (const measure of MEASURES) {
-      const times = new Map<string, number[]>(peers.map((p) => [p.name, []]));
-      for (const peer of peers) await peer.http.get(measure.path(peer), measure.token(peer));
-      for (let i = 0; i < runs; i++) {
-        const order = i % 2 === 0 ? peers : [...peers].reverse();
-        for (const peer of order) {
-          const r = await peer.http.get(measure.path(peer), measure.token(peer));
-          if (r.status !== 200) throw new Error(`${peer.name} ${measure.name}: ${r.status}`);
-          times.get(peer.name)!.push(r.ms);
-        }
-      }
-      const rates = new Map<string, number>();
-      for (const peer of peers) {
-        const summary = await loadTest({
-          base: peer.url,
-          path: measure.path(peer),
-          token: measure.token(peer),
-          connections: 32,
-          warmupSeconds: 1,
-          durationSeconds: Number(args['load-seconds']),
-          runs: 1,
-        });
-        rates.set(peer.name, summary.rps.median);
-      }
-      const stat = (name: string) => {
-        const sorted = [...times.get(name)!].sort((a, b) => a - b);
-        return { p50: +percentile(sorted, 50).toFixed(2), p99: +percentile(sorted, 99).toFixed(2) };
-      };
-      const c = stat('Commons');
-      const s = stat('Synapse');
-      results.push({
-        measure: measure.name,
-        commons: { ...c, rps: rates.get('Commons') },
-        synapse: { ...s, rps: rates.get('Synapse') },
-        latencyRatio: +(c.p50 / s.p50).toFixed(3),
-        throughputRatio: +((rates.get('Commons') ?? 0) / (rates.get('Synapse') ?? 1)).toFixed(2),
-      });
-    }
-    console.log(
-      `| measure | Commons p50 / p99 ms | Synapse ${install.version} p50 / p99 ms | Commons ÷ Synapse | req/s at 32 connections (Commons / Synapse) |`,
-    );
-    console.log('|---|---|---|---|---|');
-    for (const r of results as {
-      measure: string;
-      commons: { p50: number; p99: number; rps: number };
-      synapse: { p50: number; p99: number; rps: number };
-      latencyRatio: number;
-      throughputRatio: number;
-    }[])
-      console.log(
-        `| ${r.measure} | ${r.commons.p50} / ${r.commons.p99} | ${r.synapse.p50} / ${r.synapse.p99} | ${r.latencyRatio} | ${Math.round(r.commons.rps)} / ${Math.round(r.synapse.rps)} (${r.throughputRatio}×) |`,
-      );
+    if (args['build-only']) return;
+
+    const peers: [Peer, Peer] = [
+      { client: commonsClient, manifest: cm },
+      { client: synapseClient, manifest: sm },
+    ];
+    const results = [];
+    const all = [
+      ...scenarios(shape, runs, positive('load-seconds', args['load-seconds'])),
+      ...writeScenarios(positive('write-seconds', args['write-seconds'])),
+    ];
+    for (const scenario of all) results.push(await measure(scenario, peers, log));
+
     const when = new Date().toISOString();
+    const report: PeersReport = {
+      when,
+      database: dialect,
+      synapseVersion: install.version,
+      commonsVersion: VERSION,
+      shape: { ...shape },
+      runs,
+      answersDiffer: differ,
+      results,
+      rssMiB: { commons: rssMiB(commons.pid), synapse: rssMiB(synapse.pid) },
+      builtSeconds: { commons: cm.builtSeconds, synapse: sm.builtSeconds },
+    };
     const file = path.join(
       ROOT,
       'bench',
       'results',
-      `${when.slice(0, 16).replace(/:/g, '-')}-peers-${database}.json`,
+      `${when.slice(0, 16).replace(/:/g, '-')}-peers-${dialect}.json`,
     );
-    writeFileSync(
-      file,
-      `${JSON.stringify({ when, database, synapse: install.version, members, shared, runs, answersDiffer: differ, results }, null, 2)}\n`,
-    );
-    log(`written: ${path.relative(ROOT, file)}`);
-  } finally {
-    for (const peer of peers) {
-      peer.http.close();
-      await peer.stop().catch(() => undefined);
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    const source = path.relative(ROOT, file);
+    console.log(renderRun(report, source));
+    log(`written: ${source}`);
+    if (args.docs) {
+      await writePeersSection(path.join(ROOT, 'docs', 'benchmarks.md'), report, source);
+      log('docs/benchmarks.md: the "Commons and Synapse" section updated');
     }
-    rmSync(work, { recursive: true, force: true });
+  } finally {
+    for (const client of clients) client.close();
+    await commons?.stop().catch(() => undefined);
+    await synapse?.stop().catch(() => undefined);
   }
 }
 

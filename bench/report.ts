@@ -2,6 +2,8 @@
  * Turns a run's raw results into the targets of issue #6 (met or missed, with the figure) and
  * into docs/benchmarks.md with two hand-written SVG charts beside it.
  */
+import { sectionOfFile } from './doc-sections.js';
+import { PEERS_SECTION } from './peers/docs.js';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as prettier from 'prettier';
@@ -600,12 +602,15 @@ export async function writeDocs(report: BenchReport, docsPath: string): Promise<
     growth: path.basename(growthFile),
     comparison: path.basename(comparisonFile),
   });
-  // The idle-clients section comes from its own runs (`--scenario idle`): kept as it is.
-  const idle = existingIdleSection(docsPath);
+  // The idle-clients section and the peers section come from their own runs (`--scenario
+  // idle`, `npm run bench:peers`): kept as they are.
+  const kept = [existingIdleSection(docsPath), sectionOfFile(docsPath, PEERS_SECTION)].filter(
+    (section): section is string => section !== null,
+  );
   const options = (await prettier.resolveConfig(docsPath)) ?? {};
   writeFileSync(
     docsPath,
-    await prettier.format(idle ? `${markdown}\n${idle}\n` : markdown, {
+    await prettier.format([markdown, ...kept].join('\n') + (kept.length ? '\n' : ''), {
       ...options,
       filepath: docsPath,
     }),

@@ -100,9 +100,12 @@ export function createEventWriter(ctx: ServiceContext) {
     );
     const appended: AppendedEvent = { eventId, roomId, streamOrdering, pdu };
     for (const derive of derivers) await derive(stores, { ...appended, roomVersion: version });
+    // A redaction may change how a member event reads: member lists kept as bodies go too.
+    const membersChanged = membership !== undefined || pdu.type === 'm.room.redaction';
     await stores.stream.notify({
       rooms: [roomId],
-      ...(membership ? { users: [membership.userId], memberRooms: [roomId] } : {}),
+      ...(membership ? { users: [membership.userId] } : {}),
+      ...(membersChanged ? { memberRooms: [roomId] } : {}),
     });
     return appended;
   }

@@ -10,7 +10,7 @@ import type { RoomVersionId } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
 import type { EventRow } from '../storage/index.js';
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
-import { createUserCache } from './user-cache.js';
+import { createUserCache, type UserCache } from './user-cache.js';
 import { LIST_PAGING, keysetPages, type KeysetPaging } from './keyset-pages.js';
 import type { RoomEventFilter } from './timeline.js';
 
@@ -33,19 +33,29 @@ export interface JoinedProfile {
 }
 
 /**
- * `/joined_members`' answer: its whole body when this process holds it, otherwise the body's
- * opening, its entries (`"@user:server":{…}`, serialised) in batches, and its closing.
+ * A member list's answer: its whole body when this process holds it, otherwise the body's
+ * opening, its entries (serialised: member events for `/members`, `"@user:server":{…}` for
+ * `/joined_members`) in batches, and its closing.
  */
-export type JoinedMembersAnswer =
+export type MemberListAnswer =
   { body: Buffer } | { open: string; entries: AsyncGenerator<string[]>; close: string };
+export type JoinedMembersAnswer = MemberListAnswer;
 
 const JOINED_OPEN = '{"joined":{';
 const JOINED_CLOSE = '}}';
+const MEMBERS_OPEN = '{"chunk":[';
+const MEMBERS_CLOSE = ']}';
 /** Rooms whose `/joined_members` body a process keeps, and the most they may add up to. */
 const JOINED_BODY_CACHE_ROOMS = 10_000;
 const JOINED_BODY_CACHE_BYTES = 64 * 1024 * 1024;
-/** A body over this is streamed every time rather than kept (a quarter of the cache). */
-const JOINED_BODY_MAX_BYTES = JOINED_BODY_CACHE_BYTES / 4;
+/** `/members` bodies kept (per room, point in time and memberships), and their total size. */
+const MEMBERS_BODY_CACHE_ENTRIES = 2_000;
+const MEMBERS_BODY_CACHE_BYTES = 128 * 1024 * 1024;
+/** A body over this is streamed every time rather than kept (a room of ~40,000 members). */
+const BODY_MAX_BYTES = 16 * 1024 * 1024;
+/** `/joined_rooms` bodies kept, one per user. */
+const JOINED_ROOMS_CACHE_USERS = 10_000;
+const JOINED_ROOMS_CACHE_BYTES = 32 * 1024 * 1024;
 
 export interface RoomListingQuery {
   memberships?: readonly string[] | undefined;
@@ -104,32 +114,60 @@ export function createMemberListService(
     stats: ctx.cacheStats?.counter('joined_members_bodies'),
   });
 
+  // Each `/members` body as bytes, by room, point in time ("now" or a stream position) and
+  // memberships; dropped like the `/joined_members` bodies by a member event in the room (a
+  // past point's list cannot change, but a redaction changes how its events read). The body
+  // is the same for everyone who may see it: the requester is checked before it is looked up.
+  const memberBodies = createUserCache<Buffer>(ctx.storage.changes, {
+    max: MEMBERS_BODY_CACHE_ENTRIES,
+    maxSize: MEMBERS_BODY_CACHE_BYTES,
+    sizeOf: (body) => body.length,
+    usersNamedBy: (change) => change.memberRooms,
+    stats: ctx.cacheStats?.counter('members_bodies'),
+  });
+  // Each user's `/joined_rooms` body, dropped by any change of the user's own (a membership
+  // among them).
+  const joinedRoomsBodies = createUserCache<Buffer>(ctx.storage.changes, {
+    max: JOINED_ROOMS_CACHE_USERS,
+    maxSize: JOINED_ROOMS_CACHE_BYTES,
+    sizeOf: (body) => body.length,
+    usersNamedBy: (change) => change.users,
+    stats: ctx.cacheStats?.counter('joined_rooms_bodies'),
+  });
+
   /**
-   * The entries as they are read, kept as the room's body once the last is read, unless a
-   * member event came meanwhile (the ticket), the body grew too large, or the reader stopped.
+   * The answer for a list not held: its entries as they are read, kept (under `key`, dropped
+   * by changes naming `roomId`) once the last is read, unless a change came meanwhile (the
+   * ticket), the body grew too large, or the reader stopped.
    */
-  async function* keepingBody(
+  function keptWhenRead(
+    cache: UserCache<Buffer>,
+    key: string,
     roomId: string,
+    frame: { open: string; close: string },
     pages: AsyncIterable<string[]>,
     ticket: number,
-  ): AsyncGenerator<string[]> {
-    let parts: string[] | null = [];
-    let bytes = JOINED_OPEN.length + JOINED_CLOSE.length;
-    for await (const entries of pages) {
-      if (parts) {
-        for (const entry of entries) bytes += entry.length + 1;
-        if (bytes > JOINED_BODY_MAX_BYTES) parts = null;
-        else parts.push(...entries);
+  ): MemberListAnswer {
+    async function* keeping(): AsyncGenerator<string[]> {
+      let parts: string[] | null = [];
+      let bytes = frame.open.length + frame.close.length;
+      for await (const entries of pages) {
+        if (parts) {
+          for (const entry of entries) bytes += entry.length + 1;
+          if (bytes > BODY_MAX_BYTES) parts = null;
+          else parts.push(...entries);
+        }
+        yield entries;
       }
-      yield entries;
+      if (parts)
+        cache.set(
+          key,
+          Buffer.from(`${frame.open}${parts.join(',')}${frame.close}`),
+          [roomId],
+          ticket,
+        );
     }
-    if (parts)
-      joinedBodies.set(
-        roomId,
-        Buffer.from(`${JOINED_OPEN}${parts.join(',')}${JOINED_CLOSE}`),
-        [roomId],
-        ticket,
-      );
+    return { open: frame.open, entries: keeping(), close: frame.close };
   }
 
   /**
@@ -169,7 +207,7 @@ export function createMemberListService(
       requester: Requester,
       roomId: string,
       query: MemberQuery,
-    ): Promise<AsyncGenerator<string[]>> {
+    ): Promise<MemberListAnswer> {
       let at: number | null = null;
       if (query.at !== undefined) {
         at = parseStreamToken(query.at);
@@ -199,8 +237,22 @@ export function createMemberListService(
       };
       const limit = query.filter?.limit ?? Number.POSITIVE_INFINITY;
       const memberLists = stores().memberLists;
+      const frame = { open: MEMBERS_OPEN, close: MEMBERS_CLOSE };
 
-      if (chosen?.length === 0) return emptyPages<string>();
+      if (chosen?.length === 0) return { ...frame, entries: emptyPages<string>() };
+      // Lists by membership alone are kept (senders and limits are rare: read each time).
+      const keyed =
+        selector.senders === undefined &&
+        selector.notSenders === undefined &&
+        limit === Number.POSITIVE_INFINITY;
+      const key = keyed
+        ? `${roomId}\u0000${asOfNow ? 'now' : position}\u0000${chosen?.join(',') ?? '*'}`
+        : null;
+      if (key !== null) {
+        const kept = memberBodies.get(key);
+        if (kept) return { body: kept };
+      }
+      const ticket = memberBodies.ticket();
       const pages = await keysetPages(
         (after, size) =>
           asOfNow
@@ -210,13 +262,16 @@ export function createMemberListService(
         { ...listPaging, limit },
       );
       // Stored client JSON as it is; a redacted event is presented from its PDU.
-      return mapPages(pages, (rows) =>
+      const entries = mapPages(pages, (rows) =>
         Promise.all(
           rows.map(({ event }) =>
             event.clientJson !== null ? event.clientJson : presentStored(event.eventId, version),
           ),
         ),
       );
+      return key !== null
+        ? keptWhenRead(memberBodies, key, roomId, frame, entries, ticket)
+        : { ...frame, entries };
     },
 
     /**
@@ -244,15 +299,26 @@ export function createMemberListService(
           return `${JSON.stringify(row.userId)}:${JSON.stringify(profile)}`;
         }),
       );
-      return {
-        open: JOINED_OPEN,
-        entries: keepingBody(roomId, entries, ticket),
-        close: JOINED_CLOSE,
-      };
+      return keptWhenRead(
+        joinedBodies,
+        roomId,
+        roomId,
+        { open: JOINED_OPEN, close: JOINED_CLOSE },
+        entries,
+        ticket,
+      );
     },
 
-    async joinedRooms(requester: Requester): Promise<string[]> {
-      return stores().rooms.selectRoomsOfUser(requester.userId, 'join');
+    /** `{"joined_rooms":[…]}`, kept per user until a change of theirs. */
+    async joinedRooms(requester: Requester): Promise<Buffer> {
+      const { userId } = requester;
+      const kept = joinedRoomsBodies.get(userId);
+      if (kept) return kept;
+      const ticket = joinedRoomsBodies.ticket();
+      const rooms = await stores().rooms.selectRoomsOfUser(userId, 'join');
+      const body = Buffer.from(JSON.stringify({ joined_rooms: rooms }));
+      joinedRoomsBodies.set(userId, body, [userId], ticket);
+      return body;
     },
 
     /** MSC2895: the requester's rooms with their membership (forgotten rooms left out). */

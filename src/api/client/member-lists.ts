@@ -38,7 +38,8 @@ export const memberListRoutes: RoutePlugin = async (app, { services }) => {
       },
     },
     async (request, reply) => {
-      const batches = await memberLists.members(
+      // The service hands out the body whole when it holds it, else its events serialised.
+      const answer = await memberLists.members(
         requesterOf(request),
         roomIdParam(request.params.roomId),
         {
@@ -48,8 +49,8 @@ export const memberListRoutes: RoutePlugin = async (app, { services }) => {
           filter: parseRoomEventFilter(request.query.filter),
         },
       );
-      // The service hands out the events already serialised.
-      return sendJson(reply, jsonStream('{"chunk":[', batches, ']}'));
+      if ('body' in answer) return sendJson(reply, answer.body);
+      return sendJson(reply, jsonStream(answer.open, answer.entries, answer.close));
     },
   );
 
@@ -68,9 +69,9 @@ export const memberListRoutes: RoutePlugin = async (app, { services }) => {
     },
   );
 
-  app.get('/joined_rooms', { config: queryConfig }, async (request) => ({
-    joined_rooms: await memberLists.joinedRooms(requesterOf(request)),
-  }));
+  app.get('/joined_rooms', { config: queryConfig }, async (request, reply) =>
+    sendJson(reply, await memberLists.joinedRooms(requesterOf(request))),
+  );
 };
 
 /** MSC2895's listing of the requester's rooms with their membership. */

@@ -1,0 +1,412 @@
+/**
+ * What the peers bench times on each server: every scenario is one operation (a request, a
+ * walk of pages, a bot's pass over its rooms, a /sync) timed at one connection, interleaved
+ * between the servers with the order alternating, and run by 32 connections at once for a
+ * rate. Scenarios whose answers a server could keep (Synapse keeps a /sync answer for two
+ * minutes) vary what they ask each time.
+ */
+import { loadTest, percentile } from '../load.js';
+import { C, inParallel, r, type PeerClient } from './client.js';
+import type { DatasetShape, Manifest } from './dataset.js';
+
+export interface Peer {
+  client: PeerClient;
+  manifest: Manifest;
+}
+
+/**
+ * One operation; resolves to how many items it listed or wrote (rooms, members, events), and
+ * the milliseconds to count when only part of it is the thing measured (an incremental /sync
+ * after the message that wakes it).
+ */
+type Operation = (
+  peer: Peer,
+  worker: number,
+  iteration: number,
+) => Promise<number | { items: number; ms: number }>;
+
+const itemsOf = (done: number | { items: number }) =>
+  typeof done === 'number' ? done : done.items;
+
+export interface Scenario {
+  /** A stable key (targets refer to it); `name` says it with the run's sizes. */
+  id: string;
+  name: string;
+  /** What one operation is, for the table ("request", "walk", "pass over 2,000 rooms"). */
+  unit: string;
+  /** Timed runs at one connection (per server). */
+  runs: number;
+  op: Operation;
+  /** A plain GET at 32 connections goes through autocannon; others through `concurrent`. */
+  get?: (peer: Peer) => { path: string; token: string };
+  /** The rate run, when it is not `op` repeated by each connection. */
+  rateRun?: (peer: Peer) => Promise<{ items: number; seconds: number }>;
+  /** At 32 connections: run for `seconds`, or (`once`) each connection does one operation. */
+  concurrency: { connections: number; seconds?: number; once?: boolean };
+  /** What the rate counts: operations, or the items they list (rooms listed per second). */
+  rateOf: 'operations' | 'items';
+}
+
+export interface Timing {
+  p50: number;
+  p99: number;
+  /** Operations (or items) per second at `connections`. */
+  rate: number;
+  items: number;
+}
+
+export interface ScenarioResult {
+  id: string;
+  scenario: string;
+  unit: string;
+  rateOf: Scenario['rateOf'];
+  connections: number;
+  commons: Timing;
+  synapse: Timing;
+  /** Commons' p50 ÷ Synapse's. */
+  latencyRatio: number;
+  /** Commons' rate ÷ Synapse's. */
+  rateRatio: number;
+}
+
+async function getJson<T>(peer: Peer, path: string, token: string): Promise<T> {
+  return peer.client.get<T>(path, path, token);
+}
+
+const simpleGet =
+  (at: (p: Peer) => { path: string; token: string }, count: (body: unknown) => number): Operation =>
+  async (peer) => {
+    const { path, token } = at(peer);
+    return count(await getJson(peer, path, token));
+  };
+
+const chunkLength = (body: unknown) => (body as { chunk: unknown[] }).chunk.length;
+
+/** A lazy-loading filter no server has seen before (Synapse keeps identical /sync answers). */
+function lazyFilter(nonce: string): string {
+  return encodeURIComponent(
+    JSON.stringify({
+      room: {
+        state: { lazy_load_members: true },
+        timeline: { limit: 10, lazy_load_members: true },
+      },
+      presence: { not_types: [`bench.${nonce}`] },
+    }),
+  );
+}
+
+let nonceCounter = 0;
+const nonce = () => `${process.pid}.${Date.now()}.${nonceCounter++}`;
+
+/** Where pair A's incremental /sync starts from, per server; moved on by each sync. */
+const sinceTokens = new Map<string, string>();
+
+async function mutualWalk(peer: Peer): Promise<number> {
+  const { pairA, pairB } = peer.manifest;
+  let listed = 0;
+  let from: string | undefined;
+  for (;;) {
+    const path = `/_matrix/client/v1/mutual_rooms?user_id=${r(pairB.userId)}${from ? `&from=${r(from)}` : ''}`;
+    const page = await getJson<{ joined: string[]; next_batch?: string }>(peer, path, pairA.token);
+    listed += page.joined.length;
+    if (!page.next_batch) return listed;
+    from = page.next_batch;
+  }
+}
+
+async function botPass(peer: Peer, parallel: number): Promise<number> {
+  const { bot, botRoomIds } = peer.manifest;
+  await inParallel(botRoomIds.length, parallel, async (i) => {
+    await getJson(peer, `${C}/rooms/${r(botRoomIds[i] as string)}/joined_members`, bot.token);
+  });
+  return botRoomIds.length;
+}
+
+const n = (value: number) => value.toLocaleString('en-US');
+
+export function scenarios(shape: DatasetShape, runs: number, loadSeconds: number): Scenario[] {
+  const get32 = { connections: 32, seconds: loadSeconds };
+  const big = (p: Peer) => `${C}/rooms/${r(p.manifest.bigRoom)}`;
+  const ownerGet = (suffix: string) => (p: Peer) => ({
+    path: `${big(p)}${suffix}`,
+    token: p.manifest.owner.token,
+  });
+  const mutualFirst = (p: Peer) => ({
+    path: `/_matrix/client/v1/mutual_rooms?user_id=${r(p.manifest.pairB.userId)}`,
+    token: p.manifest.pairA.token,
+  });
+  const joinedRooms = (p: Peer) => ({ path: `${C}/joined_rooms`, token: p.manifest.pairA.token });
+  const plain = (
+    id: string,
+    name: string,
+    at: (p: Peer) => { path: string; token: string },
+    count: (body: unknown) => number,
+  ): Scenario => ({
+    id,
+    name,
+    unit: 'request',
+    runs,
+    op: simpleGet(at, count),
+    get: at,
+    concurrency: get32,
+    rateOf: 'operations',
+  });
+  return [
+    plain(
+      'joined_members',
+      `/joined_members, ${n(shape.members)}-member room`,
+      ownerGet('/joined_members'),
+      (b) => Object.keys((b as { joined: object }).joined).length,
+    ),
+    plain(
+      'members',
+      `/members, ${n(shape.members)} joined + ${n(shape.left)} left`,
+      ownerGet('/members'),
+      chunkLength,
+    ),
+    plain(
+      'members_join',
+      '/members?membership=join',
+      ownerGet('/members?membership=join'),
+      chunkLength,
+    ),
+    plain(
+      'members_at',
+      '/members?at= (half-way token)',
+      (p) => ownerGet(`/members?at=${r(p.manifest.atToken)}`)(p),
+      chunkLength,
+    ),
+    plain(
+      'joined_rooms',
+      `/joined_rooms, user in ${n(shape.shared + shape.own)} rooms`,
+      joinedRooms,
+      (b) => (b as { joined_rooms: unknown[] }).joined_rooms.length,
+    ),
+    plain(
+      'mutual_first_page',
+      'mutual rooms, first page',
+      mutualFirst,
+      (b) => (b as { joined: unknown[] }).joined.length,
+    ),
+    {
+      id: 'mutual_walk',
+      name: `mutual rooms, whole walk (${n(shape.shared)} shared)`,
+      unit: 'walk',
+      runs,
+      op: mutualWalk,
+      concurrency: get32,
+      rateOf: 'items',
+    },
+    {
+      id: 'bot_start',
+      name: `bot start-up: /joined_members of each of ${n(shape.botRooms)} rooms of ${shape.botRoomSize}`,
+      unit: 'pass',
+      runs: Math.max(3, Math.ceil(runs / 5)),
+      op: (peer) => botPass(peer, 1),
+      // A bridge starting: one pass, 32 requests at a time; rooms per second.
+      rateRun: async (peer) => {
+        const started = performance.now();
+        const items = await botPass(peer, 32);
+        return { items, seconds: (performance.now() - started) / 1000 };
+      },
+      concurrency: { connections: 32, once: true },
+      rateOf: 'items',
+    },
+    {
+      id: 'initial_sync',
+      name: `initial lazy-loading /sync, user in ${n(shape.shared + shape.own)} rooms`,
+      unit: 'sync',
+      runs: Math.max(3, Math.ceil(runs / 5)),
+      op: async (peer) => {
+        const body = await getJson<{ next_batch: string; rooms?: { join?: object } }>(
+          peer,
+          `${C}/sync?timeout=0&filter=${lazyFilter(nonce())}`,
+          peer.manifest.pairA.token,
+        );
+        sinceTokens.set(peer.client.name, body.next_batch);
+        return Object.keys(body.rooms?.join ?? {}).length;
+      },
+      concurrency: { connections: 32, once: true },
+      rateOf: 'operations',
+    },
+    {
+      id: 'incremental_sync',
+      name: 'incremental /sync after one message',
+      unit: 'sync',
+      runs,
+      op: async (peer, worker, iteration) => {
+        const { pairA, pairB, pairRoom } = peer.manifest;
+        const key = `${peer.client.name}:${worker}`;
+        let since = sinceTokens.get(key) ?? sinceTokens.get(peer.client.name);
+        if (!since) throw new Error('incremental /sync before an initial one');
+        if (worker === 0 || iteration % 8 === 0)
+          await peer.client.put(
+            'send',
+            `${C}/rooms/${r(pairRoom)}/send/m.room.message/inc-${nonce()}`,
+            { msgtype: 'm.text', body: 'incremental' },
+            pairB.token,
+          );
+        const started = performance.now();
+        const body = await getJson<{ next_batch: string; rooms?: { join?: object } }>(
+          peer,
+          `${C}/sync?timeout=0&since=${r(since)}&filter=${lazyFilter(nonce())}`,
+          pairA.token,
+        );
+        const ms = performance.now() - started;
+        since = body.next_batch;
+        sinceTokens.set(key, since);
+        return { items: Object.keys(body.rooms?.join ?? {}).length, ms };
+      },
+      concurrency: get32,
+      rateOf: 'operations',
+    },
+  ];
+}
+
+/** Writes under 8 writers: messages, each writer into its own room; then joins and leaves. */
+export function writeScenarios(seconds: number): Scenario[] {
+  return [
+    {
+      id: 'write_messages',
+      name: 'writes: messages, 8 writers',
+      unit: 'event',
+      runs: 0,
+      op: async (peer, worker) => {
+        const writer = peer.manifest.writers[worker % peer.manifest.writers.length]!;
+        const room = peer.manifest.writerRooms[worker % peer.manifest.writerRooms.length]!;
+        await peer.client.put(
+          'send',
+          `${C}/rooms/${r(room)}/send/m.room.message/w-${nonce()}`,
+          { msgtype: 'm.text', body: 'a write' },
+          writer.token,
+        );
+        return 1;
+      },
+      concurrency: { connections: 8, seconds },
+      rateOf: 'operations',
+    },
+    {
+      id: 'write_joins',
+      name: 'writes: joins and leaves, 8 writers',
+      unit: 'membership event',
+      runs: 0,
+      op: async (peer, worker, iteration) => {
+        const writer = peer.manifest.writers[worker % peer.manifest.writers.length]!;
+        const action = iteration % 2 === 0 ? 'join' : 'leave';
+        await peer.client.post(
+          action,
+          `${C}/rooms/${r(peer.manifest.joinRoom)}/${action}`,
+          {},
+          writer.token,
+        );
+        return 1;
+      },
+      concurrency: { connections: 8, seconds },
+      rateOf: 'operations',
+    },
+  ];
+}
+
+/** Runs `op` from `connections` workers for `seconds` (or once each); the rate per second. */
+async function concurrent(
+  peer: Peer,
+  op: Operation,
+  connections: number,
+  seconds: number | undefined,
+): Promise<{ operations: number; items: number; seconds: number }> {
+  const started = performance.now();
+  const deadline = started + (seconds ?? 0) * 1000;
+  let operations = 0;
+  let items = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async (_, worker) => {
+      for (let i = 0; seconds === undefined ? i < 1 : performance.now() < deadline; i++) {
+        items += itemsOf(await op(peer, worker, i));
+        operations += 1;
+      }
+    }),
+  );
+  return { operations, items, seconds: (performance.now() - started) / 1000 };
+}
+
+export async function measure(
+  scenario: Scenario,
+  peers: [Peer, Peer],
+  log: (m: string) => void,
+): Promise<ScenarioResult> {
+  const times = new Map<string, number[]>(peers.map((p) => [p.client.name, []]));
+  const items = new Map<string, number>();
+  for (let i = 0; i < scenario.runs; i++) {
+    const order = i % 2 === 0 ? peers : ([peers[1], peers[0]] as const);
+    for (const peer of order) {
+      const started = performance.now();
+      const done = await scenario.op(peer, 0, i);
+      items.set(peer.client.name, itemsOf(done));
+      times
+        .get(peer.client.name)!
+        .push(typeof done === 'number' ? performance.now() - started : done.ms);
+    }
+  }
+  const rates = new Map<string, number>();
+  const { connections } = scenario.concurrency;
+  for (const peer of peers) {
+    if (scenario.get) {
+      const { path, token } = scenario.get(peer);
+      const summary = await loadTest({
+        base: peer.client.url,
+        path,
+        token,
+        connections,
+        warmupSeconds: 1,
+        durationSeconds: scenario.concurrency.seconds ?? 5,
+        runs: 1,
+      });
+      if (summary.failures > 0)
+        log(
+          `${peer.client.name} ${scenario.name}: ${summary.failures} failures at ${connections} connections`,
+        );
+      rates.set(peer.client.name, summary.rps.median);
+    } else if (scenario.rateRun) {
+      const run = await scenario.rateRun(peer);
+      rates.set(peer.client.name, run.items / run.seconds);
+    } else {
+      const run = await concurrent(
+        peer,
+        scenario.op,
+        connections,
+        scenario.concurrency.once ? undefined : scenario.concurrency.seconds,
+      );
+      if (scenario.runs === 0) items.set(peer.client.name, run.operations);
+      rates.set(
+        peer.client.name,
+        (scenario.rateOf === 'items' ? run.items : run.operations) / run.seconds,
+      );
+    }
+  }
+  const timing = (name: string): Timing => {
+    const sorted = [...times.get(name)!].sort((a, b) => a - b);
+    return {
+      p50: sorted.length ? +percentile(sorted, 50).toFixed(2) : NaN,
+      p99: sorted.length ? +percentile(sorted, 99).toFixed(2) : NaN,
+      rate: +(rates.get(name) ?? NaN).toFixed(1),
+      items: items.get(name) ?? 0,
+    };
+  };
+  const commons = timing('Commons');
+  const synapse = timing('Synapse');
+  const result: ScenarioResult = {
+    id: scenario.id,
+    scenario: scenario.name,
+    unit: scenario.unit,
+    rateOf: scenario.rateOf,
+    connections,
+    commons,
+    synapse,
+    latencyRatio: +(commons.p50 / synapse.p50).toFixed(3),
+    rateRatio: +(commons.rate / synapse.rate).toFixed(2),
+  };
+  log(
+    `${scenario.name}: Commons ${commons.p50} ms, ${commons.rate}/s; Synapse ${synapse.p50} ms, ${synapse.rate}/s`,
+  );
+  return result;
+}
