@@ -9,6 +9,7 @@
  * Writes bench/results/<time>-peers-<database>.json, prints the table, and with --docs puts it
  * in docs/benchmarks.md ("Commons and Synapse").
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -235,6 +236,11 @@ async function main(): Promise<void> {
   const commonsManifest = await prepare(sides.commons, args.rebuild);
   const synapseManifest = await prepare(sides.synapse, args.rebuild);
 
+  const built = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
+  if (built.status !== 0) throw new Error('scripts/build.mjs failed');
   let commons: ServerProcess | undefined;
   let synapse: SynapseProcess | undefined;
   const clients: PeerClient[] = [];
@@ -246,7 +252,8 @@ async function main(): Promise<void> {
           ? databaseUrl(args.postgres, sides.commons.database)
           : `sqlite:${path.join(sides.commons.dir, 'commons.db')}`,
       dataDir: sides.commons.dir,
-      entry: 'tsx',
+      // As operators run it: the built server (brought up to date first).
+      entry: 'dist',
       extraEnv: {
         COMMONS_REGISTRATION_ENABLED: 'true',
         COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',

@@ -1,0 +1,83 @@
+/**
+ * The peers bench's report: its targets judged from a run's figures, and its section of
+ * docs/benchmarks.md written between markers, one part per database, leaving the rest of the
+ * document (and the other database's part) as it was.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { it } from 'node:test';
+import { sectionOf, withSection } from '../../bench/doc-sections.js';
+import { writePeersSection } from '../../bench/peers/docs.js';
+import { targetChecks, type PeersReport } from '../../bench/peers/report.js';
+import type { ScenarioResult } from '../../bench/peers/scenarios.js';
+
+function result(id: string, latencyRatio: number, rateRatio: number): ScenarioResult {
+  const timing = { p50: 1, p99: 2, rate: 100, items: 1 };
+  return {
+    id,
+    scenario: `scenario ${id}`,
+    unit: 'request',
+    rateOf: 'operations',
+    connections: 32,
+    commons: timing,
+    synapse: timing,
+    latencyRatio,
+    rateRatio,
+  };
+}
+
+function report(database: 'sqlite' | 'postgres', results: ScenarioResult[]): PeersReport {
+  return {
+    when: '2026-12-05T02:00:00.000Z',
+    database,
+    synapseVersion: '1.0.0',
+    commonsVersion: '0.1.0',
+    shape: { members: 10 },
+    runs: 3,
+    answersDiffer: [],
+    results,
+    rssMiB: { commons: 100, synapse: 200 },
+    builtSeconds: { commons: 1, synapse: 2 },
+  };
+}
+
+it('judges each target from the ratios: time at most, rate at least', () => {
+  const checks = targetChecks(
+    report('sqlite', [result('joined_members', 0.05, 12), result('members', 0.2, 1)]),
+  );
+  const byName = Object.fromEntries(checks.map((c) => [c.name, c.met]));
+  assert.equal(byName['scenario joined_members: time'], true);
+  assert.equal(byName['scenario joined_members: rate per second'], true);
+  assert.equal(byName['scenario members: time'], false);
+  assert.equal(byName['resident memory after the run'], true);
+  assert.ok(!checks.some((c) => c.name.startsWith('scenario members: rate')), 'no rate target');
+});
+
+it('sets a marked section in place, or appends it', () => {
+  const text = '# Doc\n\nbefore\n';
+  const once = withSection(text, 'x', 'first');
+  assert.equal(sectionOf(once, 'x'), '<!-- x:begin -->\nfirst\n<!-- x:end -->');
+  const twice = withSection(`${once}\nafter\n`, 'x', 'second $& $1');
+  assert.match(twice, /before\n\n<!-- x:begin -->\nsecond \$& \$1\n<!-- x:end -->\n\nafter/);
+  assert.equal(sectionOf('no markers', 'x'), null);
+});
+
+it('writes one database part at a time, keeping the other and the rest of the document', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'peers-docs-'));
+  const docs = path.join(dir, 'benchmarks.md');
+  writeFileSync(docs, '# Benchmarks\n\nOther sections stay.\n');
+  await writePeersSection(docs, report('sqlite', [result('members', 0.05, 1)]), 'a.json');
+  await writePeersSection(docs, report('postgres', [result('members', 0.3, 1)]), 'b.json');
+  const text = readFileSync(docs, 'utf8');
+  assert.match(text, /Other sections stay\./);
+  const peers = sectionOf(text, 'peers') ?? '';
+  assert.match(sectionOf(peers, 'peers-sqlite') ?? '', /a\.json/);
+  assert.match(sectionOf(peers, 'peers-postgres') ?? '', /b\.json/);
+  await writePeersSection(docs, report('sqlite', [result('members', 0.07, 1)]), 'c.json');
+  const again = sectionOf(readFileSync(docs, 'utf8'), 'peers') ?? '';
+  assert.match(sectionOf(again, 'peers-sqlite') ?? '', /c\.json/);
+  assert.doesNotMatch(again, /a\.json/);
+  assert.match(sectionOf(again, 'peers-postgres') ?? '', /b\.json/);
+});
