@@ -41,6 +41,7 @@ const HELP = `npm run bench:peers -- [options]
   --postgres URL     both servers on PostgreSQL (a database each, made on that server)
   --rebuild          build the data again instead of using the cached copy
   --build-only       build (or check) the data and stop before measuring
+  --cpu-prof DIR     write Commons' CPU profile (.cpuprofile, for Chrome's DevTools) into DIR
   --docs             write the figures into docs/benchmarks.md`;
 
 const { values: args } = parseArgs({
@@ -58,6 +59,7 @@ const { values: args } = parseArgs({
     rebuild: { type: 'boolean', default: false },
     docs: { type: 'boolean', default: false },
     'build-only': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -254,6 +256,7 @@ async function main(): Promise<void> {
       dataDir: sides.commons.dir,
       // As operators run it: the built server (brought up to date first).
       entry: 'dist',
+      cpuProfDir: args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined,
       extraEnv: {
         COMMONS_REGISTRATION_ENABLED: 'true',
         COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',
