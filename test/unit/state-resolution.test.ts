@@ -213,6 +213,22 @@ runTable('state resolution: forks', [
     expect: { [TOPIC]: '$topic-ok' },
   },
   {
+    name: 'a rejected ban takes part in the ordering but never enters the state',
+    build: (dag) => {
+      const base = dag.member(dag.createRoom(), '$carol-leave', CAROL, CAROL, 'leave');
+      const banned = dag.send(base, {
+        id: '$ban-rejected',
+        type: 'm.room.member',
+        sender: BOB,
+        stateKey: CAROL,
+        content: { membership: 'ban' },
+        rejected: true,
+      });
+      return [banned, dag.member(base, '$carol-rejoin', CAROL, CAROL, 'join')];
+    },
+    expect: { [memberOf(CAROL)]: '$carol-rejoin' },
+  },
+  {
     name: 'a state event whose sender lacks the power is dropped from a conflict',
     build: (dag) => {
       const base = dag.createRoom();
@@ -320,6 +336,7 @@ describe('state resolution: building blocks', () => {
         { ...base, type: 'm.room.member', state_key: BOB, content: { membership: 'invite' } },
         false,
       ],
+      [{ ...base, type: 'm.room.create', state_key: '' }, true],
       [{ ...base, type: 'm.room.topic', state_key: '' }, false],
       [{ ...base, type: 'm.room.power_levels' }, false],
     ];

@@ -10,7 +10,11 @@
  * Where the spec leaves room to read it two ways, this follows what the deployed servers
  * (Synapse, and the ruma crate used by Conduit-family servers) do, so that rooms converge:
  * - a state's full auth chain includes the state's own events (`authChainDifference`);
- * - events rejected on receipt are left out of the full conflicted set;
+ * - the create event counts as a power event (it can only be conflicted in a broken room);
+ * - events rejected on receipt stay in the full conflicted set, where they take part in the
+ *   orderings, but are never admitted into the resolved state (the spec would re-admit an
+ *   event rejected against the state before it if it passed here; Synapse keeps the
+ *   rejection, and so does this code, so that rooms converge);
  * - step 1 enlarges the power events with those of their auth events that are in the full
  *   conflicted set, walking through the full conflicted set only;
  * - the sender's power level for the ordering comes from the event's own auth events (in
@@ -52,16 +56,23 @@ export interface ResolveOptions {
 const POWER_LEVELS_KEY = stateKeyOf('m.room.power_levels', '');
 const CREATE_KEY = stateKeyOf('m.room.create', '');
 
+const POWER_TYPES: ReadonlySet<string> = new Set([
+  'm.room.power_levels',
+  'm.room.join_rules',
+  'm.room.create',
+]);
+
 const keyOf = (event: ResolvableEvent): StateKey | undefined =>
   event.state_key === undefined ? undefined : stateKeyOf(event.type, event.state_key);
 
 /**
  * A *power event*: `m.room.power_levels`, `m.room.join_rules`, or an `m.room.member` leave or
- * ban whose sender is not its target (a kick or a ban).
+ * ban whose sender is not its target (a kick or a ban) — and `m.room.create`, as deployed
+ * servers count it.
  */
 export function isPowerEvent(event: AuthStateEvent): boolean {
   if (event.state_key === undefined) return false;
-  if (event.type === 'm.room.power_levels' || event.type === 'm.room.join_rules') return true;
+  if (event.state_key === '' && POWER_TYPES.has(event.type)) return true;
   if (event.type !== 'm.room.member') return false;
   const membership = event.content['membership'];
   return (membership === 'leave' || membership === 'ban') && event.sender !== event.state_key;
@@ -369,13 +380,11 @@ export function resolveState(
   if (conflicted.size === 0) return unconflicted;
 
   // Full conflicted set: conflicted state set ∪ auth difference (∪ conflicted state subgraph
-  // in v2.1), less events rejected on receipt.
+  // in v2.1). Events rejected on receipt stay in it; iterativeAuthChecks never admits them.
   const full = new Set(conflicted);
   const stateEventSets = states.map((state) => new Set(state.values()));
   for (const eventId of authChainDifference(stateEventSets, lookup)) full.add(eventId);
   if (v21) for (const eventId of conflictedStateSubgraph(conflicted, lookup)) full.add(eventId);
-  for (const eventId of full)
-    if (requireEvent(lookup, eventId).rejected === true) full.delete(eventId);
 
   // Step 1: the power events of the full conflicted set and, walking their auth events
   // within the full conflicted set, the events those depend on; sorted by power.
