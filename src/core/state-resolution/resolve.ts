@@ -30,6 +30,7 @@ import {
 } from '../auth-rules.js';
 import { compareByCodePoint } from '../canonical-json.js';
 import { stateKeyOf, type RoomVersionId, type StateKey } from '../pdu.js';
+import { verifyThirdPartySigned } from '../pdu-checks/signatures.js';
 import { getRoomVersion } from '../room-versions.js';
 import {
   MissingEventsError,
@@ -47,8 +48,8 @@ export interface ResolveOptions {
   /**
    * The signature checks the auth rules call for. By default the signature of a restricted
    * join's authorising server counts as present (it is checked on receipt, before an event
-   * can reach state resolution) and third-party invites are refused unless a verifier is
-   * given — pass `verifyThirdPartySigned` from `pdu-checks` to check them.
+   * can reach state resolution) and a third-party invite's `signed` is verified against the
+   * public keys of its `m.room.third_party_invite` (`verifyThirdPartySigned`).
    */
   readonly checks?: AuthChecks;
 }
@@ -373,7 +374,11 @@ export function resolveState(
 ): Map<StateKey, string> {
   if (states.length === 0) return new Map();
   if (states.length === 1) return new Map(states[0]);
-  const checks: AuthChecks = { isSignedBy: () => true, ...options.checks };
+  const checks: AuthChecks = {
+    isSignedBy: () => true,
+    verifyThirdPartySigned,
+    ...options.checks,
+  };
   const v21 = getRoomVersion(roomVersion).stateResolution === 'v2.1';
 
   const { unconflicted, conflicted } = partitionStates(states);
