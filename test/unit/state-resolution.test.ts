@@ -7,6 +7,7 @@ import {
   MissingEventsError,
   authChain,
   authChainDifference,
+  authGraphLookup,
   conflictedStateSubgraph,
   isPowerEvent,
   mainlineSort,
@@ -377,6 +378,19 @@ describe('state resolution: building blocks', () => {
     );
   });
 
+  it('lists the implicit create event among the auth events in room version 12', () => {
+    const dag = new TestDag('12');
+    dag.createRoom();
+    const lookup = authGraphLookup(dag.lookup, '12');
+    assert.deepEqual(dag.lookup('$bob-join')?.auth_events.includes('$create'), false);
+    assert.deepEqual(lookup('$bob-join')?.auth_events.includes('$create'), true);
+    assert.deepEqual(lookup('$create')?.auth_events, []);
+    assert.ok(authChain(['$bob-join'], lookup).has('$create'));
+    const older = new TestDag('11');
+    older.createRoom();
+    assert.equal(authGraphLookup(older.lookup, '11'), older.lookup);
+  });
+
   it('computes the auth difference as union minus intersection', () => {
     // Both states hold $c (common); state 1 adds $a (→ $b), state 2 adds $e (→ $b, $f).
     const lookup = graph({ $a: ['$b'], $b: ['$d'], $c: ['$d'], $d: [], $e: ['$b', '$f'], $f: [] });
@@ -405,6 +419,51 @@ describe('state resolution: building blocks', () => {
     );
     // $pl0 is an auth event of all the others, so it comes first whatever its sender's power.
     assert.deepEqual(order, ['$pl0', '$pl-alice-a', '$pl-alice-b', '$pl-alice-late', '$pl-bob']);
+  });
+
+  it('counts room version 12 creators as more powerful than any level', () => {
+    for (const version of ['11', '12'] as const) {
+      const dag = new TestDag(version);
+      const base = dag.powerLevels(dag.createRoom(), '$pl-carol-100', ALICE, {
+        [BOB]: 50,
+        [CAROL]: 100,
+      });
+      dag.send(base, {
+        id: '$jr-carol',
+        type: 'm.room.join_rules',
+        sender: CAROL,
+        stateKey: '',
+        content: { join_rule: 'invite' },
+        ts: 10,
+      });
+      dag.send(base, {
+        id: '$jr-alice',
+        type: 'm.room.join_rules',
+        sender: ALICE,
+        stateKey: '',
+        content: { join_rule: 'knock' },
+        ts: 20,
+      });
+      const order = reverseTopologicalPowerSort(['$jr-alice', '$jr-carol'], version, dag.lookup);
+      // Version 11: both at 100, so the earlier event first; version 12: Alice is the creator.
+      assert.deepEqual(
+        order,
+        version === '12' ? ['$jr-alice', '$jr-carol'] : ['$jr-carol', '$jr-alice'],
+        `v${version}`,
+      );
+    }
+  });
+
+  it('names the events it lacks when resolving', () => {
+    const dag = new TestDag('11');
+    const base = dag.createRoom();
+    const withTopic = topic(dag, base, '$topic', BOB);
+    dag.events.delete('$bob-join');
+    assert.throws(
+      () => resolveState('11', [withTopic, base], dag.lookup),
+      (error: unknown) =>
+        error instanceof MissingEventsError && error.eventIds.includes('$bob-join'),
+    );
   });
 
   it('orders by mainline position, then timestamp, then event ID', () => {

@@ -9,6 +9,8 @@
  * them (`/event_auth`, `/event`) and call again.
  */
 import type { AuthEvent } from '../auth-rules.js';
+import type { RoomVersionId } from '../pdu.js';
+import { getRoomVersion } from '../room-versions.js';
 
 /** An event as state resolution and the auth chain helpers read it. A stored PDU plus its ID fits. */
 export interface ResolvableEvent extends AuthEvent {
@@ -25,6 +27,33 @@ export interface ResolvableEvent extends AuthEvent {
 
 /** Finds an event by ID; undefined when the caller does not have it. */
 export type EventLookup = (eventId: string) => ResolvableEvent | undefined;
+
+/**
+ * The lookup to walk auth chains with in `roomVersion`. From room version 12 the create
+ * event is not listed in `auth_events` (the room ID names it) but is still an auth event of
+ * every other event of the room: the returned lookup lists it, so that auth chains, the
+ * auth difference and the orderings see the same graph as in earlier versions (and as other
+ * servers do). Before version 12 it returns `lookup` itself.
+ */
+export function authGraphLookup(lookup: EventLookup, roomVersion: RoomVersionId): EventLookup {
+  if (!getRoomVersion(roomVersion).roomIdFromCreateEvent) return lookup;
+  const completed = new Map<string, ResolvableEvent>();
+  return (eventId) => {
+    const known = completed.get(eventId);
+    if (known !== undefined) return known;
+    const event = lookup(eventId);
+    if (event === undefined) return undefined;
+    let result = event;
+    if (event.type !== 'm.room.create' && event.room_id?.startsWith('!') === true) {
+      const createId = `$${event.room_id.slice(1)}`;
+      if (!event.auth_events.includes(createId)) {
+        result = { ...event, auth_events: [...event.auth_events, createId] };
+      }
+    }
+    completed.set(eventId, result);
+    return result;
+  };
+}
 
 /** Thrown when events needed for a computation are not known to the lookup. */
 export class MissingEventsError extends Error {

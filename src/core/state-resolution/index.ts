@@ -3,6 +3,7 @@ export {
   MissingEventsError,
   authChain,
   authChainDifference,
+  authGraphLookup,
   collectAuthChain,
   type EventLookup,
   type ResolvableEvent,

@@ -35,6 +35,7 @@ import { getRoomVersion } from '../room-versions.js';
 import {
   MissingEventsError,
   authChainDifference,
+  authGraphLookup,
   requireEvent,
   type EventLookup,
   type ResolvableEvent,
@@ -369,11 +370,12 @@ export function iterativeAuthChecks(
 export function resolveState(
   roomVersion: RoomVersionId,
   states: readonly StateMap[],
-  lookup: EventLookup,
+  givenLookup: EventLookup,
   options: ResolveOptions = {},
 ): Map<StateKey, string> {
   if (states.length === 0) return new Map();
   if (states.length === 1) return new Map(states[0]);
+  const lookup = authGraphLookup(givenLookup, roomVersion);
   const checks: AuthChecks = {
     isSignedBy: () => true,
     verifyThirdPartySigned,
