@@ -200,10 +200,10 @@ function compareTimestampThenId(x: ResolvableEvent, y: ResolvableEvent): number 
 }
 
 /**
- * The *reverse topological power ordering* of `events` (all in `within`): Kahn's algorithm
- * over the auth DAG restricted to `within`, taking at each step the candidate whose sender
- * has the greatest power, then the earliest `origin_server_ts`, then the smallest event ID.
- * Earliest first. O((n + edges) log n).
+ * The *reverse topological power ordering* of `eventIds`: Kahn's algorithm over the auth DAG
+ * restricted to those events, taking at each step the candidate whose sender has the
+ * greatest power (by the event's own auth events), then the earliest `origin_server_ts`,
+ * then the smallest event ID. Earliest first. O((n + edges) log n).
  */
 export function reverseTopologicalPowerSort(
   eventIds: Iterable<string>,
@@ -239,7 +239,8 @@ export function reverseTopologicalPowerSort(
     if (px !== py) return px > py ? -1 : 1;
     return compareTimestampThenId(x, y);
   });
-  for (const [eventId, count] of pending) if (count === 0) heap.push(nodes.get(eventId)!);
+  for (const [eventId, count] of pending)
+    if (count === 0) heap.push(nodes.get(eventId) as ResolvableEvent);
 
   const ordered: string[] = [];
   for (let event = heap.pop(); event !== undefined; event = heap.pop()) {
@@ -247,7 +248,7 @@ export function reverseTopologicalPowerSort(
     for (const dependent of dependents.get(event.event_id) ?? []) {
       const left = (pending.get(dependent) as number) - 1;
       pending.set(dependent, left);
-      if (left === 0) heap.push(nodes.get(dependent)!);
+      if (left === 0) heap.push(nodes.get(dependent) as ResolvableEvent);
     }
   }
   if (ordered.length !== nodes.size) {
