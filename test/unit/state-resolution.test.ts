@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 
 import type { RoomVersionId, StateKey } from '../../src/core/pdu.js';
 import { stateKeyOf } from '../../src/core/pdu.js';
+import { MinHeap } from '../../src/core/state-resolution/heap.js';
 import {
   MissingEventsError,
   authChain,
@@ -303,6 +304,20 @@ runTable('state resolution: where v2 and v2.1 (room version 12) differ', [
 ]);
 
 describe('state resolution: building blocks', () => {
+  it('pops a heap in comparator order', () => {
+    const values = [5, 3, 9, 1, 1, 8, 2, 7, 0, 6, 4];
+    const heap = new MinHeap<number>((a, b) => a - b);
+    for (const value of values) heap.push(value);
+    assert.equal(heap.size, values.length);
+    const popped: number[] = [];
+    for (let value = heap.pop(); value !== undefined; value = heap.pop()) popped.push(value);
+    assert.deepEqual(
+      popped,
+      [...values].sort((a, b) => a - b),
+    );
+    assert.equal(heap.pop(), undefined);
+  });
+
   it('partitions states into unconflicted and conflicted', () => {
     const k1 = stateKeyOf('a', '');
     const k2 = stateKeyOf('b', '');
