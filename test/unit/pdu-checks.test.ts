@@ -603,6 +603,33 @@ describe('PDU checks: all of them in order', () => {
       assert.equal(backfilled.verdict, 'accepted');
     });
 
+    it(`accepts a restricted join only with the authorising server's signature [v${version}]`, () => {
+      const room = new SignedRoom(version);
+      const restricted = room.build({
+        type: 'm.room.join_rules',
+        sender: ALICE,
+        stateKey: '',
+        content: { join_rule: 'restricted', allow: [] },
+        authEvents: room.authFor(ALICE),
+      });
+      const spec = {
+        type: 'm.room.member',
+        sender: CAROL,
+        stateKey: CAROL,
+        content: { membership: 'join', join_authorised_via_users_server: ALICE },
+        authEvents: [...room.authFor(ALICE), restricted.eventId],
+      };
+      const state = roomState(room, [room.entry(restricted)]);
+      const signed = room.build({ ...spec, signers: ['c.test', 'a.test'] });
+      const verdict = checkReceivedPdu(
+        input(room, asJson(signed.pdu), { stateBefore: state, currentState: state }),
+      );
+      assert.equal(verdict.verdict, 'accepted');
+      const unsigned = room.build({ ...spec, signers: ['c.test'] });
+      const refused = checkReceivedPdu(input(room, asJson(unsigned.pdu), { stateBefore: state }));
+      assert.equal(refused.verdict, 'dropped');
+    });
+
     it(`accepts the room's create event [v${version}]`, () => {
       const room = new SignedRoom(version);
       const verdict = checkReceivedPdu(
