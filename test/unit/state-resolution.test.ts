@@ -71,6 +71,44 @@ const topic = (dag: TestDag, state: State, id: string, sender: string, ts?: numb
     ...(ts === undefined ? {} : { ts }),
   });
 
+const roomName = (dag: TestDag, state: State, id: string, sender: string, ts: number) =>
+  dag.send(state, {
+    id,
+    type: 'm.room.name',
+    sender,
+    stateKey: '',
+    content: { name: id },
+    ts,
+  });
+
+runTable('state resolution: the examples of the Server-Server API', [
+  {
+    // "Room State Resolution": E3 and E4 both set the name; E5 merges them. Same power
+    // levels behind both, so the later one is applied last and wins.
+    name: 'E3 and E4 name the room; E5 merges them',
+    build: (dag) => {
+      const e1 = dag.createRoom();
+      const e2 = topic(dag, e1, '$E2', ALICE, 100);
+      const e3 = roomName(dag, e2, '$E3', ALICE, 300);
+      const e4 = roomName(dag, e1, '$E4', BOB, 200);
+      return [e3, e4];
+    },
+    expect: { [stateKeyOf('m.room.name', '')]: '$E3', [TOPIC]: '$E2' },
+  },
+  {
+    // "Soft failure": B bans X; C, concurrent, is X setting the topic; D references both.
+    // The algorithm prioritises the ban over the topic change.
+    name: 'a ban B and a topic C by the banned user, merged by D',
+    build: (dag) => {
+      const a = dag.powerLevels(dag.createRoom(), '$A', ALICE, { [BOB]: 50, [CAROL]: 50 });
+      const b = dag.member(a, '$B', ALICE, CAROL, 'ban', 200);
+      const c = topic(dag, a, '$C', CAROL, 300);
+      return [b, c];
+    },
+    expect: { [memberOf(CAROL)]: '$B', [TOPIC]: null },
+  },
+]);
+
 runTable('state resolution: forks', [
   {
     name: 'states that agree resolve to themselves',
