@@ -5,6 +5,7 @@
  * https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { LRUCache } from 'lru-cache';
 import PQueue from 'p-queue';
 import { invalidParam } from '../core/errors.js';
 import type { ClientEvent } from '../core/client-event.js';
@@ -118,6 +119,8 @@ const STRIPPED_STATE_TYPES = [
  * on PostgreSQL).
  */
 const ROOM_BATCH = 100;
+/** Room versions kept per process (about 100 bytes each). */
+const ROOM_VERSIONS_KEPT = 200_000;
 
 /**
  * Batches of rooms read at once where a statement does not hold the process (PostgreSQL):
@@ -182,6 +185,8 @@ export function createSyncService(
 ) {
   const stores = () => ctx.storage.stores;
   const lazyMembers = new LazyMemberCache(ctx.cacheStats?.counter('lazy_members'));
+  /** Each room's version, by room ID (immutable; a few hundred thousand rooms at most). */
+  const roomVersions = new LRUCache<string, string>({ max: ROOM_VERSIONS_KEPT });
   const batchesInFlight = statementsHoldProcess(ctx) ? 1 : BATCHES_IN_FLIGHT;
   // Admission control: at most this many answers are built at once, the rest wait their turn
   // outside the event loop, incremental syncs (a client waiting for news) before initial ones.
@@ -225,11 +230,14 @@ export function createSyncService(
       since === null ? [] : await stores().sync.selectRoomsWithEvents(since, upTo),
     );
     const joined = memberships.filter((m) => m.membership === 'join');
-    const versions = new Map<string, string>();
-    for (const part of chunked(memberships.map((m) => m.roomId)))
+    // A room's version never changes: read once per process, then kept.
+    const unknownVersions = memberships
+      .map((m) => m.roomId)
+      .filter((roomId) => !roomVersions.has(roomId));
+    for (const part of chunked(unknownVersions))
       for (const [room, version] of await stores().sync.selectRoomVersions(part))
-        versions.set(room, version);
-    const versionOf = (roomId: string) => (versions.get(roomId) ?? '10') as RoomVersionId;
+        roomVersions.set(room, version);
+    const versionOf = (roomId: string) => (roomVersions.get(roomId) ?? '10') as RoomVersionId;
 
     /** The transaction IDs of the device's own events among these rooms' rows. */
     async function txnIdsOf(rooms: ReadonlyMap<string, readonly EventRow[]>) {

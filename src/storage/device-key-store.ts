@@ -6,6 +6,9 @@
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
+/** Stream positions up to which membership changes are read by position (see below). */
+const SHORT_SPAN = 10_000;
+
 const IN_LIST_CHUNK = 500;
 const KEY_INSERT_CHUNK = 100;
 
@@ -324,18 +327,39 @@ export function deviceKeyStore(db: Kysely<Database>): DeviceKeyStore {
 
     async selectMembershipChangesAround(userId, after, upTo) {
       if (upTo <= after) return [];
-      const rows = await db
-        .selectFrom('membership_history')
-        .select(['room_id', 'user_id', 'membership'])
-        .where(
-          'room_id',
-          'in',
-          db.selectFrom('room_memberships').select('room_id').where('user_id', '=', userId),
-        )
-        .where('stream_ordering', '>', after)
-        .where('stream_ordering', '<=', upTo)
-        .orderBy('stream_ordering')
-        .execute();
+      // A short span (an incremental /sync) is read by position, each change kept when the
+      // user has a membership in its room: one probe per change, not one per room of theirs.
+      // A long one (an old token) holds more changes than the user has rooms: read per room.
+      const rows =
+        upTo - after <= SHORT_SPAN
+          ? await db
+              .selectFrom('membership_history as mh')
+              .select(['mh.room_id', 'mh.user_id', 'mh.membership'])
+              .where('mh.stream_ordering', '>', after)
+              .where('mh.stream_ordering', '<=', upTo)
+              .where((eb) =>
+                eb.exists(
+                  eb
+                    .selectFrom('room_memberships as mine')
+                    .select('mine.room_id')
+                    .whereRef('mine.room_id', '=', 'mh.room_id')
+                    .where('mine.user_id', '=', userId),
+                ),
+              )
+              .orderBy('mh.stream_ordering')
+              .execute()
+          : await db
+              .selectFrom('membership_history as mh')
+              .select(['mh.room_id', 'mh.user_id', 'mh.membership'])
+              .where(
+                'mh.room_id',
+                'in',
+                db.selectFrom('room_memberships').select('room_id').where('user_id', '=', userId),
+              )
+              .where('mh.stream_ordering', '>', after)
+              .where('mh.stream_ordering', '<=', upTo)
+              .orderBy('mh.stream_ordering')
+              .execute();
       return rows.map((r) => ({ roomId: r.room_id, userId: r.user_id, membership: r.membership }));
     },
   };
