@@ -22,6 +22,7 @@ import type { EventRow, MembershipHistoryEntry, UserMembershipRow } from '../sto
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
 import { forEachBatch } from './batches.js';
 import { LazyMemberCache } from './lazy-member-cache.js';
+import { createUserCache } from './user-cache.js';
 import type { Notifier } from './notifier.js';
 import type { SyncSources } from './sync-sources.js';
 import type { TimelineService } from './timeline.js';
@@ -121,6 +122,8 @@ const STRIPPED_STATE_TYPES = [
 const ROOM_BATCH = 100;
 /** Room versions kept per process (about 100 bytes each). */
 const ROOM_VERSIONS_KEPT = 200_000;
+/** Users whose memberships are kept per process. */
+const MEMBERSHIP_LISTS_KEPT = 10_000;
 
 /**
  * Batches of rooms read at once where a statement does not hold the process (PostgreSQL):
@@ -185,6 +188,21 @@ export function createSyncService(
 ) {
   const stores = () => ctx.storage.stores;
   const lazyMembers = new LazyMemberCache(ctx.cacheStats?.counter('lazy_members'));
+  // Each user's memberships, dropped by any change naming the user (every membership event
+  // of theirs does): an incremental /sync reads them all, however few rooms changed.
+  const userMemberships = createUserCache<readonly UserMembershipRow[]>(ctx.storage.changes, {
+    max: MEMBERSHIP_LISTS_KEPT,
+    usersNamedBy: (change) => change.users,
+    stats: ctx.cacheStats?.counter('sync_memberships'),
+  });
+  async function membershipsOf(userId: string): Promise<readonly UserMembershipRow[]> {
+    const kept = userMemberships.get(userId);
+    if (kept) return kept;
+    const ticket = userMemberships.ticket();
+    const rows = await stores().sync.selectMembershipsOfUser(userId);
+    userMemberships.set(userId, rows, [userId], ticket);
+    return rows;
+  }
   /** Each room's version, by room ID (immutable; a few hundred thousand rooms at most). */
   const roomVersions = new LRUCache<string, string>({ max: ROOM_VERSIONS_KEPT });
   const batchesInFlight = statementsHoldProcess(ctx) ? 1 : BATCHES_IN_FLIGHT;
@@ -223,7 +241,7 @@ export function createSyncService(
     if (since === null) lazyMembers.reset(deviceKey);
     const now = ctx.now();
 
-    const memberships = (await stores().sync.selectMembershipsOfUser(userId)).filter(
+    const memberships = (await membershipsOf(userId)).filter(
       (m) => passesRoomLists(roomFilter, m.roomId) && m.streamOrdering <= upTo,
     );
     const active = new Set(
