@@ -18,6 +18,8 @@ export interface TestCa {
   certFile: string;
   keyFile: string;
   caPem: string;
+  certPem: string;
+  keyPem: string;
 }
 
 /** A CA and a server certificate for IP 127.0.0.1 (and localhost) it signed. */
@@ -80,6 +82,8 @@ export function makeTestCa(): TestCa {
     certFile: at('server.pem'),
     keyFile: at('server.key'),
     caPem: readFileSync(at('ca.pem'), 'utf8'),
+    certPem: readFileSync(at('server.pem'), 'utf8'),
+    keyPem: readFileSync(at('server.key'), 'utf8'),
   };
 }
 
