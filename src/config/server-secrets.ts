@@ -78,7 +78,10 @@ export function parseOldKeysFile(text: string): OldVerifyKey[] {
       throw new Error(
         `${OLD_KEYS_FILE} line ${index + 1}: expected "ed25519 <version> <base64 public key> <expired_ts>"`,
       );
-    keys.push({ keyId: `ed25519:${version}`, publicKey: decodeBase64Unpadded(key), expiredTs });
+    const publicKey = decodeBase64Unpadded(key);
+    if (publicKey.length !== 32)
+      throw new Error(`${OLD_KEYS_FILE} line ${index + 1}: the public key is not 32 bytes`);
+    keys.push({ keyId: `ed25519:${version}`, publicKey, expiredTs });
   }
   return keys;
 }

@@ -17,6 +17,10 @@ import type { ServerKeyRow } from '../../storage/index.js';
 import type { FederationSettings, ServiceContext } from '../context.js';
 import type { FederationClient } from './client.js';
 
+/** The shortest time between two direct fetches of one server's keys. */
+const REFETCH_INTERVAL_MS = 60_000;
+const MAX_REMEMBERED_FETCHES = 10_000;
+
 /** What `/_matrix/key/v2/query` asks: key IDs per server, each with its minimum validity. */
 export type KeyQuery = Record<string, Record<string, { minimum_valid_until_ts?: number }>>;
 
@@ -103,10 +107,23 @@ export function createServerKeyService(
   }
 
   const fetching = new Map<string, Promise<boolean>>();
-  /** One direct fetch per server at a time; callers arriving meanwhile share it. */
+  const lastFetched = new Map<string, number>();
+  /**
+   * One direct fetch per server at a time (callers arriving meanwhile share it), and none
+   * within a minute of the last: a request naming a key nobody has cannot make us fetch
+   * again and again.
+   */
   function fetchDirectOnce(server: string): Promise<boolean> {
     let pending = fetching.get(server);
     if (!pending) {
+      const last = lastFetched.get(server);
+      if (last !== undefined && ctx.now() - last < REFETCH_INTERVAL_MS)
+        return Promise.resolve(false);
+      lastFetched.set(server, ctx.now());
+      if (lastFetched.size > MAX_REMEMBERED_FETCHES) {
+        const oldest = lastFetched.keys().next().value;
+        if (oldest !== undefined) lastFetched.delete(oldest);
+      }
       pending = fetchDirect(server).finally(() => fetching.delete(server));
       fetching.set(server, pending);
     }
