@@ -11,6 +11,10 @@ import { generateSigningKey } from '../../src/core/signing.js';
 import { verifyServerKeys } from '../../src/core/server-keys.js';
 import { xMatrixHeader } from '../../src/core/x-matrix.js';
 import type { FederationService } from '../../src/services/federation/index.js';
+import {
+  createFederationClient,
+  FederationRequestError,
+} from '../../src/services/federation/client.js';
 import { forEachDatabase } from '../helpers/databases.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { httpsJson, makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
@@ -120,6 +124,23 @@ forEachDatabase('federation between two Commons servers', (dialect) => {
     );
     assert.equal(byGet.status, 200);
     assert.equal((byGet.body as { server_keys: unknown[] }).server_keys.length, 1);
+  });
+
+  it('without the test CA trusted, the outbound client refuses B’s certificate', async () => {
+    const untrusting = createFederationClient({
+      serverName: a.serverName,
+      signingKey: loadServerSecrets(a.config.data_dir).signingKey,
+      extraCaPem: null,
+      timeoutMs: 10_000,
+    });
+    try {
+      await assert.rejects(
+        untrusting.request(b.serverName, 'GET', '/_matrix/key/v2/server', { unsigned: true }),
+        (err: Error) => err instanceof FederationRequestError && /certificate/i.test(err.message),
+      );
+    } finally {
+      untrusting.close();
+    }
   });
 
   it('a notary query fetches keys it has not got yet, and answers for itself', async () => {
