@@ -6,6 +6,8 @@
  *   commons --version                          print the version
  *   commons register-user --user U [--password P] [--admin] [--config F] [--url URL]
  *                                              create a user through shared-secret registration
+ *   commons rotate-signing-key [--config F]    replace the signing key, keeping the old one
+ *                                              published in old_verify_keys (restart after)
  *   commons port-db --from sqlite:PATH --to postgres://…
  *                                              move a SQLite database to an empty PostgreSQL one
  */
@@ -21,6 +23,7 @@ import {
   type RunningServer,
 } from './main.js';
 import { PORT_DB_USAGE, runPortDb } from './port-db.js';
+import { rotateSigningKey } from './config/server-secrets.js';
 import { VERSION } from './version.js';
 
 const USAGE = `usage:
@@ -28,6 +31,7 @@ const USAGE = `usage:
   commons --generate-config                 print a commented default configuration
   commons --version                         print the version
   commons register-user --user NAME [--password PASS] [--admin] [--config FILE] [--url URL]
+  commons rotate-signing-key [--config FILE]
   ${PORT_DB_USAGE}`;
 
 function fail(message: string): never {
@@ -112,6 +116,25 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'port-db') {
     const write = (stream: NodeJS.WriteStream) => (line: string) => stream.write(`${line}\n`);
     process.exitCode = await runPortDb(argv.slice(1), write(process.stdout), write(process.stderr));
+    return;
+  }
+  if (argv[0] === 'rotate-signing-key') {
+    let values;
+    try {
+      ({ values } = parseArgs({ args: argv.slice(1), options: { config: { type: 'string' } } }));
+    } catch (err) {
+      fail(`rotate-signing-key: ${(err as Error).message}\n${USAGE}`);
+    }
+    const config = readConfig(values.config);
+    try {
+      const rotated = rotateSigningKey(config.data_dir, Date.now());
+      process.stdout.write(
+        `signing key ${rotated.old} replaced by ${rotated.new}; ${rotated.old} stays published ` +
+          `in old_verify_keys. Restart the server (every worker) to use the new key.\n`,
+      );
+    } catch (err) {
+      fail(`rotate-signing-key: ${(err as Error).message}`);
+    }
     return;
   }
   if (argv[0] === 'register-user') {

@@ -3,7 +3,8 @@
  * and shuts down gracefully (stop accepting, finish in-flight requests, close the database).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
@@ -15,17 +16,22 @@ import type { ResolvedConfig } from './config/load.js';
 import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
+import type { FederationSettings } from './services/context.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { dialectOf } from './storage/database.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {
   app: App;
+  /** The services the app serves with (tests reach the federation sender through them). */
+  services: Services;
   storage: Storage;
   /** The address actually bound, e.g. http://127.0.0.1:8008. */
   url: string;
   /** Where Prometheus metrics are served (null unless metrics.enabled). */
   metricsUrl: string | null;
+  /** The TLS federation listener, e.g. https://127.0.0.1:8448 (null when it has none). */
+  federationUrl: string | null;
   /**
    * Stops: no new requests, in-flight ones get `shutdown.grace_seconds` to finish (then their
    * connections are cut), and the database closes once no handler runs any more.
@@ -64,7 +70,77 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
       cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
     },
     defaultRoomVersion: String(config.rooms.default_version) as RoomVersionId,
+    federation: config.federation.enabled ? federationSettingsOf(config) : null,
   };
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`${what} ${file} cannot be read: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** Federation's settings; the extra trusted CA file is read here (a missing one is an error). */
+export function federationSettingsOf(config: ResolvedConfig): FederationSettings {
+  const f = config.federation;
+  return {
+    extraCaPem:
+      f.trusted_ca_file === null ? null : readPem(f.trusted_ca_file, 'federation.trusted_ca_file'),
+    keyValidityMs: f.key_validity_hours * 3600_000,
+    requestTimeoutMs: f.request_timeout_seconds * 1000,
+    retryMaxMs: f.retry_max_seconds * 1000,
+    trustedKeyServers: f.trusted_key_servers,
+  };
+}
+
+/** Paths the TLS federation listener serves; anything else there is 404 M_UNRECOGNIZED. */
+const FEDERATION_PATHS = /^\/_matrix\/(federation|key)\//;
+
+/**
+ * The TLS federation listener (`federation.listen`, when a certificate and key are set): the
+ * same application as the client listener, limited to the server-server paths.
+ */
+async function listenFederation(
+  config: ResolvedConfig,
+  app: App,
+): Promise<{ server: HttpsServer; url: string } | null> {
+  const f = config.federation;
+  if (!f.enabled || f.tls_certificate === null || f.tls_private_key === null) {
+    if (f.enabled && (f.tls_certificate === null) !== (f.tls_private_key === null))
+      throw new Error(
+        'federation.tls_certificate and federation.tls_private_key are set together or not at all',
+      );
+    return null;
+  }
+  const server = createHttpsServer(
+    {
+      cert: readPem(f.tls_certificate, 'federation.tls_certificate'),
+      key: readPem(f.tls_private_key, 'federation.tls_private_key'),
+    },
+    (req, res) => {
+      if (FEDERATION_PATHS.test(req.url ?? '')) {
+        app.routing(req, res);
+        return;
+      }
+      const body = JSON.stringify({ errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' });
+      res.writeHead(404, { 'Content-Type': 'application/json' }).end(body);
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(f.listen.port, f.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : f.listen.port;
+  const host = f.listen.host.includes(':') ? `[${f.listen.host}]` : f.listen.host;
+  return { server, url: `https://${host}:${port}` };
 }
 
 /** `log.format` for this process: `auto` is pretty on a terminal, JSON otherwise. */
@@ -218,8 +294,9 @@ export async function startServer(
   let storage: Storage | undefined;
   let metrics: Metrics | null = null;
   let metricsUrl: string | null = null;
+  let federationListener: { server: HttpsServer; url: string } | null = null;
   let app: App;
-  let services: Services;
+  let services: Services | undefined;
   const inFlight = new InFlight();
   try {
     const secrets = loadServerSecrets(config.data_dir);
@@ -236,6 +313,7 @@ export async function startServer(
       storage,
       now: Date.now,
       signingKey: secrets.signingKey,
+      oldSigningKeys: secrets.oldSigningKeys,
       cacheStats,
     });
     if (config.metrics.enabled) {
@@ -252,7 +330,9 @@ export async function startServer(
     }
     app = await buildApp({ config, services, logger, inFlight, requestObserver: metrics });
     await app.listen({ host: config.listen.host, port: config.listen.port });
+    federationListener = await listenFederation(config, app);
   } catch (err) {
+    await services?.federation?.close();
     await metrics?.close();
     await storage?.close();
     created.removeNew();
@@ -265,6 +345,10 @@ export async function startServer(
     },
     (err: unknown) => logger.error({ err }, 'finishing pending account deactivations failed'),
   );
+  if (services.federation) {
+    services.federation.setLog(logger);
+    services.federation.sender.start();
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -284,14 +368,23 @@ export async function startServer(
   });
   return {
     app,
+    services,
     storage,
     url: `http://${host}:${port}`,
     metricsUrl,
+    federationUrl: federationListener?.url ?? null,
     close() {
       closing ??= (async () => {
         // Long-polling /sync requests answer now rather than hold up the shutdown.
         services.notifier.close();
         services.deactivation.stop();
+        if (federationListener) {
+          const fed = federationListener.server;
+          fed.close();
+          fed.closeIdleConnections();
+          setTimeout(() => fed.closeAllConnections(), config.shutdown.grace_seconds * 1000).unref();
+        }
+        const stoppingFederation = services.federation?.close();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         let cut = 0;
@@ -323,6 +416,7 @@ export async function startServer(
           return { cut, unfinished: inFlight.count };
         }
         await resuming;
+        await stoppingFederation;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

@@ -52,6 +52,12 @@ function coerceEnvValue(raw: string, leaf: Leaf): unknown {
   };
   collect(leaf.schema);
   if (types.has('null') && (raw === '' || raw === 'null')) return null;
+  // A list: comma-separated (e.g. COMMONS_FEDERATION_TRUSTED_KEY_SERVERS=a.example,b.example).
+  if (types.has('array'))
+    return raw
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
   if (types.has('boolean')) {
     if (raw === 'true') return true;
     if (raw === 'false') return false;

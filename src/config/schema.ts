@@ -256,6 +256,74 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Prometheus metrics.' },
     ),
+    federation: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            'Take part in federation: serve `/_matrix/key/v2/*` and `/_matrix/federation/*` (on the client listener, for a reverse proxy, and on `federation.listen` when a TLS certificate is set) and send queued events to other servers. See docs/federation.md.',
+        }),
+        listen: Type.Object(
+          {
+            host: Type.String({
+              minLength: 1,
+              default: '0.0.0.0',
+              description: 'Address of the federation listener.',
+            }),
+            port: Type.Integer({
+              minimum: 0,
+              maximum: 65535,
+              default: 8448,
+              description: 'TCP port of the federation listener (0 picks a free one).',
+            }),
+          },
+          {
+            additionalProperties: false,
+            default: {},
+            description:
+              'Where the TLS federation listener listens (only when `federation.tls_certificate` and `federation.tls_private_key` are set).',
+          },
+        ),
+        tls_certificate: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+          default: null,
+          description:
+            "PEM file of the federation listener's certificate (with its chain). Null, with `tls_private_key` null: no listener of its own; federation is served on the client listener behind a reverse proxy that terminates TLS.",
+        }),
+        tls_private_key: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+          default: null,
+          description: "PEM file of the federation listener's private key.",
+        }),
+        trusted_ca_file: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+          default: null,
+          description:
+            "A PEM file of certificate authorities trusted for outbound federation requests besides the system's (private deployments, tests). Certificates are always checked.",
+        }),
+        trusted_key_servers: Type.Array(Type.String({ minLength: 1 }), {
+          default: [],
+          description:
+            'Notary servers asked (`/_matrix/key/v2/query`) for the keys of a server that does not answer for its own. Empty: keys are only fetched from the servers themselves.',
+        }),
+        key_validity_hours: Type.Integer({
+          minimum: 1,
+          maximum: 168,
+          default: 24,
+          description:
+            'How long other servers may cache our signing key (`valid_until_ts` of `/_matrix/key/v2/server` is now plus this).',
+        }),
+        request_timeout_seconds: Type.Number({
+          exclusiveMinimum: 0,
+          default: 60,
+          description: 'How long an outbound federation request may take before it is given up.',
+        }),
+        retry_max_seconds: Type.Integer({
+          minimum: 1,
+          default: 3600,
+          description:
+            'Longest wait between attempts to send to a destination that keeps failing (the wait doubles from 5 s up to this). A destination that contacts us is tried again at once.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Federation with other servers.' },
+    ),
     shutdown: Type.Object(
       {
         grace_seconds: Type.Number({

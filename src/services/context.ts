@@ -1,6 +1,8 @@
 /** What every service is built from: configuration, storage and a clock. */
 import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
+import type { OldVerifyKey } from '../core/server-keys.js';
+import type { DiscoveryResolver } from '../core/server-discovery.js';
 import type { Storage } from '../storage/index.js';
 import type { CacheStats } from './cache-stats.js';
 
@@ -13,6 +15,20 @@ export interface ServiceSettings {
   mutualRooms: MutualRoomsSettings;
   /** The version of rooms created without `room_version`. */
   defaultRoomVersion: RoomVersionId;
+  /** Absent or null: no federation (no routes, no sender, nothing queued). */
+  federation?: FederationSettings | null;
+}
+
+export interface FederationSettings {
+  /** PEM text of certificate authorities trusted besides the system's (null: none). */
+  extraCaPem: string | null;
+  /** How long others may cache our key. */
+  keyValidityMs: number;
+  requestTimeoutMs: number;
+  /** The longest wait between attempts to a failing destination. */
+  retryMaxMs: number;
+  /** Notary servers asked for keys a server does not serve itself. */
+  trustedKeyServers: readonly string[];
 }
 
 export interface MutualRoomsSettings {
@@ -31,6 +47,10 @@ export interface ServiceContext {
   now: () => number;
   /** The key that signs this server's events. */
   signingKey: SigningKey;
+  /** Keys used before a rotation, still published as `old_verify_keys`. */
+  oldSigningKeys?: readonly OldVerifyKey[];
+  /** How federation finds servers (DNS and well-known); tests give a fake one. */
+  discoveryResolver?: DiscoveryResolver;
   /** Where caches count their hits and misses (for metrics); none: not counted. */
   cacheStats?: CacheStats;
 }

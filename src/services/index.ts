@@ -26,6 +26,7 @@ import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
+import { createFederationService } from './federation/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -43,6 +44,16 @@ export function createServices(ctx: ServiceContext) {
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
+  const profiles = createProfileService(ctx, membership);
+  const directory = createDirectoryService(ctx);
+  // Federation (when enabled): new events are queued for other servers in their transaction.
+  const federation = ctx.settings.federation
+    ? createFederationService(ctx, ctx.settings.federation, {
+        profile: (userId) => profiles.get(userId),
+        resolveAlias: (alias) => directory.resolveAlias(alias),
+      })
+    : null;
+  if (federation) writer.addDeriver(federation.deriver);
   return {
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
@@ -59,7 +70,7 @@ export function createServices(ctx: ServiceContext) {
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),
-    directory: createDirectoryService(ctx),
+    directory,
     timeline,
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
@@ -68,7 +79,8 @@ export function createServices(ctx: ServiceContext) {
     deactivation: createDeactivationService(ctx, uia, accounts, writer, rooms),
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
-    profiles: createProfileService(ctx, membership),
+    profiles,
+    federation,
     health: createHealthService(ctx),
   };
 }

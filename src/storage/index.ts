@@ -20,6 +20,8 @@ import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
+import { serverKeyStore, type ServerKeyStore } from './server-key-store.js';
+import { federationOutboxStore, type FederationOutboxStore } from './federation-outbox-store.js';
 import {
   announcer,
   streamStore,
@@ -51,6 +53,8 @@ export interface Stores {
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
+  readonly serverKeys: ServerKeyStore;
+  readonly federationOutbox: FederationOutboxStore;
 }
 
 export interface Storage {
@@ -96,6 +100,8 @@ export function storesFor(
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
+    serverKeys: serverKeyStore(db),
+    federationOutbox: federationOutboxStore(db),
   };
 }
 
@@ -166,6 +172,13 @@ export type {
 export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
 export type { ProfileUpdateStore, PendingProfileUpdate } from './profile-update-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
+export type { ServerKeyStore, ServerKeyRow } from './server-key-store.js';
+export type {
+  FederationOutboxStore,
+  OutboxEntry,
+  OutboxKind,
+  DestinationState,
+} from './federation-outbox-store.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {
   MemberRow,

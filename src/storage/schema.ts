@@ -2,6 +2,8 @@
  * Table types for Kysely. Column names match the SQL (snake_case); timestamps are
  * milliseconds since the epoch stored as BIGINT (read back as numbers on both dialects).
  */
+import type { Generated } from 'kysely';
+
 export interface UsersTable {
   user_id: string;
   localpart: string;
@@ -266,6 +268,36 @@ export interface ProfileRoomUpdatesTable {
   requested_ts: number;
 }
 
+/** Remote servers' signing keys (migration 0020). */
+export interface ServerKeysTable {
+  server_name: string;
+  key_id: string;
+  public_key: string;
+  valid_until_ts: number;
+  expired_ts: number | null;
+  fetched_ts: number;
+  key_json: string;
+}
+
+/** PDUs and EDUs waiting for a destination (migration 0020), in `position` order. */
+export interface FederationOutboxTable {
+  position: number;
+  destination: string;
+  kind: string;
+  payload: string;
+  created_ts: number;
+}
+
+/** Each destination's sending state (migration 0020). */
+export interface FederationDestinationsTable {
+  destination: string;
+  failures: Generated<number>;
+  retry_at_ts: Generated<number>;
+  lease_owner: string | null;
+  lease_until_ts: Generated<number>;
+  last_success_ts: number | null;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -300,4 +332,7 @@ export interface Database {
   fallback_keys: FallbackKeysTable;
   device_list_changes: DeviceListChangesTable;
   profile_room_updates: ProfileRoomUpdatesTable;
+  server_keys: ServerKeysTable;
+  federation_outbox: FederationOutboxTable;
+  federation_destinations: FederationDestinationsTable;
 }

@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { installSynapse, type SynapseInstall } from '../../bench/synapse.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -49,7 +50,26 @@ export const CHROMIUM: Requirement = {
       : `${CHROMIUM_PATH} not found (Debian: apt-get install chromium)`,
 };
 
-export const REQUIREMENTS: readonly Requirement[] = [MATRIX_SPEC, CHROMIUM];
+/** Where the Synapse peer's virtual environment is kept (the bench's cache, gitignored). */
+export const SYNAPSE_CACHE_DIR = path.join(REPO_ROOT, 'bench', '.cache');
+let synapse: SynapseInstall | { problem: string } | undefined;
+
+/** Synapse from PyPI in a cached virtual environment, installed on first use. */
+export function synapseInstall(): SynapseInstall | { problem: string } {
+  synapse ??= installSynapse(SYNAPSE_CACHE_DIR);
+  return synapse;
+}
+
+export const SYNAPSE: Requirement = {
+  suites: 'Commons beside Synapse over federation (test/http/federation-synapse.test.ts)',
+  requireVariable: 'COMMONS_TEST_REQUIRE_SYNAPSE',
+  missing: () => {
+    const install = synapseInstall();
+    return 'problem' in install ? install.problem : null;
+  },
+};
+
+export const REQUIREMENTS: readonly Requirement[] = [MATRIX_SPEC, CHROMIUM, SYNAPSE];
 
 export const isRequired = (requirement: Requirement): boolean =>
   process.env[requirement.requireVariable] === '1';

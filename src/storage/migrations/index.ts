@@ -17,6 +17,7 @@ import * as m0010 from './0010-pending-deactivations.js';
 import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0013 from './0013-membership-history-by-position.js';
+import * as m0020 from './0020-federation.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   '0011-profile-room-updates': m0011,
   '0012-server-metadata': m0012,
   '0013-membership-history-by-position': m0013,
+  '0020-federation': m0020,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {

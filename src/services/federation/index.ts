@@ -1,0 +1,92 @@
+/**
+ * Federation's network layer, built when `federation.enabled`: the outbound client, server
+ * keys, inbound request authentication, the outbox's deriver and sender, and the queries.
+ */
+import { randomBytes } from 'node:crypto';
+import { canonicalJson } from '../../core/canonical-json.js';
+import { parseUserId } from '../../core/identifiers.js';
+import type { OutboxKind, Stores } from '../../storage/index.js';
+import type { FederationSettings, ServiceContext } from '../context.js';
+import type { EventDeriver } from '../event-writer.js';
+import { createFederationClient } from './client.js';
+import { createServerKeyService } from './keys.js';
+import { createFederationQueries } from './queries.js';
+import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
+import { createFederationSender, type SenderLog } from './sender.js';
+
+export interface FederationDeps {
+  profile(userId: string): Promise<{ displayname: string | null; avatarUrl: string | null }>;
+  resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+}
+
+export function createFederationService(
+  ctx: ServiceContext,
+  settings: FederationSettings,
+  deps: FederationDeps,
+) {
+  const { serverName } = ctx.settings;
+  const client = createFederationClient({
+    serverName,
+    signingKey: ctx.signingKey,
+    extraCaPem: settings.extraCaPem,
+    timeoutMs: settings.requestTimeoutMs,
+    ...(ctx.discoveryResolver ? { resolver: ctx.discoveryResolver } : {}),
+    now: ctx.now,
+  });
+  const keys = createServerKeyService(ctx, settings, client);
+  const authenticateRequest = createRequestAuthenticator(ctx, keys);
+  let log: SenderLog | undefined;
+  const sender = createFederationSender(ctx, settings, client, randomBytes(8).toString('hex'), {
+    warn: (fields, message) => log?.warn(fields, message),
+  });
+
+  /** Queues entries for destinations inside the caller's transaction (`stores`). */
+  async function enqueue(
+    stores: Stores,
+    destinations: readonly string[],
+    kind: OutboxKind,
+    value: unknown,
+  ): Promise<void> {
+    const others = destinations.filter((d) => d !== serverName);
+    if (others.length > 0)
+      await stores.federationOutbox.insertOutbox(others, kind, canonicalJson(value), ctx.now());
+  }
+
+  /** Every new event goes to the servers with members joined to its room, in its transaction. */
+  const deriver: EventDeriver = async (stores, event) => {
+    const servers = new Set(
+      await stores.federationOutbox.selectRemoteJoinedServers(event.roomId, serverName),
+    );
+    // A remote user's own membership change (a kick, a ban, a leave) reaches their server too.
+    if (event.pdu.type === 'm.room.member' && typeof event.pdu.state_key === 'string') {
+      const target = parseUserId(event.pdu.state_key);
+      if (target && target.serverName !== serverName) servers.add(target.serverName);
+    }
+    if (servers.size > 0) await enqueue(stores, [...servers], 'pdu', event.pdu);
+  };
+
+  return {
+    client,
+    keys,
+    deriver,
+    enqueue,
+    sender,
+    queries: createFederationQueries(ctx, deps),
+    /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
+    async authenticate(request: InboundRequest): Promise<string> {
+      const origin = await authenticateRequest(request);
+      void sender.wake(origin).catch(() => undefined);
+      return origin;
+    },
+    /** Where the sender reports failures (the app's logger). */
+    setLog(logger: SenderLog): void {
+      log = logger;
+    },
+    async close(): Promise<void> {
+      await sender.stop();
+      client.close();
+    },
+  };
+}
+
+export type FederationService = ReturnType<typeof createFederationService>;

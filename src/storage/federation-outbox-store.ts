@@ -1,0 +1,175 @@
+/**
+ * The durable outbox of federation (migration 0020): PDUs and EDUs per destination, written
+ * in the transaction of what they come from, deleted once the destination has taken them; and
+ * each destination's sending state (backoff, and the lease that lets one process send to it).
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+import { takeNextPosition } from './stream-store.js';
+
+export type OutboxKind = 'pdu' | 'edu';
+
+export interface OutboxEntry {
+  position: number;
+  destination: string;
+  kind: OutboxKind;
+  /** The PDU or EDU as JSON. */
+  payload: string;
+}
+
+export interface DestinationState {
+  destination: string;
+  failures: number;
+  retryAtTs: number;
+}
+
+export interface FederationOutboxStore {
+  /** Appends one entry for each destination, in order. */
+  insertOutbox(
+    destinations: readonly string[],
+    kind: OutboxKind,
+    payload: string,
+    ts: number,
+  ): Promise<void>;
+  /** The oldest entries of a destination: at most `pdus` PDUs and `edus` EDUs, by position. */
+  selectOutbox(destination: string, pdus: number, edus: number): Promise<OutboxEntry[]>;
+  deleteOutbox(destination: string, positions: readonly number[]): Promise<void>;
+  /** Destinations with entries waiting, and their sending state. */
+  selectPendingDestinations(): Promise<DestinationState[]>;
+  /** Records a failed attempt: `failures` in a row, next try at `retryAtTs`. */
+  updateDestinationFailure(destination: string, failures: number, retryAtTs: number): Promise<void>;
+  /** Records a success (or that the destination reached us): no backoff. */
+  updateDestinationSuccess(destination: string, ts: number): Promise<void>;
+  /**
+   * Takes (or renews) the right to send to `destination` until `untilTs`; false when another
+   * owner holds it and it has not lapsed.
+   */
+  updateLease(destination: string, owner: string, now: number, untilTs: number): Promise<boolean>;
+  releaseLease(destination: string, owner: string): Promise<void>;
+  /** The servers (other than `ownServer`) of users joined to the room. */
+  selectRemoteJoinedServers(roomId: string, ownServer: string): Promise<string[]>;
+}
+
+const serverOf = (userId: string): string => userId.slice(userId.indexOf(':') + 1);
+
+export function federationOutboxStore(db: Kysely<Database>): FederationOutboxStore {
+  const ensureDestination = async (destination: string) => {
+    await db
+      .insertInto('federation_destinations')
+      .values({ destination, lease_owner: null, last_success_ts: null })
+      .onConflict((oc) => oc.column('destination').doNothing())
+      .execute();
+  };
+  return {
+    async insertOutbox(destinations, kind, payload, ts) {
+      for (const destination of destinations) {
+        const position = await takeNextPosition(db, 'federation_outbox');
+        await db
+          .insertInto('federation_outbox')
+          .values({ position, destination, kind, payload, created_ts: ts })
+          .execute();
+      }
+    },
+
+    async selectOutbox(destination, pdus, edus) {
+      const select = (kind: OutboxKind, limit: number) =>
+        db
+          .selectFrom('federation_outbox')
+          .select(['position', 'destination', 'kind', 'payload'])
+          .where('destination', '=', destination)
+          .where('kind', '=', kind)
+          .orderBy('position')
+          .limit(limit)
+          .execute();
+      const rows = [...(await select('pdu', pdus)), ...(await select('edu', edus))];
+      return rows
+        .map((r) => ({
+          position: Number(r.position),
+          destination: r.destination,
+          kind: r.kind as OutboxKind,
+          payload: r.payload,
+        }))
+        .sort((a, b) => a.position - b.position);
+    },
+
+    async deleteOutbox(destination, positions) {
+      for (let i = 0; i < positions.length; i += 500) {
+        await db
+          .deleteFrom('federation_outbox')
+          .where('destination', '=', destination)
+          .where('position', 'in', positions.slice(i, i + 500))
+          .execute();
+      }
+    },
+
+    async selectPendingDestinations() {
+      const rows = await db
+        .selectFrom(
+          db.selectFrom('federation_outbox').select('destination').distinct().as('pending'),
+        )
+        .leftJoin('federation_destinations as d', 'd.destination', 'pending.destination')
+        .select(['pending.destination', 'd.failures', 'd.retry_at_ts'])
+        .execute();
+      return rows.map((r) => ({
+        destination: r.destination,
+        failures: Number(r.failures ?? 0),
+        retryAtTs: Number(r.retry_at_ts ?? 0),
+      }));
+    },
+
+    async updateDestinationFailure(destination, failures, retryAtTs) {
+      await ensureDestination(destination);
+      await db
+        .updateTable('federation_destinations')
+        .set({ failures, retry_at_ts: retryAtTs })
+        .where('destination', '=', destination)
+        .execute();
+    },
+
+    async updateDestinationSuccess(destination, ts) {
+      await ensureDestination(destination);
+      await db
+        .updateTable('federation_destinations')
+        .set({ failures: 0, retry_at_ts: 0, last_success_ts: ts })
+        .where('destination', '=', destination)
+        .execute();
+    },
+
+    async updateLease(destination, owner, now, untilTs) {
+      await ensureDestination(destination);
+      const result = await db
+        .updateTable('federation_destinations')
+        .set({ lease_owner: owner, lease_until_ts: untilTs })
+        .where('destination', '=', destination)
+        .where((eb) =>
+          eb.or([
+            eb('lease_owner', 'is', null),
+            eb('lease_owner', '=', owner),
+            eb('lease_until_ts', '<', now),
+          ]),
+        )
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async releaseLease(destination, owner) {
+      await db
+        .updateTable('federation_destinations')
+        .set({ lease_owner: null, lease_until_ts: 0 })
+        .where('destination', '=', destination)
+        .where('lease_owner', '=', owner)
+        .execute();
+    },
+
+    async selectRemoteJoinedServers(roomId, ownServer) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select('user_id')
+        .where('room_id', '=', roomId)
+        .where('membership', '=', 'join')
+        .where('user_id', 'not like', `%:${ownServer}`)
+        .execute();
+      return [...new Set(rows.map((r) => serverOf(r.user_id)))].sort();
+    },
+  };
+}
