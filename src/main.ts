@@ -14,6 +14,8 @@ import { CacheStats } from './services/cache-stats.js';
 import type { ResolvedConfig } from './config/load.js';
 import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
+import { loadAppServiceRegistrations } from './config/appservices.js';
+import type { AppServiceRegistration } from './core/appservice.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { dialectOf } from './storage/database.js';
@@ -51,8 +53,12 @@ export interface StartOptions {
 }
 
 /** The settings services take, from the resolved configuration. */
-export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
+export function serviceSettingsOf(
+  config: ResolvedConfig,
+  appServices: readonly AppServiceRegistration[] = [],
+): ServiceSettings {
   return {
+    appServices,
     serverName: config.server_name,
     registrationEnabled: config.registration.enabled,
     registrationSharedSecret: config.registration.shared_secret,
@@ -222,6 +228,8 @@ export async function startServer(
   let services: Services;
   const inFlight = new InFlight();
   try {
+    // Each registration file is checked before anything is opened: a bad one stops the start.
+    const appServices = loadAppServiceRegistrations(config.app_services.config_files);
     const secrets = loadServerSecrets(config.data_dir);
     storage = await openStorage(config.database.url, {
       poolSize: config.database.pool_size,
@@ -232,7 +240,7 @@ export async function startServer(
     await storage.changes.listen();
     const cacheStats = new CacheStats();
     services = createServices({
-      settings: serviceSettingsOf(config),
+      settings: serviceSettingsOf(config, appServices),
       storage,
       now: Date.now,
       signingKey: secrets.signingKey,
@@ -250,6 +258,7 @@ export async function startServer(
       // Before the client listener: a start that fails here has served nobody yet.
       metricsUrl = await metrics.listen(config.metrics.listen.host, config.metrics.listen.port);
     }
+    await services.appservices.ensureSenders();
     app = await buildApp({ config, services, logger, inFlight, requestObserver: metrics });
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
@@ -277,6 +286,11 @@ export async function startServer(
     res.on('close', () => pending.delete(res));
   });
   let closing: Promise<ShutdownReport> | null = null;
+  // Bridges' queues: what earlier runs left queued is sent first.
+  services.appservices.startSending({
+    retryMaxMs: config.app_services.retry_max_seconds * 1000,
+    log: logger,
+  });
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -292,6 +306,7 @@ export async function startServer(
         // Long-polling /sync requests answer now rather than hold up the shutdown.
         services.notifier.close();
         services.deactivation.stop();
+        const stoppingSenders = services.appservices.stopSending();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         let cut = 0;
@@ -323,6 +338,7 @@ export async function startServer(
           return { cut, unfinished: inFlight.count };
         }
         await resuming;
+        await stoppingSenders;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

@@ -1,4 +1,5 @@
 /** What every service is built from: configuration, storage and a clock. */
+import type { AppServiceRegistration } from '../core/appservice.js';
 import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
 import type { Storage } from '../storage/index.js';
@@ -13,6 +14,8 @@ export interface ServiceSettings {
   mutualRooms: MutualRoomsSettings;
   /** The version of rooms created without `room_version`. */
   defaultRoomVersion: RoomVersionId;
+  /** Application services (bridges), validated at start; none when absent. */
+  appServices?: readonly AppServiceRegistration[];
 }
 
 export interface MutualRoomsSettings {
@@ -40,6 +43,11 @@ export interface Requester {
   userId: string;
   deviceId: string;
   isAdmin: boolean;
+  /**
+   * The application service acting (its `as_token` authenticated the request), as its
+   * sender or one of its users; `deviceId` is then '' unless a device was named.
+   */
+  appservice?: AppServiceRegistration;
 }
 
 /**

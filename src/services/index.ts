@@ -26,6 +26,7 @@ import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
+import { createAppServices } from './appservice/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -43,7 +44,10 @@ export function createServices(ctx: ServiceContext) {
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
+  const appservices = createAppServices(ctx, accounts, writer);
   return {
+    /** Application services (bridges): acting as their users, their transaction queues. */
+    appservices,
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
     notifier,

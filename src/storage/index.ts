@@ -20,6 +20,7 @@ import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
+import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 import {
   announcer,
   streamStore,
@@ -51,6 +52,7 @@ export interface Stores {
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
+  readonly appservices: AppServiceStore;
 }
 
 export interface Storage {
@@ -96,6 +98,7 @@ export function storesFor(
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
+    appservices: appServiceStore(db),
   };
 }
 
@@ -165,6 +168,7 @@ export type {
 } from './device-key-store.js';
 export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
 export type { ProfileUpdateStore, PendingProfileUpdate } from './profile-update-store.js';
+export type { AppServiceStore, QueuedEvent, InFlightTxn } from './appservice-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {

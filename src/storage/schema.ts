@@ -266,6 +266,27 @@ export interface ProfileRoomUpdatesTable {
   requested_ts: number;
 }
 
+export interface AppserviceRoomUsersTable {
+  service_id: string;
+  room_id: string;
+  user_id: string;
+}
+
+export interface AppserviceQueueTable {
+  service_id: string;
+  position: number;
+  event_json: string;
+}
+
+export interface AppserviceSendersTable {
+  service_id: string;
+  last_txn_id: number;
+  in_flight_txn_id: number | null;
+  in_flight_up_to: number | null;
+  lease_owner: string | null;
+  lease_until: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -300,4 +321,7 @@ export interface Database {
   fallback_keys: FallbackKeysTable;
   device_list_changes: DeviceListChangesTable;
   profile_room_updates: ProfileRoomUpdatesTable;
+  appservice_room_users: AppserviceRoomUsersTable;
+  appservice_queue: AppserviceQueueTable;
+  appservice_senders: AppserviceSendersTable;
 }

@@ -1,0 +1,27 @@
+/** Application services: acting on the client API, and the queues that push to them. */
+import type { AccountService } from '../accounts.js';
+import type { ServiceContext } from '../context.js';
+import type { EventWriter } from '../event-writer.js';
+import { createAppServiceActing } from './acting.js';
+import { appServiceDeriver } from './interest.js';
+import { createAppServiceSender } from './sender.js';
+
+export function createAppServices(
+  ctx: ServiceContext,
+  accounts: AccountService,
+  writer: EventWriter,
+) {
+  const registrations = ctx.settings.appServices ?? [];
+  if (registrations.length > 0)
+    writer.addDeriver(appServiceDeriver(registrations, ctx.settings.serverName));
+  const sender = createAppServiceSender(ctx, registrations);
+  return {
+    ...createAppServiceActing(ctx, accounts),
+    /** Starts pushing transactions (after start-up). */
+    startSending: sender.start,
+    stopSending: sender.stop,
+  };
+}
+
+export type AppServices = ReturnType<typeof createAppServices>;
+export type { Masquerade } from './acting.js';
