@@ -50,8 +50,27 @@ export interface ReceivedTxn {
   body: Record<string, unknown>;
 }
 
+export interface BridgeRequest {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+  body: unknown;
+}
+
+/** An answer of the bridge's own to a request other than a transaction (undefined: 404). */
+export type BridgeAnswer = (
+  request: BridgeRequest,
+) =>
+  | Promise<{ status: number; body: unknown } | undefined>
+  | { status: number; body: unknown }
+  | undefined;
+
 export class TestBridge {
   readonly transactions: ReceivedTxn[] = [];
+  /** Every request other than a transaction, in order. */
+  readonly requests: BridgeRequest[] = [];
+  /** How the bridge answers queries, pings and third-party lookups. */
+  answer: BridgeAnswer = () => undefined;
   /** Answer with this status instead of 200 (e.g. 500 to make Commons retry). */
   failWith: number | null = null;
   private server: Server | null = null;
@@ -79,6 +98,20 @@ export class TestBridge {
         if (this.failWith !== null) {
           response.writeHead(this.failWith, { 'Content-Type': 'application/json' });
           response.end('{"errcode":"M_UNKNOWN","error":"down"}');
+          return;
+        }
+        if (!(request.method === 'PUT' && match)) {
+          const asked: BridgeRequest = {
+            method: request.method ?? 'GET',
+            url: request.url ?? '',
+            authorization: request.headers.authorization,
+            body: text === '' ? undefined : (JSON.parse(text) as unknown),
+          };
+          this.requests.push(asked);
+          void Promise.resolve(this.answer(asked)).then((answer) => {
+            response.writeHead(answer?.status ?? 404, { 'Content-Type': 'application/json' });
+            response.end(JSON.stringify(answer?.body ?? { errcode: 'M_UNRECOGNIZED', error: '' }));
+          });
           return;
         }
         if (request.method === 'PUT' && match) {

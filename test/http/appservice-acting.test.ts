@@ -225,6 +225,24 @@ forEachDatabase('application services acting on the client API', (dialect) => {
     expectError(await login('_bridge_alice', HS_TOKEN), 401, 'M_UNKNOWN_TOKEN');
   });
 
+  it('aliases: the service names rooms in its namespace; others get M_EXCLUSIVE', async () => {
+    const human = await registerUser(server);
+    const room = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+      token: human.accessToken,
+      body: {},
+    });
+    const put = (alias: string, token: string) =>
+      server.request('PUT', `${V3}/directory/room/${r(alias)}`, {
+        token,
+        body: { room_id: room.body.room_id },
+      });
+    expectError(await put('#_bridge_lobby:test.local', human.accessToken), 400, 'M_EXCLUSIVE');
+    expectError(await put('#elsewhere:test.local', AS_TOKEN), 400, 'M_EXCLUSIVE');
+    // The service is not in the room, and needs not be.
+    assert.equal((await put('#_bridge_lobby:test.local', AS_TOKEN)).status, 200);
+    assert.equal((await put('#ordinary:test.local', human.accessToken)).status, 200);
+  });
+
   it('massages timestamps (ts) on send and state for services only', async () => {
     const room = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
       token: AS_TOKEN,

@@ -4,6 +4,7 @@
  * https://spec.matrix.org/v1.19/application-service-api/#client-server-api-extensions
  */
 import {
+  aliasInNamespace,
   isServiceUser,
   senderOf,
   userInExclusiveNamespace,
@@ -217,4 +218,24 @@ export function assertNotExclusive(
 ): void {
   if (registrations.some((r) => userInExclusiveNamespace(r, userId)))
     throw exclusive(`${userId} is reserved by an application service`);
+}
+
+/**
+ * Who may create an alias: a service within its alias namespace (true: no room membership
+ * needed), outside it 400 M_EXCLUSIVE; a user, unless the alias is in an exclusive namespace
+ * (400 M_EXCLUSIVE), under the usual rules (false).
+ */
+export function serviceMayClaimAlias(
+  registrations: readonly AppServiceRegistration[],
+  requester: Requester,
+  alias: string,
+): boolean {
+  const acting = requester.appservice;
+  if (acting) {
+    if (aliasInNamespace(acting, alias)) return true;
+    throw exclusive(`${alias} is not in the application service's alias namespace`);
+  }
+  if (registrations.some((r) => aliasInNamespace(r, alias, true)))
+    throw exclusive(`${alias} is reserved by an application service`);
+  return false;
 }

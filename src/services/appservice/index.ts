@@ -3,6 +3,7 @@ import type { AccountService } from '../accounts.js';
 import type { ServiceContext } from '../context.js';
 import type { EventWriter } from '../event-writer.js';
 import { createAppServiceActing } from './acting.js';
+import { createAppServiceCalls } from './calls.js';
 import { appServiceDeriver } from './interest.js';
 import { createAppServiceSender } from './sender.js';
 
@@ -17,6 +18,8 @@ export function createAppServices(
   const sender = createAppServiceSender(ctx, registrations);
   return {
     ...createAppServiceActing(ctx, accounts),
+    /** Ping, user and alias queries, third-party lookups. */
+    calls: createAppServiceCalls(ctx),
     /** Starts pushing transactions (after start-up). */
     startSending: sender.start,
     stopSending: sender.stop,
