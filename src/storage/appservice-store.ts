@@ -7,6 +7,8 @@ import type { Database } from './schema.js';
 
 export interface QueuedEvent {
   position: number;
+  /** A room event, or an ephemeral event (typing, a receipt) for MSC2409. */
+  kind: 'event' | 'ephemeral';
   eventJson: string;
 }
 
@@ -23,7 +25,12 @@ export interface AppServiceStore {
   selectHasRoomUser(serviceId: string, roomId: string): Promise<boolean>;
   /** The room's aliases (for alias namespaces). */
   selectRoomAliases(roomId: string): Promise<string[]>;
-  insertQueued(serviceId: string, position: number, eventJson: string): Promise<void>;
+  insertQueued(
+    serviceId: string,
+    position: number,
+    eventJson: string,
+    kind?: QueuedEvent['kind'],
+  ): Promise<void>;
   /** Queued events after `afterPosition`, in order, at most `limit`. */
   selectQueued(serviceId: string, upTo: number | null, limit: number): Promise<QueuedEvent[]>;
   deleteQueuedUpTo(serviceId: string, upTo: number): Promise<void>;
@@ -39,6 +46,9 @@ export interface AppServiceStore {
   startTxn(serviceId: string, upTo: number): Promise<InFlightTxn>;
   /** The transaction was delivered: its events leave the queue. */
   finishTxn(serviceId: string, txn: InFlightTxn): Promise<void>;
+  /** Publishes the room in the service's network directory (kept if published). */
+  insertDirectoryRoom(serviceId: string, networkId: string, roomId: string): Promise<void>;
+  deleteDirectoryRoom(serviceId: string, networkId: string, roomId: string): Promise<void>;
 }
 
 export function appServiceStore(db: Kysely<Database>): AppServiceStore {
@@ -95,10 +105,10 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
       return rows.map((r) => r.alias);
     },
 
-    async insertQueued(serviceId, position, eventJson) {
+    async insertQueued(serviceId, position, eventJson, kind = 'event') {
       await db
         .insertInto('appservice_queue')
-        .values({ service_id: serviceId, position, event_json: eventJson })
+        .values({ service_id: serviceId, position, kind, event_json: eventJson })
         .onConflict((oc) => oc.columns(['service_id', 'position']).doNothing())
         .execute();
     },
@@ -106,11 +116,15 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
     async selectQueued(serviceId, upTo, limit) {
       let query = db
         .selectFrom('appservice_queue')
-        .select(['position', 'event_json'])
+        .select(['position', 'kind', 'event_json'])
         .where('service_id', '=', serviceId);
       if (upTo !== null) query = query.where('position', '<=', upTo);
       const rows = await query.orderBy('position').limit(limit).execute();
-      return rows.map((r) => ({ position: Number(r.position), eventJson: r.event_json }));
+      return rows.map((r) => ({
+        position: Number(r.position),
+        kind: r.kind,
+        eventJson: r.event_json,
+      }));
     },
 
     async deleteQueuedUpTo(serviceId, upTo) {
@@ -177,6 +191,23 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
         .set({ in_flight_txn_id: null, in_flight_up_to: null })
         .where('service_id', '=', serviceId)
         .where('in_flight_txn_id', '=', txn.txnId)
+        .execute();
+    },
+
+    async insertDirectoryRoom(serviceId, networkId, roomId) {
+      await db
+        .insertInto('appservice_room_directory')
+        .values({ service_id: serviceId, network_id: networkId, room_id: roomId })
+        .onConflict((oc) => oc.columns(['service_id', 'network_id', 'room_id']).doNothing())
+        .execute();
+    },
+
+    async deleteDirectoryRoom(serviceId, networkId, roomId) {
+      await db
+        .deleteFrom('appservice_room_directory')
+        .where('service_id', '=', serviceId)
+        .where('network_id', '=', networkId)
+        .where('room_id', '=', roomId)
         .execute();
     },
   };

@@ -275,6 +275,7 @@ export interface AppserviceRoomUsersTable {
 export interface AppserviceQueueTable {
   service_id: string;
   position: number;
+  kind: 'event' | 'ephemeral';
   event_json: string;
 }
 
@@ -285,6 +286,12 @@ export interface AppserviceSendersTable {
   in_flight_up_to: number | null;
   lease_owner: string | null;
   lease_until: number;
+}
+
+export interface AppserviceRoomDirectoryTable {
+  service_id: string;
+  network_id: string;
+  room_id: string;
 }
 
 export interface Database {
@@ -324,4 +331,5 @@ export interface Database {
   appservice_room_users: AppserviceRoomUsersTable;
   appservice_queue: AppserviceQueueTable;
   appservice_senders: AppserviceSendersTable;
+  appservice_room_directory: AppserviceRoomDirectoryTable;
 }

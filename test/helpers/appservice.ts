@@ -73,6 +73,8 @@ export class TestBridge {
   answer: BridgeAnswer = () => undefined;
   /** Answer with this status instead of 200 (e.g. 500 to make Commons retry). */
   failWith: number | null = null;
+  /** Requests answered with `failWith`. */
+  failures = 0;
   private server: Server | null = null;
   private port = 0;
 
@@ -96,6 +98,7 @@ export class TestBridge {
       request.on('end', () => {
         const match = /^\/_matrix\/app\/v1\/transactions\/([^/?]+)/.exec(request.url ?? '');
         if (this.failWith !== null) {
+          this.failures++;
           response.writeHead(this.failWith, { 'Content-Type': 'application/json' });
           response.end('{"errcode":"M_UNKNOWN","error":"down"}');
           return;

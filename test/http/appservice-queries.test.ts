@@ -227,4 +227,67 @@ forEachDatabase('application service queries, ping and third-party lookups', (di
     expectError(await server.request('GET', `${V3}/thirdparty/user`, auth), 400, 'M_MISSING_PARAM');
     expectError(await server.request('GET', `${V3}/thirdparty/protocols`), 401, 'M_MISSING_TOKEN');
   });
+
+  it('network room directories: PUT /directory/list/appservice, /publicRooms by network', async () => {
+    const make = async (token: string) =>
+      (
+        await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+          token,
+          body: { preset: 'public_chat' },
+        })
+      ).body.room_id;
+    const bridged = await make(AS_TOKEN);
+    const local = await make(human.accessToken);
+    const publishLocal = await server.request('PUT', `${V3}/directory/list/room/${r(local)}`, {
+      token: human.accessToken,
+      body: { visibility: 'public' },
+    });
+    assert.equal(publishLocal.status, 200);
+    const put = (room: string, token: string, visibility: string, network = 'gitter') =>
+      server.request('PUT', `${V3}/directory/list/appservice/${r(network)}/${r(room)}`, {
+        token,
+        body: { visibility },
+      });
+    assert.equal((await put(bridged, AS_TOKEN, 'public')).status, 200);
+    const list = async (body: Record<string, unknown>) => {
+      const answer = await server.request<{ chunk: { room_id: string }[] }>(
+        'POST',
+        `${V3}/publicRooms`,
+        { token: human.accessToken, body },
+      );
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      return answer.body.chunk.map((room) => room.room_id);
+    };
+    const own = await list({});
+    assert.ok(own.includes(local));
+    assert.ok(!own.includes(bridged), 'a network room is not in the server’s own directory');
+    assert.deepEqual(await list({ third_party_instance_id: 'query|gitter' }), [bridged]);
+    assert.deepEqual(await list({ third_party_instance_id: 'query|other' }), []);
+    const all = await list({ include_all_networks: true });
+    assert.ok(all.includes(bridged) && all.includes(local));
+    expectError(
+      await server.request('POST', `${V3}/publicRooms`, {
+        token: human.accessToken,
+        body: { include_all_networks: true, third_party_instance_id: 'query|gitter' },
+      }),
+      400,
+      'M_INVALID_PARAM',
+    );
+    expectError(
+      await server.request('POST', `${V3}/publicRooms`, {
+        token: human.accessToken,
+        body: { third_party_instance_id: 'gitter' },
+      }),
+      400,
+      'M_INVALID_PARAM',
+    );
+    // Only services publish; unknown rooms and bad bodies are refused.
+    expectError(await put(bridged, human.accessToken, 'public'), 403, 'M_FORBIDDEN');
+    expectError(await put('!unknown:test.local', AS_TOKEN, 'public'), 404, 'M_NOT_FOUND');
+    expectError(await put(bridged, AS_TOKEN, 'hidden'), 400, 'M_BAD_JSON');
+    expectError(await put(bridged, HS_TOKEN, 'public'), 401, 'M_UNKNOWN_TOKEN');
+    // Private takes it out again.
+    assert.equal((await put(bridged, AS_TOKEN, 'private')).status, 200);
+    assert.deepEqual(await list({ third_party_instance_id: 'query|gitter' }), []);
+  });
 });

@@ -140,12 +140,14 @@ forEachDatabase('application service transactions (the durable queue)', (dialect
 
   it('retries a failing bridge with the same transaction; every event arrives once, in order', async () => {
     bridge.failWith = 500;
+    const failures0 = bridge.failures;
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await send(`while failing ${i}`));
-    // Sending does not wait for the bridge.
+    // Sending did not wait for the bridge; it was tried, refused, and tried again.
     await eventually(
-      async () => bridge.failWith,
-      () => true,
+      async () => bridge.failures,
+      (count) => count >= failures0 + 2,
+      WAIT_MS,
     );
     bridge.failWith = null;
     await received(ids);
@@ -177,4 +179,39 @@ forEachDatabase('application service transactions (the durable queue)', (dialect
     await received([after]);
     assertOnceInOrder([...ids, after]);
   });
+
+  it(
+    'with two processes on one PostgreSQL database, one sends: each event once, in order',
+    {
+      skip: dialect !== 'postgres' && 'several processes need PostgreSQL',
+    },
+    async () => {
+      const second = await startServerOn(database, dataDir, env);
+      try {
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) {
+          // Alternate the processes the events are written through.
+          const through = i % 2 === 0 ? server : second;
+          const sent = await through.request<{ event_id: string }>(
+            'PUT',
+            `${V3}/rooms/${r(roomId)}/send/m.room.message/two-${i}`,
+            { token: human.accessToken, body: { msgtype: 'm.text', body: `two ${i}` } },
+          );
+          assert.equal(sent.status, 200);
+          ids.push(sent.body.event_id);
+        }
+        await received(ids);
+        assertOnceInOrder(ids);
+        // No transaction ID was used for two different sets of events.
+        const byId = new Map<string, string>();
+        for (const txn of bridge.transactions) {
+          const events = txn.events.map((e) => e.event_id).join(',');
+          assert.equal(byId.get(txn.txnId) ?? events, events, txn.txnId);
+          byId.set(txn.txnId, events);
+        }
+      } finally {
+        await second.close();
+      }
+    },
+  );
 });

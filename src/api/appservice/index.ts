@@ -56,6 +56,34 @@ const thirdPartyRoutes: RoutePlugin = async (app, { services }) => {
   );
 };
 
+// https://spec.matrix.org/v1.19/application-service-api/#put_matrixclientv3directorylistappservicenetworkidroomid
+const networkDirectoryRoutes: RoutePlugin = async (app, { services }) => {
+  app.put(
+    '/directory/list/appservice/:networkId/:roomId',
+    {
+      config: { auth: 'required' },
+      schema: {
+        params: Type.Object({
+          networkId: Type.String({ minLength: 1, maxLength: 255 }),
+          roomId: Type.String({ minLength: 1, maxLength: 255 }),
+        }),
+        body: Type.Object({
+          visibility: Type.Union([Type.Literal('public'), Type.Literal('private')]),
+        }),
+      },
+    },
+    async (request) => {
+      await services.appservices.directory.setVisibility(
+        requesterOf(request),
+        request.params.networkId,
+        request.params.roomId,
+        request.body.visibility,
+      );
+      return {};
+    },
+  );
+};
+
 export const appserviceRoutes: RoutePlugin = async (app, options) => {
   // https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv1appserviceappserviceidping
   app.post(
@@ -76,5 +104,8 @@ export const appserviceRoutes: RoutePlugin = async (app, options) => {
       return { duration_ms: result.durationMs };
     },
   );
-  for (const prefix of V3_PREFIXES) await app.register(thirdPartyRoutes, { ...options, prefix });
+  for (const prefix of V3_PREFIXES) {
+    await app.register(thirdPartyRoutes, { ...options, prefix });
+    await app.register(networkDirectoryRoutes, { ...options, prefix });
+  }
 };

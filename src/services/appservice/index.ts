@@ -4,6 +4,7 @@ import type { ServiceContext } from '../context.js';
 import type { EventWriter } from '../event-writer.js';
 import { createAppServiceActing } from './acting.js';
 import { createAppServiceCalls } from './calls.js';
+import { createAppServiceDirectory } from './directory.js';
 import { appServiceDeriver } from './interest.js';
 import { createAppServiceSender } from './sender.js';
 
@@ -20,6 +21,8 @@ export function createAppServices(
     ...createAppServiceActing(ctx, accounts),
     /** Ping, user and alias queries, third-party lookups. */
     calls: createAppServiceCalls(ctx),
+    /** The room directories of the services' networks. */
+    directory: createAppServiceDirectory(ctx),
     /** Starts pushing transactions (after start-up). */
     startSending: sender.start,
     stopSending: sender.stop,
@@ -28,3 +31,4 @@ export function createAppServices(
 
 export type AppServices = ReturnType<typeof createAppServices>;
 export type { Masquerade } from './acting.js';
+export { networkOfRequest } from './directory.js';

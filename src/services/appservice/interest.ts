@@ -54,3 +54,28 @@ export function appServiceDeriver(
     }
   };
 }
+
+/**
+ * Ephemeral events (MSC2409) for services with `receive_ephemeral`: queued in the caller's
+ * transaction, at the stream position the caller took for the change, for each such service
+ * with one of its users joined or invited in the room, or the room in its namespace.
+ */
+export function appServiceEphemeralQueue(registrations: readonly AppServiceRegistration[]) {
+  const receiving = registrations.filter((r) => r.url !== null && r.receiveEphemeral);
+  return {
+    /** Whether any service receives ephemeral events (nothing to do otherwise). */
+    active: receiving.length > 0,
+    async queue(stores: Stores, roomId: string, position: number, edu: object): Promise<void> {
+      let json: string | null = null;
+      for (const r of receiving) {
+        if (
+          !roomInNamespace(r, roomId) &&
+          !(await stores.appservices.selectHasRoomUser(r.id, roomId))
+        )
+          continue;
+        json ??= JSON.stringify(edu);
+        await stores.appservices.insertQueued(r.id, position, json, 'ephemeral');
+      }
+    },
+  };
+}

@@ -9,6 +9,7 @@
  */
 import type { AppServiceRegistration } from '../../core/appservice.js';
 import { randomString } from '../../core/secrets.js';
+import type { QueuedEvent } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 
 /** Events per transaction at most. */
@@ -51,8 +52,15 @@ export function createAppServiceSender(
   const stopping = new AbortController();
   let unsubscribe: (() => void) | null = null;
 
-  async function deliver(r: AppServiceRegistration, txnId: number, events: string[]) {
-    const body = `{"events":[${events.join(',')}]}`;
+  async function deliver(r: AppServiceRegistration, txnId: number, queued: QueuedEvent[]) {
+    const events = queued.filter((q) => q.kind === 'event').map((q) => q.eventJson);
+    const ephemeral = queued.filter((q) => q.kind === 'ephemeral').map((q) => q.eventJson);
+    // MSC2409's ephemeral events under the stable name and the unstable one bridges read.
+    const body =
+      ephemeral.length === 0
+        ? `{"events":[${events.join(',')}]}`
+        : `{"events":[${events.join(',')}],"ephemeral":[${ephemeral.join(',')}],` +
+          `"de.sorunome.msc2409.ephemeral":[${ephemeral.join(',')}]}`;
     const response = await fetch(
       `${r.url as string}/_matrix/app/v1/transactions/${encodeURIComponent(String(txnId))}`,
       {
@@ -79,11 +87,7 @@ export function createAppServiceSender(
       txn = await stores.startTxn(r.id, last.position);
     }
     const events = await stores.selectQueued(r.id, txn.upTo, BATCH);
-    await deliver(
-      r,
-      txn.txnId,
-      events.map((e) => e.eventJson),
-    );
+    await deliver(r, txn.txnId, events);
     const done = txn;
     await ctx.storage.tx('appserviceTxnDone', (tx) => tx.appservices.finishTxn(r.id, done));
     return true;

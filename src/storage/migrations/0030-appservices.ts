@@ -1,7 +1,7 @@
 /**
  * Application services: which namespaced users are joined or invited in each room (so the
  * event deriver knows, per event, which services want it), the durable per-service queue
- * of events, and each service's sender state (the transaction in flight, who sends).
+ * of events and ephemeral events, and each service's sender state (the transaction in flight, who sends).
  */
 import { sql, type Kysely } from 'kysely';
 
@@ -18,6 +18,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('service_id', 'text', (c) => c.notNull())
     // The event's stream ordering: positions commit in order, so the queue is in stream order.
     .addColumn('position', 'bigint', (c) => c.notNull())
+    // 'event' (a room event, in `events`) or 'ephemeral' (an EDU, MSC2409's `ephemeral`).
+    .addColumn('kind', 'text', (c) => c.notNull().defaultTo('event'))
     .addColumn('event_json', 'text', (c) => c.notNull())
     .addPrimaryKeyConstraint('appservice_queue_pk', ['service_id', 'position'])
     .execute();
