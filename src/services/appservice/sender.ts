@@ -74,11 +74,21 @@ export function createAppServiceSender(
     if (!response.ok) throw new Error(`the bridge answered ${response.status}`);
   }
 
+  /** Until when this process holds each service's lease (renewed at half-time). */
+  const leases = new Map<string, number>();
+
   /** One step: true when there may be more to send at once. */
   async function step(r: AppServiceRegistration): Promise<boolean> {
     const stores = ctx.storage.stores.appservices;
     const now = ctx.now();
-    if (!(await stores.claimSender(r.id, owner, now, now + LEASE_MS))) return false;
+    // An idle sender holding the lease reads the queue without writing anything.
+    if ((leases.get(r.id) ?? 0) - now < LEASE_MS / 2) {
+      if (!(await stores.claimSender(r.id, owner, now, now + LEASE_MS))) {
+        leases.delete(r.id);
+        return false;
+      }
+      leases.set(r.id, now + LEASE_MS);
+    }
     let txn = await stores.selectInFlight(r.id);
     if (txn === null) {
       const queued = await stores.selectQueued(r.id, null, BATCH);
