@@ -26,6 +26,7 @@ import { RateLimiter } from './http/rate-limit.js';
 import { registerValidators } from './http/validation.js';
 import { clientRoutes } from './api/client/index.js';
 import { adminRoutes } from './api/admin/index.js';
+import { appserviceRoutes } from './api/appservice/index.js';
 import { rootRoutes } from './api/root.js';
 import { federationRoutes } from './api/federation/index.js';
 import { newSessionId } from './core/secrets.js';
@@ -193,6 +194,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   await app.register(clientRoutes, { services: deps.services, config, fastReads });
   await app.register(adminRoutes, { services: deps.services, config });
+  await app.register(appserviceRoutes, { services: deps.services, config });
   await app.register(rootRoutes, { services: deps.services, config });
   await app.register(federationRoutes, { services: deps.services, config });
   return app;

@@ -15,6 +15,8 @@ import { CacheStats } from './services/cache-stats.js';
 import type { ResolvedConfig } from './config/load.js';
 import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
+import { loadAppServiceRegistrations } from './config/appservices.js';
+import type { AppServiceRegistration } from './core/appservice.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import type { FederationSettings } from './services/context.js';
 import { openStorage, type Storage } from './storage/index.js';
@@ -57,8 +59,12 @@ export interface StartOptions {
 }
 
 /** The settings services take, from the resolved configuration. */
-export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
+export function serviceSettingsOf(
+  config: ResolvedConfig,
+  appServices: readonly AppServiceRegistration[] = [],
+): ServiceSettings {
   return {
+    appServices,
     serverName: config.server_name,
     registrationEnabled: config.registration.enabled,
     registrationSharedSecret: config.registration.shared_secret,
@@ -299,6 +305,8 @@ export async function startServer(
   let services: Services | undefined;
   const inFlight = new InFlight();
   try {
+    // Each registration file is checked before anything is opened: a bad one stops the start.
+    const appServices = loadAppServiceRegistrations(config.app_services.config_files);
     const secrets = loadServerSecrets(config.data_dir);
     storage = await openStorage(config.database.url, {
       poolSize: config.database.pool_size,
@@ -309,7 +317,7 @@ export async function startServer(
     await storage.changes.listen();
     const cacheStats = new CacheStats();
     services = createServices({
-      settings: serviceSettingsOf(config),
+      settings: serviceSettingsOf(config, appServices),
       storage,
       now: Date.now,
       signingKey: secrets.signingKey,
@@ -328,6 +336,7 @@ export async function startServer(
       // Before the client listener: a start that fails here has served nobody yet.
       metricsUrl = await metrics.listen(config.metrics.listen.host, config.metrics.listen.port);
     }
+    await services.appservices.ensureSenders();
     app = await buildApp({ config, services, logger, inFlight, requestObserver: metrics });
     await app.listen({ host: config.listen.host, port: config.listen.port });
     federationListener = await listenFederation(config, app);
@@ -361,6 +370,11 @@ export async function startServer(
     res.on('close', () => pending.delete(res));
   });
   let closing: Promise<ShutdownReport> | null = null;
+  // Bridges' queues: what earlier runs left queued is sent first.
+  services.appservices.startSending({
+    retryMaxMs: config.app_services.retry_max_seconds * 1000,
+    log: logger,
+  });
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -385,6 +399,7 @@ export async function startServer(
           setTimeout(() => fed.closeAllConnections(), config.shutdown.grace_seconds * 1000).unref();
         }
         const stoppingFederation = services.federation?.close();
+        const stoppingSenders = services.appservices.stopSending();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         let cut = 0;
@@ -417,6 +432,7 @@ export async function startServer(
         }
         await resuming;
         await stoppingFederation;
+        await stoppingSenders;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

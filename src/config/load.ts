@@ -51,6 +51,11 @@ function coerceEnvValue(raw: string, leaf: Leaf): unknown {
     s.anyOf?.forEach((inner) => collect(inner));
   };
   collect(leaf.schema);
+  if (types.has('array'))
+    return raw
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== '');
   if (types.has('null') && (raw === '' || raw === 'null')) return null;
   // A list: comma-separated (e.g. COMMONS_FEDERATION_TRUSTED_KEY_SERVERS=a.example,b.example).
   if (types.has('array'))

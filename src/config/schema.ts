@@ -324,6 +324,26 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Federation with other servers.' },
     ),
+    app_services: Type.Object(
+      {
+        config_files: Type.Array(Type.String({ minLength: 1 }), {
+          default: [],
+          description:
+            'Application-service registration files (YAML, as bridges generate them), each validated at start. In the environment: paths separated by commas. See docs/appservices.md.',
+        }),
+        retry_max_seconds: Type.Number({
+          exclusiveMinimum: 0,
+          default: 300,
+          description:
+            'The longest wait between attempts to deliver a transaction to a bridge that does not answer (the wait doubles from 1 s up to this).',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description: 'Application services (bridges and bots).',
+      },
+    ),
     shutdown: Type.Object(
       {
         grace_seconds: Type.Number({

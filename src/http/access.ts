@@ -10,7 +10,7 @@ import type {
   preHandlerHookHandler,
 } from 'fastify';
 import { MatrixError, missingToken } from '../core/errors.js';
-import type { Services } from '../services/index.js';
+import type { Requester, Services } from '../services/index.js';
 import type { RateLimiter } from './rate-limit.js';
 import { pathParamProblem, queryStringProblem } from './query-string.js';
 
@@ -38,6 +38,40 @@ export function bearerToken(header: string): string | null {
   return match ? (match[1] as string) : null;
 }
 
+/** One query parameter's value, when given once. */
+function single(query: Record<string, unknown> | undefined, name: string): string | undefined {
+  const value = query?.[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * The requester behind a token: an application service's `as_token` acts as its sender, or
+ * as the `user_id` (and `device_id`) the query names; any other token is a session's.
+ */
+function authenticate(
+  services: Services,
+  token: string,
+  rawQuery: unknown,
+): Requester | Promise<Requester> {
+  const appservice = services.appservices.byToken(token);
+  if (appservice === null) return services.sessions.authenticate(token);
+  const query = rawQuery as Record<string, unknown> | undefined;
+  return services.appservices.requester(appservice, {
+    userId: single(query, 'user_id'),
+    deviceId: single(query, 'device_id') ?? single(query, 'org.matrix.msc3202.device_id'),
+  });
+}
+
+/** Whether the request comes from an application service with `rate_limited: false`. */
+function unlimitedService(services: Services, request: FastifyRequest): boolean {
+  const acting = request.requester?.appservice;
+  if (acting) return !acting.rateLimited;
+  if (request.requester || services.appservices.registrations.length === 0) return false;
+  const header = request.headers.authorization;
+  const token = header === undefined ? null : bearerToken(header);
+  return token !== null && services.appservices.byToken(token)?.rateLimited === false;
+}
+
 /** A route-level hook added to a route's own (Fastify allows one or a list). */
 function withHook<H>(existing: H | H[] | undefined, hook: H): H[] {
   if (existing === undefined) return [hook];
@@ -62,8 +96,12 @@ export function registerAccessHooks(
     const bucket = route.config?.rateLimit ?? 'default';
     const limit =
       rateLimiter && bucket !== false
-        ? (request: FastifyRequest) =>
-            rateLimiter.take(bucket, request.requester?.userId ?? `ip:${request.ip}`)
+        ? (request: FastifyRequest) => {
+            // An application service registered with `rate_limited: false` is never limited,
+            // also where its token is read by the route (registering its users, logging in).
+            if (unlimitedService(services, request)) return;
+            rateLimiter.take(bucket, request.requester?.userId ?? `ip:${request.ip}`);
+          }
         : null;
     if (!auth && !limit) return;
     route.onRequest = withHook<onRequestHookHandler>(route.onRequest, (request, _reply, done) => {
@@ -72,7 +110,7 @@ export function registerAccessHooks(
         if (token === null) {
           if (auth === 'required') throw missingToken();
         } else {
-          const found = services.sessions.authenticate(token);
+          const found = authenticate(services, token, request.query);
           if (found instanceof Promise) {
             found.then((requester) => {
               request.requester = requester;

@@ -12,6 +12,7 @@ import type { Requester, ServiceContext } from './context.js';
 import { forgetDevices } from './device-keys.js';
 import { checkPassword, userIdFromLogin } from './credentials.js';
 import type { UiaService } from './uia.js';
+import { assertNotExclusive } from './appservice/acting.js';
 
 export interface RegisterRequest {
   auth?: unknown;
@@ -65,6 +66,8 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
     }
     if (await accounts.selectUser(userId))
       throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken');
+    // A user in an application service's exclusive namespace is the service's to create.
+    assertNotExclusive(ctx.settings.appServices ?? [], userId);
     return userId;
   }
 

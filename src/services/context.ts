@@ -1,4 +1,5 @@
 /** What every service is built from: configuration, storage and a clock. */
+import type { AppServiceRegistration } from '../core/appservice.js';
 import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
 import type { OldVerifyKey } from '../core/server-keys.js';
@@ -15,6 +16,8 @@ export interface ServiceSettings {
   mutualRooms: MutualRoomsSettings;
   /** The version of rooms created without `room_version`. */
   defaultRoomVersion: RoomVersionId;
+  /** Application services (bridges), validated at start; none when absent. */
+  appServices?: readonly AppServiceRegistration[];
   /** Absent or null: no federation (no routes, no sender, nothing queued). */
   federation?: FederationSettings | null;
 }
@@ -60,6 +63,11 @@ export interface Requester {
   userId: string;
   deviceId: string;
   isAdmin: boolean;
+  /**
+   * The application service acting (its `as_token` authenticated the request), as its
+   * sender or one of its users; `deviceId` is then '' unless a device was named.
+   */
+  appservice?: AppServiceRegistration;
 }
 
 /**

@@ -34,12 +34,14 @@ export function createDeviceService(
 
     /** Deletes devices (and their tokens) after the user re-enters their password. */
     async delete(requester: Requester, deviceIds: readonly string[], auth: unknown): Promise<void> {
-      await uia.authenticate({
-        auth,
-        purpose: `delete_devices:${requester.userId}:${[...deviceIds].sort().join(',')}`,
-        flows: [['m.login.password']],
-        stages: { 'm.login.password': accounts.passwordStage(requester.userId) },
-      });
+      // MSC4190: an application service deletes its users' devices without re-authenticating.
+      if (!requester.appservice?.msc4190)
+        await uia.authenticate({
+          auth,
+          purpose: `delete_devices:${requester.userId}:${[...deviceIds].sort().join(',')}`,
+          flows: [['m.login.password']],
+          stages: { 'm.login.password': accounts.passwordStage(requester.userId) },
+        });
       await ctx.storage.tx('deleteDevices', async (stores) => {
         await stores.devices.deleteDevices(requester.userId, deviceIds);
         await forgetDevices(stores, requester.userId, deviceIds);

@@ -13,6 +13,8 @@ import { isValidServerName, parseRoomAlias } from '../core/identifiers.js';
 import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
 import type { PublicRoomRow, PublicRoomsFilter, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { serviceMayClaimAlias } from './appservice/acting.js';
+import { createAppServiceCalls } from './appservice/calls.js';
 
 export type Visibility = 'public' | 'private';
 
@@ -129,6 +131,7 @@ export function decodePublicRoomsToken(token: string): number {
 export function createDirectoryService(ctx: ServiceContext) {
   const { serverName } = ctx.settings;
   const stores = () => ctx.storage.stores;
+  const appserviceCalls = createAppServiceCalls(ctx);
 
   /** A valid alias (400 M_INVALID_PARAM otherwise), and whether this server owns it. */
   function parseAlias(raw: string): { alias: string; local: boolean } {
@@ -176,10 +179,12 @@ export function createDirectoryService(ctx: ServiceContext) {
     /** PUT /directory/room/{roomAlias}: maps a new local alias to a room the requester is in. */
     async setAlias(requester: Requester, rawAlias: string, roomId: string): Promise<void> {
       const alias = localAlias(rawAlias);
+      // A service names rooms in its alias namespace whether or not it is in them.
+      const byService = serviceMayClaimAlias(ctx.settings.appServices ?? [], requester, alias);
       await ctx.storage.tx('setRoomAlias', async (s) => {
         if (!(await s.rooms.selectRoom(roomId))) throw forbidden('Unknown room');
         const membership = await s.rooms.selectMembership(roomId, requester.userId);
-        if (membership?.membership !== 'join')
+        if (!byService && membership?.membership !== 'join')
           throw forbidden('You must be in the room to give it an alias');
         if (!(await s.directory.insertAlias(alias, roomId, requester.userId)))
           throw new MatrixError(409, 'M_UNKNOWN', `Room alias ${alias} already exists.`);
@@ -190,7 +195,10 @@ export function createDirectoryService(ctx: ServiceContext) {
     async resolveAlias(rawAlias: string): Promise<{ roomId: string; servers: string[] }> {
       const { alias, local } = parseAlias(rawAlias);
       if (!local) throw notFound(`Room alias ${alias} not found (no federation here)`);
-      const row = await stores().directory.selectAlias(alias);
+      let row = await stores().directory.selectAlias(alias);
+      // An alias of a bridge's namespace may exist once the bridge is asked about it.
+      if (!row && (await appserviceCalls.queryAlias(alias)))
+        row = await stores().directory.selectAlias(alias);
       if (!row) throw notFound(`Room alias ${alias} not found.`);
       return { roomId: row.roomId, servers: [serverName] };
     },

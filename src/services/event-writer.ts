@@ -29,6 +29,8 @@ export interface NewEvent {
   content: JsonObject;
   /** Redaction target; placed per room version (top level before v11, content from v11). */
   redacts?: string | undefined;
+  /** `origin_server_ts` other than now: an application service's `ts` (bridged history). */
+  originServerTs?: number | undefined;
 }
 
 export interface AppendedEvent {
@@ -217,7 +219,7 @@ export function createEventWriter(ctx: ServiceContext) {
       const unsigned: UnsignedPdu = {
         room_id: roomId,
         sender: event.sender,
-        origin_server_ts: ctx.now(),
+        origin_server_ts: event.originServerTs ?? ctx.now(),
         type: event.type,
         ...(event.stateKey !== undefined ? { state_key: event.stateKey } : {}),
         content,

@@ -27,6 +27,7 @@ import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
 import { createFederationService } from './federation/index.js';
+import { createAppServices } from './appservice/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -54,7 +55,10 @@ export function createServices(ctx: ServiceContext) {
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
+  const appservices = createAppServices(ctx, accounts, writer);
   return {
+    /** Application services (bridges): acting as their users, their transaction queues. */
+    appservices,
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
     notifier,

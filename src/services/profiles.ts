@@ -11,12 +11,14 @@ import { forbidden, notFound } from '../core/errors.js';
 import type { ProfileRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { MembershipService } from './membership.js';
+import { createAppServiceCalls } from './appservice/calls.js';
 
 /** Pending users read at a time when resuming. */
 const RESUME_BATCH = 100;
 
 export function createProfileService(ctx: ServiceContext, membership: MembershipService) {
   const accounts = ctx.storage.stores.accounts;
+  const appserviceCalls = createAppServiceCalls(ctx);
 
   /** Brings the user's rooms up to date, then drops the record `revision` wrote. */
   async function finish(userId: string, revision: number): Promise<void> {
@@ -40,7 +42,10 @@ export function createProfileService(ctx: ServiceContext, membership: Membership
 
   return {
     async get(userId: string): Promise<ProfileRow> {
-      const profile = await accounts.selectProfile(userId);
+      let profile = await accounts.selectProfile(userId);
+      // A user of a bridge's namespace may exist once the bridge is asked about it.
+      if (!profile && (await appserviceCalls.queryUser(userId)))
+        profile = await accounts.selectProfile(userId);
       if (!profile) throw notFound('Profile not found');
       return profile;
     },

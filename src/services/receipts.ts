@@ -7,6 +7,7 @@ import { parseEventId } from '../core/identifiers.js';
 import type { JsonObject } from '../core/pdu.js';
 import type { ReceiptRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { appServiceEphemeralQueue } from './appservice/interest.js';
 
 export const RECEIPT_TYPES = ['m.read', 'm.read.private', 'm.fully_read'] as const;
 export type ReceiptType = (typeof RECEIPT_TYPES)[number];
@@ -57,6 +58,7 @@ function threadIdOf(receiptType: ReceiptType, threadId: unknown): string {
 }
 
 export function createReceiptService(ctx: ServiceContext, accountData: RoomAccountDataWriter) {
+  const bridges = appServiceEphemeralQueue(ctx.settings.appServices ?? []);
   /**
    * Moves the user's receipt to the event, in the caller's transaction; a receipt never moves
    * back to an earlier event (as Synapse does). The event must have been checked to be in the
@@ -78,11 +80,19 @@ export function createReceiptService(ctx: ServiceContext, accountData: RoomAccou
       const previous = await stores.rooms.selectEvent(current);
       if (previous && previous.streamOrdering > position) return;
     }
-    await stores.receipts.upsertReceipt(
-      { ...receipt, ts: ctx.now() },
-      await stores.stream.nextPosition(),
-    );
+    const ts = ctx.now();
+    const streamPosition = await stores.stream.nextPosition();
+    await stores.receipts.upsertReceipt({ ...receipt, ts }, streamPosition);
     await stores.stream.notify({ rooms: [receipt.roomId] });
+    // Bridges that receive ephemeral events get public receipts (MSC2409).
+    if (bridges.active && receipt.receiptType === 'm.read') {
+      const entry = { ts, ...(receipt.threadId !== '' ? { thread_id: receipt.threadId } : {}) };
+      await bridges.queue(stores, receipt.roomId, streamPosition, {
+        type: 'm.receipt',
+        room_id: receipt.roomId,
+        content: { [receipt.eventId]: { 'm.read': { [receipt.userId]: entry } } },
+      });
+    }
   }
 
   async function setFullyRead(userId: string, roomId: string, eventId: string): Promise<void> {

@@ -13,6 +13,15 @@ import { matchesFilter, matchesMembership, type RoomEventFilter } from './timeli
 const asClient = (row: EventRow): ClientEvent =>
   toClientEvent({ eventId: row.eventId, roomId: row.roomId, pdu: row.pdu });
 
+/**
+ * An application service's `ts` (timestamp massaging) becomes the event's
+ * `origin_server_ts`; from anyone else it is ignored.
+ * https://spec.matrix.org/v1.19/application-service-api/#timestamp-massaging
+ */
+function massagedTs(requester: Requester, ts: number | undefined): { originServerTs?: number } {
+  return ts !== undefined && requester.appservice ? { originServerTs: ts } : {};
+}
+
 export function createRoomEventService(ctx: ServiceContext, writer: EventWriter) {
   const rooms = () => ctx.storage.stores.rooms;
 
@@ -35,7 +44,7 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
     roomId: string,
     name: string,
     txnId: string | null,
-    event: { type: string; stateKey?: string; content: JsonObject },
+    event: { type: string; stateKey?: string; content: JsonObject; originServerTs?: number },
   ): Promise<string> {
     if (txnId !== null) {
       const existing = await rooms().selectTxnEvent(
@@ -79,7 +88,9 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       type: string,
       txnId: string,
       content: JsonObject,
-    ) => write(requester, roomId, 'sendEvent', txnId, { type, content }),
+      ts?: number,
+    ) =>
+      write(requester, roomId, 'sendEvent', txnId, { type, content, ...massagedTs(requester, ts) }),
 
     async setState(
       requester: Requester,
@@ -87,11 +98,17 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       type: string,
       stateKey: string,
       content: JsonObject,
+      ts?: number,
     ): Promise<string> {
       // Member events with a user ID have their own route (membership.setMemberEvent).
       if (type === 'm.room.member')
         throw invalidParam('The state key of a member event is the user ID it is about');
-      return write(requester, roomId, 'setState', null, { type, stateKey, content });
+      return write(requester, roomId, 'setState', null, {
+        type,
+        stateKey,
+        content,
+        ...massagedTs(requester, ts),
+      });
     },
 
     /** The visible state; with a filter (MSC2895 option 3), only the events it matches. */

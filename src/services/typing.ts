@@ -6,6 +6,7 @@
 import { forbidden } from '../core/errors.js';
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { appServiceEphemeralQueue } from './appservice/interest.js';
 
 /** The longest a single typing notification lasts, whatever the client asks. */
 export const MAX_TYPING_TIMEOUT_MS = 120_000;
@@ -25,6 +26,18 @@ async function assertJoined(stores: Stores, roomId: string, userId: string): Pro
 export function createTypingService(ctx: ServiceContext) {
   /** One timer per user typing in a room (in this process), to write the stop at expiry. */
   const timers = new Map<string, NodeJS.Timeout>();
+  const bridges = appServiceEphemeralQueue(ctx.settings.appServices ?? []);
+
+  /** Bridges that receive ephemeral events get the room's typing users (MSC2409). */
+  async function tellBridges(stores: Stores, roomId: string, position: number): Promise<void> {
+    if (!bridges.active) return;
+    const typing = await stores.typing.selectTypingNow([roomId], ctx.now());
+    await bridges.queue(stores, roomId, position, {
+      type: 'm.typing',
+      room_id: roomId,
+      content: { user_ids: typing.map((row) => row.userId).sort() },
+    });
+  }
 
   async function expire(roomId: string, userId: string, expiresTs: number): Promise<void> {
     await ctx.storage.tx('expireTyping', async (stores) => {
@@ -33,6 +46,7 @@ export function createTypingService(ctx: ServiceContext) {
       const position = await stores.stream.nextPosition();
       if (await stores.typing.updateTypingStopped(roomId, userId, expiresTs, position)) {
         await stores.stream.notify({ rooms: [roomId] });
+        await tellBridges(stores, roomId, position);
       }
     });
   }
@@ -83,13 +97,10 @@ export function createTypingService(ctx: ServiceContext) {
           return;
         }
         if (!typing && !typingNow) return;
-        await stores.typing.upsertTyping(
-          roomId,
-          userId,
-          expiresTs,
-          await stores.stream.nextPosition(),
-        );
+        const position = await stores.stream.nextPosition();
+        await stores.typing.upsertTyping(roomId, userId, expiresTs, position);
         await stores.stream.notify({ rooms: [roomId] });
+        await tellBridges(stores, roomId, position);
       });
       scheduleExpiry(roomId, userId, expiresTs);
     },

@@ -2,7 +2,14 @@
  * Room aliases and the published room directory: the `room_aliases` table, `rooms.is_public`,
  * and the listing of published rooms with their joined member counts and summary state.
  */
-import { sql, type Expression, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
+import {
+  sql,
+  type Expression,
+  type ExpressionBuilder,
+  type Kysely,
+  type RawBuilder,
+  type SqlBool,
+} from 'kysely';
 import type { JsonObject, Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
@@ -19,6 +26,11 @@ export interface PublicRoomsFilter {
   searchTerm?: string | undefined;
   /** Room types to keep (`null`: rooms without a type); undefined or empty keeps every room. */
   roomTypes?: ReadonlyArray<string | null> | undefined;
+  /**
+   * Which directory: undefined, the server's own; a service's network (`third_party_instance_id`);
+   * or 'all', the server's and every network's (`include_all_networks`).
+   */
+  network?: { serviceId: string; networkId: string } | 'all' | undefined;
 }
 
 export interface PublicRoomRow {
@@ -63,7 +75,27 @@ export function directoryStore(db: Kysely<Database>, dialect: DialectName): Dire
   const joinedCount = sql<number>`(SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join')`;
 
   function publishedRooms(filter: PublicRoomsFilter) {
-    let query = db.selectFrom('rooms as r').where('r.is_public', '=', 1);
+    const network = filter.network;
+    const inNetworks = (eb: ExpressionBuilder<Database & { r: Database['rooms'] }, 'r'>) => {
+      let sub = eb
+        .selectFrom('appservice_room_directory as d')
+        .select(sql.lit(1).as('one'))
+        .whereRef('d.room_id', '=', 'r.room_id');
+      if (network !== undefined && network !== 'all')
+        sub = sub
+          .where('d.service_id', '=', network.serviceId)
+          .where('d.network_id', '=', network.networkId);
+      return eb.exists(sub);
+    };
+    let query = db
+      .selectFrom('rooms as r')
+      .where((eb) =>
+        network === undefined
+          ? eb('r.is_public', '=', 1)
+          : network === 'all'
+            ? eb.or([eb('r.is_public', '=', 1), inNetworks(eb)])
+            : inNetworks(eb),
+      );
     const term = filter.searchTerm;
     if (term !== undefined && term !== '') {
       const pattern = containsPattern(term);

@@ -22,6 +22,7 @@ import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { serverKeyStore, type ServerKeyStore } from './server-key-store.js';
 import { federationOutboxStore, type FederationOutboxStore } from './federation-outbox-store.js';
+import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 import {
   announcer,
   streamStore,
@@ -55,6 +56,7 @@ export interface Stores {
   readonly profileUpdates: ProfileUpdateStore;
   readonly serverKeys: ServerKeyStore;
   readonly federationOutbox: FederationOutboxStore;
+  readonly appservices: AppServiceStore;
 }
 
 export interface Storage {
@@ -102,6 +104,7 @@ export function storesFor(
     profileUpdates: profileUpdateStore(db),
     serverKeys: serverKeyStore(db),
     federationOutbox: federationOutboxStore(db),
+    appservices: appServiceStore(db),
   };
 }
 
@@ -171,6 +174,7 @@ export type {
 } from './device-key-store.js';
 export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
 export type { ProfileUpdateStore, PendingProfileUpdate } from './profile-update-store.js';
+export type { AppServiceStore, QueuedEvent, InFlightTxn } from './appservice-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
 export type { ServerKeyStore, ServerKeyRow } from './server-key-store.js';
 export type {

@@ -298,6 +298,34 @@ export interface FederationDestinationsTable {
   last_success_ts: number | null;
 }
 
+export interface AppserviceRoomUsersTable {
+  service_id: string;
+  room_id: string;
+  user_id: string;
+}
+
+export interface AppserviceQueueTable {
+  service_id: string;
+  position: number;
+  kind: 'event' | 'ephemeral';
+  event_json: string;
+}
+
+export interface AppserviceSendersTable {
+  service_id: string;
+  last_txn_id: number;
+  in_flight_txn_id: number | null;
+  in_flight_up_to: number | null;
+  lease_owner: string | null;
+  lease_until: number;
+}
+
+export interface AppserviceRoomDirectoryTable {
+  service_id: string;
+  network_id: string;
+  room_id: string;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -335,4 +363,8 @@ export interface Database {
   server_keys: ServerKeysTable;
   federation_outbox: FederationOutboxTable;
   federation_destinations: FederationDestinationsTable;
+  appservice_room_users: AppserviceRoomUsersTable;
+  appservice_queue: AppserviceQueueTable;
+  appservice_senders: AppserviceSendersTable;
+  appservice_room_directory: AppserviceRoomDirectoryTable;
 }

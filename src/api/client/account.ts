@@ -9,7 +9,12 @@ import type { RoutePlugin } from './plugin.js';
 export const accountRoutes: RoutePlugin = async (app, { services }) => {
   app.get('/account/whoami', { config: { auth: 'required' } }, async (request) => {
     const requester = requesterOf(request);
-    return { user_id: requester.userId, device_id: requester.deviceId, is_guest: false };
+    // An application service acting without a device has none to name.
+    return {
+      user_id: requester.userId,
+      ...(requester.deviceId !== '' ? { device_id: requester.deviceId } : {}),
+      is_guest: false,
+    };
   });
 
   app.post(

@@ -39,6 +39,18 @@ export const deviceRoutes: RoutePlugin = async (app, { services }) => {
     async (request) => {
       const requester = requesterOf(request);
       const displayName = request.body?.display_name;
+      // MSC4190: an application service creates its users' devices this way.
+      if (
+        requester.appservice &&
+        (await services.appservices.createDevice(
+          requester,
+          request.params.deviceId,
+          displayName,
+          request.ip,
+        ))
+      ) {
+        return {};
+      }
       if (displayName === undefined) {
         await services.devices.get(requester, request.params.deviceId);
       } else {

@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { requesterOf } from '../../http/request-context.js';
 import { RoomParams, roomIdParam } from './params.js';
+import { networkOfRequest } from '../../services/appservice/index.js';
 import type { RoutePlugin } from './plugin.js';
 
 const AliasParams = Type.Object({ roomAlias: Type.String({ minLength: 1, maxLength: 255 }) });
@@ -114,7 +115,7 @@ export const directoryRoutes: RoutePlugin = async (app, { services }) => {
   );
 
   // https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3publicrooms
-  // include_all_networks and third_party_instance_id are accepted and ignored (no bridges).
+  // include_all_networks and third_party_instance_id: the networks of application services.
   app.post(
     '/publicRooms',
     {
@@ -123,6 +124,10 @@ export const directoryRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) => {
       const { limit, since, filter } = request.body;
+      const network = networkOfRequest(
+        request.body.include_all_networks,
+        request.body.third_party_instance_id,
+      );
       return directory.publicRooms({
         limit,
         since,
@@ -130,6 +135,7 @@ export const directoryRoutes: RoutePlugin = async (app, { services }) => {
         filter: {
           searchTerm: filter?.generic_search_term,
           roomTypes: filter?.room_types,
+          network,
         },
       });
     },

@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { LOGIN_FLOWS } from '../../services/sessions.js';
 import { requesterOf } from '../../http/request-context.js';
+import { accessTokenOf } from '../../http/access.js';
 import type { RoutePlugin } from './plugin.js';
 
 const LoginBody = Type.Object({
@@ -18,22 +19,39 @@ const LoginBody = Type.Object({
 // https://spec.matrix.org/v1.19/client-server-api/#login
 // https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3logout
 export const loginRoutes: RoutePlugin = async (app, { services, config }) => {
-  app.get('/login', { config: { rateLimit: 'login' } }, async () => ({ flows: LOGIN_FLOWS }));
+  const flows =
+    services.appservices.registrations.length > 0
+      ? [...LOGIN_FLOWS, { type: 'm.login.application_service' }]
+      : LOGIN_FLOWS;
+  app.get('/login', { config: { rateLimit: 'login' } }, async () => ({ flows }));
 
   app.post(
     '/login',
     { config: { rateLimit: 'login' }, schema: { body: LoginBody } },
     async (request) => {
       const body = request.body;
-      const result = await services.sessions.login({
-        type: body.type,
-        identifier: body.identifier,
-        user: body.user,
-        password: body.password,
+      const login = {
         deviceId: body.device_id,
-        initialDeviceDisplayName: body.initial_device_display_name,
+        displayName: body.initial_device_display_name,
         ip: request.ip,
-      });
+      };
+      // https://spec.matrix.org/v1.19/client-server-api/#appservice-login
+      const result =
+        body.type === 'm.login.application_service'
+          ? await services.appservices.login(
+              services.appservices.serviceOf(accessTokenOf(request)),
+              body,
+              login,
+            )
+          : await services.sessions.login({
+              type: body.type,
+              identifier: body.identifier,
+              user: body.user,
+              password: body.password,
+              deviceId: body.device_id,
+              initialDeviceDisplayName: body.initial_device_display_name,
+              ip: request.ip,
+            });
       return {
         user_id: result.userId,
         access_token: result.accessToken,

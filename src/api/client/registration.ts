@@ -1,7 +1,11 @@
 import { Type } from 'typebox';
+import { accessTokenOf } from '../../http/access.js';
+import type { LoginResult } from '../../services/accounts.js';
 import type { RoutePlugin } from './plugin.js';
 
 const RegisterBody = Type.Object({
+  /** `m.login.application_service`: a service registering one of its users (its as_token). */
+  type: Type.Optional(Type.String()),
   auth: Type.Optional(Type.Unknown()),
   // No maxLength: a name too long is M_INVALID_USERNAME (accounts service), not M_BAD_JSON.
   username: Type.Optional(Type.String()),
@@ -28,21 +32,35 @@ export const registrationRoutes: RoutePlugin = async (app, { services, config })
     },
     async (request) => {
       const body = request.body;
-      const result = await services.accounts.register({
-        auth: body.auth,
-        username: body.username,
-        password: body.password,
-        deviceId: body.device_id,
-        initialDeviceDisplayName: body.initial_device_display_name,
-        inhibitLogin: body.inhibit_login,
-        kind: request.query.kind,
-        ip: request.ip,
-      });
-      return 'accessToken' in result
+      // https://spec.matrix.org/v1.19/application-service-api/#server-admin-style-permissions
+      const result: LoginResult | { userId: string } =
+        body.type === 'm.login.application_service'
+          ? await services.appservices.register(
+              services.appservices.serviceOf(accessTokenOf(request)),
+              {
+                username: body.username,
+                deviceId: body.device_id,
+                initialDeviceDisplayName: body.initial_device_display_name,
+                inhibitLogin: body.inhibit_login,
+                ip: request.ip,
+              },
+            )
+          : await services.accounts.register({
+              auth: body.auth,
+              username: body.username,
+              password: body.password,
+              deviceId: body.device_id,
+              initialDeviceDisplayName: body.initial_device_display_name,
+              inhibitLogin: body.inhibit_login,
+              kind: request.query.kind,
+              ip: request.ip,
+            });
+      const login = 'accessToken' in result ? (result as LoginResult) : null;
+      return login
         ? {
-            user_id: result.userId,
-            access_token: result.accessToken,
-            device_id: result.deviceId,
+            user_id: login.userId,
+            access_token: login.accessToken,
+            device_id: login.deviceId,
             home_server: config.server_name,
           }
         : { user_id: result.userId, home_server: config.server_name };

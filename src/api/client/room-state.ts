@@ -30,6 +30,11 @@ const SendParams = Type.Object({
   txnId: Type.String({ minLength: 1, maxLength: 255 }),
 });
 
+/** An application service's `ts` (timestamp massaging); others' is ignored. */
+const TsQuery = Type.Object({
+  ts: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
+});
+
 // https://spec.matrix.org/v1.19/client-server-api/#getting-events-for-a-room
 // https://spec.matrix.org/v1.19/client-server-api/#sending-events-to-a-room
 export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
@@ -78,7 +83,7 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
 
   const putState = {
     config: { auth: 'required', rateLimit: 'message' } as const,
-    schema: { params: StateParams, body: EventContent },
+    schema: { params: StateParams, body: EventContent, querystring: TsQuery },
   };
   // A member event (a per-room display name, or any membership the auth rules allow) goes
   // through the membership service; the router prefers this path to the one below.
@@ -101,11 +106,15 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
       request.params.eventType,
       request.params.stateKey,
       request.body as JsonObject,
+      request.query.ts,
     ),
   }));
   app.put(
     '/rooms/:roomId/state/:eventType',
-    { config: putState.config, schema: { params: TypeOnlyParams, body: EventContent } },
+    {
+      config: putState.config,
+      schema: { params: TypeOnlyParams, body: EventContent, querystring: TsQuery },
+    },
     async (request) => ({
       event_id: await roomEvents.setState(
         requesterOf(request),
@@ -113,6 +122,7 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
         request.params.eventType,
         '',
         request.body as JsonObject,
+        request.query.ts,
       ),
     }),
   );
@@ -121,7 +131,7 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
     '/rooms/:roomId/send/:eventType/:txnId',
     {
       config: { auth: 'required', rateLimit: 'message' },
-      schema: { params: SendParams, body: EventContent },
+      schema: { params: SendParams, body: EventContent, querystring: TsQuery },
     },
     async (request) => ({
       event_id: await roomEvents.sendMessage(
@@ -130,6 +140,7 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
         request.params.eventType,
         request.params.txnId,
         request.body as JsonObject,
+        request.query.ts,
       ),
     }),
   );

@@ -1,0 +1,81 @@
+/**
+ * The event deriver of application services: inside each event's own transaction, it keeps
+ * the record of which namespaced users are joined or invited where, and queues the event for
+ * every service that wants it — one of its users sent it or is its subject, one of its users
+ * is joined or invited in the room, or the room's ID or an alias of it is in a namespace.
+ * https://spec.matrix.org/v1.19/application-service-api/#pushing-events
+ */
+import {
+  aliasInNamespace,
+  isServiceUser,
+  roomInNamespace,
+  type AppServiceRegistration,
+} from '../../core/appservice.js';
+import { toClientEvent } from '../../core/client-event.js';
+import type { Stores } from '../../storage/index.js';
+import type { AppendedEvent, EventDeriver } from '../event-writer.js';
+
+async function wants(
+  stores: Stores,
+  r: AppServiceRegistration,
+  event: AppendedEvent,
+  subject: string | null,
+  serverName: string,
+): Promise<boolean> {
+  if (isServiceUser(r, event.pdu.sender, serverName)) return true;
+  if (subject !== null && isServiceUser(r, subject, serverName)) return true;
+  if (roomInNamespace(r, event.roomId)) return true;
+  if (await stores.appservices.selectHasRoomUser(r.id, event.roomId)) return true;
+  if (r.namespaces.aliases.length === 0) return false;
+  const aliases = await stores.appservices.selectRoomAliases(event.roomId);
+  return aliases.some((alias) => aliasInNamespace(r, alias));
+}
+
+export function appServiceDeriver(
+  registrations: readonly AppServiceRegistration[],
+  serverName: string,
+): EventDeriver {
+  return async (stores, event) => {
+    const { pdu } = event;
+    const subject =
+      pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' ? pdu.state_key : null;
+    let json: string | null = null;
+    for (const r of registrations) {
+      if (subject !== null && isServiceUser(r, subject, serverName)) {
+        const membership = pdu.content.membership;
+        if (membership === 'join' || membership === 'invite')
+          await stores.appservices.insertRoomUser(r.id, event.roomId, subject);
+        else await stores.appservices.deleteRoomUser(r.id, event.roomId, subject);
+      }
+      if (r.url === null) continue;
+      if (!(await wants(stores, r, event, subject, serverName))) continue;
+      json ??= JSON.stringify(toClientEvent(event));
+      await stores.appservices.insertQueued(r.id, event.streamOrdering, json);
+    }
+  };
+}
+
+/**
+ * Ephemeral events (MSC2409) for services with `receive_ephemeral`: queued in the caller's
+ * transaction, at the stream position the caller took for the change, for each such service
+ * with one of its users joined or invited in the room, or the room in its namespace.
+ */
+export function appServiceEphemeralQueue(registrations: readonly AppServiceRegistration[]) {
+  const receiving = registrations.filter((r) => r.url !== null && r.receiveEphemeral);
+  return {
+    /** Whether any service receives ephemeral events (nothing to do otherwise). */
+    active: receiving.length > 0,
+    async queue(stores: Stores, roomId: string, position: number, edu: object): Promise<void> {
+      let json: string | null = null;
+      for (const r of receiving) {
+        if (
+          !roomInNamespace(r, roomId) &&
+          !(await stores.appservices.selectHasRoomUser(r.id, roomId))
+        )
+          continue;
+        json ??= JSON.stringify(edu);
+        await stores.appservices.insertQueued(r.id, position, json, 'ephemeral');
+      }
+    },
+  };
+}
