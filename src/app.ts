@@ -27,6 +27,7 @@ import { registerValidators } from './http/validation.js';
 import { clientRoutes } from './api/client/index.js';
 import { adminRoutes } from './api/admin/index.js';
 import { rootRoutes } from './api/root.js';
+import { mediaRoutes } from './api/media/index.js';
 import { newSessionId } from './core/secrets.js';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -193,5 +194,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(clientRoutes, { services: deps.services, config, fastReads });
   await app.register(adminRoutes, { services: deps.services, config });
   await app.register(rootRoutes, { services: deps.services, config });
+  await app.register(mediaRoutes, { services: deps.services, config });
   return app;
 }

@@ -16,6 +16,7 @@ import type { RoomVersionId } from './core/pdu.js';
 import { loadServerSecrets } from './config/server-secrets.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import { openStorage, type Storage } from './storage/index.js';
+import { openFileMediaStore } from './storage/media-files.js';
 import { dialectOf } from './storage/database.js';
 import { VERSION } from './version.js';
 
@@ -64,6 +65,12 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
       cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
     },
     defaultRoomVersion: String(config.rooms.default_version) as RoomVersionId,
+    media: {
+      maxUploadBytes: config.media.max_upload_bytes,
+      maxThumbnailSourceBytes: config.media.max_thumbnail_source_bytes,
+      maxAwaitedUploads: config.media.max_awaited_uploads,
+      unusedExpirySeconds: config.media.unused_expiry_seconds,
+    },
   };
 }
 
@@ -163,7 +170,7 @@ function serverNameMismatch(recorded: string, config: ResolvedConfig): string {
 
 /**
  * The files and directories a first start creates (data_dir and the directories above it
- * that are missing, the secrets, an SQLite database and its companions), as they are before
+ * that are missing, the media directories, the secrets, an SQLite database and its companions), as they are before
  * it: removeNew() deletes those that did not exist then, and directories only when empty,
  * so nothing that was there before is ever touched.
  */
@@ -180,7 +187,8 @@ export function filesToCreate(config: ResolvedConfig): { removeNew(): void } {
     path.join(config.data_dir, 'token.key'),
     path.join(config.data_dir, 'signing.key'),
   ];
-  const dirs = missingDirs(config.data_dir);
+  // The media file store's directories are inside data_dir, made at start as well.
+  const dirs = missingDirs(path.join(config.data_dir, 'media', 'tmp'));
   const url = config.database.url;
   if (url.startsWith('sqlite:') && url !== 'sqlite::memory:') {
     const file = path.resolve(url.slice('sqlite:'.length));
@@ -237,6 +245,7 @@ export async function startServer(
       now: Date.now,
       signingKey: secrets.signingKey,
       cacheStats,
+      mediaFiles: await openFileMediaStore(path.join(config.data_dir, 'media')),
     });
     if (config.metrics.enabled) {
       const notifier = services.notifier;

@@ -1,7 +1,8 @@
 /** What every service is built from: configuration, storage and a clock. */
 import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
-import type { Storage } from '../storage/index.js';
+import type { MediaFileStore, Storage } from '../storage/index.js';
+import type { MediaSettings } from './media/index.js';
 import type { CacheStats } from './cache-stats.js';
 
 export interface ServiceSettings {
@@ -13,6 +14,8 @@ export interface ServiceSettings {
   mutualRooms: MutualRoomsSettings;
   /** The version of rooms created without `room_version`. */
   defaultRoomVersion: RoomVersionId;
+  /** The media repository's limits (none: its defaults). */
+  media?: MediaSettings;
 }
 
 export interface MutualRoomsSettings {
@@ -33,6 +36,8 @@ export interface ServiceContext {
   signingKey: SigningKey;
   /** Where caches count their hits and misses (for metrics); none: not counted. */
   cacheStats?: CacheStats;
+  /** Where media bytes are kept (none: media endpoints answer 500 M_UNKNOWN). */
+  mediaFiles?: MediaFileStore;
 }
 
 /** The authenticated user behind a request. */

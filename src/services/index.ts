@@ -26,6 +26,7 @@ import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
+import { createMediaService } from './media/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -70,6 +71,7 @@ export function createServices(ctx: ServiceContext) {
     devices: createDeviceService(ctx, uia, accounts),
     profiles: createProfileService(ctx, membership),
     health: createHealthService(ctx),
+    media: createMediaService(ctx),
   };
 }
 
@@ -77,3 +79,4 @@ export type Services = ReturnType<typeof createServices>;
 export type { Requester, ServiceContext, ServiceSettings } from './context.js';
 export type { MutualRoomsPage } from './mutual-rooms.js';
 export type { AppendedEvent, EventDeriver } from './event-writer.js';
+export type { MediaContent, MediaSettings } from './media/index.js';

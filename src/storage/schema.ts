@@ -266,6 +266,30 @@ export interface ProfileRoomUpdatesTable {
   requested_ts: number;
 }
 
+/** Media IDs (migration 0040); `sha256` null while an upload is awaited. */
+export interface MediaTable {
+  media_id: string;
+  user_id: string;
+  created_ts: number;
+  unused_expires_ts: number | null;
+  content_type: string | null;
+  upload_name: string | null;
+  size: number | null;
+  sha256: string | null;
+}
+
+/** Thumbnails made of stored content, by the content's hash (migration 0040). */
+export interface MediaThumbnailsTable {
+  source_sha256: string;
+  width: number;
+  height: number;
+  method: string;
+  animated: number;
+  content_type: string;
+  sha256: string;
+  size: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -300,4 +324,6 @@ export interface Database {
   fallback_keys: FallbackKeysTable;
   device_list_changes: DeviceListChangesTable;
   profile_room_updates: ProfileRoomUpdatesTable;
+  media: MediaTable;
+  media_thumbnails: MediaThumbnailsTable;
 }
