@@ -40,7 +40,7 @@ export const ConfigSchema = Type.Object(
       minLength: 1,
       default: './data',
       description:
-        'Where the SQLite database and the generated secrets (`signing.key`, `token.key`) live.',
+        'Where the SQLite database, the generated secrets (`signing.key`, `token.key`) and uploaded media (`media/`) live.',
     }),
     listen: Type.Object(
       {
