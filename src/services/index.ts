@@ -27,6 +27,7 @@ import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
 import { createMediaService } from './media/index.js';
+import { createKeyBackupService } from './key-backup.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -72,6 +73,7 @@ export function createServices(ctx: ServiceContext) {
     profiles: createProfileService(ctx, membership),
     health: createHealthService(ctx),
     media: createMediaService(ctx),
+    keyBackup: createKeyBackupService(ctx),
   };
 }
 

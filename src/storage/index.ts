@@ -21,6 +21,8 @@ import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { mediaStore, type MediaStore } from './media-store.js';
+import { crossSigningStore, type CrossSigningStore } from './cross-signing-store.js';
+import { keyBackupStore, type KeyBackupStore } from './key-backup-store.js';
 import {
   announcer,
   streamStore,
@@ -53,6 +55,8 @@ export interface Stores {
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
   readonly media: MediaStore;
+  readonly crossSigning: CrossSigningStore;
+  readonly keyBackup: KeyBackupStore;
 }
 
 export interface Storage {
@@ -99,6 +103,8 @@ export function storesFor(
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
     media: mediaStore(db),
+    crossSigning: crossSigningStore(db),
+    keyBackup: keyBackupStore(db),
   };
 }
 
@@ -188,3 +194,10 @@ export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';
 export type { MediaStore, MediaRow, ThumbnailRow, UploadedContent } from './media-store.js';
 export type { MediaFileStore, StoredFile } from './media-files.js';
+export type {
+  CrossSigningStore,
+  CrossSigningKeyRow,
+  CrossSigningKeyType,
+  KeySignatureRow,
+} from './cross-signing-store.js';
+export type { KeyBackupStore, BackupVersionRow, BackupKeyRow } from './key-backup-store.js';

@@ -290,6 +290,44 @@ export interface MediaThumbnailsTable {
   size: number;
 }
 
+/** Cross-signing keys, the latest of each type per user (migration 0041). */
+export interface CrossSigningKeysTable {
+  user_id: string;
+  key_type: string;
+  key_json: string;
+}
+
+/** Signatures uploaded for device keys and master keys (migration 0041). */
+export interface KeySignaturesTable {
+  target_user_id: string;
+  target_key_id: string;
+  signer_user_id: string;
+  signer_key_id: string;
+  signature: string;
+}
+
+/** Key backup versions (migration 0042). */
+export interface KeyBackupVersionsTable {
+  user_id: string;
+  version: number;
+  algorithm: string;
+  auth_data: string;
+  etag: number;
+  deleted: number;
+}
+
+/** Room keys stored in a backup version (migration 0042). */
+export interface KeyBackupKeysTable {
+  user_id: string;
+  version: number;
+  room_id: string;
+  session_id: string;
+  first_message_index: number;
+  forwarded_count: number;
+  is_verified: number;
+  session_data: string;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -326,4 +364,8 @@ export interface Database {
   profile_room_updates: ProfileRoomUpdatesTable;
   media: MediaTable;
   media_thumbnails: MediaThumbnailsTable;
+  cross_signing_keys: CrossSigningKeysTable;
+  key_signatures: KeySignaturesTable;
+  key_backup_versions: KeyBackupVersionsTable;
+  key_backup_keys: KeyBackupKeysTable;
 }

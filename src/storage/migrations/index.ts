@@ -17,6 +17,8 @@ import * as m0010 from './0010-pending-deactivations.js';
 import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0040 from './0040-media.js';
+import * as m0041 from './0041-cross-signing.js';
+import * as m0042 from './0042-key-backup.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -32,6 +34,8 @@ const migrations: Record<string, Migration> = {
   '0011-profile-room-updates': m0011,
   '0012-server-metadata': m0012,
   '0040-media': m0040,
+  '0041-cross-signing': m0041,
+  '0042-key-backup': m0042,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
