@@ -28,6 +28,7 @@ import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
 import { createMediaService } from './media/index.js';
 import { createKeyBackupService } from './key-backup.js';
+import { createCrossSigningService } from './cross-signing.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -74,6 +75,7 @@ export function createServices(ctx: ServiceContext) {
     health: createHealthService(ctx),
     media: createMediaService(ctx),
     keyBackup: createKeyBackupService(ctx),
+    crossSigning: createCrossSigningService(ctx, uia, accounts),
   };
 }
 

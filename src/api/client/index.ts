@@ -23,6 +23,7 @@ import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
 import { roomKeyRoutes } from './room-keys.js';
+import { crossSigningRoutes } from './cross-signing.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -46,6 +47,7 @@ const v3Modules: RoutePlugin[] = [
   keyRoutes,
   toDeviceRoutes,
   roomKeyRoutes,
+  crossSigningRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
