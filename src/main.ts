@@ -71,6 +71,7 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
       maxAwaitedUploads: config.media.max_awaited_uploads,
       unusedExpirySeconds: config.media.unused_expiry_seconds,
     },
+    userDirectorySearchAll: config.user_directory.search_all_users,
   };
 }
 

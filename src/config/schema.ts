@@ -213,6 +213,16 @@ export const ConfigSchema = Type.Object(
           'The media repository; files are kept under `<data_dir>/media`, by content hash.',
       },
     ),
+    user_directory: Type.Object(
+      {
+        search_all_users: Type.Boolean({
+          default: false,
+          description:
+            '`/user_directory/search` finds every local user; otherwise only users who share a room with the requester or are in a public room.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'The user directory.' },
+    ),
     auth: Type.Object(
       {
         allow_query_token: Type.Boolean({

@@ -16,6 +16,8 @@ export interface ServiceSettings {
   defaultRoomVersion: RoomVersionId;
   /** The media repository's limits (none: its defaults). */
   media?: MediaSettings;
+  /** `/user_directory/search` finds every local user (none: only those the requester shares a room with or who are in public rooms). */
+  userDirectorySearchAll?: boolean;
 }
 
 export interface MutualRoomsSettings {

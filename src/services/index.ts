@@ -29,6 +29,7 @@ import { createHealthService } from './health.js';
 import { createMediaService } from './media/index.js';
 import { createKeyBackupService } from './key-backup.js';
 import { createCrossSigningService } from './cross-signing.js';
+import { createUserDirectoryService } from './user-directory.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -45,6 +46,10 @@ export function createServices(ctx: ServiceContext) {
   const deviceKeys = createDeviceKeyService(ctx);
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
+  const userDirectory = createUserDirectoryService(ctx, {
+    searchAll: ctx.settings.userDirectorySearchAll ?? false,
+  });
+  writer.addDeriver(userDirectory.deriver);
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
   return {
     /** Registers work that commits with every new event (see `EventDeriver`). */
@@ -76,6 +81,7 @@ export function createServices(ctx: ServiceContext) {
     media: createMediaService(ctx),
     keyBackup: createKeyBackupService(ctx),
     crossSigning: createCrossSigningService(ctx, uia, accounts),
+    userDirectory,
   };
 }
 

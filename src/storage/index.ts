@@ -23,6 +23,7 @@ import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-st
 import { mediaStore, type MediaStore } from './media-store.js';
 import { crossSigningStore, type CrossSigningStore } from './cross-signing-store.js';
 import { keyBackupStore, type KeyBackupStore } from './key-backup-store.js';
+import { userDirectoryStore, type UserDirectoryStore } from './user-directory-store.js';
 import {
   announcer,
   streamStore,
@@ -57,6 +58,7 @@ export interface Stores {
   readonly media: MediaStore;
   readonly crossSigning: CrossSigningStore;
   readonly keyBackup: KeyBackupStore;
+  readonly userDirectory: UserDirectoryStore;
 }
 
 export interface Storage {
@@ -105,6 +107,7 @@ export function storesFor(
     media: mediaStore(db),
     crossSigning: crossSigningStore(db),
     keyBackup: keyBackupStore(db),
+    userDirectory: userDirectoryStore(db),
   };
 }
 
@@ -201,3 +204,4 @@ export type {
   KeySignatureRow,
 } from './cross-signing-store.js';
 export type { KeyBackupStore, BackupVersionRow, BackupKeyRow } from './key-backup-store.js';
+export type { UserDirectoryStore, DirectoryUserRow } from './user-directory-store.js';

@@ -328,6 +328,24 @@ export interface KeyBackupKeysTable {
   session_data: string;
 }
 
+/** Users who can be found (migration 0043). */
+export interface UserDirectoryTable {
+  user_id: string;
+  display_name: string | null;
+  avatar_url: string | null;
+}
+
+/** The folded words each user is found by (migration 0043). */
+export interface UserDirectoryTermsTable {
+  term: string;
+  user_id: string;
+}
+
+/** Rooms whose join rule is public (migration 0043). */
+export interface UserDirectoryPublicRoomsTable {
+  room_id: string;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -368,4 +386,7 @@ export interface Database {
   key_signatures: KeySignaturesTable;
   key_backup_versions: KeyBackupVersionsTable;
   key_backup_keys: KeyBackupKeysTable;
+  user_directory: UserDirectoryTable;
+  user_directory_terms: UserDirectoryTermsTable;
+  user_directory_public_rooms: UserDirectoryPublicRoomsTable;
 }

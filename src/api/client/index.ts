@@ -24,6 +24,7 @@ import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
 import { roomKeyRoutes } from './room-keys.js';
 import { crossSigningRoutes } from './cross-signing.js';
+import { userDirectoryRoutes } from './user-directory.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -48,6 +49,7 @@ const v3Modules: RoutePlugin[] = [
   toDeviceRoutes,
   roomKeyRoutes,
   crossSigningRoutes,
+  userDirectoryRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {

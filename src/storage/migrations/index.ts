@@ -19,6 +19,7 @@ import * as m0012 from './0012-server-metadata.js';
 import * as m0040 from './0040-media.js';
 import * as m0041 from './0041-cross-signing.js';
 import * as m0042 from './0042-key-backup.js';
+import * as m0043 from './0043-user-directory.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   '0040-media': m0040,
   '0041-cross-signing': m0041,
   '0042-key-backup': m0042,
+  '0043-user-directory': m0043,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
