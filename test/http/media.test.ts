@@ -517,6 +517,18 @@ forEachDatabase('media repository: two workers, legacy paths, upload rate limit'
     },
   );
 
+  it('takes uploads larger than http.max_body_bytes (the JSON body limit) up to m.upload.size', async () => {
+    const user = await registerUser(first, uniqueName('big'));
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 9);
+    const mxc = await upload(first, user, big, 'application/octet-stream');
+    const got = await fetchRaw(second, 'GET', `${CLIENT}/download/test.local/${mxc.mediaId}`, {
+      token: user.accessToken,
+    });
+    assert.equal(got.status, 200);
+    assert.equal(got.headers.get('content-length'), String(big.length));
+    assert.ok(got.bytes.equals(big));
+  });
+
   it('serves the legacy unauthenticated paths when switched on', async () => {
     const user = await registerUser(first, uniqueName('legacy'));
     const mxc = await upload(first, user, await png(200, 100), 'image/png', 'l.png');
