@@ -29,6 +29,8 @@ import { adminRoutes } from './api/admin/index.js';
 import { appserviceRoutes } from './api/appservice/index.js';
 import { rootRoutes } from './api/root.js';
 import { federationRoutes } from './api/federation/index.js';
+
+import { mediaRoutes } from './api/media/index.js';
 import { newSessionId } from './core/secrets.js';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -197,5 +199,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(appserviceRoutes, { services: deps.services, config });
   await app.register(rootRoutes, { services: deps.services, config });
   await app.register(federationRoutes, { services: deps.services, config });
+
+  await app.register(mediaRoutes, { services: deps.services, config });
   return app;
 }

@@ -20,6 +20,7 @@ import type { AppServiceRegistration } from './core/appservice.js';
 import { createServices, type ServiceSettings, type Services } from './services/index.js';
 import type { FederationSettings } from './services/context.js';
 import { openStorage, type Storage } from './storage/index.js';
+import { openFileMediaStore } from './storage/media-files.js';
 import { dialectOf } from './storage/database.js';
 import { VERSION } from './version.js';
 
@@ -77,6 +78,14 @@ export function serviceSettingsOf(
     },
     defaultRoomVersion: String(config.rooms.default_version) as RoomVersionId,
     federation: config.federation.enabled ? federationSettingsOf(config) : null,
+
+    media: {
+      maxUploadBytes: config.media.max_upload_bytes,
+      maxThumbnailSourceBytes: config.media.max_thumbnail_source_bytes,
+      maxAwaitedUploads: config.media.max_awaited_uploads,
+      unusedExpirySeconds: config.media.unused_expiry_seconds,
+    },
+    userDirectorySearchAll: config.user_directory.search_all_users,
   };
 }
 
@@ -245,7 +254,7 @@ function serverNameMismatch(recorded: string, config: ResolvedConfig): string {
 
 /**
  * The files and directories a first start creates (data_dir and the directories above it
- * that are missing, the secrets, an SQLite database and its companions), as they are before
+ * that are missing, the media directories, the secrets, an SQLite database and its companions), as they are before
  * it: removeNew() deletes those that did not exist then, and directories only when empty,
  * so nothing that was there before is ever touched.
  */
@@ -262,7 +271,8 @@ export function filesToCreate(config: ResolvedConfig): { removeNew(): void } {
     path.join(config.data_dir, 'token.key'),
     path.join(config.data_dir, 'signing.key'),
   ];
-  const dirs = missingDirs(config.data_dir);
+  // The media file store's directories are inside data_dir, made at start as well.
+  const dirs = missingDirs(path.join(config.data_dir, 'media', 'tmp'));
   const url = config.database.url;
   if (url.startsWith('sqlite:') && url !== 'sqlite::memory:') {
     const file = path.resolve(url.slice('sqlite:'.length));
@@ -323,6 +333,7 @@ export async function startServer(
       signingKey: secrets.signingKey,
       oldSigningKeys: secrets.oldSigningKeys,
       cacheStats,
+      mediaFiles: await openFileMediaStore(path.join(config.data_dir, 'media')),
     });
     if (config.metrics.enabled) {
       const notifier = services.notifier;

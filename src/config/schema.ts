@@ -40,7 +40,7 @@ export const ConfigSchema = Type.Object(
       minLength: 1,
       default: './data',
       description:
-        'Where the SQLite database and the generated secrets (`signing.key`, `token.key`) live.',
+        'Where the SQLite database, the generated secrets (`signing.key`, `token.key`) and uploaded media (`media/`) live.',
     }),
     listen: Type.Object(
       {
@@ -132,6 +132,11 @@ export const ConfigSchema = Type.Object(
               20,
               100,
             ),
+            media_upload: rateLimitClass(
+              'Media uploads (`/upload`, `/create`), per uploader.',
+              1,
+              10,
+            ),
           },
           {
             additionalProperties: false,
@@ -169,6 +174,54 @@ export const ConfigSchema = Type.Object(
         }),
       },
       { additionalProperties: false, default: {}, description: 'Mutual rooms (MSC2666).' },
+    ),
+    media: Type.Object(
+      {
+        max_upload_bytes: Type.Integer({
+          minimum: 1,
+          default: 52428800,
+          description:
+            'Largest file accepted by `/upload` (advertised as `m.upload.size`); larger ones get 413 M_TOO_LARGE.',
+        }),
+        max_thumbnail_source_bytes: Type.Integer({
+          minimum: 1,
+          default: 33554432,
+          description:
+            'Larger images are not thumbnailed (413 M_TOO_LARGE); images over 100 megapixels never are.',
+        }),
+        legacy_unauthenticated: Type.Boolean({
+          default: false,
+          description:
+            'Also serve the deprecated unauthenticated `/_matrix/media/v3` (and r0) `download`, `thumbnail` and `config` endpoints, for clients without authenticated media (spec v1.11). Off: those paths answer 404 M_NOT_FOUND, as a server that froze them.',
+        }),
+        max_awaited_uploads: Type.Integer({
+          minimum: 1,
+          default: 32,
+          description:
+            'Media IDs from `/create` a user may hold awaiting their upload; more get 429 M_LIMIT_EXCEEDED.',
+        }),
+        unused_expiry_seconds: Type.Integer({
+          minimum: 60,
+          default: 86400,
+          description: 'How long an ID from `/create` waits for its upload.',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description:
+          'The media repository; files are kept under `<data_dir>/media`, by content hash.',
+      },
+    ),
+    user_directory: Type.Object(
+      {
+        search_all_users: Type.Boolean({
+          default: false,
+          description:
+            '`/user_directory/search` finds every local user; otherwise only users who share a room with the requester or are in a public room.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'The user directory.' },
     ),
     auth: Type.Object(
       {

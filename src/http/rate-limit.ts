@@ -5,7 +5,14 @@
 import { limitExceeded } from '../core/errors.js';
 
 export type RateLimitClassName =
-  'default' | 'login' | 'registration' | 'message' | 'membership' | 'query' | 'mutual_rooms';
+  | 'default'
+  | 'login'
+  | 'registration'
+  | 'message'
+  | 'membership'
+  | 'query'
+  | 'mutual_rooms'
+  | 'media_upload';
 
 export interface BucketSettings {
   per_second: number;

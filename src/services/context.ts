@@ -2,9 +2,10 @@
 import type { AppServiceRegistration } from '../core/appservice.js';
 import type { RoomVersionId } from '../core/pdu.js';
 import type { SigningKey } from '../core/signing.js';
+import type { MediaFileStore, Storage } from '../storage/index.js';
+import type { MediaSettings } from './media/index.js';
 import type { OldVerifyKey } from '../core/server-keys.js';
 import type { DiscoveryResolver } from '../core/server-discovery.js';
-import type { Storage } from '../storage/index.js';
 import type { CacheStats } from './cache-stats.js';
 
 export interface ServiceSettings {
@@ -16,6 +17,10 @@ export interface ServiceSettings {
   mutualRooms: MutualRoomsSettings;
   /** The version of rooms created without `room_version`. */
   defaultRoomVersion: RoomVersionId;
+  /** The media repository's limits (none: its defaults). */
+  media?: MediaSettings;
+  /** `/user_directory/search` finds every local user (none: only those the requester shares a room with or who are in public rooms). */
+  userDirectorySearchAll?: boolean;
   /** Application services (bridges), validated at start; none when absent. */
   appServices?: readonly AppServiceRegistration[];
   /** Absent or null: no federation (no routes, no sender, nothing queued). */
@@ -56,6 +61,8 @@ export interface ServiceContext {
   discoveryResolver?: DiscoveryResolver;
   /** Where caches count their hits and misses (for metrics); none: not counted. */
   cacheStats?: CacheStats;
+  /** Where media bytes are kept (none: media endpoints answer 500 M_UNKNOWN). */
+  mediaFiles?: MediaFileStore;
 }
 
 /** The authenticated user behind a request. */

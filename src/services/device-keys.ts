@@ -34,7 +34,7 @@ export interface DeviceLists {
 const ALWAYS_COUNTED = 'signed_curve25519';
 
 /** Records that the user's device list changed, in the caller's transaction, and wakes syncs. */
-async function recordDeviceListChange(stores: Stores, userId: string): Promise<void> {
+export async function recordDeviceListChange(stores: Stores, userId: string): Promise<void> {
   const rooms = await stores.rooms.selectRoomsOfUser(userId, 'join');
   await stores.deviceKeys.insertDeviceListChange(userId, await stores.stream.nextPosition());
   await stores.stream.notify({ users: [userId], rooms });

@@ -29,6 +29,11 @@ import { createHealthService } from './health.js';
 import { createFederationService } from './federation/index.js';
 import { createAppServices } from './appservice/index.js';
 
+import { createMediaService } from './media/index.js';
+import { createKeyBackupService } from './key-backup.js';
+import { createCrossSigningService } from './cross-signing.js';
+import { createUserDirectoryService } from './user-directory.js';
+
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
   const accounts = createAccountService(ctx, uia);
@@ -44,6 +49,10 @@ export function createServices(ctx: ServiceContext) {
   const deviceKeys = createDeviceKeyService(ctx);
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
+  const userDirectory = createUserDirectoryService(ctx, {
+    searchAll: ctx.settings.userDirectorySearchAll ?? false,
+  });
+  writer.addDeriver(userDirectory.deriver);
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
   const profiles = createProfileService(ctx, membership);
   const directory = createDirectoryService(ctx);
@@ -86,6 +95,10 @@ export function createServices(ctx: ServiceContext) {
     profiles,
     federation,
     health: createHealthService(ctx),
+    media: createMediaService(ctx),
+    keyBackup: createKeyBackupService(ctx),
+    crossSigning: createCrossSigningService(ctx, uia, accounts),
+    userDirectory,
   };
 }
 
@@ -93,3 +106,4 @@ export type Services = ReturnType<typeof createServices>;
 export type { Requester, ServiceContext, ServiceSettings } from './context.js';
 export type { MutualRoomsPage } from './mutual-rooms.js';
 export type { AppendedEvent, EventDeriver } from './event-writer.js';
+export type { MediaContent, MediaSettings } from './media/index.js';

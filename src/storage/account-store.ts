@@ -1,6 +1,7 @@
 /** Users and their profiles. */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { deleteDirectoryEntry, refreshLocalDirectoryEntry } from './user-directory-store.js';
 
 export interface UserRow {
   userId: string;
@@ -62,6 +63,7 @@ export function accountStore(db: Kysely<Database>): AccountStore {
         .insertInto('profiles')
         .values({ user_id: user.userId, displayname: user.displayname, avatar_url: null })
         .execute();
+      await refreshLocalDirectoryEntry(db, user.userId);
       return true;
     },
 
@@ -101,6 +103,7 @@ export function accountStore(db: Kysely<Database>): AccountStore {
 
     async updateDisplayname(userId, displayname) {
       await db.updateTable('profiles').set({ displayname }).where('user_id', '=', userId).execute();
+      await refreshLocalDirectoryEntry(db, userId);
     },
 
     async updateAvatarUrl(userId, avatarUrl) {
@@ -109,6 +112,7 @@ export function accountStore(db: Kysely<Database>): AccountStore {
         .set({ avatar_url: avatarUrl })
         .where('user_id', '=', userId)
         .execute();
+      await refreshLocalDirectoryEntry(db, userId);
     },
 
     async markDeactivated(userId, ts) {
@@ -123,6 +127,7 @@ export function accountStore(db: Kysely<Database>): AccountStore {
         .values({ user_id: userId, requested_ts: ts })
         .onConflict((oc) => oc.column('user_id').doNothing())
         .execute();
+      await deleteDirectoryEntry(db, userId);
       return true;
     },
 

@@ -23,6 +23,11 @@ import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-st
 import { serverKeyStore, type ServerKeyStore } from './server-key-store.js';
 import { federationOutboxStore, type FederationOutboxStore } from './federation-outbox-store.js';
 import { appServiceStore, type AppServiceStore } from './appservice-store.js';
+
+import { mediaStore, type MediaStore } from './media-store.js';
+import { crossSigningStore, type CrossSigningStore } from './cross-signing-store.js';
+import { keyBackupStore, type KeyBackupStore } from './key-backup-store.js';
+import { userDirectoryStore, type UserDirectoryStore } from './user-directory-store.js';
 import {
   announcer,
   streamStore,
@@ -57,6 +62,11 @@ export interface Stores {
   readonly serverKeys: ServerKeyStore;
   readonly federationOutbox: FederationOutboxStore;
   readonly appservices: AppServiceStore;
+
+  readonly media: MediaStore;
+  readonly crossSigning: CrossSigningStore;
+  readonly keyBackup: KeyBackupStore;
+  readonly userDirectory: UserDirectoryStore;
 }
 
 export interface Storage {
@@ -105,6 +115,11 @@ export function storesFor(
     serverKeys: serverKeyStore(db),
     federationOutbox: federationOutboxStore(db),
     appservices: appServiceStore(db),
+
+    media: mediaStore(db),
+    crossSigning: crossSigningStore(db),
+    keyBackup: keyBackupStore(db),
+    userDirectory: userDirectoryStore(db),
   };
 }
 
@@ -200,3 +215,13 @@ export type {
 } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';
+export type { MediaStore, MediaRow, ThumbnailRow, UploadedContent } from './media-store.js';
+export type { MediaFileStore, StoredFile } from './media-files.js';
+export type {
+  CrossSigningStore,
+  CrossSigningKeyRow,
+  CrossSigningKeyType,
+  KeySignatureRow,
+} from './cross-signing-store.js';
+export type { KeyBackupStore, BackupVersionRow, BackupKeyRow } from './key-backup-store.js';
+export type { UserDirectoryStore, DirectoryUserRow } from './user-directory-store.js';

@@ -326,6 +326,86 @@ export interface AppserviceRoomDirectoryTable {
   room_id: string;
 }
 
+/** Media IDs (migration 0040); `sha256` null while an upload is awaited. */
+export interface MediaTable {
+  media_id: string;
+  user_id: string;
+  created_ts: number;
+  unused_expires_ts: number | null;
+  content_type: string | null;
+  upload_name: string | null;
+  size: number | null;
+  sha256: string | null;
+}
+
+/** Thumbnails made of stored content, by the content's hash (migration 0040). */
+export interface MediaThumbnailsTable {
+  source_sha256: string;
+  width: number;
+  height: number;
+  method: string;
+  animated: number;
+  content_type: string;
+  sha256: string;
+  size: number;
+}
+
+/** Cross-signing keys, the latest of each type per user (migration 0041). */
+export interface CrossSigningKeysTable {
+  user_id: string;
+  key_type: string;
+  key_json: string;
+}
+
+/** Signatures uploaded for device keys and master keys (migration 0041). */
+export interface KeySignaturesTable {
+  target_user_id: string;
+  target_key_id: string;
+  signer_user_id: string;
+  signer_key_id: string;
+  signature: string;
+}
+
+/** Key backup versions (migration 0042). */
+export interface KeyBackupVersionsTable {
+  user_id: string;
+  version: number;
+  algorithm: string;
+  auth_data: string;
+  etag: number;
+  deleted: number;
+}
+
+/** Room keys stored in a backup version (migration 0042). */
+export interface KeyBackupKeysTable {
+  user_id: string;
+  version: number;
+  room_id: string;
+  session_id: string;
+  first_message_index: number;
+  forwarded_count: number;
+  is_verified: number;
+  session_data: string;
+}
+
+/** Users who can be found (migration 0043). */
+export interface UserDirectoryTable {
+  user_id: string;
+  display_name: string | null;
+  avatar_url: string | null;
+}
+
+/** The folded words each user is found by (migration 0043). */
+export interface UserDirectoryTermsTable {
+  term: string;
+  user_id: string;
+}
+
+/** Rooms whose join rule is public (migration 0043). */
+export interface UserDirectoryPublicRoomsTable {
+  room_id: string;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -367,4 +447,13 @@ export interface Database {
   appservice_queue: AppserviceQueueTable;
   appservice_senders: AppserviceSendersTable;
   appservice_room_directory: AppserviceRoomDirectoryTable;
+  media: MediaTable;
+  media_thumbnails: MediaThumbnailsTable;
+  cross_signing_keys: CrossSigningKeysTable;
+  key_signatures: KeySignaturesTable;
+  key_backup_versions: KeyBackupVersionsTable;
+  key_backup_keys: KeyBackupKeysTable;
+  user_directory: UserDirectoryTable;
+  user_directory_terms: UserDirectoryTermsTable;
+  user_directory_public_rooms: UserDirectoryPublicRoomsTable;
 }

@@ -137,6 +137,7 @@ describe('FastReads', () => {
         membership: { per_second: 1, burst: 1 },
         query: { per_second: 1, burst: 1 },
         mutual_rooms: { per_second: 0.001, burst: 2 },
+        media_upload: { per_second: 1, burst: 1 },
       },
       () => 1_000,
     );

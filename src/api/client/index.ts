@@ -22,6 +22,9 @@ import { typingRoutes } from './typing.js';
 import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
+import { roomKeyRoutes } from './room-keys.js';
+import { crossSigningRoutes } from './cross-signing.js';
+import { userDirectoryRoutes } from './user-directory.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -44,6 +47,9 @@ const v3Modules: RoutePlugin[] = [
   receiptRoutes,
   keyRoutes,
   toDeviceRoutes,
+  roomKeyRoutes,
+  crossSigningRoutes,
+  userDirectoryRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {

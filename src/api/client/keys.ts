@@ -53,7 +53,11 @@ export const keyRoutes: RoutePlugin = async (app, { services }) => {
         }),
       },
     },
-    async (request) => deviceKeys.query(requesterOf(request), request.body.device_keys),
+    async (request) => {
+      const requester = requesterOf(request);
+      const answer = await deviceKeys.query(requester, request.body.device_keys);
+      return services.crossSigning.addToQuery(requester, answer);
+    },
   );
 
   app.post(

@@ -21,6 +21,11 @@ import * as m0020 from './0020-federation.js';
 import * as m0030 from './0030-appservices.js';
 import * as m0031 from './0031-appservice-room-directory.js';
 
+import * as m0040 from './0040-media.js';
+import * as m0041 from './0041-cross-signing.js';
+import * as m0042 from './0042-key-backup.js';
+import * as m0043 from './0043-user-directory.js';
+
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
   '0002-rooms': m0002,
@@ -38,6 +43,11 @@ const migrations: Record<string, Migration> = {
   '0020-federation': m0020,
   '0030-appservices': m0030,
   '0031-appservice-room-directory': m0031,
+
+  '0040-media': m0040,
+  '0041-cross-signing': m0041,
+  '0042-key-backup': m0042,
+  '0043-user-directory': m0043,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
