@@ -26,6 +26,7 @@ import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
+import { createRelationAggregator, createRelationService } from './relations.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -33,7 +34,9 @@ export function createServices(ctx: ServiceContext) {
   const writer = createEventWriter(ctx);
   const rooms = createRoomService(ctx, writer);
   const membership = createMembershipService(ctx, writer, rooms);
-  const timeline = createTimelineService(ctx, writer);
+  const aggregator = createRelationAggregator(ctx);
+  writer.addDeriver(aggregator.deriver);
+  const timeline = createTimelineService(ctx, writer, aggregator);
   const notifier = createNotifier(ctx.storage);
   const accountData = createAccountDataService(ctx);
   const presence = createPresenceService(ctx);
@@ -61,6 +64,7 @@ export function createServices(ctx: ServiceContext) {
     roomEvents: createRoomEventService(ctx, writer),
     directory: createDirectoryService(ctx),
     timeline,
+    relations: createRelationService(ctx, timeline),
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,

@@ -24,6 +24,7 @@ import { LazyMemberCache } from './lazy-member-cache.js';
 import type { Notifier } from './notifier.js';
 import type { SyncSources } from './sync-sources.js';
 import type { TimelineService } from './timeline.js';
+import { aggregationTargetOf } from './relations.js';
 
 export type PresenceState = 'online' | 'offline' | 'unavailable';
 
@@ -240,15 +241,21 @@ export function createSyncService(
       return stores().sync.selectTxnIds(userId, deviceId, [...rooms.keys()], own);
     }
 
+    /** The aggregations (`unsigned.m.relations`) of these rooms' timeline events. */
+    const aggregationsOf = (rooms: Iterable<readonly EventRow[]>) =>
+      timeline.aggregationsOf([...rooms].flat().map(aggregationTargetOf), userId);
+
     async function toSyncEvents(
       rows: readonly EventRow[],
       roomId: string,
       txnIds: ReadonlyMap<string, string>,
+      bundles: ReadonlyMap<string, JsonObject> = new Map(),
     ): Promise<SyncEvent[]> {
       const out: SyncEvent[] = [];
       for (const row of rows) {
         const event: ClientEvent = await timeline.present(row, versionOf(roomId));
         delete event.room_id;
+        timeline.attachAggregations([event], bundles);
         const unsigned: JsonObject = {
           ...event.unsigned,
           age: Math.max(0, now - event.origin_server_ts),
@@ -550,6 +557,7 @@ export function createSyncService(
       const txnIds = await txnIdsOf(
         new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]])),
       );
+      const bundles = await aggregationsOf([...results.values()].map((r) => r.timeline));
       for (const [roomId, result] of results) {
         rememberMembers(roomId, result.state, result.timeline);
         const count = counts.get(roomId) ?? { joined: 0, invited: 0 };
@@ -561,7 +569,7 @@ export function createSyncService(
           },
           state: { events: await toSyncEvents(result.state, roomId, txnIds) },
           timeline: {
-            events: await toSyncEvents(result.timeline, roomId, txnIds),
+            events: await toSyncEvents(result.timeline, roomId, txnIds, bundles),
             limited: result.limited,
             prev_batch: prevBatch(result.timeline, upTo),
           },
@@ -633,12 +641,13 @@ export function createSyncService(
           ]),
         ),
       );
+      const bundles = await aggregationsOf(batch.map(({ roomId }) => rowsOf(roomId).rows));
       for (const { roomId, streamOrdering: leftAt } of batch) {
         const { rows, limited } = rowsOf(roomId);
         leaveSections.set(roomId, {
           state: { events: await toSyncEvents(states.get(roomId) ?? [], roomId, txnIds) },
           timeline: {
-            events: await toSyncEvents(rows, roomId, txnIds),
+            events: await toSyncEvents(rows, roomId, txnIds, bundles),
             limited,
             prev_batch: prevBatch(rows, leftAt),
           },

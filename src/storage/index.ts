@@ -20,6 +20,7 @@ import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
+import { relationStore, type RelationStore } from './relation-store.js';
 import {
   announcer,
   streamStore,
@@ -51,6 +52,7 @@ export interface Stores {
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
+  readonly relations: RelationStore;
 }
 
 export interface Storage {
@@ -96,6 +98,7 @@ export function storesFor(
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
+    relations: relationStore(db),
   };
 }
 
@@ -166,6 +169,13 @@ export type {
 export type { ToDeviceStore, ToDeviceMessage } from './to-device-store.js';
 export type { ProfileUpdateStore, PendingProfileUpdate } from './profile-update-store.js';
 export type { ChangeFeed, ChangeListener } from './change-feed.js';
+export type {
+  RelationStore,
+  RelationToStore,
+  RelationRange,
+  RelationCount,
+  ThreadRow,
+} from './relation-store.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {
   MemberRow,

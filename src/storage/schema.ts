@@ -300,4 +300,27 @@ export interface Database {
   fallback_keys: FallbackKeysTable;
   device_list_changes: DeviceListChangesTable;
   profile_room_updates: ProfileRoomUpdatesTable;
+  event_relations: EventRelationsTable;
+  event_threads: EventThreadsTable;
+}
+
+/** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */
+export interface EventRelationsTable {
+  event_id: string;
+  room_id: string;
+  /** The event it relates to. */
+  parent_id: string;
+  rel_type: string;
+  /** The relating event's type. */
+  event_type: string;
+  sender: string;
+  stream_ordering: number;
+}
+
+/** A thread: a root with `m.thread` children, and its latest child. */
+export interface EventThreadsTable {
+  room_id: string;
+  root_id: string;
+  latest_event_id: string;
+  latest_ordering: number;
 }

@@ -22,6 +22,7 @@ import { typingRoutes } from './typing.js';
 import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
+import { relationRoutes } from './relations.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -50,6 +51,7 @@ export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(versionRoutes, options);
   await app.register(mutualRoomsRoutes, options);
   await app.register(roomListingRoutes, options);
+  await app.register(relationRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }
