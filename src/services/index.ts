@@ -27,6 +27,7 @@ import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
 import { createRelationAggregator, createRelationService } from './relations.js';
+import { createSearchService } from './search.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -37,6 +38,8 @@ export function createServices(ctx: ServiceContext) {
   const aggregator = createRelationAggregator(ctx);
   writer.addDeriver(aggregator.deriver);
   const timeline = createTimelineService(ctx, writer, aggregator);
+  const search = createSearchService(ctx, timeline);
+  writer.addDeriver(search.deriver);
   const notifier = createNotifier(ctx.storage);
   const accountData = createAccountDataService(ctx);
   const presence = createPresenceService(ctx);
@@ -65,6 +68,7 @@ export function createServices(ctx: ServiceContext) {
     directory: createDirectoryService(ctx),
     timeline,
     relations: createRelationService(ctx, timeline),
+    search,
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,

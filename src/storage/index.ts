@@ -21,6 +21,8 @@ import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { relationStore, type RelationStore } from './relation-store.js';
+export type { SearchStore, SearchQuery, SearchHit } from './search-store.js';
+import { searchStore, type SearchStore } from './search-store.js';
 import {
   announcer,
   streamStore,
@@ -53,6 +55,7 @@ export interface Stores {
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
   readonly relations: RelationStore;
+  readonly search: SearchStore;
 }
 
 export interface Storage {
@@ -99,6 +102,7 @@ export function storesFor(
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
     relations: relationStore(db),
+    search: searchStore(db, dialect),
   };
 }
 

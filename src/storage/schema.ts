@@ -302,6 +302,7 @@ export interface Database {
   profile_room_updates: ProfileRoomUpdatesTable;
   event_relations: EventRelationsTable;
   event_threads: EventThreadsTable;
+  event_search: EventSearchTable;
 }
 
 /** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */
@@ -323,4 +324,14 @@ export interface EventThreadsTable {
   root_id: string;
   latest_event_id: string;
   latest_ordering: number;
+}
+
+/** The searchable text of an event (migration 0051); the full-text index is the database's. */
+export interface EventSearchTable {
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  /** `content.body`, `content.name` or `content.topic`. */
+  key: string;
+  value: string;
 }

@@ -23,6 +23,7 @@ import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
 import { relationRoutes } from './relations.js';
+import { searchRoutes } from './search.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -45,6 +46,7 @@ const v3Modules: RoutePlugin[] = [
   receiptRoutes,
   keyRoutes,
   toDeviceRoutes,
+  searchRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
