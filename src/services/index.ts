@@ -28,6 +28,7 @@ import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
 import { createRelationAggregator, createRelationService } from './relations.js';
 import { createSearchService } from './search.js';
+import { createNotificationService } from './push/notifications.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -40,6 +41,8 @@ export function createServices(ctx: ServiceContext) {
   const timeline = createTimelineService(ctx, writer, aggregator);
   const search = createSearchService(ctx, timeline);
   writer.addDeriver(search.deriver);
+  const notifications = createNotificationService(ctx, timeline);
+  writer.addDeriver(notifications.deriver);
   const notifier = createNotifier(ctx.storage);
   const accountData = createAccountDataService(ctx);
   const presence = createPresenceService(ctx);
@@ -48,7 +51,15 @@ export function createServices(ctx: ServiceContext) {
   const deviceKeys = createDeviceKeyService(ctx);
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
-  const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
+  const sources: SyncSources = {
+    accountData,
+    presence,
+    receipts,
+    typing,
+    toDevice,
+    deviceKeys,
+    unread: notifications,
+  };
   return {
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
@@ -69,6 +80,7 @@ export function createServices(ctx: ServiceContext) {
     timeline,
     relations: createRelationService(ctx, timeline),
     search,
+    notifications,
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,

@@ -74,6 +74,10 @@ export interface JoinedRoomSync {
   ephemeral: EventList;
   account_data: EventList;
   unread_notifications: { notification_count: number; highlight_count: number };
+  unread_thread_notifications?: Record<
+    string,
+    { notification_count: number; highlight_count: number }
+  >;
 }
 
 export interface SyncResponse {
@@ -558,6 +562,9 @@ export function createSyncService(
         new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]])),
       );
       const bundles = await aggregationsOf([...results.values()].map((r) => r.timeline));
+      const unread = (await sources.unread?.unreadOf(userId, roomIds)) ?? new Map();
+      // With `unread_thread_notifications`, the room's counts are the main timeline's.
+      const byThread = timelineFilter?.unread_thread_notifications === true;
       for (const [roomId, result] of results) {
         rememberMembers(roomId, result.state, result.timeline);
         const count = counts.get(roomId) ?? { joined: 0, invited: 0 };
@@ -575,7 +582,16 @@ export function createSyncService(
           },
           ephemeral: { events: ephemeral.get(roomId) ?? [] },
           account_data: { events: roomAccountData(roomId) },
-          unread_notifications: { notification_count: 0, highlight_count: 0 },
+          unread_notifications: (byThread
+            ? unread.get(roomId)?.main
+            : unread.get(roomId)?.total) ?? { notification_count: 0, highlight_count: 0 },
+          ...(byThread
+            ? {
+                unread_thread_notifications: Object.fromEntries(
+                  unread.get(roomId)?.threads ?? new Map(),
+                ),
+              }
+            : {}),
         });
       }
     });

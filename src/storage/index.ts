@@ -22,7 +22,9 @@ import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { relationStore, type RelationStore } from './relation-store.js';
 export type { SearchStore, SearchQuery, SearchHit } from './search-store.js';
+export type { PushStore, PushActionRow, UnreadCount, ReadMark } from './push-store.js';
 import { searchStore, type SearchStore } from './search-store.js';
+import { pushStore, type PushStore } from './push-store.js';
 import {
   announcer,
   streamStore,
@@ -56,6 +58,7 @@ export interface Stores {
   readonly profileUpdates: ProfileUpdateStore;
   readonly relations: RelationStore;
   readonly search: SearchStore;
+  readonly push: PushStore;
 }
 
 export interface Storage {
@@ -103,6 +106,7 @@ export function storesFor(
     profileUpdates: profileUpdateStore(db),
     relations: relationStore(db),
     search: searchStore(db, dialect),
+    push: pushStore(db),
   };
 }
 

@@ -303,6 +303,7 @@ export interface Database {
   event_relations: EventRelationsTable;
   event_threads: EventThreadsTable;
   event_search: EventSearchTable;
+  event_push_actions: EventPushActionsTable;
 }
 
 /** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */
@@ -334,4 +335,17 @@ export interface EventSearchTable {
   /** `content.body`, `content.name` or `content.topic`. */
   key: string;
   value: string;
+}
+
+/** An event a member's push rules say to notify them of (migration 0052). */
+export interface EventPushActionsTable {
+  user_id: string;
+  room_id: string;
+  stream_ordering: number;
+  event_id: string;
+  /** `main`, or the thread's root event. */
+  thread_id: string;
+  highlight: number;
+  /** The actions as JSON. */
+  actions: string;
 }

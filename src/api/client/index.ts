@@ -24,6 +24,7 @@ import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
 import { relationRoutes } from './relations.js';
 import { searchRoutes } from './search.js';
+import { notificationRoutes } from './notifications.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -47,6 +48,7 @@ const v3Modules: RoutePlugin[] = [
   keyRoutes,
   toDeviceRoutes,
   searchRoutes,
+  notificationRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {

@@ -18,6 +18,7 @@ import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0050 from './0050-event-relations.js';
 import * as m0051 from './0051-event-search.js';
+import * as m0052 from './0052-event-push-actions.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   '0012-server-metadata': m0012,
   '0050-event-relations': m0050,
   '0051-event-search': m0051,
+  '0052-event-push-actions': m0052,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
