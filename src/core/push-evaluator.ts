@@ -84,6 +84,28 @@ function globRegex(pattern: string, words: boolean): RegExp {
   return regex;
 }
 
+const WORD_CHAR = /[\p{L}\p{N}_]/u;
+const isWordChar = (c: string | undefined) => c !== undefined && WORD_CHAR.test(c);
+
+/**
+ * Whether `literal` occurs in `text` as whole words, case-insensitively. Without a regular
+ * expression: each member's name is another pattern, and compiling one per member cost most
+ * of a big room's evaluation.
+ */
+function containsWords(text: string, literal: string): boolean {
+  if (literal === '') return false;
+  const haystack = text.toLowerCase();
+  const needle = literal.toLowerCase();
+  for (let at = haystack.indexOf(needle); at >= 0; at = haystack.indexOf(needle, at + 1)) {
+    if (!isWordChar(haystack[at - 1]) && !isWordChar(haystack[at + needle.length])) return true;
+  }
+  return false;
+}
+
+/** `pattern` as whole words of `text`: literally when it has no glob characters. */
+const matchesWords = (text: string, pattern: string): boolean =>
+  /[*?]/.test(pattern) ? globRegex(pattern, true).test(text) : containsWords(text, pattern);
+
 const isScalar = (v: JsonValue | undefined) =>
   v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
 
@@ -97,7 +119,9 @@ function conditionHolds(condition: PushCondition, event: PushEvent, ctx: PushCon
       const value = valueAt(event, key);
       if (typeof value !== 'string') return false;
       // content.body is matched by words (the spec's note for it); other keys whole.
-      return globRegex(pattern, key === 'content.body').test(value);
+      return key === 'content.body'
+        ? matchesWords(value, pattern)
+        : globRegex(pattern, false).test(value);
     }
     case 'event_property_is': {
       const { key, value } = condition;
@@ -114,8 +138,7 @@ function conditionHolds(condition: PushCondition, event: PushEvent, ctx: PushCon
     case 'contains_display_name': {
       const body = event.content.body;
       if (typeof body !== 'string' || !ctx.displayName) return false;
-      const literal = ctx.displayName.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-      return new RegExp(`(?:^|[^\\p{L}\\p{N}_])${literal}(?:$|[^\\p{L}\\p{N}_])`, 'iu').test(body);
+      return containsWords(body, ctx.displayName);
     }
     case 'room_member_count': {
       const match = typeof condition.is === 'string' ? MEMBER_COUNT.exec(condition.is) : null;
@@ -158,7 +181,7 @@ function ruleMatches(
       return (
         typeof rule.pattern === 'string' &&
         typeof body === 'string' &&
-        globRegex(rule.pattern, true).test(body)
+        matchesWords(body, rule.pattern)
       );
     }
     case 'room':
