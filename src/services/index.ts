@@ -33,6 +33,9 @@ import { createMediaService } from './media/index.js';
 import { createKeyBackupService } from './key-backup.js';
 import { createCrossSigningService } from './cross-signing.js';
 import { createUserDirectoryService } from './user-directory.js';
+import { createRelationAggregator, createRelationService } from './relations.js';
+import { createSearchService } from './search.js';
+import { createNotificationService } from './push/notifications.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -40,7 +43,13 @@ export function createServices(ctx: ServiceContext) {
   const writer = createEventWriter(ctx);
   const rooms = createRoomService(ctx, writer);
   const membership = createMembershipService(ctx, writer, rooms);
-  const timeline = createTimelineService(ctx, writer);
+  const aggregator = createRelationAggregator(ctx);
+  writer.addDeriver(aggregator.deriver);
+  const timeline = createTimelineService(ctx, writer, aggregator);
+  const search = createSearchService(ctx, timeline);
+  writer.addDeriver(search.deriver);
+  const notifications = createNotificationService(ctx, timeline);
+  writer.addDeriver(notifications.deriver);
   const notifier = createNotifier(ctx.storage);
   const accountData = createAccountDataService(ctx);
   const presence = createPresenceService(ctx);
@@ -53,7 +62,6 @@ export function createServices(ctx: ServiceContext) {
     searchAll: ctx.settings.userDirectorySearchAll ?? false,
   });
   writer.addDeriver(userDirectory.deriver);
-  const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
   const profiles = createProfileService(ctx, membership);
   const directory = createDirectoryService(ctx);
   // Federation (when enabled): new events are queued for other servers in their transaction.
@@ -65,6 +73,15 @@ export function createServices(ctx: ServiceContext) {
     : null;
   if (federation) writer.addDeriver(federation.deriver);
   const appservices = createAppServices(ctx, accounts, writer);
+  const sources: SyncSources = {
+    accountData,
+    presence,
+    receipts,
+    typing,
+    toDevice,
+    deviceKeys,
+    unread: notifications,
+  };
   return {
     /** Application services (bridges): acting as their users, their transaction queues. */
     appservices,
@@ -85,6 +102,9 @@ export function createServices(ctx: ServiceContext) {
     roomEvents: createRoomEventService(ctx, writer),
     directory,
     timeline,
+    relations: createRelationService(ctx, timeline),
+    search,
+    notifications,
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,

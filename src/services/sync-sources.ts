@@ -60,4 +60,20 @@ export interface SyncSources {
     oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>>;
     unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]>;
   };
+  /** Unread notification counts per room (none: always 0). */
+  unread?: {
+    unreadOf(
+      userId: string,
+      roomIds: readonly string[],
+    ): Promise<
+      Map<
+        string,
+        {
+          total: { notification_count: number; highlight_count: number };
+          main: { notification_count: number; highlight_count: number };
+          threads: Map<string, { notification_count: number; highlight_count: number }>;
+        }
+      >
+    >;
+  };
 }

@@ -26,6 +26,7 @@ import { createUserCache } from './user-cache.js';
 import type { Notifier } from './notifier.js';
 import type { SyncSources } from './sync-sources.js';
 import type { TimelineService } from './timeline.js';
+import { aggregationTargetOf } from './relations.js';
 
 export type PresenceState = 'online' | 'offline' | 'unavailable';
 
@@ -75,6 +76,10 @@ export interface JoinedRoomSync {
   ephemeral: EventList;
   account_data: EventList;
   unread_notifications: { notification_count: number; highlight_count: number };
+  unread_thread_notifications?: Record<
+    string,
+    { notification_count: number; highlight_count: number }
+  >;
 }
 
 export interface SyncResponse {
@@ -266,15 +271,21 @@ export function createSyncService(
       return stores().sync.selectTxnIds(userId, deviceId, [...rooms.keys()], own);
     }
 
+    /** The aggregations (`unsigned.m.relations`) of these rooms' timeline events. */
+    const aggregationsOf = (rooms: Iterable<readonly EventRow[]>) =>
+      timeline.aggregationsOf([...rooms].flat().map(aggregationTargetOf), userId);
+
     async function toSyncEvents(
       rows: readonly EventRow[],
       roomId: string,
       txnIds: ReadonlyMap<string, string>,
+      bundles: ReadonlyMap<string, JsonObject> = new Map(),
     ): Promise<SyncEvent[]> {
       const out: SyncEvent[] = [];
       for (const row of rows) {
         const event: ClientEvent = await timeline.present(row, versionOf(roomId));
         delete event.room_id;
+        timeline.attachAggregations([event], bundles);
         const unsigned: JsonObject = {
           ...event.unsigned,
           age: Math.max(0, now - event.origin_server_ts),
@@ -576,6 +587,10 @@ export function createSyncService(
       const txnIds = await txnIdsOf(
         new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]])),
       );
+      const bundles = await aggregationsOf([...results.values()].map((r) => r.timeline));
+      const unread = (await sources.unread?.unreadOf(userId, roomIds)) ?? new Map();
+      // With `unread_thread_notifications`, the room's counts are the main timeline's.
+      const byThread = timelineFilter?.unread_thread_notifications === true;
       for (const [roomId, result] of results) {
         rememberMembers(roomId, result.state, result.timeline);
         const count = counts.get(roomId) ?? { joined: 0, invited: 0 };
@@ -587,13 +602,22 @@ export function createSyncService(
           },
           state: { events: await toSyncEvents(result.state, roomId, txnIds) },
           timeline: {
-            events: await toSyncEvents(result.timeline, roomId, txnIds),
+            events: await toSyncEvents(result.timeline, roomId, txnIds, bundles),
             limited: result.limited,
             prev_batch: prevBatch(result.timeline, upTo),
           },
           ephemeral: { events: ephemeral.get(roomId) ?? [] },
           account_data: { events: roomAccountData(roomId) },
-          unread_notifications: { notification_count: 0, highlight_count: 0 },
+          unread_notifications: (byThread
+            ? unread.get(roomId)?.main
+            : unread.get(roomId)?.total) ?? { notification_count: 0, highlight_count: 0 },
+          ...(byThread
+            ? {
+                unread_thread_notifications: Object.fromEntries(
+                  unread.get(roomId)?.threads ?? new Map(),
+                ),
+              }
+            : {}),
         });
       }
     });
@@ -659,12 +683,13 @@ export function createSyncService(
           ]),
         ),
       );
+      const bundles = await aggregationsOf(batch.map(({ roomId }) => rowsOf(roomId).rows));
       for (const { roomId, streamOrdering: leftAt } of batch) {
         const { rows, limited } = rowsOf(roomId);
         leaveSections.set(roomId, {
           state: { events: await toSyncEvents(states.get(roomId) ?? [], roomId, txnIds) },
           timeline: {
-            events: await toSyncEvents(rows, roomId, txnIds),
+            events: await toSyncEvents(rows, roomId, txnIds, bundles),
             limited,
             prev_batch: prevBatch(rows, leftAt),
           },

@@ -13,6 +13,7 @@ import { parseStreamToken, streamToken } from '../core/stream-token.js';
 import type { EventRow, MembershipHistoryEntry, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
+import { aggregationTargetOf, type RelationAggregator } from './relations.js';
 
 /** The RoomEventFilter fields applied to timelines. */
 export interface RoomEventFilter {
@@ -27,6 +28,10 @@ export interface RoomEventFilter {
   /** Room lists (the MSC2895 room listing). */
   rooms?: string[] | undefined;
   not_rooms?: string[] | undefined;
+  /** Only events with a child of one of these relation types (/messages). */
+  related_by_rel_types?: string[] | undefined;
+  /** Only events with a child sent by one of these users (/messages). */
+  related_by_senders?: string[] | undefined;
 }
 
 /** The filter's type and sender lists (with `*` type patterns) applied to a stored event. */
@@ -52,8 +57,46 @@ export interface MessagesPage {
 
 const BATCH = 200;
 
-export function createTimelineService(ctx: ServiceContext, writer: EventWriter) {
+export function createTimelineService(
+  ctx: ServiceContext,
+  writer: EventWriter,
+  aggregator?: RelationAggregator,
+) {
   const rooms = () => ctx.storage.stores.rooms;
+
+  /** Bundled aggregations (`unsigned.m.relations`) of these events, as the user sees them. */
+  const aggregationsOf: RelationAggregator['aggregationsOf'] = (targets, userId, nested) =>
+    aggregator ? aggregator.aggregationsOf(targets, userId, nested) : Promise.resolve(new Map());
+  const attachAggregations: RelationAggregator['attach'] = (events, bundles) =>
+    aggregator?.attach(events, bundles);
+  /** The client forms of `rows` with their aggregations. */
+  async function presentBundled(
+    rows: readonly EventRow[],
+    version: RoomVersionId,
+    userId: string,
+  ): Promise<ClientEvent[]> {
+    const [events, bundles] = await Promise.all([
+      presentAll(rows, version),
+      aggregationsOf(rows.map(aggregationTargetOf), userId),
+    ]);
+    attachAggregations(events, bundles);
+    return events;
+  }
+  /** Of these rows, those `filter`'s `related_by_*` lists keep (all when it has none). */
+  async function relatedBy(
+    rows: readonly EventRow[],
+    filter: RoomEventFilter | undefined,
+  ): Promise<(row: EventRow) => boolean> {
+    const relTypes = filter?.related_by_rel_types;
+    const senders = filter?.related_by_senders;
+    if (relTypes === undefined && senders === undefined) return () => true;
+    const kept = await ctx.storage.stores.relations.selectParentsRelatedBy(
+      rows.map((r) => r.eventId),
+      relTypes,
+      senders,
+    );
+    return (row) => kept.has(row.eventId);
+  }
 
   /**
    * The room's version. An unknown room is refused as a room the requester may not read
@@ -164,6 +207,15 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
 
   return {
     present,
+    aggregationsOf,
+    attachAggregations,
+
+    /** Throws 403 (as /messages) unless the requester may read the room's history. */
+    async assertReadable(requester: Requester, roomId: string): Promise<void> {
+      await roomVersion(roomId, notReadable);
+      const current = await rooms().selectCurrentStreamPosition();
+      assertCanRead(await visibilityOf(roomId, requester.userId), current);
+    },
 
     /** Per room: whether each stream position of its history is visible to the user. */
     async visibilities(
@@ -214,9 +266,14 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
         if (range.after >= range.upTo) break;
         const rows = await rooms().selectRoomEvents(roomId, range);
         if (rows.length < BATCH) exhausted = true;
+        const related = await relatedBy(rows, options.filter);
         for (const row of rows) {
           cursor = options.dir === 'b' ? row.streamOrdering - 1 : row.streamOrdering;
-          if (!isVisibleAt(row.streamOrdering, history) || !matchesFilter(row, options.filter))
+          if (
+            !isVisibleAt(row.streamOrdering, history) ||
+            !matchesFilter(row, options.filter) ||
+            !related(row)
+          )
             continue;
           chunk.push(row);
           if (chunk.length >= limit) break;
@@ -225,7 +282,7 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       }
       const page: MessagesPage = {
         start: streamToken(from),
-        chunk: await presentAll(chunk, version),
+        chunk: await presentBundled(chunk, version, requester.userId),
       };
       // No `end` when no further events are available (the loop only stops empty when exhausted).
       if (chunk.length > 0) page.end = streamToken(cursor);
@@ -287,10 +344,15 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       );
       const first = before[before.length - 1];
       const last = after[after.length - 1];
+      const [event, ...around] = await presentBundled(
+        [target, ...before, ...after],
+        version,
+        requester.userId,
+      );
       return {
-        event: await present(target, version),
-        events_before: await presentAll(before, version),
-        events_after: await presentAll(after, version),
+        event,
+        events_before: around.slice(0, before.length),
+        events_after: around.slice(before.length),
         start: streamToken((first?.streamOrdering ?? target.streamOrdering) - 1),
         end: streamToken(last?.streamOrdering ?? target.streamOrdering),
         state: await presentAll(state, version),
@@ -369,7 +431,8 @@ export function createTimelineService(ctx: ServiceContext, writer: EventWriter) 
       if (!row || row.roomId !== roomId) throw eventNotFound();
       const history = await visibilityOf(roomId, requester.userId);
       if (!isVisibleAt(row.streamOrdering, history)) throw eventNotFound();
-      return present(row, version);
+      const [event] = await presentBundled([row], version, requester.userId);
+      return event ?? present(row, version);
     },
   };
 }

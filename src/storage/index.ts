@@ -28,6 +28,12 @@ import { mediaStore, type MediaStore } from './media-store.js';
 import { crossSigningStore, type CrossSigningStore } from './cross-signing-store.js';
 import { keyBackupStore, type KeyBackupStore } from './key-backup-store.js';
 import { userDirectoryStore, type UserDirectoryStore } from './user-directory-store.js';
+
+import { relationStore, type RelationStore } from './relation-store.js';
+export type { SearchStore, SearchQuery, SearchHit } from './search-store.js';
+export type { PushStore, PushActionRow, UnreadCount, ReadMark } from './push-store.js';
+import { searchStore, type SearchStore } from './search-store.js';
+import { pushStore, type PushStore } from './push-store.js';
 import {
   announcer,
   streamStore,
@@ -67,6 +73,10 @@ export interface Stores {
   readonly crossSigning: CrossSigningStore;
   readonly keyBackup: KeyBackupStore;
   readonly userDirectory: UserDirectoryStore;
+
+  readonly relations: RelationStore;
+  readonly search: SearchStore;
+  readonly push: PushStore;
 }
 
 export interface Storage {
@@ -120,6 +130,10 @@ export function storesFor(
     crossSigning: crossSigningStore(db),
     keyBackup: keyBackupStore(db),
     userDirectory: userDirectoryStore(db),
+
+    relations: relationStore(db),
+    search: searchStore(db, dialect),
+    push: pushStore(db),
   };
 }
 
@@ -198,6 +212,14 @@ export type {
   OutboxKind,
   DestinationState,
 } from './federation-outbox-store.js';
+
+export type {
+  RelationStore,
+  RelationToStore,
+  RelationRange,
+  RelationCount,
+  ThreadRow,
+} from './relation-store.js';
 export type { MutualRoomPair, MutualRoomEntry } from './mutual-rooms-store.js';
 export type {
   MemberRow,

@@ -23,8 +23,11 @@ export interface PortResult {
 
 /** Bound parameters per INSERT, under PostgreSQL's limit of 65,535. */
 const MAX_PARAMETERS = 30_000;
-/** Tables of SQLite and of the migration tool itself (the target's migrations filled its own). */
-const SKIPPED = /^(sqlite_|kysely_)/;
+/**
+ * Tables of SQLite and of the migration tool itself (the target's migrations filled its own),
+ * and SQLite's full-text index of event_search (PostgreSQL indexes the copied rows itself).
+ */
+const SKIPPED = /^(sqlite_|kysely_|event_search_fts)/;
 /** Tables whose rows a migration seeds (stream counters): the source's replace them. */
 const SEEDED = new Set(['stream_positions']);
 

@@ -456,4 +456,53 @@ export interface Database {
   user_directory: UserDirectoryTable;
   user_directory_terms: UserDirectoryTermsTable;
   user_directory_public_rooms: UserDirectoryPublicRoomsTable;
+
+  event_relations: EventRelationsTable;
+  event_threads: EventThreadsTable;
+  event_search: EventSearchTable;
+  event_push_actions: EventPushActionsTable;
+}
+
+/** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */
+export interface EventRelationsTable {
+  event_id: string;
+  room_id: string;
+  /** The event it relates to. */
+  parent_id: string;
+  rel_type: string;
+  /** The relating event's type. */
+  event_type: string;
+  sender: string;
+  stream_ordering: number;
+}
+
+/** A thread: a root with `m.thread` children, and its latest child. */
+export interface EventThreadsTable {
+  room_id: string;
+  root_id: string;
+  latest_event_id: string;
+  latest_ordering: number;
+}
+
+/** The searchable text of an event (migration 0051); the full-text index is the database's. */
+export interface EventSearchTable {
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  /** `content.body`, `content.name` or `content.topic`. */
+  key: string;
+  value: string;
+}
+
+/** An event a member's push rules say to notify them of (migration 0052). */
+export interface EventPushActionsTable {
+  user_id: string;
+  room_id: string;
+  stream_ordering: number;
+  event_id: string;
+  /** `main`, or the thread's root event. */
+  thread_id: string;
+  highlight: number;
+  /** The actions as JSON. */
+  actions: string;
 }

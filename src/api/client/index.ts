@@ -26,6 +26,10 @@ import { roomKeyRoutes } from './room-keys.js';
 import { crossSigningRoutes } from './cross-signing.js';
 import { userDirectoryRoutes } from './user-directory.js';
 
+import { relationRoutes } from './relations.js';
+import { searchRoutes } from './search.js';
+import { notificationRoutes } from './notifications.js';
+
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
   loginRoutes,
@@ -50,12 +54,16 @@ const v3Modules: RoutePlugin[] = [
   roomKeyRoutes,
   crossSigningRoutes,
   userDirectoryRoutes,
+
+  searchRoutes,
+  notificationRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(versionRoutes, options);
   await app.register(mutualRoomsRoutes, options);
   await app.register(roomListingRoutes, options);
+  await app.register(relationRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

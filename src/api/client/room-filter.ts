@@ -37,6 +37,8 @@ export function parseRoomEventFilter(raw: string | undefined): RoomEventFilter |
     'not_senders',
     'rooms',
     'not_rooms',
+    'related_by_rel_types',
+    'related_by_senders',
   ] as const) {
     const value = object[key];
     if (value === undefined) continue;

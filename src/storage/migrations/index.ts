@@ -26,6 +26,10 @@ import * as m0041 from './0041-cross-signing.js';
 import * as m0042 from './0042-key-backup.js';
 import * as m0043 from './0043-user-directory.js';
 
+import * as m0050 from './0050-event-relations.js';
+import * as m0051 from './0051-event-search.js';
+import * as m0052 from './0052-event-push-actions.js';
+
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
   '0002-rooms': m0002,
@@ -48,6 +52,10 @@ const migrations: Record<string, Migration> = {
   '0041-cross-signing': m0041,
   '0042-key-backup': m0042,
   '0043-user-directory': m0043,
+
+  '0050-event-relations': m0050,
+  '0051-event-search': m0051,
+  '0052-event-push-actions': m0052,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {

@@ -1,0 +1,256 @@
+/**
+ * Notifications: every event is checked against the push rules of each member it concerns
+ * (the joined members but its sender, and an invitee), in the event's own transaction (a
+ * deriver), a page of members at a time with the event loop free between pages. What notifies
+ * becomes a push action row; unread counts are the rows after the member's read receipts
+ * (`m.read` and `m.read.private`; a threaded receipt for its thread), and `/notifications`
+ * lists them.
+ * https://spec.matrix.org/v1.19/client-server-api/#receiving-notifications
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { powerLevelOf, type AuthStateEvent } from '../../core/auth-rules.js';
+import { invalidParam } from '../../core/errors.js';
+import type { ClientEvent } from '../../core/client-event.js';
+import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../../core/pdu.js';
+import { evaluatePushRules, type PushEvent } from '../../core/push-evaluator.js';
+import { PUSH_RULES_TYPE, rulesetFromContent } from '../../core/push-rules.js';
+import { relationOf } from '../../core/relations.js';
+import type { PushActionRow, Stores } from '../../storage/index.js';
+import type { Requester, ServiceContext } from '../context.js';
+import type { EventDeriver } from '../event-writer.js';
+import type { TimelineService } from '../timeline.js';
+
+/** Members evaluated per page (then the event loop is let go). */
+export const MEMBER_PAGE = 500;
+const MAX_NOTIFICATIONS_PAGE = 100;
+
+export interface Counts {
+  notification_count: number;
+  highlight_count: number;
+}
+
+export interface RoomUnread {
+  /** Everything unread in the room (all threads). */
+  total: Counts;
+  /** The main timeline's. */
+  main: Counts;
+  /** Each thread's with any unread, by root. */
+  threads: Map<string, Counts>;
+}
+
+const zero = (): Counts => ({ notification_count: 0, highlight_count: 0 });
+
+/** The thread an event belongs to: its `m.thread` root, or `main`. */
+export function threadOf(content: JsonObject, type: string): string {
+  const relation = relationOf(content, type);
+  return relation?.relType === 'm.thread' ? relation.eventId : 'main';
+}
+
+function parseRules(text: string | undefined): JsonObject | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as JsonObject;
+  } catch {
+    return undefined;
+  }
+}
+
+export function createNotificationService(ctx: ServiceContext, timeline: TimelineService) {
+  const stores = () => ctx.storage.stores;
+
+  /** Evaluates the event for every member it concerns and records what notifies. */
+  const deriver: EventDeriver = async (tx: Stores, event) => {
+    const { pdu, roomId } = event;
+    const state = await tx.rooms.selectStateEvents(roomId, [
+      ['m.room.create', ''],
+      ['m.room.power_levels', ''],
+    ]);
+    const authState = new Map<StateKey, AuthStateEvent>(
+      state.map((r) => [
+        stateKeyOf(r.pdu.type, r.pdu.state_key ?? ''),
+        { ...r.pdu, event_id: r.eventId },
+      ]),
+    );
+    const powerLevels = state.find((r) => r.pdu.type === 'm.room.power_levels')?.pdu.content;
+    const rawLevels = powerLevels?.notifications;
+    const notificationLevels: Record<string, number> = {};
+    if (typeof rawLevels === 'object' && rawLevels !== null && !Array.isArray(rawLevels))
+      for (const [key, value] of Object.entries(rawLevels))
+        if (typeof value === 'number') notificationLevels[key] = value;
+    const senderPowerLevel = powerLevelOf(pdu.sender, authState, event.roomVersion);
+    const memberCount = (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0;
+    const pushEvent: PushEvent = {
+      type: pdu.type,
+      sender: pdu.sender,
+      state_key: pdu.state_key,
+      room_id: roomId,
+      content: pdu.content,
+    };
+    const threadId = threadOf(pdu.content, pdu.type);
+
+    async function evaluate(
+      members: ReadonlyArray<{ userId: string; displayname: string | null }>,
+    ) {
+      const concerned = members.filter((m) => m.userId !== pdu.sender);
+      if (concerned.length === 0) return;
+      const stored = await tx.push.selectPushRulesOfUsers(
+        concerned.map((m) => m.userId),
+        PUSH_RULES_TYPE,
+      );
+      const rows: PushActionRow[] = [];
+      for (const member of concerned) {
+        const ruleset = rulesetFromContent(parseRules(stored.get(member.userId)), member.userId);
+        const outcome = evaluatePushRules(ruleset, pushEvent, {
+          userId: member.userId,
+          displayName: member.displayname,
+          memberCount,
+          senderPowerLevel,
+          notificationLevels,
+        });
+        if (!outcome.notify) continue;
+        rows.push({
+          userId: member.userId,
+          roomId,
+          streamOrdering: event.streamOrdering,
+          eventId: event.eventId,
+          threadId,
+          highlight: outcome.highlight,
+          actions: JSON.stringify(outcome.actions),
+        });
+      }
+      await tx.push.insertPushActions(rows);
+    }
+
+    let after = '';
+    for (;;) {
+      const page = await tx.push.selectJoinedMembersPage(roomId, after, MEMBER_PAGE);
+      await evaluate(page);
+      if (page.length < MEMBER_PAGE) break;
+      after = page[page.length - 1]?.userId ?? after;
+      // A big room: let other work run between pages.
+      await yieldToEventLoop();
+    }
+    // An invitee is not joined, yet the invite concerns them.
+    if (
+      pdu.type === 'm.room.member' &&
+      pdu.content.membership === 'invite' &&
+      typeof pdu.state_key === 'string'
+    ) {
+      const displayname = pdu.content.displayname;
+      await evaluate([
+        {
+          userId: pdu.state_key,
+          displayname: typeof displayname === 'string' ? displayname : null,
+        },
+      ]);
+    }
+  };
+
+  /** The user's unread counts in each of these rooms (one or two statements per 500 rooms). */
+  async function unreadOf(
+    userId: string,
+    roomIds: readonly string[],
+  ): Promise<Map<string, RoomUnread>> {
+    const out = new Map<string, RoomUnread>();
+    if (roomIds.length === 0) return out;
+    const push = stores().push;
+    const marks = await push.selectReadMarks(userId, roomIds);
+    const roomMark = new Map<string, number>();
+    for (const mark of marks)
+      if (mark.threadId === '') roomMark.set(mark.roomId, mark.streamOrdering);
+    const threadMarks = marks.filter(
+      (m) => m.threadId !== '' && m.streamOrdering > (roomMark.get(m.roomId) ?? 0),
+    );
+    const counts = await push.selectUnreadCounts(
+      userId,
+      roomIds.map((roomId) => ({ roomId, after: roomMark.get(roomId) ?? 0 })),
+    );
+    const key = (roomId: string, threadId: string) => `${roomId}\u0000${threadId}`;
+    const byThread = new Map(counts.map((c) => [key(c.roomId, c.threadId), c]));
+    if (threadMarks.length > 0) {
+      for (const mark of threadMarks) byThread.delete(key(mark.roomId, mark.threadId));
+      const narrowed = await push.selectThreadUnreadCounts(
+        userId,
+        threadMarks.map((m) => ({
+          roomId: m.roomId,
+          threadId: m.threadId,
+          after: m.streamOrdering,
+        })),
+      );
+      for (const c of narrowed) byThread.set(key(c.roomId, c.threadId), c);
+    }
+    for (const roomId of roomIds)
+      out.set(roomId, { total: zero(), main: zero(), threads: new Map() });
+    for (const c of byThread.values()) {
+      const room = out.get(c.roomId);
+      if (!room) continue;
+      const counts: Counts = { notification_count: c.notifications, highlight_count: c.highlights };
+      room.total.notification_count += c.notifications;
+      room.total.highlight_count += c.highlights;
+      if (c.threadId === 'main') room.main = counts;
+      else room.threads.set(c.threadId, counts);
+    }
+    return out;
+  }
+
+  return {
+    deriver,
+    unreadOf,
+
+    /** `GET /notifications`: the user's notifications, newest first. */
+    async notifications(
+      requester: Requester,
+      options: { from?: string | undefined; limit: number; only?: string | undefined },
+    ): Promise<{ notifications: JsonObject[]; next_token?: string }> {
+      let before = Number.MAX_SAFE_INTEGER;
+      if (options.from !== undefined) {
+        if (!/^[0-9]{1,15}$/.test(options.from)) throw invalidParam('Invalid from token');
+        before = Number(options.from);
+      }
+      const limit = Math.max(1, Math.min(options.limit, MAX_NOTIFICATIONS_PAGE));
+      const rows = await stores().push.selectNotifications(
+        requester.userId,
+        before,
+        limit + 1,
+        options.only === 'highlight',
+      );
+      const page = rows.slice(0, limit);
+      const roomIds = [...new Set(page.map((r) => r.roomId))];
+      const marks = await stores().push.selectReadMarks(requester.userId, roomIds);
+      const markOf = (roomId: string, threadId: string) =>
+        Math.max(
+          0,
+          ...marks
+            .filter((m) => m.roomId === roomId && (m.threadId === '' || m.threadId === threadId))
+            .map((m) => m.streamOrdering),
+        );
+      const events = await stores().relations.selectEventsByIds(page.map((r) => r.eventId));
+      const byId = new Map(events.map((e) => [e.eventId, e]));
+      const versions = new Map<string, RoomVersionId>();
+      for (const roomId of roomIds)
+        versions.set(
+          roomId,
+          ((await stores().rooms.selectRoom(roomId))?.roomVersion ?? '10') as RoomVersionId,
+        );
+      const notifications: JsonObject[] = [];
+      for (const row of page) {
+        const stored = byId.get(row.eventId);
+        if (!stored) continue;
+        const event: ClientEvent = await timeline.present(stored, versions.get(row.roomId) ?? '10');
+        notifications.push({
+          actions: JSON.parse(row.actions) as JsonObject[],
+          event: event as unknown as JsonObject,
+          read: row.streamOrdering <= markOf(row.roomId, row.threadId),
+          room_id: row.roomId,
+          ts: stored.pdu.origin_server_ts,
+        });
+      }
+      const last = page[page.length - 1];
+      return rows.length > limit && last
+        ? { notifications, next_token: String(last.streamOrdering) }
+        : { notifications };
+    },
+  };
+}
+
+export type NotificationService = ReturnType<typeof createNotificationService>;

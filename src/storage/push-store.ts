@@ -1,0 +1,234 @@
+/**
+ * Push actions (migration 0052): what the push deriver reads to evaluate a room's members
+ * (a page of joined members, their rule sets), the rows it writes, and the unread counts and
+ * notification lists read from them.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+import { readInSlices, valuesTable } from './values-table.js';
+
+export interface PushActionRow {
+  userId: string;
+  roomId: string;
+  streamOrdering: number;
+  eventId: string;
+  threadId: string;
+  highlight: boolean;
+  actions: string;
+}
+
+export interface UnreadCount {
+  roomId: string;
+  threadId: string;
+  notifications: number;
+  highlights: number;
+}
+
+/** The newest read receipt (`m.read` or `m.read.private`) of a thread, or of the room (''). */
+export interface ReadMark {
+  roomId: string;
+  /** '' for an unthreaded receipt. */
+  threadId: string;
+  streamOrdering: number;
+}
+
+export const READ_RECEIPT_TYPES = ['m.read', 'm.read.private'] as const;
+
+export interface PushStore {
+  /** Joined members of the room after `afterUserId`, by user ID, with their display names. */
+  selectJoinedMembersPage(
+    roomId: string,
+    afterUserId: string,
+    limit: number,
+  ): Promise<Array<{ userId: string; displayname: string | null }>>;
+  /** The stored push rule sets (account data content) of these users, by user. */
+  selectPushRulesOfUsers(userIds: readonly string[], type: string): Promise<Map<string, string>>;
+  insertPushActions(rows: readonly PushActionRow[]): Promise<void>;
+  /** Per room and thread, the user's newest read receipt's position. */
+  selectReadMarks(userId: string, roomIds: readonly string[]): Promise<ReadMark[]>;
+  /** Per room and thread, the user's push actions after the room's `after`. */
+  selectUnreadCounts(
+    userId: string,
+    spans: ReadonlyArray<{ roomId: string; after: number }>,
+  ): Promise<UnreadCount[]>;
+  /** The same for single threads, after each one's `after`. */
+  selectThreadUnreadCounts(
+    userId: string,
+    spans: ReadonlyArray<{ roomId: string; threadId: string; after: number }>,
+  ): Promise<UnreadCount[]>;
+  /** The user's push actions before `before`, newest first. */
+  selectNotifications(
+    userId: string,
+    before: number,
+    limit: number,
+    onlyHighlight: boolean,
+  ): Promise<PushActionRow[]>;
+}
+
+interface ActionRecord {
+  user_id: string;
+  room_id: string;
+  stream_ordering: number | string;
+  event_id: string;
+  thread_id: string;
+  highlight: number | string;
+  actions: string;
+}
+
+const toRow = (r: ActionRecord): PushActionRow => ({
+  userId: r.user_id,
+  roomId: r.room_id,
+  streamOrdering: Number(r.stream_ordering),
+  eventId: r.event_id,
+  threadId: r.thread_id,
+  highlight: Number(r.highlight) !== 0,
+  actions: r.actions,
+});
+
+const INSERT_BATCH = 500;
+
+export function pushStore(db: Kysely<Database>): PushStore {
+  const counted = (rows: Array<{ room_id: string; thread_id: string; n: unknown; h: unknown }>) =>
+    rows.map((r) => ({
+      roomId: r.room_id,
+      threadId: r.thread_id,
+      notifications: Number(r.n),
+      highlights: Number(r.h ?? 0),
+    }));
+
+  return {
+    async selectJoinedMembersPage(roomId, afterUserId, limit) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select(['user_id', 'displayname'])
+        .where('room_id', '=', roomId)
+        .where('membership', '=', 'join')
+        .where('user_id', '>', afterUserId)
+        .orderBy('user_id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ userId: r.user_id, displayname: r.displayname }));
+    },
+
+    async selectPushRulesOfUsers(userIds, type) {
+      const rows = await readInSlices(userIds, (slice) =>
+        db
+          .selectFrom('account_data')
+          .select(['user_id', 'content'])
+          .where('user_id', 'in', slice)
+          .where('room_id', '=', '')
+          .where('type', '=', type)
+          .execute(),
+      );
+      return new Map(rows.map((r) => [r.user_id, r.content]));
+    },
+
+    async insertPushActions(rows) {
+      for (let i = 0; i < rows.length; i += INSERT_BATCH) {
+        await db
+          .insertInto('event_push_actions')
+          .values(
+            rows.slice(i, i + INSERT_BATCH).map((r) => ({
+              user_id: r.userId,
+              room_id: r.roomId,
+              stream_ordering: r.streamOrdering,
+              event_id: r.eventId,
+              thread_id: r.threadId,
+              highlight: r.highlight ? 1 : 0,
+              actions: r.actions,
+            })),
+          )
+          .execute();
+      }
+    },
+
+    async selectReadMarks(userId, roomIds) {
+      const rows = await readInSlices(roomIds, (slice) =>
+        db
+          .selectFrom('receipts')
+          .innerJoin('events', 'events.event_id', 'receipts.event_id')
+          .select((eb) => [
+            'receipts.room_id',
+            'receipts.thread_id',
+            eb.fn.max('events.stream_ordering').as('position'),
+          ])
+          .where('receipts.user_id', '=', userId)
+          .where('receipts.room_id', 'in', slice)
+          .where('receipts.receipt_type', 'in', [...READ_RECEIPT_TYPES])
+          .groupBy(['receipts.room_id', 'receipts.thread_id'])
+          .execute(),
+      );
+      return rows.map((r) => ({
+        roomId: r.room_id,
+        threadId: r.thread_id,
+        streamOrdering: Number(r.position),
+      }));
+    },
+
+    async selectUnreadCounts(userId, spans) {
+      type Span = { column1: string; column2: number };
+      const rows = await readInSlices(spans, (slice) =>
+        db
+          .selectFrom(
+            valuesTable<Span>(
+              slice.map((s) => [s.roomId, s.after]),
+              ['text', 'bigint'],
+            ),
+          )
+          .innerJoin('event_push_actions as a', (join) =>
+            join.onRef('a.room_id', '=', 'k.column1').onRef('a.stream_ordering', '>', 'k.column2'),
+          )
+          .select((eb) => [
+            'a.room_id',
+            'a.thread_id',
+            eb.fn.countAll().as('n'),
+            eb.fn.sum('a.highlight').as('h'),
+          ])
+          .where('a.user_id', '=', userId)
+          .groupBy(['a.room_id', 'a.thread_id'])
+          .execute(),
+      );
+      return counted(rows);
+    },
+
+    async selectThreadUnreadCounts(userId, spans) {
+      type Span = { column1: string; column2: string; column3: number };
+      const rows = await readInSlices(spans, (slice) =>
+        db
+          .selectFrom(
+            valuesTable<Span>(
+              slice.map((s) => [s.roomId, s.threadId, s.after]),
+              ['text', 'text', 'bigint'],
+            ),
+          )
+          .innerJoin('event_push_actions as a', (join) =>
+            join
+              .onRef('a.room_id', '=', 'k.column1')
+              .onRef('a.thread_id', '=', 'k.column2')
+              .onRef('a.stream_ordering', '>', 'k.column3'),
+          )
+          .select((eb) => [
+            'a.room_id',
+            'a.thread_id',
+            eb.fn.countAll().as('n'),
+            eb.fn.sum('a.highlight').as('h'),
+          ])
+          .where('a.user_id', '=', userId)
+          .groupBy(['a.room_id', 'a.thread_id'])
+          .execute(),
+      );
+      return counted(rows);
+    },
+
+    async selectNotifications(userId, before, limit, onlyHighlight) {
+      let query = db
+        .selectFrom('event_push_actions')
+        .selectAll()
+        .where('user_id', '=', userId)
+        .where('stream_ordering', '<', before);
+      if (onlyHighlight) query = query.where('highlight', '=', 1);
+      const rows = await query.orderBy('stream_ordering', 'desc').limit(limit).execute();
+      return rows.map(toRow);
+    },
+  };
+}
