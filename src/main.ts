@@ -56,6 +56,14 @@ export function serviceSettingsOf(config: ResolvedConfig): ServiceSettings {
     serverName: config.server_name,
     registrationEnabled: config.registration.enabled,
     registrationSharedSecret: config.registration.shared_secret,
+    registrationRequiresToken: config.registration.requires_token,
+    passwordPolicy: {
+      minimumLength: config.password_policy.minimum_length,
+      requireDigit: config.password_policy.require_digit,
+      requireLowercase: config.password_policy.require_lowercase,
+      requireUppercase: config.password_policy.require_uppercase,
+      requireSymbol: config.password_policy.require_symbol,
+    },
     passwordCostLog2N: config.password_hashing.scrypt_log2_n,
     mutualRooms: {
       batchSize: config.mutual_rooms.batch_size,

@@ -102,6 +102,11 @@ export const ConfigSchema = Type.Object(
           description:
             'Enables `/_synapse/admin/v1/register` (nonce + HMAC) and `commons register-user`. Null disables it.',
         }),
+        requires_token: Type.Boolean({
+          default: false,
+          description:
+            'Registration through `/register` only with a registration token (the `m.login.registration_token` stage; tokens are made with the admin API). Shared-secret registration and the admin API still create accounts.',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'Account creation.' },
     ),
@@ -198,6 +203,35 @@ export const ConfigSchema = Type.Object(
         }),
       },
       { additionalProperties: false, default: {}, description: 'HTTP server.' },
+    ),
+    password_policy: Type.Object(
+      {
+        minimum_length: Type.Integer({
+          minimum: 0,
+          maximum: 512,
+          default: 0,
+          description: 'Shortest new password, in characters (0: any length).',
+        }),
+        require_digit: Type.Boolean({ default: false, description: 'New passwords need a digit.' }),
+        require_lowercase: Type.Boolean({
+          default: false,
+          description: 'New passwords need a lowercase letter.',
+        }),
+        require_uppercase: Type.Boolean({
+          default: false,
+          description: 'New passwords need an uppercase letter.',
+        }),
+        require_symbol: Type.Boolean({
+          default: false,
+          description: 'New passwords need a character that is neither a letter nor a digit.',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description:
+          'What new passwords must be like (registration, password changes, the admin API); a refusal is 400 M_WEAK_PASSWORD.',
+      },
     ),
     password_hashing: Type.Object(
       {

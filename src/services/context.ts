@@ -1,5 +1,6 @@
 /** What every service is built from: configuration, storage and a clock. */
 import type { RoomVersionId } from '../core/pdu.js';
+import type { PasswordPolicy } from '../core/password-policy.js';
 import type { SigningKey } from '../core/signing.js';
 import type { Storage } from '../storage/index.js';
 import type { CacheStats } from './cache-stats.js';
@@ -8,6 +9,10 @@ export interface ServiceSettings {
   serverName: string;
   registrationEnabled: boolean;
   registrationSharedSecret: string | null;
+  /** Registration through `/register` only with a registration token (none: not required). */
+  registrationRequiresToken?: boolean;
+  /** What new passwords must be like (none: anything). */
+  passwordPolicy?: PasswordPolicy;
   /** scrypt cost as log2(N). */
   passwordCostLog2N: number;
   mutualRooms: MutualRoomsSettings;

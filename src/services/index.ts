@@ -26,6 +26,7 @@ import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
+import { createAdminServices } from './admin/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -43,6 +44,8 @@ export function createServices(ctx: ServiceContext) {
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
+  const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
+  const profiles = createProfileService(ctx, membership);
   return {
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
@@ -65,10 +68,11 @@ export function createServices(ctx: ServiceContext) {
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,
     accounts,
-    deactivation: createDeactivationService(ctx, uia, accounts, writer, rooms),
+    deactivation,
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
-    profiles: createProfileService(ctx, membership),
+    profiles,
+    admin: createAdminServices(ctx, { profiles, deactivation, timeline }),
     health: createHealthService(ctx),
   };
 }

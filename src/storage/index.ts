@@ -20,6 +20,7 @@ import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
+import { adminStore, type AdminStore } from './admin-store.js';
 import {
   announcer,
   streamStore,
@@ -51,6 +52,7 @@ export interface Stores {
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
+  readonly admin: AdminStore;
 }
 
 export interface Storage {
@@ -96,6 +98,7 @@ export function storesFor(
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
+    admin: adminStore(db, dialect, announce),
   };
 }
 
@@ -183,3 +186,16 @@ export type {
 } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';
+export type {
+  AdminStore,
+  AdminUserRow,
+  AdminRoomRow,
+  UserQuery,
+  RoomQuery,
+  UserOrder,
+  RoomOrder,
+  SortDirection,
+  RegistrationTokenRow,
+  ContentReportRow,
+  ReportQuery,
+} from './admin-store.js';

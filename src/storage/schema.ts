@@ -266,6 +266,29 @@ export interface ProfileRoomUpdatesTable {
   requested_ts: number;
 }
 
+/** A registration token (migration 0060). */
+export interface RegistrationTokensTable {
+  token: string;
+  /** null: unlimited. */
+  uses_allowed: number | null;
+  pending: number;
+  completed: number;
+  /** Milliseconds since the epoch; null: never expires. */
+  expiry_time: number | null;
+}
+
+/** A client's report of an event, a room or a user (migration 0060). */
+export interface ContentReportsTable {
+  id: number;
+  received_ts: number;
+  reporter: string;
+  room_id: string | null;
+  event_id: string | null;
+  target_user_id: string | null;
+  reason: string | null;
+  score: number | null;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -300,4 +323,6 @@ export interface Database {
   fallback_keys: FallbackKeysTable;
   device_list_changes: DeviceListChangesTable;
   profile_room_updates: ProfileRoomUpdatesTable;
+  registration_tokens: RegistrationTokensTable;
+  content_reports: ContentReportsTable;
 }

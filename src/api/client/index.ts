@@ -22,6 +22,7 @@ import { typingRoutes } from './typing.js';
 import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
+import { reportRoutes } from './reports.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -44,6 +45,7 @@ const v3Modules: RoutePlugin[] = [
   receiptRoutes,
   keyRoutes,
   toDeviceRoutes,
+  reportRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
