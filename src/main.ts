@@ -290,6 +290,10 @@ export async function startServer(
   services.profiles.resumePending().catch((err: unknown) => {
     if (!closing) logger.error({ err }, 'resuming profile changes failed');
   });
+  // Room deletions and history purges a stopped process left unfinished (admin API).
+  services.admin.purges.resumePending().catch((err: unknown) => {
+    if (!closing) logger.error({ err }, 'resuming room purges failed');
+  });
   return {
     app,
     storage,
@@ -300,6 +304,7 @@ export async function startServer(
         // Long-polling /sync requests answer now rather than hold up the shutdown.
         services.notifier.close();
         services.deactivation.stop();
+        services.admin.purges.stop();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         let cut = 0;

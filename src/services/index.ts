@@ -72,7 +72,7 @@ export function createServices(ctx: ServiceContext) {
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
     profiles,
-    admin: createAdminServices(ctx, { profiles, deactivation, timeline }),
+    admin: createAdminServices(ctx, { profiles, deactivation, timeline, writer, rooms }),
     health: createHealthService(ctx),
   };
 }

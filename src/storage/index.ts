@@ -21,6 +21,7 @@ import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { adminStore, type AdminStore } from './admin-store.js';
+import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
 import {
   announcer,
   streamStore,
@@ -53,6 +54,7 @@ export interface Stores {
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
   readonly admin: AdminStore;
+  readonly roomPurges: RoomPurgeStore;
 }
 
 export interface Storage {
@@ -99,6 +101,7 @@ export function storesFor(
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
     admin: adminStore(db, dialect, announce),
+    roomPurges: roomPurgeStore(db),
   };
 }
 
@@ -199,3 +202,4 @@ export type {
   ContentReportRow,
   ReportQuery,
 } from './admin-store.js';
+export type { RoomPurgeStore, PurgeRow, PurgeKind, PurgeStatus } from './room-purge-store.js';

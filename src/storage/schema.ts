@@ -289,6 +289,26 @@ export interface ContentReportsTable {
   score: number | null;
 }
 
+/** A room deletion or history purge of the admin API (migration 0061). */
+export interface RoomPurgesTable {
+  purge_id: string;
+  kind: string;
+  room_id: string;
+  requester: string;
+  params: string;
+  status: string;
+  error: string | null;
+  result: string | null;
+  created_ts: number;
+}
+
+/** A room no one may join (migration 0061). */
+export interface BlockedRoomsTable {
+  room_id: string;
+  blocked_by: string;
+  blocked_ts: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -325,4 +345,6 @@ export interface Database {
   profile_room_updates: ProfileRoomUpdatesTable;
   registration_tokens: RegistrationTokensTable;
   content_reports: ContentReportsTable;
+  room_purges: RoomPurgesTable;
+  blocked_rooms: BlockedRoomsTable;
 }

@@ -3,41 +3,17 @@
  * non-admin refused by each one (table-driven), on both databases.
  */
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { forEachDatabase } from '../helpers/databases.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { loginUser, registerUser, type TestUser } from '../helpers/client.js';
 import { expectError, uniqueName } from '../helpers/assertions.js';
+import { ADMIN_SECRET as SECRET, registerAdmin } from '../helpers/admin.js';
 
-const SECRET = 'a shared secret of enough length';
 const A1 = '/_synapse/admin/v1';
 const A2 = '/_synapse/admin/v2';
 const C = '/_matrix/client/v3';
 const e = encodeURIComponent;
-
-/** A server admin, made through shared-secret registration. */
-export async function registerAdmin(server: TestServer): Promise<TestUser> {
-  const path = `${A1}/register`;
-  const nonce = await server.request<{ nonce: string }>('GET', path);
-  const username = uniqueName('admin');
-  const password = 'admin password';
-  const mac = createHmac('sha1', SECRET)
-    .update([nonce.body.nonce, username, password, 'admin'].join('\x00'), 'utf8')
-    .digest('hex');
-  const res = await server.request<{ user_id: string; access_token: string; device_id: string }>(
-    'POST',
-    path,
-    { body: { nonce: nonce.body.nonce, username, password, admin: true, mac } },
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return {
-    userId: res.body.user_id,
-    accessToken: res.body.access_token,
-    deviceId: res.body.device_id,
-    password,
-  };
-}
 
 interface UserJson {
   name: string;
@@ -101,6 +77,14 @@ forEachDatabase('Synapse admin API', (dialect) => {
       ['GET', () => `${A1}/rooms/${e(roomId)}`],
       ['GET', () => `${A1}/rooms/${e(roomId)}/members`],
       ['GET', () => `${A1}/rooms/${e(roomId)}/state`],
+      ['DELETE', () => `${A2}/rooms/${e(roomId)}`, {}],
+      ['DELETE', () => `${A1}/rooms/${e(roomId)}`, {}],
+      ['GET', () => `${A2}/rooms/${e(roomId)}/delete_status`],
+      ['GET', () => `${A2}/rooms/delete_status/abc`],
+      ['POST', () => `${A1}/purge_history/${e(roomId)}`, { purge_up_to_ts: 1 }],
+      ['GET', () => `${A1}/purge_history_status/abc`],
+      ['GET', () => `${A1}/rooms/${e(roomId)}/block`],
+      ['PUT', () => `${A1}/rooms/${e(roomId)}/block`, { block: true }],
       ['GET', () => `${A1}/registration_tokens`],
       ['POST', () => `${A1}/registration_tokens/new`, {}],
       ['GET', () => `${A1}/registration_tokens/abc`],

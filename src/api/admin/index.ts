@@ -11,6 +11,7 @@ import { adminOnly } from './gate.js';
 import { adminRegistrationTokenRoutes } from './registration-tokens.js';
 import { adminReportRoutes } from './reports.js';
 import { adminRoomRoutes } from './rooms.js';
+import { adminRoomPurgeRoutes } from './room-purges.js';
 import { adminUserRoutes } from './users.js';
 
 export const adminRoutes: RoutePlugin = async (app, options) => {
@@ -62,6 +63,7 @@ export const adminRoutes: RoutePlugin = async (app, options) => {
     adminOnly(scoped);
     await scoped.register(adminUserRoutes, options);
     await scoped.register(adminRoomRoutes, options);
+    await scoped.register(adminRoomPurgeRoutes, options);
     await scoped.register(adminRegistrationTokenRoutes, options);
     await scoped.register(adminReportRoutes, options);
   });

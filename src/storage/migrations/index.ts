@@ -17,6 +17,7 @@ import * as m0010 from './0010-pending-deactivations.js';
 import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0060 from './0060-admin.js';
+import * as m0061 from './0061-room-purges.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   '0011-profile-room-updates': m0011,
   '0012-server-metadata': m0012,
   '0060-admin': m0060,
+  '0061-room-purges': m0061,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
