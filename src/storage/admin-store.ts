@@ -131,8 +131,11 @@ export interface AdminStore {
     change: { usesAllowed?: number | null; expiryTime?: number | null },
   ): Promise<RegistrationTokenRow | undefined>;
   deleteRegistrationToken(token: string): Promise<boolean>;
-  /** Counts a completed registration with the token. */
-  updateTokenCompleted(token: string): Promise<void>;
+  /**
+   * Counts a completed registration with the token if it is still valid at `now` (not
+   * expired, uses left); false when it is not (nothing is counted).
+   */
+  updateTokenCompleted(token: string, now: number): Promise<boolean>;
 
   insertReport(report: NewContentReport): Promise<number>;
   selectReports(query: ReportQuery): Promise<{ rows: ContentReportRow[]; total: number }>;
@@ -428,12 +431,20 @@ export function adminStore(
       return Number(result.numDeletedRows) > 0;
     },
 
-    async updateTokenCompleted(token) {
-      await db
+    async updateTokenCompleted(token, now) {
+      const result = await db
         .updateTable('registration_tokens')
         .set((eb) => ({ completed: eb('completed', '+', 1) }))
         .where('token', '=', token)
-        .execute();
+        .where((eb) => eb.or([eb('expiry_time', 'is', null), eb('expiry_time', '>', now)]))
+        .where((eb) =>
+          eb.or([
+            eb('uses_allowed', 'is', null),
+            eb(eb('pending', '+', eb.ref('completed')), '<', eb.ref('uses_allowed')),
+          ]),
+        )
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
     },
 
     async insertReport(report) {

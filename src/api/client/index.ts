@@ -23,6 +23,7 @@ import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
 import { reportRoutes } from './reports.js';
+import { registrationTokenValidityRoutes } from './registration-token-validity.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -52,6 +53,7 @@ export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(versionRoutes, options);
   await app.register(mutualRoomsRoutes, options);
   await app.register(roomListingRoutes, options);
+  await app.register(registrationTokenValidityRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

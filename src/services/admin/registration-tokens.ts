@@ -5,7 +5,7 @@
  * (with those pending in a UIA session) stay under `uses_allowed`.
  * https://element-hq.github.io/synapse/latest/usage/administration/admin_api/registration_tokens.html
  */
-import { MatrixError, invalidParam, notFound } from '../../core/errors.js';
+import { MatrixError, forbidden, invalidParam, notFound } from '../../core/errors.js';
 import { randomString } from '../../core/secrets.js';
 import type { RegistrationTokenRow } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
@@ -93,8 +93,14 @@ export function createRegistrationTokenService(ctx: ServiceContext) {
       }
     },
 
-    /** Whether `token` may be used for a registration now (the validity endpoint). */
-    async isValid(token: string): Promise<boolean> {
+    /**
+     * Whether `token` may be used for a registration now (the spec's validity endpoint);
+     * 403 when registration is closed, where no token is of any use.
+     */
+    async validForRegistration(token: string): Promise<boolean> {
+      if (!ctx.settings.registrationEnabled) {
+        throw forbidden('Registration is disabled on this server');
+      }
       const row = await store.selectRegistrationToken(token);
       return row !== undefined && tokenIsValid(row, ctx.now());
     },
