@@ -524,6 +524,8 @@ forEachDatabase('Synapse admin API', (dialect) => {
     });
 
     it('refuses bad tokens, duplicates and past expiry', async () => {
+      expectError(await as(admin).get(`${T}?valid=maybe`), 400, 'M_INVALID_PARAM');
+      assert.equal((await as(admin).get(`${T}?valid=`)).status, 200);
       await as(admin).send('POST', `${T}/new`, { token: 'dup' });
       expectError(
         await as(admin).send('POST', `${T}/new`, { token: 'dup' }),

@@ -27,11 +27,23 @@ export const adminRegistrationTokenRoutes: RoutePlugin = async (app, { services 
     TOKENS,
     {
       config: auth,
-      schema: { querystring: Type.Object({ valid: Type.Optional(Type.Boolean()) }) },
+      schema: {
+        querystring: Type.Object({
+          // matrix-bot-sdk sends `valid=` when it means neither: taken as absent.
+          valid: Type.Optional(
+            Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('')]),
+          ),
+        }),
+      },
     },
-    async (request) => ({
-      registration_tokens: (await tokens.list(request.query.valid)).map(tokenJson),
-    }),
+    async (request) => {
+      const valid = request.query.valid;
+      return {
+        registration_tokens: (
+          await tokens.list(valid === 'true' ? true : valid === 'false' ? false : undefined)
+        ).map(tokenJson),
+      };
+    },
   );
 
   // Before /:token, which would take "new" as a token for GET (Synapse likewise).
