@@ -96,6 +96,20 @@ forEachDatabase('matrix-bot-sdk: SynapseAdminApis (what Draupnir calls)', (diale
     assert.ok(state.some((e) => e.type === 'm.room.name' && e.content.name === 'Bots welcome'));
   });
 
+  it('makeRoomAdmin', async () => {
+    const helper = await registerUser(server, uniqueName('mod'));
+    await apis.makeRoomAdmin(roomId, helper.userId);
+    const aliceClient = new MatrixClient(
+      server.url,
+      alice.accessToken,
+      new MemoryStorageProvider(),
+    );
+    const levels = (await aliceClient.getRoomStateEvent(roomId, 'm.room.power_levels', '')) as {
+      users: Record<string, number>;
+    };
+    assert.equal(levels.users[helper.userId], 100);
+  });
+
   it('registration tokens: create, get, list, update, delete', async () => {
     const made = await apis.createRegistrationToken({ uses_allowed: 3 });
     assert.equal(made.uses_allowed, 3);

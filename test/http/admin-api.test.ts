@@ -85,6 +85,7 @@ forEachDatabase('Synapse admin API', (dialect) => {
       ['GET', () => `${A1}/purge_history_status/abc`],
       ['GET', () => `${A1}/rooms/${e(roomId)}/block`],
       ['PUT', () => `${A1}/rooms/${e(roomId)}/block`, { block: true }],
+      ['POST', () => `${A1}/rooms/${e(roomId)}/make_room_admin`, { user_id: '@x:test.local' }],
       ['GET', () => `${A1}/registration_tokens`],
       ['POST', () => `${A1}/registration_tokens/new`, {}],
       ['GET', () => `${A1}/registration_tokens/abc`],
@@ -429,6 +430,53 @@ forEachDatabase('Synapse admin API', (dialect) => {
       );
       assert.equal(none.body.total_rooms, 0);
       expectError(await as(admin).get(`${A1}/rooms?order_by=nope`), 400, 'M_INVALID_PARAM');
+    });
+
+    it('make_room_admin: invites the user and gives them the top local power level', async () => {
+      const carol = await registerUser(server, uniqueName('carol'));
+      const res = await as(admin).send('POST', `${A1}/rooms/${e(roomId)}/make_room_admin`, {
+        user_id: carol.userId,
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const member = await as(alice).get<{ membership: string }>(
+        `${C}/rooms/${e(roomId)}/state/m.room.member/${e(carol.userId)}`,
+      );
+      assert.equal(member.body.membership, 'invite');
+      const levels = await as(alice).get<{ users: Record<string, number> }>(
+        `${C}/rooms/${e(roomId)}/state/m.room.power_levels/`,
+      );
+      assert.equal(levels.body.users[carol.userId], levels.body.users[alice.userId]);
+      assert.equal((await as(carol).send('POST', `${C}/join/${e(roomId)}`, {})).status, 200);
+      assert.equal((await as(carol).send('POST', `${C}/rooms/${e(roomId)}/leave`, {})).status, 200);
+
+      // A room no local member may administer any more.
+      const lone = await as(bob).send<{ room_id: string }>('POST', `${C}/createRoom`, {});
+      await as(bob).send('POST', `${C}/rooms/${e(lone.body.room_id)}/leave`, {});
+      expectError(
+        await as(admin).send('POST', `${A1}/rooms/${e(lone.body.room_id)}/make_room_admin`, {
+          user_id: carol.userId,
+        }),
+        400,
+        'M_UNKNOWN',
+      );
+      const path = `${A1}/rooms/${e(roomId)}/make_room_admin`;
+      expectError(
+        await as(admin).send('POST', `${A1}/rooms/${e('!nope:test.local')}/make_room_admin`, {
+          user_id: carol.userId,
+        }),
+        404,
+        'M_NOT_FOUND',
+      );
+      expectError(
+        await as(admin).send('POST', path, { user_id: '@nobody:test.local' }),
+        404,
+        'M_NOT_FOUND',
+      );
+      expectError(
+        await as(admin).send('POST', path, { user_id: '@x:elsewhere.org' }),
+        400,
+        'M_INVALID_PARAM',
+      );
     });
 
     it('gives details, members and state; 404 for an unknown room', async () => {

@@ -3,6 +3,7 @@
  * https://element-hq.github.io/synapse/latest/admin_api/rooms.html
  */
 import { Type } from 'typebox';
+import { requesterOf } from '../../http/request-context.js';
 import type { RoomOrder } from '../../services/admin/index.js';
 import { RoomParams, roomIdParam } from '../client/params.js';
 import type { RoutePlugin } from '../client/plugin.js';
@@ -66,6 +67,26 @@ export const adminRoomRoutes: RoutePlugin = async (app, { services }) => {
     `${V1}/rooms/:roomId/members`,
     { config: auth, schema: { params: RoomParams } },
     async (request) => rooms.members(roomIdParam(request.params.roomId)),
+  );
+
+  app.post(
+    `${V1}/rooms/:roomId/make_room_admin`,
+    {
+      config: auth,
+      schema: {
+        params: RoomParams,
+        body: Type.Optional(
+          Type.Object({ user_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })) }),
+        ),
+      },
+    },
+    async (request) => {
+      // Without user_id: the requesting admin.
+      const target = request.body?.user_id ?? requesterOf(request).userId;
+      const { userId } = services.admin.users.localUser(target);
+      await services.admin.roomAdmin.makeRoomAdmin(roomIdParam(request.params.roomId), userId);
+      return {};
+    },
   );
 
   app.get(

@@ -6,6 +6,7 @@ import type { TimelineService } from '../timeline.js';
 import type { EventWriter } from '../event-writer.js';
 import type { RoomService } from '../rooms.js';
 import { createRoomPurgeService } from './room-purges.js';
+import { createRoomAdminService } from './room-admin.js';
 import { createRegistrationTokenService } from './registration-tokens.js';
 import { createReportService } from './reports.js';
 import { createAdminRoomService } from './rooms.js';
@@ -27,6 +28,7 @@ export function createAdminServices(
     registrationTokens: createRegistrationTokenService(ctx),
     reports: createReportService(ctx),
     purges: createRoomPurgeService(ctx, deps),
+    roomAdmin: createRoomAdminService(ctx, deps),
   };
 }
 
