@@ -204,6 +204,34 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'HTTP server.' },
     ),
+    retention: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            "Purge rooms' history older than their lifetime (`m.room.retention` `max_lifetime`, or the default below) in the background.",
+        }),
+        default_max_lifetime_seconds: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+          default: null,
+          description: 'Lifetime of rooms without `m.room.retention`; null: kept for ever.',
+        }),
+        allowed_lifetime_min_seconds: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: "A room's own lifetime is raised to at least this.",
+        }),
+        allowed_lifetime_max_seconds: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+          default: null,
+          description: "A room's own lifetime is cut to at most this; null: no bound.",
+        }),
+        purge_interval_seconds: Type.Integer({
+          minimum: 1,
+          default: 3600,
+          description: 'How often every room is visited.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Room retention (docs/admin.md).' },
+    ),
     password_policy: Type.Object(
       {
         minimum_length: Type.Integer({

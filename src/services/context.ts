@@ -4,6 +4,7 @@ import type { PasswordPolicy } from '../core/password-policy.js';
 import type { SigningKey } from '../core/signing.js';
 import type { Storage } from '../storage/index.js';
 import type { CacheStats } from './cache-stats.js';
+import type { RetentionSettings } from './admin/retention.js';
 
 export interface ServiceSettings {
   serverName: string;
@@ -11,6 +12,8 @@ export interface ServiceSettings {
   registrationSharedSecret: string | null;
   /** Registration through `/register` only with a registration token (none: not required). */
   registrationRequiresToken?: boolean;
+  /** Room retention (none: off). */
+  retention?: RetentionSettings;
   /** What new passwords must be like (none: anything). */
   passwordPolicy?: PasswordPolicy;
   /** scrypt cost as log2(N). */

@@ -59,6 +59,8 @@ export interface RoomPurgeStore {
     limit: number,
     keepServer: string | null,
   ): Promise<number>;
+  /** Room IDs after `afterRoomId` in order, at most `limit` (to visit every room). */
+  selectRoomIdsAfter(afterRoomId: string, limit: number): Promise<string[]>;
   /** The stream position of the room's newest event sent before `ts` (0 when none). */
   selectPositionBefore(roomId: string, ts: number): Promise<number>;
 }
@@ -253,6 +255,17 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
       await db.deleteFrom('event_txns').where('event_id', 'in', ids).execute();
       await db.deleteFrom('events').where('event_id', 'in', ids).execute();
       return ids.length;
+    },
+
+    async selectRoomIdsAfter(afterRoomId, limit) {
+      const rows = await db
+        .selectFrom('rooms')
+        .select('room_id')
+        .where('room_id', '>', afterRoomId)
+        .orderBy('room_id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => r.room_id);
     },
 
     async selectPositionBefore(roomId, ts) {

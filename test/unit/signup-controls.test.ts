@@ -1,4 +1,4 @@
-/** The password policy and the validity of registration tokens, as pure rules. */
+/** The password policy, the validity of registration tokens and retention lifetimes, as pure rules. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MatrixError } from '../../src/core/errors.js';
@@ -9,6 +9,7 @@ import {
   type PasswordPolicy,
 } from '../../src/core/password-policy.js';
 import { tokenIsValid } from '../../src/services/admin/registration-tokens.js';
+import { effectiveLifetime, type RetentionSettings } from '../../src/services/admin/retention.js';
 import type { RegistrationTokenRow } from '../../src/storage/index.js';
 
 describe('password policy', () => {
@@ -66,5 +67,27 @@ describe('registration token validity', () => {
   ];
   for (const [name, change, valid] of cases) {
     it(name, () => assert.equal(tokenIsValid({ ...token, ...change }, 1000), valid));
+  }
+});
+
+describe('room retention lifetime', () => {
+  const settings: RetentionSettings = {
+    enabled: true,
+    defaultMaxLifetimeMs: 1000,
+    minLifetimeMs: 100,
+    maxLifetimeMs: 5000,
+    intervalSeconds: 60,
+  };
+  const cases: Array<[string, unknown, Partial<RetentionSettings>, number | null]> = [
+    ['the room has none: the default', undefined, {}, 1000],
+    ["the room's own", 2000, {}, 2000],
+    ['raised to the minimum', 10, {}, 100],
+    ['cut to the maximum', 10_000, {}, 5000],
+    ['no maximum', 10_000, { maxLifetimeMs: null }, 10_000],
+    ['not a number: the default', 'forever', {}, 1000],
+    ['no default and none of its own: kept', undefined, { defaultMaxLifetimeMs: null }, null],
+  ];
+  for (const [name, own, change, expected] of cases) {
+    it(name, () => assert.equal(effectiveLifetime({ ...settings, ...change }, own), expected));
   }
 });

@@ -7,6 +7,7 @@ import type { EventWriter } from '../event-writer.js';
 import type { RoomService } from '../rooms.js';
 import { createRoomPurgeService } from './room-purges.js';
 import { createRoomAdminService } from './room-admin.js';
+import { createRetentionService } from './retention.js';
 import { createRegistrationTokenService } from './registration-tokens.js';
 import { createReportService } from './reports.js';
 import { createAdminRoomService } from './rooms.js';
@@ -29,6 +30,7 @@ export function createAdminServices(
     reports: createReportService(ctx),
     purges: createRoomPurgeService(ctx, deps),
     roomAdmin: createRoomAdminService(ctx, deps),
+    retention: createRetentionService(ctx),
   };
 }
 
