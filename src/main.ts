@@ -69,6 +69,27 @@ export function serviceSettingsOf(
     serverName: config.server_name,
     registrationEnabled: config.registration.enabled,
     registrationSharedSecret: config.registration.shared_secret,
+    registrationRequiresToken: config.registration.requires_token,
+    retention: {
+      enabled: config.retention.enabled,
+      defaultMaxLifetimeMs:
+        config.retention.default_max_lifetime_seconds === null
+          ? null
+          : config.retention.default_max_lifetime_seconds * 1000,
+      minLifetimeMs: config.retention.allowed_lifetime_min_seconds * 1000,
+      maxLifetimeMs:
+        config.retention.allowed_lifetime_max_seconds === null
+          ? null
+          : config.retention.allowed_lifetime_max_seconds * 1000,
+      intervalSeconds: config.retention.purge_interval_seconds,
+    },
+    passwordPolicy: {
+      minimumLength: config.password_policy.minimum_length,
+      requireDigit: config.password_policy.require_digit,
+      requireLowercase: config.password_policy.require_lowercase,
+      requireUppercase: config.password_policy.require_uppercase,
+      requireSymbol: config.password_policy.require_symbol,
+    },
     passwordCostLog2N: config.password_hashing.scrypt_log2_n,
     mutualRooms: {
       batchSize: config.mutual_rooms.batch_size,
@@ -391,6 +412,14 @@ export async function startServer(
   services.profiles.resumePending().catch((err: unknown) => {
     if (!closing) logger.error({ err }, 'resuming profile changes failed');
   });
+  // Room retention: old history purged every purge_interval_seconds (when enabled).
+  services.admin.retention.start((err: unknown) => {
+    if (!closing) logger.error({ err }, 'room retention purge failed');
+  });
+  // Room deletions and history purges a stopped process left unfinished (admin API).
+  services.admin.purges.resumePending().catch((err: unknown) => {
+    if (!closing) logger.error({ err }, 'resuming room purges failed');
+  });
   return {
     app,
     services,
@@ -411,6 +440,9 @@ export async function startServer(
         }
         const stoppingFederation = services.federation?.close();
         const stoppingSenders = services.appservices.stopSending();
+
+        services.admin.purges.stop();
+        services.admin.retention.stop();
         for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
         const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
         let cut = 0;

@@ -102,6 +102,11 @@ export const ConfigSchema = Type.Object(
           description:
             'Enables `/_synapse/admin/v1/register` (nonce + HMAC) and `commons register-user`. Null disables it.',
         }),
+        requires_token: Type.Boolean({
+          default: false,
+          description:
+            'Registration through `/register` only with a registration token (the `m.login.registration_token` stage; tokens are made with the admin API). Shared-secret registration and the admin API still create accounts.',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'Account creation.' },
     ),
@@ -251,6 +256,63 @@ export const ConfigSchema = Type.Object(
         }),
       },
       { additionalProperties: false, default: {}, description: 'HTTP server.' },
+    ),
+    retention: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            "Purge rooms' history older than their lifetime (`m.room.retention` `max_lifetime`, or the default below) in the background.",
+        }),
+        default_max_lifetime_seconds: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+          default: null,
+          description: 'Lifetime of rooms without `m.room.retention`; null: kept for ever.',
+        }),
+        allowed_lifetime_min_seconds: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: "A room's own lifetime is raised to at least this.",
+        }),
+        allowed_lifetime_max_seconds: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+          default: null,
+          description: "A room's own lifetime is cut to at most this; null: no bound.",
+        }),
+        purge_interval_seconds: Type.Integer({
+          minimum: 1,
+          default: 3600,
+          description: 'How often every room is visited.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Room retention (docs/admin.md).' },
+    ),
+    password_policy: Type.Object(
+      {
+        minimum_length: Type.Integer({
+          minimum: 0,
+          maximum: 512,
+          default: 0,
+          description: 'Shortest new password, in characters (0: any length).',
+        }),
+        require_digit: Type.Boolean({ default: false, description: 'New passwords need a digit.' }),
+        require_lowercase: Type.Boolean({
+          default: false,
+          description: 'New passwords need a lowercase letter.',
+        }),
+        require_uppercase: Type.Boolean({
+          default: false,
+          description: 'New passwords need an uppercase letter.',
+        }),
+        require_symbol: Type.Boolean({
+          default: false,
+          description: 'New passwords need a character that is neither a letter nor a digit.',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description:
+          'What new passwords must be like (registration, password changes, the admin API); a refusal is 400 M_WEAK_PASSWORD.',
+      },
     ),
     password_hashing: Type.Object(
       {

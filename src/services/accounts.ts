@@ -6,6 +6,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MatrixError, forbidden } from '../core/errors.js';
 import { MAX_IDENTIFIER_BYTES, isValidNewLocalpart, makeUserId } from '../core/identifiers.js';
 import { hashPassword } from '../core/password-hash.js';
+import { assertPasswordAllowed, NO_PASSWORD_POLICY } from '../core/password-policy.js';
 import { newAccessToken, hashAccessToken, newDeviceId, randomString } from '../core/secrets.js';
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
@@ -13,6 +14,8 @@ import { forgetDevices } from './device-keys.js';
 import { checkPassword, userIdFromLogin } from './credentials.js';
 import type { UiaService } from './uia.js';
 import { assertNotExclusive } from './appservice/acting.js';
+
+import { tokenIsValid } from './admin/registration-tokens.js';
 
 export interface RegisterRequest {
   auth?: unknown;
@@ -138,16 +141,35 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
       const localpart =
         request.username ?? `u${randomString(11, 'abcdefghijklmnopqrstuvwxyz0123456789')}`;
       const userId = await assertAvailable(localpart);
+      if (request.password !== undefined) assertPasswordAllowed(policyOf(ctx), request.password);
+      const requiresToken = ctx.settings.registrationRequiresToken === true;
       await uia.authenticate({
         auth: request.auth,
         purpose: 'register',
-        flows: [['m.login.dummy']],
-        stages: { 'm.login.dummy': async () => null },
+        flows: requiresToken ? [[REGISTRATION_TOKEN]] : [['m.login.dummy']],
+        stages: {
+          'm.login.dummy': async () => null,
+          [REGISTRATION_TOKEN]: async (auth) =>
+            typeof auth.token === 'string' &&
+            (await registrationTokenValid(ctx.storage.stores, auth.token, ctx.now()))
+              ? null
+              : 'Invalid registration token',
+        },
       });
+      // The token of the request that completed the flow (the flow's one stage).
+      const auth = request.auth as Record<string, unknown>;
+      const token =
+        requiresToken && auth.type === REGISTRATION_TOKEN && typeof auth.token === 'string'
+          ? auth.token
+          : null;
       const passwordHash =
         request.password === undefined ? null : await hashPassword(request.password, costOf(ctx));
-      return ctx.storage.tx('registerUser', (stores) =>
-        createAccount(
+      return ctx.storage.tx('registerUser', async (stores) => {
+        // Counted with the account, so that no more accounts than allowed are made with it.
+        if (token !== null && !(await stores.admin.updateTokenCompleted(token, ctx.now()))) {
+          throw forbidden('The registration token is no longer valid');
+        }
+        return createAccount(
           stores,
           { userId, localpart, passwordHash, isAdmin: false, displayname: localpart },
           request.inhibitLogin
@@ -157,8 +179,8 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
                 displayName: request.initialDeviceDisplayName,
                 ip: request.ip,
               },
-        ),
-      );
+        );
+      });
     },
 
     /** A nonce for shared-secret registration, valid for one use within a minute. */
@@ -216,6 +238,7 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
         flows: [['m.login.password']],
         stages: { 'm.login.password': passwordStage(requester.userId) },
       });
+      assertPasswordAllowed(policyOf(ctx), request.newPassword);
       const passwordHash = await hashPassword(request.newPassword, costOf(ctx));
       await ctx.storage.tx('changePassword', async (stores) => {
         await stores.accounts.updatePasswordHash(requester.userId, passwordHash);
@@ -229,6 +252,21 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
       });
     },
   };
+}
+
+const policyOf = (ctx: ServiceContext) => ctx.settings.passwordPolicy ?? NO_PASSWORD_POLICY;
+
+/** The UIA stage of registration tokens (spec v1.2). */
+export const REGISTRATION_TOKEN = 'm.login.registration_token';
+
+/** Whether `token` may be used to register at `now` (expiry and uses left). */
+export async function registrationTokenValid(
+  stores: Stores,
+  token: string,
+  now: number,
+): Promise<boolean> {
+  const row = await stores.admin.selectRegistrationToken(token);
+  return row !== undefined && tokenIsValid(row, now);
 }
 
 const costOf = (ctx: ServiceContext) => ({ log2N: ctx.settings.passwordCostLog2N, r: 8, p: 1 });

@@ -1,17 +1,25 @@
 /** What every service is built from: configuration, storage and a clock. */
 import type { AppServiceRegistration } from '../core/appservice.js';
 import type { RoomVersionId } from '../core/pdu.js';
+import type { PasswordPolicy } from '../core/password-policy.js';
 import type { SigningKey } from '../core/signing.js';
 import type { MediaFileStore, Storage } from '../storage/index.js';
 import type { MediaSettings } from './media/index.js';
 import type { OldVerifyKey } from '../core/server-keys.js';
 import type { DiscoveryResolver } from '../core/server-discovery.js';
 import type { CacheStats } from './cache-stats.js';
+import type { RetentionSettings } from './admin/retention.js';
 
 export interface ServiceSettings {
   serverName: string;
   registrationEnabled: boolean;
   registrationSharedSecret: string | null;
+  /** Registration through `/register` only with a registration token (none: not required). */
+  registrationRequiresToken?: boolean;
+  /** Room retention (none: off). */
+  retention?: RetentionSettings;
+  /** What new passwords must be like (none: anything). */
+  passwordPolicy?: PasswordPolicy;
   /** scrypt cost as log2(N). */
   passwordCostLog2N: number;
   mutualRooms: MutualRoomsSettings;

@@ -138,6 +138,9 @@ export function createDeactivationService(
       await deactivateUser(parsed.userId, erase);
     },
 
+    /** Deactivates a local user named by an already checked ID (the admin API's users). */
+    deactivateLocal: deactivateUser,
+
     /**
      * Finishes the deactivations a stopped process left pending; resolves with how many were
      * finished. Errors are the caller's to log.

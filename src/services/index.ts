@@ -36,6 +36,7 @@ import { createUserDirectoryService } from './user-directory.js';
 import { createRelationAggregator, createRelationService } from './relations.js';
 import { createSearchService } from './search.js';
 import { createNotificationService } from './push/notifications.js';
+import { createAdminServices } from './admin/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -82,6 +83,7 @@ export function createServices(ctx: ServiceContext) {
     deviceKeys,
     unread: notifications,
   };
+  const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
   return {
     /** Application services (bridges): acting as their users, their transaction queues. */
     appservices,
@@ -109,11 +111,12 @@ export function createServices(ctx: ServiceContext) {
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,
     accounts,
-    deactivation: createDeactivationService(ctx, uia, accounts, writer, rooms),
+    deactivation,
     sessions: createSessionService(ctx, accounts),
     devices: createDeviceService(ctx, uia, accounts),
     profiles,
     federation,
+    admin: createAdminServices(ctx, { profiles, deactivation, timeline, writer, rooms }),
     health: createHealthService(ctx),
     media: createMediaService(ctx),
     keyBackup: createKeyBackupService(ctx),

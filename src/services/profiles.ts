@@ -73,6 +73,20 @@ export function createProfileService(ctx: ServiceContext, membership: Membership
       );
     },
 
+    /** An admin's change of any local user's profile (Synapse's PUT /v2/users/{userId}). */
+    async setByAdmin(
+      userId: string,
+      profile: { displayname?: string | null; avatarUrl?: string | null },
+    ): Promise<void> {
+      if (profile.displayname === undefined && profile.avatarUrl === undefined) return;
+      await change('adminSetProfile', userId, async (stores) => {
+        if (profile.displayname !== undefined)
+          await stores.accounts.updateDisplayname(userId, profile.displayname);
+        if (profile.avatarUrl !== undefined)
+          await stores.accounts.updateAvatarUrl(userId, profile.avatarUrl);
+      });
+    },
+
     /**
      * Finishes every profile change a process left part-way (at start-up). Safe beside other
      * processes doing the same and beside new changes: each room is checked in its own

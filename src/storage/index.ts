@@ -34,6 +34,9 @@ export type { SearchStore, SearchQuery, SearchHit } from './search-store.js';
 export type { PushStore, PushActionRow, UnreadCount, ReadMark } from './push-store.js';
 import { searchStore, type SearchStore } from './search-store.js';
 import { pushStore, type PushStore } from './push-store.js';
+
+import { adminStore, type AdminStore } from './admin-store.js';
+import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
 import {
   announcer,
   streamStore,
@@ -77,6 +80,9 @@ export interface Stores {
   readonly relations: RelationStore;
   readonly search: SearchStore;
   readonly push: PushStore;
+
+  readonly admin: AdminStore;
+  readonly roomPurges: RoomPurgeStore;
 }
 
 export interface Storage {
@@ -134,6 +140,9 @@ export function storesFor(
     relations: relationStore(db),
     search: searchStore(db, dialect),
     push: pushStore(db),
+
+    admin: adminStore(db, dialect, announce),
+    roomPurges: roomPurgeStore(db),
   };
 }
 
@@ -247,3 +256,18 @@ export type {
 } from './cross-signing-store.js';
 export type { KeyBackupStore, BackupVersionRow, BackupKeyRow } from './key-backup-store.js';
 export type { UserDirectoryStore, DirectoryUserRow } from './user-directory-store.js';
+
+export type {
+  AdminStore,
+  AdminUserRow,
+  AdminRoomRow,
+  UserQuery,
+  RoomQuery,
+  UserOrder,
+  RoomOrder,
+  SortDirection,
+  RegistrationTokenRow,
+  ContentReportRow,
+  ReportQuery,
+} from './admin-store.js';
+export type { RoomPurgeStore, PurgeRow, PurgeKind, PurgeStatus } from './room-purge-store.js';

@@ -406,6 +406,49 @@ export interface UserDirectoryPublicRoomsTable {
   room_id: string;
 }
 
+/** A registration token (migration 0060). */
+export interface RegistrationTokensTable {
+  token: string;
+  /** null: unlimited. */
+  uses_allowed: number | null;
+  pending: number;
+  completed: number;
+  /** Milliseconds since the epoch; null: never expires. */
+  expiry_time: number | null;
+}
+
+/** A client's report of an event, a room or a user (migration 0060). */
+export interface ContentReportsTable {
+  id: number;
+  received_ts: number;
+  reporter: string;
+  room_id: string | null;
+  event_id: string | null;
+  target_user_id: string | null;
+  reason: string | null;
+  score: number | null;
+}
+
+/** A room deletion or history purge of the admin API (migration 0061). */
+export interface RoomPurgesTable {
+  purge_id: string;
+  kind: string;
+  room_id: string;
+  requester: string;
+  params: string;
+  status: string;
+  error: string | null;
+  result: string | null;
+  created_ts: number;
+}
+
+/** A room no one may join (migration 0061). */
+export interface BlockedRoomsTable {
+  room_id: string;
+  blocked_by: string;
+  blocked_ts: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -461,6 +504,10 @@ export interface Database {
   event_threads: EventThreadsTable;
   event_search: EventSearchTable;
   event_push_actions: EventPushActionsTable;
+  registration_tokens: RegistrationTokensTable;
+  content_reports: ContentReportsTable;
+  room_purges: RoomPurgesTable;
+  blocked_rooms: BlockedRoomsTable;
 }
 
 /** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */

@@ -49,7 +49,11 @@ describe('config defaults', () => {
     assert.equal(config.server_name, 'localhost');
     assert.equal(config.public_baseurl, null);
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8008 });
-    assert.deepEqual(config.registration, { enabled: true, shared_secret: null });
+    assert.deepEqual(config.registration, {
+      enabled: true,
+      shared_secret: null,
+      requires_token: false,
+    });
     assert.equal(config.database.pool_size, 10);
     assert.equal(config.rate_limits.enabled, true);
     assert.deepEqual(config.rate_limits.classes.login, { per_second: 0.2, burst: 5 });
@@ -115,6 +119,7 @@ describe('config file', () => {
     assert.deepEqual(config.registration, {
       enabled: false,
       shared_secret: 'a-long-enough-shared-secret',
+      requires_token: false,
     });
     assert.equal(config.log.level, 'debug');
     // One key of one class changes; the rest of that class and the other classes keep defaults.

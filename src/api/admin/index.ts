@@ -1,14 +1,21 @@
 /**
- * Synapse-compatible shared-secret registration, so existing tooling
- * (register_new_matrix_user, bridges' setup scripts) can create users, and deactivation.
+ * Synapse's admin API (`/_synapse/admin/…`), so that its tools (synapse-admin, Draupnir,
+ * register_new_matrix_user, bridges' setup scripts) work unchanged: shared-secret registration
+ * and the server version for anyone, the rest for server admins only (docs/admin.md).
  * https://element-hq.github.io/synapse/latest/admin_api/register_api.html
- * https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#deactivate-account
  */
 import { Type } from 'typebox';
-import { requesterOf } from '../../http/request-context.js';
+import { VERSION } from '../../version.js';
 import type { RoutePlugin } from '../client/plugin.js';
+import { adminOnly } from './gate.js';
+import { adminRegistrationTokenRoutes } from './registration-tokens.js';
+import { adminReportRoutes } from './reports.js';
+import { adminRoomRoutes } from './rooms.js';
+import { adminRoomPurgeRoutes } from './room-purges.js';
+import { adminUserRoutes } from './users.js';
 
-export const adminRoutes: RoutePlugin = async (app, { services, config }) => {
+export const adminRoutes: RoutePlugin = async (app, options) => {
+  const { services, config } = options;
   app.get('/_synapse/admin/v1/register', { config: { rateLimit: 'registration' } }, async () => ({
     nonce: await services.accounts.newAdminNonce(),
   }));
@@ -49,23 +56,15 @@ export const adminRoutes: RoutePlugin = async (app, { services, config }) => {
     },
   );
 
-  app.post(
-    '/_synapse/admin/v1/deactivate/:userId',
-    {
-      config: { auth: 'required' },
-      schema: {
-        params: Type.Object({ userId: Type.String() }),
-        // Synapse's tools send no body at all as often as `{}`.
-        body: Type.Optional(Type.Object({ erase: Type.Optional(Type.Boolean()) })),
-      },
-    },
-    async (request) => {
-      await services.deactivation.adminDeactivate(
-        requesterOf(request),
-        request.params.userId,
-        request.body?.erase ?? false,
-      );
-      return { id_server_unbind_result: 'success' };
-    },
-  );
+  app.get('/_synapse/admin/v1/server_version', async () => ({ server_version: VERSION }));
+
+  // Everything else: server admins only, each request logged with who made it.
+  await app.register(async (scoped) => {
+    adminOnly(scoped);
+    await scoped.register(adminUserRoutes, options);
+    await scoped.register(adminRoomRoutes, options);
+    await scoped.register(adminRoomPurgeRoutes, options);
+    await scoped.register(adminRegistrationTokenRoutes, options);
+    await scoped.register(adminReportRoutes, options);
+  });
 };

@@ -30,6 +30,9 @@ import { relationRoutes } from './relations.js';
 import { searchRoutes } from './search.js';
 import { notificationRoutes } from './notifications.js';
 
+import { reportRoutes } from './reports.js';
+import { registrationTokenValidityRoutes } from './registration-token-validity.js';
+
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
   loginRoutes,
@@ -57,6 +60,8 @@ const v3Modules: RoutePlugin[] = [
 
   searchRoutes,
   notificationRoutes,
+
+  reportRoutes,
 ];
 
 export const clientRoutes: RoutePlugin = async (app, options) => {
@@ -64,6 +69,8 @@ export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(mutualRoomsRoutes, options);
   await app.register(roomListingRoutes, options);
   await app.register(relationRoutes, options);
+
+  await app.register(registrationTokenValidityRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

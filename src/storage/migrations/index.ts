@@ -30,6 +30,9 @@ import * as m0050 from './0050-event-relations.js';
 import * as m0051 from './0051-event-search.js';
 import * as m0052 from './0052-event-push-actions.js';
 
+import * as m0060 from './0060-admin.js';
+import * as m0061 from './0061-room-purges.js';
+
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
   '0002-rooms': m0002,
@@ -56,6 +59,9 @@ const migrations: Record<string, Migration> = {
   '0050-event-relations': m0050,
   '0051-event-search': m0051,
   '0052-event-push-actions': m0052,
+
+  '0060-admin': m0060,
+  '0061-room-purges': m0061,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
