@@ -26,6 +26,9 @@ import { createDeviceKeyService } from './device-keys.js';
 import { createToDeviceService } from './to-device.js';
 import { createDeactivationService } from './deactivation.js';
 import { createHealthService } from './health.js';
+import { createSlidingSyncService } from './sliding-sync/index.js';
+import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
+import { createRoomSummaryService } from './room-summary.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -43,6 +46,7 @@ export function createServices(ctx: ServiceContext) {
   const toDevice = createToDeviceService(ctx);
   // What /sync gathers besides room events.
   const sources: SyncSources = { accountData, presence, receipts, typing, toDevice, deviceKeys };
+  writer.addDeriver(deriveRoomListMeta);
   return {
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
@@ -56,6 +60,8 @@ export function createServices(ctx: ServiceContext) {
     toDevice,
     filters: createFilterService(ctx),
     sync: createSyncService(ctx, timeline, notifier, sources),
+    slidingSync: createSlidingSyncService(ctx, timeline, notifier, sources),
+    roomSummary: createRoomSummaryService(ctx),
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),

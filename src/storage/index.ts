@@ -20,6 +20,7 @@ import { receiptStore, type ReceiptStore } from './receipt-store.js';
 import { deviceKeyStore, type DeviceKeyStore } from './device-key-store.js';
 import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
+import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import {
   announcer,
   streamStore,
@@ -51,6 +52,7 @@ export interface Stores {
   readonly deviceKeys: DeviceKeyStore;
   readonly toDevice: ToDeviceStore;
   readonly profileUpdates: ProfileUpdateStore;
+  readonly slidingSync: SlidingSyncStore;
 }
 
 export interface Storage {
@@ -96,6 +98,7 @@ export function storesFor(
     deviceKeys: deviceKeyStore(db),
     toDevice: toDeviceStore(db),
     profileUpdates: profileUpdateStore(db),
+    slidingSync: slidingSyncStore(db),
   };
 }
 
@@ -183,3 +186,9 @@ export type {
 } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';
+export type {
+  SlidingSyncStore,
+  RoomListEntry,
+  ConnectionRow,
+  SentRoom,
+} from './sliding-sync-store.js';

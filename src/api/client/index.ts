@@ -22,6 +22,8 @@ import { typingRoutes } from './typing.js';
 import { receiptRoutes } from './receipts.js';
 import { keyRoutes } from './keys.js';
 import { toDeviceRoutes } from './to-device.js';
+import { slidingSyncRoutes } from './sliding-sync.js';
+import { roomSummaryRoutes } from './room-summary.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -50,6 +52,8 @@ export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(versionRoutes, options);
   await app.register(mutualRoomsRoutes, options);
   await app.register(roomListingRoutes, options);
+  await app.register(slidingSyncRoutes, options);
+  await app.register(roomSummaryRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

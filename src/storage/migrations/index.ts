@@ -16,6 +16,7 @@ import * as m0009 from './0009-joined-profiles-index.js';
 import * as m0010 from './0010-pending-deactivations.js';
 import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
+import * as m0070 from './0070-sliding-sync.js';
 
 const migrations: Record<string, Migration> = {
   '0001-accounts': m0001,
@@ -30,6 +31,7 @@ const migrations: Record<string, Migration> = {
   '0010-pending-deactivations': m0010,
   '0011-profile-room-updates': m0011,
   '0012-server-metadata': m0012,
+  '0070-sliding-sync': m0070,
 };
 
 export async function migrateToLatest(db: Kysely<unknown>): Promise<void> {
