@@ -218,8 +218,7 @@ export function createSlidingSyncService(
             remaining,
             options.signal,
           );
-          if (options.signal?.aborted) return answer(result, upTo, false);
-          if (changed) continue;
+          if (changed && options.signal?.aborted !== true) continue;
         }
         return answer(result, upTo, true);
       }
@@ -240,7 +239,8 @@ export function createSlidingSyncService(
           listCounts: JSON.stringify(counts),
           lastUsedTs: ctx.now(),
         };
-        if (commit)
+        // A client gone before its answer: nothing of it is written (its pos is still good).
+        if (commit && options.signal?.aborted !== true)
           await ctx.storage.tx('slidingSyncCommit', async (tx) => {
             if (begin.connection === null) {
               await tx.slidingSync.deleteConnectionsUnusedSince(ctx.now() - CONNECTION_TTL_MS);

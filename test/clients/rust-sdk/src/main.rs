@@ -69,7 +69,7 @@ async fn run(service: &RoomListService, room_id: &OwnedRoomId, message: &str) ->
     controller.set_filter(Box::new(new_filter_non_left()));
     pin_mut!(entries);
     let mut rooms: Vector<RoomListItem> = Vector::new();
-    while !rooms.iter().any(|room| room.room_id() == room_id) {
+    while !rooms.iter().any(|room| room.room_id() == &**room_id) {
         let diffs = entries.next().await.ok_or_else(|| anyhow!("room list ended"))?;
         for diff in diffs {
             diff.apply(&mut rooms);
@@ -81,7 +81,7 @@ async fn run(service: &RoomListService, room_id: &OwnedRoomId, message: &str) ->
     }
 
     // Open the room: subscribe to it, read its members, send a message.
-    service.subscribe_to_rooms(&[room_id.as_ref()]).await;
+    service.subscribe_to_rooms(&[&**room_id]).await;
     let room = service.room(room_id)?;
     for member in room.members(RoomMemberships::JOIN).await? {
         println!("MEMBER {}", member.user_id());
