@@ -459,6 +459,100 @@ forEachDatabase('sliding sync (MSC4186)', (dialect) => {
     });
   });
 
+  describe('more room fields', () => {
+    let alice: TestUser;
+    let bob: TestUser;
+    let carol: TestUser;
+    before(async () => {
+      alice = await registerUser(server);
+      bob = await registerUser(server);
+      carol = await registerUser(server);
+      const named = await server.request('PUT', `${V3}/profile/${r(bob.userId)}/displayname`, {
+        token: bob.accessToken,
+        body: { displayname: 'Bob B' },
+      });
+      assert.equal(named.status, 200);
+    });
+
+    it('avatar, invited_count, is_dm on the room, heroes with their display names', async () => {
+      const roomId = await createRoom(alice, { invite: [carol.userId] });
+      await join(bob, roomId);
+      await putState(alice, roomId, 'm.room.avatar', '', { url: 'mxc://test.local/abc' });
+      const direct = await server.request(
+        'PUT',
+        `${V3}/user/${r(alice.userId)}/account_data/m.direct`,
+        { token: alice.accessToken, body: { [bob.userId]: [roomId] } },
+      );
+      assert.equal(direct.status, 200);
+      const answer = await slide(alice, {
+        room_subscriptions: { [roomId]: { timeline_limit: 0 } },
+      });
+      const room = answer.rooms[roomId]!;
+      assert.equal((room as { avatar?: string }).avatar, 'mxc://test.local/abc');
+      assert.equal(room.joined_count, 2);
+      assert.equal(room.invited_count, 1);
+      assert.equal(room.is_dm, true);
+      assert.deepEqual(room.timeline ?? [], [], 'timeline_limit 0: no events');
+      assert.deepEqual(
+        room.heroes?.map((h) => h.user_id),
+        [bob.userId, carol.userId],
+      );
+      assert.equal(room.heroes?.[0]?.displayname, 'Bob B');
+    });
+
+    it('a room left since the last answer comes with the leave, then leaves the list', async () => {
+      const roomId = await createRoom(bob, { name: 'to leave' });
+      await join(alice, roomId);
+      const body = { conn_id: 'leave', lists: { all: list({ ranges: [[0, 50]] }) } };
+      const first = await slide(alice, body);
+      assert.ok(roomId in first.rooms);
+      const left = await server.request('POST', `${V3}/rooms/${r(roomId)}/leave`, {
+        token: alice.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      const next = await slide(alice, body, { pos: first.pos });
+      const timeline = next.rooms[roomId]?.timeline ?? [];
+      assert.ok(
+        timeline.some(
+          (e) =>
+            e.type === 'm.room.member' &&
+            e.state_key === alice.userId &&
+            e.content.membership === 'leave',
+        ),
+        JSON.stringify(next.rooms[roomId]),
+      );
+      const fresh = await slide(alice, { lists: { all: list({ ranges: [[0, 50]] }) } });
+      assert.ok(!(roomId in fresh.rooms), 'a new connection does not list it');
+    });
+
+    it('a gap in an incremental timeline brings the required state that changed in it', async () => {
+      const roomId = await createRoom(alice, { name: 'before' });
+      const body = {
+        conn_id: 'gap',
+        room_subscriptions: {
+          [roomId]: { timeline_limit: 2, required_state: [['m.room.name', '']] },
+        },
+      };
+      const first = await slide(alice, body);
+      assert.deepEqual(
+        first.rooms[roomId]?.required_state?.map((e) => e.content.name),
+        ['before'],
+      );
+      await putState(alice, roomId, 'm.room.name', '', { name: 'after' });
+      for (let i = 0; i < 3; i++) await send(alice, roomId, `filler ${i}`);
+      const next = await slide(alice, body, { pos: first.pos });
+      const room = next.rooms[roomId]!;
+      assert.equal(room.limited, true);
+      assert.equal(room.name, 'after');
+      assert.deepEqual(
+        room.required_state?.map((e) => e.content.name),
+        ['after'],
+      );
+      assert.equal(room.num_live, 2);
+    });
+  });
+
   describe('extensions', () => {
     let alice: TestUser;
     let bob: TestUser;

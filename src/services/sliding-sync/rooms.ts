@@ -170,7 +170,12 @@ export async function buildRooms(
     const limit = limitOf(plan);
     const newestFirst = latest.get(plan.room.roomId) ?? [];
     const canSee = visible.get(plan.room.roomId);
-    const seen = canSee ? newestFirst.filter((r) => canSee(r.streamOrdering)) : newestFirst;
+    // The user's own membership event is theirs to see (a leave, after which nothing is).
+    const seen = canSee
+      ? newestFirst.filter(
+          (r) => r.streamOrdering === plan.room.membershipPosition || canSee(r.streamOrdering),
+        )
+      : newestFirst;
     const rows = seen.slice(0, limit).reverse();
     timelines.set(plan.room.roomId, {
       rows,
