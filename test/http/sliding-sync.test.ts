@@ -713,6 +713,15 @@ forEachDatabase('sliding sync (MSC4186)', (dialect) => {
     before(async () => {
       alice = await registerUser(server);
     });
+    it('ignores fields and extensions it does not know (clients send older and newer ones)', async () => {
+      const answer = await slide(alice, {
+        unsubscribe_rooms: [],
+        lists: { a: { ranges: [[0, 1]], sort: ['by_recency'], filters: { room_name_like: 'x' } } },
+        extensions: { 'io.element.msc4308.thread_subscriptions': { enabled: true, limit: 10 } },
+      });
+      assert.deepEqual(answer.lists, { a: { count: 0 } });
+    });
+
     it('refuses bad input with Matrix errors', async () => {
       expectError(await server.request('POST', SS, { body: {} }), 401, 'M_MISSING_TOKEN');
       expectError(
