@@ -37,6 +37,9 @@ import { createRelationAggregator, createRelationService } from './relations.js'
 import { createSearchService } from './search.js';
 import { createNotificationService } from './push/notifications.js';
 import { createAdminServices } from './admin/index.js';
+import { createSlidingSyncService } from './sliding-sync/index.js';
+import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
+import { createRoomSummaryService } from './room-summary.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -84,6 +87,7 @@ export function createServices(ctx: ServiceContext) {
     unread: notifications,
   };
   const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
+  writer.addDeriver(deriveRoomListMeta);
   return {
     /** Application services (bridges): acting as their users, their transaction queues. */
     appservices,
@@ -99,6 +103,8 @@ export function createServices(ctx: ServiceContext) {
     toDevice,
     filters: createFilterService(ctx),
     sync: createSyncService(ctx, timeline, notifier, sources),
+    slidingSync: createSlidingSyncService(ctx, timeline, notifier, sources),
+    roomSummary: createRoomSummaryService(ctx),
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),

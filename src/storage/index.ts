@@ -37,6 +37,7 @@ import { pushStore, type PushStore } from './push-store.js';
 
 import { adminStore, type AdminStore } from './admin-store.js';
 import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
+import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import {
   announcer,
   streamStore,
@@ -83,6 +84,7 @@ export interface Stores {
 
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
+  readonly slidingSync: SlidingSyncStore;
 }
 
 export interface Storage {
@@ -143,6 +145,7 @@ export function storesFor(
 
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),
+    slidingSync: slidingSyncStore(db),
   };
 }
 
@@ -271,3 +274,9 @@ export type {
   ReportQuery,
 } from './admin-store.js';
 export type { RoomPurgeStore, PurgeRow, PurgeKind, PurgeStatus } from './room-purge-store.js';
+export type {
+  SlidingSyncStore,
+  RoomListEntry,
+  ConnectionRow,
+  SentRoom,
+} from './sliding-sync-store.js';

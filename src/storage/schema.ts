@@ -449,6 +449,45 @@ export interface BlockedRoomsTable {
   blocked_ts: number;
 }
 
+/** Per room, what orders and filters room lists (sliding sync). */
+export interface RoomListMetaTable {
+  room_id: string;
+  /** Stream position of the latest event of a type that bumps the room. */
+  bump_stamp: number;
+  room_type: string | null;
+  encrypted: number;
+}
+
+/** A sliding sync connection of a device (`conn_id`), at its latest position. */
+export interface SlidingSyncConnectionsTable {
+  user_id: string;
+  device_id: string;
+  conn_id: string;
+  connection_id: string;
+  pos: number;
+  stream_position: number;
+  prev_stream_position: number | null;
+  /** The lists' counts last sent, as JSON. */
+  list_counts: string;
+  last_used_ts: number;
+}
+
+/** A room a connection has been sent, up to which stream position, in which response. */
+export interface SlidingSyncRoomsTable {
+  connection_id: string;
+  room_id: string;
+  sent_position: number;
+  pos: number;
+}
+
+/** A member event a connection has been sent (lazy loading), in which response. */
+export interface SlidingSyncMembersTable {
+  connection_id: string;
+  room_id: string;
+  user_id: string;
+  pos: number;
+}
+
 export interface Database {
   users: UsersTable;
   profiles: ProfilesTable;
@@ -508,6 +547,10 @@ export interface Database {
   content_reports: ContentReportsTable;
   room_purges: RoomPurgesTable;
   blocked_rooms: BlockedRoomsTable;
+  room_list_meta: RoomListMetaTable;
+  sliding_sync_connections: SlidingSyncConnectionsTable;
+  sliding_sync_rooms: SlidingSyncRoomsTable;
+  sliding_sync_members: SlidingSyncMembersTable;
 }
 
 /** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */

@@ -7,6 +7,7 @@
  * CI sets each requirement's `COMMONS_TEST_REQUIRE_…` variable, so there a missing one fails the
  * run instead of being skipped silently.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,7 +70,44 @@ export const SYNAPSE: Requirement = {
   },
 };
 
-export const REQUIREMENTS: readonly Requirement[] = [MATRIX_SPEC, CHROMIUM, SYNAPSE];
+/** The matrix-rust-sdk program (test/clients/rust-sdk), built once into this gitignored cache. */
+export const RUST_SDK_DIR = path.join(REPO_ROOT, 'test', 'clients', 'rust-sdk');
+export const RUST_SDK_TARGET = path.resolve(
+  REPO_ROOT,
+  process.env.COMMONS_TEST_RUST_SDK_TARGET ?? '.cache/rust-sdk',
+);
+export const RUST_SDK_BINARY = path.join(RUST_SDK_TARGET, 'release', 'commons-rust-sdk-check');
+
+/** Whether crates.io's index answers (a child process, so that the check stays synchronous). */
+function cratesIoProblem(): string | null {
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      "fetch('https://index.crates.io/config.json', { signal: AbortSignal.timeout(10000) })" +
+        '.then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))',
+    ],
+    { timeout: 15_000 },
+  );
+  return probe.status === 0 ? null : 'crates.io is unreachable (the first build downloads crates)';
+}
+
+let rustSdkProblem: string | null | undefined;
+
+export const RUST_SDK: Requirement = {
+  suites: 'matrix-rust-sdk, Element X’s engine (test/clients/rust-sdk.test.ts)',
+  requireVariable: 'COMMONS_TEST_REQUIRE_RUST_SDK',
+  missing: () => {
+    if (rustSdkProblem !== undefined) return rustSdkProblem;
+    if (existsSync(RUST_SDK_BINARY)) rustSdkProblem = null;
+    else if (spawnSync('cargo', ['--version']).status !== 0)
+      rustSdkProblem = 'cargo not found (install Rust: https://rustup.rs)';
+    else rustSdkProblem = cratesIoProblem();
+    return rustSdkProblem;
+  },
+};
+
+export const REQUIREMENTS: readonly Requirement[] = [MATRIX_SPEC, CHROMIUM, SYNAPSE, RUST_SDK];
 
 export const isRequired = (requirement: Requirement): boolean =>
   process.env[requirement.requireVariable] === '1';

@@ -32,6 +32,8 @@ import { notificationRoutes } from './notifications.js';
 
 import { reportRoutes } from './reports.js';
 import { registrationTokenValidityRoutes } from './registration-token-validity.js';
+import { slidingSyncRoutes } from './sliding-sync.js';
+import { roomSummaryRoutes } from './room-summary.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -71,6 +73,8 @@ export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(relationRoutes, options);
 
   await app.register(registrationTokenValidityRoutes, options);
+  await app.register(slidingSyncRoutes, options);
+  await app.register(roomSummaryRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

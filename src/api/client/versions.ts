@@ -25,7 +25,7 @@ export const SUPPORTED_VERSIONS = [
   'v1.19',
 ];
 
-/** Unstable features: MSC2666 under every name clients in use check, and MSC2895. */
+/** Unstable features: MSC2666 under every name clients in use check, MSC2895, MSC4186, MSC3266. */
 export function unstableFeatures(options: {
   mutualRoomsMultiUser: boolean;
 }): Record<string, boolean> {
@@ -36,6 +36,9 @@ export function unstableFeatures(options: {
     'uk.half-shot.msc2666.query_mutual_rooms.stable': true,
     'org.commons.msc2666.multi_user': options.mutualRoomsMultiUser,
     'org.matrix.msc2895': true,
+    // Simplified sliding sync (MSC4186) and the room summary (MSC3266).
+    'org.matrix.simplified_msc3575': true,
+    'im.nheko.summary': true,
   };
 }
 

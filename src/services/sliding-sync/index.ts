@@ -1,0 +1,280 @@
+/**
+ * Simplified sliding sync (MSC4186, `org.matrix.simplified_msc3575`): the lists of a user's
+ * rooms by recency, windows of them and room subscriptions with their required state and
+ * timelines, and the extensions (to-device, e2ee, account data, receipts, typing), over a
+ * connection whose state (what each room was sent up to, the lazy members sent) is stored.
+ * A long-poll waits on the same notifier as /sync.
+ *
+ * Cost: the list is one read of the user's memberships with each room's list metadata
+ * (`room_list_meta`, kept with each event); every other read is for the rooms of the
+ * windows and subscriptions only.
+ */
+import type { JsonObject } from '../../core/pdu.js';
+import { randomString } from '../../core/secrets.js';
+import {
+  formatPos,
+  indexesInRanges,
+  mergeConfigs,
+  parsePos,
+  unknownPos,
+  type RoomConfig,
+  type SlidingSyncRequest,
+} from '../../core/sliding-sync.js';
+import type { ConnectionRow, SentRoom } from '../../storage/index.js';
+import type { Requester, ServiceContext } from '../context.js';
+import type { Notifier } from '../notifier.js';
+import type { PresenceState } from '../sync.js';
+import type { SyncSources } from '../sync-sources.js';
+import type { TimelineService } from '../timeline.js';
+import { buildExtensions, type ExtensionsResponse } from './extensions.js';
+import { applyFilters, filterFacts, orderRoomList, type ListedRoom } from './room-list.js';
+import { buildRooms, type RoomResponse } from './rooms.js';
+
+/** A connection unused this long is forgotten (its next request: M_UNKNOWN_POS). */
+export const CONNECTION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export interface SlidingSyncOptions {
+  pos?: string | undefined;
+  timeoutMs: number;
+  setPresence: PresenceState;
+  signal?: AbortSignal | undefined;
+}
+
+export interface SlidingSyncResponse {
+  pos: string;
+  txn_id?: string;
+  lists: Record<string, { count: number }>;
+  rooms: Record<string, RoomResponse>;
+  extensions: ExtensionsResponse;
+}
+
+/** Where a request starts from: a new connection, or a stored one at a position it issued. */
+interface Start {
+  connection: ConnectionRow | null;
+  connectionId: string;
+  /** Stream position of the client's pos (null: new connection). */
+  from: number | null;
+  /** The counter the answer's pos gets. */
+  counter: number;
+  /** A retry of the previous request: what the lost answer wrote is forgotten first. */
+  forgetPos: number | null;
+}
+
+export function createSlidingSyncService(
+  ctx: ServiceContext,
+  timeline: TimelineService,
+  notifier: Notifier,
+  sources: SyncSources,
+) {
+  const stores = () => ctx.storage.stores;
+
+  async function start(
+    requester: Requester,
+    connId: string,
+    pos: string | undefined,
+  ): Promise<Start> {
+    if (pos === undefined)
+      return {
+        connection: null,
+        connectionId: randomString(24),
+        from: null,
+        counter: 1,
+        forgetPos: null,
+      };
+    const parsed = parsePos(pos);
+    if (!parsed) throw unknownPos();
+    const connection = await stores().slidingSync.selectConnection(
+      requester.userId,
+      requester.deviceId,
+      connId,
+    );
+    if (!connection || connection.lastUsedTs < ctx.now() - CONNECTION_TTL_MS) throw unknownPos();
+    if (parsed.counter === connection.pos && parsed.streamPosition === connection.streamPosition)
+      return {
+        connection,
+        connectionId: connection.connectionId,
+        from: connection.streamPosition,
+        counter: connection.pos + 1,
+        forgetPos: null,
+      };
+    // The previous request again: its answer never reached the client.
+    if (
+      parsed.counter === connection.pos - 1 &&
+      parsed.streamPosition === connection.prevStreamPosition
+    )
+      return {
+        connection,
+        connectionId: connection.connectionId,
+        from: connection.prevStreamPosition,
+        counter: connection.pos,
+        forgetPos: connection.pos,
+      };
+    throw unknownPos();
+  }
+
+  async function build(
+    requester: Requester,
+    request: SlidingSyncRequest,
+    begin: Start,
+    upTo: number,
+  ) {
+    const { userId } = requester;
+    const from = begin.from;
+    const entries = await stores().slidingSync.selectRoomListEntries(userId);
+    const ordered = orderRoomList(entries, from);
+    const byId = new Map(ordered.map((room) => [room.roomId, room]));
+    const facts = filterFacts(stores, userId, await readDirect(userId));
+
+    // Each list: its count, and the rooms of its windows with the config they ask for.
+    const lists: Record<string, { count: number }> = {};
+    const configs = new Map<string, RoomConfig[]>();
+    const listRooms = new Map<string, string[]>();
+    const addConfig = (roomId: string, config: RoomConfig) => {
+      const list = configs.get(roomId);
+      if (list) list.push(config);
+      else configs.set(roomId, [config]);
+    };
+    for (const [name, list] of request.lists) {
+      const filtered = await applyFilters(ordered, list.filters, facts);
+      lists[name] = { count: filtered.length };
+      const window = indexesInRanges(list.ranges, filtered.length).map(
+        (i) => (filtered[i] as ListedRoom).roomId,
+      );
+      listRooms.set(name, window);
+      for (const roomId of window) addConfig(roomId, list);
+    }
+    for (const [roomId, config] of request.roomSubscriptions)
+      if (byId.has(roomId)) addConfig(roomId, config);
+
+    const wanted = [...configs].map(([roomId, list]) => ({
+      room: byId.get(roomId) as ListedRoom,
+      config: mergeConfigs(list),
+    }));
+    const built = await buildRooms(
+      { ctx, timeline, requester, connectionId: begin.connectionId, from, upTo },
+      wanted,
+      facts.directRooms,
+    );
+
+    const extensions = await buildExtensions(sources, requester, request, {
+      from,
+      upTo,
+      listRooms,
+      subscribed: [...request.roomSubscriptions.keys()].filter(
+        (id) => byId.get(id)?.membership === 'join',
+      ),
+      joined: new Set(ordered.filter((r) => r.membership === 'join').map((r) => r.roomId)),
+      initialRooms: built.initialRooms,
+    });
+
+    const previousCounts = begin.connection
+      ? (JSON.parse(begin.connection.listCounts) as Record<string, number>)
+      : {};
+    const countsChanged = Object.entries(lists).some(
+      ([name, { count }]) => previousCounts[name] !== count,
+    );
+    const empty = Object.keys(built.rooms).length === 0 && !countsChanged && extensions.empty;
+    const watched = new Set(
+      entries
+        .filter((e) => e.membership !== 'leave' && e.membership !== 'ban')
+        .map((e) => e.roomId),
+    );
+    return { lists, built, extensions, empty, watched };
+  }
+
+  async function readDirect(userId: string) {
+    return ctx.storage.stores.accountData
+      .selectAccountData(userId, '', 'm.direct')
+      .then((text) => (text === undefined ? undefined : (JSON.parse(text) as JsonObject)));
+  }
+
+  return {
+    async sync(
+      requester: Requester,
+      request: SlidingSyncRequest,
+      options: SlidingSyncOptions,
+    ): Promise<SlidingSyncResponse> {
+      const begin = await start(requester, request.connId, options.pos);
+      if (begin.forgetPos !== null)
+        await stores().slidingSync.deleteSentAt(begin.connectionId, begin.forgetPos);
+      if (options.setPresence !== 'offline')
+        await sources.presence.setFromSync(requester.userId, options.setPresence);
+      const deadline = ctx.now() + options.timeoutMs;
+      for (;;) {
+        const mark = notifier.mark();
+        const upTo = await stores().stream.selectCurrentPosition();
+        const result = await build(requester, request, begin, upTo);
+        const remaining = deadline - ctx.now();
+        const wait =
+          result.empty &&
+          begin.from !== null &&
+          remaining > 0 &&
+          !options.signal?.aborted &&
+          !notifier.closed;
+        if (wait) {
+          const changed = await notifier.waitForChange(
+            { userId: requester.userId, rooms: result.watched },
+            mark,
+            remaining,
+            options.signal,
+          );
+          if (changed && options.signal?.aborted !== true) continue;
+        }
+        return answer(result, upTo, true);
+      }
+
+      async function answer(
+        result: Awaited<ReturnType<typeof build>>,
+        upTo: number,
+        commit: boolean,
+      ): Promise<SlidingSyncResponse> {
+        const counts = Object.fromEntries(
+          Object.entries(result.lists).map(([n, l]) => [n, l.count]),
+        );
+        const row = {
+          connectionId: begin.connectionId,
+          pos: begin.counter,
+          streamPosition: upTo,
+          prevStreamPosition: begin.from,
+          listCounts: JSON.stringify(counts),
+          lastUsedTs: ctx.now(),
+        };
+        // A client gone before its answer: nothing of it is written (its pos is still good).
+        if (commit && options.signal?.aborted !== true)
+          await ctx.storage.tx('slidingSyncCommit', async (tx) => {
+            if (begin.connection === null) {
+              await tx.slidingSync.deleteConnectionsUnusedSince(ctx.now() - CONNECTION_TTL_MS);
+              await tx.slidingSync.replaceConnection(
+                requester.userId,
+                requester.deviceId,
+                request.connId,
+                row,
+              );
+            } else {
+              await tx.slidingSync.updateConnection(begin.connectionId, row);
+            }
+            await tx.slidingSync.upsertSentRooms(
+              begin.connectionId,
+              result.built.sentRooms,
+              begin.counter,
+            );
+            await tx.slidingSync.insertSentMembers(
+              begin.connectionId,
+              result.built.sentMembers,
+              begin.counter,
+            );
+          });
+        return {
+          pos: formatPos(begin.counter, upTo),
+          ...(request.txnId !== undefined ? { txn_id: request.txnId } : {}),
+          lists: result.lists,
+          rooms: result.built.rooms,
+          extensions: result.extensions.response,
+        };
+      }
+    },
+  };
+}
+
+export type SlidingSyncService = ReturnType<typeof createSlidingSyncService>;
+export type { SentRoom };

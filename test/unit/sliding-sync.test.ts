@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  formatPos,
+  indexesInRanges,
+  mergeConfigs,
+  needsWholeState,
+  parsePos,
+  selectState,
+  stateSelected,
+} from '../../src/core/sliding-sync.js';
+import {
+  applyFilters,
+  directRoomsOf,
+  orderRoomList,
+} from '../../src/services/sliding-sync/room-list.js';
+import type { RoomListEntry } from '../../src/storage/index.js';
+
+const ME = '@me:x';
+
+describe('sliding sync: positions', () => {
+  it('formats and parses, refusing anything else', () => {
+    assert.deepEqual(parsePos(formatPos(3, 1234)), { counter: 3, streamPosition: 1234 });
+    for (const bad of ['', '3', '3_', '_4', 'a_1', '1_2_3', '-1_2', `${'9'.repeat(16)}_1`])
+      assert.equal(parsePos(bad), null, bad);
+  });
+});
+
+describe('sliding sync: required_state', () => {
+  const table: [string, [string, string][], [string, string][], [string, string][]][] = [
+    ['exact keys', [['m.room.name', '']], [['m.room.name', '']], [['m.room.topic', '']]],
+    ['$ME', [['m.room.member', '$ME']], [['m.room.member', ME]], [['m.room.member', '@you:x']]],
+    [
+      'type wildcard',
+      [['m.room.member', '*']],
+      [['m.room.member', '@you:x']],
+      [['m.room.name', '']],
+    ],
+    [
+      'state key wildcard',
+      [['*', '']],
+      [
+        ['m.room.name', ''],
+        ['m.room.topic', ''],
+      ],
+      [['m.room.member', ME]],
+    ],
+    [
+      'everything',
+      [['*', '*']],
+      [
+        ['m.room.member', '@you:x'],
+        ['x', 'y'],
+      ],
+      [],
+    ],
+  ];
+  for (const [name, required, selected, left] of table)
+    it(name, () => {
+      const selection = selectState(required, ME);
+      for (const [t, k] of selected) assert.ok(stateSelected(selection, t, k), `${t} ${k}`);
+      for (const [t, k] of left) assert.ok(!stateSelected(selection, t, k), `${t} ${k}`);
+    });
+
+  it('$LAZY is a flag, not a key; wildcards need the whole state', () => {
+    const lazy = selectState(
+      [
+        ['m.room.member', '$LAZY'],
+        ['m.room.create', ''],
+      ],
+      ME,
+    );
+    assert.equal(lazy.lazyMembers, true);
+    assert.ok(!stateSelected(lazy, 'm.room.member', '$LAZY'));
+    assert.equal(needsWholeState(lazy), false);
+    assert.equal(needsWholeState(selectState([['m.room.member', '*']], ME)), true);
+  });
+
+  it('merges configs: union of required state, largest timeline limit', () => {
+    const merged = mergeConfigs([
+      {
+        requiredState: [
+          ['a', ''],
+          ['b', ''],
+        ],
+        timelineLimit: 1,
+      },
+      {
+        requiredState: [
+          ['b', ''],
+          ['c', ''],
+        ],
+        timelineLimit: 10,
+      },
+    ]);
+    assert.deepEqual(merged, {
+      requiredState: [
+        ['a', ''],
+        ['b', ''],
+        ['c', ''],
+      ],
+      timelineLimit: 10,
+    });
+  });
+});
+
+describe('sliding sync: windows and room lists', () => {
+  it('clips ranges to the list and merges overlaps', () => {
+    assert.deepEqual(
+      indexesInRanges(
+        [
+          [0, 2],
+          [1, 3],
+          [8, 9],
+        ],
+        5,
+      ),
+      [0, 1, 2, 3],
+    );
+    assert.deepEqual(indexesInRanges([[3, 10]], 2), []);
+  });
+
+  const entry = (
+    roomId: string,
+    membership: string,
+    membershipPosition: number,
+    bumpStamp: number,
+    extra: Partial<RoomListEntry> = {},
+  ): RoomListEntry => ({
+    roomId,
+    membership,
+    membershipPosition,
+    bumpStamp,
+    roomType: null,
+    encrypted: false,
+    ...extra,
+  });
+
+  it('orders by recency: bump events and the join for joined rooms, the membership otherwise', () => {
+    const rooms = orderRoomList(
+      [
+        entry('!a', 'join', 5, 50),
+        entry('!b', 'join', 60, 10),
+        entry('!c', 'invite', 55, 0),
+        entry('!d', 'leave', 70, 0),
+        entry('!e', 'leave', 20, 0),
+      ],
+      30,
+    );
+    assert.deepEqual(
+      rooms.map((r) => [r.roomId, r.sortKey]),
+      [
+        ['!d', 70],
+        ['!b', 60],
+        ['!c', 55],
+        ['!a', 50],
+      ],
+    );
+    assert.deepEqual(
+      orderRoomList([entry('!d', 'leave', 70, 0)], null),
+      [],
+      'a new connection shows no left rooms',
+    );
+  });
+
+  it('filters', async () => {
+    const rooms = orderRoomList(
+      [
+        entry('!dm', 'join', 1, 1),
+        entry('!enc', 'join', 2, 2, { encrypted: true }),
+        entry('!space', 'join', 3, 3, { roomType: 'm.space' }),
+        entry('!inv', 'invite', 4, 0),
+      ],
+      null,
+    );
+    const facts = {
+      directRooms: directRoomsOf({ '@you:x': ['!dm'], '@bad:x': 'nope' }),
+      tagsOf: async (roomId: string) => new Set(roomId === '!enc' ? ['m.favourite'] : []),
+      childrenOf: async () => new Set(['!space']),
+    };
+    const ids = async (filters: Parameters<typeof applyFilters>[1]) =>
+      (await applyFilters(rooms, filters, facts)).map((r) => r.roomId).sort();
+    assert.deepEqual(await ids({ isDm: true }), ['!dm']);
+    assert.deepEqual(await ids({ isEncrypted: true }), ['!enc']);
+    assert.deepEqual(await ids({ isInvite: true }), ['!inv']);
+    assert.deepEqual(await ids({ roomTypes: ['m.space'] }), ['!space']);
+    assert.deepEqual(await ids({ notRoomTypes: [null] }), ['!space']);
+    assert.deepEqual(await ids({ spaces: ['!parent'] }), ['!space']);
+    assert.deepEqual(await ids({ tags: ['m.favourite'] }), ['!enc']);
+    assert.deepEqual(await ids({ notTags: ['m.favourite'], isInvite: false }), ['!dm', '!space']);
+  });
+});
