@@ -8,7 +8,7 @@ import { forbidden, invalidParam } from '../core/errors.js';
 import type { ClientEvent } from '../core/client-event.js';
 import type { RoomVersionId } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
-import type { EventRow } from '../storage/index.js';
+import type { EventRow, StreamChange } from '../storage/index.js';
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
 import { createUserCache, type UserCache } from './user-cache.js';
 import { LIST_PAGING, keysetPages, type KeysetPaging } from './keyset-pages.js';
@@ -103,37 +103,47 @@ export function createMemberListService(
   const adaptive = statementsHoldProcess(ctx);
   const listPaging: KeysetPaging = { ...LIST_PAGING, adaptive };
   const roomPaging: KeysetPaging = { ...ROOM_PAGING, adaptive };
-  // Each room's `/joined_members` body, as bytes, dropped in every process by a member event
-  // in the room (`memberRooms` of the change feed): bridges and bots ask for the same rooms'
-  // lists again and again, and between two member events the answer cannot change.
-  const joinedBodies = createUserCache<Buffer>(ctx.storage.changes, {
-    max: JOINED_BODY_CACHE_ROOMS,
-    maxSize: JOINED_BODY_CACHE_BYTES,
-    sizeOf: (body) => body.length,
-    usersNamedBy: (change) => change.memberRooms,
-    stats: ctx.cacheStats?.counter('joined_members_bodies'),
-  });
-
-  // Each `/members` body as bytes, by room, point in time ("now" or a stream position) and
+  /** Response bodies as bytes, at most `max` of them and `maxBytes` in all. */
+  const bodyCache = (
+    stat: string,
+    max: number,
+    maxBytes: number,
+    usersNamedBy: (change: StreamChange) => readonly string[] | undefined,
+  ) =>
+    createUserCache<Buffer>(ctx.storage.changes, {
+      max,
+      maxSize: maxBytes,
+      sizeOf: (body) => body.length,
+      usersNamedBy,
+      stats: ctx.cacheStats?.counter(stat),
+    });
+  // Each room's `/joined_members` body, dropped in every process by a member event in the
+  // room (`memberRooms` of the change feed): bridges and bots ask for the same rooms' lists
+  // again and again, and between two member events the answer cannot change.
+  const joinedBodies = bodyCache(
+    'joined_members_bodies',
+    JOINED_BODY_CACHE_ROOMS,
+    JOINED_BODY_CACHE_BYTES,
+    (change) => change.memberRooms,
+  );
+  // Each `/members` body, by room, point in time ("now" or a stream position) and
   // memberships; dropped like the `/joined_members` bodies by a member event in the room (a
   // past point's list cannot change, but a redaction changes how its events read). The body
   // is the same for everyone who may see it: the requester is checked before it is looked up.
-  const memberBodies = createUserCache<Buffer>(ctx.storage.changes, {
-    max: MEMBERS_BODY_CACHE_ENTRIES,
-    maxSize: MEMBERS_BODY_CACHE_BYTES,
-    sizeOf: (body) => body.length,
-    usersNamedBy: (change) => change.memberRooms,
-    stats: ctx.cacheStats?.counter('members_bodies'),
-  });
+  const memberBodies = bodyCache(
+    'members_bodies',
+    MEMBERS_BODY_CACHE_ENTRIES,
+    MEMBERS_BODY_CACHE_BYTES,
+    (change) => change.memberRooms,
+  );
   // Each user's `/joined_rooms` body, dropped by any change of the user's own (a membership
   // among them).
-  const joinedRoomsBodies = createUserCache<Buffer>(ctx.storage.changes, {
-    max: JOINED_ROOMS_CACHE_USERS,
-    maxSize: JOINED_ROOMS_CACHE_BYTES,
-    sizeOf: (body) => body.length,
-    usersNamedBy: (change) => change.users,
-    stats: ctx.cacheStats?.counter('joined_rooms_bodies'),
-  });
+  const joinedRoomsBodies = bodyCache(
+    'joined_rooms_bodies',
+    JOINED_ROOMS_CACHE_USERS,
+    JOINED_ROOMS_CACHE_BYTES,
+    (change) => change.users,
+  );
 
   /**
    * The answer for a list not held: its entries as they are read, kept (under `key`, dropped

@@ -4,6 +4,7 @@
  * concerns the user (the notifier), never polls the database.
  * https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync
  */
+import { STRIPPED_STATE_TYPES } from '../core/stripped-state.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import PQueue from 'p-queue';
@@ -107,16 +108,6 @@ const SCAN_BATCH = 100;
 const CHUNK = 500;
 const MAX_HEROES = 5;
 const MEMBER = 'm.room.member';
-/** The state an invitee or knocker sees before joining (stripped state). */
-const STRIPPED_STATE_TYPES = [
-  'm.room.create',
-  'm.room.join_rules',
-  'm.room.name',
-  'm.room.avatar',
-  'm.room.canonical_alias',
-  'm.room.encryption',
-  'm.room.topic',
-] as const;
 
 /**
  * Rooms whose reads are made together: each kind of read (timelines, state, members,

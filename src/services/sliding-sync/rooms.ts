@@ -6,6 +6,7 @@
  * a gap before them, and the lazy members its timeline needs that the connection was never
  * sent. Invites come as stripped state. Every read here is for these rooms only.
  */
+import { STRIPPED_STATE_TYPES } from '../../core/stripped-state.js';
 import type { ClientEvent } from '../../core/client-event.js';
 import type { JsonObject, RoomVersionId } from '../../core/pdu.js';
 import {
@@ -23,16 +24,6 @@ import type { ListedRoom } from './room-list.js';
 const MEMBER = 'm.room.member';
 const MAX_HEROES = 5;
 const MAX_TIMELINE_LIMIT = 100;
-/** The state an invitee sees before joining (stripped state). */
-const STRIPPED_STATE_TYPES = [
-  'm.room.create',
-  'm.room.join_rules',
-  'm.room.name',
-  'm.room.avatar',
-  'm.room.canonical_alias',
-  'm.room.encryption',
-  'm.room.topic',
-] as const;
 
 type Json = Record<string, unknown>;
 
