@@ -20,6 +20,8 @@ export interface PeerClient {
   http: HttpClient;
   /** The answer of a GET as JSON, or an error naming what failed. */
   get<T>(what: string, path: string, token: string): Promise<T>;
+  /** The same, with the milliseconds from sending to the last byte (parsing not counted). */
+  getTimed<T>(what: string, path: string, token: string): Promise<{ body: T; ms: number }>;
   post<T>(what: string, path: string, body: unknown, token?: string): Promise<T>;
   put(what: string, path: string, body: unknown, token: string): Promise<void>;
   close(): void;
@@ -38,6 +40,10 @@ export function peerClient(name: PeerName, url: string, sockets = 32): PeerClien
     url,
     http,
     get: async (what, path, token) => checked(name, what, await http.get(path, token)),
+    async getTimed(what, path, token) {
+      const result = await http.get(path, token);
+      return { body: checked(name, what, result), ms: result.ms };
+    },
     post: async (what, path, body, token) =>
       checked(name, what, await http.post(path, body, token)),
     async put(what, path, body, token) {

@@ -95,6 +95,8 @@ export function renderRun(report: PeersReport, source: string): string {
         ? ' Both servers gave the same answers before anything was timed.'
         : ` **Where the answers differ:** ${report.answersDiffer.join('; ')}.`),
     '',
+    `Data, built through each server's client API: a room of ${fmt(report.shape.members ?? NaN, 0)} joined members and ${fmt(report.shape.left ?? NaN, 0)} who left; a pair sharing ${fmt(report.shape.shared ?? NaN, 0)} rooms, each in ${fmt(report.shape.own ?? NaN, 0)} more; a bot in ${fmt(report.shape.botRooms ?? NaN, 0)} rooms of ${fmt(report.shape.botRoomSize ?? NaN, 0)}. Built in ${fmt(report.builtSeconds.commons, 0)} s on Commons and ${fmt(report.builtSeconds.synapse, 0)} s on Synapse.`,
+    '',
     '| scenario | Commons p50 / p99 ms | Synapse p50 / p99 ms | Commons ÷ Synapse | at 32 connections (Commons / Synapse, per second) | rate ratio |',
     '| --- | --- | --- | --- | --- | --- |',
   );

@@ -2,7 +2,8 @@
  * What the peers bench times on each server: every scenario is one operation (a request, a
  * walk of pages, a bot's pass over its rooms, a /sync) timed at one connection, interleaved
  * between the servers with the order alternating, and run by 32 connections at once for a
- * rate. Scenarios whose answers a server could keep (Synapse keeps a /sync answer for two
+ * rate. A time is the requests' own, from sending to the last byte (the bench's parsing of
+ * the answer is not counted, since it would add the same to both). Scenarios whose answers a server could keep (Synapse keeps a /sync answer for two
  * minutes) vary what they ask each time.
  */
 import { loadTest, percentile } from '../load.js';
@@ -69,15 +70,12 @@ export interface ScenarioResult {
   rateRatio: number;
 }
 
-async function getJson<T>(peer: Peer, path: string, token: string): Promise<T> {
-  return peer.client.get<T>(path, path, token);
-}
-
 const simpleGet =
   (at: (p: Peer) => { path: string; token: string }, count: (body: unknown) => number): Operation =>
   async (peer) => {
     const { path, token } = at(peer);
-    return count(await getJson(peer, path, token));
+    const { body, ms } = await peer.client.getTimed<unknown>(path, path, token);
+    return { items: count(body), ms };
   };
 
 const chunkLength = (body: unknown) => (body as { chunk: unknown[] }).chunk.length;
@@ -101,25 +99,40 @@ const nonce = () => `${process.pid}.${Date.now()}.${nonceCounter++}`;
 /** Where pair A's incremental /sync starts from, per server; moved on by each sync. */
 const sinceTokens = new Map<string, string>();
 
-async function mutualWalk(peer: Peer): Promise<number> {
+/** Every page of pair A's mutual rooms with pair B; the time is the pages' own, summed. */
+async function mutualWalk(peer: Peer): Promise<{ items: number; ms: number }> {
   const { pairA, pairB } = peer.manifest;
   let listed = 0;
+  let ms = 0;
   let from: string | undefined;
   for (;;) {
     const path = `/_matrix/client/v1/mutual_rooms?user_id=${r(pairB.userId)}${from ? `&from=${r(from)}` : ''}`;
-    const page = await getJson<{ joined: string[]; next_batch?: string }>(peer, path, pairA.token);
-    listed += page.joined.length;
-    if (!page.next_batch) return listed;
-    from = page.next_batch;
+    const page = await peer.client.getTimed<{ joined: string[]; next_batch?: string }>(
+      path,
+      path,
+      pairA.token,
+    );
+    listed += page.body.joined.length;
+    ms += page.ms;
+    if (!page.body.next_batch) return { items: listed, ms };
+    from = page.body.next_batch;
   }
 }
 
-async function botPass(peer: Peer, parallel: number): Promise<number> {
+/**
+ * A pass of the bot over its rooms' `/joined_members`, `parallel` at a time; the time is the
+ * requests' own, summed, when one at a time, and the wall clock's otherwise.
+ */
+async function botPass(peer: Peer, parallel: number): Promise<{ items: number; ms: number }> {
   const { bot, botRoomIds } = peer.manifest;
+  const started = performance.now();
+  let summed = 0;
   await inParallel(botRoomIds.length, parallel, async (i) => {
-    await getJson(peer, `${C}/rooms/${r(botRoomIds[i] as string)}/joined_members`, bot.token);
+    const path = `${C}/rooms/${r(botRoomIds[i] as string)}/joined_members`;
+    summed += (await peer.client.getTimed(path, path, bot.token)).ms;
   });
-  return botRoomIds.length;
+  const ms = parallel === 1 ? summed : performance.now() - started;
+  return { items: botRoomIds.length, ms };
 }
 
 const n = (value: number) => value.toLocaleString('en-US');
@@ -205,9 +218,8 @@ export function scenarios(shape: DatasetShape, runs: number, loadSeconds: number
       op: (peer) => botPass(peer, 1),
       // A bridge starting: one pass, 32 requests at a time; rooms per second.
       rateRun: async (peer) => {
-        const started = performance.now();
-        const items = await botPass(peer, 32);
-        return { items, seconds: (performance.now() - started) / 1000 };
+        const { items, ms } = await botPass(peer, 32);
+        return { items, seconds: ms / 1000 };
       },
       concurrency: { connections: 32, once: true },
       rateOf: 'items',
@@ -218,13 +230,13 @@ export function scenarios(shape: DatasetShape, runs: number, loadSeconds: number
       unit: 'sync',
       runs: Math.max(3, Math.ceil(runs / 5)),
       op: async (peer) => {
-        const body = await getJson<{ next_batch: string; rooms?: { join?: object } }>(
-          peer,
-          `${C}/sync?timeout=0&filter=${lazyFilter(nonce())}`,
-          peer.manifest.pairA.token,
-        );
+        const path = `${C}/sync?timeout=0&filter=${lazyFilter(nonce())}`;
+        const { body, ms } = await peer.client.getTimed<{
+          next_batch: string;
+          rooms?: { join?: object };
+        }>('initial /sync', path, peer.manifest.pairA.token);
         sinceTokens.set(peer.client.name, body.next_batch);
-        return Object.keys(body.rooms?.join ?? {}).length;
+        return { items: Object.keys(body.rooms?.join ?? {}).length, ms };
       },
       concurrency: { connections: 32, once: true },
       rateOf: 'operations',
@@ -246,13 +258,11 @@ export function scenarios(shape: DatasetShape, runs: number, loadSeconds: number
             { msgtype: 'm.text', body: 'incremental' },
             pairB.token,
           );
-        const started = performance.now();
-        const body = await getJson<{ next_batch: string; rooms?: { join?: object } }>(
-          peer,
-          `${C}/sync?timeout=0&since=${r(since)}&filter=${lazyFilter(nonce())}`,
-          pairA.token,
-        );
-        const ms = performance.now() - started;
+        const path = `${C}/sync?timeout=0&since=${r(since)}&filter=${lazyFilter(nonce())}`;
+        const { body, ms } = await peer.client.getTimed<{
+          next_batch: string;
+          rooms?: { join?: object };
+        }>('incremental /sync', path, pairA.token);
         since = body.next_batch;
         sinceTokens.set(key, since);
         return { items: Object.keys(body.rooms?.join ?? {}).length, ms };
