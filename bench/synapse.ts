@@ -103,13 +103,16 @@ function overrides(port: number, database: string | null, dataDir: string) {
 }
 
 /**
- * Starts Synapse on `dataDir` (generating its configuration there the first time), on SQLite
- * or on the PostgreSQL database `database` names; resolves once /versions answers.
+ * Starts Synapse on `dataDir` (generating its configuration there for `serverName` the first
+ * time), with `overrides` laid over the generated file; resolves once `readyUrl` answers 200.
+ * The bench and the federation tests both start it through this.
  */
-export async function startSynapse(options: {
+export async function launchSynapse(options: {
   install: SynapseInstall;
   dataDir: string;
-  database: string | null;
+  serverName: string;
+  overrides: Record<string, unknown>;
+  readyUrl: string;
 }): Promise<SynapseProcess> {
   const { install, dataDir } = options;
   mkdirSync(dataDir, { recursive: true });
@@ -121,7 +124,7 @@ export async function startSynapse(options: {
         '-m',
         'synapse.app.homeserver',
         '--server-name',
-        SYNAPSE_SERVER_NAME,
+        options.serverName,
         '--config-path',
         config,
         '--data-directory',
@@ -134,10 +137,9 @@ export async function startSynapse(options: {
     if (generated.status !== 0)
       throw new Error(`synapse --generate-config failed: ${generated.stderr}`);
   }
-  const port = await freePort();
-  const overridesFile = path.join(dataDir, 'bench-overrides.yaml');
+  const overridesFile = path.join(dataDir, 'overrides.yaml');
   // JSON is YAML: Synapse reads the second file over the first.
-  writeFileSync(overridesFile, JSON.stringify(overrides(port, options.database, dataDir)));
+  writeFileSync(overridesFile, JSON.stringify(options.overrides));
   const child: ChildProcess = spawn(
     install.python,
     ['-m', 'synapse.app.homeserver', '-c', config, '-c', overridesFile],
@@ -145,20 +147,20 @@ export async function startSynapse(options: {
   );
   let output = '';
   const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-4000);
+    output = (output + chunk.toString('utf8')).slice(-6000);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `http://127.0.0.1:${port}`;
-  const client = httpClient(url, 1);
+  const url = new URL(options.readyUrl);
+  const client = httpClient(url.origin, 1);
   const deadline = Date.now() + 120_000;
   try {
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null)
         throw new Error(`Synapse exited during start-up:\n${output}`);
       if (Date.now() > deadline) throw new Error(`Synapse did not answer within 120 s:\n${output}`);
-      const ready = await client.get('/_matrix/client/versions').catch(() => undefined);
+      const ready = await client.get(url.pathname).catch(() => undefined);
       if (ready?.status === 200) break;
       await delay(200);
     }
@@ -169,7 +171,7 @@ export async function startSynapse(options: {
     client.close();
   }
   return {
-    url,
+    url: url.origin,
     pid: child.pid ?? 0,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -181,4 +183,24 @@ export async function startSynapse(options: {
       }
     },
   };
+}
+
+/**
+ * Starts the bench's Synapse on `dataDir`, on SQLite or on the PostgreSQL database `database`
+ * names; resolves once /versions answers.
+ */
+export async function startSynapse(options: {
+  install: SynapseInstall;
+  dataDir: string;
+  database: string | null;
+}): Promise<SynapseProcess> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  return launchSynapse({
+    install: options.install,
+    dataDir: options.dataDir,
+    serverName: SYNAPSE_SERVER_NAME,
+    overrides: overrides(port, options.database, options.dataDir),
+    readyUrl: `${url}/_matrix/client/versions`,
+  });
 }

@@ -4,12 +4,10 @@
  * loopback allowed (its default outbound blocklist covers 127.0.0.0/8). The client API on a
  * plain HTTP port of its own. SQLite, in a directory of its own.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
-import type { SynapseInstall } from '../../bench/synapse.js';
+import { launchSynapse, type SynapseInstall } from '../../bench/synapse.js';
 import { freePort, type TestCa } from './federation.js';
 
 export interface SynapsePeer {
@@ -23,24 +21,6 @@ export async function startSynapsePeer(install: SynapseInstall, ca: TestCa): Pro
   const fedPort = await freePort();
   const clientPort = await freePort();
   const serverName = `127.0.0.1:${fedPort}`;
-  const config = path.join(dir, 'homeserver.yaml');
-  const generated = spawnSync(
-    install.python,
-    [
-      '-m',
-      'synapse.app.homeserver',
-      '--server-name',
-      serverName,
-      '--config-path',
-      config,
-      '--data-directory',
-      dir,
-      '--generate-config',
-      '--report-stats=no',
-    ],
-    { cwd: dir, encoding: 'utf8' },
-  );
-  if (generated.status !== 0) throw new Error(`synapse --generate-config: ${generated.stderr}`);
   const overrides = {
     listeners: [
       {
@@ -73,45 +53,19 @@ export async function startSynapsePeer(install: SynapseInstall, ca: TestCa): Pro
     presence: { enabled: false },
     rc_registration: { per_second: 1000, burst_count: 1000 },
   };
-  const overridesFile = path.join(dir, 'test-overrides.yaml');
-  writeFileSync(overridesFile, JSON.stringify(overrides));
-  const child: ChildProcess = spawn(
-    install.python,
-    ['-m', 'synapse.app.homeserver', '-c', config, '-c', overridesFile],
-    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-6000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const clientUrl = `http://127.0.0.1:${clientPort}`;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`Synapse exited during start-up:\n${output}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`Synapse did not answer within 120 s:\n${output}`);
-    }
-    const ready = await fetch(`${clientUrl}/_matrix/client/versions`).catch(() => undefined);
-    if (ready?.status === 200) break;
-    await delay(200);
-  }
+  const synapse = await launchSynapse({
+    install,
+    dataDir: dir,
+    serverName,
+    overrides,
+    readyUrl: `${clientUrl}/_matrix/client/versions`,
+  });
   return {
     serverName,
     clientUrl,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timeout = delay(15_000, 'timeout', { ref: false });
-        if ((await Promise.race([exited.then(() => 'exited'), timeout])) === 'timeout') {
-          child.kill('SIGKILL');
-          await exited;
-        }
-      }
+      await synapse.stop();
       if (!process.env.COMMONS_TEST_KEEP_SYNAPSE) rmSync(dir, { recursive: true, force: true });
     },
   };
