@@ -539,18 +539,29 @@ export function createSyncService(
       list.push(event as SyncEvent);
       ephemeral.set(roomId, list);
     };
-    for (const part of chunked(joinedIds)) {
-      for (const [roomId, event] of await sources.typing.ephemeralSince(part, after, upTo))
-        addEphemeral(roomId, event);
-      for (const [roomId, event] of await sources.receipts.ephemeralSince(
-        userId,
-        part,
-        after,
-        upTo,
-      ))
-        addEphemeral(roomId, event);
+    // These sources are independent: on PostgreSQL each is a round trip, so they go at once.
+    const [ephemeralParts, accountData, membersChanged] = await Promise.all([
+      Promise.all(
+        chunked(joinedIds).map((part) =>
+          Promise.all([
+            sources.typing.ephemeralSince(part, after, upTo),
+            sources.receipts.ephemeralSince(userId, part, after, upTo),
+          ]),
+        ),
+      ),
+      sources.accountData.changesSince(userId, after, upTo),
+      since === null
+        ? new Set<string>()
+        : stores().sync.selectRoomsWithMembershipChanges(
+            joinedIds.filter((roomId) => active.has(roomId)),
+            since,
+            upTo,
+          ),
+    ]);
+    for (const [typing, receipts] of ephemeralParts) {
+      for (const [roomId, event] of typing) addEphemeral(roomId, event);
+      for (const [roomId, event] of receipts) addEphemeral(roomId, event);
     }
-    const accountData = await sources.accountData.changesSince(userId, after, upTo);
     const roomAccountData = (roomId: string): SyncEvent[] =>
       (accountData.rooms.get(roomId) ?? []).filter(
         (e) =>
@@ -563,8 +574,15 @@ export function createSyncService(
       if (joinedResults.has(roomId) || ephemeral.has(roomId) || roomAccountData(roomId).length > 0)
         roomsInResponse.add(roomId);
     }
+    // The summary may be left out when it has not changed since the last sync (the spec: a
+    // count "may be omitted" when unchanged): it is sent on an initial sync, and on an
+    // incremental one for the rooms where someone's membership changed since the token.
+    const summarised = [...roomsInResponse].filter(
+      (roomId) => since === null || membersChanged.has(roomId),
+    );
+    const summarisedSet = new Set(summarised);
     const counts = new Map<string, { joined: number; invited: number }>();
-    for (const part of chunked([...roomsInResponse]))
+    for (const part of chunked(summarised))
       for (const [room, count] of await stores().sync.selectMemberCounts(part))
         counts.set(room, count);
 
@@ -573,24 +591,30 @@ export function createSyncService(
       const results = new Map(
         roomIds.map((roomId) => [roomId, joinedResults.get(roomId) ?? NOTHING_NEW]),
       );
-      const heroes = await heroesOf(roomIds, userId);
+      const [heroes, txnIds, bundles, unreadOrNone] = await Promise.all([
+        heroesOf(
+          roomIds.filter((roomId) => summarisedSet.has(roomId)),
+          userId,
+        ),
+        txnIdsOf(new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]]))),
+        aggregationsOf([...results.values()].map((r) => r.timeline)),
+        sources.unread?.unreadOf(userId, roomIds),
+      ]);
+      const unread = unreadOrNone ?? new Map();
       await yieldToEventLoop();
-      const txnIds = await txnIdsOf(
-        new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]])),
-      );
-      const bundles = await aggregationsOf([...results.values()].map((r) => r.timeline));
-      const unread = (await sources.unread?.unreadOf(userId, roomIds)) ?? new Map();
       // With `unread_thread_notifications`, the room's counts are the main timeline's.
       const byThread = timelineFilter?.unread_thread_notifications === true;
       for (const [roomId, result] of results) {
         rememberMembers(roomId, result.state, result.timeline);
         const count = counts.get(roomId) ?? { joined: 0, invited: 0 };
         joinSections.set(roomId, {
-          summary: {
-            'm.heroes': heroes.get(roomId) ?? [],
-            'm.joined_member_count': count.joined,
-            'm.invited_member_count': count.invited,
-          },
+          summary: summarisedSet.has(roomId)
+            ? {
+                'm.heroes': heroes.get(roomId) ?? [],
+                'm.joined_member_count': count.joined,
+                'm.invited_member_count': count.invited,
+              }
+            : {},
           state: { events: await toSyncEvents(result.state, roomId, txnIds) },
           timeline: {
             events: await toSyncEvents(result.timeline, roomId, txnIds, bundles),
@@ -710,11 +734,17 @@ export function createSyncService(
             ),
             rooms: [...joinedSinceLast],
           };
-    const presence = (await sources.presence.changesSince(userId, after, upTo, newlyShared))
+    const [presenceChanges, toDevice, deviceLists, oneTimeKeyCounts, unusedFallbackKeyTypes] =
+      await Promise.all([
+        sources.presence.changesSince(userId, after, upTo, newlyShared),
+        sources.toDevice.forSync(userId, deviceId, after, upTo),
+        sources.deviceKeys.deviceListsSince(userId, after, upTo),
+        sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
+        sources.deviceKeys.unusedFallbackKeyTypes(userId, deviceId),
+      ]);
+    const presence = presenceChanges
       .filter((e) => passesEventFilter(filter.presence, e.type, e.sender))
       .slice(0, filter.presence?.limit ?? undefined);
-    const toDevice = await sources.toDevice.forSync(userId, deviceId, after, upTo);
-    const deviceLists = await sources.deviceKeys.deviceListsSince(userId, after, upTo);
     const response: SyncResponse = {
       next_batch: streamToken(upTo),
       rooms: { join, invite, knock, leave },
@@ -722,11 +752,8 @@ export function createSyncService(
       presence: { events: presence as unknown as SyncEvent[] },
       to_device: { events: toDevice as unknown as SyncEvent[] },
       device_lists: deviceLists,
-      device_one_time_keys_count: await sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
-      device_unused_fallback_key_types: await sources.deviceKeys.unusedFallbackKeyTypes(
-        userId,
-        deviceId,
-      ),
+      device_one_time_keys_count: oneTimeKeyCounts,
+      device_unused_fallback_key_types: unusedFallbackKeyTypes,
     };
     const empty =
       roomsInResponse.size === 0 &&

@@ -68,6 +68,12 @@ export interface SyncStore {
     after: number,
     upTo: number,
   ): Promise<string[]>;
+  /** The rooms listed where anyone's membership changed in (after, upTo]. */
+  selectRoomsWithMembershipChanges(
+    roomIds: readonly string[],
+    after: number,
+    upTo: number,
+  ): Promise<Set<string>>;
   /** The version of each room listed. */
   selectRoomVersions(roomIds: readonly string[]): Promise<Map<string, string>>;
   /** Transaction IDs the device sent these events (of these rooms) with. */
@@ -287,6 +293,21 @@ export function syncStore(db: Kysely<Database>): SyncStore {
           .execute(),
       );
       return [...new Set(rows.map((r) => r.user_id))];
+    },
+
+    async selectRoomsWithMembershipChanges(roomIds, after, upTo) {
+      if (upTo <= after) return new Set();
+      const rows = await readInSlices(roomIds, (part) =>
+        db
+          .selectFrom('membership_history')
+          .select('room_id')
+          .distinct()
+          .where('room_id', 'in', part)
+          .where('stream_ordering', '>', after)
+          .where('stream_ordering', '<=', upTo)
+          .execute(),
+      );
+      return new Set(rows.map((r) => r.room_id));
     },
 
     async selectRoomVersions(roomIds) {

@@ -249,6 +249,36 @@ forEachDatabase('/sync', (dialect) => {
     assert.deepEqual(members(fourth.rooms.join[roomId]), [alice.userId, bob.userId].sort());
   });
 
+  it('an incremental sync sends the summary only when membership changed since the token', async () => {
+    const alice = await registerUser(server);
+    const bob = await registerUser(server);
+    const carol = await registerUser(server);
+    const roomId = await createRoom(alice, { invite: [bob.userId, carol.userId] });
+    await act(bob, roomId, 'join');
+    // A gap (timeline limit 1) hides carol's join behind a message: the count must still come.
+    const lazy = JSON.stringify({
+      room: { state: { lazy_load_members: true }, timeline: { limit: 1 } },
+    });
+    const first = await sync(alice, { filter: lazy });
+    assert.equal(first.rooms.join[roomId]?.summary['m.joined_member_count'], 2);
+    assert.equal(first.rooms.join[roomId]?.summary['m.invited_member_count'], 1);
+    await send(bob, roomId, 'no membership change');
+    const second = await sync(alice, { filter: lazy, since: first.next_batch });
+    assert.ok(second.rooms.join[roomId], 'the room has news');
+    assert.deepEqual(second.rooms.join[roomId]?.summary, {}, 'unchanged, so left out');
+    await act(carol, roomId, 'join');
+    await send(bob, roomId, 'after carol joined');
+    const third = await sync(alice, { filter: lazy, since: second.next_batch });
+    const summary = third.rooms.join[roomId]?.summary;
+    assert.equal(third.rooms.join[roomId]?.timeline.limited, true);
+    assert.equal(summary?.['m.joined_member_count'], 3);
+    assert.equal(summary?.['m.invited_member_count'], 0);
+    assert.deepEqual(
+      [...((summary?.['m.heroes'] as string[] | undefined) ?? [])].sort(),
+      [bob.userId, carol.userId].sort(),
+    );
+  });
+
   it('filters: stored and inline, rooms, types and event_fields', async () => {
     const alice = await registerUser(server);
     const keep = await createRoom(alice);
