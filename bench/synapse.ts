@@ -37,7 +37,21 @@ export function installSynapse(cacheDir: string): SynapseInstall | { problem: st
   if (made.status !== 0) return { problem: `python3 -m venv failed: ${made.stderr.trim()}` };
   const pip = spawnSync(
     python,
-    ['-m', 'pip', 'install', '--quiet', 'matrix-synapse', 'psycopg2-binary'],
+    // A registry that does not answer is given up on within about a minute (pip's own
+    // defaults retry five times, each waiting up to its timeout), so that a local run without
+    // PyPI reaches its SKIPPED banner quickly.
+    [
+      '-m',
+      'pip',
+      'install',
+      '--quiet',
+      '--retries',
+      '1',
+      '--timeout',
+      '30',
+      'matrix-synapse',
+      'psycopg2-binary',
+    ],
     { encoding: 'utf8', timeout: 600_000 },
   );
   if (pip.status !== 0)
