@@ -60,6 +60,7 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
 
   /** Evaluates the event for every member it concerns and records what notifies. */
   const deriver: EventDeriver = async (tx: Stores, event) => {
+    if (ctx.settings.pushEvaluation === false) return;
     const { pdu, roomId } = event;
     const state = await tx.rooms.selectStateEvents(roomId, [
       ['m.room.create', ''],
