@@ -407,6 +407,11 @@ export async function startServer(
     retryMaxMs: config.app_services.retry_max_seconds * 1000,
     log: logger,
   });
+  // Push gateways: what earlier runs left queued is sent first.
+  services.pushSender.start({
+    retryMaxMs: config.push.retry_max_seconds * 1000,
+    log: logger,
+  });
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -440,6 +445,7 @@ export async function startServer(
         }
         const stoppingFederation = services.federation?.close();
         const stoppingSenders = services.appservices.stopSending();
+        const stoppingPushes = services.pushSender.stop();
 
         services.admin.purges.stop();
         services.admin.retention.stop();
@@ -476,6 +482,7 @@ export async function startServer(
         await resuming;
         await stoppingFederation;
         await stoppingSenders;
+        await stoppingPushes;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

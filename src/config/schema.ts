@@ -459,6 +459,21 @@ export const ConfigSchema = Type.Object(
         description: 'Application services (bridges and bots).',
       },
     ),
+    push: Type.Object(
+      {
+        retry_max_seconds: Type.Number({
+          exclusiveMinimum: 0,
+          default: 600,
+          description:
+            'The longest wait between attempts to deliver a notification to a push gateway that does not answer (the wait doubles from 1 s up to this). Notifications wait in the queue meanwhile.',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description: 'Delivery of push notifications to push gateways (`/pushers`).',
+      },
+    ),
     shutdown: Type.Object(
       {
         grace_seconds: Type.Number({

@@ -33,6 +33,11 @@ export interface ServiceSettings {
   appServices?: readonly AppServiceRegistration[];
   /** Absent or null: no federation (no routes, no sender, nothing queued). */
   federation?: FederationSettings | null;
+  /**
+   * False: events are not checked against push rules (no counts, no push). Only for building
+   * bench datasets and measuring what evaluation costs; absent means true.
+   */
+  pushEvaluation?: boolean;
 }
 
 export interface FederationSettings {

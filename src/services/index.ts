@@ -36,6 +36,8 @@ import { createUserDirectoryService } from './user-directory.js';
 import { createRelationAggregator, createRelationService } from './relations.js';
 import { createSearchService } from './search.js';
 import { createNotificationService } from './push/notifications.js';
+import { createPusherService } from './push/pushers.js';
+import { createPushSender } from './push/sender.js';
 import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
@@ -113,6 +115,10 @@ export function createServices(ctx: ServiceContext) {
     relations: createRelationService(ctx, timeline),
     search,
     notifications,
+    /** `/pushers` and `/pushers/set`. */
+    pushers: createPusherService(ctx),
+    /** Delivers the push queue to push gateways (started by main.ts). */
+    pushSender: createPushSender(ctx, notifications.totalUnread),
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,

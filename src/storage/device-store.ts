@@ -6,6 +6,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { prepareQuery } from './prepared-query.js';
 import type { Announce } from './stream-store.js';
+import { deletePushersOfDevices } from './pusher-store.js';
 
 export interface DeviceRow {
   deviceId: string;
@@ -106,6 +107,8 @@ export function deviceStore(db: Kysely<Database>, announce: Announce): DeviceSto
 
     async deleteDevices(userId, deviceIds) {
       if (deviceIds.length === 0) return;
+      // A pusher goes with the device (its access token) that set it.
+      await deletePushersOfDevices(db, userId, { deviceIds });
       await db
         .deleteFrom('access_tokens')
         .where('user_id', '=', userId)
@@ -120,6 +123,7 @@ export function deviceStore(db: Kysely<Database>, announce: Announce): DeviceSto
     },
 
     async deleteAllDevices(userId, exceptDeviceId) {
+      await deletePushersOfDevices(db, userId, { allExcept: exceptDeviceId });
       let tokens = db.deleteFrom('access_tokens').where('user_id', '=', userId);
       let devices = db.deleteFrom('devices').where('user_id', '=', userId);
       if (exceptDeviceId !== undefined) {

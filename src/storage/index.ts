@@ -34,6 +34,8 @@ export type { SearchStore, SearchQuery, SearchHit } from './search-store.js';
 export type { PushStore, PushActionRow, UnreadCount, ReadMark } from './push-store.js';
 import { searchStore, type SearchStore } from './search-store.js';
 import { pushStore, type PushStore } from './push-store.js';
+export type { PusherStore, PusherRow, QueuedPush } from './pusher-store.js';
+import { pusherStore, type PusherStore } from './pusher-store.js';
 
 import { adminStore, type AdminStore } from './admin-store.js';
 import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
@@ -81,6 +83,7 @@ export interface Stores {
   readonly relations: RelationStore;
   readonly search: SearchStore;
   readonly push: PushStore;
+  readonly pushers: PusherStore;
 
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
@@ -142,6 +145,7 @@ export function storesFor(
     relations: relationStore(db),
     search: searchStore(db, dialect),
     push: pushStore(db),
+    pushers: pusherStore(db),
 
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),

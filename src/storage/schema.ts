@@ -543,6 +543,9 @@ export interface Database {
   event_threads: EventThreadsTable;
   event_search: EventSearchTable;
   event_push_actions: EventPushActionsTable;
+  pushers: PushersTable;
+  push_queue: PushQueueTable;
+  push_sender_lease: PushSenderLeaseTable;
   registration_tokens: RegistrationTokensTable;
   content_reports: ContentReportsTable;
   room_purges: RoomPurgesTable;
@@ -595,4 +598,37 @@ export interface EventPushActionsTable {
   highlight: number;
   /** The actions as JSON. */
   actions: string;
+}
+
+/** An HTTP pusher (`/pushers/set`). */
+export interface PushersTable {
+  pusher_id: string;
+  user_id: string;
+  /** The device that set it ('' for none). */
+  device_id: string;
+  kind: string;
+  app_id: string;
+  pushkey: string;
+  app_display_name: string;
+  device_display_name: string;
+  profile_tag: string | null;
+  lang: string;
+  /** `data` as JSON. */
+  data: string;
+  pushkey_ts: number;
+}
+
+/** A notification owed to a pusher's gateway. */
+export interface PushQueueTable {
+  pusher_id: string;
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  actions: string;
+}
+
+export interface PushSenderLeaseTable {
+  name: string;
+  lease_owner: string | null;
+  lease_until: number;
 }

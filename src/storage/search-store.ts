@@ -56,6 +56,8 @@ export function searchStore(db: Kysely<Database>, dialect: DialectName): SearchS
   function matching(query: Omit<SearchQuery, 'orderBy' | 'limit' | 'offset'>): {
     from: RawBuilder<unknown>;
     rank: RawBuilder<unknown>;
+    /** The position to order `recent` by. */
+    position: RawBuilder<unknown>;
   } {
     const filters = sql`s.room_id IN (${inList(query.roomIds)}) AND s.key IN (${inList(query.keys)})`;
     if (dialect === 'sqlite') {
@@ -64,6 +66,11 @@ export function searchStore(db: Kysely<Database>, dialect: DialectName): SearchS
         from: sql`event_search_fts f JOIN event_search s ON s.stream_ordering = f.rowid
           WHERE event_search_fts MATCH ${match} AND ${filters}`,
         rank: sql`-bm25(event_search_fts)`,
+        // The FTS table's own rowid (the same position): ordered by the joined table's column
+        // instead, SQLite walked the room's index newest first and ran the match once per row
+        // (2.4 s at 20,000 events, growing with the room); by the rowid, FTS5 gives the
+        // matches newest first itself.
+        position: sql`f.rowid`,
       };
     }
     const terms = sql`plainto_tsquery('simple', ${query.words.join(' ')})`;
@@ -71,6 +78,7 @@ export function searchStore(db: Kysely<Database>, dialect: DialectName): SearchS
       from: sql`event_search s
           WHERE to_tsvector('simple', s.value) @@ ${terms} AND ${filters}`,
       rank: sql`ts_rank(to_tsvector('simple', s.value), ${terms})`,
+      position: sql`s.stream_ordering`,
     };
   }
 
@@ -100,11 +108,9 @@ export function searchStore(db: Kysely<Database>, dialect: DialectName): SearchS
 
     async selectMatches(query) {
       if (empty(query)) return [];
-      const { from, rank } = matching(query);
+      const { from, rank, position } = matching(query);
       const order =
-        query.orderBy === 'rank'
-          ? sql`rank DESC, s.stream_ordering DESC`
-          : sql`s.stream_ordering DESC`;
+        query.orderBy === 'rank' ? sql`rank DESC, ${position} DESC` : sql`${position} DESC`;
       const { rows } = await sql<HitRow>`
         SELECT s.event_id, s.room_id, s.stream_ordering, ${rank} AS rank FROM ${from}
         ORDER BY ${order} LIMIT ${query.limit} OFFSET ${query.offset}`.execute(db);

@@ -29,6 +29,7 @@ import { userDirectoryRoutes } from './user-directory.js';
 import { relationRoutes } from './relations.js';
 import { searchRoutes } from './search.js';
 import { notificationRoutes } from './notifications.js';
+import { pusherRoutes } from './pushers.js';
 
 import { reportRoutes } from './reports.js';
 import { registrationTokenValidityRoutes } from './registration-token-validity.js';
@@ -62,6 +63,7 @@ const v3Modules: RoutePlugin[] = [
 
   searchRoutes,
   notificationRoutes,
+  pusherRoutes,
 
   reportRoutes,
 ];

@@ -15,7 +15,7 @@ import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '
 import { evaluatePushRules, type PushEvent } from '../../core/push-evaluator.js';
 import { PUSH_RULES_TYPE, rulesetFromContent } from '../../core/push-rules.js';
 import { relationOf } from '../../core/relations.js';
-import type { PushActionRow, Stores } from '../../storage/index.js';
+import type { PushActionRow, QueuedPush, Stores } from '../../storage/index.js';
 import type { Requester, ServiceContext } from '../context.js';
 import type { EventDeriver } from '../event-writer.js';
 import type { TimelineService } from '../timeline.js';
@@ -60,6 +60,7 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
 
   /** Evaluates the event for every member it concerns and records what notifies. */
   const deriver: EventDeriver = async (tx: Stores, event) => {
+    if (ctx.settings.pushEvaluation === false) return;
     const { pdu, roomId } = event;
     const state = await tx.rooms.selectStateEvents(roomId, [
       ['m.room.create', ''],
@@ -119,6 +120,22 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
         });
       }
       await tx.push.insertPushActions(rows);
+      // Each notified member's pushers: a notification owed to their gateways, queued durably
+      // with the event (the sender delivers it; push/sender.ts).
+      if (rows.length === 0) return;
+      const pushers = await tx.pushers.selectPushersOfUsers(rows.map((r) => r.userId));
+      if (pushers.size === 0) return;
+      const queued: QueuedPush[] = [];
+      for (const row of rows)
+        for (const pusher of pushers.get(row.userId) ?? [])
+          queued.push({
+            pusherId: pusher.pusherId,
+            streamOrdering: event.streamOrdering,
+            eventId: event.eventId,
+            roomId,
+            actions: row.actions,
+          });
+      await tx.pushers.insertQueued(queued);
     }
 
     let after = '';
@@ -193,9 +210,19 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
     return out;
   }
 
+  /** The user's unread notifications across all their joined rooms (a push's badge). */
+  async function totalUnread(userId: string): Promise<number> {
+    const rooms = await stores().rooms.selectRoomsOfUser(userId, 'join');
+    let total = 0;
+    for (const room of (await unreadOf(userId, rooms)).values())
+      total += room.total.notification_count;
+    return total;
+  }
+
   return {
     deriver,
     unreadOf,
+    totalUnread,
 
     /** `GET /notifications`: the user's notifications, newest first. */
     async notifications(

@@ -1,0 +1,431 @@
+/**
+ * Issue #24's two measurements, in process (services and storage, no HTTP):
+ *
+ *   node --import tsx bench/timeline-extras.ts search [events=1000000] [sqlite|postgres]
+ *   node --import tsx bench/timeline-extras.ts push [members=100000] [sqlite|postgres]
+ *
+ * search: one room of `events` messages (bodies of 8 words drawn Zipf-wise from 5,000, and
+ * the word `needle` in one event of 100,000), built through Commons' own services in batched
+ * transactions and cached under bench/.cache/timeline-extras/ (PostgreSQL: a template database
+ * loaded from the SQLite build, as the main bench does). Then `POST /search`'s service call
+ * for a rare, a common and a two-word term, by rank and by recent: median and p95 of 15 runs.
+ *
+ * push: one room of `members` joined members (built without push evaluation, cached the same
+ * way). Then a message is sent into it alternately with push evaluation on and off, 7 times
+ * each: the send's time, the longest the event loop was held meanwhile, and the longest a
+ * small read made beside it (every 5 ms) waited.
+ *
+ * PostgreSQL: COMMONS_BENCH_POSTGRES_URL (default postgres://postgres:commons-ci@127.0.0.1:5432/postgres),
+ * whose user may create databases.
+ */
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { loadConfig } from '../src/config/load.js';
+import { loadServerSecrets } from '../src/config/server-secrets.js';
+import { serviceSettingsOf } from '../src/main.js';
+import { createServices, type Requester, type Services } from '../src/services/index.js';
+import { openStorage, type Storage, type Stores } from '../src/storage/index.js';
+import { copySqliteToPostgres } from './copy-dataset.js';
+import { seededRandom } from './random.js';
+
+const SERVER_NAME = 'bench.local';
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const CACHE = path.join(ROOT, 'bench/.cache/timeline-extras');
+/** Bump when what the builders write changes. */
+const FORMAT = 1;
+const POSTGRES_URL =
+  process.env.COMMONS_BENCH_POSTGRES_URL ??
+  'postgres://postgres:commons-ci@127.0.0.1:5432/postgres';
+const VOCABULARY = 5000;
+const NEEDLE_EVERY = 100_000;
+const BATCH = 2000;
+
+const requester = (userId: string): Requester => ({ userId, deviceId: 'BENCH', isAdmin: false });
+const uid = (localpart: string) => `@${localpart}:${SERVER_NAME}`;
+const log = (message: string) =>
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+/** Services over `real` whose writes go into the transaction `batch` has open. */
+function batchingServices(real: Storage, dataDir: string, pushEvaluation: boolean) {
+  let current: Stores | null = null;
+  const storage: Storage = {
+    dialect: real.dialect,
+    get stores() {
+      return current ?? real.stores;
+    },
+    tx: (name, fn) => (current ? fn(current) : real.tx(name, fn)),
+    changes: real.changes,
+    ping: () => real.ping(),
+    claimServerName: (candidate) => real.claimServerName(candidate),
+    poolStats: () => real.poolStats(),
+    close: () => real.close(),
+  };
+  const services = makeServices(storage, dataDir, pushEvaluation);
+  async function batch<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return real.tx(name, async (stores) => {
+      current = stores;
+      try {
+        return await fn();
+      } finally {
+        current = null;
+      }
+    });
+  }
+  return { services, batch };
+}
+
+function makeServices(storage: Storage, dataDir: string, pushEvaluation: boolean): Services {
+  const defaults = loadConfig({ env: {} });
+  return createServices({
+    settings: {
+      ...serviceSettingsOf(defaults),
+      serverName: SERVER_NAME,
+      registrationEnabled: false,
+      registrationSharedSecret: null,
+      passwordCostLog2N: 10,
+      pushEvaluation,
+    },
+    storage,
+    now: Date.now,
+    signingKey: loadServerSecrets(dataDir).signingKey,
+  });
+}
+
+async function insertUsers(storage: Storage, localparts: readonly string[]): Promise<void> {
+  for (let at = 0; at < localparts.length; at += BATCH)
+    await storage.tx('benchUsers', async (tx) => {
+      for (const localpart of localparts.slice(at, at + BATCH))
+        await tx.accounts.insertUser({
+          userId: uid(localpart),
+          localpart,
+          passwordHash: null,
+          isAdmin: false,
+          displayname: localpart,
+          createdTs: 0,
+        });
+    });
+}
+
+interface Built {
+  url: string;
+  dataDir: string;
+  roomId: string;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * The cached dataset `name` for the dialect, built by `build` into a fresh SQLite file when
+ * missing (PostgreSQL: loaded from that file into a template database, cloned per run).
+ */
+async function cached(
+  name: string,
+  dialect: 'sqlite' | 'postgres',
+  build: (url: string, dataDir: string) => Promise<string>,
+): Promise<Built> {
+  const dir = path.join(CACHE, `${name}-f${FORMAT}`);
+  const file = path.join(dir, 'commons.db');
+  const dataDir = path.join(dir, 'data');
+  const roomFile = path.join(dir, 'room-id');
+  if (!existsSync(roomFile)) {
+    const building = `${dir}.building-${process.pid}`;
+    rmSync(building, { recursive: true, force: true });
+    mkdirSync(path.join(building, 'data'), { recursive: true });
+    const started = performance.now();
+    const roomId = await build(
+      `sqlite:${path.join(building, 'commons.db')}`,
+      path.join(building, 'data'),
+    );
+    writeFileSync(path.join(building, 'room-id'), roomId);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(building, dir);
+    log(`built ${name} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  }
+  const roomId = readFileSync(roomFile, 'utf8');
+  const work = path.join(os.tmpdir(), `commons-bench-te-${process.pid}`);
+  rmSync(work, { recursive: true, force: true });
+  cpSync(dataDir, path.join(work, 'data'), { recursive: true });
+  if (dialect === 'sqlite') {
+    copyFileSync(file, path.join(work, 'commons.db'));
+    return {
+      url: `sqlite:${path.join(work, 'commons.db')}`,
+      dataDir: path.join(work, 'data'),
+      roomId,
+      cleanup: async () => rmSync(work, { recursive: true, force: true }),
+    };
+  }
+  const template = `commons_bench_te_${name.replace(/[^a-z0-9]/gi, '_')}_f${FORMAT}`.toLowerCase();
+  const runName = `commons_bench_te_run_${process.pid}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [template]);
+    if (exists.rowCount === 0) {
+      const loading = `${template}_loading`;
+      await admin.query(`DROP DATABASE IF EXISTS "${loading}"`);
+      await admin.query(`CREATE DATABASE "${loading}"`);
+      const started = performance.now();
+      await copySqliteToPostgres(file, withDatabase(POSTGRES_URL, loading), () => undefined);
+      await admin.query(`ALTER DATABASE "${loading}" RENAME TO "${template}"`);
+      log(
+        `loaded ${name} into PostgreSQL in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+      );
+    }
+    await admin.query(`DROP DATABASE IF EXISTS "${runName}"`);
+    await admin.query(`CREATE DATABASE "${runName}" TEMPLATE "${template}"`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: withDatabase(POSTGRES_URL, runName),
+    dataDir: path.join(work, 'data'),
+    roomId,
+    async cleanup() {
+      const c = new pg.Client({ connectionString: POSTGRES_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${runName}"`);
+      await c.end();
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+function stats(times: number[]) {
+  const sorted = [...times].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+  return { median: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1] ?? 0 };
+}
+const ms = (n: number) => n.toFixed(n < 10 ? 2 : 1);
+
+// ---------------------------------------------------------------------------------------------
+
+async function buildSearchRoom(events: number, url: string, dataDir: string): Promise<string> {
+  const storage = await openStorage(url, { poolSize: 2 });
+  try {
+    await insertUsers(storage, ['alice', 'bob']);
+    const { services, batch } = batchingServices(storage, dataDir, false);
+    const roomId = await batch('benchRoom', async () => {
+      const { roomId } = await services.rooms.createRoom(requester(uid('alice')), {
+        preset: 'public_chat',
+        name: 'search',
+      });
+      await services.membership.join(requester(uid('bob')), roomId);
+      return roomId;
+    });
+    const rng = seededRandom(24, 'search bodies');
+    // Zipf: word k (from 0) is drawn with a weight of 1 / (k + 1).
+    const cumulative: number[] = [];
+    let sum = 0;
+    for (let k = 0; k < VOCABULARY; k++) cumulative.push((sum += 1 / (k + 1)));
+    const word = () => {
+      const x = rng.next() * sum;
+      let lo = 0;
+      let hi = VOCABULARY - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if ((cumulative[mid] ?? 0) < x) lo = mid + 1;
+        else hi = mid;
+      }
+      return `w${lo}`;
+    };
+    const started = performance.now();
+    for (let at = 0; at < events; at += BATCH) {
+      await batch('benchMessages', async () => {
+        for (let i = at; i < Math.min(events, at + BATCH); i++) {
+          const words = Array.from({ length: 8 }, word);
+          if (i % NEEDLE_EVERY === NEEDLE_EVERY / 2) words[3] = 'needle';
+          await services.roomEvents.sendMessage(
+            requester(uid(i % 2 === 0 ? 'alice' : 'bob')),
+            roomId,
+            'm.room.message',
+            `m${i}`,
+            { msgtype: 'm.text', body: words.join(' ') },
+          );
+        }
+      });
+      if ((at / BATCH) % 25 === 0) {
+        const done = Math.min(events, at + BATCH);
+        const rate = done / ((performance.now() - started) / 1000);
+        log(`  ${done} / ${events} events (${rate.toFixed(0)}/s)`);
+      }
+    }
+    return roomId;
+  } finally {
+    await storage.close();
+  }
+}
+
+async function benchSearch(events: number, dialect: 'sqlite' | 'postgres'): Promise<void> {
+  const built = await cached(`search-${events}`, dialect, (url, dataDir) =>
+    buildSearchRoom(events, url, dataDir),
+  );
+  const storage = await openStorage(built.url, { poolSize: 4 });
+  try {
+    const services = makeServices(storage, built.dataDir, true);
+    const alice = requester(uid('alice'));
+    console.log(
+      `search, ${dialect}, one room of ${events} events, load average ${os
+        .loadavg()
+        .map((n) => n.toFixed(1))
+        .join(' ')}`,
+    );
+    console.log('| term | order_by | results (count) | median ms | p95 ms |');
+    console.log('| --- | --- | ---: | ---: | ---: |');
+    for (const term of ['needle', 'w1', 'w7 w12', 'w4000']) {
+      for (const order of ['rank', 'recent'] as const) {
+        const run = () =>
+          services.search.search(alice, { search_term: term, order_by: order }, undefined);
+        const first = (
+          (await run()) as {
+            search_categories: { room_events: { count?: number; results?: unknown[] } };
+          }
+        ).search_categories.room_events;
+        const times: number[] = [];
+        for (let i = 0; i < 15; i++) {
+          const t0 = performance.now();
+          await run();
+          times.push(performance.now() - t0);
+        }
+        const s = stats(times);
+        console.log(
+          `| \`${term}\` | ${order} | ${first.results?.length ?? 0} (${first.count ?? '?'}) | ${ms(s.median)} | ${ms(s.p95)} |`,
+        );
+      }
+    }
+  } finally {
+    await storage.close();
+    await built.cleanup();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function buildBigRoom(members: number, url: string, dataDir: string): Promise<string> {
+  const storage = await openStorage(url, { poolSize: 2 });
+  try {
+    const localparts = Array.from({ length: members }, (_, i) => `m${i}`);
+    await insertUsers(storage, localparts);
+    const { services, batch } = batchingServices(storage, dataDir, false);
+    const roomId = await batch('benchRoom', async () => {
+      const { roomId } = await services.rooms.createRoom(requester(uid('m0')), {
+        preset: 'public_chat',
+        name: 'big',
+      });
+      return roomId;
+    });
+    const started = performance.now();
+    for (let at = 1; at < members; at += BATCH / 2) {
+      await batch('benchJoins', async () => {
+        for (let i = at; i < Math.min(members, at + BATCH / 2); i++)
+          await services.membership.join(requester(uid(`m${i}`)), roomId);
+      });
+      if (((at - 1) / (BATCH / 2)) % 10 === 0) {
+        const done = Math.min(members, at + BATCH / 2);
+        log(
+          `  ${done} / ${members} joins (${(done / ((performance.now() - started) / 1000)).toFixed(0)}/s)`,
+        );
+      }
+    }
+    return roomId;
+  } finally {
+    await storage.close();
+  }
+}
+
+async function benchPush(members: number, dialect: 'sqlite' | 'postgres'): Promise<void> {
+  const built = await cached(`push-${members}`, dialect, (url, dataDir) =>
+    buildBigRoom(members, url, dataDir),
+  );
+  const storage = await openStorage(built.url, { poolSize: 4 });
+  try {
+    const withPush = makeServices(storage, built.dataDir, true);
+    const withoutPush = makeServices(storage, built.dataDir, false);
+    console.log(
+      `push, ${dialect}, one room of ${members} joined members, load average ${os
+        .loadavg()
+        .map((n) => n.toFixed(1))
+        .join(' ')}`,
+    );
+    const sender = requester(uid('m0'));
+    const results = { on: [] as number[][], off: [] as number[][] };
+    let n = 0;
+    const ROUNDS = 7;
+    for (let round = 0; round < ROUNDS * 2 + 2; round++) {
+      const on = round % 2 === 0;
+      const services = on ? withPush : withoutPush;
+      const delay = monitorEventLoopDelay({ resolution: 1 });
+      delay.enable();
+      // A small read every 5 ms beside the send: how long does one wait at most?
+      let reading = true;
+      let longestRead = 0;
+      const reader = (async () => {
+        while (reading) {
+          const t0 = performance.now();
+          await storage.stores.rooms.selectRoom(built.roomId);
+          longestRead = Math.max(longestRead, performance.now() - t0);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })();
+      const t0 = performance.now();
+      await services.roomEvents.sendMessage(sender, built.roomId, 'm.room.message', `p${n++}`, {
+        msgtype: 'm.text',
+        body: `hello everyone ${round}`,
+      });
+      const took = performance.now() - t0;
+      reading = false;
+      await reader;
+      delay.disable();
+      // The first round of each is a warm-up.
+      if (round >= 2) results[on ? 'on' : 'off'].push([took, delay.max / 1e6, longestRead]);
+    }
+    console.log(
+      '| push evaluation | send median ms | send max ms | event loop held max ms | read beside it max ms |',
+    );
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+    for (const key of ['on', 'off'] as const) {
+      const rows = results[key];
+      const send = stats(rows.map((r) => r[0] ?? 0));
+      const loop = stats(rows.map((r) => r[1] ?? 0));
+      const read = stats(rows.map((r) => r[2] ?? 0));
+      console.log(
+        `| ${key} | ${ms(send.median)} | ${ms(send.max)} | ${ms(loop.max)} | ${ms(read.max)} |`,
+      );
+    }
+    const pushed = await storage.stores.push.selectNotifications(
+      uid('m1'),
+      Number.MAX_SAFE_INTEGER,
+      100,
+      false,
+    );
+    console.log(`(m1 has ${pushed.length} notifications from the rounds with evaluation on)`);
+  } finally {
+    await storage.close();
+    await built.cleanup();
+  }
+}
+
+const [mode, sizeArg, dialectArg] = process.argv.slice(2);
+const dialect = dialectArg === 'postgres' ? 'postgres' : 'sqlite';
+if (mode === 'search') await benchSearch(Number(sizeArg ?? 1_000_000), dialect);
+else if (mode === 'push') await benchPush(Number(sizeArg ?? 100_000), dialect);
+else {
+  console.error('usage: timeline-extras.ts search|push [size] [sqlite|postgres]');
+  process.exitCode = 2;
+}
