@@ -151,7 +151,15 @@ export function createSlidingSyncService(
       config: mergeConfigs(list),
     }));
     const built = await buildRooms(
-      { ctx, timeline, requester, connectionId: begin.connectionId, from, upTo },
+      {
+        ctx,
+        timeline,
+        unread: sources.unread,
+        requester,
+        connectionId: begin.connectionId,
+        from,
+        upTo,
+      },
       wanted,
       facts.directRooms,
     );
