@@ -279,4 +279,6 @@ export type {
   RoomListEntry,
   ConnectionRow,
   SentRoom,
+  ListedRoom,
+  RoomListCriteria,
 } from './sliding-sync-store.js';
