@@ -153,6 +153,23 @@ function toEntry(r: {
   };
 }
 
+type OfMemberships = ExpressionBuilder<Database & { m: Database['room_memberships'] }, 'm'>;
+
+/** The criteria on the memberships alone (all but the room's type and encryption). */
+function membershipsListed(eb: OfMemberships, c: RoomListCriteria) {
+  const parts = [
+    eb('m.user_id', '=', c.userId),
+    eb('m.forgotten', '=', 0),
+    c.since === null
+      ? eb('m.membership', 'in', [...CURRENT])
+      : eb.or([eb('m.membership', 'in', [...CURRENT]), eb('m.stream_ordering', '>', c.since)]),
+  ];
+  if (c.isInvite !== undefined) parts.push(eb('m.membership', c.isInvite ? '=' : '!=', 'invite'));
+  if (c.onlyRooms) parts.push(eb('m.room_id', 'in', [...c.onlyRooms]));
+  if (c.notRooms && c.notRooms.length > 0) parts.push(eb('m.room_id', 'not in', [...c.notRooms]));
+  return eb.and(parts);
+}
+
 /** Criteria no room can meet (an empty list of rooms or types to keep). */
 const nothingListed = (c: RoomListCriteria): boolean =>
   c.onlyRooms?.length === 0 || c.roomTypes?.length === 0;
@@ -182,25 +199,15 @@ export function slidingSyncStore(db: Kysely<Database>): SlidingSyncStore {
     let query = db
       .selectFrom('room_memberships as m')
       .leftJoin('room_list_meta as r', 'r.room_id', 'm.room_id')
-      .where('m.user_id', '=', c.userId)
-      .where('m.forgotten', '=', 0)
-      .where((eb) =>
-        c.since === null
-          ? eb('m.membership', 'in', [...CURRENT])
-          : eb.or([eb('m.membership', 'in', [...CURRENT]), eb('m.stream_ordering', '>', c.since)]),
-      );
+      .where((eb) => membershipsListed(eb, c));
     if (c.isEncrypted !== undefined)
       query = c.isEncrypted
         ? query.where('r.encrypted', '=', 1)
         : query.where((eb) => eb.or([eb('r.encrypted', 'is', null), eb('r.encrypted', '=', 0)]));
-    if (c.isInvite !== undefined)
-      query = query.where('m.membership', c.isInvite ? '=' : '!=', 'invite');
-    const { roomTypes, notRoomTypes, onlyRooms, notRooms } = c;
+    const { roomTypes, notRoomTypes } = c;
     if (roomTypes) query = query.where((eb) => typeIn(eb, roomTypes));
     if (notRoomTypes && notRoomTypes.length > 0)
       query = query.where((eb) => typeNotIn(eb, notRoomTypes));
-    if (onlyRooms) query = query.where('m.room_id', 'in', [...onlyRooms]);
-    if (notRooms && notRooms.length > 0) query = query.where('m.room_id', 'not in', [...notRooms]);
     return query;
   }
 
@@ -214,9 +221,20 @@ export function slidingSyncStore(db: Kysely<Database>): SlidingSyncStore {
   return {
     async countRoomList(criteria) {
       if (nothingListed(criteria)) return 0;
-      const row = await listed(criteria)
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirst();
+      // Without a condition on room_list_meta, the count is read from the index alone.
+      const needsMeta =
+        criteria.isEncrypted !== undefined ||
+        criteria.roomTypes !== undefined ||
+        (criteria.notRoomTypes?.length ?? 0) > 0;
+      const row = needsMeta
+        ? await listed(criteria)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirst()
+        : await db
+            .selectFrom('room_memberships as m')
+            .where((eb) => membershipsListed(eb, criteria))
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirst();
       return Number(row?.n ?? 0);
     },
 
