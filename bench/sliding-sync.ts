@@ -1,12 +1,14 @@
 /**
- * `npm run bench:sliding-sync -- [--sizes 100,1000,10000] [--db postgres://…] [--sync-up-to N]`:
- * N rooms (each with one other member and a message), and one user per size in the first
- * `size` of them, all in one database; then, through HTTP against one Commons, for each user:
- * simplified sliding sync's first answer for a 20-room window on a new connection and its
- * incremental answer after one new message, beside classic /sync's initial answer
- * (lazy-loading members, one timeline event per room; only for users in at most `--sync-up-to`
- * rooms, default all) and its incremental answer after one message. Medians of 5 runs
- * (min–max). Not part of `npm run bench`; prints a Markdown table for docs/benchmarks.md.
+ * `npm run bench:sliding-sync -- [--sizes 100,1000,10000] [--db postgres://…] [--keep DIR]
+ * [--sync-up-to N]`: N rooms (each with one other member and a message), and one user per
+ * size in the first `size` of them, all in one database; then, through HTTP against one
+ * Commons, for each user: simplified sliding sync's first answer for a 20-room window on a new
+ * connection and its incremental answer after one new message, beside classic /sync's initial
+ * answer (lazy-loading members, one timeline event per room; only for users in at most
+ * `--sync-up-to` rooms, default all) and its incremental answer after one message. Medians of
+ * 9 runs (5 for /sync) (min–max), the sizes interleaved run by run. `--keep DIR` keeps the
+ * data directory and reuses what it holds. Not part of `npm run bench`; prints a Markdown
+ * table for docs/benchmarks.md.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +22,8 @@ import { batchingServices, SERVER_NAME } from './generate.js';
 
 const SS = '/_matrix/client/unstable/org.matrix.simplified_msc3575/sync';
 const RUNS = 5;
+/** Sliding sync's answers are cheap at every size: more runs of them. */
+const SLIDING_RUNS = 9;
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -164,68 +168,81 @@ try {
     JSON.stringify({ room: { timeline: { limit: 1 }, state: { lazy_load_members: true } } }),
   );
   type Row = { name: string; times: number[]; bytes: number };
-  const measure = async (
+  // Each kind is measured for every size in turn, run by run (sizes interleaved, so that the
+  // machine's load falls on all alike), after one untimed answer per user (a warm-up, which
+  // opens the connection the incremental answers continue).
+  const results = new Map<number, Row[]>(sizes.map((size) => [size, []]));
+  const tokenOf = (k: number) => tokens.get(users[k] as string) as string;
+  const positions = new Map<number, string>();
+  for (const k of sizes.keys())
+    positions.set(k, String((await call(tokenOf(k), 'POST', SS, window('inc'))).json.pos));
+  const interleaved = async (
     name: string,
-    once: (i: number) => Promise<{ ms: number; bytes: number }>,
-  ): Promise<Row> => {
-    const times: number[] = [];
-    let bytes = 0;
-    for (let i = 0; i < RUNS; i++) {
-      const result = await once(i);
-      times.push(result.ms);
-      bytes = result.bytes;
+    runCount: number,
+    upTo: number,
+    once: (k: number, size: number, i: number) => Promise<{ ms: number; bytes: number }>,
+  ) => {
+    const runs = new Map<number, Row>();
+    for (let i = 0; i < runCount; i++)
+      for (const [k, size] of sizes.entries()) {
+        if (size > upTo) continue;
+        const result = await once(k, size, i);
+        const row = runs.get(size) ?? { name, times: [], bytes: 0 };
+        row.times.push(result.ms);
+        row.bytes = result.bytes;
+        runs.set(size, row);
+      }
+    for (const [size, row] of runs) {
+      row.times.sort((a, b) => a - b);
+      results.get(size)?.push(row);
     }
-    return { name, times: times.sort((a, b) => a - b), bytes };
+    console.error(`measured ${name}`);
   };
-  const results = new Map<number, Row[]>();
-  for (const [k, size] of sizes.entries()) {
-    const token = tokens.get(users[k] as string) as string;
-    const rows: Row[] = [];
-    // The connection the incremental answers continue, opened first (untimed: a warm-up).
-    let pos = String((await call(token, 'POST', SS, window('inc'))).json.pos);
-    rows.push(
-      await measure('sliding sync, first answer, 20-room window', (i) =>
-        call(token, 'POST', SS, window(`first${i}`)),
-      ),
+  await interleaved(
+    'sliding sync, first answer, 20-room window',
+    SLIDING_RUNS,
+    Infinity,
+    (k, _size, i) => call(tokenOf(k), 'POST', SS, window(`first${i}`)),
+  );
+  await interleaved(
+    'sliding sync, incremental after one message',
+    SLIDING_RUNS,
+    Infinity,
+    async (k, size) => {
+      await say(size);
+      const next = await call(tokenOf(k), 'POST', `${SS}?pos=${positions.get(k)}`, window('inc'));
+      positions.set(k, String(next.json.pos));
+      return next;
+    },
+  );
+  const since = new Map<number, string>();
+  await interleaved(
+    '/sync, initial (lazy members, 1 event per room)',
+    RUNS,
+    syncUpTo,
+    async (k) => {
+      const first = await call(tokenOf(k), 'GET', `/_matrix/client/v3/sync?filter=${filter}`);
+      since.set(k, String(first.json.next_batch));
+      return first;
+    },
+  );
+  await interleaved('/sync, incremental after one message', RUNS, syncUpTo, async (k, size) => {
+    await say(size);
+    const next = await call(
+      tokenOf(k),
+      'GET',
+      `/_matrix/client/v3/sync?filter=${filter}&since=${since.get(k)}`,
     );
-    rows.push(
-      await measure('sliding sync, incremental after one message', async () => {
-        await say(size);
-        const next = await call(token, 'POST', `${SS}?pos=${pos}`, window('inc'));
-        pos = String(next.json.pos);
-        return next;
-      }),
-    );
-    if (size <= syncUpTo) {
-      let since = '';
-      rows.push(
-        await measure('/sync, initial (lazy members, 1 event per room)', async () => {
-          const first = await call(token, 'GET', `/_matrix/client/v3/sync?filter=${filter}`);
-          since = String(first.json.next_batch);
-          return first;
-        }),
-      );
-      rows.push(
-        await measure('/sync, incremental after one message', async () => {
-          await say(size);
-          const next = await call(
-            token,
-            'GET',
-            `/_matrix/client/v3/sync?filter=${filter}&since=${since}`,
-          );
-          since = String(next.json.next_batch);
-          return next;
-        }),
-      );
-    }
-    results.set(size, rows);
-    console.error(`measured the user in ${size} rooms`);
-  }
+    since.set(k, String(next.json.next_batch));
+    return next;
+  });
   const fmt = (ms: number) => ms.toFixed(1);
-  const cell = (row: Row | undefined) =>
-    row
-      ? `${fmt(row.times[2] as number)} (${fmt(row.times[0] as number)}–${fmt(row.times[4] as number)}), ${(row.bytes / 1000).toFixed(1)} KB`
-      : 'not run';
+  const cell = (row: Row | undefined) => {
+    if (!row) return 'not run';
+    const { times } = row;
+    const median = times[Math.floor(times.length / 2)] as number;
+    return `${fmt(median)} (${fmt(times[0] as number)}–${fmt(times.at(-1) as number)}), ${(row.bytes / 1000).toFixed(1)} KB`;
+  };
   const names = [...new Set([...results.values()].flatMap((rows) => rows.map((r) => r.name)))];
   console.log(
     `| ${running.storage.dialect}, ms median (min–max), body | ${sizes.map((size) => `user in ${size} rooms`).join(' | ')} |`,
