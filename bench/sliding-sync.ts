@@ -1,12 +1,16 @@
 /**
- * `npm run bench:sliding-sync -- [--rooms 10000] [--db postgres://…]`: one user in N rooms
- * (each with one other member and a message), then, through HTTP against one Commons:
- * simplified sliding sync's first answer for a 20-room window and its incremental answer after
- * one new message, beside classic /sync's initial answer (lazy-loading members, one timeline
- * event per room) and its incremental answer after one message. Medians of 5 runs (min–max).
- * Not part of `npm run bench`; prints a Markdown table for docs/benchmarks.md.
+ * `npm run bench:sliding-sync -- [--sizes 100,1000,10000] [--db postgres://…] [--keep DIR]
+ * [--sync-up-to N]`: N rooms (each with one other member and a message), and one user per
+ * size in the first `size` of them, all in one database; then, through HTTP against one
+ * Commons, for each user: simplified sliding sync's first answer for a 20-room window on a new
+ * connection and its incremental answer after one new message, beside classic /sync's initial
+ * answer (lazy-loading members, one timeline event per room; only for users in at most
+ * `--sync-up-to` rooms, default all) and its incremental answer after one message. Medians of
+ * 9 runs (5 for /sync) (min–max), the sizes interleaved run by run. `--keep DIR` keeps the
+ * data directory and reuses what it holds. Not part of `npm run bench`; prints a Markdown
+ * table for docs/benchmarks.md.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -18,14 +22,26 @@ import { batchingServices, SERVER_NAME } from './generate.js';
 
 const SS = '/_matrix/client/unstable/org.matrix.simplified_msc3575/sync';
 const RUNS = 5;
+/** Sliding sync's answers are cheap at every size: more runs of them. */
+const SLIDING_RUNS = 9;
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
   return index > 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
-const rooms = Number(option('rooms', '10000'));
-const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-ss-bench-'));
+const sizes = option('sizes', '100,1000,10000')
+  .split(',')
+  .map(Number)
+  .sort((a, b) => a - b);
+if (sizes.some((n) => !Number.isInteger(n) || n < 20)) throw new Error('--sizes: integers ≥ 20');
+const rooms = sizes.at(-1) as number;
+const syncUpTo = Number(option('sync-up-to', String(rooms)));
+/** `--keep DIR`: the data directory kept (and reused when it holds these sizes' data). */
+const keep = option('keep', '');
+const dataDir = keep === '' ? mkdtempSync(path.join(tmpdir(), 'commons-ss-bench-')) : keep;
+if (keep !== '') mkdirSync(keep, { recursive: true });
+const builtFile = path.join(dataDir, `rooms-${sizes.join('-')}.json`);
 const url = option('db', `sqlite:${path.join(dataDir, 'commons.db')}`);
 const uid = (localpart: string) => `@${localpart}:${SERVER_NAME}`;
 const requester = (userId: string): Requester => ({ userId, deviceId: 'BENCH', isAdmin: false });
@@ -48,44 +64,67 @@ try {
     loadServerSecrets(dataDir).signingKey,
     async () => undefined,
   );
-  const me = uid('busy');
+  const users = sizes.map((n) => uid(`busy${n}`));
   const other = uid('friend');
   const started = performance.now();
-  await batch('ssBenchUsers', async (stores) => {
-    for (const userId of [me, other])
-      await stores.accounts.insertUser({
-        userId,
-        localpart: userId.slice(1, userId.indexOf(':')),
-        passwordHash: null,
-        isAdmin: false,
-        displayname: userId,
-        createdTs: Date.now(),
-      });
-  });
-  const token = (
-    await services.accounts.issueLogin(me, { deviceId: 'BENCH', displayName: 'bench', ip: null })
-  ).accessToken;
-  const roomIds: string[] = [];
-  for (let start = 0; start < rooms; start += 100) {
-    await batch('ssBenchRooms', async () => {
-      for (let i = start; i < Math.min(rooms, start + 100); i++) {
-        const { roomId } = await services.rooms.createRoom(requester(other), {
-          preset: 'public_chat',
-          ...(i % 2 === 0 ? { name: `room ${i}` } : {}),
-        });
-        await services.membership.join(requester(me), roomId);
-        await services.roomEvents.sendMessage(requester(other), roomId, 'm.room.message', `t${i}`, {
-          msgtype: 'm.text',
-          body: `hello ${i}`,
-        });
-        roomIds.push(roomId);
-      }
-    });
-    if (start % 1000 === 0) console.error(`built ${start} rooms`);
-  }
-  console.error(`built ${rooms} rooms in ${Math.round((performance.now() - started) / 1000)} s`);
+  const reuse = existsSync(builtFile);
+  const roomIds: string[] = reuse ? (JSON.parse(readFileSync(builtFile, 'utf8')) as string[]) : [];
+  if (!reuse) await build();
+  const tokens = new Map<string, string>();
+  for (const userId of users)
+    tokens.set(
+      userId,
+      (
+        await services.accounts.issueLogin(userId, {
+          deviceId: 'BENCH',
+          displayName: 'bench',
+          ip: null,
+        })
+      ).accessToken,
+    );
 
-  async function call(method: string, urlPath: string, body?: unknown) {
+  async function build() {
+    await batch('ssBenchUsers', async (stores) => {
+      for (const userId of [...users, other])
+        await stores.accounts.insertUser({
+          userId,
+          localpart: userId.slice(1, userId.indexOf(':')),
+          passwordHash: null,
+          isAdmin: false,
+          displayname: userId,
+          createdTs: Date.now(),
+        });
+    });
+    for (let start = 0; start < rooms; start += 100) {
+      await batch('ssBenchRooms', async () => {
+        for (let i = start; i < Math.min(rooms, start + 100); i++) {
+          const { roomId } = await services.rooms.createRoom(requester(other), {
+            preset: 'public_chat',
+            ...(i % 2 === 0 ? { name: `room ${i}` } : {}),
+          });
+          for (const [k, size] of sizes.entries())
+            if (i < size) await services.membership.join(requester(users[k] as string), roomId);
+          await services.roomEvents.sendMessage(
+            requester(other),
+            roomId,
+            'm.room.message',
+            `t${i}`,
+            {
+              msgtype: 'm.text',
+              body: `hello ${i}`,
+            },
+          );
+          roomIds.push(roomId);
+        }
+      });
+      if (start % 1000 === 0) console.error(`built ${start} rooms`);
+    }
+    writeFileSync(builtFile, JSON.stringify(roomIds));
+  }
+  if (!reuse)
+    console.error(`built ${rooms} rooms in ${Math.round((performance.now() - started) / 1000)} s`);
+
+  async function call(token: string, method: string, urlPath: string, body?: unknown) {
     const t0 = performance.now();
     const response = await fetch(running.url + urlPath, {
       method,
@@ -98,16 +137,14 @@ try {
     return { ms, bytes: text.length, json: JSON.parse(text) as Record<string, unknown> };
   }
   let n = 0;
-  const say = async () =>
+  /** One message from the other member in one of the user's rooms (the first `size`). */
+  const say = async (size: number) =>
     services.roomEvents.sendMessage(
       requester(other),
-      roomIds[n % roomIds.length] as string,
+      roomIds[n % size] as string,
       'm.room.message',
-      `x${++n}`,
-      {
-        msgtype: 'm.text',
-        body: `news ${n}`,
-      },
+      `x${Date.now()}-${++n}`,
+      { msgtype: 'm.text', body: `news ${n}` },
     );
   const window = (connId: string) => ({
     conn_id: connId,
@@ -130,47 +167,92 @@ try {
   const filter = encodeURIComponent(
     JSON.stringify({ room: { timeline: { limit: 1 }, state: { lazy_load_members: true } } }),
   );
-  const rows: [string, number[], number][] = [];
-  const measure = async (
+  type Row = { name: string; times: number[]; bytes: number };
+  // Each kind is measured for every size in turn, run by run (sizes interleaved, so that the
+  // machine's load falls on all alike), after one untimed answer per user (a warm-up, which
+  // opens the connection the incremental answers continue).
+  const results = new Map<number, Row[]>(sizes.map((size) => [size, []]));
+  const tokenOf = (k: number) => tokens.get(users[k] as string) as string;
+  const positions = new Map<number, string>();
+  for (const k of sizes.keys())
+    positions.set(k, String((await call(tokenOf(k), 'POST', SS, window('inc'))).json.pos));
+  const interleaved = async (
     name: string,
-    once: (i: number) => Promise<{ ms: number; bytes: number }>,
+    runCount: number,
+    upTo: number,
+    once: (k: number, size: number, i: number) => Promise<{ ms: number; bytes: number }>,
   ) => {
-    const times: number[] = [];
-    let bytes = 0;
-    for (let i = 0; i < RUNS; i++) {
-      const result = await once(i);
-      times.push(result.ms);
-      bytes = result.bytes;
+    const runs = new Map<number, Row>();
+    for (let i = 0; i < runCount; i++)
+      for (const [k, size] of sizes.entries()) {
+        if (size > upTo) continue;
+        const result = await once(k, size, i);
+        const row = runs.get(size) ?? { name, times: [], bytes: 0 };
+        row.times.push(result.ms);
+        row.bytes = result.bytes;
+        runs.set(size, row);
+      }
+    for (const [size, row] of runs) {
+      row.times.sort((a, b) => a - b);
+      results.get(size)?.push(row);
     }
-    rows.push([name, times.sort((a, b) => a - b), bytes]);
+    console.error(`measured ${name}`);
   };
-  await measure('sliding sync, first answer, 20-room window', (i) =>
-    call('POST', SS, window(`first${i}`)),
+  await interleaved(
+    'sliding sync, first answer, 20-room window',
+    SLIDING_RUNS,
+    Infinity,
+    (k, _size, i) => call(tokenOf(k), 'POST', SS, window(`first${i}`)),
   );
-  await measure('sliding sync, incremental after one message', async (i) => {
-    const first = await call('POST', SS, window(`inc${i}`));
-    await say();
-    return call('POST', `${SS}?pos=${String(first.json.pos)}`, window(`inc${i}`));
-  });
-  await measure('/sync, initial (lazy members, 1 event per room)', () =>
-    call('GET', `/_matrix/client/v3/sync?filter=${filter}`),
+  await interleaved(
+    'sliding sync, incremental after one message',
+    SLIDING_RUNS,
+    Infinity,
+    async (k, size) => {
+      await say(size);
+      const next = await call(tokenOf(k), 'POST', `${SS}?pos=${positions.get(k)}`, window('inc'));
+      positions.set(k, String(next.json.pos));
+      return next;
+    },
   );
-  await measure('/sync, incremental after one message', async () => {
-    const first = await call('GET', `/_matrix/client/v3/sync?filter=${filter}`);
-    await say();
-    return call(
+  const since = new Map<number, string>();
+  await interleaved(
+    '/sync, initial (lazy members, 1 event per room)',
+    RUNS,
+    syncUpTo,
+    async (k) => {
+      const first = await call(tokenOf(k), 'GET', `/_matrix/client/v3/sync?filter=${filter}`);
+      since.set(k, String(first.json.next_batch));
+      return first;
+    },
+  );
+  await interleaved('/sync, incremental after one message', RUNS, syncUpTo, async (k, size) => {
+    await say(size);
+    const next = await call(
+      tokenOf(k),
       'GET',
-      `/_matrix/client/v3/sync?filter=${filter}&since=${String(first.json.next_batch)}`,
+      `/_matrix/client/v3/sync?filter=${filter}&since=${since.get(k)}`,
     );
+    since.set(k, String(next.json.next_batch));
+    return next;
   });
   const fmt = (ms: number) => ms.toFixed(1);
-  console.log(`| ${rooms} rooms, ${running.storage.dialect} | ms median (min–max) | bytes |`);
-  console.log('| --- | --- | --- |');
-  for (const [name, times, bytes] of rows)
+  const cell = (row: Row | undefined) => {
+    if (!row) return 'not run';
+    const { times } = row;
+    const median = times[Math.floor(times.length / 2)] as number;
+    return `${fmt(median)} (${fmt(times[0] as number)}–${fmt(times.at(-1) as number)}), ${(row.bytes / 1000).toFixed(1)} KB`;
+  };
+  const names = [...new Set([...results.values()].flatMap((rows) => rows.map((r) => r.name)))];
+  console.log(
+    `| ${running.storage.dialect}, ms median (min–max), body | ${sizes.map((size) => `user in ${size} rooms`).join(' | ')} |`,
+  );
+  console.log(`| --- | ${sizes.map(() => '---').join(' | ')} |`);
+  for (const name of names)
     console.log(
-      `| ${name} | ${fmt(times[2] as number)} (${fmt(times[0] as number)}–${fmt(times[4] as number)}) | ${bytes} |`,
+      `| ${name} | ${sizes.map((size) => cell(results.get(size)?.find((r) => r.name === name))).join(' | ')} |`,
     );
 } finally {
   await running.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  if (keep === '') rmSync(dataDir, { recursive: true, force: true });
 }

@@ -136,13 +136,23 @@ export function stateSelected(selection: StateSelection, type: string, stateKey:
 export const needsWholeState = (selection: StateSelection): boolean =>
   selection.all || selection.types.size > 0 || selection.stateKeys.size > 0;
 
-/** The indexes of a sorted list that its ranges cover (inclusive ranges, clipped to its length). */
-export function indexesInRanges(
+/**
+ * The spans of a sorted list of `length` items that its ranges cover (inclusive ranges), clipped
+ * to the list, overlapping and adjacent ones merged, in order: each is read with one statement.
+ */
+export function spansOfRanges(
   ranges: ReadonlyArray<readonly [number, number]>,
   length: number,
-): number[] {
-  const picked = new Set<number>();
-  for (const [start, end] of ranges)
-    for (let i = start; i <= Math.min(end, length - 1); i++) picked.add(i);
-  return [...picked].sort((a, b) => a - b);
+): [number, number][] {
+  const clipped = ranges
+    .map(([start, end]) => [Math.max(0, start), Math.min(end, length - 1)] as [number, number])
+    .filter(([start, end]) => start <= end)
+    .sort((a, b) => a[0] - b[0]);
+  const spans: [number, number][] = [];
+  for (const [start, end] of clipped) {
+    const last = spans.at(-1);
+    if (last && start <= last[1] + 1) last[1] = Math.max(last[1], end);
+    else spans.push([start, end]);
+  }
+  return spans;
 }

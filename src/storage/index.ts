@@ -283,4 +283,6 @@ export type {
   RoomListEntry,
   ConnectionRow,
   SentRoom,
+  ListedRoom,
+  RoomListCriteria,
 } from './sliding-sync-store.js';

@@ -1,10 +1,11 @@
 /**
- * The reads and writes of simplified sliding sync (MSC4186): a user's room list with what
- * orders and filters it (one indexed read of the user's memberships joined to
- * `room_list_meta`), the per-room list metadata kept with each event, and each connection's
- * state (its position, the rooms and lazy members already sent on it).
+ * The reads and writes of simplified sliding sync (MSC4186): a user's room list, counted and
+ * read a window at a time (the user's memberships joined to `room_list_meta`, filtered and
+ * ordered by the database: only the window's rows leave it), the per-room list metadata kept
+ * with each event, and each connection's state (its position, the rooms and lazy members
+ * already sent on it).
  */
-import type { Kysely } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { slices } from './values-table.js';
 
@@ -17,6 +18,26 @@ export interface RoomListEntry {
   bumpStamp: number;
   roomType: string | null;
   encrypted: boolean;
+}
+
+/** A room of a list, with the recency the list is ordered by (sent as `bump_stamp`). */
+export interface ListedRoom extends RoomListEntry {
+  sortKey: number;
+}
+
+/** Which of a user's rooms a list holds. */
+export interface RoomListCriteria {
+  userId: string;
+  /** Rooms left (or banned from) after this position are listed too (null: none). */
+  since: number | null;
+  isEncrypted?: boolean | undefined;
+  isInvite?: boolean | undefined;
+  /** Room types to keep (null: rooms without a type). */
+  roomTypes?: ReadonlyArray<string | null> | undefined;
+  notRoomTypes?: ReadonlyArray<string | null> | undefined;
+  /** Only these rooms (undefined: no such restriction). */
+  onlyRooms?: readonly string[] | undefined;
+  notRooms?: readonly string[] | undefined;
 }
 
 export interface RoomListMetaChange {
@@ -40,8 +61,18 @@ export interface SentRoom {
 }
 
 export interface SlidingSyncStore {
-  /** The user's current memberships (forgotten ones left out) with each room's list metadata. */
-  selectRoomListEntries(userId: string): Promise<RoomListEntry[]>;
+  /** How many rooms the list holds. */
+  countRoomList(criteria: RoomListCriteria): Promise<number>;
+  /** The list's rooms from `offset`, most recent first (then by room ID). */
+  selectRoomListRange(
+    criteria: RoomListCriteria,
+    offset: number,
+    limit: number,
+  ): Promise<ListedRoom[]>;
+  /** The user's memberships of the rooms named (forgotten ones left out), with list metadata. */
+  selectRoomListEntries(userId: string, roomIds: readonly string[]): Promise<RoomListEntry[]>;
+  /** The rooms the user is in, invited to or knocking on (what a long-poll watches). */
+  selectCurrentRoomIds(userId: string): Promise<string[]>;
   /** Records a room's bump stamp, type or encryption (creating its row). */
   upsertRoomListMeta(roomId: string, change: RoomListMetaChange): Promise<void>;
   /** The user's room account data of one type, by room (content as JSON). */
@@ -78,7 +109,108 @@ export interface SlidingSyncStore {
   deleteConnectionsUnusedSince(before: number): Promise<number>;
 }
 
+/** Memberships a list holds whatever its position. */
+const CURRENT = ['join', 'invite', 'knock'] as const;
+
+type Listing = ExpressionBuilder<
+  Database & { m: Database['room_memberships']; r: Database['room_list_meta'] },
+  'm' | 'r'
+>;
+
+/**
+ * The recency a room is listed by: for a joined room the later of its latest bump event and
+ * the join, for any other membership the membership event (the room's events are not the
+ * user's to see).
+ */
+const sortKey = sql<
+  number | string
+>`CASE WHEN m.membership = 'join' AND r.bump_stamp > m.stream_ordering THEN r.bump_stamp ELSE m.stream_ordering END`;
+
+const entryColumns = [
+  'm.room_id',
+  'm.membership',
+  'm.stream_ordering',
+  'r.bump_stamp',
+  'r.room_type',
+  'r.encrypted',
+] as const;
+
+function toEntry(r: {
+  room_id: string;
+  membership: string;
+  stream_ordering: number | string;
+  bump_stamp: number | string | null;
+  room_type: string | null;
+  encrypted: number | null;
+}): RoomListEntry {
+  return {
+    roomId: r.room_id,
+    membership: r.membership,
+    membershipPosition: Number(r.stream_ordering),
+    bumpStamp: r.bump_stamp === null ? 0 : Number(r.bump_stamp),
+    roomType: r.room_type,
+    encrypted: Number(r.encrypted ?? 0) === 1,
+  };
+}
+
+type OfMemberships = ExpressionBuilder<Database & { m: Database['room_memberships'] }, 'm'>;
+
+/** The criteria on the memberships alone (all but the room's type and encryption). */
+function membershipsListed(eb: OfMemberships, c: RoomListCriteria) {
+  const parts = [
+    eb('m.user_id', '=', c.userId),
+    eb('m.forgotten', '=', 0),
+    c.since === null
+      ? eb('m.membership', 'in', [...CURRENT])
+      : eb.or([eb('m.membership', 'in', [...CURRENT]), eb('m.stream_ordering', '>', c.since)]),
+  ];
+  if (c.isInvite !== undefined) parts.push(eb('m.membership', c.isInvite ? '=' : '!=', 'invite'));
+  if (c.onlyRooms) parts.push(eb('m.room_id', 'in', [...c.onlyRooms]));
+  if (c.notRooms && c.notRooms.length > 0) parts.push(eb('m.room_id', 'not in', [...c.notRooms]));
+  return eb.and(parts);
+}
+
+/** Criteria no room can meet (an empty list of rooms or types to keep). */
+const nothingListed = (c: RoomListCriteria): boolean =>
+  c.onlyRooms?.length === 0 || c.roomTypes?.length === 0;
+
+/** A room type condition: `r.room_type` among `types`, where null stands for no type. */
+function typeIn(eb: Listing, types: ReadonlyArray<string | null>) {
+  const named = types.filter((t): t is string => t !== null);
+  const parts = [];
+  if (named.length > 0) parts.push(eb('r.room_type', 'in', named));
+  if (types.includes(null)) parts.push(eb('r.room_type', 'is', null));
+  return eb.or(parts);
+}
+
+/** The opposite of `typeIn`, written out (NOT IN is never true of a NULL room type). */
+function typeNotIn(eb: Listing, types: ReadonlyArray<string | null>) {
+  const named = types.filter((t): t is string => t !== null);
+  if (types.includes(null))
+    return named.length > 0
+      ? eb.and([eb('r.room_type', 'is not', null), eb('r.room_type', 'not in', named)])
+      : eb('r.room_type', 'is not', null);
+  return eb.or([eb('r.room_type', 'is', null), eb('r.room_type', 'not in', named)]);
+}
+
 export function slidingSyncStore(db: Kysely<Database>): SlidingSyncStore {
+  /** The user's rooms the criteria keep (no columns selected yet). */
+  function listed(c: RoomListCriteria) {
+    let query = db
+      .selectFrom('room_memberships as m')
+      .leftJoin('room_list_meta as r', 'r.room_id', 'm.room_id')
+      .where((eb) => membershipsListed(eb, c));
+    if (c.isEncrypted !== undefined)
+      query = c.isEncrypted
+        ? query.where('r.encrypted', '=', 1)
+        : query.where((eb) => eb.or([eb('r.encrypted', 'is', null), eb('r.encrypted', '=', 0)]));
+    const { roomTypes, notRoomTypes } = c;
+    if (roomTypes) query = query.where((eb) => typeIn(eb, roomTypes));
+    if (notRoomTypes && notRoomTypes.length > 0)
+      query = query.where((eb) => typeNotIn(eb, notRoomTypes));
+    return query;
+  }
+
   async function deleteConnectionState(connectionIds: readonly string[]): Promise<void> {
     for (const part of slices(connectionIds)) {
       await db.deleteFrom('sliding_sync_rooms').where('connection_id', 'in', part).execute();
@@ -87,29 +219,62 @@ export function slidingSyncStore(db: Kysely<Database>): SlidingSyncStore {
   }
 
   return {
-    async selectRoomListEntries(userId) {
-      const rows = await db
-        .selectFrom('room_memberships as m')
-        .leftJoin('room_list_meta as r', 'r.room_id', 'm.room_id')
-        .select([
-          'm.room_id',
-          'm.membership',
-          'm.stream_ordering',
-          'r.bump_stamp',
-          'r.room_type',
-          'r.encrypted',
-        ])
-        .where('m.user_id', '=', userId)
-        .where('m.forgotten', '=', 0)
+    async countRoomList(criteria) {
+      if (nothingListed(criteria)) return 0;
+      // Without a condition on room_list_meta, the count is read from the index alone.
+      const needsMeta =
+        criteria.isEncrypted !== undefined ||
+        criteria.roomTypes !== undefined ||
+        (criteria.notRoomTypes?.length ?? 0) > 0;
+      const row = needsMeta
+        ? await listed(criteria)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirst()
+        : await db
+            .selectFrom('room_memberships as m')
+            .where((eb) => membershipsListed(eb, criteria))
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirst();
+      return Number(row?.n ?? 0);
+    },
+
+    async selectRoomListRange(criteria, offset, limit) {
+      if (nothingListed(criteria) || limit <= 0) return [];
+      const rows = await listed(criteria)
+        .select(entryColumns)
+        .select(sortKey.as('sort_key'))
+        .orderBy('sort_key', 'desc')
+        .orderBy('m.room_id')
+        .limit(limit)
+        .offset(offset)
         .execute();
-      return rows.map((r) => ({
-        roomId: r.room_id,
-        membership: r.membership,
-        membershipPosition: Number(r.stream_ordering),
-        bumpStamp: r.bump_stamp === null ? 0 : Number(r.bump_stamp),
-        roomType: r.room_type,
-        encrypted: Number(r.encrypted ?? 0) === 1,
-      }));
+      return rows.map((r) => ({ ...toEntry(r), sortKey: Number(r.sort_key) }));
+    },
+
+    async selectRoomListEntries(userId, roomIds) {
+      const out: RoomListEntry[] = [];
+      for (const part of slices(roomIds)) {
+        const rows = await db
+          .selectFrom('room_memberships as m')
+          .leftJoin('room_list_meta as r', 'r.room_id', 'm.room_id')
+          .select(entryColumns)
+          .where('m.user_id', '=', userId)
+          .where('m.room_id', 'in', part)
+          .where('m.forgotten', '=', 0)
+          .execute();
+        for (const r of rows) out.push(toEntry(r));
+      }
+      return out;
+    },
+
+    async selectCurrentRoomIds(userId) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select('room_id')
+        .where('user_id', '=', userId)
+        .where('membership', 'in', [...CURRENT])
+        .execute();
+      return rows.map((r) => r.room_id);
     },
 
     async upsertRoomListMeta(roomId, change) {

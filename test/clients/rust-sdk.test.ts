@@ -5,14 +5,17 @@
  * prints the room list, opens a room, reads its members and sends a message, which Bob then
  * receives through /sync.
  *
- * The program is built once with cargo into the gitignored cache (.cache/rust-sdk, or
- * COMMONS_TEST_RUST_SDK_TARGET); the first build takes a long while on a small machine. Without
+ * The program is built with cargo into the gitignored cache (.cache/rust-sdk, or
+ * COMMONS_TEST_RUST_SDK_TARGET) once, and again when its sources change (a digest of them is
+ * kept beside the binary); the first build takes a long while on a small machine. Without
  * cargo, or without crates.io for that first build, the suite is skipped and the run's banner
  * says so; CI sets COMMONS_TEST_REQUIRE_RUST_SDK=1.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, it } from 'node:test';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { forEachDatabase } from '../helpers/databases.js';
@@ -52,16 +55,33 @@ function run(
   });
 }
 
-/** Builds the program unless the cache has it (once for every suite of this file). */
+/** The program's sources as built: a digest kept beside the binary. */
+function sourcesDigest(): string {
+  const hash = createHash('sha256');
+  for (const file of ['Cargo.toml', 'Cargo.lock', path.join('src', 'main.rs')])
+    hash.update(readFileSync(path.join(RUST_SDK_DIR, file)));
+  return hash.digest('hex');
+}
+const DIGEST_FILE = `${RUST_SDK_BINARY}.sources`;
+
+/**
+ * Builds the program unless the cache has it built from these sources (once for every suite of
+ * this file). Without cargo, a cached binary is used as it is.
+ */
 let built: Promise<void> | undefined;
 function buildOnce(): Promise<void> {
   built ??= (async () => {
-    if (existsSync(RUST_SDK_BINARY)) return;
+    const digest = sourcesDigest();
+    if (existsSync(RUST_SDK_BINARY)) {
+      const builtFrom = existsSync(DIGEST_FILE) ? readFileSync(DIGEST_FILE, 'utf8') : '';
+      if (builtFrom === digest || spawnSync('cargo', ['--version']).status !== 0) return;
+    }
     const result = await run('nice', ['-n', '10', 'cargo', 'build', '--release', '--locked'], {
       cwd: RUST_SDK_DIR,
       env: { ...process.env, CARGO_TARGET_DIR: RUST_SDK_TARGET },
     });
     assert.equal(result.code, 0, `cargo build failed:\n${result.stderr.slice(-4000)}`);
+    writeFileSync(DIGEST_FILE, digest);
   })();
   return built;
 }
@@ -124,13 +144,11 @@ forEachDatabase(
           .filter((line) => line.startsWith(`${step} `))
           .map((line) => line.slice(step.length + 1));
       assert.deepEqual(values('LOGGED_IN'), [alice.userId]);
-      // The room is in the SDK's list. (The display name the SDK has computed when the room
-      // first appears is not checked: it said "Empty Room" there, though the room's name is in
-      // the required state sent; not yet understood.)
-      assert.ok(
-        values('ROOM').some((line) => line.startsWith(`${roomId}\t`)),
-        result.stdout,
-      );
+      // The room is in the SDK's list, with the name the SDK computes from the response that
+      // brought it (its m.room.name in required_state). When the room first enters the list
+      // the SDK is still applying that response (APPEARED, not checked: a race in the client,
+      // which said "Empty Room" when a name was computed then).
+      assert.ok(values('ROOM').includes(`${roomId}\t${ROOM_NAME}`), result.stdout);
       assert.deepEqual(values('MEMBER').sort(), [alice.userId, bob.userId].sort());
       const [eventId] = values('SENT');
       assert.ok(eventId?.startsWith('$'), result.stdout);

@@ -168,7 +168,7 @@ forEachDatabase('sliding sync (MSC4186)', (dialect) => {
       assert.equal(busy.num_live, 0);
       assert.equal(busy.joined_count, 2);
       assert.equal(busy.invited_count, 0);
-      assert.equal(busy.notification_count, 0);
+      assert.equal(busy.notification_count, 6, 'Bob’s six messages, unread by Alice');
       assert.equal(busy.highlight_count, 0);
       assert.equal(typeof busy.bump_stamp, 'number');
       assert.ok((named.bump_stamp ?? 0) > (busy.bump_stamp ?? 0));
@@ -498,6 +498,61 @@ forEachDatabase('sliding sync (MSC4186)', (dialect) => {
         [bob.userId, carol.userId],
       );
       assert.equal(room.heroes?.[0]?.displayname, 'Bob B');
+    });
+
+    it('notification_count and highlight_count from the push rules, reset by the user’s receipt', async () => {
+      const roomId = await createRoom(bob, { name: 'counted' });
+      await join(alice, roomId);
+      await send(bob, roomId, 'one');
+      const mention = await server.request<{ event_id: string }>(
+        'PUT',
+        `${V3}/rooms/${r(roomId)}/send/m.room.message/t${++txn}`,
+        {
+          token: bob.accessToken,
+          body: { msgtype: 'm.text', body: 'look', 'm.mentions': { user_ids: [alice.userId] } },
+        },
+      );
+      assert.equal(mention.status, 200);
+      const body = { conn_id: 'counts', lists: { all: list({ ranges: [[0, 0]] }) } };
+      const first = await slide(alice, body);
+      assert.equal(first.rooms[roomId]?.notification_count, 2);
+      assert.equal(first.rooms[roomId]?.highlight_count, 1);
+      // Bob's own room: his messages do not count for him.
+      const bobs = await slide(bob, { room_subscriptions: { [roomId]: { timeline_limit: 1 } } });
+      assert.equal(bobs.rooms[roomId]?.notification_count, 0);
+
+      // One more message: counted on the incremental answer with it.
+      const third = await send(bob, roomId, 'three');
+      const second = await slide(alice, body, { pos: first.pos });
+      assert.equal(second.rooms[roomId]?.notification_count, 3);
+      assert.equal(second.rooms[roomId]?.highlight_count, 1);
+
+      // Alice reads up to the mention: the room comes again, with no event, and new counts.
+      const read = await server.request(
+        'POST',
+        `${V3}/rooms/${r(roomId)}/receipt/m.read/${r(mention.body.event_id)}`,
+        { token: alice.accessToken, body: {} },
+      );
+      assert.equal(read.status, 200);
+      const third2 = await slide(alice, body, { pos: second.pos });
+      const room = third2.rooms[roomId];
+      assert.ok(room, JSON.stringify(third2));
+      assert.deepEqual(room.timeline ?? [], []);
+      assert.equal(room.notification_count, 1);
+      assert.equal(room.highlight_count, 0);
+      // A private receipt on the last message: all read.
+      const all = await server.request(
+        'POST',
+        `${V3}/rooms/${r(roomId)}/receipt/m.read.private/${r(third)}`,
+        { token: alice.accessToken, body: {} },
+      );
+      assert.equal(all.status, 200);
+      const fourth = await slide(alice, body, { pos: third2.pos });
+      assert.equal(fourth.rooms[roomId]?.notification_count, 0);
+      assert.equal(fourth.rooms[roomId]?.highlight_count, 0);
+      // Nothing new since: the room is not sent again.
+      const fifth = await slide(alice, body, { pos: fourth.pos });
+      assert.equal(fifth.rooms[roomId], undefined);
     });
 
     it('a room left since the last answer comes with the leave, then leaves the list', async () => {

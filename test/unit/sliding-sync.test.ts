@@ -2,16 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   formatPos,
-  indexesInRanges,
   mergeConfigs,
   needsWholeState,
   parsePos,
   selectState,
+  spansOfRanges,
   stateSelected,
 } from '../../src/core/sliding-sync.js';
 import {
-  applyFilters,
   directRoomsOf,
+  listCriteria,
   orderRoomList,
 } from '../../src/services/sliding-sync/room-list.js';
 import type { RoomListEntry } from '../../src/storage/index.js';
@@ -105,19 +105,24 @@ describe('sliding sync: required_state', () => {
 });
 
 describe('sliding sync: windows and room lists', () => {
-  it('clips ranges to the list and merges overlaps', () => {
+  it('clips ranges to the list and merges overlapping and adjacent ones', () => {
     assert.deepEqual(
-      indexesInRanges(
+      spansOfRanges(
         [
+          [8, 9],
           [0, 2],
           [1, 3],
-          [8, 9],
+          [4, 4],
         ],
-        5,
+        9,
       ),
-      [0, 1, 2, 3],
+      [
+        [0, 4],
+        [8, 8],
+      ],
     );
-    assert.deepEqual(indexesInRanges([[3, 10]], 2), []);
+    assert.deepEqual(spansOfRanges([[3, 10]], 2), []);
+    assert.deepEqual(spansOfRanges([[0, 19]], 0), []);
   });
 
   const entry = (
@@ -163,30 +168,41 @@ describe('sliding sync: windows and room lists', () => {
     );
   });
 
-  it('filters', async () => {
-    const rooms = orderRoomList(
-      [
-        entry('!dm', 'join', 1, 1),
-        entry('!enc', 'join', 2, 2, { encrypted: true }),
-        entry('!space', 'join', 3, 3, { roomType: 'm.space' }),
-        entry('!inv', 'invite', 4, 0),
-      ],
-      null,
-    );
+  it('turns filters into criteria: rooms named by is_dm, spaces and tags', async () => {
     const facts = {
-      directRooms: directRoomsOf({ '@you:x': ['!dm'], '@bad:x': 'nope' }),
-      tagsOf: async (roomId: string) => new Set(roomId === '!enc' ? ['m.favourite'] : []),
-      childrenOf: async () => new Set(['!space']),
+      directRooms: directRoomsOf({ '@you:x': ['!dm', '!both'], '@bad:x': 'nope' }),
+      roomsTagged: async (tags: readonly string[]) =>
+        new Set(tags.includes('m.favourite') ? ['!fav', '!both'] : []),
+      childrenOf: async () => new Set(['!child', '!both']),
     };
-    const ids = async (filters: Parameters<typeof applyFilters>[1]) =>
-      (await applyFilters(rooms, filters, facts)).map((r) => r.roomId).sort();
-    assert.deepEqual(await ids({ isDm: true }), ['!dm']);
-    assert.deepEqual(await ids({ isEncrypted: true }), ['!enc']);
-    assert.deepEqual(await ids({ isInvite: true }), ['!inv']);
-    assert.deepEqual(await ids({ roomTypes: ['m.space'] }), ['!space']);
-    assert.deepEqual(await ids({ notRoomTypes: [null] }), ['!space']);
-    assert.deepEqual(await ids({ spaces: ['!parent'] }), ['!space']);
-    assert.deepEqual(await ids({ tags: ['m.favourite'] }), ['!enc']);
-    assert.deepEqual(await ids({ notTags: ['m.favourite'], isInvite: false }), ['!dm', '!space']);
+    const criteria = (filters: Parameters<typeof listCriteria>[2]) =>
+      listCriteria(ME, 7, filters, facts);
+    assert.deepEqual(await criteria({}), {
+      userId: ME,
+      since: 7,
+      isEncrypted: undefined,
+      isInvite: undefined,
+      roomTypes: undefined,
+      notRoomTypes: undefined,
+      onlyRooms: undefined,
+      notRooms: [],
+    });
+    assert.deepEqual([...((await criteria({ isDm: true })).onlyRooms ?? [])].sort(), [
+      '!both',
+      '!dm',
+    ]);
+    assert.deepEqual([...((await criteria({ isDm: false })).notRooms ?? [])].sort(), [
+      '!both',
+      '!dm',
+    ]);
+    assert.deepEqual((await criteria({ isDm: true, spaces: ['!s'] })).onlyRooms, ['!both']);
+    assert.deepEqual(await criteria({ spaces: ['!s'], notTags: ['m.favourite'] }), {
+      ...(await criteria({})),
+      onlyRooms: ['!child'],
+      notRooms: undefined,
+    });
+    assert.deepEqual((await criteria({ tags: ['m.lowpriority'] })).onlyRooms, []);
+    const typed = await criteria({ isEncrypted: true, isInvite: false, roomTypes: [null] });
+    assert.deepEqual([typed.isEncrypted, typed.isInvite, typed.roomTypes], [true, false, [null]]);
   });
 });

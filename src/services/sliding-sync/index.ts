@@ -5,17 +5,18 @@
  * connection whose state (what each room was sent up to, the lazy members sent) is stored.
  * A long-poll waits on the same notifier as /sync.
  *
- * Cost: the list is one read of the user's memberships with each room's list metadata
- * (`room_list_meta`, kept with each event); every other read is for the rooms of the
- * windows and subscriptions only.
+ * Cost: a list is counted and each of its windows read by the database (the user's
+ * memberships joined to `room_list_meta`, kept with each event, filtered and ordered there):
+ * only the window's rows come back; every other read is for the rooms of the windows and
+ * subscriptions only. A long-poll watches the user's rooms, kept per process.
  */
 import type { JsonObject } from '../../core/pdu.js';
 import { randomString } from '../../core/secrets.js';
 import {
   formatPos,
-  indexesInRanges,
   mergeConfigs,
   parsePos,
+  spansOfRanges,
   unknownPos,
   type RoomConfig,
   type SlidingSyncRequest,
@@ -27,11 +28,22 @@ import type { PresenceState } from '../sync.js';
 import type { SyncSources } from '../sync-sources.js';
 import type { TimelineService } from '../timeline.js';
 import { buildExtensions, type ExtensionsResponse } from './extensions.js';
-import { applyFilters, filterFacts, orderRoomList, type ListedRoom } from './room-list.js';
+import { createUserCache } from '../user-cache.js';
+import { filterFacts, listCriteria, orderRoomList, type ListedRoom } from './room-list.js';
 import { buildRooms, type RoomResponse } from './rooms.js';
 
 /** A connection unused this long is forgotten (its next request: M_UNKNOWN_POS). */
 export const CONNECTION_TTL_MS = 7 * 24 * 3600 * 1000;
+/** Users whose watched rooms are kept per process. */
+const WATCHED_LISTS_KEPT = 10_000;
+
+/** The rooms the extensions name one by one (`*` aside). */
+function extensionRoomIds(request: SlidingSyncRequest): string[] {
+  const { accountData, receipts, typing } = request.extensions;
+  return [accountData, receipts, typing].flatMap((scope) =>
+    scope.enabled ? (scope.rooms ?? []).filter((id) => id !== '*') : [],
+  );
+}
 
 export interface SlidingSyncOptions {
   pos?: string | undefined;
@@ -67,6 +79,11 @@ export function createSlidingSyncService(
   sources: SyncSources,
 ) {
   const stores = () => ctx.storage.stores;
+  const currentRooms = createUserCache<ReadonlySet<string>>(ctx.storage.changes, {
+    max: WATCHED_LISTS_KEPT,
+    usersNamedBy: (change) => change.users,
+    stats: ctx.cacheStats?.counter('sliding_sync_rooms'),
+  });
 
   async function start(
     requester: Requester,
@@ -120,38 +137,59 @@ export function createSlidingSyncService(
   ) {
     const { userId } = requester;
     const from = begin.from;
-    const entries = await stores().slidingSync.selectRoomListEntries(userId);
-    const ordered = orderRoomList(entries, from);
-    const byId = new Map(ordered.map((room) => [room.roomId, room]));
+    const store = stores().slidingSync;
     const facts = filterFacts(stores, userId, await readDirect(userId));
 
-    // Each list: its count, and the rooms of its windows with the config they ask for.
+    // Each list: its count, and the rooms of its windows with the config they ask for, each
+    // window read from the database as it is (never the whole list).
     const lists: Record<string, { count: number }> = {};
     const configs = new Map<string, RoomConfig[]>();
     const listRooms = new Map<string, string[]>();
+    const rooms = new Map<string, ListedRoom>();
     const addConfig = (roomId: string, config: RoomConfig) => {
       const list = configs.get(roomId);
       if (list) list.push(config);
       else configs.set(roomId, [config]);
     };
     for (const [name, list] of request.lists) {
-      const filtered = await applyFilters(ordered, list.filters, facts);
-      lists[name] = { count: filtered.length };
-      const window = indexesInRanges(list.ranges, filtered.length).map(
-        (i) => (filtered[i] as ListedRoom).roomId,
-      );
+      const criteria = await listCriteria(userId, from, list.filters, facts);
+      const count = await store.countRoomList(criteria);
+      lists[name] = { count };
+      const window: string[] = [];
+      for (const [start, end] of spansOfRanges(list.ranges, count))
+        for (const room of await store.selectRoomListRange(criteria, start, end - start + 1)) {
+          rooms.set(room.roomId, room);
+          window.push(room.roomId);
+          addConfig(room.roomId, list);
+        }
       listRooms.set(name, window);
-      for (const roomId of window) addConfig(roomId, list);
     }
+    // Rooms named outside the windows: subscriptions, and the rooms extensions name.
+    const named = [...request.roomSubscriptions.keys(), ...extensionRoomIds(request)].filter(
+      (id) => !rooms.has(id),
+    );
+    for (const room of orderRoomList(
+      await store.selectRoomListEntries(userId, [...new Set(named)]),
+      from,
+    ))
+      rooms.set(room.roomId, room);
     for (const [roomId, config] of request.roomSubscriptions)
-      if (byId.has(roomId)) addConfig(roomId, config);
+      if (rooms.has(roomId)) addConfig(roomId, config);
 
     const wanted = [...configs].map(([roomId, list]) => ({
-      room: byId.get(roomId) as ListedRoom,
+      room: rooms.get(roomId) as ListedRoom,
       config: mergeConfigs(list),
     }));
     const built = await buildRooms(
-      { ctx, timeline, requester, connectionId: begin.connectionId, from, upTo },
+      {
+        ctx,
+        timeline,
+        unread: sources.unread,
+        requester,
+        connectionId: begin.connectionId,
+        from,
+        upTo,
+      },
       wanted,
       facts.directRooms,
     );
@@ -161,9 +199,11 @@ export function createSlidingSyncService(
       upTo,
       listRooms,
       subscribed: [...request.roomSubscriptions.keys()].filter(
-        (id) => byId.get(id)?.membership === 'join',
+        (id) => rooms.get(id)?.membership === 'join',
       ),
-      joined: new Set(ordered.filter((r) => r.membership === 'join').map((r) => r.roomId)),
+      joined: new Set(
+        [...rooms.values()].filter((r) => r.membership === 'join').map((r) => r.roomId),
+      ),
       initialRooms: built.initialRooms,
     });
 
@@ -174,12 +214,20 @@ export function createSlidingSyncService(
       ([name, { count }]) => previousCounts[name] !== count,
     );
     const empty = Object.keys(built.rooms).length === 0 && !countsChanged && extensions.empty;
-    const watched = new Set(
-      entries
-        .filter((e) => e.membership !== 'leave' && e.membership !== 'ban')
-        .map((e) => e.roomId),
-    );
-    return { lists, built, extensions, empty, watched };
+    return { lists, built, extensions, empty };
+  }
+
+  /**
+   * The rooms a long-poll of the user watches: those the user is in, invited to or knocking
+   * on, kept per process until a change names the user (every membership event of theirs).
+   */
+  async function watchedRooms(userId: string): Promise<ReadonlySet<string>> {
+    const kept = currentRooms.get(userId);
+    if (kept) return kept;
+    const ticket = currentRooms.ticket();
+    const ids = new Set(await stores().slidingSync.selectCurrentRoomIds(userId));
+    currentRooms.set(userId, ids, [userId], ticket);
+    return ids;
   }
 
   async function readDirect(userId: string) {
@@ -213,7 +261,7 @@ export function createSlidingSyncService(
           !notifier.closed;
         if (wait) {
           const changed = await notifier.waitForChange(
-            { userId: requester.userId, rooms: result.watched },
+            { userId: requester.userId, rooms: await watchedRooms(requester.userId) },
             mark,
             remaining,
             options.signal,

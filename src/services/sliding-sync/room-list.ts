@@ -1,28 +1,28 @@
 /**
  * A user's room list for sliding sync: the rooms it may hold, in recency order (`bump_stamp`),
- * each list's filters applied. Built from one read of the user's memberships with each room's
- * list metadata (no room's events are read), plus what a filter asks for: `m.direct` for
- * `is_dm`, the `m.tag` entries for `tags`, the spaces' children for `spaces`.
+ * each list's filters turned into criteria the database applies while it counts the list and
+ * reads a window of it (no room's events are read). What a filter needs besides is read once per
+ * request and only when a filter asks: `m.direct` for `is_dm`, the `m.tag` entries for `tags`,
+ * the spaces' children for `spaces`.
  */
 import type { ListFilters } from '../../core/sliding-sync.js';
 import type { JsonObject } from '../../core/pdu.js';
-import type { RoomListEntry, Stores } from '../../storage/index.js';
+import type { ListedRoom, RoomListCriteria, RoomListEntry, Stores } from '../../storage/index.js';
 
-export interface ListedRoom extends RoomListEntry {
-  /** The recency the list is ordered by, sent as `bump_stamp`. */
-  sortKey: number;
-}
+export type { ListedRoom };
 
 /** What the filters of one request read, loaded once and only when a filter needs it. */
 export interface FilterFacts {
   directRooms: ReadonlySet<string>;
-  tagsOf(roomId: string): Promise<ReadonlySet<string>>;
+  /** The user's rooms with any of these tags. */
+  roomsTagged(tags: readonly string[]): Promise<ReadonlySet<string>>;
   childrenOf(spaces: readonly string[]): Promise<ReadonlySet<string>>;
 }
 
 /**
- * The rooms a list may show: joined, invited and knocked rooms, and rooms left (or banned
- * from) since `since` so that the client sees the leave; most recent first.
+ * Of the entries given, the rooms a list may show, as the database lists them: joined,
+ * invited and knocked rooms, and rooms left (or banned from) since `since` so that the client
+ * sees the leave; most recent first. (For rooms named by a subscription.)
  */
 export function orderRoomList(
   entries: readonly RoomListEntry[],
@@ -45,29 +45,33 @@ export function orderRoomList(
   return listed.sort((a, b) => b.sortKey - a.sortKey || (a.roomId < b.roomId ? -1 : 1));
 }
 
-export async function applyFilters(
-  rooms: readonly ListedRoom[],
+/** The criteria of a list: its filters, with the rooms `is_dm`, `spaces` and `tags` name. */
+export async function listCriteria(
+  userId: string,
+  since: number | null,
   filters: ListFilters,
   facts: FilterFacts,
-): Promise<ListedRoom[]> {
-  const children = filters.spaces ? await facts.childrenOf(filters.spaces) : null;
-  const out: ListedRoom[] = [];
-  for (const room of rooms) {
-    if (filters.isDm !== undefined && facts.directRooms.has(room.roomId) !== filters.isDm) continue;
-    if (filters.isEncrypted !== undefined && room.encrypted !== filters.isEncrypted) continue;
-    if (filters.isInvite !== undefined && (room.membership === 'invite') !== filters.isInvite)
-      continue;
-    if (filters.roomTypes && !filters.roomTypes.includes(room.roomType)) continue;
-    if (filters.notRoomTypes?.includes(room.roomType)) continue;
-    if (children && !children.has(room.roomId)) continue;
-    if (filters.tags || filters.notTags) {
-      const tags = await facts.tagsOf(room.roomId);
-      if (filters.tags && !filters.tags.some((t) => tags.has(t))) continue;
-      if (filters.notTags?.some((t) => tags.has(t))) continue;
-    }
-    out.push(room);
-  }
-  return out;
+): Promise<RoomListCriteria> {
+  let only: Set<string> | undefined;
+  const keepOnly = (rooms: ReadonlySet<string>) => {
+    only = only ? new Set([...only].filter((id) => rooms.has(id))) : new Set(rooms);
+  };
+  const not = new Set<string>();
+  if (filters.isDm === true) keepOnly(facts.directRooms);
+  if (filters.isDm === false) for (const id of facts.directRooms) not.add(id);
+  if (filters.spaces) keepOnly(await facts.childrenOf(filters.spaces));
+  if (filters.tags) keepOnly(await facts.roomsTagged(filters.tags));
+  if (filters.notTags) for (const id of await facts.roomsTagged(filters.notTags)) not.add(id);
+  return {
+    userId,
+    since,
+    isEncrypted: filters.isEncrypted,
+    isInvite: filters.isInvite,
+    roomTypes: filters.roomTypes,
+    notRoomTypes: filters.notRoomTypes,
+    onlyRooms: only && [...only].filter((id) => !not.has(id)),
+    notRooms: only ? undefined : [...not],
+  };
 }
 
 /** The room IDs of an `m.direct` content (user ID → room IDs). */
@@ -88,14 +92,19 @@ export function filterFacts(
   let tags: Promise<Map<string, string>> | undefined;
   return {
     directRooms: directRoomsOf(direct),
-    async tagsOf(roomId) {
+    async roomsTagged(wanted) {
       tags ??= stores().slidingSync.selectRoomAccountDataOfType(userId, 'm.tag');
-      const text = (await tags).get(roomId);
-      if (text === undefined) return new Set();
-      const content = JSON.parse(text) as { tags?: unknown };
-      return new Set(
-        content.tags && typeof content.tags === 'object' ? Object.keys(content.tags) : [],
-      );
+      const rooms = new Set<string>();
+      for (const [roomId, text] of await tags) {
+        const content = JSON.parse(text) as { tags?: unknown };
+        if (
+          content.tags &&
+          typeof content.tags === 'object' &&
+          wanted.some((t) => Object.hasOwn(content.tags as object, t))
+        )
+          rooms.add(roomId);
+      }
+      return rooms;
     },
     async childrenOf(spaces) {
       const states = await stores().rooms.selectAllStateEventsOfRooms(spaces);

@@ -4,7 +4,9 @@
  * since it was sent) comes in full (`initial`): its last `timeline_limit` events and its
  * `required_state`; a room sent before comes with its events since, the state that changed in
  * a gap before them, and the lazy members its timeline needs that the connection was never
- * sent. Invites come as stripped state. Every read here is for these rooms only.
+ * sent. A room sent before whose only news is the user's own read receipt comes again with
+ * its new unread counts. Invites come as stripped state. Every read here is for these rooms
+ * only.
  */
 import { STRIPPED_STATE_TYPES } from '../../core/stripped-state.js';
 import type { ClientEvent } from '../../core/client-event.js';
@@ -18,12 +20,14 @@ import {
 import { streamToken } from '../../core/stream-token.js';
 import type { EventRow } from '../../storage/index.js';
 import type { Requester, ServiceContext } from '../context.js';
+import type { SyncSources } from '../sync-sources.js';
 import type { TimelineService } from '../timeline.js';
 import type { ListedRoom } from './room-list.js';
 
 const MEMBER = 'm.room.member';
 const MAX_HEROES = 5;
 const MAX_TIMELINE_LIMIT = 100;
+const READ_RECEIPTS: ReadonlySet<string> = new Set(['m.read', 'm.read.private']);
 
 type Json = Record<string, unknown>;
 
@@ -55,6 +59,8 @@ export interface RoomResponse {
 export interface RoomsContext {
   ctx: ServiceContext;
   timeline: TimelineService;
+  /** The unread counts kept by push rule evaluation (none: every count 0). */
+  unread: SyncSources['unread'];
   requester: Requester;
   connectionId: string;
   /** Stream position of the connection's last answer (null: new connection). */
@@ -103,6 +109,21 @@ export async function buildRooms(
     from === null
       ? new Set<string>()
       : new Set(await stores.sync.selectRoomsWithEvents(from, upTo));
+  // Rooms whose unread counts the user's own read receipts changed since the last answer.
+  const readSince =
+    from === null
+      ? new Set<string>()
+      : new Set(
+          (
+            await stores.receipts.selectReceiptsChanged(
+              wanted.filter((w) => sent.has(w.room.roomId)).map((w) => w.room.roomId),
+              from,
+              upTo,
+            )
+          )
+            .filter((r) => r.userId === userId && READ_RECEIPTS.has(r.receiptType))
+            .map((r) => r.roomId),
+        );
 
   const plans: Plan[] = [];
   const invites: ListedRoom[] = [];
@@ -117,7 +138,8 @@ export async function buildRooms(
       if (!known) invites.push(room);
       continue;
     }
-    if (known) {
+    const reread = readSince.has(room.roomId) && room.membership === 'join';
+    if (known && !reread) {
       if (previous.sentPosition >= end) continue;
       if (from !== null && previous.sentPosition >= from && !active.has(room.roomId)) {
         out.sentRooms.push({ roomId: room.roomId, sentPosition: end });
@@ -172,7 +194,8 @@ export async function buildRooms(
       rows,
       limited: seen.length > limit || seen.length < newestFirst.length,
     });
-    if (!plan.initial && newestFirst.length === 0) nothingNew.push(plan);
+    if (!plan.initial && newestFirst.length === 0 && !readSince.has(plan.room.roomId))
+      nothingNew.push(plan);
   }
   for (const plan of nothingNew)
     out.sentRooms.push({ roomId: plan.room.roomId, sentPosition: plan.end });
@@ -254,6 +277,7 @@ export async function buildRooms(
     })),
   );
   const counts = await stores.sync.selectMemberCounts(allIds);
+  const unread = (await rc.unread?.unreadOf(userId, allIds)) ?? new Map();
   const nameOf = (roomId: string) => {
     const row = naming.get(roomId)?.find((r) => r.pdu.type === 'm.room.name');
     const name = row?.pdu.content.name;
@@ -313,9 +337,9 @@ export async function buildRooms(
       num_live: numLive,
       joined_count: count.joined,
       invited_count: count.invited,
-      // Notification counts are not computed yet (no push rule evaluation): always 0.
-      notification_count: 0,
-      highlight_count: 0,
+      // As /sync's unread_notifications without unread_thread_notifications: every thread.
+      notification_count: unread.get(roomId)?.total.notification_count ?? 0,
+      highlight_count: unread.get(roomId)?.total.highlight_count ?? 0,
       bump_stamp: plan.room.sortKey,
       ...(name === undefined ? { heroes: heroes.get(roomId) ?? [] } : {}),
     };

@@ -2,9 +2,13 @@
 //!
 //! Reads COMMONS_URL, COMMONS_USER, COMMONS_PASSWORD, COMMONS_ROOM (a room the user is in),
 //! COMMONS_MESSAGE (a body to send there). Prints one line per step, `STEP value`, which the
-//! test reads: LOGGED_IN, ROOM (each room of the list, `id<TAB>name`), MEMBER, SENT, DONE.
-//! Any failure exits non-zero with the error on stderr.
+//! test reads: LOGGED_IN, APPEARED (the room's name the SDK had cached when the room entered the
+//! list, `-` for none: the room is in the list before its first response is applied), ROOM
+//! (each room of the list, `id<TAB>name`, once the response that brought the room in has been
+//! processed), MEMBER, SENT, DONE. Any failure exits non-zero with the error on stderr.
 use std::{env, time::Duration};
+
+use tokio::sync::watch;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{pin_mut, StreamExt};
@@ -41,14 +45,16 @@ async fn main() -> Result<()> {
     let service = RoomListService::new(client.clone()).await?;
     let sync = service.sync();
     pin_mut!(sync);
-    let work = run(&service, &room_id, &message);
+    // How many sync responses the SDK has processed in full.
+    let (processed, responses) = watch::channel(0u64);
+    let work = run(&service, &room_id, &message, responses);
     pin_mut!(work);
     let outcome = tokio::time::timeout(Duration::from_secs(90), async {
         loop {
             tokio::select! {
                 result = &mut work => return result,
                 step = sync.next() => match step {
-                    Some(Ok(())) => {}
+                    Some(Ok(())) => processed.send_modify(|n| *n += 1),
                     Some(Err(error)) => bail!("sliding sync failed: {error}"),
                     None => bail!("sliding sync stopped"),
                 },
@@ -62,7 +68,12 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run(service: &RoomListService, room_id: &OwnedRoomId, message: &str) -> Result<()> {
+async fn run(
+    service: &RoomListService,
+    room_id: &OwnedRoomId,
+    message: &str,
+    mut responses: watch::Receiver<u64>,
+) -> Result<()> {
     // The room list, as Element X draws it: all non-left rooms, sorted by the SDK.
     let all_rooms = service.all_rooms().await?;
     let (entries, controller) = all_rooms.entries_with_dynamic_adapters(50);
@@ -75,6 +86,14 @@ async fn run(service: &RoomListService, room_id: &OwnedRoomId, message: &str) ->
             diff.apply(&mut rooms);
         }
     }
+    // The SDK puts a room in the list as it creates it, while the response that brought it is
+    // still being applied: a name computed now is "Empty Room". Wait for that response.
+    let seen = *responses.borrow();
+    for room in rooms.iter() {
+        let early = room.cached_display_name().map(|n| n.to_string());
+        println!("APPEARED {}\t{}", room.room_id(), early.as_deref().unwrap_or("-"));
+    }
+    responses.wait_for(|n| *n > seen).await?;
     for room in rooms.iter() {
         let name = room.display_name().await.map(|n| n.to_string()).unwrap_or_default();
         println!("ROOM {}\t{}", room.room_id(), name);
