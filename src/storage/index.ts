@@ -249,7 +249,13 @@ export type {
 } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';
-export type { MediaStore, MediaRow, ThumbnailRow, UploadedContent } from './media-store.js';
+export type {
+  MediaStore,
+  MediaRow,
+  RemoteMediaRow,
+  ThumbnailRow,
+  UploadedContent,
+} from './media-store.js';
 export type { MediaFileStore, StoredFile } from './media-files.js';
 export type {
   CrossSigningStore,

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { MatrixError, notFound, unrecognized } from '../../core/errors.js';
+import { MatrixError, notFound } from '../../core/errors.js';
 import {
   DEFAULT_CONTENT_TYPE,
   MEDIA_CSP,
@@ -222,9 +222,16 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
     return serve(request, reply, content, `inline; filename="thumbnail.${extension}"`, open);
   };
 
-  const previewsOff = async () => {
-    throw unrecognized('URL previews are not enabled on this server');
-  };
+  const PREVIEW_QUERY = Type.Object({
+    url: Type.String({ minLength: 1 }),
+    ts: Type.Optional(Type.Integer({ minimum: 0 })),
+  });
+  const preview = async (request: FastifyRequest<{ Querystring: { url: string } }>) =>
+    media.previewUrl(requesterOf(request), request.query.url);
+  const previewRoute = {
+    config: { auth: 'required' },
+    schema: { querystring: PREVIEW_QUERY },
+  } as const;
 
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediadownloadservernamemediaid
   const authed = { config: { auth: 'required' } } as const;
@@ -247,7 +254,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediaconfig
   app.get(`${CLIENT_V1}/config`, authed, async () => media.config());
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediapreview_url
-  app.get(`${CLIENT_V1}/preview_url`, authed, previewsOff);
+  app.get(`${CLIENT_V1}/preview_url`, previewRoute, preview);
 
   // The deprecated unauthenticated paths. Off: answered as a server that froze them.
   const legacyOn = config.media.legacy_unauthenticated;
@@ -282,6 +289,9 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       if (!legacyOn) throw frozen();
       return media.config();
     });
-    app.get(`${prefix}/preview_url`, authed, previewsOff);
+    app.get(`${prefix}/preview_url`, previewRoute, async (request) => {
+      if (!legacyOn) throw frozen();
+      return preview(request);
+    });
   }
 };

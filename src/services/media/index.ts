@@ -24,6 +24,11 @@ import {
   makeThumbnail,
   originalAnswers,
 } from './thumbnails.js';
+import {
+  DEFAULT_URL_PREVIEW_SETTINGS,
+  createUrlPreviewService,
+  type UrlPreviewSettings,
+} from './url-preview.js';
 
 export interface MediaSettings {
   /** Largest upload in bytes (`m.upload.size`). */
@@ -34,6 +39,8 @@ export interface MediaSettings {
   maxAwaitedUploads: number;
   /** How long an ID from `/create` waits for its upload. */
   unusedExpirySeconds: number;
+  /** URL previews (none: off). */
+  urlPreview?: UrlPreviewSettings;
 }
 
 export const DEFAULT_MEDIA_SETTINGS: MediaSettings = {
@@ -192,6 +199,26 @@ export function createMediaService(ctx: ServiceContext) {
     };
   };
 
+  const previews = createUrlPreviewService(
+    ctx,
+    settings.urlPreview ?? DEFAULT_URL_PREVIEW_SETTINGS,
+    files,
+    async (requester, contentType, sha256, size) => {
+      const mediaId = newMediaId();
+      await stores.media.insertMedia({
+        media_id: mediaId,
+        user_id: requester.userId,
+        created_ts: ctx.now(),
+        unused_expires_ts: null,
+        content_type: contentType,
+        upload_name: null,
+        size,
+        sha256,
+      });
+      return `mxc://${serverName}/${mediaId}`;
+    },
+  );
+
   return {
     /** `m.upload.size` and friends, for `/config`. */
     config: () => ({ 'm.upload.size': settings.maxUploadBytes }),
@@ -267,6 +294,9 @@ export function createMediaService(ctx: ServiceContext) {
       // someone else's content too) and this answer is the spec's.
       if (!filled) throw cannotOverwrite();
     },
+
+    /** `/preview_url`: the Open Graph data of a URL (404 M_UNRECOGNIZED when off). */
+    previewUrl: previews.preview,
 
     /** The content behind a download. */
     download: content,
