@@ -124,7 +124,10 @@ export function createServices(ctx: ServiceContext) {
     federation,
     admin: createAdminServices(ctx, { profiles, deactivation, timeline, writer, rooms }),
     health: createHealthService(ctx),
-    media: createMediaService(ctx),
+    media: createMediaService(ctx, {
+      federationClient: federation?.client ?? null,
+      federationTimeoutMs: ctx.settings.federation?.requestTimeoutMs ?? 10_000,
+    }),
     keyBackup: createKeyBackupService(ctx),
     crossSigning: createCrossSigningService(ctx, uia, accounts),
     userDirectory,

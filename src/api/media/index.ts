@@ -190,11 +190,16 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
     request: FastifyRequest,
     reply: FastifyReply,
     params: { serverName: string; mediaId: string; fileName?: string },
-    timeoutMs: number | undefined,
+    query: { timeout_ms?: number; allow_remote?: boolean },
   ) => {
     if (params.fileName !== undefined && !isValidFileName(params.fileName))
       throw notFound('Media not found');
-    const content = await media.download(params.serverName, params.mediaId, timeoutMs);
+    const content = await media.download(
+      params.serverName,
+      params.mediaId,
+      query.timeout_ms,
+      query.allow_remote !== false,
+    );
     const name = params.fileName ?? content.fileName;
     return serve(request, reply, content, contentDisposition(content.contentType, name), open);
   };
@@ -209,6 +214,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       method?: 'crop' | 'scale';
       animated?: boolean;
       timeout_ms?: number;
+      allow_remote?: boolean;
     },
   ) => {
     const content = await media.thumbnail(params.serverName, params.mediaId, {
@@ -217,6 +223,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       method: query.method ?? 'scale',
       animated: query.animated === true,
       timeoutMs: query.timeout_ms,
+      allowRemote: query.allow_remote !== false,
     });
     const extension = THUMBNAIL_EXTENSIONS[content.contentType] ?? 'bin';
     return serve(request, reply, content, `inline; filename="thumbnail.${extension}"`, open);
@@ -238,12 +245,12 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
   app.get(
     `${CLIENT_V1}/download/:serverName/:mediaId`,
     { ...authed, schema: { params: MEDIA_PATH, querystring: DOWNLOAD_QUERY } },
-    (request, reply) => download(request, reply, request.params, request.query.timeout_ms),
+    (request, reply) => download(request, reply, request.params, request.query),
   );
   app.get(
     `${CLIENT_V1}/download/:serverName/:mediaId/:fileName`,
     { ...authed, schema: { params: MEDIA_PATH_NAMED, querystring: DOWNLOAD_QUERY } },
-    (request, reply) => download(request, reply, request.params, request.query.timeout_ms),
+    (request, reply) => download(request, reply, request.params, request.query),
   );
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediathumbnailservernamemediaid
   app.get(
@@ -266,7 +273,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       { schema: { params: MEDIA_PATH, querystring: DOWNLOAD_QUERY } },
       async (request, reply) => {
         if (!legacyOn) throw frozen();
-        return download(request, reply, request.params, request.query.timeout_ms);
+        return download(request, reply, request.params, request.query);
       },
     );
     app.get(
@@ -274,7 +281,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       { schema: { params: MEDIA_PATH_NAMED, querystring: DOWNLOAD_QUERY } },
       async (request, reply) => {
         if (!legacyOn) throw frozen();
-        return download(request, reply, request.params, request.query.timeout_ms);
+        return download(request, reply, request.params, request.query);
       },
     );
     app.get(

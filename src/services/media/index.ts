@@ -24,6 +24,10 @@ import {
   makeThumbnail,
   originalAnswers,
 } from './thumbnails.js';
+import { isValidServerName } from '../../core/identifiers.js';
+import { addressRules } from '../../core/url-preview.js';
+import type { FederationClient } from '../federation/client.js';
+import { createRemoteMedia } from './remote.js';
 import {
   DEFAULT_URL_PREVIEW_SETTINGS,
   createUrlPreviewService,
@@ -78,6 +82,10 @@ export interface ThumbnailRequest {
   method: ThumbnailMethod;
   animated: boolean;
   timeoutMs: number | undefined;
+  /** False: another server's media only when already cached. */
+  allowRemote?: boolean;
+  /** True: local media only (a thumbnail asked for by another server). */
+  localOnly?: boolean;
 }
 
 export const notYetUploaded = (): MatrixError =>
@@ -92,7 +100,17 @@ function newMediaId(): string {
   return randomBytes(18).toString('base64url');
 }
 
-export function createMediaService(ctx: ServiceContext) {
+export interface MediaDeps {
+  /** Fetches other servers' media (none: no federation, their media is not found). */
+  federationClient: FederationClient | null;
+  /** How long a request to another server may take. */
+  federationTimeoutMs: number;
+}
+
+export function createMediaService(
+  ctx: ServiceContext,
+  deps: MediaDeps = { federationClient: null, federationTimeoutMs: 10_000 },
+) {
   const settings = ctx.settings.media ?? DEFAULT_MEDIA_SETTINGS;
   const { serverName } = ctx.settings;
   const { stores } = ctx.storage;
@@ -122,7 +140,16 @@ export function createMediaService(ctx: ServiceContext) {
     return stored;
   };
 
-  /** The row of a local media ID; other servers' media is not fetched yet (no federation). */
+  const previewSettings = settings.urlPreview ?? DEFAULT_URL_PREVIEW_SETTINGS;
+  const remote = createRemoteMedia(ctx, {
+    client: deps.federationClient,
+    files: () => files(),
+    maxBytes: settings.maxUploadBytes,
+    locationRules: addressRules(previewSettings.denyRanges, previewSettings.allowRanges),
+    timeoutMs: deps.federationTimeoutMs,
+  });
+
+  /** The row of a local media ID. */
   const localRow = async (server: string, mediaId: string): Promise<MediaRow> => {
     if (server !== serverName || !isValidMediaId(mediaId)) throw notFound('Media not found');
     const row = await stores.media.selectMedia(mediaId);
@@ -130,12 +157,30 @@ export function createMediaService(ctx: ServiceContext) {
     return row;
   };
 
-  /** The uploaded content of a media ID, waiting up to `timeoutMs` for an awaited upload. */
+  /**
+   * The content of a media ID: local (waiting up to `timeoutMs` for an awaited upload), or
+   * another server's, cached or fetched over federation (only cached when `allowRemote` is
+   * false).
+   */
   const content = async (
     server: string,
     mediaId: string,
     timeoutMs: number | undefined,
+    allowRemote = true,
   ): Promise<MediaContent> => {
+    if (server !== serverName) {
+      if (!isValidServerName(server)) throw notFound('Media not found');
+      return remote.get(server, mediaId, timeoutMs, allowRemote);
+    }
+    return localContent(mediaId, timeoutMs);
+  };
+
+  /** A local media ID's uploaded content, waiting up to `timeoutMs` for an awaited upload. */
+  const localContent = async (
+    mediaId: string,
+    timeoutMs: number | undefined,
+  ): Promise<MediaContent> => {
+    const server = serverName;
     const deadline = ctx.now() + Math.min(timeoutMs ?? DEFAULT_WAIT_MS, MAX_WAIT_MS);
     for (let row = await localRow(server, mediaId); ; row = await localRow(server, mediaId)) {
       if (row.sha256 !== null && row.size !== null) {
@@ -301,13 +346,17 @@ export function createMediaService(ctx: ServiceContext) {
     /** The content behind a download. */
     download: content,
 
+    /** Our own media, for another server (`/_matrix/federation/v1/media/download`). */
+    localContent,
+
     /** The thumbnail (or the original, when small enough) behind a thumbnail request. */
     async thumbnail(
       server: string,
       mediaId: string,
       request: ThumbnailRequest,
     ): Promise<MediaContent> {
-      const media = await content(server, mediaId, request.timeoutMs);
+      if (request.localOnly && server !== serverName) throw notFound('Media not found');
+      const media = await content(server, mediaId, request.timeoutMs, request.allowRemote ?? true);
       if (!THUMBNAILABLE_TYPES.has(essenceOf(media.contentType))) throw cannotThumbnail();
       if (media.size > settings.maxThumbnailSourceBytes)
         throw tooLarge('Content is too large to thumbnail');
