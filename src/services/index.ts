@@ -40,6 +40,7 @@ import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
+import { createDehydratedDeviceService } from './dehydrated-devices.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -131,6 +132,7 @@ export function createServices(ctx: ServiceContext) {
     keyBackup: createKeyBackupService(ctx),
     crossSigning: createCrossSigningService(ctx, uia, accounts),
     userDirectory,
+    dehydratedDevices: createDehydratedDeviceService(ctx, deviceKeys),
   };
 }
 

@@ -27,6 +27,7 @@ import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 import { mediaStore, type MediaStore } from './media-store.js';
 import { crossSigningStore, type CrossSigningStore } from './cross-signing-store.js';
 import { keyBackupStore, type KeyBackupStore } from './key-backup-store.js';
+import { dehydratedDeviceStore, type DehydratedDeviceStore } from './dehydrated-device-store.js';
 import { userDirectoryStore, type UserDirectoryStore } from './user-directory-store.js';
 
 import { relationStore, type RelationStore } from './relation-store.js';
@@ -76,6 +77,7 @@ export interface Stores {
   readonly media: MediaStore;
   readonly crossSigning: CrossSigningStore;
   readonly keyBackup: KeyBackupStore;
+  readonly dehydratedDevices: DehydratedDeviceStore;
   readonly userDirectory: UserDirectoryStore;
 
   readonly relations: RelationStore;
@@ -137,6 +139,7 @@ export function storesFor(
     media: mediaStore(db),
     crossSigning: crossSigningStore(db),
     keyBackup: keyBackupStore(db),
+    dehydratedDevices: dehydratedDeviceStore(db),
     userDirectory: userDirectoryStore(db),
 
     relations: relationStore(db),

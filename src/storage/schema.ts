@@ -338,6 +338,14 @@ export interface MediaTable {
   sha256: string | null;
 }
 
+/** Each user's dehydrated device (MSC3814, migration 0045). */
+export interface DehydratedDevicesTable {
+  user_id: string;
+  device_id: string;
+  device_data: string;
+  created_ts: number;
+}
+
 /** Media of other servers fetched over federation (migration 0044). */
 export interface RemoteMediaTable {
   server_name: string;
@@ -552,6 +560,7 @@ export interface Database {
   media_thumbnails: MediaThumbnailsTable;
   remote_media: RemoteMediaTable;
   url_previews: UrlPreviewsTable;
+  dehydrated_devices: DehydratedDevicesTable;
   cross_signing_keys: CrossSigningKeysTable;
   key_signatures: KeySignaturesTable;
   key_backup_versions: KeyBackupVersionsTable;
