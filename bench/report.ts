@@ -604,9 +604,12 @@ export async function writeDocs(report: BenchReport, docsPath: string): Promise<
   });
   // The idle-clients section and the peers section come from their own runs (`--scenario
   // idle`, `npm run bench:peers`): kept as they are.
-  const kept = [existingIdleSection(docsPath), sectionOfFile(docsPath, PEERS_SECTION)].filter(
-    (section): section is string => section !== null,
-  );
+  // The user directory's section (`bench/user-directory.ts`) likewise.
+  const kept = [
+    existingIdleSection(docsPath),
+    sectionOfFile(docsPath, 'user-directory'),
+    sectionOfFile(docsPath, PEERS_SECTION),
+  ].filter((section): section is string => section !== null);
   const options = (await prettier.resolveConfig(docsPath)) ?? {};
   writeFileSync(
     docsPath,
