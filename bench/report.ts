@@ -604,10 +604,12 @@ export async function writeDocs(report: BenchReport, docsPath: string): Promise<
   });
   // The idle-clients section and the peers section come from their own runs (`--scenario
   // idle`, `npm run bench:peers`): kept as they are.
+  // Issue #24's search and push figures (bench/timeline-extras.ts) and the user directory's
+  // (bench/user-directory.ts) likewise.
   const kept = [
     existingIdleSection(docsPath),
+    sectionOfFile(docsPath, 'user-directory'),
     sectionOfFile(docsPath, PEERS_SECTION),
-    // Issue #24's search and push figures (bench/timeline-extras.ts).
     sectionOfFile(docsPath, 'timeline-extras'),
   ].filter((section): section is string => section !== null);
   const options = (await prettier.resolveConfig(docsPath)) ?? {};

@@ -2,6 +2,7 @@
  * Wires concrete things together: opens storage, builds services and the app, listens,
  * and shuts down gracefully (stop accepting, finish in-flight requests, close the database).
  */
+import { isValidRange } from './core/url-preview.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -105,9 +106,28 @@ export function serviceSettingsOf(
       maxThumbnailSourceBytes: config.media.max_thumbnail_source_bytes,
       maxAwaitedUploads: config.media.max_awaited_uploads,
       unusedExpirySeconds: config.media.unused_expiry_seconds,
+      urlPreview: {
+        enabled: config.media.url_preview_enabled,
+        denyRanges: checkedRanges(config.media.url_preview_ip_range_deny, 'deny'),
+        allowRanges: checkedRanges(config.media.url_preview_ip_range_allow, 'allow'),
+        maxBytes: config.media.url_preview_max_bytes,
+        timeoutMs: config.media.url_preview_timeout_seconds * 1000,
+        cacheSeconds: config.media.url_preview_cache_seconds,
+      },
     },
     userDirectorySearchAll: config.user_directory.search_all_users,
   };
+}
+
+/** Address ranges of the URL preview config, each checked (a bad one stops the start). */
+function checkedRanges(ranges: readonly string[], which: string): readonly string[] {
+  for (const range of ranges) {
+    if (!isValidRange(range))
+      throw new Error(
+        `config: media.url_preview_ip_range_${which}: ${range} is not an address range`,
+      );
+  }
+  return ranges;
 }
 
 function readPem(file: string, what: string): string {

@@ -210,6 +210,37 @@ export const ConfigSchema = Type.Object(
           default: 86400,
           description: 'How long an ID from `/create` waits for its upload.',
         }),
+        url_preview_enabled: Type.Boolean({
+          default: false,
+          description:
+            'Serve `/preview_url`: this server fetches the pages users link to (off: 404 M_UNRECOGNIZED). Only http(s), never from loopback, private, link-local, shared, multicast or reserved addresses (checked on every address DNS answers, for every redirect).',
+        }),
+        url_preview_ip_range_deny: Type.Array(Type.String({ minLength: 1 }), {
+          default: [],
+          description:
+            'Address ranges (CIDR, or single addresses) previews never fetch from, besides the built-in private and reserved ones.',
+        }),
+        url_preview_ip_range_allow: Type.Array(Type.String({ minLength: 1 }), {
+          default: [],
+          description:
+            'Address ranges previews may fetch from even when denied (an intranet); use with care.',
+        }),
+        url_preview_max_bytes: Type.Integer({
+          minimum: 1024,
+          default: 10485760,
+          description: 'Largest page or image a preview reads; larger ones fail (502 M_UNKNOWN).',
+        }),
+        url_preview_timeout_seconds: Type.Integer({
+          minimum: 1,
+          maximum: 120,
+          default: 10,
+          description: 'How long fetching a page (redirects included) or its image may take.',
+        }),
+        url_preview_cache_seconds: Type.Integer({
+          minimum: 0,
+          default: 3600,
+          description: 'How long a preview is kept and served again without fetching.',
+        }),
       },
       {
         additionalProperties: false,

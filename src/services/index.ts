@@ -42,6 +42,7 @@ import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
+import { createDehydratedDeviceService } from './dehydrated-devices.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -130,10 +131,14 @@ export function createServices(ctx: ServiceContext) {
     federation,
     admin: createAdminServices(ctx, { profiles, deactivation, timeline, writer, rooms }),
     health: createHealthService(ctx),
-    media: createMediaService(ctx),
+    media: createMediaService(ctx, {
+      federationClient: federation?.client ?? null,
+      federationTimeoutMs: ctx.settings.federation?.requestTimeoutMs ?? 10_000,
+    }),
     keyBackup: createKeyBackupService(ctx),
     crossSigning: createCrossSigningService(ctx, uia, accounts),
     userDirectory,
+    dehydratedDevices: createDehydratedDeviceService(ctx, deviceKeys),
   };
 }
 

@@ -27,6 +27,7 @@ import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 import { mediaStore, type MediaStore } from './media-store.js';
 import { crossSigningStore, type CrossSigningStore } from './cross-signing-store.js';
 import { keyBackupStore, type KeyBackupStore } from './key-backup-store.js';
+import { dehydratedDeviceStore, type DehydratedDeviceStore } from './dehydrated-device-store.js';
 import { userDirectoryStore, type UserDirectoryStore } from './user-directory-store.js';
 
 import { relationStore, type RelationStore } from './relation-store.js';
@@ -78,6 +79,7 @@ export interface Stores {
   readonly media: MediaStore;
   readonly crossSigning: CrossSigningStore;
   readonly keyBackup: KeyBackupStore;
+  readonly dehydratedDevices: DehydratedDeviceStore;
   readonly userDirectory: UserDirectoryStore;
 
   readonly relations: RelationStore;
@@ -140,6 +142,7 @@ export function storesFor(
     media: mediaStore(db),
     crossSigning: crossSigningStore(db),
     keyBackup: keyBackupStore(db),
+    dehydratedDevices: dehydratedDeviceStore(db),
     userDirectory: userDirectoryStore(db),
 
     relations: relationStore(db),
@@ -253,7 +256,13 @@ export type {
 } from './room-store.js';
 export type { UserRow, ProfileRow, NewUser } from './account-store.js';
 export type { DeviceRow, TokenOwner } from './device-store.js';
-export type { MediaStore, MediaRow, ThumbnailRow, UploadedContent } from './media-store.js';
+export type {
+  MediaStore,
+  MediaRow,
+  RemoteMediaRow,
+  ThumbnailRow,
+  UploadedContent,
+} from './media-store.js';
 export type { MediaFileStore, StoredFile } from './media-files.js';
 export type {
   CrossSigningStore,

@@ -1,4 +1,7 @@
-/** The media repository's rows (migration 0040): media IDs and the thumbnails made. */
+/**
+ * The media repository's rows: media IDs and the thumbnails made (migration 0040), other
+ * servers' media fetched and URL previews made (migration 0044).
+ */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
@@ -33,6 +36,16 @@ export interface UploadedContent {
   sha256: string;
 }
 
+export interface RemoteMediaRow {
+  server_name: string;
+  media_id: string;
+  fetched_ts: number;
+  content_type: string;
+  upload_name: string | null;
+  size: number;
+  sha256: string;
+}
+
 export interface MediaStore {
   insertMedia(row: MediaRow): Promise<void>;
   selectMedia(mediaId: string): Promise<MediaRow | undefined>;
@@ -49,6 +62,18 @@ export interface MediaStore {
   ): Promise<ThumbnailRow | undefined>;
   /** Records a thumbnail; one made at the same time by another process wins silently. */
   insertThumbnail(row: ThumbnailRow): Promise<void>;
+  selectRemoteMedia(serverName: string, mediaId: string): Promise<RemoteMediaRow | undefined>;
+  /** Records fetched remote media; one fetched at the same time elsewhere wins silently. */
+  insertRemoteMedia(row: RemoteMediaRow): Promise<void>;
+  /** A preview of `url` that has not expired at `now` (its Open Graph JSON). */
+  selectUrlPreview(url: string, now: number): Promise<string | undefined>;
+  /** Records (or replaces) the preview of `url`. */
+  upsertUrlPreview(
+    url: string,
+    fetchedTs: number,
+    expiresTs: number,
+    ogJson: string,
+  ): Promise<void>;
 }
 
 export function mediaStore(db: Kysely<Database>): MediaStore {
@@ -112,6 +137,48 @@ export function mediaStore(db: Kysely<Database>): MediaStore {
         .values(row)
         .onConflict((oc) =>
           oc.columns(['source_sha256', 'width', 'height', 'method', 'animated']).doNothing(),
+        )
+        .execute();
+    },
+
+    async selectRemoteMedia(serverName, mediaId) {
+      const row = await db
+        .selectFrom('remote_media')
+        .selectAll()
+        .where('server_name', '=', serverName)
+        .where('media_id', '=', mediaId)
+        .executeTakeFirst();
+      return row && { ...row, size: Number(row.size), fetched_ts: Number(row.fetched_ts) };
+    },
+
+    async insertRemoteMedia(row) {
+      await db
+        .insertInto('remote_media')
+        .values(row)
+        .onConflict((oc) => oc.columns(['server_name', 'media_id']).doNothing())
+        .execute();
+    },
+
+    async selectUrlPreview(url, now) {
+      const row = await db
+        .selectFrom('url_previews')
+        .select('og_json')
+        .where('url', '=', url)
+        .where('expires_ts', '>', now)
+        .executeTakeFirst();
+      return row?.og_json;
+    },
+
+    async upsertUrlPreview(url, fetchedTs, expiresTs, ogJson) {
+      await db
+        .insertInto('url_previews')
+        .values({ url, fetched_ts: fetchedTs, expires_ts: expiresTs, og_json: ogJson })
+        .onConflict((oc) =>
+          oc.column('url').doUpdateSet({
+            fetched_ts: fetchedTs,
+            expires_ts: expiresTs,
+            og_json: ogJson,
+          }),
         )
         .execute();
     },

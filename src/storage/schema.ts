@@ -338,6 +338,33 @@ export interface MediaTable {
   sha256: string | null;
 }
 
+/** Each user's dehydrated device (MSC3814, migration 0045). */
+export interface DehydratedDevicesTable {
+  user_id: string;
+  device_id: string;
+  device_data: string;
+  created_ts: number;
+}
+
+/** Media of other servers fetched over federation (migration 0044). */
+export interface RemoteMediaTable {
+  server_name: string;
+  media_id: string;
+  fetched_ts: number;
+  content_type: string;
+  upload_name: string | null;
+  size: number;
+  sha256: string;
+}
+
+/** URL previews made, until they expire (migration 0044). */
+export interface UrlPreviewsTable {
+  url: string;
+  fetched_ts: number;
+  expires_ts: number;
+  og_json: string;
+}
+
 /** Thumbnails made of stored content, by the content's hash (migration 0040). */
 export interface MediaThumbnailsTable {
   source_sha256: string;
@@ -531,6 +558,9 @@ export interface Database {
   appservice_room_directory: AppserviceRoomDirectoryTable;
   media: MediaTable;
   media_thumbnails: MediaThumbnailsTable;
+  remote_media: RemoteMediaTable;
+  url_previews: UrlPreviewsTable;
+  dehydrated_devices: DehydratedDevicesTable;
   cross_signing_keys: CrossSigningKeysTable;
   key_signatures: KeySignaturesTable;
   key_backup_versions: KeyBackupVersionsTable;

@@ -8,7 +8,9 @@
  * (Hydrogen finds the server through /.well-known, uploads its Olm device keys and syncs), the
  * room list shows both rooms, she accepts the invitation, opens the first room and sees Bob's
  * message, then one he sends while she looks (it must arrive through the long-polling /sync),
- * and the member list, which Hydrogen loads with /members, shows both of them. A screenshot of
+ * and an image Bob sends (an m.image of media he uploaded) is drawn, fetched by Hydrogen's service
+ * worker on the authenticated /_matrix/client/v1/media path with her token; the member list,
+ * which Hydrogen loads with /members, shows both of them. A screenshot of
  * the last screen is kept in test-artifacts/hydrogen-<dialect>.png.
  *
  * Without Chromium at /usr/bin/chromium (or COMMONS_TEST_CHROMIUM) the suite is skipped, and the
@@ -174,6 +176,45 @@ forEachDatabase(
         hasText: 'And this one arrived while you were looking',
       });
       await h.until('the new message in the timeline', () => message.isVisible());
+    });
+
+    step('renders an image message, its thumbnail fetched on the authenticated path', async (h) => {
+      assert.ok(server);
+      // A 320×200 PNG of one colour, uploaded by Bob and sent as m.image.
+      const sharp = (await import('sharp')).default;
+      const png = await sharp({
+        create: { width: 320, height: 200, channels: 3, background: { r: 30, g: 140, b: 90 } },
+      })
+        .png()
+        .toBuffer();
+      const uploaded = await fetch(`${server.url}/_matrix/media/v3/upload?filename=green.png`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${bob.accessToken}`, 'Content-Type': 'image/png' },
+        body: png,
+      });
+      assert.equal(uploaded.status, 200);
+      const { content_uri: url } = (await uploaded.json()) as { content_uri: string };
+      await call(bob, 'PUT', `/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${++txn}`, {
+        msgtype: 'm.image',
+        body: 'green.png',
+        url,
+        info: { mimetype: 'image/png', size: png.length, w: 320, h: 200 },
+      });
+      const image = h.page.locator('.Timeline_message img').last();
+      const size = await h.until(
+        'the image drawn in the timeline',
+        async () => {
+          if (!(await image.isVisible())) return null;
+          const drawn = await image.evaluate((el) => {
+            const img = el as unknown as { complete: boolean; naturalWidth: number; src: string };
+            return { complete: img.complete, width: img.naturalWidth, src: img.src };
+          });
+          return drawn.complete && drawn.width > 0 ? drawn : null;
+        },
+        30_000,
+      );
+      assert.ok(size.width > 0, JSON.stringify(size));
+      assert.match(size.src, /\/_matrix\/client\/v1\/media\/(thumbnail|download)\//, size.src);
     });
 
     step('shows the members, loaded with /members', async (h) => {

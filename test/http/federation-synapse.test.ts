@@ -2,7 +2,7 @@
  * Commons and Synapse (from PyPI, a peer nobody here wrote) federating on this machine, each
  * named by IP literal, TLS from a CA the test makes: each fetches the other's keys, each asks
  * the other for a profile with signed requests, Synapse resolves our alias and serves our keys
- * as a notary. Skipped (with a reason in the SKIPPED banner) where Synapse cannot be installed;
+ * as a notary, and each fetches media uploaded to the other (MSC3916, multipart/mixed). Skipped (with a reason in the SKIPPED banner) where Synapse cannot be installed;
  * CI requires it (COMMONS_TEST_REQUIRE_SYNAPSE=1).
  */
 import assert from 'node:assert/strict';
@@ -148,6 +148,46 @@ forEachDatabase(
       assert.ok(ours, JSON.stringify(answer.body));
       assert.ok('keys' in verifyServerKeys(ours, commons.serverName));
       assert.ok((ours.signatures as Record<string, unknown>)[synapse.serverName]);
+    });
+
+    it('Commons fetches media uploaded to Synapse, for its client', async () => {
+      const bytes = Buffer.from('uploaded to Synapse, read through Commons');
+      const uploaded = await fetch(`${synapse.clientUrl}/_matrix/media/v3/upload?filename=s.txt`, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${synapseUser.access_token}`,
+          'Content-Type': 'text/plain',
+        },
+        body: bytes,
+      });
+      assert.equal(uploaded.status, 200);
+      const uri = ((await uploaded.json()) as { content_uri: string }).content_uri;
+      const mediaId = uri.slice(uri.lastIndexOf('/') + 1);
+      const response = await fetch(
+        `${commons.url}/_matrix/client/v1/media/download/${synapse.serverName}/${mediaId}`,
+        { headers: { Authorization: `Bearer ${alice.accessToken}` } },
+      );
+      assert.equal(response.status, 200, await response.clone().text());
+      assert.deepEqual(Buffer.from(await response.arrayBuffer()), bytes);
+      assert.match(String(response.headers.get('content-type')), /^text\/plain/);
+    });
+
+    it('Synapse fetches media uploaded to Commons, for its client', async () => {
+      const bytes = Buffer.from('uploaded to Commons, read through Synapse');
+      const uploaded = await fetch(`${commons.url}/_matrix/media/v3/upload?filename=c.txt`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${alice.accessToken}`, 'Content-Type': 'text/plain' },
+        body: bytes,
+      });
+      assert.equal(uploaded.status, 200);
+      const uri = ((await uploaded.json()) as { content_uri: string }).content_uri;
+      const mediaId = uri.slice(uri.lastIndexOf('/') + 1);
+      const response = await fetch(
+        `${synapse.clientUrl}/_matrix/client/v1/media/download/${commons.serverName}/${mediaId}`,
+        { headers: { Authorization: `Bearer ${synapseUser.access_token}` } },
+      );
+      assert.equal(response.status, 200, await response.clone().text());
+      assert.deepEqual(Buffer.from(await response.arrayBuffer()), bytes);
     });
   },
   { skip },

@@ -127,6 +127,21 @@ forEachDatabase('user directory', (dialect) => {
     assert.deepEqual(await found(dave, localpart(frank)), []);
   });
 
+  it('a member of a public room is found while joined, and no longer once gone', async () => {
+    const gina = await registerUser(server, uniqueName('gina'));
+    const harry = await registerUser(server, uniqueName('harry'));
+    const room = (await ok(server, harry, '/createRoom', { preset: 'public_chat' })).room_id ?? '';
+    assert.deepEqual(await found(dave, localpart(gina)), [], 'in no room yet');
+    await ok(server, gina, `/join/${r(room)}`);
+    assert.deepEqual(await found(dave, localpart(gina)), [gina.userId], 'joined a public room');
+    // A profile change keeps her entry visible.
+    await setName(gina, 'Gina Renamed');
+    assert.deepEqual(await found(dave, 'renamed'), [gina.userId]);
+    await ok(server, gina, `/rooms/${r(room)}/leave`);
+    assert.deepEqual(await found(dave, localpart(gina)), [], 'left it');
+    assert.deepEqual(await found(dave, localpart(harry)), [harry.userId], 'harry stays');
+  });
+
   it('limit and limited', async () => {
     const name = uniqueName('limiter');
     const room = (await ok(server, alice, '/createRoom', { preset: 'public_chat' })).room_id ?? '';

@@ -35,6 +35,7 @@ import { reportRoutes } from './reports.js';
 import { registrationTokenValidityRoutes } from './registration-token-validity.js';
 import { slidingSyncRoutes } from './sliding-sync.js';
 import { roomSummaryRoutes } from './room-summary.js';
+import { dehydratedDeviceRoutes } from './dehydrated-devices.js';
 
 const v3Modules: RoutePlugin[] = [
   registrationRoutes,
@@ -77,6 +78,7 @@ export const clientRoutes: RoutePlugin = async (app, options) => {
   await app.register(registrationTokenValidityRoutes, options);
   await app.register(slidingSyncRoutes, options);
   await app.register(roomSummaryRoutes, options);
+  await app.register(dehydratedDeviceRoutes, options);
   for (const prefix of V3_PREFIXES) {
     for (const module of v3Modules) await app.register(module, { ...options, prefix });
   }

@@ -39,6 +39,8 @@ export function unstableFeatures(options: {
     // Simplified sliding sync (MSC4186) and the room summary (MSC3266).
     'org.matrix.simplified_msc3575': true,
     'im.nheko.summary': true,
+    // Dehydrated devices (MSC3814).
+    'org.matrix.msc3814': true,
   };
 }
 

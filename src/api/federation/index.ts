@@ -10,6 +10,7 @@ import type { KeyQuery } from '../../services/federation/keys.js';
 import type { RoutePlugin } from '../client/plugin.js';
 import { VERSION } from '../../version.js';
 import { registerFederationAuth } from './auth.js';
+import { registerFederationMediaRoutes } from './media.js';
 
 const KeyCriteria = Type.Object({
   minimum_valid_until_ts: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -94,4 +95,7 @@ export const federationRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) => federation.queries.directory(request.query.room_alias),
   );
+
+  // Our media for other servers (MSC3916): ./media.ts.
+  registerFederationMediaRoutes(app, services);
 };

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { MatrixError, notFound, unrecognized } from '../../core/errors.js';
+import { MatrixError, notFound } from '../../core/errors.js';
 import {
   DEFAULT_CONTENT_TYPE,
   MEDIA_CSP,
@@ -190,11 +190,16 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
     request: FastifyRequest,
     reply: FastifyReply,
     params: { serverName: string; mediaId: string; fileName?: string },
-    timeoutMs: number | undefined,
+    query: { timeout_ms?: number; allow_remote?: boolean },
   ) => {
     if (params.fileName !== undefined && !isValidFileName(params.fileName))
       throw notFound('Media not found');
-    const content = await media.download(params.serverName, params.mediaId, timeoutMs);
+    const content = await media.download(
+      params.serverName,
+      params.mediaId,
+      query.timeout_ms,
+      query.allow_remote !== false,
+    );
     const name = params.fileName ?? content.fileName;
     return serve(request, reply, content, contentDisposition(content.contentType, name), open);
   };
@@ -209,6 +214,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       method?: 'crop' | 'scale';
       animated?: boolean;
       timeout_ms?: number;
+      allow_remote?: boolean;
     },
   ) => {
     const content = await media.thumbnail(params.serverName, params.mediaId, {
@@ -217,26 +223,34 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       method: query.method ?? 'scale',
       animated: query.animated === true,
       timeoutMs: query.timeout_ms,
+      allowRemote: query.allow_remote !== false,
     });
     const extension = THUMBNAIL_EXTENSIONS[content.contentType] ?? 'bin';
     return serve(request, reply, content, `inline; filename="thumbnail.${extension}"`, open);
   };
 
-  const previewsOff = async () => {
-    throw unrecognized('URL previews are not enabled on this server');
-  };
+  const PREVIEW_QUERY = Type.Object({
+    url: Type.String({ minLength: 1 }),
+    ts: Type.Optional(Type.Integer({ minimum: 0 })),
+  });
+  const preview = async (request: FastifyRequest<{ Querystring: { url: string } }>) =>
+    media.previewUrl(requesterOf(request), request.query.url);
+  const previewRoute = {
+    config: { auth: 'required' },
+    schema: { querystring: PREVIEW_QUERY },
+  } as const;
 
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediadownloadservernamemediaid
   const authed = { config: { auth: 'required' } } as const;
   app.get(
     `${CLIENT_V1}/download/:serverName/:mediaId`,
     { ...authed, schema: { params: MEDIA_PATH, querystring: DOWNLOAD_QUERY } },
-    (request, reply) => download(request, reply, request.params, request.query.timeout_ms),
+    (request, reply) => download(request, reply, request.params, request.query),
   );
   app.get(
     `${CLIENT_V1}/download/:serverName/:mediaId/:fileName`,
     { ...authed, schema: { params: MEDIA_PATH_NAMED, querystring: DOWNLOAD_QUERY } },
-    (request, reply) => download(request, reply, request.params, request.query.timeout_ms),
+    (request, reply) => download(request, reply, request.params, request.query),
   );
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediathumbnailservernamemediaid
   app.get(
@@ -247,7 +261,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediaconfig
   app.get(`${CLIENT_V1}/config`, authed, async () => media.config());
   // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediapreview_url
-  app.get(`${CLIENT_V1}/preview_url`, authed, previewsOff);
+  app.get(`${CLIENT_V1}/preview_url`, previewRoute, preview);
 
   // The deprecated unauthenticated paths. Off: answered as a server that froze them.
   const legacyOn = config.media.legacy_unauthenticated;
@@ -259,7 +273,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       { schema: { params: MEDIA_PATH, querystring: DOWNLOAD_QUERY } },
       async (request, reply) => {
         if (!legacyOn) throw frozen();
-        return download(request, reply, request.params, request.query.timeout_ms);
+        return download(request, reply, request.params, request.query);
       },
     );
     app.get(
@@ -267,7 +281,7 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       { schema: { params: MEDIA_PATH_NAMED, querystring: DOWNLOAD_QUERY } },
       async (request, reply) => {
         if (!legacyOn) throw frozen();
-        return download(request, reply, request.params, request.query.timeout_ms);
+        return download(request, reply, request.params, request.query);
       },
     );
     app.get(
@@ -282,6 +296,9 @@ export const mediaRoutes: RoutePlugin = async (app, { services, config }) => {
       if (!legacyOn) throw frozen();
       return media.config();
     });
-    app.get(`${prefix}/preview_url`, authed, previewsOff);
+    app.get(`${prefix}/preview_url`, previewRoute, async (request) => {
+      if (!legacyOn) throw frozen();
+      return preview(request);
+    });
   }
 };

@@ -55,6 +55,20 @@ export interface RequestOptions {
   unsigned?: boolean;
 }
 
+/** An answer kept as bytes (media), whatever its type. */
+export interface RawFederationResponse {
+  status: number;
+  body: Buffer;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** A request whose answer is read as bytes, up to `maxBytes` (more: an error). */
+export interface RawRequestOptions {
+  unsigned?: boolean;
+  maxBytes: number;
+  accept?: string;
+}
+
 interface RawTarget {
   connectHost: string;
   port: number;
@@ -78,6 +92,32 @@ export function createFederationClient(options: FederationClientOptions) {
     headers: Record<string, string>,
     payload: string | undefined,
   ): Promise<FederationResponse> {
+    return sendRaw(destination, target, method, path, headers, payload, MAX_RESPONSE_BYTES).then(
+      (res) => {
+        const text = res.body.toString('utf8');
+        let body: unknown;
+        try {
+          body = text === '' ? {} : JSON.parse(text);
+        } catch {
+          throw new FederationRequestError(
+            destination,
+            `HTTP ${res.status} with a body that is not JSON`,
+          );
+        }
+        return { status: res.status, body, headers: res.headers };
+      },
+    );
+  }
+
+  function sendRaw(
+    destination: string,
+    target: RawTarget,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    payload: string | undefined,
+    maxBytes: number,
+  ): Promise<RawFederationResponse> {
     return new Promise((resolve, reject) => {
       const fail = (message: string) => reject(new FederationRequestError(destination, message));
       const req = httpsRequest(
@@ -106,24 +146,20 @@ export function createFederationClient(options: FederationClientOptions) {
           let size = 0;
           res.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) {
+            if (size > maxBytes) {
               req.destroy();
-              fail(`answer larger than ${MAX_RESPONSE_BYTES} bytes`);
+              fail(`answer larger than ${maxBytes} bytes`);
               return;
             }
             chunks.push(chunk);
           });
           res.on('error', (err) => fail(err.message));
           res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown;
-            try {
-              body = text === '' ? {} : JSON.parse(text);
-            } catch {
-              fail(`HTTP ${res.statusCode ?? 0} with a body that is not JSON`);
-              return;
-            }
-            resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks),
+              headers: res.headers,
+            });
           });
         },
       );
@@ -230,6 +266,25 @@ export function createFederationClient(options: FederationClientOptions) {
         );
       }
       return send(destination, target, method, path, headers, payload);
+    },
+
+    /** As `request` (no body), the answer kept as bytes: media downloads. */
+    async requestRaw(
+      destination: string,
+      method: string,
+      path: string,
+      request: RawRequestOptions,
+    ): Promise<RawFederationResponse> {
+      const target = await resolve(destination);
+      const headers: Record<string, string> = {};
+      if (request.accept !== undefined) headers.Accept = request.accept;
+      if (!request.unsigned) {
+        headers.Authorization = xMatrixHeader(
+          { method, uri: path, origin: options.serverName, destination },
+          options.signingKey,
+        );
+      }
+      return sendRaw(destination, target, method, path, headers, undefined, request.maxBytes);
     },
 
     close(): void {

@@ -24,6 +24,15 @@ import {
   makeThumbnail,
   originalAnswers,
 } from './thumbnails.js';
+import { isValidServerName } from '../../core/identifiers.js';
+import { addressRules } from '../../core/url-preview.js';
+import type { FederationClient } from '../federation/client.js';
+import { createRemoteMedia } from './remote.js';
+import {
+  DEFAULT_URL_PREVIEW_SETTINGS,
+  createUrlPreviewService,
+  type UrlPreviewSettings,
+} from './url-preview.js';
 
 export interface MediaSettings {
   /** Largest upload in bytes (`m.upload.size`). */
@@ -34,6 +43,8 @@ export interface MediaSettings {
   maxAwaitedUploads: number;
   /** How long an ID from `/create` waits for its upload. */
   unusedExpirySeconds: number;
+  /** URL previews (none: off). */
+  urlPreview?: UrlPreviewSettings;
 }
 
 export const DEFAULT_MEDIA_SETTINGS: MediaSettings = {
@@ -71,6 +82,10 @@ export interface ThumbnailRequest {
   method: ThumbnailMethod;
   animated: boolean;
   timeoutMs: number | undefined;
+  /** False: another server's media only when already cached. */
+  allowRemote?: boolean;
+  /** True: local media only (a thumbnail asked for by another server). */
+  localOnly?: boolean;
 }
 
 export const notYetUploaded = (): MatrixError =>
@@ -85,7 +100,17 @@ function newMediaId(): string {
   return randomBytes(18).toString('base64url');
 }
 
-export function createMediaService(ctx: ServiceContext) {
+export interface MediaDeps {
+  /** Fetches other servers' media (none: no federation, their media is not found). */
+  federationClient: FederationClient | null;
+  /** How long a request to another server may take. */
+  federationTimeoutMs: number;
+}
+
+export function createMediaService(
+  ctx: ServiceContext,
+  deps: MediaDeps = { federationClient: null, federationTimeoutMs: 10_000 },
+) {
   const settings = ctx.settings.media ?? DEFAULT_MEDIA_SETTINGS;
   const { serverName } = ctx.settings;
   const { stores } = ctx.storage;
@@ -115,7 +140,16 @@ export function createMediaService(ctx: ServiceContext) {
     return stored;
   };
 
-  /** The row of a local media ID; other servers' media is not fetched yet (no federation). */
+  const previewSettings = settings.urlPreview ?? DEFAULT_URL_PREVIEW_SETTINGS;
+  const remote = createRemoteMedia(ctx, {
+    client: deps.federationClient,
+    files: () => files(),
+    maxBytes: settings.maxUploadBytes,
+    locationRules: addressRules(previewSettings.denyRanges, previewSettings.allowRanges),
+    timeoutMs: deps.federationTimeoutMs,
+  });
+
+  /** The row of a local media ID. */
   const localRow = async (server: string, mediaId: string): Promise<MediaRow> => {
     if (server !== serverName || !isValidMediaId(mediaId)) throw notFound('Media not found');
     const row = await stores.media.selectMedia(mediaId);
@@ -123,12 +157,30 @@ export function createMediaService(ctx: ServiceContext) {
     return row;
   };
 
-  /** The uploaded content of a media ID, waiting up to `timeoutMs` for an awaited upload. */
+  /**
+   * The content of a media ID: local (waiting up to `timeoutMs` for an awaited upload), or
+   * another server's, cached or fetched over federation (only cached when `allowRemote` is
+   * false).
+   */
   const content = async (
     server: string,
     mediaId: string,
     timeoutMs: number | undefined,
+    allowRemote = true,
   ): Promise<MediaContent> => {
+    if (server !== serverName) {
+      if (!isValidServerName(server)) throw notFound('Media not found');
+      return remote.get(server, mediaId, timeoutMs, allowRemote);
+    }
+    return localContent(mediaId, timeoutMs);
+  };
+
+  /** A local media ID's uploaded content, waiting up to `timeoutMs` for an awaited upload. */
+  const localContent = async (
+    mediaId: string,
+    timeoutMs: number | undefined,
+  ): Promise<MediaContent> => {
+    const server = serverName;
     const deadline = ctx.now() + Math.min(timeoutMs ?? DEFAULT_WAIT_MS, MAX_WAIT_MS);
     for (let row = await localRow(server, mediaId); ; row = await localRow(server, mediaId)) {
       if (row.sha256 !== null && row.size !== null) {
@@ -191,6 +243,26 @@ export function createMediaService(ctx: ServiceContext) {
       sha256: stored.sha256,
     };
   };
+
+  const previews = createUrlPreviewService(
+    ctx,
+    settings.urlPreview ?? DEFAULT_URL_PREVIEW_SETTINGS,
+    files,
+    async (requester, contentType, sha256, size) => {
+      const mediaId = newMediaId();
+      await stores.media.insertMedia({
+        media_id: mediaId,
+        user_id: requester.userId,
+        created_ts: ctx.now(),
+        unused_expires_ts: null,
+        content_type: contentType,
+        upload_name: null,
+        size,
+        sha256,
+      });
+      return `mxc://${serverName}/${mediaId}`;
+    },
+  );
 
   return {
     /** `m.upload.size` and friends, for `/config`. */
@@ -268,8 +340,14 @@ export function createMediaService(ctx: ServiceContext) {
       if (!filled) throw cannotOverwrite();
     },
 
+    /** `/preview_url`: the Open Graph data of a URL (404 M_UNRECOGNIZED when off). */
+    previewUrl: previews.preview,
+
     /** The content behind a download. */
     download: content,
+
+    /** Our own media, for another server (`/_matrix/federation/v1/media/download`). */
+    localContent,
 
     /** The thumbnail (or the original, when small enough) behind a thumbnail request. */
     async thumbnail(
@@ -277,7 +355,8 @@ export function createMediaService(ctx: ServiceContext) {
       mediaId: string,
       request: ThumbnailRequest,
     ): Promise<MediaContent> {
-      const media = await content(server, mediaId, request.timeoutMs);
+      if (request.localOnly && server !== serverName) throw notFound('Media not found');
+      const media = await content(server, mediaId, request.timeoutMs, request.allowRemote ?? true);
       if (!THUMBNAILABLE_TYPES.has(essenceOf(media.contentType))) throw cannotThumbnail();
       if (media.size > settings.maxThumbnailSourceBytes)
         throw tooLarge('Content is too large to thumbnail');

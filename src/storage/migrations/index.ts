@@ -25,6 +25,8 @@ import * as m0040 from './0040-media.js';
 import * as m0041 from './0041-cross-signing.js';
 import * as m0042 from './0042-key-backup.js';
 import * as m0043 from './0043-user-directory.js';
+import * as m0044 from './0044-remote-media-and-previews.js';
+import * as m0045 from './0045-dehydrated-devices.js';
 
 import * as m0050 from './0050-event-relations.js';
 import * as m0051 from './0051-event-search.js';
@@ -58,6 +60,8 @@ const migrations: Record<string, Migration> = {
   '0041-cross-signing': m0041,
   '0042-key-backup': m0042,
   '0043-user-directory': m0043,
+  '0044-remote-media-and-previews': m0044,
+  '0045-dehydrated-devices': m0045,
 
   '0050-event-relations': m0050,
   '0051-event-search': m0051,
