@@ -27,3 +27,22 @@ export function withSection(text: string, name: string, body: string): string {
   const old = sectionOf(text, name);
   return old ? text.replace(old, () => section) : `${text.trimEnd()}\n\n${section}\n`;
 }
+
+/**
+ * Every top-level marked section of the file, in the order they appear (a section inside
+ * another comes with it), except those named in `except`.
+ */
+export function markedSectionsOfFile(path: string, except: readonly string[] = []): string[] {
+  if (!existsSync(path)) return [];
+  const text = readFileSync(path, 'utf8');
+  const found: string[] = [];
+  const begin = /<!-- ([a-z0-9-]+):begin -->/g;
+  for (let match = begin.exec(text); match; match = begin.exec(text)) {
+    const name = match[1] ?? '';
+    const section = sectionOf(text.slice(match.index), name);
+    if (!section) continue;
+    if (!except.includes(name)) found.push(section);
+    begin.lastIndex = match.index + section.length;
+  }
+  return found;
+}

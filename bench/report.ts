@@ -2,8 +2,7 @@
  * Turns a run's raw results into the targets of issue #6 (met or missed, with the figure) and
  * into docs/benchmarks.md with two hand-written SVG charts beside it.
  */
-import { sectionOfFile } from './doc-sections.js';
-import { PEERS_SECTION } from './peers/docs.js';
+import { markedSectionsOfFile } from './doc-sections.js';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as prettier from 'prettier';
@@ -602,15 +601,12 @@ export async function writeDocs(report: BenchReport, docsPath: string): Promise<
     growth: path.basename(growthFile),
     comparison: path.basename(comparisonFile),
   });
-  // The idle-clients section and the peers section come from their own runs (`--scenario
-  // idle`, `npm run bench:peers`): kept as they are.
-  // Issue #24's search and push figures (bench/timeline-extras.ts) and the user directory's
-  // (bench/user-directory.ts) likewise.
+  // Sections that come from their own runs (the idle-clients scenario, `npm run bench:peers`,
+  // the sliding-sync, search and push, user-directory, bridge, federation and admin benches)
+  // sit between markers and are kept as they are, in their order.
   const kept = [
     existingIdleSection(docsPath),
-    sectionOfFile(docsPath, 'user-directory'),
-    sectionOfFile(docsPath, PEERS_SECTION),
-    sectionOfFile(docsPath, 'timeline-extras'),
+    ...markedSectionsOfFile(docsPath, ['idle-clients']),
   ].filter((section): section is string => section !== null);
   const options = (await prettier.resolveConfig(docsPath)) ?? {};
   writeFileSync(

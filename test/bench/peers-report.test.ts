@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { it } from 'node:test';
-import { sectionOf, withSection } from '../../bench/doc-sections.js';
+import { markedSectionsOfFile, sectionOf, withSection } from '../../bench/doc-sections.js';
 import { writePeersSection } from '../../bench/peers/docs.js';
 import { targetChecks, type PeersReport } from '../../bench/peers/report.js';
 import type { ScenarioResult } from '../../bench/peers/scenarios.js';
@@ -62,6 +62,17 @@ it('sets a marked section in place, or appends it', () => {
   const twice = withSection(`${once}\nafter\n`, 'x', 'second $& $1');
   assert.match(twice, /before\n\n<!-- x:begin -->\nsecond \$& \$1\n<!-- x:end -->\n\nafter/);
   assert.equal(sectionOf('no markers', 'x'), null);
+});
+
+it('finds every top-level marked section of a file in order, nested ones inside theirs', () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'sections-')), 'doc.md');
+  const a = '<!-- a:begin -->\nA\n<!-- a:end -->';
+  const b = '<!-- b:begin -->\n<!-- b-inner:begin -->\nB\n<!-- b-inner:end -->\n<!-- b:end -->';
+  const c = '<!-- c:begin -->\nC\n<!-- c:end -->';
+  writeFileSync(file, `# Doc\n\n${a}\n\ntext\n\n${b}\n\n${c}\n`);
+  assert.deepEqual(markedSectionsOfFile(file), [a, b, c]);
+  assert.deepEqual(markedSectionsOfFile(file, ['a']), [b, c]);
+  assert.deepEqual(markedSectionsOfFile(path.join(path.dirname(file), 'none.md')), []);
 });
 
 it('writes one database part at a time, keeping the other and the rest of the document', async () => {
