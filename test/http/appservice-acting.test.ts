@@ -273,6 +273,30 @@ forEachDatabase('application services acting on the client API', (dialect) => {
       );
       assert.equal(event.body.origin_server_ts, ts);
     }
+    // `format=event` (v1.16; mautrix reads state so): the whole event, with its massaged ts.
+    const whole = await server.request<{ event_id: string; origin_server_ts: number }>(
+      'GET',
+      `${V3}/rooms/${r(roomId)}/state/m.room.topic?format=event`,
+      { token: AS_TOKEN },
+    );
+    assert.equal(whole.status, 200);
+    assert.equal(whole.body.event_id, state.body.event_id);
+    assert.equal(whole.body.origin_server_ts, 1234567891);
+    const content = await server.request(
+      'GET',
+      `${V3}/rooms/${r(roomId)}/state/m.room.topic/?format=content`,
+      {
+        token: AS_TOKEN,
+      },
+    );
+    assert.deepEqual(content.body, { topic: 'bridged' });
+    expectError(
+      await server.request('GET', `${V3}/rooms/${r(roomId)}/state/m.room.topic?format=pdu`, {
+        token: AS_TOKEN,
+      }),
+      400,
+      'M_INVALID_PARAM',
+    );
     expectError(
       await server.request('PUT', `${V3}/rooms/${r(roomId)}/send/m.room.message/t2?ts=soon`, {
         token: AS_TOKEN,
