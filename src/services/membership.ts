@@ -68,6 +68,7 @@ export function createMembershipService(
     membership: string,
     reason: string | undefined,
     extra: JsonObject = {},
+    originServerTs?: number,
   ): Promise<AppendedEvent> {
     const content =
       sender === target || membership === 'invite'
@@ -78,6 +79,7 @@ export function createMembershipService(
       stateKey: target,
       sender,
       content: withReason(content, reason),
+      ...(originServerTs !== undefined ? { originServerTs } : {}),
     });
   }
 
@@ -334,8 +336,11 @@ export function createMembershipService(
       roomId: string,
       target: string,
       content: MemberEventContent,
+      /** `ts` of the request: the event's timestamp when an application service sends it. */
+      ts?: number,
     ): Promise<string> {
       const { membership, reason, ...rest } = content;
+      const originServerTs = ts !== undefined && requester.appservice ? ts : undefined;
       return inRoom(
         'setMemberEvent',
         roomId,
@@ -359,6 +364,7 @@ export function createMembershipService(
             membership,
             reason,
             extra,
+            originServerTs,
           );
           return appended.eventId;
         },

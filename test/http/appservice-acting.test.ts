@@ -273,6 +273,19 @@ forEachDatabase('application services acting on the client API', (dialect) => {
       );
       assert.equal(event.body.origin_server_ts, ts);
     }
+    // A member event through its own route takes `ts` too (a per-room name, here).
+    const member = await server.request<{ event_id: string }>(
+      'PUT',
+      `${V3}/rooms/${r(roomId)}/state/m.room.member/${r('@bridgebot:test.local')}?ts=1234567892`,
+      { token: AS_TOKEN, body: { membership: 'join', displayname: 'bridge bot' } },
+    );
+    assert.equal(member.status, 200, JSON.stringify(member.body));
+    const memberEvent = await server.request<{ origin_server_ts: number }>(
+      'GET',
+      `${V3}/rooms/${r(roomId)}/event/${r(member.body.event_id)}`,
+      { token: AS_TOKEN },
+    );
+    assert.equal(memberEvent.body.origin_server_ts, 1234567892);
     // `format=event` (v1.16; mautrix reads state so): the whole event, with its massaged ts.
     const whole = await server.request<{ event_id: string; origin_server_ts: number }>(
       'GET',

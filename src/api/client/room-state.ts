@@ -96,13 +96,17 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
   // through the membership service; the router prefers this path to the one below.
   app.put(
     '/rooms/:roomId/state/m.room.member/:stateKey',
-    { config: putState.config, schema: { params: MemberParams, body: MemberContent } },
+    {
+      config: putState.config,
+      schema: { params: MemberParams, body: MemberContent, querystring: TsQuery },
+    },
     async (request) => ({
       event_id: await membership.setMemberEvent(
         requesterOf(request),
         roomIdParam(request.params.roomId),
         userIdParam(request.params.stateKey),
         request.body as MemberEventContent,
+        request.query.ts,
       ),
     }),
   );
