@@ -39,6 +39,8 @@ export interface AppServiceStore {
   deleteRoomUser(serviceId: string, roomId: string, userId: string): Promise<void>;
   /** Whether any of the service's users is joined or invited in the room. */
   selectHasRoomUser(serviceId: string, roomId: string): Promise<boolean>;
+  /** Whether any of the service's users is joined or invited in any of the rooms. */
+  selectHasRoomUserIn(serviceId: string, roomIds: readonly string[]): Promise<boolean>;
   /** The room's aliases (for alias namespaces). */
   selectRoomAliases(roomId: string): Promise<string[]>;
   insertQueued(
@@ -128,6 +130,20 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
         .limit(1)
         .executeTakeFirst();
       return row !== undefined;
+    },
+
+    async selectHasRoomUserIn(serviceId, roomIds) {
+      for (let i = 0; i < roomIds.length; i += CHUNK) {
+        const row = await db
+          .selectFrom('appservice_room_users')
+          .select('user_id')
+          .where('service_id', '=', serviceId)
+          .where('room_id', 'in', roomIds.slice(i, i + CHUNK))
+          .limit(1)
+          .executeTakeFirst();
+        if (row !== undefined) return true;
+      }
+      return false;
     },
 
     async selectRoomAliases(roomId) {

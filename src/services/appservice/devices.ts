@@ -12,17 +12,6 @@ import { isServiceUser, type AppServiceRegistration } from '../../core/appservic
 import type { JsonObject } from '../../core/pdu.js';
 import type { Stores, ToDeviceMessage } from '../../storage/index.js';
 
-/** Whether one of the rooms has one of the service's users joined or invited. */
-async function sharesRoom(
-  stores: Stores,
-  r: AppServiceRegistration,
-  rooms: readonly string[],
-): Promise<boolean> {
-  for (const roomId of rooms)
-    if (await stores.appservices.selectHasRoomUser(r.id, roomId)) return true;
-  return false;
-}
-
 export function appServiceDeviceQueue(
   registrations: readonly AppServiceRegistration[],
   serverName: string,
@@ -47,7 +36,10 @@ export function appServiceDeviceQueue(
     ): Promise<void> {
       let json: string | null = null;
       for (const r of ephemeral) {
-        if (!isServiceUser(r, userId, serverName) && !(await sharesRoom(stores, r, rooms)))
+        if (
+          !isServiceUser(r, userId, serverName) &&
+          !(await stores.appservices.selectHasRoomUserIn(r.id, rooms))
+        )
           continue;
         json ??= JSON.stringify({ type: 'm.presence', sender: userId, content });
         await stores.appservices.insertQueued(r.id, position, json, 'ephemeral');
