@@ -10,7 +10,7 @@ export interface QueuedEvent {
   position: number;
   /**
    * A room event; an ephemeral event (typing, a receipt, presence: MSC2409); a JSON array of
-   * to-device events (MSC2409); `{"changed": [...]}` of device lists, or
+   * to-device events (MSC2409); `{"changed": [...]}` or `{"left": [...]}` of device lists, or
    * `{"counts": {...}, "fallback": {...}}` of one-time key counts and unused fallback key
    * types per user and device (MSC3202).
    */

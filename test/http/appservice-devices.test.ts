@@ -154,6 +154,32 @@ forEachDatabase(
       assert.deepEqual(lists.at(-1)?.left, []);
     });
 
+    it('lists a user who no longer shares a room with its users as left (MSC3202)', async () => {
+      const visitor = await registerUser(server);
+      const joined = await server.request('POST', `${V3}/join/${r(roomId)}`, {
+        token: visitor.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      const left = await server.request('POST', `${V3}/rooms/${r(roomId)}/leave`, {
+        token: visitor.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      await eventually(
+        async () =>
+          field<{ changed: string[]; left: string[] }>(
+            encrypting,
+            'org.matrix.msc3202.device_lists',
+          ),
+        (lists) => lists.some((l) => l.left.includes(visitor.userId)),
+        20_000,
+      );
+      // The human, still in the room, is never listed as left.
+      const all = field<{ left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
+      assert.ok(all.every((l) => !l.left.includes(human.userId)));
+    });
+
     it('pushes the one-time key counts and unused fallback key types of its users’ devices', async () => {
       const uploaded = await server.request(
         'POST',

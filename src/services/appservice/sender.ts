@@ -59,12 +59,23 @@ export function transactionBody(queued: readonly QueuedEvent[]): string {
   const toDevice = of('to_device').flatMap((json) => JSON.parse(json) as unknown[]);
   if (toDevice.length > 0)
     parts.push(`"de.sorunome.msc2409.to_device":${JSON.stringify(toDevice)}`);
-  const changed = new Set(
-    of('device_list').flatMap((json) => (JSON.parse(json) as { changed: string[] }).changed),
-  );
-  if (changed.size > 0)
+  // In order: a user's later change (or leaving) replaces an earlier one.
+  const changed = new Set<string>();
+  const left = new Set<string>();
+  for (const json of of('device_list')) {
+    const item = JSON.parse(json) as { changed?: string[]; left?: string[] };
+    for (const user of item.changed ?? []) {
+      changed.add(user);
+      left.delete(user);
+    }
+    for (const user of item.left ?? []) {
+      left.add(user);
+      changed.delete(user);
+    }
+  }
+  if (changed.size > 0 || left.size > 0)
     parts.push(
-      `"org.matrix.msc3202.device_lists":${JSON.stringify({ changed: [...changed], left: [] })}`,
+      `"org.matrix.msc3202.device_lists":${JSON.stringify({ changed: [...changed], left: [...left] })}`,
     );
   type PerDevice<T> = Record<string, Record<string, T>>;
   const counts: PerDevice<Record<string, number>> = {};
