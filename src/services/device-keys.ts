@@ -10,6 +10,7 @@ import type { JsonObject, JsonValue } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
 import type { OneTimeKeyRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { appServiceDeviceQueue } from './appservice/devices.js';
 
 /** The identity keys a device publishes (DeviceKeys); other fields are kept as sent. */
 export interface DeviceKeysUpload {
@@ -36,7 +37,14 @@ const ALWAYS_COUNTED = 'signed_curve25519';
 /** Records that the user's device list changed, in the caller's transaction, and wakes syncs. */
 export async function recordDeviceListChange(stores: Stores, userId: string): Promise<void> {
   const rooms = await stores.rooms.selectRoomsOfUser(userId, 'join');
-  await stores.deviceKeys.insertDeviceListChange(userId, await stores.stream.nextPosition());
+  const position = await stores.stream.nextPosition();
+  await stores.deviceKeys.insertDeviceListChange(userId, position);
+  // Services sharing a room with the user that asked for device lists (MSC3202).
+  await stores.appservices.queueDeviceListChange(
+    userId,
+    position,
+    `{"changed":${JSON.stringify([userId])}}`,
+  );
   await stores.stream.notify({ users: [userId], rooms });
 }
 
@@ -79,6 +87,7 @@ function streamPosition(token: string, name: string): number {
 
 export function createDeviceKeyService(ctx: ServiceContext) {
   const stores = () => ctx.storage.stores;
+  const bridges = appServiceDeviceQueue(ctx.settings.appServices ?? [], ctx.settings.serverName);
 
   function isLocal(userId: string): boolean {
     const user = parseUserId(userId);
@@ -197,7 +206,10 @@ export function createDeviceKeyService(ctx: ServiceContext) {
           keysChanged = true;
         }
         // The counts /sync carries changed: the user's kept empty answers are no longer true.
-        if (keysChanged) await tx.stream.notify({ users: [userId] });
+        if (keysChanged) {
+          await tx.stream.notify({ users: [userId] });
+          if (bridges.wantsKeyCounts(userId)) await bridges.keyCounts(tx, [{ userId, deviceId }]);
+        }
         if (deviceKeysJson !== undefined) {
           const stored = await tx.deviceKeys.selectDeviceKeys(userId, deviceId);
           if (stored !== deviceKeysJson) {
@@ -258,6 +270,12 @@ export function createDeviceKeyService(ctx: ServiceContext) {
         // Their one-time key counts (or unused fallback keys) in /sync changed.
         const owners = Object.keys(claimed);
         if (owners.length > 0) await tx.stream.notify({ users: owners });
+        const bridged = Object.entries(claimed)
+          .filter(([userId]) => bridges.wantsKeyCounts(userId))
+          .flatMap(([userId, devices]) =>
+            Object.keys(devices).map((deviceId) => ({ userId, deviceId })),
+          );
+        if (bridged.length > 0) await bridges.keyCounts(tx, bridged);
       });
       return { one_time_keys: claimed, failures: {} };
     },

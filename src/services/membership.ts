@@ -15,6 +15,7 @@ import {
 import { parseRoomAlias, parseRoomId, parseUserId } from '../core/identifiers.js';
 import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
 import type { Stores } from '../storage/index.js';
+import { createAppServiceCalls } from './appservice/calls.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { AppendedEvent, EventWriter } from './event-writer.js';
 import type { RoomService } from './rooms.js';
@@ -40,6 +41,7 @@ export function createMembershipService(
   writer: EventWriter,
   rooms: RoomService,
 ) {
+  const appserviceCalls = createAppServiceCalls(ctx);
   /** Runs `fn` in a transaction holding the room's lock; unknown rooms are `unknownRoom`. */
   function inRoom<T>(
     name: string,
@@ -68,6 +70,7 @@ export function createMembershipService(
     membership: string,
     reason: string | undefined,
     extra: JsonObject = {},
+    originServerTs?: number,
   ): Promise<AppendedEvent> {
     const content =
       sender === target || membership === 'invite'
@@ -78,6 +81,7 @@ export function createMembershipService(
       stateKey: target,
       sender,
       content: withReason(content, reason),
+      ...(originServerTs !== undefined ? { originServerTs } : {}),
     });
   }
 
@@ -247,6 +251,12 @@ export function createMembershipService(
       userId: string,
       reason?: string,
     ): Promise<void> {
+      // A bridge's user that does not exist yet: the bridge is asked first (it creates it).
+      if (
+        appserviceCalls.mayQueryUser(userId) &&
+        !(await ctx.storage.stores.accounts.selectUser(userId))
+      )
+        await appserviceCalls.queryUser(userId);
       await changeTarget(
         'inviteUser',
         requester,
@@ -334,8 +344,11 @@ export function createMembershipService(
       roomId: string,
       target: string,
       content: MemberEventContent,
+      /** `ts` of the request: the event's timestamp when an application service sends it. */
+      ts?: number,
     ): Promise<string> {
       const { membership, reason, ...rest } = content;
+      const originServerTs = ts !== undefined && requester.appservice ? ts : undefined;
       return inRoom(
         'setMemberEvent',
         roomId,
@@ -359,6 +372,7 @@ export function createMembershipService(
             membership,
             reason,
             extra,
+            originServerTs,
           );
           return appended.eventId;
         },

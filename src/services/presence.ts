@@ -6,6 +6,7 @@ import { forbidden, invalidParam } from '../core/errors.js';
 import type { JsonObject } from '../core/pdu.js';
 import type { PresenceRow } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { appServiceDeviceQueue } from './appservice/devices.js';
 
 export const PRESENCE_STATES = ['online', 'offline', 'unavailable'] as const;
 export type PresenceState = (typeof PRESENCE_STATES)[number];
@@ -39,6 +40,7 @@ function presenceContent(row: PresenceRow, now: number): JsonObject {
 
 export function createPresenceService(ctx: ServiceContext) {
   const stores = ctx.storage.stores;
+  const bridges = appServiceDeviceQueue(ctx.settings.appServices ?? [], ctx.settings.serverName);
 
   async function write(
     name: string,
@@ -49,13 +51,15 @@ export function createPresenceService(ctx: ServiceContext) {
     await ctx.storage.tx(name, async (tx) => {
       const rooms = await tx.rooms.selectRoomsOfUser(userId, 'join');
       const position = await tx.stream.nextPosition();
-      await tx.presence.upsertPresence({
+      const row = {
         userId,
         presence,
         statusMsg,
         lastActiveTs: ctx.now(),
         streamOrdering: position,
-      });
+      };
+      await tx.presence.upsertPresence(row);
+      await bridges.presence(tx, userId, rooms, position, presenceContent(row, row.lastActiveTs));
       await tx.stream.notify({ users: [userId], rooms });
     });
   }

@@ -130,13 +130,15 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       roomId: string,
       type: string,
       stateKey: string,
-    ): Promise<JsonObject> {
+      format: 'content' | 'event' = 'content',
+    ): Promise<JsonObject | ClientEvent> {
       const state = await visibleState(ctx.storage.stores, requester, roomId);
       const found = state.find(
         (row) => row.pdu.type === type && (row.pdu.state_key ?? '') === stateKey,
       );
       if (!found) throw notFound('Event not found');
-      return found.pdu.content;
+      // `format=event` (v1.16): the whole event as clients see it.
+      return format === 'event' ? asClient(found) : found.pdu.content;
     },
   };
 }

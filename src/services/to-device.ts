@@ -6,6 +6,7 @@ import { parseUserId } from '../core/identifiers.js';
 import type { JsonObject } from '../core/pdu.js';
 import type { ToDeviceMessage } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
+import { appServiceDeviceQueue } from './appservice/devices.js';
 
 /** `messages` of PUT /sendToDevice: user ID → device ID (or `*`) → content. */
 export type ToDeviceMessages = Record<string, Record<string, JsonObject>>;
@@ -17,6 +18,7 @@ export interface ToDeviceEvent {
 }
 
 export function createToDeviceService(ctx: ServiceContext) {
+  const bridges = appServiceDeviceQueue(ctx.settings.appServices ?? [], ctx.settings.serverName);
   return {
     /**
      * Queues the messages, once per sender device and transaction ID. `*` stands for all the
@@ -65,7 +67,9 @@ export function createToDeviceService(ctx: ServiceContext) {
           }
         }
         if (queued.length === 0) return;
-        await stores.toDevice.insertMessages(queued, await stores.stream.nextPosition());
+        const position = await stores.stream.nextPosition();
+        await stores.toDevice.insertMessages(queued, position);
+        await bridges.toDevice(stores, queued, position);
         await stores.stream.notify({ users: recipients });
       });
     },

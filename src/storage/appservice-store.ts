@@ -1,16 +1,32 @@
 /**
- * Application services (migration 0030): the namespaced users in each room, the durable
- * per-service queue of events, and each service's sender state.
+ * Application services (migrations 0030, 0032): the namespaced users in each room, the
+ * durable per-service queue of events, each service's sender state, and what was known of
+ * each registration at the last start.
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 export interface QueuedEvent {
   position: number;
-  /** A room event, or an ephemeral event (typing, a receipt) for MSC2409. */
-  kind: 'event' | 'ephemeral';
+  /**
+   * A room event; an ephemeral event (typing, a receipt, presence: MSC2409); a JSON array of
+   * to-device events (MSC2409); `{"changed": [...]}` or `{"left": [...]}` of device lists, or
+   * `{"counts": {...}, "fallback": {...}}` of one-time key counts and unused fallback key
+   * types per user and device (MSC3202).
+   */
+  kind: 'event' | 'ephemeral' | 'to_device' | 'device_list' | 'key_counts';
   eventJson: string;
 }
+
+/** What was recorded of a registration at the last start. */
+export interface RecordedRegistration {
+  /** The namespaces the room-user record was built for. */
+  usersKey: string;
+  deviceLists: boolean;
+}
+
+/** Rows per statement when writing many rows at once. */
+const CHUNK = 500;
 
 export interface InFlightTxn {
   txnId: number;
@@ -23,6 +39,8 @@ export interface AppServiceStore {
   deleteRoomUser(serviceId: string, roomId: string, userId: string): Promise<void>;
   /** Whether any of the service's users is joined or invited in the room. */
   selectHasRoomUser(serviceId: string, roomId: string): Promise<boolean>;
+  /** Whether any of the service's users is joined or invited in any of the rooms. */
+  selectHasRoomUserIn(serviceId: string, roomIds: readonly string[]): Promise<boolean>;
   /** The room's aliases (for alias namespaces). */
   selectRoomAliases(roomId: string): Promise<string[]>;
   insertQueued(
@@ -46,6 +64,24 @@ export interface AppServiceStore {
   startTxn(serviceId: string, upTo: number): Promise<InFlightTxn>;
   /** The transaction was delivered: its events leave the queue. */
   finishTxn(serviceId: string, txn: InFlightTxn): Promise<void>;
+  /** Registrations recorded at earlier starts, by service ID. */
+  selectRegistrations(): Promise<Map<string, RecordedRegistration>>;
+  upsertRegistration(serviceId: string, recorded: RecordedRegistration): Promise<void>;
+  /** Forgets services no longer registered (their records and room users). */
+  deleteRegistrationsExcept(serviceIds: readonly string[]): Promise<void>;
+  /** Every joined or invited membership of a local user (for rebuilding the room users). */
+  selectLocalMemberships(serverName: string): Promise<{ roomId: string; userId: string }[]>;
+  /** Replaces the service's record of room users. */
+  replaceRoomUsers(
+    serviceId: string,
+    rows: readonly { roomId: string; userId: string }[],
+  ): Promise<void>;
+  /**
+   * Queues, at `position`, a device-list change of the user for every service recorded as
+   * wanting device lists that has one of its users joined or invited in a room the user is
+   * joined to (MSC3202).
+   */
+  queueDeviceListChange(userId: string, position: number, json: string): Promise<void>;
   /** Publishes the room in the service's network directory (kept if published). */
   insertDirectoryRoom(serviceId: string, networkId: string, roomId: string): Promise<void>;
   deleteDirectoryRoom(serviceId: string, networkId: string, roomId: string): Promise<void>;
@@ -94,6 +130,20 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
         .limit(1)
         .executeTakeFirst();
       return row !== undefined;
+    },
+
+    async selectHasRoomUserIn(serviceId, roomIds) {
+      for (let i = 0; i < roomIds.length; i += CHUNK) {
+        const row = await db
+          .selectFrom('appservice_room_users')
+          .select('user_id')
+          .where('service_id', '=', serviceId)
+          .where('room_id', 'in', roomIds.slice(i, i + CHUNK))
+          .limit(1)
+          .executeTakeFirst();
+        if (row !== undefined) return true;
+      }
+      return false;
     },
 
     async selectRoomAliases(roomId) {
@@ -191,6 +241,95 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
         .set({ in_flight_txn_id: null, in_flight_up_to: null })
         .where('service_id', '=', serviceId)
         .where('in_flight_txn_id', '=', txn.txnId)
+        .execute();
+    },
+
+    async selectRegistrations() {
+      const rows = await db.selectFrom('appservice_registrations').selectAll().execute();
+      return new Map(
+        rows.map((r) => [
+          r.service_id,
+          { usersKey: r.users_key, deviceLists: Number(r.device_lists) === 1 },
+        ]),
+      );
+    },
+
+    async upsertRegistration(serviceId, recorded) {
+      const values = {
+        users_key: recorded.usersKey,
+        device_lists: recorded.deviceLists ? 1 : 0,
+      };
+      await db
+        .insertInto('appservice_registrations')
+        .values({ service_id: serviceId, ...values })
+        .onConflict((oc) => oc.column('service_id').doUpdateSet(values))
+        .execute();
+    },
+
+    async deleteRegistrationsExcept(serviceIds) {
+      let users = db.deleteFrom('appservice_room_users');
+      let recorded = db.deleteFrom('appservice_registrations');
+      if (serviceIds.length > 0) {
+        users = users.where('service_id', 'not in', serviceIds);
+        recorded = recorded.where('service_id', 'not in', serviceIds);
+      }
+      await users.execute();
+      await recorded.execute();
+    },
+
+    async selectLocalMemberships(serverName) {
+      const rows = await db
+        .selectFrom('room_memberships')
+        .select(['room_id', 'user_id'])
+        .where('membership', 'in', ['join', 'invite'])
+        .execute();
+      const suffix = `:${serverName}`;
+      return rows
+        .filter((r) => r.user_id.endsWith(suffix))
+        .map((r) => ({ roomId: r.room_id, userId: r.user_id }));
+    },
+
+    async replaceRoomUsers(serviceId, rows) {
+      await db.deleteFrom('appservice_room_users').where('service_id', '=', serviceId).execute();
+      for (let i = 0; i < rows.length; i += CHUNK) {
+        await db
+          .insertInto('appservice_room_users')
+          .values(
+            rows
+              .slice(i, i + CHUNK)
+              .map((r) => ({ service_id: serviceId, room_id: r.roomId, user_id: r.userId })),
+          )
+          .onConflict((oc) => oc.columns(['service_id', 'room_id', 'user_id']).doNothing())
+          .execute();
+      }
+    },
+
+    async queueDeviceListChange(userId, position, json) {
+      await db
+        .insertInto('appservice_queue')
+        .columns(['service_id', 'position', 'kind', 'event_json'])
+        .expression(
+          db
+            .selectFrom('appservice_room_users as ru')
+            .innerJoin('appservice_registrations as a', 'a.service_id', 'ru.service_id')
+            .where('a.device_lists', '=', 1)
+            .where('ru.room_id', 'in', (eb) =>
+              eb
+                .selectFrom('room_memberships')
+                .select('room_id')
+                .where('user_id', '=', userId)
+                .where('membership', '=', 'join'),
+            )
+            // Typed parameters: PostgreSQL cannot guess the type of a bare one in a select list.
+            .select([
+              'ru.service_id',
+              sql<number>`cast(${position} as bigint)`.as('position'),
+              sql<string>`cast(${'device_list'} as text)`.as('kind'),
+              sql<string>`cast(${json} as text)`.as('event_json'),
+            ])
+            .distinct(),
+        )
+        .onConflict((oc) => oc.columns(['service_id', 'position']).doNothing())
         .execute();
     },
 

@@ -307,8 +307,14 @@ export interface AppserviceRoomUsersTable {
 export interface AppserviceQueueTable {
   service_id: string;
   position: number;
-  kind: 'event' | 'ephemeral';
+  kind: 'event' | 'ephemeral' | 'to_device' | 'device_list' | 'key_counts';
   event_json: string;
+}
+
+export interface AppserviceRegistrationsTable {
+  service_id: string;
+  users_key: string;
+  device_lists: number;
 }
 
 export interface AppserviceSendersTable {
@@ -556,6 +562,7 @@ export interface Database {
   appservice_queue: AppserviceQueueTable;
   appservice_senders: AppserviceSendersTable;
   appservice_room_directory: AppserviceRoomDirectoryTable;
+  appservice_registrations: AppserviceRegistrationsTable;
   media: MediaTable;
   media_thumbnails: MediaThumbnailsTable;
   remote_media: RemoteMediaTable;

@@ -75,6 +75,8 @@ export class TestBridge {
   failWith: number | null = null;
   /** Requests answered with `failWith`. */
   failures = 0;
+  /** Answer a transaction (recorded at once) only after this long. */
+  delayMs = 0;
   private server: Server | null = null;
   private port = 0;
 
@@ -126,8 +128,12 @@ export class TestBridge {
             body,
           });
         }
-        response.writeHead(200, { 'Content-Type': 'application/json' });
-        response.end('{}');
+        const answer = () => {
+          response.writeHead(200, { 'Content-Type': 'application/json' });
+          response.end('{}');
+        };
+        if (this.delayMs > 0) setTimeout(answer, this.delayMs);
+        else answer();
       });
     });
     const server = this.server;

@@ -107,7 +107,39 @@ export const RUST_SDK: Requirement = {
   },
 };
 
-export const REQUIREMENTS: readonly Requirement[] = [MATRIX_SPEC, CHROMIUM, SYNAPSE, RUST_SDK];
+/** mautrix-python (PyPI) in a cached virtual environment beside Synapse's, installed on first use. */
+export const MAUTRIX_VENV = path.join(SYNAPSE_CACHE_DIR, 'mautrix-venv');
+export const MAUTRIX_PYTHON = path.join(MAUTRIX_VENV, 'bin', 'python');
+let mautrixProblem: string | null | undefined;
+
+function installMautrix(): string | null {
+  const imports = () =>
+    spawnSync(MAUTRIX_PYTHON, ['-c', 'import mautrix.appservice, aiohttp'], { encoding: 'utf8' });
+  if (existsSync(MAUTRIX_PYTHON) && imports().status === 0) return null;
+  const made = spawnSync('python3', ['-m', 'venv', MAUTRIX_VENV], { encoding: 'utf8' });
+  if (made.status !== 0) return `python3 -m venv failed: ${made.stderr.trim()}`;
+  const pip = spawnSync(MAUTRIX_PYTHON, ['-m', 'pip', 'install', '--quiet', 'mautrix', 'aiohttp'], {
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  if (pip.status !== 0) return `pip install mautrix failed: ${(pip.stderr || pip.stdout).trim()}`;
+  const installed = imports();
+  return installed.status === 0 ? null : `mautrix does not import: ${installed.stderr.trim()}`;
+}
+
+export const MAUTRIX: Requirement = {
+  suites: 'a mautrix-python bridge (PyPI) on Commons (test/clients/mautrix.test.ts)',
+  requireVariable: 'COMMONS_TEST_REQUIRE_MAUTRIX',
+  missing: () => (mautrixProblem ??= installMautrix()),
+};
+
+export const REQUIREMENTS: readonly Requirement[] = [
+  MATRIX_SPEC,
+  CHROMIUM,
+  SYNAPSE,
+  RUST_SDK,
+  MAUTRIX,
+];
 
 export const isRequired = (requirement: Requirement): boolean =>
   process.env[requirement.requireVariable] === '1';

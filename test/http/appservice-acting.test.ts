@@ -273,6 +273,43 @@ forEachDatabase('application services acting on the client API', (dialect) => {
       );
       assert.equal(event.body.origin_server_ts, ts);
     }
+    // A member event through its own route takes `ts` too (a per-room name, here).
+    const member = await server.request<{ event_id: string }>(
+      'PUT',
+      `${V3}/rooms/${r(roomId)}/state/m.room.member/${r('@bridgebot:test.local')}?ts=1234567892`,
+      { token: AS_TOKEN, body: { membership: 'join', displayname: 'bridge bot' } },
+    );
+    assert.equal(member.status, 200, JSON.stringify(member.body));
+    const memberEvent = await server.request<{ origin_server_ts: number }>(
+      'GET',
+      `${V3}/rooms/${r(roomId)}/event/${r(member.body.event_id)}`,
+      { token: AS_TOKEN },
+    );
+    assert.equal(memberEvent.body.origin_server_ts, 1234567892);
+    // `format=event` (v1.16; mautrix reads state so): the whole event, with its massaged ts.
+    const whole = await server.request<{ event_id: string; origin_server_ts: number }>(
+      'GET',
+      `${V3}/rooms/${r(roomId)}/state/m.room.topic?format=event`,
+      { token: AS_TOKEN },
+    );
+    assert.equal(whole.status, 200);
+    assert.equal(whole.body.event_id, state.body.event_id);
+    assert.equal(whole.body.origin_server_ts, 1234567891);
+    const content = await server.request(
+      'GET',
+      `${V3}/rooms/${r(roomId)}/state/m.room.topic/?format=content`,
+      {
+        token: AS_TOKEN,
+      },
+    );
+    assert.deepEqual(content.body, { topic: 'bridged' });
+    expectError(
+      await server.request('GET', `${V3}/rooms/${r(roomId)}/state/m.room.topic?format=pdu`, {
+        token: AS_TOKEN,
+      }),
+      400,
+      'M_INVALID_PARAM',
+    );
     expectError(
       await server.request('PUT', `${V3}/rooms/${r(roomId)}/send/m.room.message/t2?ts=soon`, {
         token: AS_TOKEN,

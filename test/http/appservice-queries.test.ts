@@ -95,6 +95,42 @@ forEachDatabase('application service queries, ping and third-party lookups', (di
     assert.equal(bridge.requests.length, before);
   });
 
+  it('asks the bridge about an unknown user of its namespace who is invited', async () => {
+    const wanted = '@_qq_invited:test.local';
+    bridge.answer = async (request) => {
+      if (request.url !== `/_matrix/app/v1/users/${r(wanted)}`) return undefined;
+      const made = await server.request('POST', `${V3}/register`, {
+        token: AS_TOKEN,
+        body: { type: 'm.login.application_service', username: '_qq_invited', inhibit_login: true },
+      });
+      assert.equal(made.status, 200);
+      return { status: 200, body: {} };
+    };
+    const room = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+      token: human.accessToken,
+      body: {},
+    });
+    const invited = await server.request('POST', `${V3}/rooms/${r(room.body.room_id)}/invite`, {
+      token: human.accessToken,
+      body: { user_id: wanted },
+    });
+    assert.equal(invited.status, 200, JSON.stringify(invited.body));
+    assert.ok(bridge.requests.some((q) => q.url === `/_matrix/app/v1/users/${r(wanted)}`));
+    // Asked once: the user exists now, so a second invite (after a leave) asks nothing.
+    const asked = bridge.requests.length;
+    const kicked = await server.request('POST', `${V3}/rooms/${r(room.body.room_id)}/kick`, {
+      token: human.accessToken,
+      body: { user_id: wanted },
+    });
+    assert.equal(kicked.status, 200);
+    const again = await server.request('POST', `${V3}/rooms/${r(room.body.room_id)}/invite`, {
+      token: human.accessToken,
+      body: { user_id: wanted },
+    });
+    assert.equal(again.status, 200);
+    assert.equal(bridge.requests.length, asked);
+  });
+
   it('asks the bridge about an unknown alias of its namespace (GET /rooms/{alias})', async () => {
     const alias = '#_qq_channel:test.local';
     bridge.answer = async (request) => {

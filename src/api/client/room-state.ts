@@ -37,6 +37,11 @@ const TsQuery = Type.Object({
 
 // https://spec.matrix.org/v1.19/client-server-api/#getting-events-for-a-room
 // https://spec.matrix.org/v1.19/client-server-api/#sending-events-to-a-room
+/** `format` of GET /state/{type}/{key} (v1.16): the content (default) or the whole event. */
+const StateFormatQuery = Type.Object({
+  format: Type.Optional(Type.Union([Type.Literal('content'), Type.Literal('event')])),
+});
+
 export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
   const { roomEvents, membership } = services;
   const auth = { auth: 'required' } as const;
@@ -60,24 +65,26 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
 
   app.get(
     '/rooms/:roomId/state/:eventType/:stateKey',
-    { config: auth, schema: { params: StateParams } },
+    { config: auth, schema: { params: StateParams, querystring: StateFormatQuery } },
     async (request) =>
       roomEvents.getStateContent(
         requesterOf(request),
         roomIdParam(request.params.roomId),
         request.params.eventType,
         request.params.stateKey,
+        request.query.format,
       ),
   );
   app.get(
     '/rooms/:roomId/state/:eventType',
-    { config: auth, schema: { params: TypeOnlyParams } },
+    { config: auth, schema: { params: TypeOnlyParams, querystring: StateFormatQuery } },
     async (request) =>
       roomEvents.getStateContent(
         requesterOf(request),
         roomIdParam(request.params.roomId),
         request.params.eventType,
         '',
+        request.query.format,
       ),
   );
 
@@ -89,13 +96,17 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
   // through the membership service; the router prefers this path to the one below.
   app.put(
     '/rooms/:roomId/state/m.room.member/:stateKey',
-    { config: putState.config, schema: { params: MemberParams, body: MemberContent } },
+    {
+      config: putState.config,
+      schema: { params: MemberParams, body: MemberContent, querystring: TsQuery },
+    },
     async (request) => ({
       event_id: await membership.setMemberEvent(
         requesterOf(request),
         roomIdParam(request.params.roomId),
         userIdParam(request.params.stateKey),
         request.body as MemberEventContent,
+        request.query.ts,
       ),
     }),
   );

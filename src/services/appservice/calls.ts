@@ -117,6 +117,10 @@ export function createAppServiceCalls(ctx: ServiceContext) {
       return { durationMs: Math.round(performance.now() - started) };
     },
 
+    /** Whether a service with a URL holds `userId` in its namespaces (a query may be made). */
+    mayQueryUser: (userId: string): boolean =>
+      registrations.some((r) => isServiceUser(r, userId, serverName)),
+
     /**
      * Asks the services whose namespaces hold `userId` whether it exists (they create it
      * before answering 200). True when one said so.

@@ -7,6 +7,7 @@ import { createAppServiceCalls } from './calls.js';
 import { createAppServiceDirectory } from './directory.js';
 import { appServiceDeriver } from './interest.js';
 import { createAppServiceSender } from './sender.js';
+import { recordRegistrations } from './startup.js';
 
 export function createAppServices(
   ctx: ServiceContext,
@@ -17,8 +18,14 @@ export function createAppServices(
   if (registrations.length > 0)
     writer.addDeriver(appServiceDeriver(registrations, ctx.settings.serverName));
   const sender = createAppServiceSender(ctx, registrations);
+  const acting = createAppServiceActing(ctx, accounts);
   return {
-    ...createAppServiceActing(ctx, accounts),
+    ...acting,
+    /** At start: the senders' accounts, and the records of the registrations (./startup.ts). */
+    async ensureSenders(): Promise<void> {
+      await acting.ensureSenders();
+      await recordRegistrations(ctx, registrations);
+    },
     /** Ping, user and alias queries, third-party lookups. */
     calls: createAppServiceCalls(ctx),
     /** The room directories of the services' networks. */

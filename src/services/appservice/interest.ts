@@ -31,6 +31,32 @@ async function wants(
   return aliases.some((alias) => aliasInNamespace(r, alias));
 }
 
+/**
+ * MSC3202's `left`: a user other than the service's who leaves (or is banned from) a room where
+ * the service has users, and is joined to no other room where it has any, is listed — queued
+ * at a position of its own, after the member event.
+ */
+async function deviceListLeft(
+  stores: Stores,
+  r: AppServiceRegistration,
+  event: AppendedEvent,
+  subject: string,
+  serverName: string,
+): Promise<void> {
+  const membership = event.pdu.content.membership;
+  if (membership !== 'leave' && membership !== 'ban') return;
+  if (isServiceUser(r, subject, serverName)) return;
+  if (!(await stores.appservices.selectHasRoomUser(r.id, event.roomId))) return;
+  const rooms = await stores.rooms.selectRoomsOfUser(subject, 'join');
+  if (await stores.appservices.selectHasRoomUserIn(r.id, rooms)) return;
+  await stores.appservices.insertQueued(
+    r.id,
+    await stores.stream.nextPosition(),
+    JSON.stringify({ left: [subject] }),
+    'device_list',
+  );
+}
+
 export function appServiceDeriver(
   registrations: readonly AppServiceRegistration[],
   serverName: string,
@@ -48,6 +74,8 @@ export function appServiceDeriver(
         else await stores.appservices.deleteRoomUser(r.id, event.roomId, subject);
       }
       if (r.url === null) continue;
+      if (subject !== null && r.msc3202)
+        await deviceListLeft(stores, r, event, subject, serverName);
       if (!(await wants(stores, r, event, subject, serverName))) continue;
       json ??= JSON.stringify(toClientEvent(event));
       await stores.appservices.insertQueued(r.id, event.streamOrdering, json);

@@ -42,6 +42,68 @@ function pause(ms: number, setWaker: (wake: () => void) => void): Promise<void> 
   });
 }
 
+/**
+ * The body of a transaction: room events, then what else the service asked for — ephemeral
+ * events (MSC2409, under the stable name and the unstable one bridges read), to-device
+ * messages (MSC2409), device-list changes and the latest key counts per device (MSC3202).
+ */
+export function transactionBody(queued: readonly QueuedEvent[]): string {
+  const of = (kind: QueuedEvent['kind']) =>
+    queued.filter((q) => q.kind === kind).map((q) => q.eventJson);
+  const parts = [`"events":[${of('event').join(',')}]`];
+  const ephemeral = of('ephemeral');
+  if (ephemeral.length > 0) {
+    const list = `[${ephemeral.join(',')}]`;
+    parts.push(`"ephemeral":${list}`, `"de.sorunome.msc2409.ephemeral":${list}`);
+  }
+  const toDevice = of('to_device').flatMap((json) => JSON.parse(json) as unknown[]);
+  if (toDevice.length > 0)
+    parts.push(`"de.sorunome.msc2409.to_device":${JSON.stringify(toDevice)}`);
+  // In order: a user's later change (or leaving) replaces an earlier one.
+  const changed = new Set<string>();
+  const left = new Set<string>();
+  for (const json of of('device_list')) {
+    const item = JSON.parse(json) as { changed?: string[]; left?: string[] };
+    for (const user of item.changed ?? []) {
+      changed.add(user);
+      left.delete(user);
+    }
+    for (const user of item.left ?? []) {
+      left.add(user);
+      changed.delete(user);
+    }
+  }
+  if (changed.size > 0 || left.size > 0)
+    parts.push(
+      `"org.matrix.msc3202.device_lists":${JSON.stringify({ changed: [...changed], left: [...left] })}`,
+    );
+  type PerDevice<T> = Record<string, Record<string, T>>;
+  const counts: PerDevice<Record<string, number>> = {};
+  const fallback: PerDevice<string[]> = {};
+  const keyCounts = of('key_counts');
+  for (const json of keyCounts) {
+    // Later counts of a device replace earlier ones.
+    const item = JSON.parse(json) as {
+      counts: PerDevice<Record<string, number>>;
+      fallback: PerDevice<string[]>;
+    };
+    for (const [user, devices] of Object.entries(item.counts))
+      Object.assign((counts[user] ??= {}), devices);
+    for (const [user, devices] of Object.entries(item.fallback))
+      Object.assign((fallback[user] ??= {}), devices);
+  }
+  if (keyCounts.length > 0) {
+    // Synapse's two spellings of the counts; bridges read one or the other.
+    const countsJson = JSON.stringify(counts);
+    parts.push(
+      `"org.matrix.msc3202.device_one_time_keys_count":${countsJson}`,
+      `"org.matrix.msc3202.device_one_time_key_counts":${countsJson}`,
+      `"org.matrix.msc3202.device_unused_fallback_key_types":${JSON.stringify(fallback)}`,
+    );
+  }
+  return `{${parts.join(',')}}`;
+}
+
 export function createAppServiceSender(
   ctx: ServiceContext,
   registrations: readonly AppServiceRegistration[],
@@ -53,14 +115,7 @@ export function createAppServiceSender(
   let unsubscribe: (() => void) | null = null;
 
   async function deliver(r: AppServiceRegistration, txnId: number, queued: QueuedEvent[]) {
-    const events = queued.filter((q) => q.kind === 'event').map((q) => q.eventJson);
-    const ephemeral = queued.filter((q) => q.kind === 'ephemeral').map((q) => q.eventJson);
-    // MSC2409's ephemeral events under the stable name and the unstable one bridges read.
-    const body =
-      ephemeral.length === 0
-        ? `{"events":[${events.join(',')}]}`
-        : `{"events":[${events.join(',')}],"ephemeral":[${ephemeral.join(',')}],` +
-          `"de.sorunome.msc2409.ephemeral":[${ephemeral.join(',')}]}`;
+    const body = transactionBody(queued);
     const response = await fetch(
       `${r.url as string}/_matrix/app/v1/transactions/${encodeURIComponent(String(txnId))}`,
       {
@@ -159,10 +214,10 @@ export function createAppServiceSender(
       const senders = registrations.filter((r) => r.url !== null);
       if (senders.length === 0) return;
       for (const r of senders) loops.set(r.id, run(r, options));
-      // Events committed by this process (or, on PostgreSQL, any) wake the senders.
-      unsubscribe = ctx.storage.changes.subscribe((change) => {
-        if ((change.rooms?.length ?? 0) > 0 || change.everyone === true)
-          for (const loop of loops.values()) loop.wake();
+      // Changes committed by this process (or, on PostgreSQL, any) wake the senders: events
+      // and receipts name rooms, to-device messages and key changes name users.
+      unsubscribe = ctx.storage.changes.subscribe(() => {
+        for (const loop of loops.values()) loop.wake();
       });
     },
 

@@ -20,6 +20,7 @@ import * as m0013 from './0013-membership-history-by-position.js';
 import * as m0020 from './0020-federation.js';
 import * as m0030 from './0030-appservices.js';
 import * as m0031 from './0031-appservice-room-directory.js';
+import * as m0032 from './0032-appservice-registrations.js';
 
 import * as m0040 from './0040-media.js';
 import * as m0041 from './0041-cross-signing.js';
@@ -55,6 +56,7 @@ const migrations: Record<string, Migration> = {
   '0020-federation': m0020,
   '0030-appservices': m0030,
   '0031-appservice-room-directory': m0031,
+  '0032-appservice-registrations': m0032,
 
   '0040-media': m0040,
   '0041-cross-signing': m0041,

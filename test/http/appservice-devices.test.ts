@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { forEachDatabase } from '../helpers/databases.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { registerUser, type TestUser } from '../helpers/client.js';
+import { eventually } from '../helpers/eventually.js';
+import { TestBridge, writeRegistrations } from '../helpers/appservice.js';
+
+const V3 = '/_matrix/client/v3';
+const r = encodeURIComponent;
+
+type PerDevice<T> = Record<string, Record<string, T>>;
+
+forEachDatabase(
+  'application services: presence, to-device, device lists, key counts',
+  (dialect) => {
+    let server: TestServer;
+    const encrypting = new TestBridge();
+    const plain = new TestBridge();
+    let human: TestUser;
+    let roomId: string;
+    const encToken = 'as_enc_0123456789';
+    const ghost = '@_enc_v:test.local';
+    const ghostDevice = 'GHOSTDEV';
+
+    before(async () => {
+      await encrypting.start();
+      await plain.start();
+      const service = (id: string, url: string, extra: Record<string, unknown>) => ({
+        id,
+        url,
+        as_token: `as_${id}_0123456789`,
+        hs_token: `hs_${id}_0123456789`,
+        sender_localpart: `${id}bot`,
+        namespaces: { users: [{ exclusive: true, regex: `@_${id}_.*:test\\.local` }] },
+        ...extra,
+      });
+      server = await startTestServer(dialect, {
+        COMMONS_APP_SERVICES_CONFIG_FILES: writeRegistrations([
+          service('enc', encrypting.url, {
+            receive_ephemeral: true,
+            'org.matrix.msc3202': true,
+            'io.element.msc4190': true,
+          }),
+          service('plain', plain.url, {}),
+        ]),
+        COMMONS_APP_SERVICES_RETRY_MAX_SECONDS: '1',
+      });
+      human = await registerUser(server);
+      const created = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+        token: human.accessToken,
+        body: { preset: 'public_chat' },
+      });
+      roomId = created.body.room_id;
+      for (const id of ['enc', 'plain']) {
+        const token = `as_${id}_0123456789`;
+        const registered = await server.request('POST', `${V3}/register`, {
+          token,
+          body: { type: 'm.login.application_service', username: `_${id}_v`, inhibit_login: true },
+        });
+        assert.equal(registered.status, 200);
+        const joined = await server.request(
+          'POST',
+          `${V3}/rooms/${r(roomId)}/join?user_id=${r(`@_${id}_v:test.local`)}`,
+          { token },
+        );
+        assert.equal(joined.status, 200);
+      }
+      // The ghost's device, made by the service (MSC4190).
+      const device = await server.request(
+        'PUT',
+        `${V3}/devices/${ghostDevice}?user_id=${r(ghost)}`,
+        { token: encToken, body: { display_name: 'bridge' } },
+      );
+      assert.equal(device.status, 200, JSON.stringify(device.body));
+    });
+    after(async () => {
+      await server.close();
+      await encrypting.stop();
+      await plain.stop();
+    });
+
+    const field = <T>(bridge: TestBridge, name: string): T[] =>
+      bridge.transactions.map((t) => t.body[name] as T).filter((v) => v !== undefined);
+
+    it('pushes presence of users sharing a room to a service receiving ephemeral events', async () => {
+      const set = await server.request('PUT', `${V3}/presence/${r(human.userId)}/status`, {
+        token: human.accessToken,
+        body: { presence: 'online', status_msg: 'bridging' },
+      });
+      assert.equal(set.status, 200);
+      const presence = await eventually(
+        async () =>
+          field<{ type: string; sender: string; content: Record<string, unknown> }[]>(
+            encrypting,
+            'de.sorunome.msc2409.ephemeral',
+          )
+            .flat()
+            .filter((e) => e.type === 'm.presence'),
+        (list) => list.length > 0,
+        20_000,
+      );
+      assert.equal(presence[0]?.sender, human.userId);
+      assert.equal(presence[0]?.content.presence, 'online');
+      assert.equal(presence[0]?.content.status_msg, 'bridging');
+    });
+
+    it('pushes to-device messages for its users, with their recipient', async () => {
+      const sent = await server.request('PUT', `${V3}/sendToDevice/m.test.ping/td1`, {
+        token: human.accessToken,
+        body: { messages: { [ghost]: { [ghostDevice]: { hello: 'ghost' } } } },
+      });
+      assert.equal(sent.status, 200);
+      const toDevice = await eventually(
+        async () =>
+          field<Record<string, unknown>[]>(encrypting, 'de.sorunome.msc2409.to_device').flat(),
+        (list) => list.length > 0,
+        20_000,
+      );
+      assert.deepEqual(toDevice, [
+        {
+          type: 'm.test.ping',
+          sender: human.userId,
+          content: { hello: 'ghost' },
+          to_user_id: ghost,
+          to_device_id: ghostDevice,
+        },
+      ]);
+    });
+
+    it('pushes device-list changes of users sharing a room (MSC3202)', async () => {
+      const uploaded = await server.request('POST', `${V3}/keys/upload`, {
+        token: human.accessToken,
+        body: {
+          device_keys: {
+            user_id: human.userId,
+            device_id: human.deviceId,
+            algorithms: ['m.olm.v1.curve25519-aes-sha2'],
+            keys: { [`curve25519:${human.deviceId}`]: 'abc' },
+            signatures: {},
+          },
+        },
+      });
+      assert.equal(uploaded.status, 200);
+      const lists = await eventually(
+        async () =>
+          field<{ changed: string[]; left: string[] }>(
+            encrypting,
+            'org.matrix.msc3202.device_lists',
+          ),
+        (list) => list.some((l) => l.changed.includes(human.userId)),
+        20_000,
+      );
+      assert.deepEqual(lists.at(-1)?.left, []);
+    });
+
+    it('lists a user who no longer shares a room with its users as left (MSC3202)', async () => {
+      const visitor = await registerUser(server);
+      const joined = await server.request('POST', `${V3}/join/${r(roomId)}`, {
+        token: visitor.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      const left = await server.request('POST', `${V3}/rooms/${r(roomId)}/leave`, {
+        token: visitor.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      await eventually(
+        async () =>
+          field<{ changed: string[]; left: string[] }>(
+            encrypting,
+            'org.matrix.msc3202.device_lists',
+          ),
+        (lists) => lists.some((l) => l.left.includes(visitor.userId)),
+        20_000,
+      );
+      // The human, still in the room, is never listed as left.
+      const all = field<{ left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
+      assert.ok(all.every((l) => !l.left.includes(human.userId)));
+    });
+
+    it('pushes the one-time key counts and unused fallback key types of its users’ devices', async () => {
+      const uploaded = await server.request(
+        'POST',
+        `${V3}/keys/upload?user_id=${r(ghost)}&device_id=${ghostDevice}`,
+        {
+          token: encToken,
+          body: {
+            one_time_keys: {
+              'signed_curve25519:k1': { key: 'a' },
+              'signed_curve25519:k2': { key: 'b' },
+            },
+            fallback_keys: { 'signed_curve25519:f1': { key: 'f', fallback: true } },
+          },
+        },
+      );
+      assert.equal(uploaded.status, 200, JSON.stringify(uploaded.body));
+      const countsOf = () =>
+        field<PerDevice<Record<string, number>>>(
+          encrypting,
+          'org.matrix.msc3202.device_one_time_keys_count',
+        ).map((c) => c[ghost]?.[ghostDevice]?.signed_curve25519);
+      await eventually(
+        async () => countsOf(),
+        (counts) => counts.includes(2),
+        20_000,
+      );
+      const fallback = field<PerDevice<string[]>>(
+        encrypting,
+        'org.matrix.msc3202.device_unused_fallback_key_types',
+      );
+      assert.deepEqual(fallback.at(-1)?.[ghost]?.[ghostDevice], ['signed_curve25519']);
+      // Synapse's other spelling carries the same counts.
+      assert.deepEqual(
+        field(encrypting, 'org.matrix.msc3202.device_one_time_key_counts'),
+        field(encrypting, 'org.matrix.msc3202.device_one_time_keys_count'),
+      );
+      // A claim takes one: the service is told the count that is left.
+      const claimed = await server.request('POST', `${V3}/keys/claim`, {
+        token: human.accessToken,
+        body: { one_time_keys: { [ghost]: { [ghostDevice]: 'signed_curve25519' } } },
+      });
+      assert.equal(claimed.status, 200);
+      await eventually(
+        async () => countsOf(),
+        (counts) => counts.at(-1) === 1,
+        20_000,
+      );
+    });
+
+    it('pushes none of these to a service that did not ask', async () => {
+      const marker = await server.request<{ event_id: string }>(
+        'PUT',
+        `${V3}/rooms/${r(roomId)}/send/m.room.message/m1`,
+        { token: human.accessToken, body: { msgtype: 'm.text', body: 'marker' } },
+      );
+      await eventually(
+        async () => plain.events.map((e) => e.event_id),
+        (ids) => ids.includes(marker.body.event_id),
+        20_000,
+      );
+      for (const name of [
+        'ephemeral',
+        'de.sorunome.msc2409.ephemeral',
+        'de.sorunome.msc2409.to_device',
+        'org.matrix.msc3202.device_lists',
+        'org.matrix.msc3202.device_one_time_keys_count',
+      ])
+        assert.deepEqual(field(plain, name), [], name);
+    });
+  },
+);
