@@ -38,6 +38,7 @@ import { pushStore, type PushStore } from './push-store.js';
 import { adminStore, type AdminStore } from './admin-store.js';
 import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
+import { remoteDeviceStore, type RemoteDeviceStore } from './remote-device-store.js';
 import {
   announcer,
   streamStore,
@@ -85,6 +86,7 @@ export interface Stores {
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
   readonly slidingSync: SlidingSyncStore;
+  readonly remoteDevices: RemoteDeviceStore;
 }
 
 export interface Storage {
@@ -146,6 +148,7 @@ export function storesFor(
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),
     slidingSync: slidingSyncStore(db),
+    remoteDevices: remoteDeviceStore(db),
   };
 }
 
@@ -280,3 +283,4 @@ export type {
   ConnectionRow,
   SentRoom,
 } from './sliding-sync-store.js';
+export type { RemoteDeviceStore, RemoteDeviceListRow } from './remote-device-store.js';

@@ -551,6 +551,15 @@ export interface Database {
   sliding_sync_connections: SlidingSyncConnectionsTable;
   sliding_sync_rooms: SlidingSyncRoomsTable;
   sliding_sync_members: SlidingSyncMembersTable;
+  remote_device_lists: RemoteDeviceListsTable;
+}
+
+/** Another server's user's device list as cached (migration 0025). */
+export interface RemoteDeviceListsTable {
+  user_id: string;
+  stream_id: number;
+  list_json: string;
+  fetched_ts: number;
 }
 
 /** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */
