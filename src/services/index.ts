@@ -40,6 +40,8 @@ import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
+import { createFederationDeviceService } from './federation/devices.js';
+import { createEduReceiver } from './federation/edus.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -88,6 +90,14 @@ export function createServices(ctx: ServiceContext) {
   };
   const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
   writer.addDeriver(deriveRoomListMeta);
+  const crossSigning = createCrossSigningService(ctx, uia, accounts);
+  // Keys and device lists between servers, and the EDUs other servers send (federation only).
+  const federationDevices = federation
+    ? createFederationDeviceService(ctx, federation.client, { deviceKeys, crossSigning })
+    : null;
+  const federationEdus = federationDevices
+    ? createEduReceiver({ typing, receipts, presence, toDevice, devices: federationDevices })
+    : null;
   return {
     /** Application services (bridges): acting as their users, their transaction queues. */
     appservices,
@@ -126,8 +136,12 @@ export function createServices(ctx: ServiceContext) {
     health: createHealthService(ctx),
     media: createMediaService(ctx),
     keyBackup: createKeyBackupService(ctx),
-    crossSigning: createCrossSigningService(ctx, uia, accounts),
+    crossSigning,
     userDirectory,
+    /** E2EE across servers: serving local keys, asking other servers (null: no federation). */
+    federationDevices,
+    /** Applies EDUs received from other servers: `receiveEdus(origin, edus)`. */
+    federationEdus,
   };
 }
 

@@ -94,4 +94,46 @@ export const federationRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) => federation.queries.directory(request.query.room_alias),
   );
+
+  const devices = services.federationDevices;
+  if (devices) {
+    const UserIdString = Type.String({ minLength: 1, maxLength: 255 });
+    // https://spec.matrix.org/v1.19/server-server-api/#get_matrixfederationv1userdevicesuserid
+    app.get(
+      '/_matrix/federation/v1/user/devices/:userId',
+      {
+        config: { ...noLimit, federationAuth: true },
+        schema: { params: Type.Object({ userId: UserIdString }) },
+      },
+      async (request) => devices.localDevices(request.params.userId),
+    );
+
+    // https://spec.matrix.org/v1.19/server-server-api/#post_matrixfederationv1userkeysquery
+    app.post(
+      '/_matrix/federation/v1/user/keys/query',
+      {
+        config: { ...noLimit, federationAuth: true },
+        schema: {
+          body: Type.Object({
+            device_keys: Type.Record(UserIdString, Type.Array(UserIdString)),
+          }),
+        },
+      },
+      async (request) => devices.localKeysQuery(request.body.device_keys),
+    );
+
+    // https://spec.matrix.org/v1.19/server-server-api/#post_matrixfederationv1userkeysclaim
+    app.post(
+      '/_matrix/federation/v1/user/keys/claim',
+      {
+        config: { ...noLimit, federationAuth: true },
+        schema: {
+          body: Type.Object({
+            one_time_keys: Type.Record(UserIdString, Type.Record(UserIdString, UserIdString)),
+          }),
+        },
+      },
+      async (request) => devices.localKeysClaim(request.body.one_time_keys),
+    );
+  }
 };
