@@ -10,6 +10,7 @@ import type { KeyQuery } from '../../services/federation/keys.js';
 import type { RoutePlugin } from '../client/plugin.js';
 import { VERSION } from '../../version.js';
 import { registerFederationAuth } from './auth.js';
+import { networkOfRequest } from '../../services/appservice/index.js';
 
 const KeyCriteria = Type.Object({
   minimum_valid_until_ts: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -93,6 +94,72 @@ export const federationRoutes: RoutePlugin = async (app, { services }) => {
       schema: { querystring: Type.Object({ room_alias: Type.String({ minLength: 1 }) }) },
     },
     async (request) => federation.queries.directory(request.query.room_alias),
+  );
+
+  // https://spec.matrix.org/v1.19/server-server-api/#get_matrixfederationv1publicrooms
+  app.get(
+    '/_matrix/federation/v1/publicRooms',
+    {
+      config: { ...noLimit, federationAuth: true },
+      schema: {
+        querystring: Type.Object({
+          limit: Type.Optional(Type.Integer()),
+          since: Type.Optional(Type.String({ maxLength: 1000 })),
+          include_all_networks: Type.Optional(Type.Boolean()),
+          third_party_instance_id: Type.Optional(Type.String({ maxLength: 255 })),
+        }),
+      },
+    },
+    async (request) =>
+      services.directory.publicRooms({
+        limit: request.query.limit,
+        since: request.query.since,
+        filter: {
+          network: networkOfRequest(
+            request.query.include_all_networks,
+            request.query.third_party_instance_id,
+          ),
+        },
+      }),
+  );
+
+  // https://spec.matrix.org/v1.19/server-server-api/#post_matrixfederationv1publicrooms
+  app.post(
+    '/_matrix/federation/v1/publicRooms',
+    {
+      config: { ...noLimit, federationAuth: true },
+      schema: {
+        body: Type.Object({
+          limit: Type.Optional(Type.Integer()),
+          since: Type.Optional(Type.String({ maxLength: 1000 })),
+          filter: Type.Optional(
+            Type.Object({
+              generic_search_term: Type.Optional(Type.String({ maxLength: 1000 })),
+              room_types: Type.Optional(
+                Type.Array(Type.Union([Type.String({ maxLength: 255 }), Type.Null()]), {
+                  maxItems: 50,
+                }),
+              ),
+            }),
+          ),
+          include_all_networks: Type.Optional(Type.Boolean()),
+          third_party_instance_id: Type.Optional(Type.String({ maxLength: 255 })),
+        }),
+      },
+    },
+    async (request) =>
+      services.directory.publicRooms({
+        limit: request.body.limit,
+        since: request.body.since,
+        filter: {
+          searchTerm: request.body.filter?.generic_search_term,
+          roomTypes: request.body.filter?.room_types,
+          network: networkOfRequest(
+            request.body.include_all_networks,
+            request.body.third_party_instance_id,
+          ),
+        },
+      }),
   );
 
   const devices = services.federationDevices;

@@ -11,6 +11,7 @@ import type { EventDeriver } from '../event-writer.js';
 import { createFederationClient } from './client.js';
 import { createServerKeyService } from './keys.js';
 import { createFederationQueries } from './queries.js';
+import { createRemotePublicRooms } from './public-rooms.js';
 import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
 import { createFederationSender, type SenderLog } from './sender.js';
 
@@ -72,6 +73,8 @@ export function createFederationService(
     enqueue,
     sender,
     queries: createFederationQueries(ctx, deps),
+    /** Other servers' public room directories, for `/publicRooms?server=`. */
+    publicRooms: createRemotePublicRooms(client),
     /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
     async authenticate(request: InboundRequest): Promise<string> {
       const origin = await authenticateRequest(request);
