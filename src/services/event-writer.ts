@@ -112,6 +112,89 @@ export function createEventWriter(ctx: ServiceContext) {
     return appended;
   }
 
+  /** The current state events the auth rules read for an event, by state key and as IDs. */
+  async function authStateFor(
+    stores: Stores,
+    roomId: string,
+    version: RoomVersionId,
+    type: string,
+    stateKey: string | undefined,
+    sender: string,
+    content: JsonObject,
+  ) {
+    const selection = authEventSelection(type, stateKey, sender, content, version);
+    const wanted = new Set<StateKey>([CREATE_KEY, ...selection]);
+    const keys = [...wanted].map((key) => key.split('\u0000') as [string, string]);
+    const rows = await stores.rooms.selectStateEvents(roomId, keys);
+    const authState = new Map<StateKey, AuthStateEvent>();
+    const idsByKey = new Map<StateKey, string>();
+    for (const row of rows) {
+      const key = stateKeyOf(row.pdu.type, row.pdu.state_key ?? '');
+      authState.set(key, toAuthEntry(row));
+      idsByKey.set(key, row.eventId);
+    }
+    return { selection, authState, idsByKey };
+  }
+
+  /** Builds, authorizes and signs an event of the room (see `append`). */
+  async function prepare(
+    stores: Stores,
+    roomId: string,
+    event: NewEvent,
+  ): Promise<{ pdu: Pdu; version: RoomVersionId }> {
+    const room = await stores.rooms.selectRoom(roomId);
+    if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
+    if (
+      event.type === 'm.room.member' &&
+      event.stateKey === event.sender &&
+      (event.content.membership === 'join' || event.content.membership === 'knock') &&
+      (await stores.accounts.selectUser(event.sender))?.deactivated
+    ) {
+      // A request of the user's that was under way when the account was deactivated
+      // (deactivation leaves every room, and must not be outrun by a join).
+      throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+    }
+    const version = room.roomVersion as RoomVersionId;
+    const rules = getRoomVersion(version);
+    const { selection, authState, idsByKey } = await authStateFor(
+      stores,
+      roomId,
+      version,
+      event.type,
+      event.stateKey,
+      event.sender,
+      event.content,
+    );
+    const extremities = await stores.rooms.selectExtremities(roomId);
+    const prev = extremities.sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
+    const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);
+    const authEvents = selection
+      .filter((key) => !(key === CREATE_KEY && !rules.createEventInAuthEvents))
+      .map((key) => idsByKey.get(key))
+      .filter((id): id is string => id !== undefined);
+    const content = { ...event.content };
+    const unsigned: UnsignedPdu = {
+      room_id: roomId,
+      sender: event.sender,
+      origin_server_ts: event.originServerTs ?? ctx.now(),
+      type: event.type,
+      ...(event.stateKey !== undefined ? { state_key: event.stateKey } : {}),
+      content,
+      prev_events: prev.map((p) => p.eventId),
+      auth_events: authEvents,
+      depth,
+    };
+    if (event.redacts !== undefined) {
+      if (rules.redactsInContent) content.redacts = event.redacts;
+      else unsigned.redacts = event.redacts;
+    }
+    const result = authorizeEvent(unsigned, authState, version, {
+      isSignedBy: (server) => server === serverName,
+    });
+    if (!result.allowed) throw forbidden(result.reason);
+    return { pdu: sign(unsigned, version), version };
+  }
+
   return {
     /**
      * Adds work that commits with every event this writer persists (in registration order).
@@ -177,65 +260,39 @@ export function createEventWriter(ctx: ServiceContext) {
      * inside its transaction. Refusals by the auth rules are 403 M_FORBIDDEN with the reason.
      */
     async append(stores: Stores, roomId: string, event: NewEvent): Promise<AppendedEvent> {
+      const { pdu, version } = await prepare(stores, roomId, event);
+      return persist(stores, roomId, pdu, version);
+    },
+
+    /**
+     * Builds, authorizes and signs an event as `append` would, without persisting it: for an
+     * event another server must countersign first (an invite of its user). Persist the
+     * result with `appendPrepared`.
+     */
+    prepare,
+
+    /**
+     * Persists an event built by `prepare` (with the signatures added since), checked again
+     * against the room's current state. The caller holds the room lock.
+     */
+    async appendPrepared(stores: Stores, roomId: string, pdu: Pdu): Promise<AppendedEvent> {
       const room = await stores.rooms.selectRoom(roomId);
       if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
-      if (
-        event.type === 'm.room.member' &&
-        event.stateKey === event.sender &&
-        (event.content.membership === 'join' || event.content.membership === 'knock') &&
-        (await stores.accounts.selectUser(event.sender))?.deactivated
-      ) {
-        // A request of the user's that was under way when the account was deactivated
-        // (deactivation leaves every room, and must not be outrun by a join).
-        throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
-      }
       const version = room.roomVersion as RoomVersionId;
-      const rules = getRoomVersion(version);
-      const selection = authEventSelection(
-        event.type,
-        event.stateKey,
-        event.sender,
-        event.content,
+      const { authState } = await authStateFor(
+        stores,
+        roomId,
         version,
+        pdu.type,
+        pdu.state_key,
+        pdu.sender,
+        pdu.content,
       );
-      const wanted = new Set<StateKey>([CREATE_KEY, ...selection]);
-      const keys = [...wanted].map((key) => key.split('\u0000') as [string, string]);
-      const rows = await stores.rooms.selectStateEvents(roomId, keys);
-      const authState = new Map<StateKey, AuthStateEvent>();
-      const idsByKey = new Map<StateKey, string>();
-      for (const row of rows) {
-        const key = stateKeyOf(row.pdu.type, row.pdu.state_key ?? '');
-        authState.set(key, toAuthEntry(row));
-        idsByKey.set(key, row.eventId);
-      }
-      const extremities = await stores.rooms.selectExtremities(roomId);
-      const prev = extremities.sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
-      const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);
-      const authEvents = selection
-        .filter((key) => !(key === CREATE_KEY && !rules.createEventInAuthEvents))
-        .map((key) => idsByKey.get(key))
-        .filter((id): id is string => id !== undefined);
-      const content = { ...event.content };
-      const unsigned: UnsignedPdu = {
-        room_id: roomId,
-        sender: event.sender,
-        origin_server_ts: event.originServerTs ?? ctx.now(),
-        type: event.type,
-        ...(event.stateKey !== undefined ? { state_key: event.stateKey } : {}),
-        content,
-        prev_events: prev.map((p) => p.eventId),
-        auth_events: authEvents,
-        depth,
-      };
-      if (event.redacts !== undefined) {
-        if (rules.redactsInContent) content.redacts = event.redacts;
-        else unsigned.redacts = event.redacts;
-      }
-      const result = authorizeEvent(unsigned, authState, version, {
-        isSignedBy: (server) => server === serverName,
+      const result = authorizeEvent(pdu, authState, version, {
+        isSignedBy: (server) => server === serverName || server in (pdu.signatures ?? {}),
       });
       if (!result.allowed) throw forbidden(result.reason);
-      return persist(stores, roomId, sign(unsigned, version), version);
+      return persist(stores, roomId, pdu, version);
     },
   };
 }

@@ -48,7 +48,8 @@ export function createServices(ctx: ServiceContext) {
   const accounts = createAccountService(ctx, uia);
   const writer = createEventWriter(ctx);
   const rooms = createRoomService(ctx, writer);
-  const membership = createMembershipService(ctx, writer, rooms);
+  // Invites of other servers' users go through their servers (federation, built below).
+  const membership = createMembershipService(ctx, writer, rooms, () => federation?.invites ?? null);
   const aggregator = createRelationAggregator(ctx);
   writer.addDeriver(aggregator.deriver);
   const timeline = createTimelineService(ctx, writer, aggregator);

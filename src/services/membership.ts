@@ -13,7 +13,15 @@ import {
   type AuthStateEvent,
 } from '../core/auth-rules.js';
 import { parseRoomAlias, parseRoomId, parseUserId } from '../core/identifiers.js';
-import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
+import {
+  stateKeyOf,
+  type JsonObject,
+  type Pdu,
+  type RoomVersionId,
+  type StateKey,
+} from '../core/pdu.js';
+import { computeEventId } from '../core/event-hashing.js';
+import { STRIPPED_STATE_TYPES } from '../core/stripped-state.js';
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { AppendedEvent, EventWriter } from './event-writer.js';
@@ -35,10 +43,23 @@ const sameProfile = (a: JsonObject, b: JsonObject): boolean =>
   profileField(a, 'displayname') === profileField(b, 'displayname') &&
   profileField(a, 'avatar_url') === profileField(b, 'avatar_url');
 
+/** Sends an invite to the invitee's server and answers the event it countersigned. */
+export interface RemoteInviteSender {
+  send(
+    roomId: string,
+    roomVersion: RoomVersionId,
+    eventId: string,
+    pdu: Pdu,
+    strippedState: readonly Pdu[],
+  ): Promise<Pdu>;
+}
+
 export function createMembershipService(
   ctx: ServiceContext,
   writer: EventWriter,
   rooms: RoomService,
+  /** How invites of other servers' users are sent (null, or none: federation is off). */
+  remoteInvites: () => RemoteInviteSender | null = () => null,
 ) {
   /** Runs `fn` in a transaction holding the room's lock; unknown rooms are `unknownRoom`. */
   function inRoom<T>(
@@ -246,19 +267,64 @@ export function createMembershipService(
       roomId: string,
       userId: string,
       reason?: string,
+      /** More of the invite's content (`is_direct` of a new direct chat). */
+      extra: JsonObject = {},
     ): Promise<void> {
-      await changeTarget(
-        'inviteUser',
-        requester,
+      const precondition = (target: string, current: string | undefined) => {
+        if (current === 'join') return `${target} is already in the room`;
+        if (current === 'ban') return `${target} is banned from the room`;
+        return null;
+      };
+      const target = targetUser(userId);
+      const sender =
+        parseUserId(target)?.serverName !== ctx.settings.serverName ? remoteInvites() : null;
+      if (!sender) {
+        await changeTarget('inviteUser', requester, roomId, userId, 'invite', reason, precondition);
+        return;
+      }
+      // Another server's user: the invite is built here, countersigned by their server (outside
+      // any transaction: a slow server holds up nothing else), then checked again and kept.
+      const check = async (stores: Stores) => {
+        const current = await stores.rooms.selectMembership(roomId, target);
+        const refusal = precondition(target, current?.membership);
+        if (refusal !== null) throw forbidden(refusal);
+      };
+      const prepared = await inRoom(
+        'prepareRemoteInvite',
         roomId,
-        userId,
-        'invite',
-        reason,
-        (target, current) => {
-          if (current === 'join') return `${target} is already in the room`;
-          if (current === 'ban') return `${target} is banned from the room`;
-          return null;
+        async (stores) => {
+          await check(stores);
+          const content = await rooms.memberContent(stores, target, 'invite', extra);
+          const built = await writer.prepare(stores, roomId, {
+            type: 'm.room.member',
+            stateKey: target,
+            sender: requester.userId,
+            content: withReason(content, reason),
+          });
+          const stripped = await stores.rooms.selectStateEvents(roomId, [
+            ...STRIPPED_STATE_TYPES.map((type) => [type, ''] as [string, string]),
+            ['m.room.member', requester.userId],
+          ]);
+          return { ...built, stripped: stripped.map((row) => row.pdu) };
         },
+        notInRoom(),
+      );
+      const eventId = computeEventId(prepared.pdu, prepared.version);
+      const countersigned = await sender.send(
+        roomId,
+        prepared.version,
+        eventId,
+        prepared.pdu,
+        prepared.stripped,
+      );
+      await inRoom(
+        'inviteRemoteUser',
+        roomId,
+        async (stores) => {
+          await check(stores);
+          await writer.appendPrepared(stores, roomId, countersigned);
+        },
+        notInRoom(),
       );
     },
 

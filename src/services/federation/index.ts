@@ -12,6 +12,7 @@ import { createFederationClient } from './client.js';
 import { createServerKeyService } from './keys.js';
 import { createFederationQueries } from './queries.js';
 import { createRemotePublicRooms } from './public-rooms.js';
+import { createInviteSender } from './invites.js';
 import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
 import { createFederationSender, type SenderLog } from './sender.js';
 
@@ -59,7 +60,12 @@ export function createFederationService(
       await stores.federationOutbox.selectRemoteJoinedServers(event.roomId, serverName),
     );
     // A remote user's own membership change (a kick, a ban, a leave) reaches their server too.
-    if (event.pdu.type === 'm.room.member' && typeof event.pdu.state_key === 'string') {
+    // (An invite reached the invitee's server already, through /invite.)
+    if (
+      event.pdu.type === 'm.room.member' &&
+      typeof event.pdu.state_key === 'string' &&
+      event.pdu.content.membership !== 'invite'
+    ) {
       const target = parseUserId(event.pdu.state_key);
       if (target && target.serverName !== serverName) servers.add(target.serverName);
     }
@@ -75,6 +81,8 @@ export function createFederationService(
     queries: createFederationQueries(ctx, deps),
     /** Other servers' public room directories, for `/publicRooms?server=`. */
     publicRooms: createRemotePublicRooms(client),
+    /** Invites of other servers' users, countersigned by their servers. */
+    invites: createInviteSender(client, keys),
     /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
     async authenticate(request: InboundRequest): Promise<string> {
       const origin = await authenticateRequest(request);
