@@ -85,7 +85,7 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
   const { serverName } = ctx.settings;
   /** A user of another server, invited through their server when federating. */
   const isRemote = (userId: string) =>
-    ctx.settings.federation != null && parseUserId(userId)?.serverName !== serverName;
+    (ctx.settings.federation ?? null) !== null && parseUserId(userId)?.serverName !== serverName;
 
   async function memberContent(
     stores: Stores,
