@@ -40,6 +40,7 @@ import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
+import { createRoomDagService } from './rooms-dag/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -128,6 +129,8 @@ export function createServices(ctx: ServiceContext) {
     keyBackup: createKeyBackupService(ctx),
     crossSigning: createCrossSigningService(ctx, uia, accounts),
     userDirectory,
+    /** Rooms with events from other servers: state at every event, outliers, resolution. */
+    roomDag: createRoomDagService(ctx, writer),
   };
 }
 

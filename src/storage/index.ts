@@ -22,6 +22,7 @@ import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { serverKeyStore, type ServerKeyStore } from './server-key-store.js';
 import { federationOutboxStore, type FederationOutboxStore } from './federation-outbox-store.js';
+import { roomDagStore, type RoomDagStore } from './room-dag-store.js';
 import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 
 import { mediaStore, type MediaStore } from './media-store.js';
@@ -85,6 +86,7 @@ export interface Stores {
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
   readonly slidingSync: SlidingSyncStore;
+  readonly roomDag: RoomDagStore;
 }
 
 export interface Storage {
@@ -146,6 +148,7 @@ export function storesFor(
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),
     slidingSync: slidingSyncStore(db),
+    roomDag: roomDagStore(db),
   };
 }
 
@@ -200,6 +203,14 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
+export type { StateChange } from './room-store.js';
+export type {
+  DagStatus,
+  KnownEvent,
+  RoomDagStore,
+  StateEntry,
+  StateGroupHead,
+} from './room-dag-store.js';
 export type { PoolStats } from './database.js';
 export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
 export type { PresenceStore, PresenceRow } from './presence-store.js';
