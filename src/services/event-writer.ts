@@ -19,7 +19,8 @@ import {
 import { getRoomVersion } from '../core/room-versions.js';
 import { hashAndSignPdu } from '../core/signing.js';
 import { randomString } from '../core/secrets.js';
-import type { EventRow, Stores } from '../storage/index.js';
+import type { EventRow, StateChange, Stores } from '../storage/index.js';
+import { recordLocalEventState } from './rooms-dag/state-groups.js';
 import type { ServiceContext } from './context.js';
 
 export interface NewEvent {
@@ -47,13 +48,44 @@ export interface AppendedEvent {
  */
 export type EventDeriver = (
   stores: Stores,
-  event: AppendedEvent & { roomVersion: RoomVersionId },
+  event: AppendedEvent & {
+    roomVersion: RoomVersionId;
+    /**
+     * Set for an event another server made (received over federation): `relay` when this
+     * server passes it on to the room's other servers (a join, leave or knock it was sent
+     * through send_join, send_leave, send_knock), `origin` the server it came from.
+     */
+    received?: { origin: string; relay: boolean };
+  },
 ) => Promise<void>;
+
+/** How a received event (see `persistReceived`) reaches the room's rows. */
+export interface ReceivedPersist {
+  eventId: string;
+  /** The current-state entries it changed (itself, and whatever state resolution decided). */
+  stateChanges: readonly StateChange[];
+  origin: string;
+  relay: boolean;
+}
 
 const MAX_PREV_EVENTS = 10;
 /** Room IDs tried before a create gives up (each one a millisecond later). */
 const MAX_CREATE_ATTEMPTS = 1000;
 const CREATE_KEY = stateKeyOf('m.room.create', '');
+
+/** The membership row a member event makes (undefined for other events). */
+export function membershipOf(pdu: Pdu): StateChange['membership'] {
+  return pdu.type === 'm.room.member' &&
+    pdu.state_key !== undefined &&
+    typeof pdu.content.membership === 'string'
+    ? {
+        userId: pdu.state_key,
+        membership: pdu.content.membership,
+        displayname: typeof pdu.content.displayname === 'string' ? pdu.content.displayname : null,
+        avatarUrl: typeof pdu.content.avatar_url === 'string' ? pdu.content.avatar_url : null,
+      }
+    : undefined;
+}
 
 function toAuthEntry(row: EventRow): AuthStateEvent {
   return { ...row.pdu, event_id: row.eventId };
@@ -71,42 +103,48 @@ export function createEventWriter(ctx: ServiceContext) {
     roomId: string,
     pdu: Pdu,
     version: RoomVersionId,
+    received?: ReceivedPersist,
   ): Promise<AppendedEvent> {
-    const eventId = computeEventId(pdu, version);
+    const eventId = received?.eventId ?? computeEventId(pdu, version);
+    // A local event's state snapshot; a received one's was recorded by the room DAG service.
+    if (!received) await recordLocalEventState(stores, roomId, eventId, pdu, version);
     const streamOrdering = await stores.rooms.nextStreamPosition();
-    const membership =
-      pdu.type === 'm.room.member' &&
-      pdu.state_key !== undefined &&
-      typeof pdu.content.membership === 'string'
-        ? {
-            userId: pdu.state_key,
-            membership: pdu.content.membership,
-            displayname:
-              typeof pdu.content.displayname === 'string' ? pdu.content.displayname : null,
-            avatarUrl: typeof pdu.content.avatar_url === 'string' ? pdu.content.avatar_url : null,
-          }
-        : undefined;
+    const membership = membershipOf(pdu);
     const json = canonicalJson(pdu);
     // The client form from the stored JSON, so it reads exactly as one presented later does.
     const stored = JSON.parse(json) as Pdu;
+    const clientJson = JSON.stringify(toClientEvent({ eventId, roomId, pdu: stored }));
     await stores.rooms.persistEvent(
-      {
-        eventId,
-        roomId,
-        pdu,
-        json,
-        clientJson: JSON.stringify(toClientEvent({ eventId, roomId, pdu: stored })),
-        ...(membership ? { membership } : {}),
-      },
+      { eventId, roomId, pdu, json, clientJson, ...(membership ? { membership } : {}) },
       streamOrdering,
+      { applyState: !received },
     );
+    const users = new Set<string>();
+    let membersChanged = pdu.type === 'm.room.redaction';
+    if (received) {
+      await stores.rooms.applyStateChanges(
+        roomId,
+        received.stateChanges.map((c) => (c.eventId === eventId ? { ...c, clientJson } : c)),
+        streamOrdering,
+      );
+      for (const change of received.stateChanges) {
+        if (change.membership) {
+          users.add(change.membership.userId);
+          membersChanged = true;
+        }
+      }
+    } else if (membership) {
+      users.add(membership.userId);
+      membersChanged = true;
+    }
     const appended: AppendedEvent = { eventId, roomId, streamOrdering, pdu };
-    for (const derive of derivers) await derive(stores, { ...appended, roomVersion: version });
+    const extra = received ? { received: { origin: received.origin, relay: received.relay } } : {};
+    for (const derive of derivers)
+      await derive(stores, { ...appended, roomVersion: version, ...extra });
     // A redaction may change how a member event reads: member lists kept as bodies go too.
-    const membersChanged = membership !== undefined || pdu.type === 'm.room.redaction';
     await stores.stream.notify({
       rooms: [roomId],
-      ...(membership ? { users: [membership.userId] } : {}),
+      ...(users.size > 0 ? { users: [...users] } : {}),
       ...(membersChanged ? { memberRooms: [roomId] } : {}),
     });
     return appended;
@@ -202,6 +240,22 @@ export function createEventWriter(ctx: ServiceContext) {
      */
     addDeriver(derive: EventDeriver): void {
       derivers.push(derive);
+    },
+
+    /**
+     * Persists an event another server made, whose checks passed and whose state the room DAG
+     * service has recorded (`src/services/rooms-dag/`): the timeline row, the forward
+     * extremities, the current-state changes it computed, the derivers and the notification,
+     * as for a local event. The caller holds the room lock inside its transaction.
+     */
+    persistReceived(
+      stores: Stores,
+      roomId: string,
+      pdu: Pdu,
+      version: RoomVersionId,
+      received: ReceivedPersist,
+    ): Promise<AppendedEvent> {
+      return persist(stores, roomId, pdu, version, received);
     },
 
     /** Creates the room's first event and the room row; returns the new room's ID. */

@@ -42,6 +42,7 @@ import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
 import { createFederationDeviceService } from './federation/devices.js';
 import { createEduReceiver } from './federation/edus.js';
+import { createRoomDagService } from './rooms-dag/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
@@ -143,6 +144,8 @@ export function createServices(ctx: ServiceContext) {
     federationDevices,
     /** Applies EDUs received from other servers: `receiveEdus(origin, edus)`. */
     federationEdus,
+    /** Rooms with events from other servers: state at every event, outliers, resolution. */
+    roomDag: createRoomDagService(ctx, writer),
   };
 }
 

@@ -22,6 +22,7 @@ import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { serverKeyStore, type ServerKeyStore } from './server-key-store.js';
 import { federationOutboxStore, type FederationOutboxStore } from './federation-outbox-store.js';
+import { roomDagStore, type RoomDagStore } from './room-dag-store.js';
 import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 
 import { mediaStore, type MediaStore } from './media-store.js';
@@ -87,6 +88,7 @@ export interface Stores {
   readonly roomPurges: RoomPurgeStore;
   readonly slidingSync: SlidingSyncStore;
   readonly remoteDevices: RemoteDeviceStore;
+  readonly roomDag: RoomDagStore;
 }
 
 export interface Storage {
@@ -149,6 +151,7 @@ export function storesFor(
     roomPurges: roomPurgeStore(db),
     slidingSync: slidingSyncStore(db),
     remoteDevices: remoteDeviceStore(db),
+    roomDag: roomDagStore(db),
   };
 }
 
@@ -203,6 +206,14 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
+export type { StateChange } from './room-store.js';
+export type {
+  DagStatus,
+  KnownEvent,
+  RoomDagStore,
+  StateEntry,
+  StateGroupHead,
+} from './room-dag-store.js';
 export type { PoolStats } from './database.js';
 export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
 export type { PresenceStore, PresenceRow } from './presence-store.js';

@@ -56,6 +56,9 @@ export function createFederationService(
 
   /** Every new event goes to the servers with members joined to its room, in its transaction. */
   const deriver: EventDeriver = async (stores, event) => {
+    // A received event was sent to every server by its origin, unless we relay it (a join,
+    // leave or knock made through us), which its origin already has.
+    if (event.received && !event.received.relay) return;
     const servers = new Set(
       await stores.federationOutbox.selectRemoteJoinedServers(event.roomId, serverName),
     );
@@ -69,6 +72,7 @@ export function createFederationService(
       const target = parseUserId(event.pdu.state_key);
       if (target && target.serverName !== serverName) servers.add(target.serverName);
     }
+    if (event.received) servers.delete(event.received.origin);
     if (servers.size > 0) await enqueue(stores, [...servers], 'pdu', event.pdu);
   };
 
