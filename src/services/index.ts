@@ -50,7 +50,7 @@ export function createServices(ctx: ServiceContext) {
   const writer = createEventWriter(ctx);
   const rooms = createRoomService(ctx, writer);
   // Invites of other servers' users go through their servers (federation, built below).
-  const membership = createMembershipService(ctx, writer, rooms, () => federation?.invites ?? null);
+  const membership = createMembershipService(ctx, writer, rooms, () => federation);
   const aggregator = createRelationAggregator(ctx);
   writer.addDeriver(aggregator.deriver);
   const timeline = createTimelineService(ctx, writer, aggregator);
@@ -73,10 +73,12 @@ export function createServices(ctx: ServiceContext) {
   const profiles = createProfileService(ctx, membership);
   const directory = createDirectoryService(ctx);
   // Federation (when enabled): new events are queued for other servers in their transaction.
+  const roomDag = createRoomDagService(ctx, writer);
   const federation = ctx.settings.federation
     ? createFederationService(ctx, ctx.settings.federation, {
         profile: (userId) => profiles.get(userId),
         resolveAlias: (alias) => directory.resolveAlias(alias),
+        roomDag: () => roomDag,
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
@@ -145,7 +147,7 @@ export function createServices(ctx: ServiceContext) {
     /** Applies EDUs received from other servers: `receiveEdus(origin, edus)`. */
     federationEdus,
     /** Rooms with events from other servers: state at every event, outliers, resolution. */
-    roomDag: createRoomDagService(ctx, writer),
+    roomDag,
   };
 }
 

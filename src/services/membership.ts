@@ -12,7 +12,12 @@ import {
   powerLevelOf,
   type AuthStateEvent,
 } from '../core/auth-rules.js';
-import { parseRoomAlias, parseRoomId, parseUserId } from '../core/identifiers.js';
+import {
+  isValidServerName,
+  parseRoomAlias,
+  parseRoomId,
+  parseUserId,
+} from '../core/identifiers.js';
 import {
   stateKeyOf,
   type JsonObject,
@@ -54,13 +59,30 @@ export interface RemoteInviteSender {
   ): Promise<Pdu>;
 }
 
+/** What membership needs of federation: invites out, joins to other servers' rooms. */
+export interface MembershipFederation {
+  invites: RemoteInviteSender;
+  joins: {
+    resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+    join(
+      roomId: string,
+      userId: string,
+      servers: readonly string[],
+      content: JsonObject,
+    ): Promise<void>;
+    serversOfRoomId(roomId: string): string[];
+  };
+}
+
 export function createMembershipService(
   ctx: ServiceContext,
   writer: EventWriter,
   rooms: RoomService,
-  /** How invites of other servers' users are sent (null, or none: federation is off). */
-  remoteInvites: () => RemoteInviteSender | null = () => null,
+  /** Federation, when on (null, or none: rooms and users are all local). */
+  federation: () => MembershipFederation | null = () => null,
 ) {
+  const isLocalUser = (userId: string) =>
+    parseUserId(userId)?.serverName === ctx.settings.serverName;
   /** Runs `fn` in a transaction holding the room's lock; unknown rooms are `unknownRoom`. */
   function inRoom<T>(
     name: string,
@@ -223,8 +245,43 @@ export function createMembershipService(
   return {
     resolveRoom,
 
-    async join(requester: Requester, roomIdOrAlias: string, reason?: string): Promise<string> {
-      const roomId = await resolveRoom(roomIdOrAlias);
+    /**
+     * Joins a room: here when this server is in it (a local member joined), else through one
+     * of its other servers (`via`, the alias's servers, the room ID's server) over federation.
+     */
+    async join(
+      requester: Requester,
+      roomIdOrAlias: string,
+      reason?: string,
+      via: readonly string[] = [],
+    ): Promise<string> {
+      for (const server of via)
+        if (!isValidServerName(server)) throw invalidParam(`${server} is not a server name`);
+      const fed = federation();
+      const servers = [...via];
+      let roomId: string;
+      const alias = roomIdOrAlias.startsWith('#') ? parseRoomAlias(roomIdOrAlias) : null;
+      if (fed && alias && !roomIdOrAlias.endsWith(`:${ctx.settings.serverName}`)) {
+        const resolved = await fed.joins.resolveAlias(roomIdOrAlias);
+        roomId = resolved.roomId;
+        servers.push(...resolved.servers);
+      } else {
+        roomId = await resolveRoom(roomIdOrAlias);
+      }
+      if (fed) {
+        const stores = ctx.storage.stores;
+        const here =
+          (await stores.rooms.selectRoom(roomId)) !== undefined &&
+          (await stores.rooms.selectMembersOfRoom(roomId, 'join')).some(isLocalUser);
+        const candidates = [...servers, ...fed.joins.serversOfRoomId(roomId)].filter(
+          (server) => server !== ctx.settings.serverName,
+        );
+        if (!here && candidates.length > 0) {
+          const content = await rooms.memberContent(stores, requester.userId, 'join');
+          await fed.joins.join(roomId, requester.userId, candidates, withReason(content, reason));
+          return roomId;
+        }
+      }
       await inRoom(
         'joinRoom',
         roomId,
@@ -277,7 +334,9 @@ export function createMembershipService(
       };
       const target = targetUser(userId);
       const sender =
-        parseUserId(target)?.serverName !== ctx.settings.serverName ? remoteInvites() : null;
+        parseUserId(target)?.serverName !== ctx.settings.serverName
+          ? (federation()?.invites ?? null)
+          : null;
       if (!sender) {
         await changeTarget('inviteUser', requester, roomId, userId, 'invite', reason, precondition);
         return;
