@@ -242,6 +242,42 @@ forEachDatabase(
       assert.equal(badVia.body.errcode, 'M_INVALID_PARAM');
     });
 
+    for (const version of ['11', '12']) {
+      it(`invites Sam to a Commons room of version ${version}: Synapse countersigns, Sam sees it`, async () => {
+        const created = await ours<{ room_id: string }>('POST', '/createRoom', {
+          name: `Commons room v${version}`,
+          room_version: version,
+        });
+        assert.equal(created.status, 200);
+        const roomId = created.body.room_id;
+        const invited = await ours('POST', `/rooms/${r(roomId)}/invite`, { user_id: sam.user_id });
+        assert.equal(invited.status, 200, JSON.stringify(invited.body));
+        const member = await ours<{ membership: string }>(
+          'GET',
+          `/rooms/${r(roomId)}/state/m.room.member/${r(sam.user_id)}`,
+        );
+        assert.equal(member.body.membership, 'invite');
+        await eventually(
+          async () => {
+            const answer = await syn('/sync?timeout=1000');
+            const invite = (
+              answer.body.rooms as
+                | {
+                    invite?: Record<
+                      string,
+                      { invite_state: { events: { type: string; content: { name?: string } }[] } }
+                    >;
+                  }
+                | undefined
+            )?.invite?.[roomId];
+            return invite?.invite_state.events.find((e) => e.type === 'm.room.name')?.content.name;
+          },
+          (name) => name === `Commons room v${version}`,
+          20_000,
+        );
+      });
+    }
+
     it('end-to-end keys: each side reads the other’s device keys and claims a one-time key', async () => {
       const deviceKeys = (userId: string, deviceId: string) => ({
         user_id: userId,
