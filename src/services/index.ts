@@ -46,6 +46,7 @@ export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
   const accounts = createAccountService(ctx, uia);
   const writer = createEventWriter(ctx);
+  const roomDag = createRoomDagService(ctx, writer);
   const rooms = createRoomService(ctx, writer);
   const membership = createMembershipService(ctx, writer, rooms);
   const aggregator = createRelationAggregator(ctx);
@@ -74,6 +75,7 @@ export function createServices(ctx: ServiceContext) {
     ? createFederationService(ctx, ctx.settings.federation, {
         profile: (userId) => profiles.get(userId),
         resolveAlias: (alias) => directory.resolveAlias(alias),
+        roomDag,
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
@@ -130,7 +132,7 @@ export function createServices(ctx: ServiceContext) {
     crossSigning: createCrossSigningService(ctx, uia, accounts),
     userDirectory,
     /** Rooms with events from other servers: state at every event, outliers, resolution. */
-    roomDag: createRoomDagService(ctx, writer),
+    roomDag,
   };
 }
 

@@ -10,6 +10,7 @@ import type { KeyQuery } from '../../services/federation/keys.js';
 import type { RoutePlugin } from '../client/plugin.js';
 import { VERSION } from '../../version.js';
 import { registerFederationAuth } from './auth.js';
+import { registerRoomFederationRoutes } from './rooms.js';
 
 const KeyCriteria = Type.Object({
   minimum_valid_until_ts: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -94,4 +95,6 @@ export const federationRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) => federation.queries.directory(request.query.room_alias),
   );
+
+  registerRoomFederationRoutes(app, federation, noLimit);
 };

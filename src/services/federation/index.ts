@@ -13,10 +13,13 @@ import { createServerKeyService } from './keys.js';
 import { createFederationQueries } from './queries.js';
 import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
 import { createFederationSender, type SenderLog } from './sender.js';
+import { createRoomFederation } from './rooms.js';
+import type { RoomDagService } from '../rooms-dag/index.js';
 
 export interface FederationDeps {
   profile(userId: string): Promise<{ displayname: string | null; avatarUrl: string | null }>;
   resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  roomDag: RoomDagService;
 }
 
 export function createFederationService(
@@ -76,6 +79,12 @@ export function createFederationService(
     enqueue,
     sender,
     queries: createFederationQueries(ctx, deps),
+    /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
+    rooms: createRoomFederation(ctx, {
+      client,
+      publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
+      roomDag: deps.roomDag,
+    }),
     /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
     async authenticate(request: InboundRequest): Promise<string> {
       const origin = await authenticateRequest(request);
