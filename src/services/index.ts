@@ -48,6 +48,7 @@ export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
   const accounts = createAccountService(ctx, uia);
   const writer = createEventWriter(ctx);
+  const roomDag = createRoomDagService(ctx, writer);
   const rooms = createRoomService(ctx, writer);
   // Invites of other servers' users go through their servers (federation, built below).
   const membership = createMembershipService(ctx, writer, rooms, () => federation);
@@ -73,12 +74,11 @@ export function createServices(ctx: ServiceContext) {
   const profiles = createProfileService(ctx, membership);
   const directory = createDirectoryService(ctx);
   // Federation (when enabled): new events are queued for other servers in their transaction.
-  const roomDag = createRoomDagService(ctx, writer);
   const federation = ctx.settings.federation
     ? createFederationService(ctx, ctx.settings.federation, {
         profile: (userId) => profiles.get(userId),
         resolveAlias: (alias) => directory.resolveAlias(alias),
-        roomDag: () => roomDag,
+        roomDag,
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
@@ -102,6 +102,11 @@ export function createServices(ctx: ServiceContext) {
   const federationEdus = federationDevices
     ? createEduReceiver({ typing, receipts, presence, toDevice, devices: federationDevices })
     : null;
+  // The EDUs of each received transaction (`PUT /send`) are applied here.
+  if (federation && federationEdus)
+    federation.rooms.setEduReceiver(async (origin, edus) => {
+      await federationEdus.receiveEdus(origin, edus);
+    });
   return {
     /** Application services (bridges): acting as their users, their transaction queues. */
     appservices,

@@ -11,6 +11,7 @@ import type { RoutePlugin } from '../client/plugin.js';
 import { VERSION } from '../../version.js';
 import { registerFederationAuth } from './auth.js';
 import { networkOfRequest } from '../../services/appservice/index.js';
+import { registerRoomFederationRoutes } from './rooms.js';
 
 const KeyCriteria = Type.Object({
   minimum_valid_until_ts: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -203,4 +204,5 @@ export const federationRoutes: RoutePlugin = async (app, { services }) => {
       async (request) => devices.localKeysClaim(request.body.one_time_keys),
     );
   }
+  registerRoomFederationRoutes(app, federation, noLimit);
 };

@@ -14,15 +14,15 @@ import { createFederationQueries } from './queries.js';
 import { createRemotePublicRooms } from './public-rooms.js';
 import { createInviteSender } from './invites.js';
 import { createRemoteJoins } from './joins.js';
-import type { RoomDagService } from '../rooms-dag/index.js';
 import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
 import { createFederationSender, type SenderLog } from './sender.js';
+import { createRoomFederation } from './rooms.js';
+import type { RoomDagService } from '../rooms-dag/index.js';
 
 export interface FederationDeps {
   profile(userId: string): Promise<{ displayname: string | null; avatarUrl: string | null }>;
   resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
-  /** Where joined rooms are imported (the room DAG). */
-  roomDag?: () => RoomDagService;
+  roomDag: RoomDagService;
 }
 
 export function createFederationService(
@@ -92,9 +92,12 @@ export function createFederationService(
     /** Invites of other servers' users, countersigned by their servers. */
     invites: createInviteSender(client, keys),
     /** Joins to other servers' rooms (make_join/send_join), and their aliases. */
-    joins: createRemoteJoins(ctx, client, keys, () => {
-      if (!deps.roomDag) throw new Error('federation built without the room DAG');
-      return deps.roomDag();
+    joins: createRemoteJoins(ctx, client, keys, () => deps.roomDag),
+    /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
+    rooms: createRoomFederation(ctx, {
+      client,
+      publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
+      roomDag: deps.roomDag,
     }),
     /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
     async authenticate(request: InboundRequest): Promise<string> {

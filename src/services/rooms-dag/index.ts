@@ -286,34 +286,48 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
       if (existing?.status === 'timeline') {
         return { eventId, status: 'accepted', duplicate: true };
       }
-      // The state before it, as a group.
-      let before: { state: StateMap; head?: StateGroupHead };
-      if (input.stateBefore) {
-        before = { state: input.stateBefore };
-      } else {
-        before = await stateBeforeOf(stores, version, pdu.prev_events);
+      // The state before it, as a group; its whole map is read only when needed.
+      let beforeState: StateMap | undefined = input.stateBefore;
+      let beforeHead: StateGroupHead | undefined;
+      if (!beforeState) {
+        const groups = await stores.roomDag.selectEventStateGroups(pdu.prev_events);
+        const missing = pdu.prev_events.filter((id) => !groups.has(id));
+        if (missing.length > 0) throw new MissingStateError(missing);
+        const afterGroups = [...new Set([...groups.values()].map((g) => g.after))];
+        if (afterGroups.length === 1) {
+          beforeHead = await stores.roomDag.selectGroupHead(afterGroups[0] as number);
+        }
+        if (!beforeHead) {
+          const states = await Promise.all(afterGroups.map((g) => groupState(stores, g)));
+          beforeState = await resolve(stores, version, states);
+        }
       }
-      let beforeHead = before.head;
+      const loadBefore = async (): Promise<StateMap> =>
+        (beforeState ??= await groupState(stores, (beforeHead as StateGroupHead).groupId));
       if (!beforeHead) {
+        const known = beforeState as StateMap;
         const prevGroups = await stores.roomDag.selectEventStateGroups(pdu.prev_events);
         const baseId = [...prevGroups.values()][0]?.after;
         const baseHead =
           baseId === undefined ? undefined : await stores.roomDag.selectGroupHead(baseId);
         beforeHead =
           baseHead && baseId !== undefined
-            ? await groupForState(stores, roomId, before.state, {
+            ? await groupForState(stores, roomId, known, {
                 head: baseHead,
                 state: await groupState(stores, baseId),
               })
-            : await groupForState(stores, roomId, before.state);
+            : await groupForState(stores, roomId, known);
       }
       const key = stateKeyOfPdu(pdu);
       const applies = key !== undefined && input.status !== 'rejected';
       const afterHead = applies
         ? await extendGroup(stores, roomId, beforeHead, new Map([[key, eventId]]))
         : beforeHead;
-      const afterState = new Map(before.state);
-      if (applies) afterState.set(key, eventId);
+      const afterStateOf = async (): Promise<Map<StateKey, string>> => {
+        const state = new Map(await loadBefore());
+        if (applies) state.set(key, eventId);
+        return state;
+      };
       await stores.roomDag.insertEventStateGroups(
         eventId,
         roomId,
@@ -357,6 +371,7 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
       } else {
         const oldState = currentHead ? await groupState(stores, currentHead.groupId) : new Map();
         let newState: Map<StateKey, string>;
+        const afterState = await afterStateOf();
         if (remaining.length === 0) {
           newState = afterState;
           newHead = afterHead;
@@ -411,7 +426,7 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
         relay: input.relay ?? false,
       });
       if (pdu.type === 'm.room.redaction') {
-        await applyRedaction(stores, roomId, version, eventId, pdu, before.state);
+        await applyRedaction(stores, roomId, version, eventId, pdu, await loadBefore());
       }
       return { eventId, status: 'accepted', appended, duplicate: false };
     },
