@@ -2,10 +2,12 @@
  * A Commons user in rooms of Synapse (from PyPI, a peer nobody here wrote), room versions 10,
  * 11 and 12: joining by room ID (with `via`) and by alias (resolved with /query/directory),
  * through make_join/send_join with the answer checked and imported; then messages, typing and
- * read receipts from Commons seen by the Synapse user, `/members` agreeing on both sides, and
- * a leave seen by Synapse. Also end-to-end keys between the two: each server answers the
- * other's `/user/keys/query` and `/user/keys/claim`. Skipped (with a reason in the SKIPPED
- * banner) where Synapse cannot be installed; CI requires it (COMMONS_TEST_REQUIRE_SYNAPSE=1).
+ * read receipts from Commons seen by the Synapse user, Synapse's message and typing seen by
+ * ours, `/members` agreeing on both sides, and a leave seen by Synapse. Invites from Commons
+ * rooms countersigned by Synapse, seen and accepted by its user. End-to-end keys between the
+ * two: each server answers the other's `/user/keys/query` and `/user/keys/claim`. Skipped
+ * (with a reason in the SKIPPED banner) where Synapse cannot be installed; CI requires it
+ * (COMMONS_TEST_REQUIRE_SYNAPSE=1).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -203,6 +205,43 @@ forEachDatabase(
       );
     });
 
+    it('Sam’s message and typing reach Alice (our /send, the EDU handler)', async () => {
+      const roomId = rooms['11'] as string;
+      const first = await ours<{ next_batch: string }>('GET', '/sync');
+      const said = await syn(`/rooms/${r(roomId)}/send/m.room.message/from-sam`, 'PUT', {
+        msgtype: 'm.text',
+        body: 'hello from Synapse',
+      });
+      assert.equal(said.status, 200);
+      const typed = await syn(`/rooms/${r(roomId)}/typing/${r(sam.user_id)}`, 'PUT', {
+        typing: true,
+        timeout: 30000,
+      });
+      assert.equal(typed.status, 200);
+      let since = first.body.next_batch;
+      let message = false;
+      let typing = false;
+      await eventually(
+        async () => {
+          const answer = await ours<{
+            next_batch: string;
+            rooms?: { join?: Record<string, SyncRoom> };
+          }>('GET', `/sync?timeout=1000&since=${r(since)}`);
+          since = answer.body.next_batch;
+          const room = answer.body.rooms?.join?.[roomId];
+          message ||= (room?.timeline?.events ?? []).some(
+            (e) => e.sender === sam.user_id && e.content.body === 'hello from Synapse',
+          );
+          typing ||= (room?.ephemeral?.events ?? []).some(
+            (e) => e.type === 'm.typing' && (e.content.user_ids as string[]).includes(sam.user_id),
+          );
+          return message && typing;
+        },
+        (ok) => ok,
+        30_000,
+      );
+    });
+
     it('a to-device message from Alice reaches Sam’s device through Synapse', async () => {
       const sent = await ours('PUT', '/sendToDevice/m.test.hello/td-1', {
         messages: { [sam.user_id]: { [sam.device_id]: { greeting: 'from Commons' } } },
@@ -269,7 +308,7 @@ forEachDatabase(
     });
 
     for (const version of ['11', '12']) {
-      it(`invites Sam to a Commons room of version ${version}: Synapse countersigns, Sam sees it`, async () => {
+      it(`invites Sam to a Commons room of version ${version}: Synapse countersigns, Sam sees and accepts it`, async () => {
         const created = await ours<{ room_id: string }>('POST', '/createRoom', {
           name: `Commons room v${version}`,
           room_version: version,
@@ -299,6 +338,20 @@ forEachDatabase(
             return invite?.invite_state.events.find((e) => e.type === 'm.room.name')?.content.name;
           },
           (name) => name === `Commons room v${version}`,
+          20_000,
+        );
+        // Sam accepts: Synapse joins through us (make_join/send_join served here).
+        const accepted = await syn(`/join/${r(roomId)}`, 'POST', {});
+        assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+        await eventually(
+          async () =>
+            (
+              await ours<{ membership?: string }>(
+                'GET',
+                `/rooms/${r(roomId)}/state/m.room.member/${r(sam.user_id)}`,
+              )
+            ).body.membership,
+          (membership) => membership === 'join',
           20_000,
         );
       });
