@@ -184,6 +184,13 @@ forEachDatabase('federation: rooms received and served', (dialect) => {
       { token: alice.accessToken },
     );
     assert.ok(listed.body.chunk.some((m) => m.state_key === bob));
+    const mutual = await a.request<{ joined: string[] }>(
+      'GET',
+      `/_matrix/client/v1/user/mutual_rooms?user_id=${enc(bob)}`,
+      { token: alice.accessToken },
+    );
+    assert.equal(mutual.status, 200, JSON.stringify(mutual.body));
+    assert.deepEqual(mutual.body.joined, [roomId]);
   });
 
   it('/send: messages accepted, idempotent; our events reach the remote server', async () => {
