@@ -78,6 +78,14 @@ export interface RoomDagStore {
   /** The room's outliers of a status, oldest first. */
   selectDagEventsOfRoom(roomId: string, status: DagStatus): Promise<KnownEvent[]>;
   selectReceivedTxn(origin: string, txnId: string): Promise<string | undefined>;
+  upsertInviteRoomState(
+    roomId: string,
+    userId: string,
+    eventId: string,
+    json: string,
+  ): Promise<void>;
+  /** The stripped state of remote invites, by room, for one user. */
+  selectInviteRoomStates(roomIds: readonly string[], userId: string): Promise<Map<string, string>>;
   insertReceivedTxn(origin: string, txnId: string, response: string, ts: number): Promise<void>;
 }
 
@@ -269,6 +277,29 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
         .orderBy('received_ts')
         .execute();
       return rows.map(fromDagRow);
+    },
+
+    async upsertInviteRoomState(roomId, userId, eventId, json) {
+      await db
+        .insertInto('invite_room_state')
+        .values({ room_id: roomId, user_id: userId, event_id: eventId, state_json: json })
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'user_id']).doUpdateSet({ event_id: eventId, state_json: json }),
+        )
+        .execute();
+    },
+
+    async selectInviteRoomStates(roomIds, userId) {
+      if (roomIds.length === 0) return new Map();
+      const rows = await readInSlices(roomIds, (part) =>
+        db
+          .selectFrom('invite_room_state')
+          .select(['room_id', 'state_json'])
+          .where('user_id', '=', userId)
+          .where('room_id', 'in', part)
+          .execute(),
+      );
+      return new Map(rows.map((r) => [r.room_id, r.state_json]));
     },
 
     async selectReceivedTxn(origin, txnId) {

@@ -559,6 +559,7 @@ export interface Database {
   room_state_heads: RoomStateHeadsTable;
   room_dag_events: RoomDagEventsTable;
   federation_received_txns: FederationReceivedTxnsTable;
+  invite_room_state: InviteRoomStateTable;
   remote_device_lists: RemoteDeviceListsTable;
 }
 
@@ -603,6 +604,14 @@ export interface RoomDagEventsTable {
   reason: string | null;
   pdu: string;
   received_ts: number;
+}
+
+/** The stripped state of a remote room a local user was invited to. */
+export interface InviteRoomStateTable {
+  room_id: string;
+  user_id: string;
+  event_id: string;
+  state_json: string;
 }
 
 export interface FederationReceivedTxnsTable {

@@ -184,6 +184,13 @@ forEachDatabase('federation: rooms received and served', (dialect) => {
       { token: alice.accessToken },
     );
     assert.ok(listed.body.chunk.some((m) => m.state_key === bob));
+    const mutual = await a.request<{ joined: string[] }>(
+      'GET',
+      `/_matrix/client/v1/user/mutual_rooms?user_id=${enc(bob)}`,
+      { token: alice.accessToken },
+    );
+    assert.equal(mutual.status, 200, JSON.stringify(mutual.body));
+    assert.deepEqual(mutual.body.joined, [roomId]);
   });
 
   it('/send: messages accepted, idempotent; our events reach the remote server', async () => {
@@ -466,6 +473,71 @@ forEachDatabase('federation: rooms received and served', (dialect) => {
     );
     assert.equal(left.status, 200, JSON.stringify(left.body));
     assert.equal((await joinedMembers())[bob], undefined);
+  });
+
+  it('invites v2: a remote room invites a local user, countersigned, seen in /sync; errors', async () => {
+    const remoteRoom = `!afar:${remote.serverName}`;
+    const inviteOf = (target: string) =>
+      remote.event(version, {
+        roomId: remoteRoom,
+        type: 'm.room.member',
+        sender: bob,
+        stateKey: target,
+        content: { membership: 'invite' },
+        authEvents: [],
+        prevEvents: [],
+        depth: 5,
+      });
+    const invite = inviteOf(alice.userId);
+    const stripped = [
+      { type: 'm.room.name', state_key: '', content: { name: 'Afar' }, sender: bob },
+      { type: 'm.room.join_rules', state_key: '', content: { join_rule: 'invite' }, sender: bob },
+    ];
+    const put = (event: { eventId: string; pdu: Pdu }, roomVersion: string = version) =>
+      remote.request(
+        a.serverName,
+        'PUT',
+        `${F}/v2/invite/${enc(remoteRoom)}/${enc(event.eventId)}`,
+        {
+          room_version: roomVersion,
+          event: event.pdu,
+          invite_room_state: stripped,
+        },
+      );
+    const res = await put(invite);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const signatures = (res.body.event as Pdu).signatures;
+    assert.ok(signatures[a.serverName] && signatures[remote.serverName]);
+    const sync = await a.request<{
+      rooms: {
+        invite: Record<
+          string,
+          { invite_state: { events: { type: string; content: Record<string, unknown> }[] } }
+        >;
+      };
+    }>('GET', `${C}/sync`, { token: alice.accessToken });
+    const shown = sync.body.rooms.invite[remoteRoom]?.invite_state.events ?? [];
+    assert.equal(shown.find((e) => e.type === 'm.room.name')?.content.name, 'Afar');
+    assert.equal(shown.find((e) => e.type === 'm.room.member')?.content.membership, 'invite');
+
+    const oldVersion = await put(invite, '1');
+    assert.equal(oldVersion.status, 400);
+    assert.equal(oldVersion.body.errcode, 'M_INCOMPATIBLE_ROOM_VERSION');
+    const nobody = await put(inviteOf(`@nobody:${a.serverName}`));
+    assert.equal(nobody.status, 404);
+    const elsewhere = await put(inviteOf('@someone:elsewhere.test'));
+    assert.equal(elsewhere.status, 403);
+    const wrongId = await remote.request(
+      a.serverName,
+      'PUT',
+      `${F}/v2/invite/${enc(remoteRoom)}/${enc('$other')}`,
+      {
+        room_version: version,
+        event: invite.pdu,
+      },
+    );
+    assert.equal(wrongId.status, 400);
+    assert.equal(wrongId.body.errcode, 'M_BAD_JSON');
   });
 
   it('m.room.server_acl: a denied server is refused', async () => {

@@ -23,10 +23,11 @@ const KeyQueryBody = Type.Object({
 /** Key queries ask about at most this many servers at once. */
 const MAX_QUERIED_SERVERS = 100;
 
-export const federationRoutes: RoutePlugin = async (app, { services }) => {
+export const federationRoutes: RoutePlugin = async (app, { services, config }) => {
   const federation: FederationService | null = services.federation;
   if (!federation) return;
-  registerFederationAuth(app, federation);
+  const inbound = config.federation.inbound_rate_limit;
+  registerFederationAuth(app, federation, { perSecond: inbound.per_second, burst: inbound.burst });
   const noLimit = { rateLimit: false } as const;
 
   // https://spec.matrix.org/v1.19/server-server-api/#get_matrixkeyv2server

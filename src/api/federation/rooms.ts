@@ -141,6 +141,24 @@ export function registerRoomFederationRoutes(
       ),
   );
 
+  // https://spec.matrix.org/v1.16/server-server-api/#put_matrixfederationv2inviteroomideventid
+  app.put(
+    '/_matrix/federation/v2/invite/:roomId/:eventId',
+    {
+      config: auth,
+      schema: {
+        params: RoomEvent,
+        body: Type.Object({
+          room_version: Type.String({ minLength: 1 }),
+          event: Type.Unknown(),
+          invite_room_state: Type.Optional(Type.Array(Type.Unknown(), { maxItems: 100 })),
+        }),
+      },
+    },
+    async (request) =>
+      rooms.invite(originOf(request), request.params.roomId, request.params.eventId, request.body),
+  );
+
   app.get(
     '/_matrix/federation/v1/state/:roomId',
     { config: auth, schema: { params: RoomParams, querystring: AtEvent } },

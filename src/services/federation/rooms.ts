@@ -7,6 +7,7 @@
  * Storage goes through the room DAG service (`src/services/rooms-dag/`).
  */
 import {
+  RECOGNISED_ROOM_VERSIONS,
   authEventSelection,
   authorizeEvent,
   powerLevelOf,
@@ -812,6 +813,66 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
           sender: r.pdu.sender,
         })),
       };
+    },
+
+    /**
+     * `PUT /v2/invite/{roomId}/{eventId}`: a room on the origin invites a local user. The
+     * invite is checked (version, format, ID, membership, sender of the origin, signatures),
+     * countersigned, and kept with its stripped state so the user sees it in /sync.
+     */
+    async invite(
+      origin: string,
+      roomId: string,
+      eventId: string,
+      body: { room_version: string; event: unknown; invite_room_state?: unknown[] },
+    ) {
+      if (!(RECOGNISED_ROOM_VERSIONS as readonly string[]).includes(body.room_version)) {
+        throw new MatrixError(
+          400,
+          'M_INCOMPATIBLE_ROOM_VERSION',
+          `Room version ${body.room_version} is not supported here`,
+        );
+      }
+      const version = body.room_version as RoomVersionId;
+      const checked = checkPduFormat(body.event, version);
+      if (!checked.valid) throw badJson(checked.reason);
+      const { pdu } = checked;
+      if (checked.eventId !== eventId) throw badJson('The event ID does not match the event');
+      if (pdu.room_id !== roomId) throw badJson('The event is of another room');
+      if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'invite') {
+        throw badJson('The event is not an invite');
+      }
+      if (parseUserId(pdu.sender)?.serverName !== origin) {
+        throw forbidden('The sender is not of the requesting server');
+      }
+      const invitee = pdu.state_key ?? '';
+      if (parseUserId(invitee)?.serverName !== serverName) {
+        throw forbidden('The invitee is not a user of this server');
+      }
+      const account = await stores().accounts.selectUser(invitee);
+      if (!account || account.deactivated) throw notFound('Unknown user');
+      const event = await verify(pdu, version);
+      const ours = signPdu(event.pdu, version, serverName, ctx.signingKey).signatures[serverName];
+      const signed: Pdu = {
+        ...event.pdu,
+        signatures: { ...event.pdu.signatures, ...(ours ? { [serverName]: ours } : {}) },
+      };
+      const resident = await stores().rooms.selectRoom(roomId);
+      const residentHere =
+        resident !== undefined && (await stores().roomDag.selectCurrentGroup(roomId)) !== undefined;
+      if (!residentHere) {
+        await ctx.storage.tx('federation-invite', async (s) => {
+          await s.rooms.lockRoom(roomId);
+          await roomDag.persistRemoteInvite(s, {
+            roomId,
+            version,
+            eventId,
+            pdu: signed,
+            strippedState: (body.invite_room_state ?? []).filter(isObject),
+          });
+        });
+      }
+      return { event: signed };
     },
 
     /** `/state_ids`: the state before the event and its auth chain, as IDs. */

@@ -432,6 +432,64 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
     },
 
     /**
+     * An invite of a local user to a room on another server, with the stripped state its
+     * server sent: the invite enters the timeline (no forward extremity, no state group) and
+     * the user's membership becomes `invite`, so /sync shows it with that stripped state.
+     * A room we already have only gets the invite event through /send, not here.
+     */
+    async persistRemoteInvite(
+      stores: Stores,
+      invite: {
+        roomId: string;
+        version: RoomVersionId;
+        eventId: string;
+        pdu: Pdu;
+        strippedState: readonly unknown[];
+      },
+    ): Promise<void> {
+      const { roomId, eventId } = invite;
+      const pdu = stripUnsigned(invite.pdu);
+      const userId = pdu.state_key ?? '';
+      await stores.rooms.insertRoom(
+        { roomId, roomVersion: invite.version, creator: pdu.sender, isPublic: false },
+        ctx.now(),
+      );
+      await stores.roomDag.upsertInviteRoomState(
+        roomId,
+        userId,
+        eventId,
+        JSON.stringify(invite.strippedState),
+      );
+      if ((await knownEvents(stores, [eventId])).has(eventId)) return;
+      const json = canonicalJson(pdu);
+      const clientJson = JSON.stringify(
+        toClientEvent({ eventId, roomId, pdu: JSON.parse(json) as Pdu }),
+      );
+      const membership = membershipOf(pdu);
+      const position = await stores.rooms.nextStreamPosition();
+      await stores.rooms.persistEvent(
+        { eventId, roomId, pdu, json, clientJson, ...(membership ? { membership } : {}) },
+        position,
+        { applyState: false, extremity: false },
+      );
+      await stores.rooms.applyStateChanges(
+        roomId,
+        [
+          {
+            type: pdu.type,
+            stateKey: userId,
+            eventId,
+            sender: pdu.sender,
+            clientJson,
+            ...(membership ? { membership } : {}),
+          },
+        ],
+        position,
+      );
+      await stores.stream.notify({ rooms: [roomId], users: [userId], memberRooms: [roomId] });
+    },
+
+    /**
      * A room joined through a resident server: the room row (its version, creator), the auth
      * chain as outliers, the state (which enters the timeline before the join, at negative
      * positions), and the join event as the room's one forward extremity, with current state
