@@ -467,6 +467,27 @@ export const ConfigSchema = Type.Object(
           description:
             'Longest wait between attempts to send to a destination that keeps failing (the wait doubles from 5 s up to this). A destination that contacts us is tried again at once.',
         }),
+        inbound_rate_limit: Type.Object(
+          {
+            per_second: Type.Number({
+              minimum: 0,
+              default: 100,
+              description:
+                'Authenticated federation requests each origin server may make per second, on average (0: no limit).',
+            }),
+            burst: Type.Integer({
+              minimum: 1,
+              default: 500,
+              description: 'Requests an origin may make at once before the rate applies.',
+            }),
+          },
+          {
+            additionalProperties: false,
+            default: {},
+            description:
+              'A token bucket per origin server for authenticated `/_matrix/federation/*` requests; beyond it, `429 M_LIMIT_EXCEEDED` with `retry_after_ms`.',
+          },
+        ),
       },
       { additionalProperties: false, default: {}, description: 'Federation with other servers.' },
     ),

@@ -246,7 +246,7 @@ export function createAccountService(ctx: ServiceContext, uia: UiaService) {
           const others = (await stores.devices.selectDevices(requester.userId))
             .map((d) => d.deviceId)
             .filter((id) => id !== requester.deviceId);
-          await forgetDevices(stores, requester.userId, others);
+          await forgetDevices(stores, requester.userId, others, ctx);
           await stores.devices.deleteAllDevices(requester.userId, requester.deviceId);
         }
       });

@@ -12,6 +12,7 @@ import type { CrossSigningKeyType, Stores } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
 import type { Requester, ServiceContext } from './context.js';
 import { recordDeviceListChange } from './device-keys.js';
+import { queueUserEdu } from './federation/edu-queue.js';
 import type { UiaService } from './uia.js';
 
 /** A cross-signing key as uploaded (CrossSigningKey); other fields are kept as sent. */
@@ -184,6 +185,15 @@ export function createCrossSigningService(
         for (const [type, key] of changes)
           await tx.crossSigning.upsertCrossSigningKey(userId, type, canonicalJson(key));
         await recordDeviceListChange(tx, userId);
+        // Other servers sharing a room with the user learn its new master/self-signing keys.
+        const shared = changes.filter(([type]) => type !== 'user_signing');
+        if (shared.length > 0)
+          await queueUserEdu(ctx, tx, userId, 'm.signing_key_update', {
+            user_id: userId,
+            ...Object.fromEntries(
+              shared.map(([type, key]) => [`${type}_key`, key as unknown as JsonObject]),
+            ),
+          });
       });
     },
 

@@ -51,6 +51,7 @@ export function createDeactivationService(
         stores,
         userId,
         devices.map((d) => d.deviceId),
+        ctx,
       );
       // Announces the user's sessions as ended (also when there were none: the cached
       // sessions of this user, whatever they hold, are dropped everywhere).

@@ -11,6 +11,7 @@ import { parseStreamToken } from '../core/stream-token.js';
 import type { OneTimeKeyRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import { appServiceDeviceQueue } from './appservice/devices.js';
+import { queueUserEdu } from './federation/edu-queue.js';
 
 /** The identity keys a device publishes (DeviceKeys); other fields are kept as sent. */
 export interface DeviceKeysUpload {
@@ -34,8 +35,24 @@ export interface DeviceLists {
 /** Counted even at zero: some clients only replenish keys of an algorithm they see listed. */
 const ALWAYS_COUNTED = 'signed_curve25519';
 
-/** Records that the user's device list changed, in the caller's transaction, and wakes syncs. */
-export async function recordDeviceListChange(stores: Stores, userId: string): Promise<void> {
+/** Which devices of a local user changed, for the servers sharing a room with them. */
+export interface DeviceListFederation {
+  ctx: Pick<ServiceContext, 'settings' | 'now'>;
+  deviceIds: readonly string[];
+}
+
+/**
+ * Records that the user's device list changed, in the caller's transaction, and wakes syncs.
+ * With `federation`, an `m.device_list_update` per device (its keys, or `deleted`) is queued
+ * for the servers sharing a room with the user, in the same transaction: its `stream_id` is
+ * this change's position, its `prev_id` the user's change before it.
+ * https://spec.matrix.org/v1.19/server-server-api/#device-management
+ */
+export async function recordDeviceListChange(
+  stores: Stores,
+  userId: string,
+  federation?: DeviceListFederation,
+): Promise<void> {
   const rooms = await stores.rooms.selectRoomsOfUser(userId, 'join');
   const position = await stores.stream.nextPosition();
   await stores.deviceKeys.insertDeviceListChange(userId, position);
@@ -46,6 +63,26 @@ export async function recordDeviceListChange(stores: Stores, userId: string): Pr
     `{"changed":${JSON.stringify([userId])}}`,
   );
   await stores.stream.notify({ users: [userId], rooms });
+  if (!federation?.ctx.settings.federation || federation.deviceIds.length === 0) return;
+  const previous = await stores.deviceKeys.selectLastDeviceListChange(userId, position);
+  const rows = new Map(
+    (await stores.deviceKeys.selectDeviceKeysOfUsers([userId])).map((r) => [r.deviceId, r]),
+  );
+  for (const deviceId of federation.deviceIds) {
+    const row = rows.get(deviceId);
+    await queueUserEdu(federation.ctx, stores, userId, 'm.device_list_update', {
+      user_id: userId,
+      device_id: deviceId,
+      stream_id: position,
+      prev_id: previous > 0 ? [previous] : [],
+      ...(row
+        ? {
+            keys: JSON.parse(row.keysJson) as JsonObject,
+            ...(row.displayName !== null ? { device_display_name: row.displayName } : {}),
+          }
+        : { deleted: true }),
+    });
+  }
 }
 
 /**
@@ -56,11 +93,13 @@ export async function forgetDevices(
   stores: Stores,
   userId: string,
   deviceIds: readonly string[],
+  /** Given: the servers sharing a room with the user are told the devices are gone. */
+  ctx?: Pick<ServiceContext, 'settings' | 'now'>,
 ): Promise<void> {
   if (deviceIds.length === 0) return;
   await stores.toDevice.deleteMessagesOfDevices(userId, deviceIds);
   if ((await stores.deviceKeys.deleteKeysOfDevices(userId, deviceIds)) > 0) {
-    await recordDeviceListChange(stores, userId);
+    await recordDeviceListChange(stores, userId, ctx ? { ctx, deviceIds } : undefined);
   }
 }
 
@@ -214,7 +253,7 @@ export function createDeviceKeyService(ctx: ServiceContext) {
           const stored = await tx.deviceKeys.selectDeviceKeys(userId, deviceId);
           if (stored !== deviceKeysJson) {
             await tx.deviceKeys.upsertDeviceKeys(userId, deviceId, deviceKeysJson);
-            await recordDeviceListChange(tx, userId);
+            await recordDeviceListChange(tx, userId, { ctx, deviceIds: [deviceId] });
           }
         }
       });

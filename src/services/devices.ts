@@ -44,7 +44,7 @@ export function createDeviceService(
         });
       await ctx.storage.tx('deleteDevices', async (stores) => {
         await stores.devices.deleteDevices(requester.userId, deviceIds);
-        await forgetDevices(stores, requester.userId, deviceIds);
+        await forgetDevices(stores, requester.userId, deviceIds, ctx);
       });
     },
   };

@@ -19,7 +19,8 @@ import {
 import { getRoomVersion } from '../core/room-versions.js';
 import { hashAndSignPdu } from '../core/signing.js';
 import { randomString } from '../core/secrets.js';
-import type { EventRow, Stores } from '../storage/index.js';
+import type { EventRow, StateChange, Stores } from '../storage/index.js';
+import { recordLocalEventState } from './rooms-dag/state-groups.js';
 import type { ServiceContext } from './context.js';
 
 export interface NewEvent {
@@ -47,13 +48,44 @@ export interface AppendedEvent {
  */
 export type EventDeriver = (
   stores: Stores,
-  event: AppendedEvent & { roomVersion: RoomVersionId },
+  event: AppendedEvent & {
+    roomVersion: RoomVersionId;
+    /**
+     * Set for an event another server made (received over federation): `relay` when this
+     * server passes it on to the room's other servers (a join, leave or knock it was sent
+     * through send_join, send_leave, send_knock), `origin` the server it came from.
+     */
+    received?: { origin: string; relay: boolean };
+  },
 ) => Promise<void>;
+
+/** How a received event (see `persistReceived`) reaches the room's rows. */
+export interface ReceivedPersist {
+  eventId: string;
+  /** The current-state entries it changed (itself, and whatever state resolution decided). */
+  stateChanges: readonly StateChange[];
+  origin: string;
+  relay: boolean;
+}
 
 const MAX_PREV_EVENTS = 10;
 /** Room IDs tried before a create gives up (each one a millisecond later). */
 const MAX_CREATE_ATTEMPTS = 1000;
 const CREATE_KEY = stateKeyOf('m.room.create', '');
+
+/** The membership row a member event makes (undefined for other events). */
+export function membershipOf(pdu: Pdu): StateChange['membership'] {
+  return pdu.type === 'm.room.member' &&
+    pdu.state_key !== undefined &&
+    typeof pdu.content.membership === 'string'
+    ? {
+        userId: pdu.state_key,
+        membership: pdu.content.membership,
+        displayname: typeof pdu.content.displayname === 'string' ? pdu.content.displayname : null,
+        avatarUrl: typeof pdu.content.avatar_url === 'string' ? pdu.content.avatar_url : null,
+      }
+    : undefined;
+}
 
 function toAuthEntry(row: EventRow): AuthStateEvent {
   return { ...row.pdu, event_id: row.eventId };
@@ -71,45 +103,134 @@ export function createEventWriter(ctx: ServiceContext) {
     roomId: string,
     pdu: Pdu,
     version: RoomVersionId,
+    received?: ReceivedPersist,
   ): Promise<AppendedEvent> {
-    const eventId = computeEventId(pdu, version);
+    const eventId = received?.eventId ?? computeEventId(pdu, version);
+    // A local event's state snapshot; a received one's was recorded by the room DAG service.
+    if (!received) await recordLocalEventState(stores, roomId, eventId, pdu, version);
     const streamOrdering = await stores.rooms.nextStreamPosition();
-    const membership =
-      pdu.type === 'm.room.member' &&
-      pdu.state_key !== undefined &&
-      typeof pdu.content.membership === 'string'
-        ? {
-            userId: pdu.state_key,
-            membership: pdu.content.membership,
-            displayname:
-              typeof pdu.content.displayname === 'string' ? pdu.content.displayname : null,
-            avatarUrl: typeof pdu.content.avatar_url === 'string' ? pdu.content.avatar_url : null,
-          }
-        : undefined;
+    const membership = membershipOf(pdu);
     const json = canonicalJson(pdu);
     // The client form from the stored JSON, so it reads exactly as one presented later does.
     const stored = JSON.parse(json) as Pdu;
+    const clientJson = JSON.stringify(toClientEvent({ eventId, roomId, pdu: stored }));
     await stores.rooms.persistEvent(
-      {
-        eventId,
-        roomId,
-        pdu,
-        json,
-        clientJson: JSON.stringify(toClientEvent({ eventId, roomId, pdu: stored })),
-        ...(membership ? { membership } : {}),
-      },
+      { eventId, roomId, pdu, json, clientJson, ...(membership ? { membership } : {}) },
       streamOrdering,
+      { applyState: !received },
     );
+    const users = new Set<string>();
+    let membersChanged = pdu.type === 'm.room.redaction';
+    if (received) {
+      await stores.rooms.applyStateChanges(
+        roomId,
+        received.stateChanges.map((c) => (c.eventId === eventId ? { ...c, clientJson } : c)),
+        streamOrdering,
+      );
+      for (const change of received.stateChanges) {
+        if (change.membership) {
+          users.add(change.membership.userId);
+          membersChanged = true;
+        }
+      }
+    } else if (membership) {
+      users.add(membership.userId);
+      membersChanged = true;
+    }
     const appended: AppendedEvent = { eventId, roomId, streamOrdering, pdu };
-    for (const derive of derivers) await derive(stores, { ...appended, roomVersion: version });
+    const extra = received ? { received: { origin: received.origin, relay: received.relay } } : {};
+    for (const derive of derivers)
+      await derive(stores, { ...appended, roomVersion: version, ...extra });
     // A redaction may change how a member event reads: member lists kept as bodies go too.
-    const membersChanged = membership !== undefined || pdu.type === 'm.room.redaction';
     await stores.stream.notify({
       rooms: [roomId],
-      ...(membership ? { users: [membership.userId] } : {}),
+      ...(users.size > 0 ? { users: [...users] } : {}),
       ...(membersChanged ? { memberRooms: [roomId] } : {}),
     });
     return appended;
+  }
+
+  /** The current state events the auth rules read for an event, by state key and as IDs. */
+  async function authStateFor(
+    stores: Stores,
+    roomId: string,
+    version: RoomVersionId,
+    type: string,
+    stateKey: string | undefined,
+    sender: string,
+    content: JsonObject,
+  ) {
+    const selection = authEventSelection(type, stateKey, sender, content, version);
+    const wanted = new Set<StateKey>([CREATE_KEY, ...selection]);
+    const keys = [...wanted].map((key) => key.split('\u0000') as [string, string]);
+    const rows = await stores.rooms.selectStateEvents(roomId, keys);
+    const authState = new Map<StateKey, AuthStateEvent>();
+    const idsByKey = new Map<StateKey, string>();
+    for (const row of rows) {
+      const key = stateKeyOf(row.pdu.type, row.pdu.state_key ?? '');
+      authState.set(key, toAuthEntry(row));
+      idsByKey.set(key, row.eventId);
+    }
+    return { selection, authState, idsByKey };
+  }
+
+  /** Builds, authorizes and signs an event of the room (see `append`). */
+  async function prepare(
+    stores: Stores,
+    roomId: string,
+    event: NewEvent,
+  ): Promise<{ pdu: Pdu; version: RoomVersionId }> {
+    const room = await stores.rooms.selectRoom(roomId);
+    if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
+    if (
+      event.type === 'm.room.member' &&
+      event.stateKey === event.sender &&
+      (event.content.membership === 'join' || event.content.membership === 'knock') &&
+      (await stores.accounts.selectUser(event.sender))?.deactivated
+    ) {
+      // A request of the user's that was under way when the account was deactivated
+      // (deactivation leaves every room, and must not be outrun by a join).
+      throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+    }
+    const version = room.roomVersion as RoomVersionId;
+    const rules = getRoomVersion(version);
+    const { selection, authState, idsByKey } = await authStateFor(
+      stores,
+      roomId,
+      version,
+      event.type,
+      event.stateKey,
+      event.sender,
+      event.content,
+    );
+    const extremities = await stores.rooms.selectExtremities(roomId);
+    const prev = extremities.sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
+    const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);
+    const authEvents = selection
+      .filter((key) => !(key === CREATE_KEY && !rules.createEventInAuthEvents))
+      .map((key) => idsByKey.get(key))
+      .filter((id): id is string => id !== undefined);
+    const content = { ...event.content };
+    const unsigned: UnsignedPdu = {
+      room_id: roomId,
+      sender: event.sender,
+      origin_server_ts: event.originServerTs ?? ctx.now(),
+      type: event.type,
+      ...(event.stateKey !== undefined ? { state_key: event.stateKey } : {}),
+      content,
+      prev_events: prev.map((p) => p.eventId),
+      auth_events: authEvents,
+      depth,
+    };
+    if (event.redacts !== undefined) {
+      if (rules.redactsInContent) content.redacts = event.redacts;
+      else unsigned.redacts = event.redacts;
+    }
+    const result = authorizeEvent(unsigned, authState, version, {
+      isSignedBy: (server) => server === serverName,
+    });
+    if (!result.allowed) throw forbidden(result.reason);
+    return { pdu: sign(unsigned, version), version };
   }
 
   return {
@@ -119,6 +240,22 @@ export function createEventWriter(ctx: ServiceContext) {
      */
     addDeriver(derive: EventDeriver): void {
       derivers.push(derive);
+    },
+
+    /**
+     * Persists an event another server made, whose checks passed and whose state the room DAG
+     * service has recorded (`src/services/rooms-dag/`): the timeline row, the forward
+     * extremities, the current-state changes it computed, the derivers and the notification,
+     * as for a local event. The caller holds the room lock inside its transaction.
+     */
+    persistReceived(
+      stores: Stores,
+      roomId: string,
+      pdu: Pdu,
+      version: RoomVersionId,
+      received: ReceivedPersist,
+    ): Promise<AppendedEvent> {
+      return persist(stores, roomId, pdu, version, received);
     },
 
     /** Creates the room's first event and the room row; returns the new room's ID. */
@@ -177,65 +314,39 @@ export function createEventWriter(ctx: ServiceContext) {
      * inside its transaction. Refusals by the auth rules are 403 M_FORBIDDEN with the reason.
      */
     async append(stores: Stores, roomId: string, event: NewEvent): Promise<AppendedEvent> {
+      const { pdu, version } = await prepare(stores, roomId, event);
+      return persist(stores, roomId, pdu, version);
+    },
+
+    /**
+     * Builds, authorizes and signs an event as `append` would, without persisting it: for an
+     * event another server must countersign first (an invite of its user). Persist the
+     * result with `appendPrepared`.
+     */
+    prepare,
+
+    /**
+     * Persists an event built by `prepare` (with the signatures added since), checked again
+     * against the room's current state. The caller holds the room lock.
+     */
+    async appendPrepared(stores: Stores, roomId: string, pdu: Pdu): Promise<AppendedEvent> {
       const room = await stores.rooms.selectRoom(roomId);
       if (!room) throw new MatrixError(404, 'M_NOT_FOUND', 'Unknown room');
-      if (
-        event.type === 'm.room.member' &&
-        event.stateKey === event.sender &&
-        (event.content.membership === 'join' || event.content.membership === 'knock') &&
-        (await stores.accounts.selectUser(event.sender))?.deactivated
-      ) {
-        // A request of the user's that was under way when the account was deactivated
-        // (deactivation leaves every room, and must not be outrun by a join).
-        throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
-      }
       const version = room.roomVersion as RoomVersionId;
-      const rules = getRoomVersion(version);
-      const selection = authEventSelection(
-        event.type,
-        event.stateKey,
-        event.sender,
-        event.content,
+      const { authState } = await authStateFor(
+        stores,
+        roomId,
         version,
+        pdu.type,
+        pdu.state_key,
+        pdu.sender,
+        pdu.content,
       );
-      const wanted = new Set<StateKey>([CREATE_KEY, ...selection]);
-      const keys = [...wanted].map((key) => key.split('\u0000') as [string, string]);
-      const rows = await stores.rooms.selectStateEvents(roomId, keys);
-      const authState = new Map<StateKey, AuthStateEvent>();
-      const idsByKey = new Map<StateKey, string>();
-      for (const row of rows) {
-        const key = stateKeyOf(row.pdu.type, row.pdu.state_key ?? '');
-        authState.set(key, toAuthEntry(row));
-        idsByKey.set(key, row.eventId);
-      }
-      const extremities = await stores.rooms.selectExtremities(roomId);
-      const prev = extremities.sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
-      const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);
-      const authEvents = selection
-        .filter((key) => !(key === CREATE_KEY && !rules.createEventInAuthEvents))
-        .map((key) => idsByKey.get(key))
-        .filter((id): id is string => id !== undefined);
-      const content = { ...event.content };
-      const unsigned: UnsignedPdu = {
-        room_id: roomId,
-        sender: event.sender,
-        origin_server_ts: event.originServerTs ?? ctx.now(),
-        type: event.type,
-        ...(event.stateKey !== undefined ? { state_key: event.stateKey } : {}),
-        content,
-        prev_events: prev.map((p) => p.eventId),
-        auth_events: authEvents,
-        depth,
-      };
-      if (event.redacts !== undefined) {
-        if (rules.redactsInContent) content.redacts = event.redacts;
-        else unsigned.redacts = event.redacts;
-      }
-      const result = authorizeEvent(unsigned, authState, version, {
-        isSignedBy: (server) => server === serverName,
+      const result = authorizeEvent(pdu, authState, version, {
+        isSignedBy: (server) => server === serverName || server in (pdu.signatures ?? {}),
       });
       if (!result.allowed) throw forbidden(result.reason);
-      return persist(stores, roomId, sign(unsigned, version), version);
+      return persist(stores, roomId, pdu, version);
     },
   };
 }

@@ -43,13 +43,18 @@ import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
 import { createDehydratedDeviceService } from './dehydrated-devices.js';
+import { createFederationDeviceService } from './federation/devices.js';
+import { createEduReceiver } from './federation/edus.js';
+import { createRoomDagService } from './rooms-dag/index.js';
 
 export function createServices(ctx: ServiceContext) {
   const uia = createUiaService(ctx);
   const accounts = createAccountService(ctx, uia);
   const writer = createEventWriter(ctx);
+  const roomDag = createRoomDagService(ctx, writer);
   const rooms = createRoomService(ctx, writer);
-  const membership = createMembershipService(ctx, writer, rooms);
+  // Invites of other servers' users go through their servers (federation, built below).
+  const membership = createMembershipService(ctx, writer, rooms, () => federation);
   const aggregator = createRelationAggregator(ctx);
   writer.addDeriver(aggregator.deriver);
   const timeline = createTimelineService(ctx, writer, aggregator);
@@ -76,6 +81,7 @@ export function createServices(ctx: ServiceContext) {
     ? createFederationService(ctx, ctx.settings.federation, {
         profile: (userId) => profiles.get(userId),
         resolveAlias: (alias) => directory.resolveAlias(alias),
+        roomDag,
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
@@ -91,6 +97,19 @@ export function createServices(ctx: ServiceContext) {
   };
   const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
   writer.addDeriver(deriveRoomListMeta);
+  const crossSigning = createCrossSigningService(ctx, uia, accounts);
+  // Keys and device lists between servers, and the EDUs other servers send (federation only).
+  const federationDevices = federation
+    ? createFederationDeviceService(ctx, federation.client, { deviceKeys, crossSigning })
+    : null;
+  const federationEdus = federationDevices
+    ? createEduReceiver({ typing, receipts, presence, toDevice, devices: federationDevices })
+    : null;
+  // The EDUs of each received transaction (`PUT /send`) are applied here.
+  if (federation && federationEdus)
+    federation.rooms.setEduReceiver(async (origin, edus) => {
+      await federationEdus.receiveEdus(origin, edus);
+    });
   return {
     /** Application services (bridges): acting as their users, their transaction queues. */
     appservices,
@@ -136,9 +155,15 @@ export function createServices(ctx: ServiceContext) {
       federationTimeoutMs: ctx.settings.federation?.requestTimeoutMs ?? 10_000,
     }),
     keyBackup: createKeyBackupService(ctx),
-    crossSigning: createCrossSigningService(ctx, uia, accounts),
+    crossSigning,
     userDirectory,
     dehydratedDevices: createDehydratedDeviceService(ctx, deviceKeys),
+    /** E2EE across servers: serving local keys, asking other servers (null: no federation). */
+    federationDevices,
+    /** Applies EDUs received from other servers: `receiveEdus(origin, edus)`. */
+    federationEdus,
+    /** Rooms with events from other servers: state at every event, outliers, resolution. */
+    roomDag,
   };
 }
 

@@ -12,8 +12,21 @@ import {
   powerLevelOf,
   type AuthStateEvent,
 } from '../core/auth-rules.js';
-import { parseRoomAlias, parseRoomId, parseUserId } from '../core/identifiers.js';
-import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
+import {
+  isValidServerName,
+  parseRoomAlias,
+  parseRoomId,
+  parseUserId,
+} from '../core/identifiers.js';
+import {
+  stateKeyOf,
+  type JsonObject,
+  type Pdu,
+  type RoomVersionId,
+  type StateKey,
+} from '../core/pdu.js';
+import { computeEventId } from '../core/event-hashing.js';
+import { STRIPPED_STATE_TYPES } from '../core/stripped-state.js';
 import type { Stores } from '../storage/index.js';
 import { createAppServiceCalls } from './appservice/calls.js';
 import type { Requester, ServiceContext } from './context.js';
@@ -36,12 +49,42 @@ const sameProfile = (a: JsonObject, b: JsonObject): boolean =>
   profileField(a, 'displayname') === profileField(b, 'displayname') &&
   profileField(a, 'avatar_url') === profileField(b, 'avatar_url');
 
+/** Sends an invite to the invitee's server and answers the event it countersigned. */
+export interface RemoteInviteSender {
+  send(
+    roomId: string,
+    roomVersion: RoomVersionId,
+    eventId: string,
+    pdu: Pdu,
+    strippedState: readonly Pdu[],
+  ): Promise<Pdu>;
+}
+
+/** What membership needs of federation: invites out, joins to other servers' rooms. */
+export interface MembershipFederation {
+  invites: RemoteInviteSender;
+  joins: {
+    resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+    join(
+      roomId: string,
+      userId: string,
+      servers: readonly string[],
+      content: JsonObject,
+    ): Promise<void>;
+    serversOfRoomId(roomId: string): string[];
+  };
+}
+
 export function createMembershipService(
   ctx: ServiceContext,
   writer: EventWriter,
   rooms: RoomService,
+  /** Federation, when on (null, or none: rooms and users are all local). */
+  federation: () => MembershipFederation | null = () => null,
 ) {
   const appserviceCalls = createAppServiceCalls(ctx);
+  const isLocalUser = (userId: string) =>
+    parseUserId(userId)?.serverName === ctx.settings.serverName;
   /** Runs `fn` in a transaction holding the room's lock; unknown rooms are `unknownRoom`. */
   function inRoom<T>(
     name: string,
@@ -206,8 +249,43 @@ export function createMembershipService(
   return {
     resolveRoom,
 
-    async join(requester: Requester, roomIdOrAlias: string, reason?: string): Promise<string> {
-      const roomId = await resolveRoom(roomIdOrAlias);
+    /**
+     * Joins a room: here when this server is in it (a local member joined), else through one
+     * of its other servers (`via`, the alias's servers, the room ID's server) over federation.
+     */
+    async join(
+      requester: Requester,
+      roomIdOrAlias: string,
+      reason?: string,
+      via: readonly string[] = [],
+    ): Promise<string> {
+      for (const server of via)
+        if (!isValidServerName(server)) throw invalidParam(`${server} is not a server name`);
+      const fed = federation();
+      const servers = [...via];
+      let roomId: string;
+      const alias = roomIdOrAlias.startsWith('#') ? parseRoomAlias(roomIdOrAlias) : null;
+      if (fed && alias && !roomIdOrAlias.endsWith(`:${ctx.settings.serverName}`)) {
+        const resolved = await fed.joins.resolveAlias(roomIdOrAlias);
+        roomId = resolved.roomId;
+        servers.push(...resolved.servers);
+      } else {
+        roomId = await resolveRoom(roomIdOrAlias);
+      }
+      if (fed) {
+        const stores = ctx.storage.stores;
+        const here =
+          (await stores.rooms.selectRoom(roomId)) !== undefined &&
+          (await stores.rooms.selectMembersOfRoom(roomId, 'join')).some(isLocalUser);
+        const candidates = [...servers, ...fed.joins.serversOfRoomId(roomId)].filter(
+          (server) => server !== ctx.settings.serverName,
+        );
+        if (!here && candidates.length > 0) {
+          const content = await rooms.memberContent(stores, requester.userId, 'join');
+          await fed.joins.join(roomId, requester.userId, candidates, withReason(content, reason));
+          return roomId;
+        }
+      }
       await inRoom(
         'joinRoom',
         roomId,
@@ -250,6 +328,8 @@ export function createMembershipService(
       roomId: string,
       userId: string,
       reason?: string,
+      /** More of the invite's content (`is_direct` of a new direct chat). */
+      extra: JsonObject = {},
     ): Promise<void> {
       // A bridge's user that does not exist yet: the bridge is asked first (it creates it).
       if (
@@ -257,18 +337,63 @@ export function createMembershipService(
         !(await ctx.storage.stores.accounts.selectUser(userId))
       )
         await appserviceCalls.queryUser(userId);
-      await changeTarget(
-        'inviteUser',
-        requester,
+      const precondition = (target: string, current: string | undefined) => {
+        if (current === 'join') return `${target} is already in the room`;
+        if (current === 'ban') return `${target} is banned from the room`;
+        return null;
+      };
+      const target = targetUser(userId);
+      const sender =
+        parseUserId(target)?.serverName !== ctx.settings.serverName
+          ? (federation()?.invites ?? null)
+          : null;
+      if (!sender) {
+        await changeTarget('inviteUser', requester, roomId, userId, 'invite', reason, precondition);
+        return;
+      }
+      // Another server's user: the invite is built here, countersigned by their server (outside
+      // any transaction: a slow server holds up nothing else), then checked again and kept.
+      const check = async (stores: Stores) => {
+        const current = await stores.rooms.selectMembership(roomId, target);
+        const refusal = precondition(target, current?.membership);
+        if (refusal !== null) throw forbidden(refusal);
+      };
+      const prepared = await inRoom(
+        'prepareRemoteInvite',
         roomId,
-        userId,
-        'invite',
-        reason,
-        (target, current) => {
-          if (current === 'join') return `${target} is already in the room`;
-          if (current === 'ban') return `${target} is banned from the room`;
-          return null;
+        async (stores) => {
+          await check(stores);
+          const content = await rooms.memberContent(stores, target, 'invite', extra);
+          const built = await writer.prepare(stores, roomId, {
+            type: 'm.room.member',
+            stateKey: target,
+            sender: requester.userId,
+            content: withReason(content, reason),
+          });
+          const stripped = await stores.rooms.selectStateEvents(roomId, [
+            ...STRIPPED_STATE_TYPES.map((type) => [type, ''] as [string, string]),
+            ['m.room.member', requester.userId],
+          ]);
+          return { ...built, stripped: stripped.map((row) => row.pdu) };
         },
+        notInRoom(),
+      );
+      const eventId = computeEventId(prepared.pdu, prepared.version);
+      const countersigned = await sender.send(
+        roomId,
+        prepared.version,
+        eventId,
+        prepared.pdu,
+        prepared.stripped,
+      );
+      await inRoom(
+        'inviteRemoteUser',
+        roomId,
+        async (stores) => {
+          await check(stores);
+          await writer.appendPrepared(stores, roomId, countersigned);
+        },
+        notInRoom(),
       );
     },
 

@@ -7,6 +7,7 @@ import type { JsonObject } from '../core/pdu.js';
 import type { PresenceRow } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import { appServiceDeviceQueue } from './appservice/devices.js';
+import { queueUserEdu } from './federation/edu-queue.js';
 
 export const PRESENCE_STATES = ['online', 'offline', 'unavailable'] as const;
 export type PresenceState = (typeof PRESENCE_STATES)[number];
@@ -47,6 +48,7 @@ export function createPresenceService(ctx: ServiceContext) {
     userId: string,
     presence: PresenceState,
     statusMsg: string | null,
+    lastActiveTs = ctx.now(),
   ): Promise<void> {
     await ctx.storage.tx(name, async (tx) => {
       const rooms = await tx.rooms.selectRoomsOfUser(userId, 'join');
@@ -55,16 +57,43 @@ export function createPresenceService(ctx: ServiceContext) {
         userId,
         presence,
         statusMsg,
-        lastActiveTs: ctx.now(),
+        lastActiveTs,
         streamOrdering: position,
       };
       await tx.presence.upsertPresence(row);
       await bridges.presence(tx, userId, rooms, position, presenceContent(row, row.lastActiveTs));
       await tx.stream.notify({ users: [userId], rooms });
+      // The servers sharing a room with a local user learn of the change (m.presence EDU).
+      if (userId.endsWith(`:${ctx.settings.serverName}`))
+        await queueUserEdu(ctx, tx, userId, 'm.presence', {
+          push: [
+            {
+              user_id: userId,
+              presence,
+              last_active_ago: 0,
+              currently_active: presence === 'online',
+              ...(statusMsg !== null ? { status_msg: statusMsg } : {}),
+            },
+          ],
+        });
     });
   }
 
   return {
+    /**
+     * Another server's user's presence (an m.presence EDU from their server), kept like a
+     * local user's; an unknown state is ignored.
+     */
+    async setRemote(
+      userId: string,
+      presence: string,
+      statusMsg: string | null,
+      lastActiveAgo: number,
+    ): Promise<void> {
+      if (!isPresenceState(presence)) return;
+      await write('setRemotePresence', userId, presence, statusMsg, ctx.now() - lastActiveAgo);
+    },
+
     /** A user's presence, for themselves and for users sharing a joined room with them. */
     async get(requester: Requester, userId: string): Promise<JsonObject> {
       if (

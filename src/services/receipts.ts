@@ -8,6 +8,7 @@ import type { JsonObject } from '../core/pdu.js';
 import type { ReceiptRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import { appServiceEphemeralQueue } from './appservice/interest.js';
+import { queueRoomEdu } from './federation/edu-queue.js';
 
 export const RECEIPT_TYPES = ['m.read', 'm.read.private', 'm.fully_read'] as const;
 export type ReceiptType = (typeof RECEIPT_TYPES)[number];
@@ -84,6 +85,18 @@ export function createReceiptService(ctx: ServiceContext, accountData: RoomAccou
     const streamPosition = await stores.stream.nextPosition();
     await stores.receipts.upsertReceipt({ ...receipt, ts }, streamPosition);
     await stores.stream.notify({ rooms: [receipt.roomId] });
+    // Other servers in the room get a local user's public receipts (m.receipt EDU).
+    if (receipt.receiptType === 'm.read' && receipt.userId.endsWith(`:${ctx.settings.serverName}`))
+      await queueRoomEdu(ctx, stores, receipt.roomId, 'm.receipt', {
+        [receipt.roomId]: {
+          'm.read': {
+            [receipt.userId]: {
+              event_ids: [receipt.eventId],
+              data: { ts, ...(receipt.threadId !== '' ? { thread_id: receipt.threadId } : {}) },
+            },
+          },
+        },
+      });
     // Bridges that receive ephemeral events get public receipts (MSC2409).
     if (bridges.active && receipt.receiptType === 'm.read') {
       const entry = { ts, ...(receipt.threadId !== '' ? { thread_id: receipt.threadId } : {}) };
@@ -100,6 +113,30 @@ export function createReceiptService(ctx: ServiceContext, accountData: RoomAccou
   }
 
   return {
+    /**
+     * A public read receipt of another server's user (an m.receipt EDU): kept like a local one
+     * when the user is joined to the room and the event is known in it; ignored otherwise.
+     */
+    async setRemote(
+      roomId: string,
+      userId: string,
+      eventId: string,
+      threadId: string,
+    ): Promise<boolean> {
+      return ctx.storage.tx('setRemoteReceipt', async (stores) => {
+        const membership = await stores.rooms.selectMembership(roomId, userId);
+        if (membership?.membership !== 'join') return false;
+        const event = await stores.rooms.selectEvent(eventId);
+        if (!event || event.roomId !== roomId) return false;
+        await writeReceipt(
+          stores,
+          { roomId, receiptType: 'm.read', userId, threadId, eventId },
+          event.streamOrdering,
+        );
+        return true;
+      });
+    },
+
     /** POST /receipt: an m.read or m.read.private receipt, or the m.fully_read marker. */
     async send(
       requester: Requester,

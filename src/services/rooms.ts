@@ -83,6 +83,9 @@ async function invalidStateOnRefusal<T>(create: () => Promise<T>): Promise<T> {
 
 export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
   const { serverName } = ctx.settings;
+  /** A user of another server, invited through their server when federating. */
+  const isRemote = (userId: string) =>
+    (ctx.settings.federation ?? null) !== null && parseUserId(userId)?.serverName !== serverName;
 
   async function memberContent(
     stores: Stores,
@@ -105,7 +108,7 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
     async createRoom(
       requester: Requester,
       request: CreateRoomRequest,
-    ): Promise<{ roomId: string; alias?: string }> {
+    ): Promise<{ roomId: string; alias?: string; remoteInvitees: string[] }> {
       const versionId = request.roomVersion ?? ctx.settings.defaultRoomVersion;
       if (!isSupportedRoomVersion(versionId)) {
         throw new MatrixError(
@@ -198,6 +201,8 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
           if (request.topic !== undefined)
             await send({ type: 'm.room.topic', stateKey: '', content: { topic: request.topic } });
           for (const invitee of invitees) {
+            // Other servers' users are invited once the room exists, through their servers.
+            if (isRemote(invitee)) continue;
             const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
             await send({
               type: 'm.room.member',
@@ -206,7 +211,10 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
             });
           }
           if (request.visibility === 'public') await stores.rooms.updateRoomPublic(roomId, true);
-          return alias !== undefined ? { roomId, alias } : { roomId };
+          const remoteInvitees = invitees.filter(isRemote);
+          return alias !== undefined
+            ? { roomId, alias, remoteInvitees }
+            : { roomId, remoteInvitees };
         });
       });
     },

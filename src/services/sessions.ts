@@ -77,7 +77,7 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
     /** Invalidates the requester's token and deletes its device. */
     async logout(requester: Requester): Promise<void> {
       await ctx.storage.tx('logout', async (stores) => {
-        await forgetDevices(stores, requester.userId, [requester.deviceId]);
+        await forgetDevices(stores, requester.userId, [requester.deviceId], ctx);
         await stores.devices.deleteDevices(requester.userId, [requester.deviceId]);
       });
     },
@@ -90,6 +90,7 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
           stores,
           requester.userId,
           devices.map((d) => d.deviceId),
+          ctx,
         );
         await stores.devices.deleteAllDevices(requester.userId);
       });

@@ -812,6 +812,10 @@ export function createSyncService(
           : [];
       }),
     );
+    const remoteInvites = await stores().roomDag.selectInviteRoomStates(
+      memberships.filter((m) => m.membership === 'invite').map((m) => m.roomId),
+      userId,
+    );
     return new Map(
       memberships.map(({ roomId }) => {
         const ownId = ownEvent(roomId)?.eventId;
@@ -826,6 +830,15 @@ export function createSyncService(
               : {}),
           }),
         );
+        // An invite from a room on another server: the stripped state its server sent.
+        const sent = remoteInvites.get(roomId);
+        if (sent !== undefined) {
+          const have = new Set(events.map((e) => `${e.type}\u0000${e.state_key}`));
+          for (const entry of JSON.parse(sent) as (typeof events)[number][]) {
+            if (typeof entry.type !== 'string' || typeof entry.state_key !== 'string') continue;
+            if (!have.has(`${entry.type}\u0000${entry.state_key}`)) events.unshift(entry);
+          }
+        }
         return [roomId, events];
       }),
     );

@@ -3,13 +3,16 @@
  * A start that runs out is written as a stop when it expires, so waiting /sync requests
  * learn of it like of any other change.
  */
-import { forbidden } from '../core/errors.js';
+import { forbidden, MatrixError } from '../core/errors.js';
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import { appServiceEphemeralQueue } from './appservice/interest.js';
+import { queueRoomEdu } from './federation/edu-queue.js';
 
 /** The longest a single typing notification lasts, whatever the client asks. */
 export const MAX_TYPING_TIMEOUT_MS = 120_000;
+/** How long another server's typing notification lasts unless renewed (as Synapse's). */
+export const REMOTE_TYPING_TIMEOUT_MS = 60_000;
 /** How long a start without `timeout` lasts. */
 export const DEFAULT_TYPING_TIMEOUT_MS = 30_000;
 
@@ -27,6 +30,7 @@ export function createTypingService(ctx: ServiceContext) {
   /** One timer per user typing in a room (in this process), to write the stop at expiry. */
   const timers = new Map<string, NodeJS.Timeout>();
   const bridges = appServiceEphemeralQueue(ctx.settings.appServices ?? []);
+  const isLocal = (userId: string) => userId.endsWith(`:${ctx.settings.serverName}`);
 
   /** Bridges that receive ephemeral events get the room's typing users (MSC2409). */
   async function tellBridges(stores: Stores, roomId: string, position: number): Promise<void> {
@@ -47,6 +51,12 @@ export function createTypingService(ctx: ServiceContext) {
       if (await stores.typing.updateTypingStopped(roomId, userId, expiresTs, position)) {
         await stores.stream.notify({ rooms: [roomId] });
         await tellBridges(stores, roomId, position);
+        if (isLocal(userId))
+          await queueRoomEdu(ctx, stores, roomId, 'm.typing', {
+            room_id: roomId,
+            user_id: userId,
+            typing: false,
+          });
       }
     });
   }
@@ -69,7 +79,58 @@ export function createTypingService(ctx: ServiceContext) {
     timers.set(key, timer);
   }
 
+  /**
+   * Starts (until `expiresTs`) or stops a joined member's typing, in the caller's transaction;
+   * a change made by a local user is queued for the room's other servers (m.typing).
+   */
+  async function write(
+    stores: Stores,
+    roomId: string,
+    userId: string,
+    typing: boolean,
+    expiresTs: number,
+  ): Promise<void> {
+    const now = ctx.now();
+    await assertJoined(stores, roomId, userId);
+    const row = await stores.typing.selectTyping(roomId, userId);
+    const typingNow = row !== undefined && row.expiresTs > now;
+    if (typing && typingNow) {
+      // Still typing: only the expiry moves, which nobody sees (as Synapse does).
+      await stores.typing.updateTypingExpiry(roomId, userId, expiresTs);
+      return;
+    }
+    if (!typing && !typingNow) return;
+    const position = await stores.stream.nextPosition();
+    await stores.typing.upsertTyping(roomId, userId, expiresTs, position);
+    await stores.stream.notify({ rooms: [roomId] });
+    await tellBridges(stores, roomId, position);
+    if (isLocal(userId))
+      await queueRoomEdu(ctx, stores, roomId, 'm.typing', {
+        room_id: roomId,
+        user_id: userId,
+        typing,
+      });
+  }
+
   return {
+    /**
+     * A user of another server started or stopped typing (an m.typing EDU from their server):
+     * it lasts REMOTE_TYPING_TIMEOUT_MS unless renewed or stopped. Ignored unless the user is
+     * joined to the room.
+     */
+    async setRemote(roomId: string, userId: string, typing: boolean): Promise<void> {
+      const expiresTs = typing ? ctx.now() + REMOTE_TYPING_TIMEOUT_MS : 0;
+      try {
+        await ctx.storage.tx('setRemoteTyping', (stores) =>
+          write(stores, roomId, userId, typing, expiresTs),
+        );
+      } catch (err) {
+        if (err instanceof MatrixError) return;
+        throw err;
+      }
+      scheduleExpiry(roomId, userId, expiresTs);
+    },
+
     /** Starts (for `timeoutMs`, capped) or stops the requester's typing in a room they joined. */
     async set(
       requester: Requester,
@@ -87,21 +148,9 @@ export function createTypingService(ctx: ServiceContext) {
         MAX_TYPING_TIMEOUT_MS,
       );
       const expiresTs = typing ? now + timeout : 0;
-      await ctx.storage.tx('setTyping', async (stores) => {
-        await assertJoined(stores, roomId, userId);
-        const row = await stores.typing.selectTyping(roomId, userId);
-        const typingNow = row !== undefined && row.expiresTs > now;
-        if (typing && typingNow) {
-          // Still typing: only the expiry moves, which nobody sees (as Synapse does).
-          await stores.typing.updateTypingExpiry(roomId, userId, expiresTs);
-          return;
-        }
-        if (!typing && !typingNow) return;
-        const position = await stores.stream.nextPosition();
-        await stores.typing.upsertTyping(roomId, userId, expiresTs, position);
-        await stores.stream.notify({ rooms: [roomId] });
-        await tellBridges(stores, roomId, position);
-      });
+      await ctx.storage.tx('setTyping', (stores) =>
+        write(stores, roomId, userId, typing, expiresTs),
+      );
       scheduleExpiry(roomId, userId, expiresTs);
     },
 

@@ -78,6 +78,8 @@ export interface DeviceKeyStore {
   selectUnusedFallbackAlgorithms(userId: string, deviceId: string): Promise<string[]>;
 
   insertDeviceListChange(userId: string, position: number): Promise<void>;
+  /** The user's latest device-list change before `position` (0: none). */
+  selectLastDeviceListChange(userId: string, before: number): Promise<number>;
   /** Users whose device list changed in (after, upTo]. */
   selectDeviceListChanges(after: number, upTo: number): Promise<string[]>;
   /** Of the users listed, those sharing a joined room with `userId` now. */
@@ -293,6 +295,16 @@ export function deviceKeyStore(db: Kysely<Database>): DeviceKeyStore {
         .values({ stream_ordering: position, user_id: userId })
         .onConflict((oc) => oc.doNothing())
         .execute();
+    },
+
+    async selectLastDeviceListChange(userId, before) {
+      const row = await db
+        .selectFrom('device_list_changes')
+        .select((eb) => eb.fn.max('stream_ordering').as('last'))
+        .where('user_id', '=', userId)
+        .where('stream_ordering', '<', before)
+        .executeTakeFirst();
+      return Number(row?.last ?? 0);
     },
 
     async selectDeviceListChanges(after, upTo) {

@@ -48,6 +48,8 @@ export interface FederationOutboxStore {
   releaseLease(destination: string, owner: string): Promise<void>;
   /** The servers (other than `ownServer`) of users joined to the room. */
   selectRemoteJoinedServers(roomId: string, ownServer: string): Promise<string[]>;
+  /** The servers (other than `ownServer`) of users joined to any room `userId` is joined to. */
+  selectRemoteServersSharingRoom(userId: string, ownServer: string): Promise<string[]>;
 }
 
 const serverOf = (userId: string): string => userId.slice(userId.indexOf(':') + 1);
@@ -168,6 +170,20 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
         .where('room_id', '=', roomId)
         .where('membership', '=', 'join')
         .where('user_id', 'not like', `%:${ownServer}`)
+        .execute();
+      return [...new Set(rows.map((r) => serverOf(r.user_id)))].sort();
+    },
+
+    async selectRemoteServersSharingRoom(userId, ownServer) {
+      const rows = await db
+        .selectFrom('room_memberships as mine')
+        .innerJoin('room_memberships as other', 'other.room_id', 'mine.room_id')
+        .select('other.user_id')
+        .distinct()
+        .where('mine.user_id', '=', userId)
+        .where('mine.membership', '=', 'join')
+        .where('other.membership', '=', 'join')
+        .where('other.user_id', 'not like', `%:${ownServer}`)
         .execute();
       return [...new Set(rows.map((r) => serverOf(r.user_id)))].sort();
     },

@@ -22,6 +22,7 @@ import { toDeviceStore, type ToDeviceStore } from './to-device-store.js';
 import { profileUpdateStore, type ProfileUpdateStore } from './profile-update-store.js';
 import { serverKeyStore, type ServerKeyStore } from './server-key-store.js';
 import { federationOutboxStore, type FederationOutboxStore } from './federation-outbox-store.js';
+import { roomDagStore, type RoomDagStore } from './room-dag-store.js';
 import { appServiceStore, type AppServiceStore } from './appservice-store.js';
 
 import { mediaStore, type MediaStore } from './media-store.js';
@@ -41,6 +42,7 @@ import { pusherStore, type PusherStore } from './pusher-store.js';
 import { adminStore, type AdminStore } from './admin-store.js';
 import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
+import { remoteDeviceStore, type RemoteDeviceStore } from './remote-device-store.js';
 import {
   announcer,
   streamStore,
@@ -90,6 +92,8 @@ export interface Stores {
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
   readonly slidingSync: SlidingSyncStore;
+  readonly remoteDevices: RemoteDeviceStore;
+  readonly roomDag: RoomDagStore;
 }
 
 export interface Storage {
@@ -153,6 +157,8 @@ export function storesFor(
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),
     slidingSync: slidingSyncStore(db),
+    remoteDevices: remoteDeviceStore(db),
+    roomDag: roomDagStore(db),
   };
 }
 
@@ -207,6 +213,14 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
+export type { StateChange } from './room-store.js';
+export type {
+  DagStatus,
+  KnownEvent,
+  RoomDagStore,
+  StateEntry,
+  StateGroupHead,
+} from './room-dag-store.js';
 export type { PoolStats } from './database.js';
 export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
 export type { PresenceStore, PresenceRow } from './presence-store.js';
@@ -295,3 +309,4 @@ export type {
   ListedRoom,
   RoomListCriteria,
 } from './sliding-sync-store.js';
+export type { RemoteDeviceStore, RemoteDeviceListRow } from './remote-device-store.js';

@@ -78,6 +78,11 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, string]> = [
   ['membership_history', 'stream_ordering'],
   ['state_history', 'stream_ordering'],
   ['events', 'event_id'],
+  // The room DAG (state groups' entries and auth edges, keyed by group and event, stay).
+  ['event_state_groups', 'event_id'],
+  ['room_dag_events', 'event_id'],
+  ['room_state_heads', 'room_id'],
+  ['state_groups', 'group_id'],
 ];
 
 const toPurgeRow = (row: {

@@ -61,6 +61,17 @@ export interface EventToPersist {
   membership?: MembershipChange;
 }
 
+/** A current-state entry set to an event (see `applyStateChanges`). */
+export interface StateChange {
+  type: string;
+  stateKey: string;
+  eventId: string;
+  sender: string;
+  /** The event in the client format, serialised (null: made when read). */
+  clientJson: string | null;
+  membership?: MembershipChange;
+}
+
 export interface RoomStore {
   /** Serialises writers of one room until the transaction ends (no-op on SQLite: one writer). */
   lockRoom(roomId: string): Promise<void>;
@@ -84,7 +95,28 @@ export interface RoomStore {
   selectStateEventsAt(roomId: string, position: number): Promise<EventRow[]>;
   selectExtremities(roomId: string): Promise<{ eventId: string; depth: number }[]>;
   selectEvent(eventId: string): Promise<EventRow | undefined>;
-  persistEvent(event: EventToPersist, streamOrdering: number): Promise<void>;
+  /**
+   * Inserts a timeline event and makes it a forward extremity in place of its prev events;
+   * a state event also becomes current state (with its history and membership rows) unless
+   * `applyState` is false (a received event whose state the caller resolves and applies with
+   * `applyStateChanges`). With `extremity` false the extremities are left alone (an event
+   * of the room's past entering the timeline).
+   */
+  persistEvent(
+    event: EventToPersist,
+    streamOrdering: number,
+    options?: { applyState?: boolean; extremity?: boolean },
+  ): Promise<void>;
+  /**
+   * Current-state entries that changed at `streamOrdering` (a new event, or what state
+   * resolution decided): current_state, state_history, and for member events
+   * room_memberships, membership_history and the mutual-rooms pair index.
+   */
+  applyStateChanges(
+    roomId: string,
+    changes: readonly StateChange[],
+    streamOrdering: number,
+  ): Promise<void>;
   /** Events of a room in stream order: after `after` and at most `upTo`, ascending or descending. */
   selectRoomEvents(roomId: string, range: RoomEventRange): Promise<EventRow[]>;
   /**
@@ -175,6 +207,96 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       .where('room_id', '=', roomId)
       .where('user_id', '=', userId),
   );
+
+  /** One current-state entry changed at `streamOrdering`, with its history and membership rows. */
+  async function applyStateChange(
+    roomId: string,
+    change: StateChange,
+    streamOrdering: number,
+  ): Promise<void> {
+    const state = {
+      room_id: roomId,
+      type: change.type,
+      state_key: change.stateKey,
+      event_id: change.eventId,
+      stream_ordering: streamOrdering,
+    };
+    await db
+      .insertInto('current_state')
+      .values(state)
+      .onConflict((oc) =>
+        oc
+          .columns(['room_id', 'type', 'state_key'])
+          .doUpdateSet({ event_id: change.eventId, stream_ordering: streamOrdering }),
+      )
+      .execute();
+    await db
+      .insertInto('state_history')
+      .values(state)
+      .onConflict((oc) =>
+        oc
+          .columns(['room_id', 'type', 'state_key', 'stream_ordering'])
+          .doUpdateSet({ event_id: change.eventId }),
+      )
+      .execute();
+    const membership = change.membership;
+    if (!membership) return;
+    const previous = await db
+      .selectFrom('room_memberships')
+      .select('membership')
+      .where('room_id', '=', roomId)
+      .where('user_id', '=', membership.userId)
+      .executeTakeFirst();
+    await applyMembershipChange(db, dialect, {
+      roomId,
+      userId: membership.userId,
+      wasJoined: previous?.membership === 'join',
+      isJoined: membership.membership === 'join',
+    });
+    const row = {
+      room_id: roomId,
+      user_id: membership.userId,
+      membership: membership.membership,
+      event_id: change.eventId,
+      stream_ordering: streamOrdering,
+      displayname: membership.displayname,
+      avatar_url: membership.avatarUrl,
+      forgotten: 0,
+      client_json: change.clientJson,
+      sender: change.sender,
+    };
+    await db
+      .insertInto('room_memberships')
+      .values(row)
+      .onConflict((oc) =>
+        oc.columns(['room_id', 'user_id']).doUpdateSet({
+          membership: row.membership,
+          event_id: row.event_id,
+          stream_ordering: row.stream_ordering,
+          displayname: row.displayname,
+          avatar_url: row.avatar_url,
+          forgotten: 0,
+          client_json: row.client_json,
+          sender: row.sender,
+        }),
+      )
+      .execute();
+    await db
+      .insertInto('membership_history')
+      .values({
+        room_id: roomId,
+        user_id: membership.userId,
+        stream_ordering: streamOrdering,
+        membership: membership.membership,
+        event_id: change.eventId,
+      })
+      .onConflict((oc) =>
+        oc
+          .columns(['room_id', 'user_id', 'stream_ordering'])
+          .doUpdateSet({ membership: membership.membership, event_id: change.eventId }),
+      )
+      .execute();
+  }
   const store: RoomStore = {
     async lockRoom(roomId) {
       if (dialect === 'postgres')
@@ -318,7 +440,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       return row ? toEventRow(row) : undefined;
     },
 
-    async persistEvent(event, streamOrdering) {
+    async persistEvent(event, streamOrdering, options = {}) {
       const { pdu } = event;
       await db
         .insertInto('events')
@@ -336,6 +458,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           client_json: event.clientJson,
         })
         .execute();
+      if (options.extremity === false) return;
       if (pdu.prev_events.length > 0) {
         await db
           .deleteFrom('room_extremities')
@@ -347,78 +470,26 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
         .insertInto('room_extremities')
         .values({ room_id: event.roomId, event_id: event.eventId })
         .execute();
-      if (pdu.state_key !== undefined) {
-        const state = {
-          room_id: event.roomId,
-          type: pdu.type,
-          state_key: pdu.state_key,
-          event_id: event.eventId,
-          stream_ordering: streamOrdering,
-        };
-        await db
-          .insertInto('current_state')
-          .values(state)
-          .onConflict((oc) =>
-            oc
-              .columns(['room_id', 'type', 'state_key'])
-              .doUpdateSet({ event_id: event.eventId, stream_ordering: streamOrdering }),
-          )
-          .execute();
-        await db.insertInto('state_history').values(state).execute();
+      if (pdu.state_key !== undefined && options.applyState !== false) {
+        await store.applyStateChanges(
+          event.roomId,
+          [
+            {
+              type: pdu.type,
+              stateKey: pdu.state_key,
+              eventId: event.eventId,
+              sender: pdu.sender,
+              clientJson: event.clientJson,
+              ...(event.membership ? { membership: event.membership } : {}),
+            },
+          ],
+          streamOrdering,
+        );
       }
-      const change = event.membership;
-      if (change) {
-        const previous = await db
-          .selectFrom('room_memberships')
-          .select('membership')
-          .where('room_id', '=', event.roomId)
-          .where('user_id', '=', change.userId)
-          .executeTakeFirst();
-        await applyMembershipChange(db, dialect, {
-          roomId: event.roomId,
-          userId: change.userId,
-          wasJoined: previous?.membership === 'join',
-          isJoined: change.membership === 'join',
-        });
-        const row = {
-          room_id: event.roomId,
-          user_id: change.userId,
-          membership: change.membership,
-          event_id: event.eventId,
-          stream_ordering: streamOrdering,
-          displayname: change.displayname,
-          avatar_url: change.avatarUrl,
-          forgotten: 0,
-          client_json: event.clientJson,
-          sender: pdu.sender,
-        };
-        await db
-          .insertInto('room_memberships')
-          .values(row)
-          .onConflict((oc) =>
-            oc.columns(['room_id', 'user_id']).doUpdateSet({
-              membership: row.membership,
-              event_id: row.event_id,
-              stream_ordering: row.stream_ordering,
-              displayname: row.displayname,
-              avatar_url: row.avatar_url,
-              forgotten: 0,
-              client_json: row.client_json,
-              sender: row.sender,
-            }),
-          )
-          .execute();
-        await db
-          .insertInto('membership_history')
-          .values({
-            room_id: event.roomId,
-            user_id: change.userId,
-            stream_ordering: streamOrdering,
-            membership: change.membership,
-            event_id: event.eventId,
-          })
-          .execute();
-      }
+    },
+
+    async applyStateChanges(roomId, changes, streamOrdering) {
+      for (const change of changes) await applyStateChange(roomId, change, streamOrdering);
     },
 
     async selectRoomEvents(roomId, range) {

@@ -591,6 +591,82 @@ export interface Database {
   sliding_sync_connections: SlidingSyncConnectionsTable;
   sliding_sync_rooms: SlidingSyncRoomsTable;
   sliding_sync_members: SlidingSyncMembersTable;
+
+  state_groups: StateGroupsTable;
+  state_group_entries: StateGroupEntriesTable;
+  event_state_groups: EventStateGroupsTable;
+  event_auth_edges: EventAuthEdgesTable;
+  room_state_heads: RoomStateHeadsTable;
+  room_dag_events: RoomDagEventsTable;
+  federation_received_txns: FederationReceivedTxnsTable;
+  invite_room_state: InviteRoomStateTable;
+  remote_device_lists: RemoteDeviceListsTable;
+}
+
+/** A room state, as a delta on `prev_group` (or whole when that is null). */
+export interface StateGroupsTable {
+  group_id: number;
+  room_id: string;
+  prev_group: number | null;
+  hops: number;
+}
+
+export interface StateGroupEntriesTable {
+  group_id: number;
+  type: string;
+  state_key: string;
+  event_id: string | null;
+}
+
+/** The state before and after each event that has a known state (not outliers). */
+export interface EventStateGroupsTable {
+  event_id: string;
+  room_id: string;
+  before_group: number;
+  after_group: number;
+}
+
+export interface EventAuthEdgesTable {
+  event_id: string;
+  auth_event_id: string;
+}
+
+export interface RoomStateHeadsTable {
+  room_id: string;
+  current_group: number;
+}
+
+/** Events kept outside the timeline: outliers, rejected and soft-failed events. */
+export interface RoomDagEventsTable {
+  event_id: string;
+  room_id: string;
+  status: string;
+  reason: string | null;
+  pdu: string;
+  received_ts: number;
+}
+
+/** The stripped state of a remote room a local user was invited to. */
+export interface InviteRoomStateTable {
+  room_id: string;
+  user_id: string;
+  event_id: string;
+  state_json: string;
+}
+
+export interface FederationReceivedTxnsTable {
+  origin: string;
+  txn_id: string;
+  response: string;
+  received_ts: number;
+}
+
+/** Another server's user's device list as cached (migration 0025). */
+export interface RemoteDeviceListsTable {
+  user_id: string;
+  stream_id: number;
+  list_json: string;
+  fetched_ts: number;
 }
 
 /** An event that relates to another (`m.relates_to` with a `rel_type`); gone once redacted. */

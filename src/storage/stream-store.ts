@@ -21,6 +21,8 @@ export interface StreamChange {
   sessions?: readonly string[];
   /** Anything may have changed (a lost notification connection, a change too big to name). */
   everyone?: boolean;
+  /** Federation destinations with new outbox entries (EDUs; events announce their rooms). */
+  destinations?: readonly string[];
 }
 
 /** Where `notify` sends a change: buffered until commit, or published by the database. */
@@ -83,12 +85,14 @@ export function decodeChange(payload: string | undefined): {
     const users = strings(record.users);
     const sessions = strings(record.sessions);
     const memberRooms = strings(record.memberRooms);
+    const destinations = strings(record.destinations);
     return {
       change: {
         ...(rooms ? { rooms } : {}),
         ...(users ? { users } : {}),
         ...(memberRooms ? { memberRooms } : {}),
         ...(sessions ? { sessions } : {}),
+        ...(destinations ? { destinations } : {}),
         ...(record.everyone === true ? { everyone: true } : {}),
       },
       origin: typeof record.origin === 'string' ? record.origin : null,

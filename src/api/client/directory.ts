@@ -32,6 +32,7 @@ const PublicRoomsBody = Type.Object({
 /** Room aliases and the published room directory; each route is linked to its spec section. */
 export const directoryRoutes: RoutePlugin = async (app, { services }) => {
   const { directory } = services;
+  const ownServer = services.settings.serverName;
 
   // https://spec.matrix.org/v1.19/client-server-api/#put_matrixclientv3directoryroomroomalias
   app.put(
@@ -106,12 +107,13 @@ export const directoryRoutes: RoutePlugin = async (app, { services }) => {
   app.get(
     '/publicRooms',
     { config: { rateLimit: 'query' }, schema: { querystring: PublicRoomsQuery } },
-    async (request) =>
-      directory.publicRooms({
-        limit: request.query.limit,
-        since: request.query.since,
-        server: request.query.server,
-      }),
+    async (request) => {
+      const { limit, since, server } = request.query;
+      // Another server's directory is asked of that server (when federating).
+      if (server !== undefined && server !== ownServer && services.federation)
+        return services.federation.publicRooms.query(server, { limit, since });
+      return directory.publicRooms({ limit, since, server });
+    },
   );
 
   // https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3publicrooms
@@ -124,6 +126,16 @@ export const directoryRoutes: RoutePlugin = async (app, { services }) => {
     },
     async (request) => {
       const { limit, since, filter } = request.body;
+      const { server } = request.query;
+      if (server !== undefined && server !== ownServer && services.federation)
+        return services.federation.publicRooms.query(server, {
+          limit,
+          since,
+          searchTerm: filter?.generic_search_term,
+          roomTypes: filter?.room_types,
+          includeAllNetworks: request.body.include_all_networks,
+          thirdPartyInstanceId: request.body.third_party_instance_id,
+        });
       const network = networkOfRequest(
         request.body.include_all_networks,
         request.body.third_party_instance_id,

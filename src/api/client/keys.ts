@@ -56,7 +56,20 @@ export const keyRoutes: RoutePlugin = async (app, { services }) => {
     async (request) => {
       const requester = requesterOf(request);
       const answer = await deviceKeys.query(requester, request.body.device_keys);
-      return services.crossSigning.addToQuery(requester, answer);
+      const local = await services.crossSigning.addToQuery(requester, answer);
+      // Users of other servers: asked of their servers (or their cached device lists).
+      if (!services.federationDevices) return local;
+      const remote = await services.federationDevices.queryRemote(
+        request.body.device_keys,
+        request.body.timeout,
+      );
+      return {
+        ...local,
+        device_keys: { ...local.device_keys, ...remote.device_keys },
+        master_keys: { ...local.master_keys, ...remote.master_keys },
+        self_signing_keys: { ...local.self_signing_keys, ...remote.self_signing_keys },
+        failures: { ...local.failures, ...remote.failures },
+      };
     },
   );
 
@@ -71,7 +84,18 @@ export const keyRoutes: RoutePlugin = async (app, { services }) => {
         }),
       },
     },
-    async (request) => deviceKeys.claim(requesterOf(request), request.body.one_time_keys),
+    async (request) => {
+      const local = await deviceKeys.claim(requesterOf(request), request.body.one_time_keys);
+      if (!services.federationDevices) return local;
+      const remote = await services.federationDevices.claimRemote(
+        request.body.one_time_keys,
+        request.body.timeout,
+      );
+      return {
+        one_time_keys: { ...local.one_time_keys, ...remote.one_time_keys },
+        failures: { ...local.failures, ...remote.failures },
+      };
+    },
   );
 
   app.get(

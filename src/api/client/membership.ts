@@ -7,6 +7,17 @@ const AliasOrIdParams = Type.Object({
   roomIdOrAlias: Type.String({ minLength: 1, maxLength: 255 }),
 });
 const membershipConfig = { auth: 'required', rateLimit: 'membership' } as const;
+const ServerNames = Type.Union([
+  Type.String({ minLength: 1, maxLength: 255 }),
+  Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { maxItems: 50 }),
+]);
+/** Servers to join through: `via` (and the deprecated `server_name`), each repeatable. */
+const ViaQuery = Type.Object({
+  via: Type.Optional(ServerNames),
+  server_name: Type.Optional(ServerNames),
+});
+const viaOf = (query: { via?: string | string[]; server_name?: string | string[] }) =>
+  [query.via ?? [], query.server_name ?? []].flat();
 
 // https://spec.matrix.org/v1.19/client-server-api/#room-membership
 export const membershipRoutes: RoutePlugin = async (app, { services }) => {
@@ -16,13 +27,14 @@ export const membershipRoutes: RoutePlugin = async (app, { services }) => {
     '/join/:roomIdOrAlias',
     {
       config: membershipConfig,
-      schema: { params: AliasOrIdParams, body: Type.Optional(ReasonBody) },
+      schema: { params: AliasOrIdParams, querystring: ViaQuery, body: Type.Optional(ReasonBody) },
     },
     async (request) => ({
       room_id: await membership.join(
         requesterOf(request),
         request.params.roomIdOrAlias,
         request.body?.reason,
+        viaOf(request.query),
       ),
     }),
   );

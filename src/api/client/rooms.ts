@@ -60,6 +60,21 @@ export const roomRoutes: RoutePlugin = async (app, { services }) => {
         powerLevelContentOverride: body.power_level_content_override as JsonObject | undefined,
         roomVersion: body.room_version,
       });
+      // Other servers' users are invited through their servers once the room exists; one
+      // that cannot be invited leaves the room created (as Synapse does), and is logged.
+      for (const invitee of result.remoteInvitees) {
+        await services.membership
+          .invite(
+            requesterOf(request),
+            result.roomId,
+            invitee,
+            undefined,
+            body.is_direct ? { is_direct: true } : {},
+          )
+          .catch((err: unknown) =>
+            request.log.warn({ invitee, err: (err as Error).message }, 'remote invite failed'),
+          );
+      }
       return { room_id: result.roomId, ...(result.alias ? { room_alias: result.alias } : {}) };
     },
   );

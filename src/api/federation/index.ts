@@ -11,6 +11,8 @@ import type { RoutePlugin } from '../client/plugin.js';
 import { VERSION } from '../../version.js';
 import { registerFederationAuth } from './auth.js';
 import { registerFederationMediaRoutes } from './media.js';
+import { networkOfRequest } from '../../services/appservice/index.js';
+import { registerRoomFederationRoutes } from './rooms.js';
 
 const KeyCriteria = Type.Object({
   minimum_valid_until_ts: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -22,10 +24,11 @@ const KeyQueryBody = Type.Object({
 /** Key queries ask about at most this many servers at once. */
 const MAX_QUERIED_SERVERS = 100;
 
-export const federationRoutes: RoutePlugin = async (app, { services }) => {
+export const federationRoutes: RoutePlugin = async (app, { services, config }) => {
   const federation: FederationService | null = services.federation;
   if (!federation) return;
-  registerFederationAuth(app, federation);
+  const inbound = config.federation.inbound_rate_limit;
+  registerFederationAuth(app, federation, { perSecond: inbound.per_second, burst: inbound.burst });
   const noLimit = { rateLimit: false } as const;
 
   // https://spec.matrix.org/v1.19/server-server-api/#get_matrixkeyv2server
@@ -98,4 +101,112 @@ export const federationRoutes: RoutePlugin = async (app, { services }) => {
 
   // Our media for other servers (MSC3916): ./media.ts.
   registerFederationMediaRoutes(app, services);
+  // https://spec.matrix.org/v1.19/server-server-api/#get_matrixfederationv1publicrooms
+  app.get(
+    '/_matrix/federation/v1/publicRooms',
+    {
+      config: { ...noLimit, federationAuth: true },
+      schema: {
+        querystring: Type.Object({
+          limit: Type.Optional(Type.Integer()),
+          since: Type.Optional(Type.String({ maxLength: 1000 })),
+          include_all_networks: Type.Optional(Type.Boolean()),
+          third_party_instance_id: Type.Optional(Type.String({ maxLength: 255 })),
+        }),
+      },
+    },
+    async (request) =>
+      services.directory.publicRooms({
+        limit: request.query.limit,
+        since: request.query.since,
+        filter: {
+          network: networkOfRequest(
+            request.query.include_all_networks,
+            request.query.third_party_instance_id,
+          ),
+        },
+      }),
+  );
+
+  // https://spec.matrix.org/v1.19/server-server-api/#post_matrixfederationv1publicrooms
+  app.post(
+    '/_matrix/federation/v1/publicRooms',
+    {
+      config: { ...noLimit, federationAuth: true },
+      schema: {
+        body: Type.Object({
+          limit: Type.Optional(Type.Integer()),
+          since: Type.Optional(Type.String({ maxLength: 1000 })),
+          filter: Type.Optional(
+            Type.Object({
+              generic_search_term: Type.Optional(Type.String({ maxLength: 1000 })),
+              room_types: Type.Optional(
+                Type.Array(Type.Union([Type.String({ maxLength: 255 }), Type.Null()]), {
+                  maxItems: 50,
+                }),
+              ),
+            }),
+          ),
+          include_all_networks: Type.Optional(Type.Boolean()),
+          third_party_instance_id: Type.Optional(Type.String({ maxLength: 255 })),
+        }),
+      },
+    },
+    async (request) =>
+      services.directory.publicRooms({
+        limit: request.body.limit,
+        since: request.body.since,
+        filter: {
+          searchTerm: request.body.filter?.generic_search_term,
+          roomTypes: request.body.filter?.room_types,
+          network: networkOfRequest(
+            request.body.include_all_networks,
+            request.body.third_party_instance_id,
+          ),
+        },
+      }),
+  );
+
+  const devices = services.federationDevices;
+  if (devices) {
+    const UserIdString = Type.String({ minLength: 1, maxLength: 255 });
+    // https://spec.matrix.org/v1.19/server-server-api/#get_matrixfederationv1userdevicesuserid
+    app.get(
+      '/_matrix/federation/v1/user/devices/:userId',
+      {
+        config: { ...noLimit, federationAuth: true },
+        schema: { params: Type.Object({ userId: UserIdString }) },
+      },
+      async (request) => devices.localDevices(request.params.userId),
+    );
+
+    // https://spec.matrix.org/v1.19/server-server-api/#post_matrixfederationv1userkeysquery
+    app.post(
+      '/_matrix/federation/v1/user/keys/query',
+      {
+        config: { ...noLimit, federationAuth: true },
+        schema: {
+          body: Type.Object({
+            device_keys: Type.Record(UserIdString, Type.Array(UserIdString)),
+          }),
+        },
+      },
+      async (request) => devices.localKeysQuery(request.body.device_keys),
+    );
+
+    // https://spec.matrix.org/v1.19/server-server-api/#post_matrixfederationv1userkeysclaim
+    app.post(
+      '/_matrix/federation/v1/user/keys/claim',
+      {
+        config: { ...noLimit, federationAuth: true },
+        schema: {
+          body: Type.Object({
+            one_time_keys: Type.Record(UserIdString, Type.Record(UserIdString, UserIdString)),
+          }),
+        },
+      },
+      async (request) => devices.localKeysClaim(request.body.one_time_keys),
+    );
+  }
+  registerRoomFederationRoutes(app, federation, noLimit);
 };

@@ -78,6 +78,7 @@ export function createAdminUserService(
         tx,
         userId,
         devices.map((d) => d.deviceId),
+        ctx,
       );
       await tx.devices.deleteAllDevices(userId);
     });
@@ -189,7 +190,7 @@ export function createAdminUserService(
     async deleteDevices(raw: string, deviceIds: readonly string[]): Promise<void> {
       const user = await existingUser(raw);
       await ctx.storage.tx('adminDeleteDevices', async (tx) => {
-        await forgetDevices(tx, user.userId, deviceIds);
+        await forgetDevices(tx, user.userId, deviceIds, ctx);
         await tx.devices.deleteDevices(user.userId, deviceIds);
       });
     },

@@ -11,12 +11,18 @@ import type { EventDeriver } from '../event-writer.js';
 import { createFederationClient } from './client.js';
 import { createServerKeyService } from './keys.js';
 import { createFederationQueries } from './queries.js';
+import { createRemotePublicRooms } from './public-rooms.js';
+import { createInviteSender } from './invites.js';
+import { createRemoteJoins } from './joins.js';
 import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
 import { createFederationSender, type SenderLog } from './sender.js';
+import { createRoomFederation } from './rooms.js';
+import type { RoomDagService } from '../rooms-dag/index.js';
 
 export interface FederationDeps {
   profile(userId: string): Promise<{ displayname: string | null; avatarUrl: string | null }>;
   resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  roomDag: RoomDagService;
 }
 
 export function createFederationService(
@@ -54,14 +60,23 @@ export function createFederationService(
 
   /** Every new event goes to the servers with members joined to its room, in its transaction. */
   const deriver: EventDeriver = async (stores, event) => {
+    // A received event was sent to every server by its origin, unless we relay it (a join,
+    // leave or knock made through us), which its origin already has.
+    if (event.received && !event.received.relay) return;
     const servers = new Set(
       await stores.federationOutbox.selectRemoteJoinedServers(event.roomId, serverName),
     );
     // A remote user's own membership change (a kick, a ban, a leave) reaches their server too.
-    if (event.pdu.type === 'm.room.member' && typeof event.pdu.state_key === 'string') {
+    // (An invite reached the invitee's server already, through /invite.)
+    if (
+      event.pdu.type === 'm.room.member' &&
+      typeof event.pdu.state_key === 'string' &&
+      event.pdu.content.membership !== 'invite'
+    ) {
       const target = parseUserId(event.pdu.state_key);
       if (target && target.serverName !== serverName) servers.add(target.serverName);
     }
+    if (event.received) servers.delete(event.received.origin);
     if (servers.size > 0) await enqueue(stores, [...servers], 'pdu', event.pdu);
   };
 
@@ -72,6 +87,18 @@ export function createFederationService(
     enqueue,
     sender,
     queries: createFederationQueries(ctx, deps),
+    /** Other servers' public room directories, for `/publicRooms?server=`. */
+    publicRooms: createRemotePublicRooms(client),
+    /** Invites of other servers' users, countersigned by their servers. */
+    invites: createInviteSender(client, keys),
+    /** Joins to other servers' rooms (make_join/send_join), and their aliases. */
+    joins: createRemoteJoins(ctx, client, keys, () => deps.roomDag),
+    /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
+    rooms: createRoomFederation(ctx, {
+      client,
+      publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
+      roomDag: deps.roomDag,
+    }),
     /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
     async authenticate(request: InboundRequest): Promise<string> {
       const origin = await authenticateRequest(request);

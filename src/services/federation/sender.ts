@@ -167,7 +167,12 @@ export function createFederationSender(
       if (started) return;
       started = true;
       unsubscribe = ctx.storage.changes.subscribe((change) => {
-        if ((change.rooms?.length ?? 0) > 0 || change.everyone) void scan();
+        if (
+          (change.rooms?.length ?? 0) > 0 ||
+          (change.destinations?.length ?? 0) > 0 ||
+          change.everyone
+        )
+          void scan();
       });
       interval = setInterval(() => void scan(), SCAN_INTERVAL_MS);
       interval.unref();

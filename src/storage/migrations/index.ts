@@ -18,6 +18,9 @@ import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0013 from './0013-membership-history-by-position.js';
 import * as m0020 from './0020-federation.js';
+import * as m0021 from './0021-room-dag.js';
+import * as m0022 from './0022-invite-room-state.js';
+import * as m0025 from './0025-remote-device-lists.js';
 import * as m0030 from './0030-appservices.js';
 import * as m0031 from './0031-appservice-room-directory.js';
 import * as m0032 from './0032-appservice-registrations.js';
@@ -54,6 +57,9 @@ const migrations: Record<string, Migration> = {
   '0012-server-metadata': m0012,
   '0013-membership-history-by-position': m0013,
   '0020-federation': m0020,
+  '0021-room-dag': m0021,
+  '0022-invite-room-state': m0022,
+  '0025-remote-device-lists': m0025,
   '0030-appservices': m0030,
   '0031-appservice-room-directory': m0031,
   '0032-appservice-registrations': m0032,

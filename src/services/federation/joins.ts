@@ -1,0 +1,327 @@
+/**
+ * Joining a room of another server (make_join / send_join v2): a resident server gives a join
+ * template, we fill it in, sign it and send it; its answer (the room's state before our join
+ * and the auth chain) is checked — format, signatures, content hashes, each event against its
+ * auth events — and the room imported into the room DAG, so that /sync shows it and further
+ * events arrive through `/send`. Also resolves aliases of other servers (`/query/directory`).
+ * https://spec.matrix.org/v1.19/server-server-api/#joining-rooms
+ */
+import { MatrixError, notFound, unknown } from '../../core/errors.js';
+import { computeEventId } from '../../core/event-hashing.js';
+import { parseRoomAlias } from '../../core/identifiers.js';
+import {
+  stateKeyOf,
+  type JsonObject,
+  type Pdu,
+  type RoomVersionId,
+  type StateKey,
+  type UnsignedPdu,
+} from '../../core/pdu.js';
+import {
+  checkAgainstAuthEvents,
+  checkPduContentHash,
+  checkPduFormat,
+  checkPduSignatures,
+  type KnownAuthEvent,
+  type ServerVerifyKey,
+} from '../../core/pdu-checks/index.js';
+import { ROOM_VERSIONS } from '../../core/room-versions.js';
+import { hashAndSignPdu } from '../../core/signing.js';
+import type { Stores } from '../../storage/index.js';
+import type { ServiceContext } from '../context.js';
+import type { IdentifiedPdu, RoomDagService } from '../rooms-dag/index.js';
+import type { FederationClient } from './client.js';
+import type { ServerKeyService } from './keys.js';
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Why a resident server could not be used, to report when none could. */
+interface Attempt {
+  server: string;
+  status: number;
+  errcode: string;
+  error: string;
+}
+
+export function createRemoteJoins(
+  ctx: ServiceContext,
+  client: FederationClient,
+  keys: ServerKeyService,
+  roomDag: () => RoomDagService,
+) {
+  const { serverName } = ctx.settings;
+  const versions = Object.keys(ROOM_VERSIONS);
+
+  /** The public keys of every (server, key) that signed one of the events, looked up now. */
+  async function keyLookup(events: readonly Pdu[]) {
+    const wanted = new Map<string, { server: string; keyId: string; at: number }>();
+    for (const pdu of events)
+      for (const [server, byKey] of Object.entries(pdu.signatures ?? {}))
+        for (const keyId of Object.keys(isObject(byKey) ? byKey : {})) {
+          const id = `${server} ${keyId}`;
+          const at = Math.min(wanted.get(id)?.at ?? Infinity, pdu.origin_server_ts);
+          wanted.set(id, { server, keyId, at });
+        }
+    const found = new Map<string, ServerVerifyKey>();
+    await Promise.all(
+      [...wanted].map(async ([id, { server, keyId, at }]) => {
+        const key = await keys.publicKeyFor(server, keyId, at).catch(() => null);
+        if (key) found.set(id, { key });
+      }),
+    );
+    return (server: string, keyId: string) => found.get(`${server} ${keyId}`);
+  }
+
+  /**
+   * The events of a send_join answer as checked: malformed ones and those without valid
+   * signatures dropped, those whose hash does not match redacted, then each checked against
+   * its auth events (in depth order); those failing are dropped too.
+   */
+  async function checkedEvents(
+    raw: readonly unknown[],
+    version: RoomVersionId,
+  ): Promise<Map<string, Pdu>> {
+    const formatted = new Map<string, Pdu>();
+    for (const entry of raw) {
+      const format = checkPduFormat(entry, version);
+      if (format.valid) formatted.set(format.eventId, format.pdu);
+    }
+    const lookup = await keyLookup([...formatted.values()]);
+    const signed = new Map<string, Pdu>();
+    for (const [eventId, pdu] of formatted) {
+      if (!checkPduSignatures(pdu, version, lookup).valid) continue;
+      signed.set(eventId, checkPduContentHash(pdu, version).pdu);
+    }
+    const accepted = new Map<string, Pdu>();
+    const known = (id: string): KnownAuthEvent | undefined => {
+      const pdu = accepted.get(id);
+      return pdu ? { ...pdu, event_id: id } : undefined;
+    };
+    const create = [...signed].find(([, pdu]) => pdu.type === 'm.room.create');
+    const createEvent = create ? { ...create[1], event_id: create[0] } : undefined;
+    const ordered = [...signed].sort(([, a], [, b]) => a.depth - b.depth);
+    // Events are checked once all their auth events have been; a few passes settle it.
+    for (let pass = 0; pass < 3 && ordered.length > 0; pass++) {
+      for (let i = 0; i < ordered.length;) {
+        const [eventId, pdu] = ordered[i] as [string, Pdu];
+        const result = checkAgainstAuthEvents(pdu, eventId, known, version, {
+          ...(createEvent ? { createEvent } : {}),
+        });
+        if (result.allowed) {
+          accepted.set(eventId, pdu);
+          ordered.splice(i, 1);
+        } else if ('missing' in result && result.missing.length > 0) {
+          i++;
+        } else {
+          ordered.splice(i, 1); // refused by the auth rules: left out
+        }
+      }
+    }
+    return accepted;
+  }
+
+  /** A refusal or failure of a resident server, as one line. */
+  function attemptOf(server: string, status: number, body: unknown, fallback: string): Attempt {
+    const errcode = isObject(body) && typeof body.errcode === 'string' ? body.errcode : 'M_UNKNOWN';
+    const error = isObject(body) && typeof body.error === 'string' ? body.error : fallback;
+    return { server, status, errcode, error };
+  }
+
+  /** The error for the client when no resident server let us join. */
+  function failure(attempts: readonly Attempt[]): MatrixError {
+    const last = attempts.at(-1);
+    if (!last) return notFound('No server to join the room through');
+    // A refusal (403, 404, incompatible version) is passed on; anything else is 502.
+    if (last.status >= 400 && last.status < 500)
+      return new MatrixError(last.status, last.errcode, `${last.server}: ${last.error}`);
+    return unknown(
+      `No server could be joined through: ${attempts.map((a) => `${a.server} (${a.error})`).join('; ')}`,
+      502,
+    );
+  }
+
+  async function joinThrough(
+    server: string,
+    roomId: string,
+    userId: string,
+    content: JsonObject,
+  ): Promise<{ attempt: Attempt } | { imported: true }> {
+    const query = versions.map((v) => `ver=${encodeURIComponent(v)}`).join('&');
+    const made = await client.request(
+      server,
+      'GET',
+      `/_matrix/federation/v1/make_join/${encodeURIComponent(roomId)}/${encodeURIComponent(userId)}?${query}`,
+    );
+    if (made.status !== 200 || !isObject(made.body))
+      return { attempt: attemptOf(server, made.status, made.body, 'make_join refused') };
+    const version = made.body.room_version ?? '1';
+    if (typeof version !== 'string' || !(version in ROOM_VERSIONS))
+      return {
+        attempt: {
+          server,
+          status: 400,
+          errcode: 'M_INCOMPATIBLE_ROOM_VERSION',
+          error: `room version ${String(version)} is not supported here`,
+        },
+      };
+    const roomVersion = version as RoomVersionId;
+    const template = made.body.event;
+    if (
+      !isObject(template) ||
+      template.type !== 'm.room.member' ||
+      template.state_key !== userId ||
+      template.sender !== userId ||
+      !Array.isArray(template.prev_events) ||
+      !Array.isArray(template.auth_events) ||
+      typeof template.depth !== 'number'
+    )
+      return { attempt: attemptOf(server, 502, {}, 'make_join answered a wrong template') };
+    const templateContent = isObject(template.content) ? template.content : {};
+    const authoriser = templateContent.join_authorised_via_users_server;
+    const unsigned: UnsignedPdu = {
+      room_id: roomId,
+      sender: userId,
+      state_key: userId,
+      type: 'm.room.member',
+      content: {
+        ...content,
+        ...(typeof authoriser === 'string' ? { join_authorised_via_users_server: authoriser } : {}),
+        membership: 'join',
+      },
+      prev_events: template.prev_events as string[],
+      auth_events: template.auth_events as string[],
+      depth: template.depth,
+      origin_server_ts: ctx.now(),
+    };
+    const ours = hashAndSignPdu(unsigned, roomVersion, serverName, ctx.signingKey);
+    const eventId = computeEventId(ours, roomVersion);
+    const sent = await client.request(
+      server,
+      'PUT',
+      `/_matrix/federation/v2/send_join/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
+      { body: ours },
+    );
+    if (sent.status !== 200 || !isObject(sent.body))
+      return { attempt: attemptOf(server, sent.status, sent.body, 'send_join refused') };
+    const answer = sent.body;
+    const rawState = Array.isArray(answer.state) ? answer.state : [];
+    const rawChain = Array.isArray(answer.auth_chain) ? answer.auth_chain : [];
+    const checked = await checkedEvents([...rawState, ...rawChain], roomVersion);
+    const idsOf = (raw: readonly unknown[]) =>
+      raw
+        .map((entry) => checkPduFormat(entry, roomVersion))
+        .filter((f) => f.valid)
+        .map((f) => f.eventId as string);
+    const pick = (ids: readonly string[]): IdentifiedPdu[] =>
+      [...new Set(ids)]
+        .map((id) => ({ eventId: id, pdu: checked.get(id) }))
+        .filter((e): e is IdentifiedPdu => e.pdu !== undefined);
+    const state = pick(idsOf(rawState));
+    const authChain = pick(idsOf(rawChain));
+    if (!state.some((e) => e.pdu.type === 'm.room.create'))
+      return { attempt: attemptOf(server, 502, {}, 'send_join answered no valid create event') };
+    // The resident server may return our join countersigned (a restricted join): the same
+    // event with its signature added.
+    let join: Pdu = ours;
+    if (isObject(answer.event)) {
+      const returned = checkPduFormat(answer.event, roomVersion);
+      if (returned.valid && returned.eventId === eventId) join = returned.pdu;
+    }
+    await ctx.storage.tx('joinRemoteRoom', async (stores: Stores) => {
+      await stores.rooms.lockRoom(roomId);
+      const dag = roomDag();
+      if (!(await stores.rooms.selectRoom(roomId))) {
+        await dag.importRoom(stores, {
+          roomId,
+          version: roomVersion,
+          state,
+          authChain,
+          event: { eventId, pdu: join },
+          origin: server,
+        });
+        return;
+      }
+      // Joined before and left: the new state and our join go on the room we have.
+      await dag.persistOutliers(stores, roomId, roomVersion, [...authChain, ...state]);
+      const stateBefore = new Map<StateKey, string>();
+      for (const { eventId: id, pdu } of state)
+        if (pdu.state_key !== undefined) stateBefore.set(stateKeyOf(pdu.type, pdu.state_key), id);
+      await dag.persistReceived(stores, {
+        roomId,
+        version: roomVersion,
+        eventId,
+        pdu: join,
+        status: 'accepted',
+        stateBefore,
+        origin: server,
+      });
+    });
+    return { imported: true };
+  }
+
+  return {
+    /** `GET /query/directory` on the alias's server: the room and servers to join through. */
+    async resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }> {
+      const parsed = parseRoomAlias(alias);
+      const server = parsed ? alias.slice(alias.indexOf(':') + 1) : '';
+      let response;
+      try {
+        response = await client.request(
+          server,
+          'GET',
+          `/_matrix/federation/v1/query/directory?room_alias=${encodeURIComponent(alias)}`,
+        );
+      } catch (err) {
+        throw unknown(`${server} could not be reached: ${(err as Error).message}`, 502);
+      }
+      const body = response.body;
+      if (response.status === 404) throw notFound('Room alias not found');
+      if (response.status !== 200 || !isObject(body) || typeof body.room_id !== 'string')
+        throw unknown(`${server} could not resolve the alias (HTTP ${response.status})`, 502);
+      const servers = Array.isArray(body.servers)
+        ? body.servers.filter((s): s is string => typeof s === 'string')
+        : [];
+      return { roomId: body.room_id, servers: [...new Set([server, ...servers])] };
+    },
+
+    /**
+     * Joins `userId` to a room of other servers through the first of `servers` that lets us
+     * (make_join, send_join), and imports the room. `content`: the member event's profile.
+     */
+    async join(
+      roomId: string,
+      userId: string,
+      servers: readonly string[],
+      content: JsonObject,
+    ): Promise<void> {
+      const attempts: Attempt[] = [];
+      for (const server of [...new Set(servers)].filter((s) => s !== serverName)) {
+        try {
+          const result = await joinThrough(server, roomId, userId, content);
+          if ('imported' in result) return;
+          attempts.push(result.attempt);
+          // A room version we cannot handle will not change with another server.
+          if (result.attempt.errcode === 'M_INCOMPATIBLE_ROOM_VERSION') break;
+        } catch (err) {
+          if (err instanceof MatrixError) throw err;
+          attempts.push({
+            server,
+            status: 502,
+            errcode: 'M_UNKNOWN',
+            error: (err as Error).message,
+          });
+        }
+      }
+      throw failure(attempts);
+    },
+
+    /** Servers a room ID names (before room version 12 the ID carries the creator's server). */
+    serversOfRoomId(roomId: string): string[] {
+      const colon = roomId.indexOf(':');
+      return colon > 0 ? [roomId.slice(colon + 1)] : [];
+    },
+  };
+}
+
+export type RemoteJoins = ReturnType<typeof createRemoteJoins>;

@@ -1,0 +1,117 @@
+/**
+ * The state at every event, kept as state groups: a group is a delta on an earlier one, and
+ * after `MAX_STATE_GROUP_HOPS` deltas a whole snapshot is written instead, so reading the
+ * state at any event walks a bounded chain (one recursive statement). Used by the event
+ * writer for local events and by the room DAG service for received ones.
+ */
+import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey } from '../../core/pdu.js';
+import { getRoomVersion } from '../../core/room-versions.js';
+import type { StateEntry, StateGroupHead, Stores } from '../../storage/index.js';
+
+/** Deltas allowed on a chain before a whole snapshot is written. */
+export const MAX_STATE_GROUP_HOPS = 100;
+
+/** A room state: `stateKeyOf(type, state_key)` → event ID. */
+export type StateMap = ReadonlyMap<StateKey, string>;
+
+/** The state key of a state event, or undefined for a message. */
+export const stateKeyOfPdu = (pdu: Pick<Pdu, 'type' | 'state_key'>): StateKey | undefined =>
+  pdu.state_key === undefined ? undefined : stateKeyOf(pdu.type, pdu.state_key);
+
+/**
+ * The events an event's auth chain walks from it: its `auth_events` and, in room versions
+ * whose room ID names the create event (12), that create event.
+ */
+export function authEdgesOf(pdu: Pdu, roomId: string, version: RoomVersionId): string[] {
+  const edges = [...pdu.auth_events];
+  if (getRoomVersion(version).roomIdFromCreateEvent && pdu.type !== 'm.room.create') {
+    edges.push(`$${roomId.slice(1)}`);
+  }
+  return edges;
+}
+
+/** A group holding `base` changed by `changes` (a delta on `base`, or a snapshot when the chain is long). */
+export async function extendGroup(
+  stores: Stores,
+  roomId: string,
+  base: StateGroupHead,
+  changes: ReadonlyMap<StateKey, string | null>,
+): Promise<StateGroupHead> {
+  if (changes.size === 0) return base;
+  if (base.hops + 1 < MAX_STATE_GROUP_HOPS) {
+    return stores.roomDag.insertStateGroup(roomId, base, toEntries(changes));
+  }
+  const whole = new Map(await stores.roomDag.selectStateGroup(base.groupId));
+  for (const [key, id] of changes) {
+    if (id === null) whole.delete(key);
+    else whole.set(key, id);
+  }
+  return stores.roomDag.insertStateGroup(roomId, null, toEntries(whole));
+}
+
+/** A group holding exactly `state`: a delta on `base` (whose state is `baseState`) when given. */
+export async function groupForState(
+  stores: Stores,
+  roomId: string,
+  state: StateMap,
+  base?: { head: StateGroupHead; state: StateMap },
+): Promise<StateGroupHead> {
+  if (!base) return stores.roomDag.insertStateGroup(roomId, null, toEntries(state));
+  return extendGroup(stores, roomId, base.head, diffStates(base.state, state));
+}
+
+/** What changes `from` into `to` (null: removed). */
+export function diffStates(from: StateMap, to: StateMap): Map<StateKey, string | null> {
+  const changes = new Map<StateKey, string | null>();
+  for (const [key, id] of to) if (from.get(key) !== id) changes.set(key, id);
+  for (const key of from.keys()) if (!to.has(key)) changes.set(key, null);
+  return changes;
+}
+
+/** `stateKeyOf`'s inverse. */
+function splitStateKey(key: StateKey): [string, string] {
+  const at = key.indexOf('\u0000');
+  return [key.slice(0, at), key.slice(at + 1)];
+}
+
+function toEntries(state: ReadonlyMap<StateKey, string | null>): StateEntry[] {
+  return [...state].map(([key, id]) => [...splitStateKey(key), id] as const);
+}
+
+/**
+ * The room's current state group; a room without one (made before state groups were kept)
+ * gets a snapshot of its `current_state` rows.
+ */
+export async function currentGroupOf(stores: Stores, roomId: string): Promise<StateGroupHead> {
+  const head = await stores.roomDag.selectCurrentGroup(roomId);
+  if (head) return head;
+  const rows = await stores.rooms.selectAllStateEvents(roomId);
+  const state = new Map<StateKey, string>();
+  for (const row of rows) state.set(stateKeyOf(row.pdu.type, row.pdu.state_key ?? ''), row.eventId);
+  const made = await groupForState(stores, roomId, state);
+  await stores.roomDag.upsertCurrentGroup(roomId, made.groupId);
+  return made;
+}
+
+/**
+ * Records a new local event's state (before it: the room's current group; after it: that
+ * plus the event when it is a state event) and its auth edges, and moves the room's current
+ * group. Called by the event writer in the event's transaction, before its rows are written.
+ */
+export async function recordLocalEventState(
+  stores: Stores,
+  roomId: string,
+  eventId: string,
+  pdu: Pdu,
+  version: RoomVersionId,
+): Promise<void> {
+  const before = await currentGroupOf(stores, roomId);
+  const key = stateKeyOfPdu(pdu);
+  const after =
+    key === undefined
+      ? before
+      : await extendGroup(stores, roomId, before, new Map([[key, eventId]]));
+  await stores.roomDag.insertEventStateGroups(eventId, roomId, before.groupId, after.groupId);
+  await stores.roomDag.insertAuthEdges(eventId, authEdgesOf(pdu, roomId, version));
+  if (after !== before) await stores.roomDag.upsertCurrentGroup(roomId, after.groupId);
+}

@@ -1,0 +1,341 @@
+/**
+ * The room DAG: the state at every event as state groups (a delta on an earlier group, or a
+ * whole snapshot), each event's groups before and after it, auth edges (auth chains in one
+ * recursive statement per slice), each room's current group, and the events kept outside the
+ * timeline (outliers, rejected and soft-failed events), which clients are never served.
+ */
+import { sql, type Kysely } from 'kysely';
+import { stateKeyOf, type Pdu, type StateKey } from '../core/pdu.js';
+import type { Database } from './schema.js';
+import { takeNextPosition } from './stream-store.js';
+import { eventColumns, toEventRow } from './room-store.js';
+import { readInSlices, slices } from './values-table.js';
+
+/** Where an event known to the server stands. */
+export type DagStatus = 'outlier' | 'rejected' | 'soft_failed';
+
+/** An event the server has, in the timeline (`timeline`) or outside it. */
+export interface KnownEvent {
+  eventId: string;
+  roomId: string;
+  pdu: Pdu;
+  status: 'timeline' | DagStatus;
+  /** Why it was rejected or soft-failed. */
+  reason: string | null;
+  /** Its stream position (timeline events only). */
+  streamOrdering: number | null;
+}
+
+/** A state group and the deltas between it and a whole snapshot. */
+export interface StateGroupHead {
+  groupId: number;
+  hops: number;
+}
+
+/** A state entry of a group: an event, or null for an entry the delta removes. */
+export type StateEntry = readonly [type: string, stateKey: string, eventId: string | null];
+
+export interface RoomDagStore {
+  /** A new group: `entries` as a delta on `prev` (null: `entries` is the whole state). */
+  insertStateGroup(
+    roomId: string,
+    prev: StateGroupHead | null,
+    entries: readonly StateEntry[],
+  ): Promise<StateGroupHead>;
+  /** The whole state of a group (its delta chain applied), by `stateKeyOf`. */
+  selectStateGroup(groupId: number): Promise<Map<StateKey, string>>;
+  selectEventStateGroups(
+    eventIds: readonly string[],
+  ): Promise<Map<string, { before: number; after: number }>>;
+  insertEventStateGroups(
+    eventId: string,
+    roomId: string,
+    before: number,
+    after: number,
+  ): Promise<void>;
+  selectCurrentGroup(roomId: string): Promise<StateGroupHead | undefined>;
+  selectGroupHead(groupId: number): Promise<StateGroupHead | undefined>;
+  /** A negative stream position for an event of the room's past entering the timeline. */
+  nextHistoryPosition(): Promise<number>;
+  upsertCurrentGroup(roomId: string, groupId: number): Promise<void>;
+  insertAuthEdges(eventId: string, authEventIds: readonly string[]): Promise<void>;
+  /** Every event reachable from these through auth edges (not the events themselves unless reached). */
+  selectAuthChainIds(eventIds: readonly string[]): Promise<string[]>;
+  /** Keeps an event outside the timeline; an event already kept has its status replaced. */
+  upsertDagEvent(
+    event: {
+      eventId: string;
+      roomId: string;
+      json: string;
+      status: DagStatus;
+      reason: string | null;
+    },
+    ts: number,
+  ): Promise<void>;
+  deleteDagEvent(eventId: string): Promise<void>;
+  /** The events asked for that the server has, in the timeline or outside it. */
+  selectKnownEvents(eventIds: readonly string[]): Promise<Map<string, KnownEvent>>;
+  /** The room's outliers of a status, oldest first. */
+  selectDagEventsOfRoom(roomId: string, status: DagStatus): Promise<KnownEvent[]>;
+  selectReceivedTxn(origin: string, txnId: string): Promise<string | undefined>;
+  upsertInviteRoomState(
+    roomId: string,
+    userId: string,
+    eventId: string,
+    json: string,
+  ): Promise<void>;
+  /** The stripped state of remote invites, by room, for one user. */
+  selectInviteRoomStates(roomIds: readonly string[], userId: string): Promise<Map<string, string>>;
+  insertReceivedTxn(origin: string, txnId: string, response: string, ts: number): Promise<void>;
+}
+
+export function roomDagStore(db: Kysely<Database>): RoomDagStore {
+  const store: RoomDagStore = {
+    async insertStateGroup(roomId, prev, entries) {
+      const groupId = await takeNextPosition(db, 'state_groups');
+      const hops = prev === null ? 0 : prev.hops + 1;
+      await db
+        .insertInto('state_groups')
+        .values({ group_id: groupId, room_id: roomId, prev_group: prev?.groupId ?? null, hops })
+        .execute();
+      for (const part of slices(entries)) {
+        await db
+          .insertInto('state_group_entries')
+          .values(
+            part.map(([type, stateKey, eventId]) => ({
+              group_id: groupId,
+              type,
+              state_key: stateKey,
+              event_id: eventId,
+            })),
+          )
+          .execute();
+      }
+      return { groupId, hops };
+    },
+
+    async selectStateGroup(groupId) {
+      const { rows } = await sql<{
+        type: string;
+        state_key: string;
+        event_id: string | null;
+        depth: number;
+      }>`
+        WITH RECURSIVE chain(group_id, prev_group, depth) AS (
+          SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = ${groupId}
+          UNION ALL
+          SELECT g.group_id, g.prev_group, c.depth + 1
+            FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+        )
+        SELECT e.type, e.state_key, e.event_id, c.depth
+          FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id`.execute(db);
+      // Oldest delta first, so each newer one overrides it.
+      rows.sort((a, b) => Number(b.depth) - Number(a.depth));
+      const state = new Map<StateKey, string>();
+      for (const row of rows) {
+        const key = stateKeyOf(row.type, row.state_key);
+        if (row.event_id === null) state.delete(key);
+        else state.set(key, row.event_id);
+      }
+      return state;
+    },
+
+    async selectEventStateGroups(eventIds) {
+      const rows = await readInSlices(eventIds, (part) =>
+        db
+          .selectFrom('event_state_groups')
+          .select(['event_id', 'before_group', 'after_group'])
+          .where('event_id', 'in', part)
+          .execute(),
+      );
+      return new Map(
+        rows.map((r) => [
+          r.event_id,
+          { before: Number(r.before_group), after: Number(r.after_group) },
+        ]),
+      );
+    },
+
+    async insertEventStateGroups(eventId, roomId, before, after) {
+      await db
+        .insertInto('event_state_groups')
+        .values({ event_id: eventId, room_id: roomId, before_group: before, after_group: after })
+        .onConflict((oc) =>
+          oc.column('event_id').doUpdateSet({ before_group: before, after_group: after }),
+        )
+        .execute();
+    },
+
+    async selectCurrentGroup(roomId) {
+      const row = await db
+        .selectFrom('room_state_heads')
+        .innerJoin('state_groups', 'state_groups.group_id', 'room_state_heads.current_group')
+        .select(['state_groups.group_id', 'state_groups.hops'])
+        .where('room_state_heads.room_id', '=', roomId)
+        .executeTakeFirst();
+      return row ? { groupId: Number(row.group_id), hops: Number(row.hops) } : undefined;
+    },
+
+    async selectGroupHead(groupId) {
+      const row = await db
+        .selectFrom('state_groups')
+        .select(['group_id', 'hops'])
+        .where('group_id', '=', groupId)
+        .executeTakeFirst();
+      return row ? { groupId: Number(row.group_id), hops: Number(row.hops) } : undefined;
+    },
+
+    async nextHistoryPosition() {
+      return -(await takeNextPosition(db, 'events_history'));
+    },
+
+    async upsertCurrentGroup(roomId, groupId) {
+      await db
+        .insertInto('room_state_heads')
+        .values({ room_id: roomId, current_group: groupId })
+        .onConflict((oc) => oc.column('room_id').doUpdateSet({ current_group: groupId }))
+        .execute();
+    },
+
+    async insertAuthEdges(eventId, authEventIds) {
+      if (authEventIds.length === 0) return;
+      await db
+        .insertInto('event_auth_edges')
+        .values([...new Set(authEventIds)].map((id) => ({ event_id: eventId, auth_event_id: id })))
+        .onConflict((oc) => oc.columns(['event_id', 'auth_event_id']).doNothing())
+        .execute();
+    },
+
+    async selectAuthChainIds(eventIds) {
+      const found = new Set<string>();
+      for (const part of slices([...new Set(eventIds)])) {
+        const { rows } = await sql<{ event_id: string }>`
+          WITH RECURSIVE chain(event_id) AS (
+            SELECT auth_event_id FROM event_auth_edges
+              WHERE event_id IN (${sql.join(part)})
+            UNION
+            SELECT e.auth_event_id FROM event_auth_edges e JOIN chain c ON e.event_id = c.event_id
+          )
+          SELECT event_id FROM chain`.execute(db);
+        for (const row of rows) found.add(row.event_id);
+      }
+      return [...found];
+    },
+
+    async upsertDagEvent(event, ts) {
+      await db
+        .insertInto('room_dag_events')
+        .values({
+          event_id: event.eventId,
+          room_id: event.roomId,
+          status: event.status,
+          reason: event.reason,
+          pdu: event.json,
+          received_ts: ts,
+        })
+        .onConflict((oc) =>
+          oc.column('event_id').doUpdateSet({ status: event.status, reason: event.reason }),
+        )
+        .execute();
+    },
+
+    async deleteDagEvent(eventId) {
+      await db.deleteFrom('room_dag_events').where('event_id', '=', eventId).execute();
+    },
+
+    async selectKnownEvents(eventIds) {
+      const ids = [...new Set(eventIds)];
+      const known = new Map<string, KnownEvent>();
+      const timeline = await readInSlices(ids, (part) =>
+        db.selectFrom('events').select(eventColumns).where('event_id', 'in', part).execute(),
+      );
+      for (const raw of timeline) {
+        const row = toEventRow(raw);
+        known.set(row.eventId, {
+          eventId: row.eventId,
+          roomId: row.roomId,
+          pdu: row.pdu,
+          status: 'timeline',
+          reason: null,
+          streamOrdering: row.streamOrdering,
+        });
+      }
+      const rest = ids.filter((id) => !known.has(id));
+      const outside = await readInSlices(rest, (part) =>
+        db.selectFrom('room_dag_events').selectAll().where('event_id', 'in', part).execute(),
+      );
+      for (const row of outside) known.set(row.event_id, fromDagRow(row));
+      return known;
+    },
+
+    async selectDagEventsOfRoom(roomId, status) {
+      const rows = await db
+        .selectFrom('room_dag_events')
+        .selectAll()
+        .where('room_id', '=', roomId)
+        .where('status', '=', status)
+        .orderBy('received_ts')
+        .execute();
+      return rows.map(fromDagRow);
+    },
+
+    async upsertInviteRoomState(roomId, userId, eventId, json) {
+      await db
+        .insertInto('invite_room_state')
+        .values({ room_id: roomId, user_id: userId, event_id: eventId, state_json: json })
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'user_id']).doUpdateSet({ event_id: eventId, state_json: json }),
+        )
+        .execute();
+    },
+
+    async selectInviteRoomStates(roomIds, userId) {
+      if (roomIds.length === 0) return new Map();
+      const rows = await readInSlices(roomIds, (part) =>
+        db
+          .selectFrom('invite_room_state')
+          .select(['room_id', 'state_json'])
+          .where('user_id', '=', userId)
+          .where('room_id', 'in', part)
+          .execute(),
+      );
+      return new Map(rows.map((r) => [r.room_id, r.state_json]));
+    },
+
+    async selectReceivedTxn(origin, txnId) {
+      const row = await db
+        .selectFrom('federation_received_txns')
+        .select('response')
+        .where('origin', '=', origin)
+        .where('txn_id', '=', txnId)
+        .executeTakeFirst();
+      return row?.response;
+    },
+
+    async insertReceivedTxn(origin, txnId, response, ts) {
+      await db
+        .insertInto('federation_received_txns')
+        .values({ origin, txn_id: txnId, response, received_ts: ts })
+        .onConflict((oc) => oc.columns(['origin', 'txn_id']).doNothing())
+        .execute();
+    },
+  };
+  return store;
+}
+
+function fromDagRow(row: {
+  event_id: string;
+  room_id: string;
+  status: string;
+  reason: string | null;
+  pdu: string;
+}): KnownEvent {
+  return {
+    eventId: row.event_id,
+    roomId: row.room_id,
+    pdu: JSON.parse(row.pdu) as Pdu,
+    status: row.status as DagStatus,
+    reason: row.reason,
+    streamOrdering: null,
+  };
+}
