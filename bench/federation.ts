@@ -1,14 +1,15 @@
 /**
  * `node --import tsx bench/federation.ts [members] [pdus]`: federation's receiving side.
  *
- * 1. Inbound `PUT /send` throughput: a room of `members` joined members (made through the
- *    event writer, in batches) and a remote server (test/helpers/fake-remote.ts) joined through
- *    make_join/send_join sends `pdus` messages in transactions of 50, each chained on the last;
- *    PDUs accepted per second. Beside it, in the same run: the same number of messages sent by
- *    a local user through the client API, one request each (events per second).
- * 2. A Synapse user joining that room by ID (make_join, send_join with the room's whole state
- *    and auth chain, Synapse checking every signature): seconds until `/join` answers.
- *    Skipped when Synapse cannot be installed.
+ * A room of `members` joined members (made through the event writer, in batches) which a
+ * remote server (test/helpers/fake-remote.ts) joins through make_join/send_join; then
+ * 1. a Synapse user joining that room by ID (make_join, send_join with the room's whole state
+ *    and auth chain, Synapse checking every signature): seconds until `/join` answers
+ *    (skipped when Synapse cannot be installed);
+ * 2. inbound `PUT /send` throughput: the remote server sends `pdus` messages in transactions
+ *    of 50, each chained on the last; PDUs accepted per second. Beside it, in the same run:
+ *    the same number of messages sent by a local user through the client API, one request
+ *    each (events per second).
  *
  * SQLite by default; `COMMONS_TEST_DATABASE_URL=postgres://…` for PostgreSQL.
  */
