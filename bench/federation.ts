@@ -1,14 +1,15 @@
 /**
  * `node --import tsx bench/federation.ts [members] [pdus]`: federation's receiving side.
  *
- * 1. Inbound `PUT /send` throughput: a room of `members` joined members (made through the
- *    event writer, in batches) and a remote server (test/helpers/fake-remote.ts) joined through
- *    make_join/send_join sends `pdus` messages in transactions of 50, each chained on the last;
- *    PDUs accepted per second. Beside it, in the same run: the same number of messages sent by
- *    a local user through the client API, one request each (events per second).
- * 2. A Synapse user joining that room by ID (make_join, send_join with the room's whole state
- *    and auth chain, Synapse checking every signature): seconds until `/join` answers.
- *    Skipped when Synapse cannot be installed.
+ * A room of `members` joined members (made through the event writer, in batches) which a
+ * remote server (test/helpers/fake-remote.ts) joins through make_join/send_join; then
+ * 1. a Synapse user joining that room by ID (make_join, send_join with the room's whole state
+ *    and auth chain, Synapse checking every signature): seconds until `/join` answers
+ *    (skipped when Synapse cannot be installed);
+ * 2. inbound `PUT /send` throughput: the remote server sends `pdus` messages in transactions
+ *    of 50, each chained on the last; PDUs accepted per second. Beside it, in the same run:
+ *    the same number of messages sent by a local user through the client API, one request
+ *    each (events per second).
  *
  * SQLite by default; `COMMONS_TEST_DATABASE_URL=postgres://…` for PostgreSQL.
  */
@@ -100,6 +101,8 @@ async function main(): Promise<void> {
     );
     if (joined.status !== 200) throw new Error(`send_join: ${JSON.stringify(joined.body)}`);
     const sendJoinMs = performance.now() - started;
+    console.log(`send_join of a remote user: ${sendJoinMs.toFixed(0)} ms`);
+    await synapseJoin(ca, roomId, commons.serverName, members);
     const state = joined.body.state as Pdu[];
     const idOf = (type: string) =>
       computeEventId(state.find((p) => p.type === type) as Pdu, version);
@@ -134,6 +137,9 @@ async function main(): Promise<void> {
       accepted += results.filter((r) => !('error' in r)).length;
     }
     const inboundS = (performance.now() - started) / 1000;
+    console.log(
+      `inbound /send: ${accepted}/${pdus} accepted in ${inboundS.toFixed(1)} s = ${(accepted / inboundS).toFixed(1)} PDUs/s`,
+    );
 
     // Beside it: the same number of local messages through the client API.
     started = performance.now();
@@ -149,56 +155,61 @@ async function main(): Promise<void> {
       `send_join of a remote user (state of ${state.length}): ${sendJoinMs.toFixed(0)} ms`,
     );
     console.log(
-      `inbound /send: ${accepted}/${pdus} accepted in ${inboundS.toFixed(1)} s = ${(accepted / inboundS).toFixed(0)} PDUs/s`,
+      `local client sends: ${pdus} in ${localS.toFixed(1)} s = ${(pdus / localS).toFixed(1)} events/s`,
     );
-    console.log(
-      `local client sends: ${pdus} in ${localS.toFixed(1)} s = ${(pdus / localS).toFixed(0)} events/s`,
-    );
-
-    // 2. A Synapse user joins.
-    const install = synapseInstall();
-    if ('problem' in install) {
-      console.log(`Synapse join: skipped (${install.problem})`);
-      return;
-    }
-    const synapse = await startSynapsePeer(install, ca);
-    try {
-      const post = async (path: string, body: unknown, token?: string) => {
-        const res = await fetch(`${synapse.clientUrl}/_matrix/client/v3${path}`, {
-          method: 'POST',
-          headers: {
-            'Content-Type': 'application/json',
-            ...(token ? { Authorization: `Bearer ${token}` } : {}),
-          },
-          body: JSON.stringify(body),
-        });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      };
-      const first = await post('/register', { username: 'sam', password: 'correct horse' });
-      const second = await post('/register', {
-        username: 'sam',
-        password: 'correct horse',
-        auth: { type: 'm.login.dummy', session: first.body.session },
-      });
-      const token = second.body.access_token as string;
-      started = performance.now();
-      const joinedSynapse = await post(
-        `/join/${enc(roomId)}?server_name=${enc(commons.serverName)}`,
-        {},
-        token,
-      );
-      const joinS = (performance.now() - started) / 1000;
-      if (joinedSynapse.status !== 200) {
-        throw new Error(`Synapse join: ${JSON.stringify(joinedSynapse.body)}`);
-      }
-      console.log(`Synapse user joins the room of ${members} members: ${joinS.toFixed(1)} s`);
-    } finally {
-      await synapse.stop();
-    }
   } finally {
     await commons.close();
     await remote.close();
     rmSync(ca.dir, { recursive: true, force: true });
+  }
+}
+
+/** 2. A Synapse user joins the room by ID: seconds until its /join answers. */
+async function synapseJoin(
+  ca: ReturnType<typeof makeTestCa>,
+  roomId: string,
+  commonsName: string,
+  members: number,
+): Promise<void> {
+  let started: number;
+  const install = synapseInstall();
+  if ('problem' in install) {
+    console.log(`Synapse join: skipped (${install.problem})`);
+    return;
+  }
+  const synapse = await startSynapsePeer(install, ca);
+  try {
+    const post = async (path: string, body: unknown, token?: string) => {
+      const res = await fetch(`${synapse.clientUrl}/_matrix/client/v3${path}`, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          ...(token ? { Authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const first = await post('/register', { username: 'sam', password: 'correct horse' });
+    const second = await post('/register', {
+      username: 'sam',
+      password: 'correct horse',
+      auth: { type: 'm.login.dummy', session: first.body.session },
+    });
+    const token = second.body.access_token as string;
+    started = performance.now();
+    const joinedSynapse = await post(
+      `/join/${enc(roomId)}?server_name=${enc(commonsName)}`,
+      {},
+      token,
+    );
+    const joinS = (performance.now() - started) / 1000;
+    if (joinedSynapse.status !== 200) {
+      throw new Error(`Synapse join: ${JSON.stringify(joinedSynapse.body)}`);
+    }
+    console.log(`Synapse user joins the room of ${members} members: ${joinS.toFixed(1)} s`);
+  } finally {
+    await synapse.stop();
   }
 }
 
