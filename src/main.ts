@@ -107,6 +107,17 @@ export function serviceSettingsOf(
       unusedExpirySeconds: config.media.unused_expiry_seconds,
     },
     userDirectorySearchAll: config.user_directory.search_all_users,
+    serverNotices:
+      config.server_notices.system_mxid_localpart === null
+        ? null
+        : {
+            systemLocalpart: config.server_notices.system_mxid_localpart,
+            systemDisplayname: config.server_notices.system_mxid_display_name,
+            systemAvatarUrl: config.server_notices.system_mxid_avatar_url,
+            roomName: config.server_notices.room_name,
+            roomTopic: config.server_notices.room_topic,
+            roomAvatarUrl: config.server_notices.room_avatar_url,
+          },
   };
 }
 

@@ -3,6 +3,7 @@
  * rejecting invites, withdrawing knocks), kick, ban, unban, knock, forget. Each runs in one
  * transaction holding the room's lock, so the auth check sees the latest state.
  */
+import { fakeEventId } from '../core/secrets.js';
 import { MatrixError, forbidden, invalidParam, notFound } from '../core/errors.js';
 import {
   actionLevel,
@@ -247,6 +248,8 @@ export function createMembershipService(
       userId: string,
       reason?: string,
     ): Promise<void> {
+      // Shadow-banned (admin API): answered as if invited, nothing happens.
+      if (requester.shadowBanned) return;
       await changeTarget(
         'inviteUser',
         requester,
@@ -336,6 +339,10 @@ export function createMembershipService(
       content: MemberEventContent,
     ): Promise<string> {
       const { membership, reason, ...rest } = content;
+      // Shadow-banned (admin API): an invite is answered as if sent, nothing happens.
+      if (requester.shadowBanned && membership === 'invite' && target !== requester.userId) {
+        return fakeEventId();
+      }
       return inRoom(
         'setMemberEvent',
         roomId,

@@ -37,6 +37,7 @@ import { pushStore, type PushStore } from './push-store.js';
 
 import { adminStore, type AdminStore } from './admin-store.js';
 import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
+import { moderationStore, type ModerationStore } from './moderation-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import {
   announcer,
@@ -84,6 +85,7 @@ export interface Stores {
 
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
+  readonly moderation: ModerationStore;
   readonly slidingSync: SlidingSyncStore;
 }
 
@@ -145,6 +147,7 @@ export function storesFor(
 
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),
+    moderation: moderationStore(db, announce),
     slidingSync: slidingSyncStore(db),
   };
 }
@@ -200,6 +203,13 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
+export type {
+  ModerationStore,
+  RateLimitOverride,
+  UserMediaRow,
+  UserMediaOrder,
+} from './moderation-store.js';
+export { USER_MEDIA_ORDERS } from './moderation-store.js';
 export type { PoolStats } from './database.js';
 export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
 export type { PresenceStore, PresenceRow } from './presence-store.js';

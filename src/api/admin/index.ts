@@ -13,6 +13,7 @@ import { adminReportRoutes } from './reports.js';
 import { adminRoomRoutes } from './rooms.js';
 import { adminRoomPurgeRoutes } from './room-purges.js';
 import { adminUserRoutes } from './users.js';
+import { adminModerationRoutes } from './moderation.js';
 
 export const adminRoutes: RoutePlugin = async (app, options) => {
   const { services, config } = options;
@@ -66,5 +67,6 @@ export const adminRoutes: RoutePlugin = async (app, options) => {
     await scoped.register(adminRoomPurgeRoutes, options);
     await scoped.register(adminRegistrationTokenRoutes, options);
     await scoped.register(adminReportRoutes, options);
+    await scoped.register(adminModerationRoutes, options);
   });
 };
