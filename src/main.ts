@@ -431,6 +431,10 @@ export async function startServer(
   services.admin.purges.resumePending().catch((err: unknown) => {
     if (!closing) logger.error({ err }, 'resuming room purges failed');
   });
+  // … and those a process that died left behind, once their leases have run out.
+  services.admin.purges.startResuming((err: unknown) => {
+    if (!closing) logger.error({ err }, 'resuming room purges failed');
+  });
   return {
     app,
     services,
