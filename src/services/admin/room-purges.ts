@@ -138,10 +138,7 @@ export function createRoomPurgeService(
 
   const isLocal = (userId: string) => userId.endsWith(`:${ctx.settings.serverName}`);
 
-  async function deleteRoom(
-    row: PurgeRow,
-    lease: ReturnType<typeof jobLease>,
-  ): Promise<void> {
+  async function deleteRoom(row: PurgeRow, lease: ReturnType<typeof jobLease>): Promise<void> {
     const params = JSON.parse(row.params) as DeleteRoomParams;
     const roomId = row.roomId;
     const result: DeleteRoomResult = {
@@ -183,10 +180,7 @@ export function createRoomPurgeService(
     });
   }
 
-  async function purgeHistory(
-    row: PurgeRow,
-    lease: ReturnType<typeof jobLease>,
-  ): Promise<void> {
+  async function purgeHistory(row: PurgeRow, lease: ReturnType<typeof jobLease>): Promise<void> {
     const params = JSON.parse(row.params) as HistoryPurgeParams;
     const localServer = params.deleteLocalEvents ? null : ctx.settings.serverName;
     while (
