@@ -14,6 +14,7 @@ import { adminRoomRoutes } from './rooms.js';
 import { adminRoomPurgeRoutes } from './room-purges.js';
 import { adminUserRoutes } from './users.js';
 import { adminModerationRoutes } from './moderation.js';
+import { adminMediaRoutes } from './media.js';
 
 export const adminRoutes: RoutePlugin = async (app, options) => {
   const { services, config } = options;
@@ -68,5 +69,6 @@ export const adminRoutes: RoutePlugin = async (app, options) => {
     await scoped.register(adminRegistrationTokenRoutes, options);
     await scoped.register(adminReportRoutes, options);
     await scoped.register(adminModerationRoutes, options);
+    await scoped.register(adminMediaRoutes, options);
   });
 };

@@ -14,6 +14,7 @@ import { createAdminRoomService } from './rooms.js';
 import { createAdminUserService } from './users.js';
 import { createModerationService } from './moderation.js';
 import { createServerNoticeService } from './server-notices.js';
+import { createMediaAdminService } from './media.js';
 
 export function createAdminServices(
   ctx: ServiceContext,
@@ -36,6 +37,7 @@ export function createAdminServices(
     retention: createRetentionService(ctx),
     moderation: createModerationService(ctx, users.localUser),
     serverNotices: createServerNoticeService(ctx, deps),
+    media: createMediaAdminService(ctx, users.localUser),
   };
 }
 
