@@ -5,7 +5,7 @@
  */
 import { Type } from 'typebox';
 import { requesterOf } from '../../http/request-context.js';
-import type { UserMediaOrder, UserMediaRow } from '../../storage/index.js';
+import type { UserMediaOrder, UserMediaRow } from '../../services/admin/index.js';
 import { RoomParams, roomIdParam } from '../client/params.js';
 import type { RoutePlugin } from '../client/plugin.js';
 import { Direction, Limit, Offset } from './paging.js';

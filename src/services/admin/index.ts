@@ -42,6 +42,7 @@ export function createAdminServices(
 }
 
 export type AdminServices = ReturnType<typeof createAdminServices>;
+export type { UserMediaOrder, UserMediaRow } from '../../storage/index.js';
 export type {
   AdminUserRow,
   DeviceRow,
