@@ -116,6 +116,17 @@ export function serviceSettingsOf(
       },
     },
     userDirectorySearchAll: config.user_directory.search_all_users,
+    serverNotices:
+      config.server_notices.system_mxid_localpart === null
+        ? null
+        : {
+            systemLocalpart: config.server_notices.system_mxid_localpart,
+            systemDisplayname: config.server_notices.system_mxid_display_name,
+            systemAvatarUrl: config.server_notices.system_mxid_avatar_url,
+            roomName: config.server_notices.room_name,
+            roomTopic: config.server_notices.room_topic,
+            roomAvatarUrl: config.server_notices.room_avatar_url,
+          },
   };
 }
 
@@ -443,6 +454,10 @@ export async function startServer(
   });
   // Room deletions and history purges a stopped process left unfinished (admin API).
   services.admin.purges.resumePending().catch((err: unknown) => {
+    if (!closing) logger.error({ err }, 'resuming room purges failed');
+  });
+  // … and those a process that died left behind, once their leases have run out.
+  services.admin.purges.startResuming((err: unknown) => {
     if (!closing) logger.error({ err }, 'resuming room purges failed');
   });
   return {

@@ -316,6 +316,44 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Room retention (docs/admin.md).' },
     ),
+    server_notices: Type.Object(
+      {
+        system_mxid_localpart: Type.Union(
+          [Type.String({ minLength: 1, maxLength: 200 }), Type.Null()],
+          {
+            default: null,
+            description:
+              'Localpart of the user server notices come from (made on first use); null: server notices are off and `send_server_notice` answers 400.',
+          },
+        ),
+        system_mxid_display_name: Type.Union([Type.String({ maxLength: 256 }), Type.Null()], {
+          default: null,
+          description: "The system user's display name (null: its localpart).",
+        }),
+        system_mxid_avatar_url: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()], {
+          default: null,
+          description: "The system user's avatar (an mxc:// URI).",
+        }),
+        room_name: Type.String({
+          maxLength: 256,
+          default: 'Server Notices',
+          description: "Name of each user's server-notices room.",
+        }),
+        room_topic: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()], {
+          default: null,
+          description: "Topic of each user's server-notices room.",
+        }),
+        room_avatar_url: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()], {
+          default: null,
+          description: "Avatar of each user's server-notices room (an mxc:// URI).",
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description: 'Server notices sent by admins (`send_server_notice`, docs/admin.md).',
+      },
+    ),
     password_policy: Type.Object(
       {
         minimum_length: Type.Integer({

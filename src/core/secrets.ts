@@ -25,3 +25,9 @@ export const hashAccessToken = (token: string): string => hash('sha256', token, 
 export const newDeviceId = (): string => randomString(10, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ');
 
 export const newSessionId = (): string => randomString(24);
+/**
+ * An event ID in the shape of a real one (room versions 4+), for what a shadow-banned user
+ * sends: answered as if sent, never stored.
+ */
+export const fakeEventId = (): string =>
+  `$${randomString(43, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_')}`;

@@ -100,7 +100,11 @@ export function registerAccessHooks(
             // An application service registered with `rate_limited: false` is never limited,
             // also where its token is read by the route (registering its users, logging in).
             if (unlimitedService(services, request)) return;
-            rateLimiter.take(bucket, request.requester?.userId ?? `ip:${request.ip}`);
+            rateLimiter.take(
+              bucket,
+              request.requester?.userId ?? `ip:${request.ip}`,
+              request.requester?.rateLimitOverride,
+            );
           }
         : null;
     if (!auth && !limit) return;
@@ -114,7 +118,13 @@ export function registerAccessHooks(
           if (found instanceof Promise) {
             found.then((requester) => {
               request.requester = requester;
-              limit?.(request);
+              // A refusal here must answer the request (thrown, it would leave it hanging).
+              try {
+                limit?.(request);
+              } catch (err) {
+                done(err as Error);
+                return;
+              }
               done();
             }, done);
             return;

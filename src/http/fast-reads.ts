@@ -146,7 +146,11 @@ export class FastReads {
     // The route accepted the request: only now is a rate-limit token taken, as Fastify's path
     // would (a refused take takes nothing, and Fastify's path then refuses it the same way).
     try {
-      this.options.rateLimiter?.take(route.rateLimit, requester.userId);
+      this.options.rateLimiter?.take(
+        route.rateLimit,
+        requester.userId,
+        requester.rateLimitOverride,
+      );
     } catch {
       return null;
     }

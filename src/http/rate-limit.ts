@@ -35,11 +35,28 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Takes one token for `key` in `className`, or throws 429 M_LIMIT_EXCEEDED. */
-  take(className: RateLimitClassName, key: string): void {
-    const settings = this.classes[className];
+  /**
+   * Takes one token for `key` in `className`, or throws 429 M_LIMIT_EXCEEDED. An admin's
+   * override for the user (`override_ratelimit`) replaces the class's settings; 0 per second
+   * and a burst of 0 mean never limited, as in Synapse.
+   */
+  take(
+    className: RateLimitClassName,
+    key: string,
+    override?: { messagesPerSecond: number; burstCount: number } | null,
+  ): void {
+    if (override && override.messagesPerSecond <= 0 && override.burstCount <= 0) return;
+    const settings = override
+      ? {
+          per_second: Math.max(override.messagesPerSecond, 0.001),
+          burst: Math.max(1, override.burstCount),
+        }
+      : this.classes[className];
     const now = this.now();
-    const id = `${className}\u0000${key}`;
+    // An override has a bucket of its own, full when the override is set.
+    const id = override
+      ? `${className}\u0000${key}\u0000${override.messagesPerSecond}/${override.burstCount}`
+      : `${className}\u0000${key}`;
     const bucket = this.buckets.get(id) ?? { tokens: settings.burst, updatedMs: now };
     bucket.tokens = Math.min(
       settings.burst,

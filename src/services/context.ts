@@ -9,6 +9,7 @@ import type { OldVerifyKey } from '../core/server-keys.js';
 import type { DiscoveryResolver } from '../core/server-discovery.js';
 import type { CacheStats } from './cache-stats.js';
 import type { RetentionSettings } from './admin/retention.js';
+import type { ServerNoticeSettings } from './admin/server-notices.js';
 
 export interface ServiceSettings {
   serverName: string;
@@ -38,6 +39,8 @@ export interface ServiceSettings {
    * bench datasets and measuring what evaluation costs; absent means true.
    */
   pushEvaluation?: boolean;
+  /** Server notices from a system user (admin API); absent or null: not configured. */
+  serverNotices?: ServerNoticeSettings | null;
 }
 
 export interface FederationSettings {
@@ -88,6 +91,10 @@ export interface Requester {
    * sender or one of its users; `deviceId` is then '' unless a device was named.
    */
   appservice?: AppServiceRegistration;
+  /** Shadow-banned by an admin: what the user sends is answered but goes nowhere. */
+  shadowBanned?: boolean;
+  /** An admin's override of the user's rate limits (0 and 0: never limited). */
+  rateLimitOverride?: { messagesPerSecond: number; burstCount: number } | null;
 }
 
 /**

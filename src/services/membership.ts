@@ -3,6 +3,7 @@
  * rejecting invites, withdrawing knocks), kick, ban, unban, knock, forget. Each runs in one
  * transaction holding the room's lock, so the auth check sees the latest state.
  */
+import { fakeEventId } from '../core/secrets.js';
 import { MatrixError, forbidden, invalidParam, notFound } from '../core/errors.js';
 import {
   actionLevel,
@@ -337,6 +338,8 @@ export function createMembershipService(
         !(await ctx.storage.stores.accounts.selectUser(userId))
       )
         await appserviceCalls.queryUser(userId);
+      // Shadow-banned (admin API): answered as if invited, nothing happens.
+      if (requester.shadowBanned) return;
       const precondition = (target: string, current: string | undefined) => {
         if (current === 'join') return `${target} is already in the room`;
         if (current === 'ban') return `${target} is banned from the room`;
@@ -473,6 +476,10 @@ export function createMembershipService(
       ts?: number,
     ): Promise<string> {
       const { membership, reason, ...rest } = content;
+      // Shadow-banned (admin API): an invite is answered as if sent, nothing happens.
+      if (requester.shadowBanned && membership === 'invite' && target !== requester.userId) {
+        return fakeEventId();
+      }
       const originServerTs = ts !== undefined && requester.appservice ? ts : undefined;
       return inRoom(
         'setMemberEvent',

@@ -5,6 +5,7 @@
 import { forbidden, invalidParam, notFound } from '../core/errors.js';
 import { toClientEvent, type ClientEvent } from '../core/client-event.js';
 import type { JsonObject } from '../core/pdu.js';
+import { fakeEventId } from '../core/secrets.js';
 import type { EventRow, Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter } from './event-writer.js';
@@ -46,6 +47,8 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
     txnId: string | null,
     event: { type: string; stateKey?: string; content: JsonObject; originServerTs?: number },
   ): Promise<string> {
+    // Shadow-banned (admin API): answered as if sent, never stored or delivered.
+    if (requester.shadowBanned) return fakeEventId();
     if (txnId !== null) {
       const existing = await rooms().selectTxnEvent(
         requester.userId,

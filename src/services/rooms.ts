@@ -121,7 +121,8 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
       const rules = getRoomVersion(version);
       const preset: Preset =
         request.preset ?? (request.visibility === 'public' ? 'public_chat' : 'private_chat');
-      const invitees = request.invite ?? [];
+      // A shadow-banned creator's room is made, its invites silently dropped (as Synapse).
+      const invitees = requester.shadowBanned ? [] : (request.invite ?? []);
       for (const invitee of invitees) {
         if (!parseUserId(invitee)) throw invalidParam(`Invalid user ID in invite: ${invitee}`);
       }

@@ -43,6 +43,8 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
       userId: owner.userId,
       deviceId: owner.deviceId,
       isAdmin: owner.isAdmin,
+      ...(owner.shadowBanned ? { shadowBanned: true } : {}),
+      ...(owner.rateLimitOverride ? { rateLimitOverride: owner.rateLimitOverride } : {}),
     });
     sessions.set(hash, requester, [owner.userId], ticket);
     return requester;

@@ -142,6 +142,8 @@ export function createTypingService(ctx: ServiceContext) {
       if (requester.userId !== userId) {
         throw forbidden('You can only set your own typing state');
       }
+      // Shadow-banned (admin API): accepted, shown to no one.
+      if (requester.shadowBanned) return;
       const now = ctx.now();
       const timeout = Math.min(
         Math.max(timeoutMs ?? DEFAULT_TYPING_TIMEOUT_MS, 0),

@@ -43,6 +43,8 @@ export interface AdminUserRow {
   displayname: string | null;
   avatarUrl: string | null;
   creationTs: number;
+  /** Shadow-banned by an admin (migration 0062). */
+  shadowBanned: boolean;
 }
 
 export const ROOM_ORDERS = [
@@ -167,6 +169,7 @@ const toUserRow = (row: {
   displayname: string | null;
   avatar_url: string | null;
   created_ts: number;
+  shadow_banned: number | null;
 }): AdminUserRow => ({
   userId: row.user_id,
   isAdmin: Number(row.is_admin) === 1,
@@ -174,6 +177,7 @@ const toUserRow = (row: {
   displayname: row.displayname,
   avatarUrl: row.avatar_url,
   creationTs: Number(row.created_ts),
+  shadowBanned: Number(row.shadow_banned ?? 0) === 1,
 });
 
 const toTokenRow = (row: {
@@ -222,6 +226,7 @@ export function adminStore(
     'users.created_ts',
     'profiles.displayname',
     'profiles.avatar_url',
+    'user_moderation.shadow_banned',
   ] as const;
 
   function roomsQuery(serverName: string) {
@@ -271,6 +276,7 @@ export function adminStore(
       let base = db
         .selectFrom('users')
         .leftJoin('profiles', 'profiles.user_id', 'users.user_id')
+        .leftJoin('user_moderation', 'user_moderation.user_id', 'users.user_id')
         .where(sql<boolean>`1 = 1`);
       if (!query.includeDeactivated) base = base.where('users.deactivated', '=', 0);
       if (query.admins !== undefined)
@@ -311,6 +317,7 @@ export function adminStore(
       const row = await db
         .selectFrom('users')
         .leftJoin('profiles', 'profiles.user_id', 'users.user_id')
+        .leftJoin('user_moderation', 'user_moderation.user_id', 'users.user_id')
         .select([...userColumns])
         .where('users.user_id', '=', userId)
         .executeTakeFirst();

@@ -20,6 +20,10 @@ export interface TokenOwner {
   deviceId: string;
   deactivated: boolean;
   isAdmin: boolean;
+  /** Shadow-banned by an admin (migration 0062). */
+  shadowBanned: boolean;
+  /** An admin's rate-limit override for the user, if any (migration 0062). */
+  rateLimitOverride: { messagesPerSecond: number; burstCount: number } | null;
 }
 
 export interface DeviceStore {
@@ -49,11 +53,15 @@ export function deviceStore(db: Kysely<Database>, announce: Announce): DeviceSto
     db
       .selectFrom('access_tokens')
       .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
+      .leftJoin('user_moderation', 'user_moderation.user_id', 'access_tokens.user_id')
       .select([
         'access_tokens.user_id',
         'access_tokens.device_id',
         'users.deactivated',
         'users.is_admin',
+        'user_moderation.shadow_banned',
+        'user_moderation.messages_per_second',
+        'user_moderation.burst_count',
       ])
       .where('access_tokens.token_hash', '=', tokenHash),
   );
@@ -150,6 +158,14 @@ export function deviceStore(db: Kysely<Database>, announce: Announce): DeviceSto
             deviceId: row.device_id,
             deactivated: Number(row.deactivated) === 1,
             isAdmin: Number(row.is_admin) === 1,
+            shadowBanned: Number(row.shadow_banned ?? 0) === 1,
+            rateLimitOverride:
+              row.messages_per_second === null || row.burst_count === null
+                ? null
+                : {
+                    messagesPerSecond: Number(row.messages_per_second),
+                    burstCount: Number(row.burst_count),
+                  },
           }
         : undefined;
     },

@@ -41,6 +41,7 @@ import { pusherStore, type PusherStore } from './pusher-store.js';
 
 import { adminStore, type AdminStore } from './admin-store.js';
 import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
+import { moderationStore, type ModerationStore } from './moderation-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import { remoteDeviceStore, type RemoteDeviceStore } from './remote-device-store.js';
 import {
@@ -91,6 +92,7 @@ export interface Stores {
 
   readonly admin: AdminStore;
   readonly roomPurges: RoomPurgeStore;
+  readonly moderation: ModerationStore;
   readonly slidingSync: SlidingSyncStore;
   readonly remoteDevices: RemoteDeviceStore;
   readonly roomDag: RoomDagStore;
@@ -156,6 +158,7 @@ export function storesFor(
 
     admin: adminStore(db, dialect, announce),
     roomPurges: roomPurgeStore(db),
+    moderation: moderationStore(db, announce),
     slidingSync: slidingSyncStore(db),
     remoteDevices: remoteDeviceStore(db),
     roomDag: roomDagStore(db),
@@ -221,6 +224,13 @@ export type {
   StateEntry,
   StateGroupHead,
 } from './room-dag-store.js';
+export type {
+  ModerationStore,
+  RateLimitOverride,
+  UserMediaRow,
+  UserMediaOrder,
+} from './moderation-store.js';
+export { USER_MEDIA_ORDERS } from './moderation-store.js';
 export type { PoolStats } from './database.js';
 export type { AccountDataStore, AccountDataRow } from './account-data-store.js';
 export type { PresenceStore, PresenceRow } from './presence-store.js';

@@ -34,6 +34,8 @@ export interface MediaFileStore {
   read(sha256: string): Promise<Buffer | null>;
   /** A stream of a stored file, or of bytes `start`..`end` (inclusive). */
   stream(sha256: string, range?: { start: number; end: number }): Readable;
+  /** Deletes a stored file (nothing when it is missing): media deleted by an admin. */
+  remove?(sha256: string): Promise<void>;
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -114,6 +116,9 @@ export async function openFileMediaStore(directory: string): Promise<MediaFileSt
     },
     stream(sha256, range) {
       return createReadStream(pathOf(sha256), range);
+    },
+    async remove(sha256) {
+      await rm(pathOf(sha256), { force: true });
     },
   };
 }

@@ -587,6 +587,10 @@ export interface Database {
   content_reports: ContentReportsTable;
   room_purges: RoomPurgesTable;
   blocked_rooms: BlockedRoomsTable;
+  user_moderation: UserModerationTable;
+  server_notice_rooms: ServerNoticeRoomsTable;
+  media_quarantine: MediaQuarantineTable;
+  job_leases: JobLeasesTable;
   room_list_meta: RoomListMetaTable;
   sliding_sync_connections: SlidingSyncConnectionsTable;
   sliding_sync_rooms: SlidingSyncRoomsTable;
@@ -744,4 +748,32 @@ export interface PushSenderLeaseTable {
   name: string;
   lease_owner: string | null;
   lease_until: number;
+}
+
+/** Shadow-bans and rate-limit overrides of users (migration 0062). */
+export interface UserModerationTable {
+  user_id: string;
+  shadow_banned: Generated<number>;
+  messages_per_second: number | null;
+  burst_count: number | null;
+}
+
+/** Each user's server-notices room (migration 0062). */
+export interface ServerNoticeRoomsTable {
+  user_id: string;
+  room_id: string;
+}
+
+/** Local media an admin quarantined: downloads answer 404 (migration 0062). */
+export interface MediaQuarantineTable {
+  media_id: string;
+  quarantined_by: string;
+  quarantined_ts: number;
+}
+
+/** Which process runs a background job, until when (migration 0062). */
+export interface JobLeasesTable {
+  job: string;
+  owner: string;
+  until_ts: number;
 }

@@ -43,10 +43,11 @@ export type ConfigEnv = Record<string, string>;
 export async function startTestServer(
   dialect: TestDialect,
   env: ConfigEnv = {},
+  logger?: pino.Logger,
 ): Promise<TestServer> {
   const database: TestDatabase = await createTestDatabase(dialect);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
-  const server = await startServerOn(database, dataDir, env);
+  const server = await startServerOn(database, dataDir, env, logger);
   return {
     ...server,
     async close() {
@@ -65,6 +66,8 @@ export async function startServerOn(
   database: TestDatabase,
   dataDir: string,
   env: ConfigEnv = {},
+  /** The server's logger (default: silent, or COMMONS_TEST_LOG_LEVEL). */
+  givenLogger?: pino.Logger,
 ): Promise<TestServer> {
   const config = loadConfig({
     env: {
@@ -78,7 +81,7 @@ export async function startServerOn(
       ...env,
     },
   });
-  const logger = pino({ level: process.env.COMMONS_TEST_LOG_LEVEL ?? 'silent' });
+  const logger = givenLogger ?? pino({ level: process.env.COMMONS_TEST_LOG_LEVEL ?? 'silent' });
   const running = await startServer(config, { logger });
   const request = async <T>(
     method: string,

@@ -13,6 +13,8 @@ import { adminReportRoutes } from './reports.js';
 import { adminRoomRoutes } from './rooms.js';
 import { adminRoomPurgeRoutes } from './room-purges.js';
 import { adminUserRoutes } from './users.js';
+import { adminModerationRoutes } from './moderation.js';
+import { adminMediaRoutes } from './media.js';
 
 export const adminRoutes: RoutePlugin = async (app, options) => {
   const { services, config } = options;
@@ -66,5 +68,7 @@ export const adminRoutes: RoutePlugin = async (app, options) => {
     await scoped.register(adminRoomPurgeRoutes, options);
     await scoped.register(adminRegistrationTokenRoutes, options);
     await scoped.register(adminReportRoutes, options);
+    await scoped.register(adminModerationRoutes, options);
+    await scoped.register(adminMediaRoutes, options);
   });
 };

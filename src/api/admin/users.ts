@@ -29,7 +29,7 @@ function listedUser(user: AdminUserRow) {
     is_guest: false,
     admin: user.isAdmin,
     deactivated: user.deactivated,
-    shadow_banned: false,
+    shadow_banned: user.shadowBanned,
     displayname: user.displayname,
     avatar_url: user.avatarUrl,
     creation_ts: user.creationTs,

@@ -12,6 +12,9 @@ import { createRegistrationTokenService } from './registration-tokens.js';
 import { createReportService } from './reports.js';
 import { createAdminRoomService } from './rooms.js';
 import { createAdminUserService } from './users.js';
+import { createModerationService } from './moderation.js';
+import { createServerNoticeService } from './server-notices.js';
+import { createMediaAdminService } from './media.js';
 
 export function createAdminServices(
   ctx: ServiceContext,
@@ -23,18 +26,23 @@ export function createAdminServices(
     rooms: RoomService;
   },
 ) {
+  const users = createAdminUserService(ctx, deps);
   return {
-    users: createAdminUserService(ctx, deps),
+    users,
     rooms: createAdminRoomService(ctx, deps.timeline),
     registrationTokens: createRegistrationTokenService(ctx),
     reports: createReportService(ctx),
     purges: createRoomPurgeService(ctx, deps),
     roomAdmin: createRoomAdminService(ctx, deps),
     retention: createRetentionService(ctx),
+    moderation: createModerationService(ctx, users.localUser),
+    serverNotices: createServerNoticeService(ctx, deps),
+    media: createMediaAdminService(ctx, users.localUser),
   };
 }
 
 export type AdminServices = ReturnType<typeof createAdminServices>;
+export type { UserMediaOrder, UserMediaRow } from '../../storage/index.js';
 export type {
   AdminUserRow,
   DeviceRow,

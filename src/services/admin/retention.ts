@@ -6,7 +6,8 @@
  * loop free between them. Rooms are visited one at a time, every `purge_interval_seconds`.
  */
 import type { ServiceContext } from '../context.js';
-import { PURGE_BATCH_ROWS } from './room-purges.js';
+import { randomString } from '../../core/secrets.js';
+import { PURGE_BATCH_ROWS, jobLease } from './room-purges.js';
 
 export interface RetentionSettings {
   enabled: boolean;
@@ -45,6 +46,10 @@ export function createRetentionService(ctx: ServiceContext) {
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<number> | null = null;
   let stopping = false;
+  let leaseLost = false;
+
+  /** One pass at a time among every process: the one holding the `retention` lease. */
+  const lease = jobLease(ctx, 'retention', randomString(16));
 
   async function purgeRoom(settings: RetentionSettings, roomId: string): Promise<number> {
     const [retention] = await stores.rooms.selectStateEvents(roomId, [['m.room.retention', '']]);
@@ -53,26 +58,44 @@ export function createRetentionService(ctx: ServiceContext) {
     const before = (await stores.roomPurges.selectPositionBefore(roomId, ctx.now() - lifetime)) + 1;
     let deleted = 0;
     for (;;) {
-      if (stopping) break;
+      if (stopping || leaseLost) break;
       const n = await stores.roomPurges.deleteHistoryBatch(roomId, before, PURGE_BATCH_ROWS, null);
       if (n === 0) break;
       deleted += n;
       await pause();
+      if (!(await lease.renew())) {
+        // Another process took the pass over (this one was too slow to renew).
+        leaseLost = true;
+        break;
+      }
     }
     if (deleted > 0) await stores.stream.notify({ rooms: [roomId] });
     return deleted;
   }
 
-  /** One pass over every room; resolves with how many events were purged. */
+  /**
+   * One pass over every room, unless another process is making one; resolves with how many
+   * events were purged.
+   */
   async function runOnce(): Promise<number> {
     const settings = ctx.settings.retention;
     if (!settings?.enabled) return 0;
+    if (!(await lease.take())) return 0;
+    leaseLost = false;
+    try {
+      return await pass(settings);
+    } finally {
+      await lease.release().catch(() => undefined);
+    }
+  }
+
+  async function pass(settings: RetentionSettings): Promise<number> {
     let deleted = 0;
     let after = '';
     for (;;) {
       const roomIds = await stores.roomPurges.selectRoomIdsAfter(after, ROOM_PAGE);
       for (const roomId of roomIds) {
-        if (stopping) return deleted;
+        if (stopping || leaseLost) return deleted;
         deleted += await purgeRoom(settings, roomId);
         await pause();
       }

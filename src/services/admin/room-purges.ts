@@ -60,6 +60,36 @@ const EMPTY_RESULT: DeleteRoomResult = {
 /** Lets the event loop run (timers, I/O, other requests) between two batches. */
 const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * How long a process holds a job's lease (job_leases, migration 0062) without renewing it;
+ * it renews at half-time while it works, so a job is run by one process of several, and one
+ * left by a process that died is taken up by another once the lease has run out.
+ */
+export const JOB_LEASE_MS = 60_000;
+
+/**
+ * A lease on a background job for this process: `renew()` between batches keeps it (false
+ * once it is lost, the job then to be left), `release()` at the end.
+ */
+export function jobLease(ctx: ServiceContext, job: string, owner: string) {
+  const stores = ctx.storage.stores;
+  let renewedAt = 0;
+  return {
+    async take(): Promise<boolean> {
+      const now = ctx.now();
+      renewedAt = now;
+      return stores.moderation.takeLease(job, owner, now, now + JOB_LEASE_MS);
+    },
+    async renew(): Promise<boolean> {
+      const now = ctx.now();
+      if (now - renewedAt < JOB_LEASE_MS / 2) return true;
+      renewedAt = now;
+      return stores.moderation.takeLease(job, owner, now, now + JOB_LEASE_MS);
+    },
+    release: () => stores.moderation.releaseLease(job, owner),
+  };
+}
+
 export function createRoomPurgeService(
   ctx: ServiceContext,
   deps: { writer: EventWriter; rooms: RoomService },
@@ -68,6 +98,11 @@ export function createRoomPurgeService(
   let stopping = false;
   /** The purges this process is running, by ID. */
   const running = new Map<string, Promise<void>>();
+  /** This process's name on the leases it takes. */
+  const owner = randomString(16);
+  let resumer: NodeJS.Timeout | null = null;
+  /** Thrown between batches when the lease was lost: another process runs the purge now. */
+  class LeaseLost extends Error {}
 
   // Nothing but leaving gets into a blocked room (or one being deleted).
   deps.writer.addDeriver(async (tx, event) => {
@@ -103,7 +138,7 @@ export function createRoomPurgeService(
 
   const isLocal = (userId: string) => userId.endsWith(`:${ctx.settings.serverName}`);
 
-  async function deleteRoom(row: PurgeRow): Promise<void> {
+  async function deleteRoom(row: PurgeRow, lease: ReturnType<typeof jobLease>): Promise<void> {
     const params = JSON.parse(row.params) as DeleteRoomParams;
     const roomId = row.roomId;
     const result: DeleteRoomResult = {
@@ -122,6 +157,7 @@ export function createRoomPurgeService(
       if (await leave(userId, roomId)) result.kicked_users.push(userId);
       else result.failed_to_kick_users.push(userId);
       await pause();
+      if (!(await lease.renew())) throw new LeaseLost();
     }
     result.local_aliases = await stores.directory.selectAliasesOfRoom(roomId);
     for (const alias of result.local_aliases) await stores.directory.deleteAlias(alias);
@@ -132,6 +168,7 @@ export function createRoomPurgeService(
       }
       while (!stopping && (await stores.roomPurges.deleteRoomBatch(roomId, PURGE_BATCH_ROWS)) > 0) {
         await pause();
+        if (!(await lease.renew())) throw new LeaseLost();
       }
       if (stopping) return;
     }
@@ -143,7 +180,7 @@ export function createRoomPurgeService(
     });
   }
 
-  async function purgeHistory(row: PurgeRow): Promise<void> {
+  async function purgeHistory(row: PurgeRow, lease: ReturnType<typeof jobLease>): Promise<void> {
     const params = JSON.parse(row.params) as HistoryPurgeParams;
     const localServer = params.deleteLocalEvents ? null : ctx.settings.serverName;
     while (
@@ -156,6 +193,7 @@ export function createRoomPurgeService(
       )) > 0
     ) {
       await pause();
+      if (!(await lease.renew())) throw new LeaseLost();
     }
     if (stopping) return;
     await stores.stream.notify({ rooms: [row.roomId] });
@@ -167,17 +205,29 @@ export function createRoomPurgeService(
     const existing = running.get(row.purgeId);
     if (existing) return existing;
     const run = (async () => {
+      // One process of several runs it: the one holding its lease.
+      const lease = jobLease(ctx, `purge:${row.purgeId}`, owner);
       try {
+        if (!(await lease.take())) return;
+        // Finished meanwhile by the process that held the lease before.
+        const current = await stores.roomPurges.selectPurge(row.purgeId);
+        if (!current || current.status === 'complete' || current.status === 'failed') {
+          await lease.release();
+          return;
+        }
         await stores.roomPurges.updatePurge(row.purgeId, { status: 'active' });
-        if (row.kind === 'delete_room') await deleteRoom(row);
-        else await purgeHistory(row);
+        if (row.kind === 'delete_room') await deleteRoom(row, lease);
+        else await purgeHistory(row, lease);
+        await lease.release();
       } catch (err) {
-        // A shutdown meanwhile (the database closing under a batch): resumed at the next start.
-        if (stopping) return;
+        // A shutdown meanwhile (the database closing under a batch): resumed at the next start;
+        // a lease lost: another process runs it now.
+        if (stopping || err instanceof LeaseLost) return;
         const message = err instanceof Error ? err.message : String(err);
         await stores.roomPurges
           .updatePurge(row.purgeId, { status: 'failed', error: message })
           .catch(() => undefined);
+        await lease.release().catch(() => undefined);
       } finally {
         running.delete(row.purgeId);
       }
@@ -321,9 +371,23 @@ export function createRoomPurgeService(
       while (running.size > 0) await Promise.all([...running.values()]);
     },
 
+    /**
+     * Every lease period, takes up the purges left unfinished by a process that stopped
+     * holding their lease (it died); `onError` hears of a failed round.
+     */
+    startResuming(onError: (err: unknown) => void): void {
+      if (resumer) return;
+      resumer = setInterval(() => {
+        this.resumePending().catch(onError);
+      }, JOB_LEASE_MS);
+      resumer.unref();
+    },
+
     /** Stops between batches (at shutdown); what is left is resumed at the next start. */
     stop(): void {
       stopping = true;
+      if (resumer) clearInterval(resumer);
+      resumer = null;
     },
   };
 }

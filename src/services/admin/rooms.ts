@@ -10,6 +10,7 @@ import type { RoomVersionId } from '../../core/pdu.js';
 import type { AdminRoomRow, EventRow, RoomQuery } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import type { TimelineService } from '../timeline.js';
+import type { Requester } from '../context.js';
 
 /** A room as Synapse's room list and details describe it. */
 export interface AdminRoomSummary {
@@ -112,6 +113,16 @@ export function createAdminRoomService(ctx: ServiceContext, timeline: TimelineSe
       const row = await existingRoom(roomId);
       const events = await stores.rooms.selectAllStateEvents(roomId);
       return Promise.all(events.map((e) => timeline.present(e, row.roomVersion as RoomVersionId)));
+    },
+
+    /** A page of the room's events as the client's /messages pages them, with no visibility check. */
+    async messages(
+      admin: Requester,
+      roomId: string,
+      options: Parameters<TimelineService['messages']>[2],
+    ): ReturnType<TimelineService['messages']> {
+      await existingRoom(roomId);
+      return timeline.messages(admin, roomId, { ...options, unrestricted: true });
     },
   };
 }

@@ -154,6 +154,8 @@ export function createMediaService(
     if (server !== serverName || !isValidMediaId(mediaId)) throw notFound('Media not found');
     const row = await stores.media.selectMedia(mediaId);
     if (!row) throw notFound('Media not found');
+    // Quarantined by an admin (admin API): as if it did not exist.
+    if (await stores.moderation.selectQuarantined(mediaId)) throw notFound('Media not found');
     return row;
   };
 

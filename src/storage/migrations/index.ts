@@ -39,6 +39,7 @@ import * as m0053 from './0053-pushers.js';
 
 import * as m0060 from './0060-admin.js';
 import * as m0061 from './0061-room-purges.js';
+import * as m0062 from './0062-moderation.js';
 import * as m0070 from './0070-sliding-sync.js';
 import * as m0071 from './0071-room-list-index.js';
 
@@ -78,6 +79,7 @@ const migrations: Record<string, Migration> = {
 
   '0060-admin': m0060,
   '0061-room-purges': m0061,
+  '0062-moderation': m0062,
   '0070-sliding-sync': m0070,
   '0071-room-list-index': m0071,
 };
