@@ -39,8 +39,6 @@ const STATE_TYPES = [
 ] as const;
 
 const OPEN_JOIN_RULES = new Set(['public', 'knock', 'knock_restricted']);
-/** Join rules under which another server may see a room (it filters restricted ones itself). */
-const SERVER_VISIBLE_JOIN_RULES = new Set([...OPEN_JOIN_RULES, 'restricted']);
 /** How long another server's answer about a room is reused. */
 const REMOTE_CACHE_MS = 60_000;
 const REMOTE_CACHE_SIZE = 1000;
@@ -341,9 +339,9 @@ export function createRoomSummaryService(
 
     /**
      * `GET /_matrix/federation/v1/hierarchy/{roomId}` for `origin`: the room and the space's
-     * children known here, for rooms the origin may see: world-readable ones, public, knock or
-     * restricted ones, and rooms it has a user joined to or invited to (404 otherwise, as for
-     * unknown rooms).
+     * children known here, for rooms the origin may see: world-readable ones, public or knock
+     * ones, rooms it has a user joined to or invited to, and restricted rooms allowing a room it
+     * has a user joined to (404 otherwise, as for unknown rooms).
      */
     async hierarchy(
       origin: string,
@@ -354,12 +352,21 @@ export function createRoomSummaryService(
         const room = await describe(id);
         if (!room) return undefined;
         if (room.acl && !isServerAllowed(origin, parseServerAcl(room.acl))) return null;
-        if (SERVER_VISIBLE_JOIN_RULES.has(room.joinRule) || room.worldReadable) return room;
+        if (OPEN_JOIN_RULES.has(room.joinRule) || room.worldReadable) return room;
         // A server with a member joined, or with a user invited (who may want to look first).
-        const servers = await stores().federationOutbox.selectRemoteJoinedServers(id, serverName);
-        if (servers.includes(origin)) return room;
+        const joinedHere = async (rid: string) =>
+          (await stores().federationOutbox.selectRemoteJoinedServers(rid, serverName)).includes(
+            origin,
+          );
+        if (await joinedHere(id)) return room;
         const invited = await stores().rooms.selectMembersOfRoom(id, 'invite');
-        return invited.some((user) => parseUserId(user)?.serverName === origin) ? room : null;
+        if (invited.some((user) => parseUserId(user)?.serverName === origin)) return room;
+        // A restricted room, to a server with a member in a room it allows (which then filters
+        // for its users).
+        if (room.joinRule === 'restricted')
+          for (const allowed of room.allowed.slice(0, MAX_CHILDREN))
+            if (await joinedHere(allowed)) return room;
+        return null;
       };
       const shape = (room: LocalRoom): HierarchyRoom => ({
         ...room.summary,

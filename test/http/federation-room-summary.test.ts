@@ -1,8 +1,9 @@
 /**
  * Room summaries across two Commons servers: B serves `GET /_matrix/federation/v1/hierarchy`
  * (signed requests only; public rooms, spaces with their children, private rooms only to a
- * server with a member joined or invited), and a client of A reads the summary of B's rooms
- * by ID with `via` and by B's alias, with its membership as A knows it; each error.
+ * server with a member joined or invited, restricted ones to a server in an allowed room), and
+ * a client of A reads the summary of B's rooms by ID with `via` and by B's alias, with its
+ * membership as A knows it; each error.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -25,6 +26,7 @@ interface Summary {
   join_rule?: string;
   room_type?: string;
   room_version?: string;
+  allowed_room_ids?: string[];
   canonical_alias?: string;
   membership?: string;
   children_state?: { type: string; state_key: string; origin_server_ts: number }[];
@@ -235,6 +237,49 @@ forEachDatabase('room summaries over federation', (dialect) => {
     assert.equal((await hierarchy(privateRoom)).status, 200);
     const carol = await registerUser(a, 'carol');
     const other = await summaryOnA(privateRoom, `?via=${r(b.serverName)}`, carol.accessToken);
+    assert.equal(other.status, 404);
+  });
+
+  it('a restricted room shows to a server, and a user, in a room it allows', async () => {
+    const created = await onB<{ room_id: string }>('POST', '/createRoom', {
+      preset: 'private_chat',
+      room_version: '10',
+      name: 'Members of the space',
+      initial_state: [
+        {
+          type: 'm.room.join_rules',
+          state_key: '',
+          content: {
+            join_rule: 'restricted',
+            allow: [{ type: 'm.room_membership', room_id: space }],
+          },
+        },
+      ],
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const restricted = created.body.room_id;
+    assert.equal((await hierarchy(restricted)).status, 404);
+    const before = await summaryOnA(restricted, `?via=${r(b.serverName)}`, alice.accessToken);
+    assert.equal(before.status, 404);
+    const joined = await a.request(
+      'POST',
+      `/_matrix/client/v3/join/${r(space)}?via=${r(b.serverName)}`,
+      { token: alice.accessToken, body: {} },
+    );
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const served = await eventually(
+      () => hierarchy(restricted),
+      (answer) => answer.status === 200,
+      20_000,
+    );
+    assert.equal(served.body.room.join_rule, 'restricted');
+    const got = await summaryOnA(restricted, `?via=${r(b.serverName)}`, alice.accessToken);
+    assert.equal(got.status, 200, JSON.stringify(got.body));
+    assert.equal(got.body.name, 'Members of the space');
+    assert.deepEqual(got.body.allowed_room_ids, [space]);
+    assert.equal(got.body.membership, undefined);
+    const dave = await registerUser(a, 'dave');
+    const other = await summaryOnA(restricted, `?via=${r(b.serverName)}`, dave.accessToken);
     assert.equal(other.status, 404);
   });
 });
