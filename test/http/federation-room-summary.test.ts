@@ -7,16 +7,23 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, it } from 'node:test';
 import type { FederationService } from '../../src/services/federation/index.js';
 import { forEachDatabase } from '../helpers/databases.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { eventually } from '../helpers/eventually.js';
 import { httpsJson, makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
+import { SPEC_ROOT } from '../helpers/requirements.js';
+import { assertMatchesSpec } from '../helpers/spec-contract.js';
 import type { TestServer } from '../helpers/server.js';
 
 type Federated = TestServer & { serverName: string; port: number };
 const r = encodeURIComponent;
+const HIERARCHY_SPEC = path.join(SPEC_ROOT, 'data/api/server-server/space_hierarchy.yaml');
+/** The answer checked against the spec's schema for `/hierarchy` (200 or 404). */
+const matchesSpec = (status: number, body: unknown) =>
+  assertMatchesSpec(HIERARCHY_SPEC, 'get', '/hierarchy/{roomId}', status, body);
 
 interface Summary {
   room_id: string;
@@ -111,6 +118,7 @@ forEachDatabase('room summaries over federation', (dialect) => {
   it('serves a public room’s hierarchy entry to a signed request', async () => {
     const got = await hierarchy(publicRoom);
     assert.equal(got.status, 200, JSON.stringify(got.body));
+    matchesSpec(200, got.body);
     assert.equal(got.body.room.room_id, publicRoom);
     assert.equal(got.body.room.name, 'Garden');
     assert.equal(got.body.room.topic, 'Plants and soil');
@@ -126,6 +134,7 @@ forEachDatabase('room summaries over federation', (dialect) => {
   it('serves a space with its children, the private one as inaccessible', async () => {
     const got = await hierarchy(space);
     assert.equal(got.status, 200, JSON.stringify(got.body));
+    matchesSpec(200, got.body);
     assert.equal(got.body.room.room_type, 'm.space');
     assert.deepEqual(
       got.body.room.children_state?.map((c) => c.state_key).sort(),
@@ -150,6 +159,7 @@ forEachDatabase('room summaries over federation', (dialect) => {
   it('answers 404 for a room the server may not see and for an unknown room', async () => {
     const hidden = await hierarchy(privateRoom);
     assert.equal(hidden.status, 404);
+    matchesSpec(404, hidden.body);
     assert.equal(hidden.body.errcode, 'M_NOT_FOUND');
     const unknown = await hierarchy(`!nowhere:${b.serverName}`);
     assert.equal(unknown.status, 404);
@@ -170,6 +180,7 @@ forEachDatabase('room summaries over federation', (dialect) => {
   it('a client of A reads the summary of B’s public room by ID with via', async () => {
     const got = await summaryOnA(publicRoom, `?via=${r(b.serverName)}`, alice.accessToken);
     assert.equal(got.status, 200, JSON.stringify(got.body));
+    assertMatchesSpec('room_summary.yaml', 'get', '/room_summary/{roomIdOrAlias}', 200, got.body);
     assert.equal(got.body.room_id, publicRoom);
     assert.equal(got.body.name, 'Garden');
     assert.equal(got.body.topic, 'Plants and soil');
