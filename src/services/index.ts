@@ -126,7 +126,7 @@ export function createServices(ctx: ServiceContext) {
     filters: createFilterService(ctx),
     sync: createSyncService(ctx, timeline, notifier, sources),
     slidingSync: createSlidingSyncService(ctx, timeline, notifier, sources),
-    roomSummary: createRoomSummaryService(ctx),
+    roomSummary: createRoomSummaryService(ctx, federation),
     rooms,
     membership,
     roomEvents: createRoomEventService(ctx, writer),

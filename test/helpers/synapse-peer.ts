@@ -16,7 +16,12 @@ export interface SynapsePeer {
   stop(): Promise<void>;
 }
 
-export async function startSynapsePeer(install: SynapseInstall, ca: TestCa): Promise<SynapsePeer> {
+/** `extra`: more of Synapse's configuration (experimental features, say), over the defaults. */
+export async function startSynapsePeer(
+  install: SynapseInstall,
+  ca: TestCa,
+  extra: Record<string, unknown> = {},
+): Promise<SynapsePeer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'commons-synapse-'));
   const fedPort = await freePort();
   const clientPort = await freePort();
@@ -52,6 +57,7 @@ export async function startSynapsePeer(install: SynapseInstall, ca: TestCa): Pro
     bcrypt_rounds: 4,
     presence: { enabled: false },
     rc_registration: { per_second: 1000, burst_count: 1000 },
+    ...extra,
   };
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const synapse = await launchSynapse({

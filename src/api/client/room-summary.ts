@@ -24,11 +24,14 @@ export const roomSummaryRoutes: RoutePlugin = async (app, { services }) => {
     app.get(
       path,
       { config: { auth: 'optional' }, schema: { params: Params, querystring: Query } },
-      async (request) =>
-        services.roomSummary.summary(
+      async (request) => {
+        const via = request.query.via;
+        return services.roomSummary.summary(
           request.requester?.userId ?? null,
           request.params.roomIdOrAlias,
-        ),
+          via === undefined ? [] : Array.isArray(via) ? via : [via],
+        );
+      },
     );
   }
 };

@@ -9,7 +9,7 @@ import type { FederationService } from '../../services/federation/index.js';
 import type { KeyQuery } from '../../services/federation/keys.js';
 import type { RoutePlugin } from '../client/plugin.js';
 import { VERSION } from '../../version.js';
-import { registerFederationAuth } from './auth.js';
+import { originOf, registerFederationAuth } from './auth.js';
 import { registerFederationMediaRoutes } from './media.js';
 import { networkOfRequest } from '../../services/appservice/index.js';
 import { registerRoomFederationRoutes } from './rooms.js';
@@ -209,4 +209,22 @@ export const federationRoutes: RoutePlugin = async (app, { services, config }) =
     );
   }
   registerRoomFederationRoutes(app, federation, noLimit);
+
+  // https://spec.matrix.org/v1.19/server-server-api/#get_matrixfederationv1hierarchyroomid
+  app.get(
+    '/_matrix/federation/v1/hierarchy/:roomId',
+    {
+      config: { ...noLimit, federationAuth: true },
+      schema: {
+        params: Type.Object({ roomId: Type.String({ minLength: 1, maxLength: 255 }) }),
+        querystring: Type.Object({ suggested_only: Type.Optional(Type.Boolean()) }),
+      },
+    },
+    async (request) =>
+      services.roomSummary.hierarchy(
+        originOf(request),
+        request.params.roomId,
+        request.query.suggested_only ?? false,
+      ),
+  );
 };
