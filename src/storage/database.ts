@@ -51,6 +51,8 @@ export interface DatabaseHandle {
 export interface OpenOptions {
   poolSize?: number;
   logger?: StorageLogger;
+  /** False: the schema is left as it is (tests that build an older one); default true. */
+  migrate?: boolean;
 }
 
 const INT8_OID = 20;
@@ -280,7 +282,7 @@ export async function openDatabase(
   const pool = postgres?.pool;
   try {
     if (dialect === 'postgres') await checkPostgres(db, url);
-    await migrateToLatest(db as unknown as Kysely<unknown>);
+    if (options.migrate !== false) await migrateToLatest(db as unknown as Kysely<unknown>);
   } catch (err) {
     await db.destroy();
     throw err;

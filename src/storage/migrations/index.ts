@@ -43,7 +43,13 @@ import * as m0062 from './0062-moderation.js';
 import * as m0070 from './0070-sliding-sync.js';
 import * as m0071 from './0071-room-list-index.js';
 
-const migrations: Record<string, Migration> = {
+/**
+ * Each area has its own range of numbers (0020s federation, 0030s application services, 0040s
+ * media and keys, 0050s relations, search and push, 0060s admin, 0070s sliding sync), so a
+ * release can add a migration below one an existing database already ran: pending migrations
+ * run in name order whatever has run before (`allowUnorderedMigrations`).
+ */
+export const migrations: Readonly<Record<string, Migration>> = {
   '0001-accounts': m0001,
   '0002-rooms': m0002,
   '0003-membership-queries': m0003,
@@ -101,7 +107,11 @@ async function migrate(
   db: Kysely<unknown>,
   run: (migrator: Migrator) => ReturnType<Migrator['migrateToLatest']>,
 ): Promise<void> {
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => ({ ...migrations }) },
+    allowUnorderedMigrations: true,
+  });
   const { error, results } = await run(migrator);
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
