@@ -62,8 +62,7 @@ export function synapseInstall(): SynapseInstall | { problem: string } {
 }
 
 export const SYNAPSE: Requirement = {
-  suites:
-    'Commons beside Synapse over federation (test/http/federation-synapse.test.ts, federation-synapse-rooms.test.ts)',
+  suites: 'Commons beside Synapse over federation (test/http/federation-synapse*.test.ts)',
   requireVariable: 'COMMONS_TEST_REQUIRE_SYNAPSE',
   missing: () => {
     const install = synapseInstall();
