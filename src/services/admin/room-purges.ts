@@ -20,7 +20,7 @@ import type { EventWriter } from '../event-writer.js';
 import type { RoomService } from '../rooms.js';
 
 /** Rows per batch: each batch is one or two short statements. */
-export const PURGE_BATCH_ROWS = 500;
+export const PURGE_BATCH_ROWS = 200;
 const LEFT_MEMBERSHIPS = ['join', 'invite', 'knock'] as const;
 
 export interface DeleteRoomParams {
