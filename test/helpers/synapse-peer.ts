@@ -76,3 +76,27 @@ export async function startSynapsePeer(
     },
   };
 }
+
+/** An HTTP answer read as JSON (a Synapse or Commons client API call in these tests). */
+export interface JsonAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** Calls `url` with an optional JSON body and access token; the answer read as JSON. */
+export async function requestJson(
+  url: string,
+  method = 'GET',
+  body?: unknown,
+  token?: string,
+): Promise<JsonAnswer> {
+  const response = await fetch(url, {
+    method,
+    headers: {
+      ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}

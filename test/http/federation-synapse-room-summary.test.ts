@@ -13,28 +13,13 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
 import { SYNAPSE, skipUnless, synapseInstall } from '../helpers/requirements.js';
-import { startSynapsePeer, type SynapsePeer } from '../helpers/synapse-peer.js';
+import { requestJson, startSynapsePeer, type SynapsePeer } from '../helpers/synapse-peer.js';
 import type { TestServer } from '../helpers/server.js';
 
 const r = encodeURIComponent;
 const skip = skipUnless(SYNAPSE);
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-async function json(url: string, method = 'GET', body?: unknown, token?: string): Promise<Answer> {
-  const response = await fetch(url, {
-    method,
-    headers: {
-      ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
-      ...(token ? { Authorization: `Bearer ${token}` } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
+const json = requestJson;
 
 forEachDatabase(
   'room summaries between Commons and Synapse',
