@@ -19,7 +19,7 @@ import {
 import { getRoomVersion } from '../core/room-versions.js';
 import { hashAndSignPdu } from '../core/signing.js';
 import { randomString } from '../core/secrets.js';
-import type { EventRow, StateChange, Stores } from '../storage/index.js';
+import type { EventRow, StateChange, StateRemoval, Stores } from '../storage/index.js';
 import { recordLocalEventState } from './rooms-dag/state-groups.js';
 import type { ServiceContext } from './context.js';
 
@@ -59,11 +59,44 @@ export type EventDeriver = (
   },
 ) => Promise<void>;
 
+/** An event as a state entry names it. */
+export interface StateEntryEvent {
+  eventId: string;
+  pdu: Pdu;
+}
+
+/**
+ * A current-state entry that state resolution changed when an event arrived, other than by
+ * the event itself: set to another event (one of the room's past, or of another branch), or
+ * removed altogether (`event` null).
+ */
+export interface ResolvedEntry {
+  type: string;
+  stateKey: string;
+  /** The event now holding the entry; null: resolution removed it. */
+  event: StateEntryEvent | null;
+  /** The event that held it before (null: the entry is new). */
+  previous: StateEntryEvent | null;
+}
+
+/**
+ * Work derived from the room's current state, for the entries state resolution changed
+ * (`ResolvedEntry`): what an event deriver does for a new state event, done for an entry
+ * that changed without a new event of its own. Runs in the transaction of the event whose
+ * arrival caused it, after that event's derivers; `streamOrdering` is that event's position.
+ */
+export type StateDeriver = (
+  stores: Stores,
+  change: ResolvedEntry & { roomId: string; roomVersion: RoomVersionId; streamOrdering: number },
+) => Promise<void>;
+
 /** How a received event (see `persistReceived`) reaches the room's rows. */
 export interface ReceivedPersist {
   eventId: string;
-  /** The current-state entries it changed (itself, and whatever state resolution decided). */
+  /** The current-state entries it set (itself, and whatever state resolution decided). */
   stateChanges: readonly StateChange[];
+  /** The entries resolution changed other than by this event (removals included). */
+  resolved?: readonly ResolvedEntry[];
   origin: string;
   relay: boolean;
 }
@@ -94,6 +127,7 @@ function toAuthEntry(row: EventRow): AuthStateEvent {
 export function createEventWriter(ctx: ServiceContext) {
   const { serverName } = ctx.settings;
   const derivers: EventDeriver[] = [];
+  const stateDerivers: StateDeriver[] = [];
 
   const sign = (unsigned: UnsignedPdu, version: RoomVersionId) =>
     hashAndSignPdu(unsigned, version, serverName, ctx.signingKey);
@@ -121,6 +155,7 @@ export function createEventWriter(ctx: ServiceContext) {
     );
     const users = new Set<string>();
     let membersChanged = pdu.type === 'm.room.redaction';
+    const removals: StateRemoval[] = [];
     if (received) {
       await stores.rooms.applyStateChanges(
         roomId,
@@ -133,6 +168,22 @@ export function createEventWriter(ctx: ServiceContext) {
           membersChanged = true;
         }
       }
+      for (const entry of received.resolved ?? []) {
+        if (entry.event !== null || entry.previous === null) continue;
+        const isMember = entry.type === 'm.room.member';
+        removals.push({
+          type: entry.type,
+          stateKey: entry.stateKey,
+          eventId: entry.previous.eventId,
+          ...(isMember ? { userId: entry.stateKey } : {}),
+        });
+        if (isMember) {
+          users.add(entry.stateKey);
+          membersChanged = true;
+        }
+      }
+      if (removals.length > 0)
+        await stores.rooms.removeStateEntries(roomId, removals, streamOrdering);
     } else if (membership) {
       users.add(membership.userId);
       membersChanged = true;
@@ -141,6 +192,9 @@ export function createEventWriter(ctx: ServiceContext) {
     const extra = received ? { received: { origin: received.origin, relay: received.relay } } : {};
     for (const derive of derivers)
       await derive(stores, { ...appended, roomVersion: version, ...extra });
+    for (const entry of received?.resolved ?? [])
+      for (const derive of stateDerivers)
+        await derive(stores, { ...entry, roomId, roomVersion: version, streamOrdering });
     // A redaction may change how a member event reads: member lists kept as bodies go too.
     await stores.stream.notify({
       rooms: [roomId],
@@ -240,6 +294,16 @@ export function createEventWriter(ctx: ServiceContext) {
      */
     addDeriver(derive: EventDeriver): void {
       derivers.push(derive);
+    },
+
+    /**
+     * Adds work derived from current state that must follow the entries state resolution
+     * changes without an event of their own (see `StateDeriver`). A deriver that keeps
+     * something from state events registers both: an event deriver for new events, a state
+     * deriver for resolution's changes.
+     */
+    addStateDeriver(derive: StateDeriver): void {
+      stateDerivers.push(derive);
     },
 
     /**

@@ -40,7 +40,7 @@ import { createPusherService } from './push/pushers.js';
 import { createPushSender } from './push/sender.js';
 import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
-import { deriveRoomListMeta } from './sliding-sync/room-list-meta.js';
+import { deriveRoomListMeta, deriveRoomListMetaState } from './sliding-sync/room-list-meta.js';
 import { createRoomSummaryService } from './room-summary.js';
 import { createDehydratedDeviceService } from './dehydrated-devices.js';
 import { createFederationDeviceService } from './federation/devices.js';
@@ -74,6 +74,7 @@ export function createServices(ctx: ServiceContext) {
     searchAll: ctx.settings.userDirectorySearchAll ?? false,
   });
   writer.addDeriver(userDirectory.deriver);
+  writer.addStateDeriver(userDirectory.stateDeriver);
   const profiles = createProfileService(ctx, membership);
   const directory = createDirectoryService(ctx);
   // Federation (when enabled): new events are queued for other servers in their transaction.
@@ -97,6 +98,7 @@ export function createServices(ctx: ServiceContext) {
   };
   const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
   writer.addDeriver(deriveRoomListMeta);
+  writer.addStateDeriver(deriveRoomListMetaState);
   const crossSigning = createCrossSigningService(ctx, uia, accounts);
   // Keys and device lists between servers, and the EDUs other servers send (federation only).
   const federationDevices = federation
@@ -115,6 +117,8 @@ export function createServices(ctx: ServiceContext) {
     appservices,
     /** Registers work that commits with every new event (see `EventDeriver`). */
     addEventDeriver: writer.addDeriver,
+    /** Registers work derived from the state entries state resolution changes (`StateDeriver`). */
+    addStateDeriver: writer.addStateDeriver,
     notifier,
     accountData,
     pushRules: createPushRuleService(accountData),
@@ -171,4 +175,5 @@ export type Services = ReturnType<typeof createServices>;
 export type { Requester, ServiceContext, ServiceSettings } from './context.js';
 export type { MutualRoomsPage } from './mutual-rooms.js';
 export type { AppendedEvent, EventDeriver } from './event-writer.js';
+export type { ResolvedEntry, StateDeriver } from './event-writer.js';
 export type { MediaContent, MediaSettings } from './media/index.js';

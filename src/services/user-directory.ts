@@ -9,7 +9,7 @@ import type { JsonObject } from '../core/pdu.js';
 import { parseUserId } from '../core/identifiers.js';
 import { searchWords } from '../core/user-directory.js';
 import type { Requester, ServiceContext } from './context.js';
-import type { EventDeriver } from './event-writer.js';
+import type { EventDeriver, StateDeriver } from './event-writer.js';
 
 export interface DirectorySearchResult {
   limited: boolean;
@@ -41,8 +41,26 @@ export function createUserDirectoryService(ctx: ServiceContext, options: { searc
     await stores.userDirectory.upsertUser(pdu.state_key, name, avatar);
   };
 
+  /** The same for the entries state resolution changed (a removed join rule: not public). */
+  const stateDeriver: StateDeriver = async (stores, change) => {
+    if (change.type === 'm.room.join_rules' && change.stateKey === '') {
+      const rule = change.event?.pdu.content.join_rule;
+      await stores.userDirectory.setRoomPublic(change.roomId, rule === 'public');
+      return;
+    }
+    if (change.event)
+      await deriver(stores, {
+        eventId: change.event.eventId,
+        roomId: change.roomId,
+        streamOrdering: change.streamOrdering,
+        pdu: change.event.pdu,
+        roomVersion: change.roomVersion,
+      });
+  };
+
   return {
     deriver,
+    stateDeriver,
 
     async search(
       requester: Requester,

@@ -216,7 +216,7 @@ export type {
   StreamStore,
 };
 export type { StreamChange } from './stream-store.js';
-export type { StateChange } from './room-store.js';
+export type { StateChange, StateRemoval } from './room-store.js';
 export type {
   DagStatus,
   KnownEvent,

@@ -72,6 +72,19 @@ export interface StateChange {
   membership?: MembershipChange;
 }
 
+/**
+ * A current-state entry that state resolution removed altogether (see `removeStateEntries`):
+ * the event that held it, and for a member entry the user whose membership it was.
+ */
+export interface StateRemoval {
+  type: string;
+  stateKey: string;
+  /** The event that held the entry until now. */
+  eventId: string;
+  /** Set for an `m.room.member` entry: that user no longer has a membership of the room. */
+  userId?: string;
+}
+
 export interface RoomStore {
   /** Serialises writers of one room until the transaction ends (no-op on SQLite: one writer). */
   lockRoom(roomId: string): Promise<void>;
@@ -115,6 +128,18 @@ export interface RoomStore {
   applyStateChanges(
     roomId: string,
     changes: readonly StateChange[],
+    streamOrdering: number,
+  ): Promise<void>;
+  /**
+   * Current-state entries that state resolution removed at `streamOrdering`: the
+   * current_state rows go; for a member entry the user's room_memberships row goes too (no
+   * membership at all), the mutual-rooms pair index drops the room if they were joined, and
+   * membership_history records `leave` (naming the event that was removed). state_history,
+   * which cannot name "no event", keeps its last row for the entry.
+   */
+  removeStateEntries(
+    roomId: string,
+    removals: readonly StateRemoval[],
     streamOrdering: number,
   ): Promise<void>;
   /** Events of a room in stream order: after `after` and at most `upTo`, ascending or descending. */
@@ -490,6 +515,51 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
 
     async applyStateChanges(roomId, changes, streamOrdering) {
       for (const change of changes) await applyStateChange(roomId, change, streamOrdering);
+    },
+
+    async removeStateEntries(roomId, removals, streamOrdering) {
+      for (const removal of removals) {
+        await db
+          .deleteFrom('current_state')
+          .where('room_id', '=', roomId)
+          .where('type', '=', removal.type)
+          .where('state_key', '=', removal.stateKey)
+          .execute();
+        if (removal.userId === undefined) continue;
+        const previous = await db
+          .selectFrom('room_memberships')
+          .select('membership')
+          .where('room_id', '=', roomId)
+          .where('user_id', '=', removal.userId)
+          .executeTakeFirst();
+        if (!previous) continue;
+        await applyMembershipChange(db, dialect, {
+          roomId,
+          userId: removal.userId,
+          wasJoined: previous.membership === 'join',
+          isJoined: false,
+        });
+        await db
+          .deleteFrom('room_memberships')
+          .where('room_id', '=', roomId)
+          .where('user_id', '=', removal.userId)
+          .execute();
+        await db
+          .insertInto('membership_history')
+          .values({
+            room_id: roomId,
+            user_id: removal.userId,
+            stream_ordering: streamOrdering,
+            membership: 'leave',
+            event_id: removal.eventId,
+          })
+          .onConflict((oc) =>
+            oc
+              .columns(['room_id', 'user_id', 'stream_ordering'])
+              .doUpdateSet({ membership: 'leave', event_id: removal.eventId }),
+          )
+          .execute();
+      }
     },
 
     async selectRoomEvents(roomId, range) {

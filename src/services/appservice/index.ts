@@ -5,7 +5,7 @@ import type { EventWriter } from '../event-writer.js';
 import { createAppServiceActing } from './acting.js';
 import { createAppServiceCalls } from './calls.js';
 import { createAppServiceDirectory } from './directory.js';
-import { appServiceDeriver } from './interest.js';
+import { appServiceDeriver, appServiceStateDeriver } from './interest.js';
 import { createAppServiceSender } from './sender.js';
 import { recordRegistrations } from './startup.js';
 
@@ -15,8 +15,10 @@ export function createAppServices(
   writer: EventWriter,
 ) {
   const registrations = ctx.settings.appServices ?? [];
-  if (registrations.length > 0)
+  if (registrations.length > 0) {
     writer.addDeriver(appServiceDeriver(registrations, ctx.settings.serverName));
+    writer.addStateDeriver(appServiceStateDeriver(registrations, ctx.settings.serverName));
+  }
   const sender = createAppServiceSender(ctx, registrations);
   const acting = createAppServiceActing(ctx, accounts);
   return {

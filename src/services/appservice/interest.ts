@@ -13,7 +13,7 @@ import {
 } from '../../core/appservice.js';
 import { toClientEvent } from '../../core/client-event.js';
 import type { Stores } from '../../storage/index.js';
-import type { AppendedEvent, EventDeriver } from '../event-writer.js';
+import type { AppendedEvent, EventDeriver, StateDeriver } from '../event-writer.js';
 
 async function wants(
   stores: Stores,
@@ -79,6 +79,27 @@ export function appServiceDeriver(
       if (!(await wants(stores, r, event, subject, serverName))) continue;
       json ??= JSON.stringify(toClientEvent(event));
       await stores.appservices.insertQueued(r.id, event.streamOrdering, json);
+    }
+  };
+}
+
+/**
+ * Application services' users in rooms, for the member entries state resolution changed
+ * without an event of their own: joined or invited keeps the user, anything else (a removed
+ * entry included) drops them.
+ */
+export function appServiceStateDeriver(
+  registrations: readonly AppServiceRegistration[],
+  serverName: string,
+): StateDeriver {
+  return async (stores, change) => {
+    if (change.type !== 'm.room.member') return;
+    const membership = change.event?.pdu.content.membership;
+    for (const r of registrations) {
+      if (!isServiceUser(r, change.stateKey, serverName)) continue;
+      if (membership === 'join' || membership === 'invite')
+        await stores.appservices.insertRoomUser(r.id, change.roomId, change.stateKey);
+      else await stores.appservices.deleteRoomUser(r.id, change.roomId, change.stateKey);
     }
   };
 }

@@ -35,12 +35,18 @@ import { getRoomVersion } from '../../core/room-versions.js';
 import { resolveState, type ResolvableEvent } from '../../core/state-resolution/index.js';
 import type { KnownEvent, StateChange, StateGroupHead, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
-import { membershipOf, type AppendedEvent, type EventWriter } from '../event-writer.js';
+import {
+  membershipOf,
+  type AppendedEvent,
+  type EventWriter,
+  type ResolvedEntry,
+} from '../event-writer.js';
 import {
   authEdgesOf,
   diffStates,
   extendGroup,
   groupForState,
+  planStateDelta,
   stateKeyOfPdu,
   type StateMap,
 } from './state-groups.js';
@@ -365,11 +371,12 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
         beforeHead.groupId === currentHead.groupId;
       let changes: Map<StateKey, string | null>;
       let newHead: StateGroupHead;
+      let oldState: StateMap = new Map();
       if (linear) {
         changes = applies ? new Map([[key, eventId]]) : new Map();
         newHead = afterHead;
       } else {
-        const oldState = currentHead ? await groupState(stores, currentHead.groupId) : new Map();
+        oldState = currentHead ? await groupState(stores, currentHead.groupId) : new Map();
         let newState: Map<StateKey, string>;
         const afterState = await afterStateOf();
         if (remaining.length === 0) {
@@ -390,19 +397,31 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
       }
       await stores.roomDag.upsertCurrentGroup(roomId, newHead.groupId);
 
-      // Removals (a key resolution drops) are rare and left in current_state (not modelled).
-      const changedIds = [...changes.values()].filter(
-        (id): id is string => id !== null && id !== eventId,
-      );
-      const changedEvents = await knownEvents(stores, changedIds);
+      // Every entry that changed other than by this event (resolution's doing) is derived
+      // again: set to another event, or removed altogether (see `planStateDelta`).
+      const delta = planStateDelta(oldState, changes, eventId);
+      const changedEvents = await knownEvents(stores, delta.eventIds);
       await promote(
         stores,
-        [...changedEvents.values()].filter((e) => e.status !== 'timeline'),
+        delta.added
+          .map((id) => changedEvents.get(id))
+          .filter((e): e is KnownEvent => e !== undefined && e.status !== 'timeline'),
       );
+      const entryOf = (id: string | null) => {
+        const found = id === null ? undefined : changedEvents.get(id);
+        return found ? { eventId: found.eventId, pdu: found.pdu } : null;
+      };
       const stateChanges: StateChange[] = [];
+      const resolved: ResolvedEntry[] = [];
       for (const [changedKey, id] of changes) {
-        if (id === null) continue;
-        const event = id === eventId ? { pdu } : changedEvents.get(id);
+        if (id === null) {
+          const previous = entryOf(oldState.get(changedKey) ?? null);
+          if (!previous) continue;
+          const [type, stateKey] = [previous.pdu.type, previous.pdu.state_key ?? ''];
+          resolved.push({ type, stateKey, event: null, previous });
+          continue;
+        }
+        const event = id === eventId ? { eventId, pdu } : entryOf(id);
         if (!event) continue;
         const membership = membershipOf(event.pdu);
         const [type, stateKey] = [event.pdu.type, event.pdu.state_key ?? ''];
@@ -418,10 +437,18 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
               : JSON.stringify(toClientEvent({ eventId: id, roomId, pdu: event.pdu })),
           ...(membership ? { membership } : {}),
         });
+        if (id !== eventId)
+          resolved.push({
+            type,
+            stateKey,
+            event,
+            previous: entryOf(oldState.get(changedKey) ?? null),
+          });
       }
       const appended = await writer.persistReceived(stores, roomId, pdu, version, {
         eventId,
         stateChanges,
+        resolved,
         origin: input.origin,
         relay: input.relay ?? false,
       });

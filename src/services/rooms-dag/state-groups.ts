@@ -68,6 +68,38 @@ export function diffStates(from: StateMap, to: StateMap): Map<StateKey, string |
   return changes;
 }
 
+/** The events a change of current state names, apart from the event that caused it. */
+export interface StateDeltaPlan {
+  /** Events that now hold an entry (resolution's choices), in the order of `changes`. */
+  added: string[];
+  /** Events that held an entry resolution changed or removed. */
+  replaced: string[];
+  /** Both, once each: the events to load. */
+  eventIds: string[];
+}
+
+/**
+ * Which events a current-state change (`changes`, as `diffStates` gives it, from `before`)
+ * names besides `eventId`, the event whose arrival caused it: the entries it sets itself are
+ * derived from the event; every other entry changed (replaced by another event, or removed)
+ * is resolution's doing and is derived from the events named here.
+ */
+export function planStateDelta(
+  before: StateMap,
+  changes: ReadonlyMap<StateKey, string | null>,
+  eventId: string,
+): StateDeltaPlan {
+  const added: string[] = [];
+  const replaced: string[] = [];
+  for (const [key, id] of changes) {
+    if (id === eventId) continue;
+    if (id !== null) added.push(id);
+    const previous = before.get(key);
+    if (previous !== undefined) replaced.push(previous);
+  }
+  return { added, replaced, eventIds: [...new Set([...added, ...replaced])] };
+}
+
 /** `stateKeyOf`'s inverse. */
 function splitStateKey(key: StateKey): [string, string] {
   const at = key.indexOf('\u0000');

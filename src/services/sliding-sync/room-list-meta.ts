@@ -3,7 +3,7 @@
  * the latest bump event's position, the room type from the create event, encryption.
  */
 import { BUMP_EVENT_TYPES } from '../../core/sliding-sync.js';
-import type { EventDeriver } from '../event-writer.js';
+import type { EventDeriver, StateDeriver } from '../event-writer.js';
 
 export const deriveRoomListMeta: EventDeriver = async (stores, event) => {
   const { pdu } = event;
@@ -20,4 +20,13 @@ export const deriveRoomListMeta: EventDeriver = async (stores, event) => {
     ...(roomType !== undefined ? { roomType } : {}),
     ...(encrypted !== undefined ? { encrypted } : {}),
   });
+};
+
+/**
+ * The same for entries state resolution changed without an event of their own: encryption
+ * set or removed (a room's type comes from its create event, which resolution never moves).
+ */
+export const deriveRoomListMetaState: StateDeriver = async (stores, change) => {
+  if (change.type !== 'm.room.encryption' || change.stateKey !== '') return;
+  await stores.slidingSync.upsertRoomListMeta(change.roomId, { encrypted: change.event !== null });
 };
