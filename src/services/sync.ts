@@ -515,8 +515,21 @@ export function createSyncService(
           })),
         );
       }
+      // Entries state resolution changed while the timeline's received events arrived (set to
+      // an event of the room's past or of another branch, so in no timeline): sent as state.
+      const fromElsewhere = (row: EventRow) =>
+        row.pdu.sender.slice(row.pdu.sender.indexOf(':') + 1) !== ctx.settings.serverName;
+      const resolved = await stores().sync.selectResolvedStateChanges(
+        updated
+          .filter((r) => r.timeline.some(fromElsewhere))
+          .map((r) => ({ roomId: r.roomId, after: r.start - 1, before: upTo + 1 })),
+      );
       for (const r of updated) {
-        const gap = gaps.get(r.roomId) ?? [];
+        const inTimeline = new Set(r.timeline.map((row) => row.eventId));
+        const gap = [
+          ...(gaps.get(r.roomId) ?? []),
+          ...(resolved.get(r.roomId) ?? []).filter((row) => !inTimeline.has(row.eventId)),
+        ];
         const state = lazy
           ? [...gap.filter((row) => row.pdu.type !== MEMBER), ...(members.get(r.roomId) ?? [])]
           : gap;

@@ -60,6 +60,14 @@ export interface SyncStore {
   selectStateBefore(requests: readonly StateBeforeRequest[]): Promise<Map<string, EventRow[]>>;
   /** The latest event of every state key that changed in each span, by stream order. */
   selectStateChanges(requests: readonly StateChangesRequest[]): Promise<Map<string, EventRow[]>>;
+  /**
+   * State entries that changed in each span (after, before) to an event other than the one at
+   * that position — state resolution's doing when a received event arrived — the latest
+   * change of each entry, by the position of the change.
+   */
+  selectResolvedStateChanges(
+    requests: readonly StateChangesRequest[],
+  ): Promise<Map<string, EventRow[]>>;
   /** Each room's current state except member events, by stream order. */
   selectStateWithoutMembers(roomIds: readonly string[]): Promise<Map<string, EventRow[]>>;
   /** Users whose membership of any room listed became (or stayed) `join` in (after, upTo]. */
@@ -259,6 +267,36 @@ export function syncStore(db: Kysely<Database>): SyncStore {
           .execute(),
       );
       return latestStateRows(rows);
+    },
+
+    async selectResolvedStateChanges(requests) {
+      type Span = { column1: string; column2: number; column3: number };
+      const spans = requests
+        .filter((r) => r.before - r.after > 1)
+        .map((r) => [r.roomId, r.after, r.before] as const);
+      const rows = await readInSlices(spans, (part) =>
+        db
+          .selectFrom(valuesTable<Span>(part, ['text', 'bigint', 'bigint']))
+          .innerJoin('state_history as sh', (join) =>
+            join
+              .onRef('sh.room_id', '=', 'k.column1')
+              .onRef('sh.stream_ordering', '>', 'k.column2')
+              .onRef('sh.stream_ordering', '<', 'k.column3'),
+          )
+          .innerJoin('events', 'events.event_id', 'sh.event_id')
+          .whereRef('events.stream_ordering', '!=', 'sh.stream_ordering')
+          .select([...eventColumns, 'sh.type', 'sh.state_key', 'sh.stream_ordering as changed_at'])
+          .execute(),
+      );
+      const latest = new Map<string, { at: number; row: EventRow }>();
+      for (const row of rows) {
+        const key = `${row.room_id}\u0000${row.type}\u0000${row.state_key}`;
+        const at = Number(row.changed_at);
+        if ((latest.get(key)?.at ?? -Infinity) < at) latest.set(key, { at, row: toEventRow(row) });
+      }
+      return groupByRoom(
+        [...latest.values()].sort((x, y) => x.at - y.at).map((entry) => entry.row),
+      );
     },
 
     async selectStateWithoutMembers(roomIds) {

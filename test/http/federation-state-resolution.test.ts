@@ -1,0 +1,412 @@
+/**
+ * Three Commons servers in one room build real forks and resolve them the same way: each
+ * server's federation sender is stopped (a partition: events queue in the outbox), users on
+ * two sides make concurrent changes, and the senders start again in a chosen order. Every
+ * server must end with the same `/state`, and with the answers derived from it agreeing:
+ * `/members`, `/joined_members`, `/joined_rooms` and `GET /_matrix/client/v1/mutual_rooms`
+ * with a user of another server, before and after a resolution that removes a join.
+ *
+ * A (alice, eve) hosts the rooms; B (bob) and C (carol, a second admin) join them.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, it } from 'node:test';
+import { forEachDatabase } from '../helpers/databases.js';
+import { registerUser, type TestUser } from '../helpers/client.js';
+import { eventually } from '../helpers/eventually.js';
+import { makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
+import type { TestServer } from '../helpers/server.js';
+
+type Federated = TestServer & { serverName: string; port: number };
+const r = encodeURIComponent;
+
+interface ClientEvent {
+  event_id: string;
+  type: string;
+  state_key?: string;
+  content: Record<string, unknown>;
+}
+
+interface SyncBody {
+  next_batch: string;
+  rooms?: {
+    join?: Record<
+      string,
+      { state?: { events: ClientEvent[] }; timeline?: { events: ClientEvent[] } }
+    >;
+  };
+}
+
+const WAIT_MS = 30_000;
+
+forEachDatabase('state resolution across three Commons servers', (dialect) => {
+  let ca: TestCa;
+  let a: Federated;
+  let b: Federated;
+  let c: Federated;
+  let alice: TestUser;
+  let eve: TestUser;
+  let bob: TestUser;
+  let carol: TestUser;
+
+  const as =
+    (server: Federated, user: TestUser) =>
+    <T = Record<string, unknown>>(method: string, path: string, body?: unknown) =>
+      server.request<T>(method, path.startsWith('/_matrix') ? path : `/_matrix/client/v3${path}`, {
+        token: user.accessToken,
+        ...(body !== undefined ? { body } : {}),
+      });
+
+  const senderOf = (server: Federated) => {
+    const federation = server.running.services.federation;
+    assert.ok(federation, 'federation is enabled');
+    return federation.sender;
+  };
+  /** A partition: nothing leaves any server until its sender starts again. */
+  async function partition(): Promise<void> {
+    for (const server of [a, b, c]) await senderOf(server).stop();
+  }
+  const heal = (server: Federated) => senderOf(server).start();
+
+  /** The current state as event IDs by type and state key, sorted. */
+  async function stateOf(server: Federated, user: TestUser, roomId: string): Promise<string[]> {
+    const answer = await as(server, user)<ClientEvent[]>('GET', `/rooms/${r(roomId)}/state`);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return answer.body.map((e) => `${e.type}|${e.state_key ?? ''}|${e.event_id}`).sort();
+  }
+  async function joinedOf(server: Federated, user: TestUser, roomId: string): Promise<string[]> {
+    const answer = await as(server, user)<{ joined: Record<string, unknown> }>(
+      'GET',
+      `/rooms/${r(roomId)}/joined_members`,
+    );
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return Object.keys(answer.body.joined).sort();
+  }
+  /** `/members` as user → membership, sorted. */
+  async function membersOf(server: Federated, user: TestUser, roomId: string): Promise<string[]> {
+    const answer = await as(server, user)<{ chunk: ClientEvent[] }>(
+      'GET',
+      `/rooms/${r(roomId)}/members`,
+    );
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return answer.body.chunk
+      .map((e) => `${e.state_key ?? ''}=${String(e.content.membership)}`)
+      .sort();
+  }
+  async function joinedRoomsOf(server: Federated, user: TestUser): Promise<string[]> {
+    const answer = await as(server, user)<{ joined_rooms: string[] }>('GET', '/joined_rooms');
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return [...answer.body.joined_rooms].sort();
+  }
+  async function mutualRooms(server: Federated, user: TestUser, other: string): Promise<string[]> {
+    const answer = await as(server, user)<{ joined: string[] }>(
+      'GET',
+      `/_matrix/client/v1/mutual_rooms?user_id=${r(other)}`,
+    );
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return [...answer.body.joined].sort();
+  }
+  async function until<T>(ask: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+    return eventually(ask, done, WAIT_MS);
+  }
+  /** Every server ends with the same state; returns it. */
+  async function sameStateEverywhere(roomId: string): Promise<string[]> {
+    const states = await until(
+      async () => [
+        await stateOf(a, alice, roomId),
+        await stateOf(b, bob, roomId),
+        await stateOf(c, carol, roomId),
+      ],
+      ([x, y, z]) =>
+        JSON.stringify(x) === JSON.stringify(y) && JSON.stringify(y) === JSON.stringify(z),
+    );
+    assert.deepEqual(states[1], states[0], 'B resolves the fork as A does');
+    assert.deepEqual(states[2], states[0], 'C resolves the fork as A does');
+    return states[0] as string[];
+  }
+
+  /** A room of A's (version `version`) with alice and carol as admins, bob and carol joined. */
+  async function sharedRoom(version: string): Promise<string> {
+    const created = await as(a, alice)<{ room_id: string }>('POST', '/createRoom', {
+      preset: 'public_chat',
+      room_version: version,
+      // In version 12 the creator's power is infinite and may not be listed.
+      power_level_content_override: {
+        users: { ...(version === '12' ? {} : { [alice.userId]: 100 }), [carol.userId]: 100 },
+      },
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const roomId = created.body.room_id;
+    for (const [server, user] of [
+      [b, bob],
+      [c, carol],
+    ] as const) {
+      const joined = await as(server, user)(
+        'POST',
+        `/join/${r(roomId)}?server_name=${r(a.serverName)}`,
+        {},
+      );
+      assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    }
+    const everyone = [alice.userId, bob.userId, carol.userId].sort();
+    for (const [server, user] of [
+      [a, alice],
+      [b, bob],
+      [c, carol],
+    ] as const) {
+      assert.deepEqual(
+        await until(
+          () => joinedOf(server, user, roomId),
+          (j) => JSON.stringify(j) === JSON.stringify(everyone),
+        ),
+        everyone,
+      );
+    }
+    return roomId;
+  }
+
+  before(async () => {
+    ca = makeTestCa();
+    a = await startFederatedServer(dialect, ca);
+    b = await startFederatedServer(dialect, ca);
+    c = await startFederatedServer(dialect, ca);
+    alice = await registerUser(a, 'alice');
+    eve = await registerUser(a, 'eve');
+    bob = await registerUser(b, 'bob');
+    carol = await registerUser(c, 'carol');
+  });
+  after(async () => {
+    // A sender stopped by a failed test would leave its outbox; close() stops it anyway.
+    await a?.close();
+    await b?.close();
+    await c?.close();
+    rmSync(ca.dir, { recursive: true, force: true });
+  });
+
+  for (const version of ['11', '12']) {
+    it(`v${version}: a join rule change racing a join removes the join everywhere, and everything derived follows`, async () => {
+      const roomId = await sharedRoom(version);
+      const bobSince = (await as(b, bob)<SyncBody>('GET', '/sync')).body.next_batch;
+
+      await partition();
+      // A's side: eve joins while the room is public. C's side: carol makes it invite-only.
+      const joined = await as(a, eve)('POST', `/rooms/${r(roomId)}/join`, {});
+      assert.equal(joined.status, 200, JSON.stringify(joined.body));
+      const rules = await as(c, carol)<{ event_id: string }>(
+        'PUT',
+        `/rooms/${r(roomId)}/state/m.room.join_rules/`,
+        { join_rule: 'invite' },
+      );
+      assert.equal(rules.status, 200, JSON.stringify(rules.body));
+
+      // A's side reaches B first: B sees eve joined, and shares the room with her.
+      heal(a);
+      const withEve = [alice.userId, bob.userId, carol.userId, eve.userId].sort();
+      assert.deepEqual(
+        await until(
+          () => joinedOf(b, bob, roomId),
+          (j) => j.includes(eve.userId),
+        ),
+        withEve,
+      );
+      assert.deepEqual(await mutualRooms(b, bob, eve.userId), [roomId]);
+      assert.deepEqual(await mutualRooms(a, alice, eve.userId), [roomId]);
+      assert.ok((await joinedRoomsOf(a, eve)).includes(roomId));
+
+      // C's side arrives: resolution puts the join rule first, and eve's join fails it.
+      heal(c);
+      heal(b);
+      const state = await sameStateEverywhere(roomId);
+      assert.ok(state.includes(`m.room.join_rules||${rules.body.event_id}`), 'invite-only wins');
+      assert.ok(!state.some((e) => e.startsWith(`m.room.member|${eve.userId}|`)), 'no eve entry');
+
+      const members = [alice.userId, bob.userId, carol.userId].sort();
+      for (const [server, user] of [
+        [a, alice],
+        [b, bob],
+        [c, carol],
+      ] as const) {
+        assert.deepEqual(await joinedOf(server, user, roomId), members, server.serverName);
+        assert.deepEqual(
+          await membersOf(server, user, roomId),
+          members.map((m) => `${m}=join`).sort(),
+          server.serverName,
+        );
+      }
+      // The pair index lost the room on both servers that had it; eve's rooms too.
+      assert.deepEqual(await mutualRooms(b, bob, eve.userId), []);
+      assert.deepEqual(await mutualRooms(a, alice, eve.userId), []);
+      assert.deepEqual(
+        await mutualRooms(a, alice, bob.userId),
+        await mutualRooms(b, bob, alice.userId),
+      );
+      assert.ok(!(await joinedRoomsOf(a, eve)).includes(roomId));
+      // Room summaries (heroes and counts in /sync) follow membership.
+      const synced = await as(b, bob)<
+        SyncBody & { rooms?: { join?: Record<string, { summary?: Record<string, unknown> }> } }
+      >('GET', `/sync?since=${r(bobSince)}`);
+      const summary = synced.body.rooms?.join?.[roomId]?.summary;
+      if (summary?.['m.joined_member_count'] !== undefined)
+        assert.equal(summary['m.joined_member_count'], 3);
+      const seen = [
+        ...(synced.body.rooms?.join?.[roomId]?.timeline?.events ?? []),
+        ...(synced.body.rooms?.join?.[roomId]?.state?.events ?? []),
+      ];
+      assert.ok(
+        seen.some((e) => e.event_id === rules.body.event_id),
+        'bob’s /sync shows the join rule that won',
+      );
+    });
+  }
+
+  it('a ban racing a join: the ban wins on every server, the banned user’s room leaves every pair', async () => {
+    const roomId = await sharedRoom('11');
+    await partition();
+    const joined = await as(a, eve)('POST', `/rooms/${r(roomId)}/join`, {});
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const ban = await as(c, carol)<{ event_id: string }>('POST', `/rooms/${r(roomId)}/ban`, {
+      user_id: eve.userId,
+      reason: 'racing',
+    });
+    assert.equal(ban.status, 200, JSON.stringify(ban.body));
+    heal(a);
+    await until(
+      () => joinedOf(b, bob, roomId),
+      (j) => j.includes(eve.userId),
+    );
+    assert.deepEqual(await mutualRooms(b, bob, eve.userId), [roomId]);
+    heal(c);
+    heal(b);
+    const state = await sameStateEverywhere(roomId);
+    assert.ok(state.some((e) => e.startsWith(`m.room.member|${eve.userId}|`)));
+    for (const [server, user] of [
+      [a, alice],
+      [b, bob],
+      [c, carol],
+    ] as const) {
+      assert.ok(
+        (await membersOf(server, user, roomId)).includes(`${eve.userId}=ban`),
+        server.serverName,
+      );
+      assert.ok(!(await joinedOf(server, user, roomId)).includes(eve.userId), server.serverName);
+    }
+    assert.deepEqual(await mutualRooms(b, bob, eve.userId), []);
+    assert.ok(!(await joinedRoomsOf(a, eve)).includes(roomId));
+  });
+
+  it('concurrent power level changes resolve to the same state on every server', async () => {
+    const roomId = await sharedRoom('12');
+    await partition();
+    const levels = await as(a, alice)<Record<string, unknown>>(
+      'GET',
+      `/rooms/${r(roomId)}/state/m.room.power_levels/`,
+    );
+    assert.equal(levels.status, 200);
+    const users = levels.body.users as Record<string, number>;
+    const fromA = await as(a, alice)<{ event_id: string }>(
+      'PUT',
+      `/rooms/${r(roomId)}/state/m.room.power_levels/`,
+      { ...levels.body, users: { ...users, [bob.userId]: 50 } },
+    );
+    assert.equal(fromA.status, 200, JSON.stringify(fromA.body));
+    const fromC = await as(c, carol)<{ event_id: string }>(
+      'PUT',
+      `/rooms/${r(roomId)}/state/m.room.power_levels/`,
+      { ...levels.body, users: { ...users, [bob.userId]: 20 }, state_default: 60 },
+    );
+    assert.equal(fromC.status, 200, JSON.stringify(fromC.body));
+    heal(a);
+    heal(c);
+    heal(b);
+    const state = await sameStateEverywhere(roomId);
+    const winner = state.find((e) => e.startsWith('m.room.power_levels||'));
+    assert.ok(
+      winner === `m.room.power_levels||${fromA.body.event_id}` ||
+        winner === `m.room.power_levels||${fromC.body.event_id}`,
+      String(winner),
+    );
+    // Every server reads the same levels (the client API's answer, from current state).
+    const read = await Promise.all(
+      [
+        [a, alice],
+        [b, bob],
+        [c, carol],
+      ].map(async ([server, user]) =>
+        JSON.stringify(
+          (
+            await as(server as Federated, user as TestUser)(
+              'GET',
+              `/rooms/${r(roomId)}/state/m.room.power_levels/`,
+            )
+          ).body,
+        ),
+      ),
+    );
+    assert.equal(read[1], read[0]);
+    assert.equal(read[2], read[0]);
+  });
+
+  it('a demotion racing a topic change reverts the topic to an older event; /sync sends it as state', async () => {
+    const roomId = await sharedRoom('11');
+    const topicUrl = `/rooms/${r(roomId)}/state/m.room.topic/`;
+    const levelsUrl = `/rooms/${r(roomId)}/state/m.room.power_levels/`;
+    const levels = (await as(a, alice)<Record<string, unknown>>('GET', levelsUrl)).body;
+    const users = levels.users as Record<string, number>;
+    const promoted = await as(a, alice)<{ event_id: string }>('PUT', levelsUrl, {
+      ...levels,
+      users: { ...users, [bob.userId]: 50 },
+    });
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
+    const first = await as(a, alice)<{ event_id: string }>('PUT', topicUrl, { topic: 'first' });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    for (const [server, user] of [
+      [b, bob],
+      [c, carol],
+    ] as const)
+      await until(
+        async () => (await as(server, user)<{ topic?: string }>('GET', topicUrl)).body.topic,
+        (topic) => topic === 'first',
+      );
+    const aliceSince = (await as(a, alice)<SyncBody>('GET', '/sync')).body.next_batch;
+
+    await partition();
+    // B's side: bob changes the topic. C's side: carol takes bob's power away.
+    const second = await as(b, bob)<{ event_id: string }>('PUT', topicUrl, { topic: 'second' });
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    const demoted = await as(c, carol)<{ event_id: string }>('PUT', levelsUrl, {
+      ...levels,
+      users: { ...users, [bob.userId]: 0 },
+    });
+    assert.equal(demoted.status, 200, JSON.stringify(demoted.body));
+    heal(b);
+    await until(
+      async () => (await as(a, alice)<{ topic?: string }>('GET', topicUrl)).body.topic,
+      (topic) => topic === 'second',
+    );
+    const midSince = (await as(a, alice)<SyncBody>('GET', `/sync?since=${r(aliceSince)}`)).body
+      .next_batch;
+    heal(c);
+    heal(a);
+    const state = await sameStateEverywhere(roomId);
+    assert.ok(state.includes(`m.room.topic||${first.body.event_id}`), 'the older topic is back');
+    assert.ok(state.includes(`m.room.power_levels||${demoted.body.event_id}`));
+    for (const [server, user] of [
+      [a, alice],
+      [b, bob],
+      [c, carol],
+    ] as const)
+      assert.equal(
+        (await as(server, user)<{ topic?: string }>('GET', topicUrl)).body.topic,
+        'first',
+        server.serverName,
+      );
+    // Alice's client learns of the revert: the older topic event comes as state.
+    const synced = await as(a, alice)<SyncBody>('GET', `/sync?since=${r(midSince)}`);
+    const room = synced.body.rooms?.join?.[roomId];
+    assert.ok(
+      (room?.state?.events ?? []).some((e) => e.event_id === first.body.event_id),
+      JSON.stringify(room),
+    );
+    assert.ok((room?.timeline?.events ?? []).some((e) => e.event_id === demoted.body.event_id));
+  });
+});
