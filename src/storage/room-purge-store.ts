@@ -5,7 +5,8 @@
  *
  * What is derived from events is deleted with them: the room's current state, its state and
  * membership history, current memberships, forward extremities, receipts, typing, room
- * account data, transaction IDs and aliases. The mutual-rooms index is kept by membership
+ * account data, transaction IDs and aliases, and the room DAG (state groups with their
+ * entries, each event's groups and auth edges, outliers, rejected and soft-failed events). The mutual-rooms index is kept by membership
  * changes (a room is deleted only after its members have left it, which removed its entries);
  * `deleteRoomBatch` removes what is left of it all the same, counts and revisions kept right.
  */
@@ -78,7 +79,7 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, string]> = [
   ['membership_history', 'stream_ordering'],
   ['state_history', 'stream_ordering'],
   ['events', 'event_id'],
-  // The room DAG (state groups' entries and auth edges, keyed by group and event, stay).
+  // The room DAG (state groups' entries and auth edges went first: `deleteDagLinks`).
   ['event_state_groups', 'event_id'],
   ['room_dag_events', 'event_id'],
   ['room_state_heads', 'room_id'],
@@ -142,6 +143,29 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
         .execute();
     }
     return entries.length;
+  }
+
+  /**
+   * The room's state group entries and its events' auth edges, which carry no room ID: found
+   * through the groups and events of the room, so they go before those rows do.
+   */
+  async function deleteDagLinks(roomId: string, limit: number): Promise<number> {
+    const entries = await sql`DELETE FROM state_group_entries
+        WHERE (group_id, type, state_key) IN (
+          SELECT e.group_id, e.type, e.state_key FROM state_group_entries e
+            INNER JOIN state_groups g ON g.group_id = e.group_id
+          WHERE g.room_id = ${roomId} LIMIT ${limit})`.execute(db);
+    const deleted = Number(entries.numAffectedRows ?? 0);
+    if (deleted > 0) return deleted;
+    const edges = await sql`DELETE FROM event_auth_edges
+        WHERE (event_id, auth_event_id) IN (
+          SELECT a.event_id, a.auth_event_id FROM event_auth_edges a
+          WHERE a.event_id IN (
+            SELECT event_id FROM event_state_groups WHERE room_id = ${roomId}
+            UNION SELECT event_id FROM room_dag_events WHERE room_id = ${roomId}
+            UNION SELECT event_id FROM events WHERE room_id = ${roomId})
+          LIMIT ${limit})`.execute(db);
+    return Number(edges.numAffectedRows ?? 0);
   }
 
   return {
@@ -230,6 +254,8 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
     async deleteRoomBatch(roomId, limit) {
       const mutual = await deleteMutualEntries(roomId, limit);
       if (mutual > 0) return mutual;
+      const links = await deleteDagLinks(roomId, limit);
+      if (links > 0) return links;
       for (const [table, key] of ROOM_TABLES) {
         const deleted = await deleteSome(table, key, roomId, limit);
         if (deleted > 0) return deleted;
@@ -258,6 +284,9 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
       if (rows.length === 0) return 0;
       const ids = rows.map((r) => r.event_id);
       await db.deleteFrom('event_txns').where('event_id', 'in', ids).execute();
+      // Messages are no one's auth events: their auth edges go too. Their state groups stay
+      // (another server's event may still name one as a prev event).
+      await db.deleteFrom('event_auth_edges').where('event_id', 'in', ids).execute();
       await db.deleteFrom('events').where('event_id', 'in', ids).execute();
       return ids.length;
     },

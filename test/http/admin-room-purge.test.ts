@@ -103,6 +103,18 @@ forEachDatabase('admin API: room deletion and history purges', (dialect) => {
     const roomId = await roomWithHistory(30, alias);
     assert.deepEqual((await mutualRooms(alice, bob)).sort(), [kept, roomId].sort());
     const syncBefore = await call<{ next_batch: string }>(bob, 'GET', `${C}/sync?timeout=0`);
+    // The room DAG's rows without a room ID: its state groups' entries, its events' auth edges.
+    const dag = server.running.storage.stores.roomDag;
+    const group = (await dag.selectCurrentGroup(roomId))?.groupId;
+    assert.ok(group !== undefined && (await dag.selectStateGroup(group)).size > 0);
+    const latest = await server.running.storage.stores.rooms.selectRoomEvents(roomId, {
+      after: 0,
+      upTo: Number.MAX_SAFE_INTEGER,
+      direction: 'backward',
+      limit: 1,
+    });
+    const latestIds = latest.map((row) => row.eventId);
+    assert.ok((await dag.selectAuthChainIds(latestIds)).length > 0);
 
     const res = await call<{ delete_id: string }>(admin, 'DELETE', `${A2}/rooms/${e(roomId)}`, {
       block: true,
@@ -170,6 +182,9 @@ forEachDatabase('admin API: room deletion and history purges', (dialect) => {
       }),
       [],
     );
+    assert.equal((await dag.selectStateGroup(group)).size, 0);
+    assert.deepEqual(await dag.selectAuthChainIds(latestIds), []);
+    assert.equal(await dag.selectCurrentGroup(roomId), undefined);
     // A join is refused.
     const join = await call(bob, 'POST', `${C}/join/${e(roomId)}`, {});
     assert.ok(join.status === 403 || join.status === 404, JSON.stringify(join.body));
