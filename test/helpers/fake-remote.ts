@@ -21,6 +21,13 @@ export interface FakeRemote {
   stateAfter: Map<string, string[]>;
   /** Transactions it was sent. */
   received: { pdus: Pdu[]; edus: unknown[] }[];
+  /**
+   * Whether /get_missing_events answers from the events it holds (walking back from
+   * `latest_events` to `earliest_events`, nearest first, `limit` at most); otherwise (the
+   * default) it answers no events. `missingEventsAsked` counts the requests.
+   */
+  serveMissingEvents: boolean;
+  missingEventsAsked: number;
   /** Makes (and holds) an event signed by this server. */
   event(version: RoomVersionId, spec: RemoteEventSpec): { eventId: string; pdu: Pdu };
   /** A request to `destination` signed as this server. */
@@ -94,7 +101,29 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
         });
       }
       if (/^\/_matrix\/federation\/v1\/get_missing_events\//.test(path)) {
-        return reply(200, { events: [] });
+        remote.missingEventsAsked++;
+        if (!remote.serveMissingEvents) return reply(200, { events: [] });
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          earliest_events: string[];
+          latest_events: string[];
+          limit?: number;
+        };
+        const stop = new Set([...body.earliest_events, ...body.latest_events]);
+        const found: Pdu[] = [];
+        let frontier = body.latest_events;
+        while (frontier.length > 0 && found.length < (body.limit ?? 10)) {
+          const next: string[] = [];
+          for (const id of frontier)
+            for (const prev of events.get(id)?.prev_events ?? []) {
+              const pdu = events.get(prev);
+              if (stop.has(prev) || !pdu || found.length >= (body.limit ?? 10)) continue;
+              stop.add(prev);
+              found.push(pdu);
+              next.push(prev);
+            }
+          frontier = next;
+        }
+        return reply(200, { events: found.sort((x, y) => x.depth - y.depth) });
       }
       m = /^\/_matrix\/federation\/v1\/send\/(.+)$/.exec(path);
       if (m && req.method === 'PUT') {
@@ -110,7 +139,9 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
   });
   const idOf = new Map<Pdu, string>();
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
+  const remote: FakeRemote = {
+    serveMissingEvents: false,
+    missingEventsAsked: 0,
     serverName,
     key,
     events,
@@ -146,4 +177,5 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
         server.close(() => resolve());
       }),
   };
+  return remote;
 }

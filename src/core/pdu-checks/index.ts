@@ -23,4 +23,5 @@ export {
   type AuthEventsResult,
   type KnownAuthEvent,
 } from './authorization.js';
+export { checkFetchedEvents, type FetchedEvent, type FetchedVerdict } from './fetched.js';
 export { checkReceivedPdu, type ReceiptInput, type ReceiptVerdict } from './receive.js';

@@ -24,6 +24,7 @@ import {
   type StateKey,
 } from '../../core/pdu.js';
 import {
+  checkFetchedEvents,
   checkAgainstAuthEvents,
   checkAgainstState,
   checkPduContentHash,
@@ -31,6 +32,7 @@ import {
   checkPduSignatures,
   requiredSigningServers,
   verifyThirdPartySigned,
+  type FetchedVerdict,
   type KnownAuthEvent,
   type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
@@ -46,8 +48,10 @@ import type { FederationClient } from './client.js';
 /** The most PDUs and EDUs one transaction may carry. */
 export const MAX_TXN_PDUS = 50;
 export const MAX_TXN_EDUS = 100;
-/** Events fetched with /get_missing_events to close a gap. */
-const MISSING_EVENTS_LIMIT = 10;
+/** Events asked for in each /get_missing_events round to close a gap. */
+export const MISSING_EVENTS_LIMIT = 10;
+/** Rounds of /get_missing_events for one gap (so at most 50 events are fetched that way). */
+export const MAX_GAP_ROUNDS = 5;
 
 const isObject = (value: unknown): value is JsonObject =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -237,9 +241,44 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       if (event && (event.pdu.room_id === roomId || event.pdu.type === 'm.room.create'))
         verified.push(event);
     }
-    await ctx.storage.tx('federation-outliers', (s) =>
-      roomDag.persistOutliers(s, roomId, version, verified),
+    await ctx.storage.tx('federation-outliers', (s) => keepFetched(s, roomId, version, verified));
+  }
+
+  /**
+   * Fetched events (auth chains, state) kept as outliers once each passed the check against
+   * its own auth events (auth events first); one that fails is kept as rejected, one whose
+   * auth events cannot be had is not kept. Answers each event's verdict.
+   */
+  async function keepFetched(
+    s: Stores,
+    roomId: string,
+    version: RoomVersionId,
+    fetched: readonly Verified[],
+  ): Promise<Map<string, FetchedVerdict>> {
+    const createId = getRoomVersion(version).roomIdFromCreateEvent
+      ? `$${roomId.slice(1)}`
+      : undefined;
+    const referenced = new Set<string>(createId ? [createId] : []);
+    for (const event of fetched) for (const id of event.pdu.auth_events) referenced.add(id);
+    const known = await roomDag.knownEvents(s, [...referenced]);
+    const verdicts = checkFetchedEvents(
+      fetched.map((e) => ({ eventId: e.eventId, pdu: e.pdu, checks: checksFor(e.signedBy) })),
+      (id) => {
+        const event = known.get(id);
+        return event ? toAuthEntry(event) : undefined;
+      },
+      version,
+      createId ? { createEventId: createId } : {},
     );
+    const kept: (Verified & { rejectedReason?: string })[] = [];
+    for (const event of fetched) {
+      const verdict = verdicts.get(event.eventId);
+      if (verdict?.verdict === 'accepted') kept.push(event);
+      else if (verdict?.verdict === 'rejected')
+        kept.push({ ...event, rejectedReason: verdict.reason });
+    }
+    await roomDag.persistOutliers(s, roomId, version, kept);
+    return verdicts;
   }
 
   /** The state after `eventId`, asked of `origin` (/state_ids), its events fetched and kept. */
@@ -271,14 +310,14 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       if (!event) return undefined;
       fetched.push(event);
     }
-    await ctx.storage.tx('federation-outliers', (s) =>
-      roomDag.persistOutliers(s, roomId, version, fetched),
-    );
+    await ctx.storage.tx('federation-outliers', (s) => keepFetched(s, roomId, version, fetched));
     const all = await roomDag.knownEvents(stores(), wanted);
     const state = new Map<StateKey, string>();
     for (const id of pduIds) {
       const event = all.get(id as string);
-      if (event?.pdu.state_key !== undefined)
+      // A state naming an event we could not check is not usable; a rejected one is left out.
+      if (!event) return undefined;
+      if (event.pdu.state_key !== undefined && event.status !== 'rejected')
         state.set(stateKeyOf(event.pdu.type, event.pdu.state_key), event.eventId);
     }
     const prev = all.get(eventId);
@@ -430,7 +469,13 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
     });
   }
 
-  /** /get_missing_events from the origin for the gap before `event`; each one received, oldest first. */
+  /**
+   * /get_missing_events from the origin for the gap before `event`, in rounds of
+   * `MISSING_EVENTS_LIMIT` events working back from it (each round asks for what precedes
+   * the oldest events fetched so far whose prev events are still unknown), at most
+   * `MAX_GAP_ROUNDS` rounds; then each event fetched is received, oldest first. What is left
+   * of a longer gap is bridged by the state of the oldest events' prev events (/state_ids).
+   */
   async function fillGap(
     origin: string,
     roomId: string,
@@ -438,31 +483,47 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
     event: Verified,
   ): Promise<void> {
     const earliest = (await stores().rooms.selectExtremities(roomId)).map((e) => e.eventId);
-    const res = await client
-      .request(
-        origin,
-        'POST',
-        `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(roomId)}`,
-        {
-          body: {
-            earliest_events: earliest,
-            latest_events: [event.eventId],
-            limit: MISSING_EVENTS_LIMIT,
-            min_depth: 0,
+    const fetched = new Map<string, Verified>();
+    let latest = [event.eventId];
+    for (let round = 0; round < MAX_GAP_ROUNDS && latest.length > 0; round++) {
+      const res = await client
+        .request(
+          origin,
+          'POST',
+          `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(roomId)}`,
+          {
+            body: {
+              earliest_events: earliest,
+              latest_events: latest,
+              limit: MISSING_EVENTS_LIMIT,
+              min_depth: 0,
+            },
           },
-        },
-      )
-      .catch(() => undefined);
-    if (!res || res.status !== 200 || !isObject(res.body) || !Array.isArray(res.body.events)) {
-      return;
+        )
+        .catch(() => undefined);
+      if (!res || res.status !== 200 || !isObject(res.body) || !Array.isArray(res.body.events)) {
+        break;
+      }
+      let added = 0;
+      for (const raw of res.body.events.slice(0, MISSING_EVENTS_LIMIT)) {
+        const verified = await verify(raw, version).catch(() => undefined);
+        if (!verified || verified.pdu.room_id !== roomId || fetched.has(verified.eventId)) continue;
+        fetched.set(verified.eventId, verified);
+        added++;
+      }
+      if (added === 0) break;
+      // The next round starts from the fetched events whose prev events are still unknown.
+      const prevs = new Set<string>();
+      for (const e of fetched.values()) for (const id of e.pdu.prev_events) prevs.add(id);
+      const unknown = [...prevs].filter((id) => !fetched.has(id) && id !== event.eventId);
+      const known = await roomDag.knownEvents(stores(), unknown);
+      const open = new Set(unknown.filter((id) => !known.has(id)));
+      latest = [...fetched.values()]
+        .filter((e) => e.pdu.prev_events.some((id) => open.has(id)))
+        .map((e) => e.eventId);
     }
-    const fetched: Verified[] = [];
-    for (const raw of res.body.events) {
-      const verified = await verify(raw, version).catch(() => undefined);
-      if (verified && verified.pdu.room_id === roomId) fetched.push(verified);
-    }
-    fetched.sort((a, b) => a.pdu.depth - b.pdu.depth);
-    for (const missing of fetched) await receiveVerified(origin, roomId, version, missing, false);
+    const ordered = [...fetched.values()].sort((a, b) => a.pdu.depth - b.pdu.depth);
+    for (const missing of ordered) await receiveVerified(origin, roomId, version, missing, false);
   }
 
   /** One PDU of a transaction: its result for the answer (`{}` or `{error}`). */

@@ -255,22 +255,32 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
       return [...(await knownEvents(stores, ids)).values()];
     },
 
-    /** Events known without their state; those already known are left as they are. */
+    /**
+     * Events known without their state; those already known are left as they are. One with
+     * `rejectedReason` failed the checks against its auth events: kept as `rejected`.
+     */
     async persistOutliers(
       stores: Stores,
       roomId: string,
       version: RoomVersionId,
-      events: readonly IdentifiedPdu[],
+      events: readonly (IdentifiedPdu & { rejectedReason?: string })[],
     ): Promise<void> {
       const known = await knownEvents(
         stores,
         events.map((e) => e.eventId),
       );
-      for (const { eventId, pdu } of events) {
+      for (const { eventId, pdu, rejectedReason } of events) {
         if (known.has(eventId)) continue;
         const kept = stripUnsigned(pdu);
+        const status = rejectedReason === undefined ? 'outlier' : 'rejected';
         await stores.roomDag.upsertDagEvent(
-          { eventId, roomId, json: canonicalJson(kept), status: 'outlier', reason: null },
+          {
+            eventId,
+            roomId,
+            json: canonicalJson(kept),
+            status,
+            reason: rejectedReason ?? null,
+          },
           ctx.now(),
         );
         await stores.roomDag.insertAuthEdges(eventId, authEdgesOf(kept, roomId, version));
@@ -278,8 +288,8 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
           eventId,
           roomId,
           pdu: kept,
-          status: 'outlier',
-          reason: null,
+          status,
+          reason: rejectedReason ?? null,
           streamOrdering: null,
         });
       }

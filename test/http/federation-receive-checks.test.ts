@@ -1,0 +1,181 @@
+/**
+ * Receiving over federation, against a fake remote server (test/helpers/fake-remote.ts):
+ * events fetched to check a received one (/event_auth) are checked against their own auth
+ * events — a fetched power-levels event its sender had no power to send is rejected, and the
+ * event citing it with it — and a gap longer than one /get_missing_events answer is filled in
+ * several rounds. Both databases.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, it } from 'node:test';
+import { addContentHash, computeEventId } from '../../src/core/event-hashing.js';
+import type { Pdu, RoomVersionId } from '../../src/core/pdu.js';
+import { signPdu } from '../../src/core/signing.js';
+import { registerUser, type TestUser } from '../helpers/client.js';
+import { forEachDatabase } from '../helpers/databases.js';
+import { startFakeRemote, type FakeRemote } from '../helpers/fake-remote.js';
+import { makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
+import type { TestServer } from '../helpers/server.js';
+
+const C = '/_matrix/client/v3';
+const F = '/_matrix/federation';
+const enc = encodeURIComponent;
+
+forEachDatabase('federation: checks on events fetched while receiving', (dialect) => {
+  let ca: TestCa;
+  let a: TestServer & { serverName: string };
+  let remote: FakeRemote;
+  let alice: TestUser;
+  let roomId: string;
+  let bob: string;
+  let createId: string;
+  let levelsId: string;
+  let bobJoinId: string;
+  const version: RoomVersionId = '11';
+  let txn = 0;
+
+  const send = (pdus: unknown[]) =>
+    remote.request(a.serverName, 'PUT', `${F}/v1/send/r${++txn}`, {
+      origin: remote.serverName,
+      origin_server_ts: Date.now(),
+      pdus,
+      edus: [],
+    });
+  /** Where the room's next event goes (a make_join template's prev events and depth). */
+  const tip = async () => {
+    const res = await remote.request(
+      a.serverName,
+      'GET',
+      `${F}/v1/make_join/${enc(roomId)}/${enc(`@probe:${remote.serverName}`)}?ver=${version}`,
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body.event as { prev_events: string[]; depth: number };
+  };
+  const messageIds = async () =>
+    (
+      await a.request<{ chunk: { event_id: string }[] }>(
+        'GET',
+        `${C}/rooms/${enc(roomId)}/messages?dir=b&limit=200`,
+        { token: alice.accessToken },
+      )
+    ).body.chunk.map((e) => e.event_id);
+
+  before(async () => {
+    ca = makeTestCa();
+    a = await startFederatedServer(dialect, ca);
+    remote = await startFakeRemote(ca);
+    alice = await registerUser(a, 'alice');
+    const created = await a.request<{ room_id: string }>('POST', `${C}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: 'public_chat', room_version: version },
+    });
+    assert.equal(created.status, 200);
+    roomId = created.body.room_id;
+    bob = `@bob:${remote.serverName}`;
+    // Bob of the remote server joins through make_join/send_join.
+    const template = await remote.request(
+      a.serverName,
+      'GET',
+      `${F}/v1/make_join/${enc(roomId)}/${enc(bob)}?ver=${version}`,
+    );
+    assert.equal(template.status, 200, JSON.stringify(template.body));
+    const hashed = addContentHash({
+      ...template.body.event,
+      content: { membership: 'join' },
+      signatures: {},
+    } as Pdu);
+    const join = signPdu(hashed, version, remote.serverName, remote.key);
+    bobJoinId = computeEventId(join, version);
+    remote.events.set(bobJoinId, join);
+    const joined = await remote.request(
+      a.serverName,
+      'PUT',
+      `${F}/v2/send_join/${enc(roomId)}/${enc(bobJoinId)}`,
+      join,
+    );
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const state = joined.body.state as Pdu[];
+    const idOf = (type: string) =>
+      computeEventId(state.find((p) => p.type === type) as Pdu, version);
+    createId = idOf('m.room.create');
+    levelsId = idOf('m.room.power_levels');
+  });
+  after(async () => {
+    await a?.close();
+    await remote?.close();
+    rmSync(ca.dir, { recursive: true, force: true });
+  });
+
+  it('a fetched auth event that fails its own auth events is rejected, with the event citing it', async () => {
+    const t = await tip();
+    // Bob (power 0) gives himself 100: never sent, only served on /event_auth.
+    const grab = remote.event(version, {
+      roomId,
+      type: 'm.room.power_levels',
+      sender: bob,
+      stateKey: '',
+      content: { users: { [alice.userId]: 100, [bob]: 100 } },
+      authEvents: [createId, levelsId, bobJoinId],
+      prevEvents: t.prev_events,
+      depth: t.depth,
+    });
+    const topic = remote.event(version, {
+      roomId,
+      type: 'm.room.topic',
+      sender: bob,
+      stateKey: '',
+      content: { topic: 'taken over' },
+      authEvents: [createId, grab.eventId, bobJoinId],
+      prevEvents: t.prev_events,
+      depth: t.depth,
+    });
+    const res = await send([topic.pdu]);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.match(String(res.body.pdus[topic.eventId]?.error), /rejected/i);
+    const dag = a.running.services.roomDag;
+    const known = await dag.knownEvents(a.running.storage.stores, [grab.eventId, topic.eventId]);
+    assert.equal(known.get(grab.eventId)?.status, 'rejected');
+    assert.equal(known.get(topic.eventId)?.status, 'rejected');
+    const current = await a.request<{ topic?: string }>(
+      'GET',
+      `${C}/rooms/${enc(roomId)}/state/m.room.topic/`,
+      { token: alice.accessToken },
+    );
+    assert.notEqual(current.body.topic, 'taken over');
+    assert.ok(!(await messageIds()).includes(topic.eventId));
+  });
+
+  it('a gap of 25 events is filled with several /get_missing_events rounds', async () => {
+    remote.serveMissingEvents = true;
+    remote.missingEventsAsked = 0;
+    const t = await tip();
+    let prev = t.prev_events;
+    const chain: string[] = [];
+    const events: Pdu[] = [];
+    for (let i = 0; i < 25; i++) {
+      const message = remote.event(version, {
+        roomId,
+        type: 'm.room.message',
+        sender: bob,
+        content: { msgtype: 'm.text', body: `gap ${i}` },
+        authEvents: [createId, levelsId, bobJoinId],
+        prevEvents: prev,
+        depth: t.depth + i,
+      });
+      chain.push(message.eventId);
+      events.push(message.pdu);
+      prev = [message.eventId];
+    }
+    const res = await send([events[events.length - 1]]);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(res.body.pdus, { [chain[chain.length - 1] as string]: {} });
+    assert.ok(remote.missingEventsAsked >= 3, `asked ${remote.missingEventsAsked} times`);
+    const ids = await messageIds();
+    for (const id of chain) assert.ok(ids.includes(id), `${id} is in the timeline`);
+    // Every one has its state: it entered the timeline in order, not as an outlier.
+    const dag = a.running.services.roomDag;
+    const known = await dag.knownEvents(a.running.storage.stores, chain);
+    assert.deepEqual([...new Set([...known.values()].map((e) => e.status))], ['timeline']);
+    remote.serveMissingEvents = false;
+  });
+});
