@@ -75,7 +75,10 @@ export interface ResolvedEntry {
   stateKey: string;
   /** The event now holding the entry; null: resolution removed it. */
   event: StateEntryEvent | null;
-  /** The event that held it before (null: the entry is new). */
+  /**
+   * The event that held it before (null: the entry is new) — or the new event itself when it
+   * lost its own entry to the event that holds it (its event derivers saw it as applied).
+   */
   previous: StateEntryEvent | null;
 }
 
@@ -169,7 +172,9 @@ export function createEventWriter(ctx: ServiceContext) {
         }
       }
       for (const entry of received.resolved ?? []) {
+        // (An entry the new event lost to nothing held it before: nothing to remove.)
         if (entry.event !== null || entry.previous === null) continue;
+        if (entry.previous.eventId === eventId) continue;
         const isMember = entry.type === 'm.room.member';
         removals.push({
           type: entry.type,

@@ -30,6 +30,7 @@ forEachDatabase('federation: checks on events fetched while receiving', (dialect
   let bob: string;
   let createId: string;
   let levelsId: string;
+  let joinRulesId: string;
   let bobJoinId: string;
   const version: RoomVersionId = '11';
   let txn = 0;
@@ -99,6 +100,7 @@ forEachDatabase('federation: checks on events fetched while receiving', (dialect
       computeEventId(state.find((p) => p.type === type) as Pdu, version);
     createId = idOf('m.room.create');
     levelsId = idOf('m.room.power_levels');
+    joinRulesId = idOf('m.room.join_rules');
   });
   after(async () => {
     await a?.close();
@@ -177,5 +179,35 @@ forEachDatabase('federation: checks on events fetched while receiving', (dialect
     const known = await dag.knownEvents(a.running.storage.stores, chain);
     assert.deepEqual([...new Set([...known.values()].map((e) => e.status))], ['timeline']);
     remote.serveMissingEvents = false;
+  });
+
+  it('a profile change losing to the one already current leaves the user directory as resolved', async () => {
+    const t = await tip();
+    const profile = (name: string, ts: number) =>
+      remote.event(version, {
+        roomId,
+        type: 'm.room.member',
+        sender: bob,
+        stateKey: bob,
+        content: { membership: 'join', displayname: name },
+        authEvents: [createId, levelsId, joinRulesId, bobJoinId],
+        prevEvents: t.prev_events,
+        depth: t.depth,
+        ts,
+      });
+    const late = profile('Robert Late', Date.now());
+    const early = profile('Robert Early', Date.now() - 60_000);
+    assert.deepEqual((await send([late.pdu])).body.pdus, { [late.eventId]: {} });
+    assert.deepEqual((await send([early.pdu])).body.pdus, { [early.eventId]: {} });
+    const search = await a.request<{ results: { user_id: string; display_name?: string }[] }>(
+      'POST',
+      `${C}/user_directory/search`,
+      { token: alice.accessToken, body: { search_term: 'Robert' } },
+    );
+    assert.equal(search.status, 200, JSON.stringify(search.body));
+    assert.deepEqual(
+      search.body.results.map((r) => [r.user_id, r.display_name]),
+      [[bob, 'Robert Late']],
+    );
   });
 });

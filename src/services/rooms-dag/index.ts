@@ -455,6 +455,22 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
             previous: entryOf(oldState.get(changedKey) ?? null),
           });
       }
+      // The event lost its own entry to what current state held already: its event derivers
+      // see it as new state, so the state derivers derive the entry again from the holder.
+      if (applies && key !== undefined && !linear && !changes.has(key)) {
+        const holderId = oldState.get(key);
+        const holder =
+          holderId === undefined
+            ? undefined
+            : (await knownEvents(stores, [holderId])).get(holderId);
+        if (holderId !== eventId)
+          resolved.push({
+            type: pdu.type,
+            stateKey: pdu.state_key ?? '',
+            event: holder ? { eventId: holder.eventId, pdu: holder.pdu } : null,
+            previous: { eventId, pdu },
+          });
+      }
       const appended = await writer.persistReceived(stores, roomId, pdu, version, {
         eventId,
         stateChanges,
