@@ -181,6 +181,49 @@ forEachDatabase('federation: checks on events fetched while receiving', (dialect
     remote.serveMissingEvents = false;
   });
 
+  it('a gap past 5 rounds: the rest is bridged with the state of the oldest event’s prev event', async () => {
+    remote.serveMissingEvents = true;
+    remote.missingEventsAsked = 0;
+    const t = await tip();
+    const ids = await remote.request(
+      a.serverName,
+      'GET',
+      `${F}/v1/state_ids/${enc(roomId)}?event_id=${enc(t.prev_events[0] ?? '')}`,
+    );
+    assert.equal(ids.status, 200, JSON.stringify(ids.body));
+    const state = [...new Set([...(ids.body.pdu_ids as string[]), t.prev_events[0] as string])];
+    let prev = t.prev_events;
+    const chain: string[] = [];
+    const events: Pdu[] = [];
+    for (let i = 0; i < 60; i++) {
+      const message = remote.event(version, {
+        roomId,
+        type: 'm.room.message',
+        sender: bob,
+        content: { msgtype: 'm.text', body: `long gap ${i}` },
+        authEvents: [createId, levelsId, bobJoinId],
+        prevEvents: prev,
+        depth: t.depth + i,
+      });
+      // Messages change no state: the state after each is the state before the gap.
+      remote.stateAfter.set(message.eventId, state);
+      chain.push(message.eventId);
+      events.push(message.pdu);
+      prev = [message.eventId];
+    }
+    const res = await send([events[events.length - 1]]);
+    assert.deepEqual(res.body.pdus, { [chain[chain.length - 1] as string]: {} });
+    assert.equal(remote.missingEventsAsked, 5);
+    const timeline = new Set(await messageIds());
+    // The 50 events before the one sent came by /get_missing_events; the 9 before them stay
+    // unknown (the oldest fetched one was received with the state after its prev event).
+    assert.deepEqual(
+      chain.map((id) => timeline.has(id)),
+      chain.map((_, i) => i >= 9),
+    );
+    remote.serveMissingEvents = false;
+  });
+
   it('a profile change losing to the one already current leaves the user directory as resolved', async () => {
     const t = await tip();
     const profile = (name: string, ts: number) =>
