@@ -57,7 +57,12 @@ export function createServices(ctx: ServiceContext) {
   const membership = createMembershipService(ctx, writer, rooms, () => federation);
   const aggregator = createRelationAggregator(ctx);
   writer.addDeriver(aggregator.deriver);
-  const timeline = createTimelineService(ctx, writer, aggregator);
+  const timeline = createTimelineService(
+    ctx,
+    writer,
+    aggregator,
+    () => federation?.backfill ?? null,
+  );
   const search = createSearchService(ctx, timeline);
   writer.addDeriver(search.deriver);
   const notifications = createNotificationService(ctx, timeline);
@@ -85,6 +90,8 @@ export function createServices(ctx: ServiceContext) {
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
+  // Holes in rooms' histories, backfilled when /messages reaches them.
+  if (federation) writer.addDeriver(federation.backfill.deriver);
   const appservices = createAppServices(ctx, accounts, writer);
   const sources: SyncSources = {
     accountData,
