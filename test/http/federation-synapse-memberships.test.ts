@@ -3,7 +3,8 @@
  * rooms of versions 10, 11 and 12 rejected (our make_leave/send_leave v2 against Synapse, the
  * leave seen there); knocks on Synapse rooms of versions 11 and 12 with `via` (our
  * make_knock/send_knock, Synapse's `knock_room_state` shown in our /sync), rescinded, made
- * again and let in by an invite, accepted without `via` (the inviter's server). Skipped (in
+ * again and let in by an invite, accepted without `via` (the inviter's server); `/messages`
+ * past the join in Synapse rooms of versions 10-12 (our outbound /backfill). Skipped (in
  * the SKIPPED banner) where Synapse cannot be installed; CI requires it
  * (COMMONS_TEST_REQUIRE_SYNAPSE=1).
  */
@@ -88,7 +89,14 @@ forEachDatabase(
       if ('problem' in install) throw new Error(install.problem);
       ca = makeTestCa();
       commons = await startFederatedServer(dialect, ca);
-      synapse = await startSynapsePeer(install, ca);
+      // Many rooms and messages from one user: Synapse's rate limits lifted.
+      const unlimited = { per_second: 1000, burst_count: 1000 };
+      synapse = await startSynapsePeer(install, ca, {
+        rc_message: unlimited,
+        rc_room_creation: unlimited,
+        rc_joins: { local: unlimited, remote: unlimited },
+        rc_invites: { per_room: unlimited, per_user: unlimited, per_issuer: unlimited },
+      });
       alice = await registerUser(commons, 'alice');
       const first = await requestJson(`${synapse.clientUrl}/_matrix/client/v3/register`, 'POST', {
         username: 'sam',
@@ -153,6 +161,42 @@ forEachDatabase(
         const joined = await ours('POST', `/join/${r(roomId)}`, {});
         assert.equal(joined.status, 200, JSON.stringify(joined.body));
         await onSynapse(roomId, 'join');
+      });
+    }
+
+    for (const version of ['10', '11', '12']) {
+      it(`pages back past the join in a Synapse room of version ${version}: backfilled from Synapse`, async () => {
+        const created = await syn('/createRoom', 'POST', {
+          preset: 'public_chat',
+          room_version: version,
+        });
+        assert.equal(created.status, 200, JSON.stringify(created.body));
+        const roomId = created.body.room_id as string;
+        const expected: string[] = [];
+        for (let i = 0; i < 15; i++) {
+          const said = await syn(`/rooms/${r(roomId)}/send/m.room.message/early-${i}`, 'PUT', {
+            msgtype: 'm.text',
+            body: `early ${i}`,
+          });
+          assert.equal(said.status, 200);
+          expected.push(`early ${i}`);
+        }
+        const joined = await ours('POST', `/join/${r(roomId)}?via=${r(synapse.serverName)}`, {});
+        assert.equal(joined.status, 200, JSON.stringify(joined.body));
+        const bodies: string[] = [];
+        let from: string | undefined;
+        for (let pages = 0; pages < 30; pages++) {
+          const page = await ours<{
+            chunk: { type: string; content: { body?: string } }[];
+            end?: string;
+          }>('GET', `/rooms/${r(roomId)}/messages?dir=b&limit=6${from ? `&from=${r(from)}` : ''}`);
+          assert.equal(page.status, 200, JSON.stringify(page.body));
+          for (const e of page.body.chunk)
+            if (e.type === 'm.room.message') bodies.push(e.content.body ?? '');
+          if (!page.body.end) break;
+          from = page.body.end;
+        }
+        assert.deepEqual(bodies.reverse(), expected);
       });
     }
 
