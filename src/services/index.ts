@@ -102,7 +102,14 @@ export function createServices(ctx: ServiceContext) {
     deviceKeys,
     unread: notifications,
   };
-  const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
+  const deactivation = createDeactivationService(
+    ctx,
+    uia,
+    accounts,
+    writer,
+    rooms,
+    membership.leaveRemoteRoom,
+  );
   writer.addDeriver(deriveRoomListMeta);
   const crossSigning = createCrossSigningService(ctx, uia, accounts);
   // Keys and device lists between servers, and the EDUs other servers send (federation only).

@@ -290,6 +290,27 @@ export function createMembershipService(
     return { roomId: await resolveRoom(roomIdOrAlias), servers: [...via] };
   }
 
+  /**
+   * An invite or a knock of a room this server is not in: the leave goes through the room's
+   * servers (make_leave/send_leave), or is kept here alone if none answers. False (nothing
+   * done) for any other membership or room.
+   */
+  async function leaveRemoteRoom(
+    userId: string,
+    roomId: string,
+    reason?: string,
+  ): Promise<boolean> {
+    const remote = federation()?.leavesAndKnocks;
+    if (!remote) return false;
+    const stores = ctx.storage.stores;
+    const current = await stores.rooms.selectMembership(roomId, userId);
+    if (current?.membership !== 'invite' && current?.membership !== 'knock') return false;
+    if (await residentHere(stores, roomId)) return false;
+    const servers = await remote.serversFor(stores, roomId, userId);
+    await remote.leave(roomId, userId, servers, withReason({}, reason));
+    return true;
+  }
+
   return {
     resolveRoom,
 
@@ -463,22 +484,10 @@ export function createMembershipService(
     },
 
     /** Leaves, rejects an invite, or withdraws a knock. */
+    leaveRemoteRoom,
+
     async leave(requester: Requester, roomId: string, reason?: string): Promise<void> {
-      // An invite or a knock of a room this server is not in: the leave goes through the
-      // room's servers (make_leave/send_leave), or is kept here alone if none answers.
-      const remote = federation()?.leavesAndKnocks;
-      if (remote) {
-        const stores = ctx.storage.stores;
-        const current = await stores.rooms.selectMembership(roomId, requester.userId);
-        if (
-          (current?.membership === 'invite' || current?.membership === 'knock') &&
-          !(await residentHere(stores, roomId))
-        ) {
-          const servers = await remote.serversFor(stores, roomId, requester.userId);
-          await remote.leave(roomId, requester.userId, servers, withReason({}, reason));
-          return;
-        }
-      }
+      if (await leaveRemoteRoom(requester.userId, roomId, reason)) return;
       await inRoom(
         'leaveRoom',
         roomId,

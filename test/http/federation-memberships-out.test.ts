@@ -4,13 +4,14 @@
  * forgotten), an invite rejected while the inviting server is down (kept here alone), a knock
  * with `via` seen in /sync with the room's stripped state, rescinded, made again and accepted
  * with an invite, and joins after an invite through the inviter's server (a version 12 room
- * joined by ID without `via`). Refusals and unreachable servers.
+ * joined by ID without `via`); an account deactivated leaves its invites and knocks there.
+ * Refusals and unreachable servers.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, it } from 'node:test';
 import { forEachDatabase } from '../helpers/databases.js';
-import { registerUser, type TestUser } from '../helpers/client.js';
+import { passwordAuth, registerUser, type TestUser } from '../helpers/client.js';
 import { eventually } from '../helpers/eventually.js';
 import { makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
 import type { TestServer } from '../helpers/server.js';
@@ -237,6 +238,33 @@ forEachDatabase('memberships of rooms on another Commons', (dialect) => {
     const joined = await as(a, alice)('POST', `/join/${r(roomId)}`, {});
     assert.equal(joined.status, 200, JSON.stringify(joined.body));
     await waitMembershipOnB(roomId, alice.userId, 'join');
+  });
+
+  it('deactivating an account rejects its invites and rescinds its knocks on other servers', async () => {
+    const dora = await registerUser(a, 'dora');
+    const inviteRoom = await createOnB('12', 'invite', 'Dora invited');
+    const invited = await as(b, bob)('POST', `/rooms/${r(inviteRoom)}/invite`, {
+      user_id: dora.userId,
+    });
+    assert.equal(invited.status, 200, JSON.stringify(invited.body));
+    const knockRoom = await createOnB('11', 'knock', 'Dora knocks');
+    const knocked = await as(a, dora)('POST', `/knock/${r(knockRoom)}?via=${r(b.serverName)}`, {});
+    assert.equal(knocked.status, 200, JSON.stringify(knocked.body));
+    const first = await as(a, dora)<{ session: string }>('POST', '/account/deactivate', {});
+    const gone = await as(a, dora)('POST', '/account/deactivate', {
+      auth: passwordAuth(dora.userId, dora.password, first.body.session),
+    });
+    assert.equal(gone.status, 200, JSON.stringify(gone.body));
+    await eventually(
+      async () => [
+        await membershipOnB(inviteRoom, dora.userId),
+        await membershipOnB(knockRoom, dora.userId),
+      ],
+      (both) => both.every((m) => m === 'leave'),
+      20_000,
+    );
+    assert.equal(await membershipOnB(inviteRoom, dora.userId), 'leave');
+    assert.equal(await membershipOnB(knockRoom, dora.userId), 'leave');
   });
 
   it('a knock on a version 12 room by alias; refusals passed on; unreachable servers 502', async () => {
