@@ -39,6 +39,8 @@ export function createDeactivationService(
   accounts: AccountService,
   writer: EventWriter,
   rooms: RoomService,
+  /** Leaves an invite or knock of a room on another server (true when it was one). */
+  leaveRemoteRoom: (userId: string, roomId: string) => Promise<boolean> = async () => false,
 ) {
   let stopping = false;
 
@@ -66,6 +68,7 @@ export function createDeactivationService(
 
   /** Leaves one room if the user is still in it (joined, invited or knocking). */
   async function leaveRoom(userId: string, roomId: string): Promise<void> {
+    if (await leaveRemoteRoom(userId, roomId)) return;
     await ctx.storage.tx('deactivateLeaveRoom', async (stores) => {
       await stores.rooms.lockRoom(roomId);
       const current = await stores.rooms.selectMembership(roomId, userId);

@@ -57,7 +57,12 @@ export function createServices(ctx: ServiceContext) {
   const membership = createMembershipService(ctx, writer, rooms, () => federation);
   const aggregator = createRelationAggregator(ctx);
   writer.addDeriver(aggregator.deriver);
-  const timeline = createTimelineService(ctx, writer, aggregator);
+  const timeline = createTimelineService(
+    ctx,
+    writer,
+    aggregator,
+    () => federation?.backfill ?? null,
+  );
   const search = createSearchService(ctx, timeline);
   writer.addDeriver(search.deriver);
   const notifications = createNotificationService(ctx, timeline);
@@ -86,6 +91,8 @@ export function createServices(ctx: ServiceContext) {
       })
     : null;
   if (federation) writer.addDeriver(federation.deriver);
+  // Holes in rooms' histories, backfilled when /messages reaches them.
+  if (federation) writer.addDeriver(federation.backfill.deriver);
   const appservices = createAppServices(ctx, accounts, writer);
   const sources: SyncSources = {
     accountData,
@@ -96,7 +103,14 @@ export function createServices(ctx: ServiceContext) {
     deviceKeys,
     unread: notifications,
   };
-  const deactivation = createDeactivationService(ctx, uia, accounts, writer, rooms);
+  const deactivation = createDeactivationService(
+    ctx,
+    uia,
+    accounts,
+    writer,
+    rooms,
+    membership.leaveRemoteRoom,
+  );
   writer.addDeriver(deriveRoomListMeta);
   writer.addStateDeriver(deriveRoomListMetaState);
   const crossSigning = createCrossSigningService(ctx, uia, accounts);

@@ -74,6 +74,22 @@ export interface MembershipFederation {
     ): Promise<void>;
     serversOfRoomId(roomId: string): string[];
   };
+  /** Knocks on other servers' rooms; leaves of rooms we are only invited to or knocking on. */
+  leavesAndKnocks?: {
+    serversFor(stores: Stores, roomId: string, userId: string): Promise<string[]>;
+    knock(
+      roomId: string,
+      userId: string,
+      servers: readonly string[],
+      content: JsonObject,
+    ): Promise<void>;
+    leave(
+      roomId: string,
+      userId: string,
+      servers: readonly string[],
+      content: JsonObject,
+    ): Promise<unknown>;
+  };
 }
 
 export function createMembershipService(
@@ -247,6 +263,54 @@ export function createMembershipService(
     return joined.find(canInvite);
   }
 
+  /** Whether a local user is joined to the room (so this server has its state). */
+  async function residentHere(stores: Stores, roomId: string): Promise<boolean> {
+    return (
+      (await stores.rooms.selectRoom(roomId)) !== undefined &&
+      (await stores.rooms.selectMembersOfRoom(roomId, 'join')).some(isLocalUser)
+    );
+  }
+
+  /**
+   * A room ID or alias, with the servers to reach it through (`via`, and a remote alias's
+   * servers from its server's /query/directory).
+   */
+  async function resolveWithServers(
+    fed: MembershipFederation | null,
+    roomIdOrAlias: string,
+    via: readonly string[],
+  ): Promise<{ roomId: string; servers: string[] }> {
+    for (const server of via)
+      if (!isValidServerName(server)) throw invalidParam(`${server} is not a server name`);
+    const alias = roomIdOrAlias.startsWith('#') ? parseRoomAlias(roomIdOrAlias) : null;
+    if (fed && alias && !roomIdOrAlias.endsWith(`:${ctx.settings.serverName}`)) {
+      const resolved = await fed.joins.resolveAlias(roomIdOrAlias);
+      return { roomId: resolved.roomId, servers: [...via, ...resolved.servers] };
+    }
+    return { roomId: await resolveRoom(roomIdOrAlias), servers: [...via] };
+  }
+
+  /**
+   * An invite or a knock of a room this server is not in: the leave goes through the room's
+   * servers (make_leave/send_leave), or is kept here alone if none answers. False (nothing
+   * done) for any other membership or room.
+   */
+  async function leaveRemoteRoom(
+    userId: string,
+    roomId: string,
+    reason?: string,
+  ): Promise<boolean> {
+    const remote = federation()?.leavesAndKnocks;
+    if (!remote) return false;
+    const stores = ctx.storage.stores;
+    const current = await stores.rooms.selectMembership(roomId, userId);
+    if (current?.membership !== 'invite' && current?.membership !== 'knock') return false;
+    if (await residentHere(stores, roomId)) return false;
+    const servers = await remote.serversFor(stores, roomId, userId);
+    await remote.leave(roomId, userId, servers, withReason({}, reason));
+    return true;
+  }
+
   return {
     resolveRoom,
 
@@ -260,27 +324,19 @@ export function createMembershipService(
       reason?: string,
       via: readonly string[] = [],
     ): Promise<string> {
-      for (const server of via)
-        if (!isValidServerName(server)) throw invalidParam(`${server} is not a server name`);
       const fed = federation();
-      const servers = [...via];
-      let roomId: string;
-      const alias = roomIdOrAlias.startsWith('#') ? parseRoomAlias(roomIdOrAlias) : null;
-      if (fed && alias && !roomIdOrAlias.endsWith(`:${ctx.settings.serverName}`)) {
-        const resolved = await fed.joins.resolveAlias(roomIdOrAlias);
-        roomId = resolved.roomId;
-        servers.push(...resolved.servers);
-      } else {
-        roomId = await resolveRoom(roomIdOrAlias);
-      }
+      const { roomId, servers } = await resolveWithServers(fed, roomIdOrAlias, via);
       if (fed) {
         const stores = ctx.storage.stores;
-        const here =
-          (await stores.rooms.selectRoom(roomId)) !== undefined &&
-          (await stores.rooms.selectMembersOfRoom(roomId, 'join')).some(isLocalUser);
-        const candidates = [...servers, ...fed.joins.serversOfRoomId(roomId)].filter(
-          (server) => server !== ctx.settings.serverName,
-        );
+        const here = await residentHere(stores, roomId);
+        // Accepting an invite (or a knock that was accepted): the inviter's server, and the
+        // servers of the room's stripped state, are candidates too.
+        const pending = here
+          ? []
+          : ((await fed.leavesAndKnocks?.serversFor(stores, roomId, requester.userId)) ?? []);
+        const candidates = [
+          ...new Set([...servers, ...pending, ...fed.joins.serversOfRoomId(roomId)]),
+        ].filter((server) => server !== ctx.settings.serverName);
         if (!here && candidates.length > 0) {
           const content = await rooms.memberContent(stores, requester.userId, 'join');
           await fed.joins.join(roomId, requester.userId, candidates, withReason(content, reason));
@@ -312,8 +368,35 @@ export function createMembershipService(
       return roomId;
     },
 
-    async knock(requester: Requester, roomIdOrAlias: string, reason?: string): Promise<string> {
-      const roomId = await resolveRoom(roomIdOrAlias);
+    /**
+     * Knocks: here when this server is in the room, else through one of its servers (`via`,
+     * the alias's servers, the room ID's server) with make_knock/send_knock.
+     */
+    async knock(
+      requester: Requester,
+      roomIdOrAlias: string,
+      reason?: string,
+      via: readonly string[] = [],
+    ): Promise<string> {
+      const fed = federation();
+      const { roomId, servers } = await resolveWithServers(fed, roomIdOrAlias, via);
+      const remote = fed?.leavesAndKnocks;
+      if (fed && remote && !(await residentHere(ctx.storage.stores, roomId))) {
+        const candidates = [...servers, ...fed.joins.serversOfRoomId(roomId)].filter(
+          (server) => server !== ctx.settings.serverName,
+        );
+        if (candidates.length > 0) {
+          const stores = ctx.storage.stores;
+          const current = await stores.rooms.selectMembership(roomId, requester.userId);
+          if (current?.membership === 'join' || current?.membership === 'ban')
+            throw forbidden(
+              `You are ${current.membership === 'join' ? 'in' : 'banned from'} the room`,
+            );
+          const content = await rooms.memberContent(stores, requester.userId, 'knock');
+          await remote.knock(roomId, requester.userId, candidates, withReason(content, reason));
+          return roomId;
+        }
+      }
       await inRoom(
         'knockRoom',
         roomId,
@@ -401,7 +484,10 @@ export function createMembershipService(
     },
 
     /** Leaves, rejects an invite, or withdraws a knock. */
+    leaveRemoteRoom,
+
     async leave(requester: Requester, roomId: string, reason?: string): Promise<void> {
+      if (await leaveRemoteRoom(requester.userId, roomId, reason)) return;
       await inRoom(
         'leaveRoom',
         roomId,
@@ -526,6 +612,8 @@ export function createMembershipService(
           throw new MatrixError(400, 'M_UNKNOWN', 'You must leave the room before forgetting it');
         }
         await stores.rooms.updateForgotten(roomId, requester.userId);
+        // Caches of the user's memberships (/sync's) drop the room.
+        await stores.stream.notify({ users: [requester.userId] });
       });
     },
 

@@ -825,8 +825,11 @@ export function createSyncService(
           : [];
       }),
     );
+    // (A knock on a room of another server keeps the `knock_room_state` it answered.)
     const remoteInvites = await stores().roomDag.selectInviteRoomStates(
-      memberships.filter((m) => m.membership === 'invite').map((m) => m.roomId),
+      memberships
+        .filter((m) => m.membership === 'invite' || m.membership === 'knock')
+        .map((m) => m.roomId),
       userId,
     );
     return new Map(
@@ -843,7 +846,8 @@ export function createSyncService(
               : {}),
           }),
         );
-        // An invite from a room on another server: the stripped state its server sent.
+        // An invite from (or a knock on) a room on another server: the stripped state its
+        // server sent.
         const sent = remoteInvites.get(roomId);
         if (sent !== undefined) {
           const have = new Set(events.map((e) => `${e.type}\u0000${e.state_key}`));

@@ -58,10 +58,30 @@ export interface MessagesPage {
 
 const BATCH = 200;
 
+/** Fetches history from before the earliest event held (federation's outbound /backfill). */
+export interface HistoryBackfiller {
+  /** Up to `limit` older events of the room stored; whether any were. */
+  backfill(roomId: string, limit: number): Promise<boolean>;
+  /** Below this (negative) position the room's events were backfilled. */
+  historyFloor(roomId: string): Promise<number | undefined>;
+}
+
+/**
+ * `/messages` tokens: `s<position>` (the stream's), and `h<n>` for position -n, in history
+ * backfilled before the room was joined here.
+ */
+const historyToken = (position: number) => (position < 0 ? `h${-position}` : streamToken(position));
+const parseHistoryToken = (token: string): number | null => {
+  const match = /^h(\d{1,15})$/.exec(token);
+  return match ? -Number(match[1]) : parseStreamToken(token);
+};
+
 export function createTimelineService(
   ctx: ServiceContext,
   writer: EventWriter,
   aggregator?: RelationAggregator,
+  /** Federation's backfill, when on: `/messages` past the start of what is held asks for more. */
+  backfiller: () => HistoryBackfiller | null = () => null,
 ) {
   const rooms = () => ctx.storage.stores.rooms;
 
@@ -249,11 +269,11 @@ export function createTimelineService(
       const current = await rooms().selectCurrentStreamPosition();
       const parse = (token: string | undefined, name: string): number | undefined => {
         if (token === undefined) return undefined;
-        const position = parseStreamToken(token);
+        const position = parseHistoryToken(token);
         if (position === null) throw invalidParam(`Invalid ${name} token`);
         return Math.min(position, current);
       };
-      const history = options.unrestricted ? null : await visibilityOf(roomId, requester.userId);
+      let history = options.unrestricted ? null : await visibilityOf(roomId, requester.userId);
       if (history) assertCanRead(history, current);
       const from = parse(options.from, 'from') ?? (options.dir === 'b' ? current : 0);
       const to = parse(options.to, 'to');
@@ -261,10 +281,32 @@ export function createTimelineService(
       const chunk: EventRow[] = [];
       let cursor = from;
       let exhausted = false;
-      while (chunk.length < limit && !exhausted) {
+      // Backwards past the earliest event held: the history backfilled before (below the
+      // room's floor), then, once per request, a resident server is asked for more.
+      let backfilled = false;
+      const backfill = options.dir === 'b' && to === undefined ? backfiller() : null;
+      while (chunk.length < limit) {
+        if (exhausted) {
+          if (!backfill) break;
+          const floor = await backfill.historyFloor(roomId);
+          if (cursor >= 0 && floor !== undefined) {
+            cursor = floor - 1;
+          } else {
+            if (backfilled) break;
+            backfilled = true;
+            const more = await backfill.backfill(roomId, limit - chunk.length).catch(() => false);
+            if (!more) break;
+            cursor = Math.min(cursor, ((await backfill.historyFloor(roomId)) ?? 0) - 1);
+            if (history) history = await visibilityOf(roomId, requester.userId);
+          }
+          exhausted = false;
+        }
+        // Below 0, backfilled history (the state the room was joined with, from its floor
+        // up to 0, is not part of the timeline).
+        const lowest = cursor < 0 ? Number.MIN_SAFE_INTEGER : 0;
         const range =
           options.dir === 'b'
-            ? { after: to ?? 0, upTo: cursor, direction: 'backward' as const, limit: BATCH }
+            ? { after: to ?? lowest, upTo: cursor, direction: 'backward' as const, limit: BATCH }
             : { after: cursor, upTo: to ?? current, direction: 'forward' as const, limit: BATCH };
         if (range.after >= range.upTo) break;
         const rows = await rooms().selectRoomEvents(roomId, range);
@@ -284,11 +326,11 @@ export function createTimelineService(
         if (rows.length === 0) exhausted = true;
       }
       const page: MessagesPage = {
-        start: streamToken(from),
+        start: historyToken(from),
         chunk: await presentBundled(chunk, version, requester.userId),
       };
       // No `end` when no further events are available (the loop only stops empty when exhausted).
-      if (chunk.length > 0) page.end = streamToken(cursor);
+      if (chunk.length > 0) page.end = historyToken(cursor);
       if (options.filter?.lazy_load_members) {
         page.state = await memberStateFor(roomId, new Set(chunk.map((r) => r.pdu.sender)), version);
       }

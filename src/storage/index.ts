@@ -44,6 +44,7 @@ import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
 import { moderationStore, type ModerationStore } from './moderation-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import { remoteDeviceStore, type RemoteDeviceStore } from './remote-device-store.js';
+import { backfillStore, type BackfillStore } from './backfill-store.js';
 import {
   announcer,
   streamStore,
@@ -95,6 +96,7 @@ export interface Stores {
   readonly moderation: ModerationStore;
   readonly slidingSync: SlidingSyncStore;
   readonly remoteDevices: RemoteDeviceStore;
+  readonly backfill: BackfillStore;
   readonly roomDag: RoomDagStore;
 }
 
@@ -161,6 +163,7 @@ export function storesFor(
     moderation: moderationStore(db, announce),
     slidingSync: slidingSyncStore(db),
     remoteDevices: remoteDeviceStore(db),
+    backfill: backfillStore(db),
     roomDag: roomDagStore(db),
   };
 }

@@ -84,6 +84,8 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, string]> = [
   ['room_dag_events', 'event_id'],
   ['room_state_heads', 'room_id'],
   ['state_groups', 'group_id'],
+  ['room_backfill_points', 'event_id'],
+  ['room_history_floors', 'room_id'],
 ];
 
 const toPurgeRow = (row: {

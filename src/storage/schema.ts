@@ -604,6 +604,8 @@ export interface Database {
   room_dag_events: RoomDagEventsTable;
   federation_received_txns: FederationReceivedTxnsTable;
   invite_room_state: InviteRoomStateTable;
+  room_backfill_points: RoomBackfillPointsTable;
+  room_history_floors: RoomHistoryFloorsTable;
   remote_device_lists: RemoteDeviceListsTable;
 }
 
@@ -651,6 +653,18 @@ export interface RoomDagEventsTable {
 }
 
 /** The stripped state of a remote room a local user was invited to. */
+/** Prev events of a room's events that it does not hold: where to backfill from. */
+export interface RoomBackfillPointsTable {
+  room_id: string;
+  event_id: string;
+}
+
+/** Below this position a room's events were backfilled (the state it was joined with above). */
+export interface RoomHistoryFloorsTable {
+  room_id: string;
+  position: number;
+}
+
 export interface InviteRoomStateTable {
   room_id: string;
   user_id: string;

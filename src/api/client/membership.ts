@@ -55,13 +55,14 @@ export const membershipRoutes: RoutePlugin = async (app, { services }) => {
     '/knock/:roomIdOrAlias',
     {
       config: membershipConfig,
-      schema: { params: AliasOrIdParams, body: Type.Optional(ReasonBody) },
+      schema: { params: AliasOrIdParams, querystring: ViaQuery, body: Type.Optional(ReasonBody) },
     },
     async (request) => ({
       room_id: await membership.knock(
         requesterOf(request),
         request.params.roomIdOrAlias,
         request.body?.reason,
+        viaOf(request.query),
       ),
     }),
   );

@@ -17,6 +17,8 @@ import { createRemoteJoins } from './joins.js';
 import { createRequestAuthenticator, type InboundRequest } from './request-auth.js';
 import { createFederationSender, type SenderLog } from './sender.js';
 import { createRoomFederation } from './rooms.js';
+import { createRemoteMembership } from './remote-membership.js';
+import { createBackfill } from './backfill.js';
 import type { RoomDagService } from '../rooms-dag/index.js';
 
 export interface FederationDeps {
@@ -93,6 +95,13 @@ export function createFederationService(
     invites: createInviteSender(client, keys),
     /** Joins to other servers' rooms (make_join/send_join), and their aliases. */
     joins: createRemoteJoins(ctx, client, keys, () => deps.roomDag),
+    /** History from before we joined (`/messages` past the join point): outbound /backfill. */
+    backfill: createBackfill(ctx, {
+      client,
+      publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
+    }),
+    /** Knocks on other servers' rooms, and leaves of rooms we are only invited to or knocking on. */
+    leavesAndKnocks: createRemoteMembership(ctx, client),
     /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
     rooms: createRoomFederation(ctx, {
       client,

@@ -20,6 +20,7 @@ import * as m0013 from './0013-membership-history-by-position.js';
 import * as m0020 from './0020-federation.js';
 import * as m0021 from './0021-room-dag.js';
 import * as m0022 from './0022-invite-room-state.js';
+import * as m0023 from './0023-backfill-points.js';
 import * as m0025 from './0025-remote-device-lists.js';
 import * as m0030 from './0030-appservices.js';
 import * as m0031 from './0031-appservice-room-directory.js';
@@ -66,6 +67,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0020-federation': m0020,
   '0021-room-dag': m0021,
   '0022-invite-room-state': m0022,
+  '0023-backfill-points': m0023,
   '0025-remote-device-lists': m0025,
   '0030-appservices': m0030,
   '0031-appservice-room-directory': m0031,
