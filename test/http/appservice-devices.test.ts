@@ -180,6 +180,84 @@ forEachDatabase(
       assert.ok(all.every((l) => !l.left.includes(human.userId)));
     });
 
+    it('lists the members it no longer shares a room with when its own last user there leaves (MSC3202)', async () => {
+      // Carol shares only her room with the service; the human shares the first room too.
+      const carol = await registerUser(server);
+      const created = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+        token: carol.accessToken,
+        body: { preset: 'public_chat' },
+      });
+      const carolRoom = created.body.room_id;
+      const humanJoined = await server.request('POST', `${V3}/join/${r(carolRoom)}`, {
+        token: human.accessToken,
+        body: {},
+      });
+      assert.equal(humanJoined.status, 200);
+      const ghosts = ['@_enc_a:test.local', '@_enc_b:test.local'];
+      for (const user of ghosts) {
+        const registered = await server.request('POST', `${V3}/register`, {
+          token: encToken,
+          body: {
+            type: 'm.login.application_service',
+            username: user.slice(1, user.indexOf(':')),
+            inhibit_login: true,
+          },
+        });
+        assert.equal(registered.status, 200);
+        const joined = await server.request(
+          'POST',
+          `${V3}/rooms/${r(carolRoom)}/join?user_id=${r(user)}`,
+          { token: encToken },
+        );
+        assert.equal(joined.status, 200);
+      }
+      // One ghost leaves: the other is still there, nobody is listed.
+      const leftOne = await server.request(
+        'POST',
+        `${V3}/rooms/${r(carolRoom)}/leave?user_id=${r(ghosts[0] as string)}`,
+        { token: encToken, body: {} },
+      );
+      assert.equal(leftOne.status, 200);
+      // Carol kicks the last one: she shares no room with the service's users any more.
+      const kicked = await server.request<{ event_id?: string }>(
+        'POST',
+        `${V3}/rooms/${r(carolRoom)}/kick`,
+        { token: carol.accessToken, body: { user_id: ghosts[1] } },
+      );
+      assert.equal(kicked.status, 200);
+      const kickEvent = await eventually(
+        async () =>
+          encrypting.events.find(
+            (e) =>
+              e.room_id === carolRoom && e.type === 'm.room.member' && e.sender === carol.userId,
+          ),
+        (event) => event !== undefined,
+        20_000,
+      );
+      const listedAt = await eventually(
+        async () =>
+          encrypting.transactions.findIndex((t) =>
+            (
+              t.body['org.matrix.msc3202.device_lists'] as { left: string[] } | undefined
+            )?.left.includes(carol.userId),
+          ),
+        (index) => index >= 0,
+        20_000,
+      );
+      // Listed by the kick, not by the first ghost's leaving.
+      const kickedAt = encrypting.transactions.findIndex((t) =>
+        t.events.some((e) => e.event_id === kickEvent?.event_id),
+      );
+      assert.ok(listedAt >= kickedAt, `listed in transaction ${listedAt}, kick in ${kickedAt}`);
+      // The human still shares the first room; the service's own users are never listed.
+      const all = field<{ left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
+      for (const user of [human.userId, ...ghosts, '@encbot:test.local'])
+        assert.ok(
+          all.every((l) => !l.left.includes(user)),
+          user,
+        );
+    });
+
     it('pushes the one-time key counts and unused fallback key types of its users’ devices', async () => {
       const uploaded = await server.request(
         'POST',

@@ -31,10 +31,24 @@ async function wants(
   return aliases.some((alias) => aliasInNamespace(r, alias));
 }
 
+/** Queues MSC3202 `left` users for the service, at a position of its own after the event. */
+async function queueLeft(stores: Stores, r: AppServiceRegistration, users: string[]) {
+  if (users.length === 0) return;
+  await stores.appservices.insertQueued(
+    r.id,
+    await stores.stream.nextPosition(),
+    JSON.stringify({ left: users }),
+    'device_list',
+  );
+}
+
 /**
- * MSC3202's `left`: a user other than the service's who leaves (or is banned from) a room where
- * the service has users, and is joined to no other room where it has any, is listed — queued
- * at a position of its own, after the member event.
+ * MSC3202's `left` (as /sync's): the users the service's users no longer share any room with.
+ * A user other than the service's who leaves (or is banned from) a room where the service has
+ * users, and is joined to no other room where it has any, is listed. When it is one of the
+ * service's own users who leaves (`wasRecorded`: it was joined or invited there) and none of
+ * its users is left in the room, the room's members joined to no other room with one of them
+ * are listed.
  */
 async function deviceListLeft(
   stores: Stores,
@@ -42,19 +56,24 @@ async function deviceListLeft(
   event: AppendedEvent,
   subject: string,
   serverName: string,
+  wasRecorded: boolean,
 ): Promise<void> {
   const membership = event.pdu.content.membership;
   if (membership !== 'leave' && membership !== 'ban') return;
-  if (isServiceUser(r, subject, serverName)) return;
+  if (isServiceUser(r, subject, serverName)) {
+    if (!wasRecorded || (await stores.appservices.selectHasRoomUser(r.id, event.roomId))) return;
+    const members = await stores.appservices.selectMembersSharingNoRoom(r.id, event.roomId);
+    await queueLeft(
+      stores,
+      r,
+      members.filter((user) => !isServiceUser(r, user, serverName)),
+    );
+    return;
+  }
   if (!(await stores.appservices.selectHasRoomUser(r.id, event.roomId))) return;
   const rooms = await stores.rooms.selectRoomsOfUser(subject, 'join');
   if (await stores.appservices.selectHasRoomUserIn(r.id, rooms)) return;
-  await stores.appservices.insertQueued(
-    r.id,
-    await stores.stream.nextPosition(),
-    JSON.stringify({ left: [subject] }),
-    'device_list',
-  );
+  await queueLeft(stores, r, [subject]);
 }
 
 export function appServiceDeriver(
@@ -67,15 +86,16 @@ export function appServiceDeriver(
       pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' ? pdu.state_key : null;
     let json: string | null = null;
     for (const r of registrations) {
+      let wasRecorded = false;
       if (subject !== null && isServiceUser(r, subject, serverName)) {
         const membership = pdu.content.membership;
         if (membership === 'join' || membership === 'invite')
           await stores.appservices.insertRoomUser(r.id, event.roomId, subject);
-        else await stores.appservices.deleteRoomUser(r.id, event.roomId, subject);
+        else wasRecorded = await stores.appservices.deleteRoomUser(r.id, event.roomId, subject);
       }
       if (r.url === null) continue;
       if (subject !== null && r.msc3202)
-        await deviceListLeft(stores, r, event, subject, serverName);
+        await deviceListLeft(stores, r, event, subject, serverName, wasRecorded);
       if (!(await wants(stores, r, event, subject, serverName))) continue;
       json ??= JSON.stringify(toClientEvent(event));
       await stores.appservices.insertQueued(r.id, event.streamOrdering, json);
