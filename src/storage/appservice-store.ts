@@ -43,8 +43,9 @@ export interface AppServiceStore {
   /** Whether any of the service's users is joined or invited in any of the rooms. */
   selectHasRoomUserIn(serviceId: string, roomIds: readonly string[]): Promise<boolean>;
   /**
-   * The users joined to the room who are joined to no room where one of the service's users
-   * is joined or invited (MSC3202's `left` after the service's last user in the room left).
+   * The users joined to the room who are joined to no other room where one of the service's
+   * users is joined or invited (MSC3202: whom the service's first user in the room starts
+   * sharing a room with, or its last one stops).
    */
   selectMembersSharingNoRoom(serviceId: string, roomId: string): Promise<string[]>;
   /** The room's aliases (for alias namespaces). */
@@ -168,7 +169,8 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
                 )
                 .select('o.room_id')
                 .whereRef('o.user_id', '=', 'm.user_id')
-                .where('o.membership', '=', 'join'),
+                .where('o.membership', '=', 'join')
+                .where('o.room_id', '<>', roomId),
             ),
           ),
         )

@@ -211,6 +211,15 @@ forEachDatabase(
         );
         assert.equal(joined.status, 200);
       }
+      // The first ghost's arrival: the service now shares a room with Carol (changed); the
+      // human shared one already.
+      const lists = () =>
+        field<{ changed: string[]; left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
+      await eventually(
+        async () => lists(),
+        (all) => all.some((l) => l.changed.includes(carol.userId)),
+        20_000,
+      );
       // One ghost leaves: the other is still there, nobody is listed.
       const leftOne = await server.request(
         'POST',
@@ -256,6 +265,43 @@ forEachDatabase(
           all.every((l) => !l.left.includes(user)),
           user,
         );
+    });
+
+    it('lists a user who starts sharing a room with its users as changed, once (MSC3202)', async () => {
+      const dave = await registerUser(server);
+      const joined = await server.request('POST', `${V3}/join/${r(roomId)}`, {
+        token: dave.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      type Lists = { changed: string[]; left: string[] };
+      const lists = () => field<Lists>(encrypting, 'org.matrix.msc3202.device_lists');
+      await eventually(
+        async () => lists(),
+        (all) => all.some((l) => l.changed.includes(dave.userId)),
+        20_000,
+      );
+      // A profile change (a join after a join) is no new sharing; leaving is.
+      const renamed = await server.request('PUT', `${V3}/profile/${r(dave.userId)}/displayname`, {
+        token: dave.accessToken,
+        body: { displayname: 'Dave' },
+      });
+      assert.equal(renamed.status, 200);
+      const left = await server.request('POST', `${V3}/rooms/${r(roomId)}/leave`, {
+        token: dave.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      await eventually(
+        async () => lists(),
+        (all) => all.some((l) => l.left.includes(dave.userId)),
+        20_000,
+      );
+      assert.equal(lists().filter((l) => l.changed.includes(dave.userId)).length, 1);
+      const rename = encrypting.events.find(
+        (e) => e.sender === dave.userId && e.content.displayname === 'Dave',
+      );
+      assert.ok(rename, 'the profile change reached the bridge before the leave');
     });
 
     it('pushes the one-time key counts and unused fallback key types of its users’ devices', async () => {
