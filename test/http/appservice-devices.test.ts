@@ -126,6 +126,15 @@ forEachDatabase(
           to_device_id: ghostDevice,
         },
       ]);
+      // The ghost is in the service's exclusive namespace: the service is the message's only
+      // reader, so the device's /sync does not keep it too.
+      const synced = await server.request<{ to_device?: { events: unknown[] } }>(
+        'GET',
+        `${V3}/sync?timeout=0&user_id=${r(ghost)}&device_id=${ghostDevice}`,
+        { token: encToken },
+      );
+      assert.equal(synced.status, 200, JSON.stringify(synced.body));
+      assert.deepEqual(synced.body.to_device?.events ?? [], []);
     });
 
     it('pushes device-list changes of users sharing a room (MSC3202)', async () => {
