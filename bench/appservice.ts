@@ -1,12 +1,16 @@
 /**
- * `npm run bench:appservice -- [--rooms 10000] [--virtual 50000] [--messages 2000] [--db URL]
- * [--docs]`: the bridge-shaped workload of issue #22. A bridge bot in N rooms and V virtual
- * users (V / N per room), built through Commons' services on a fresh database without the
- * bridge registered; then Commons restarted with the bridge's registration (the start rebuilds
- * the record of the bridge's users' rooms, timed) and a bridge — a local HTTP server that
- * answers every transaction at once — listening. Over HTTP with the bridge's as_token:
+ * `npm run bench:appservice -- [--rooms 10000] [--virtual 50000] [--messages 2000]
+ * [--db sqlite|postgres] [--docs]`: the bridge-shaped workload of issue #22. A bridge bot in N
+ * rooms and V virtual users (V / N per room), built through Commons' services (in batched
+ * transactions, without the bridge registered) into a SQLite file cached under
+ * bench/.cache/appservice/ so reruns start at once; PostgreSQL runs load that file into a
+ * template database (`commons port-db`'s copying, bench/copy-dataset.ts) and clone it per run.
+ * Each run works on a copy. Commons starts on it with the bridge's registration (the start
+ * rebuilds the record of the bridge's users' rooms, timed) and a bridge — a local HTTP server
+ * that answers every transaction at once — listening. Over HTTP with the bridge's as_token:
  *
- * - `/joined_rooms` of the bot (median of 5);
+ * - `/joined_rooms` of the bot (median of 5), beside a bare node:http server answering the
+ *   same bytes (the ceiling);
  * - `/joined_members` of every room, as a bridge does at start-up, beside `/members?membership=join`
  *   (the member events, what a bridge would read without it), interleaved room by room with the
  *   order alternating; then both at 10 concurrent requests over all rooms (rooms per second);
@@ -14,13 +18,26 @@
  *   acknowledged beside the rate their events reached the bridge; then M more while the bridge
  *   answers 503, and the rate the queue drains once it answers again (batched transactions).
  *
- * Prints Markdown; `--docs` writes it into docs/benchmarks.md (section `appservice`).
+ * PostgreSQL: COMMONS_BENCH_POSTGRES_URL (default postgres://postgres:commons-ci@127.0.0.1:5432/postgres),
+ * whose user may create databases. Prints Markdown; `--docs` writes it into docs/benchmarks.md
+ * (section `appservice`, the dialect's run in `appservice-sqlite` / `appservice-postgres`).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import pino from 'pino';
 import * as prettier from 'prettier';
 import { stringify } from 'yaml';
@@ -28,6 +45,7 @@ import { loadConfig } from '../src/config/load.js';
 import { loadServerSecrets } from '../src/config/server-secrets.js';
 import { startServer, type RunningServer } from '../src/main.js';
 import type { Requester } from '../src/services/index.js';
+import { copySqliteToPostgres } from './copy-dataset.js';
 import { sectionOf, withSection } from './doc-sections.js';
 import { batchingServices, SERVER_NAME } from './generate.js';
 
@@ -39,16 +57,29 @@ function option(name: string, fallback: string): string {
 const ROOMS = Number(option('rooms', '10000'));
 const VIRTUAL = Number(option('virtual', '50000'));
 const MESSAGES = Number(option('messages', '2000'));
+const DIALECT = option('db', 'sqlite').startsWith('postgres') ? 'postgres' : 'sqlite';
+const POSTGRES_URL =
+  process.env.COMMONS_BENCH_POSTGRES_URL ??
+  'postgres://postgres:commons-ci@127.0.0.1:5432/postgres';
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const CACHE = path.join(ROOT, 'bench/.cache/appservice');
+/** Bump when what the builder writes changes. */
+const FORMAT = 1;
 const CONCURRENCY = 10;
 const AS_TOKEN = 'as_bench_bridge_0123456789';
 const HS_TOKEN = 'hs_bench_bridge_0123456789';
-const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-as-bench-'));
-const url = option('db', `sqlite:${path.join(dataDir, 'commons.db')}`);
+const workDir = mkdtempSync(path.join(tmpdir(), 'commons-as-bench-'));
 const uid = (localpart: string) => `@${localpart}:${SERVER_NAME}`;
 const BOT = uid('bridgebot');
 const ghost = (i: number) => uid(`_b_${i}`);
 const requester = (userId: string): Requester => ({ userId, deviceId: 'BENCH', isAdmin: false });
-const log = (message: string) => console.error(`[appservice bench] ${message}`);
+const log = (message: string) =>
+  console.error(`[appservice bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+const withDatabase = (url: string, database: string) => {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+};
 
 // The bridge: answers every transaction at once (or 503 while `down`), counting events.
 let down = false;
@@ -79,7 +110,7 @@ const bridge = createServer((request, response) => {
 });
 await new Promise<void>((resolve) => bridge.listen(0, '127.0.0.1', resolve));
 const bridgeUrl = `http://127.0.0.1:${(bridge.address() as AddressInfo).port}`;
-const registrationFile = path.join(dataDir, 'bridge.yaml');
+const registrationFile = path.join(workDir, 'bridge.yaml');
 writeFileSync(
   registrationFile,
   stringify({
@@ -95,7 +126,7 @@ writeFileSync(
   }),
 );
 
-const configOf = (withBridge: boolean) =>
+const configOf = (url: string, dataDir: string, withBridge: boolean) =>
   loadConfig({
     env: {
       COMMONS_DATA_DIR: dataDir,
@@ -122,8 +153,11 @@ const fmt = (n: number, digits = 1) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
-async function build(): Promise<string[]> {
-  const running = await startServer(configOf(false), { logger: pino({ level: 'error' }) });
+/** Builds the dataset into a fresh SQLite file (and data_dir): the bot's rooms, in order. */
+async function build(url: string, dataDir: string): Promise<string[]> {
+  const running = await startServer(configOf(url, dataDir, false), {
+    logger: pino({ level: 'error' }),
+  });
   try {
     const { services, batch } = batchingServices(
       running.storage,
@@ -131,9 +165,9 @@ async function build(): Promise<string[]> {
       async () => undefined,
     );
     const started = performance.now();
-    for (let start = -1; start < VIRTUAL; start += 1000) {
+    for (let start = -1; start < VIRTUAL; start += 2000) {
       await batch('asBenchUsers', async (stores) => {
-        for (let i = start; i < Math.min(VIRTUAL, start + 1000); i++) {
+        for (let i = start; i < Math.min(VIRTUAL, start + 2000); i++) {
           const userId = i < 0 ? BOT : ghost(i);
           await stores.accounts.insertUser({
             userId,
@@ -147,9 +181,10 @@ async function build(): Promise<string[]> {
       });
     }
     const roomIds: string[] = [];
-    for (let start = 0; start < ROOMS; start += 50) {
+    const ROOMS_PER_BATCH = 100;
+    for (let start = 0; start < ROOMS; start += ROOMS_PER_BATCH) {
       await batch('asBenchRooms', async () => {
-        for (let r = start; r < Math.min(ROOMS, start + 50); r++) {
+        for (let r = start; r < Math.min(ROOMS, start + ROOMS_PER_BATCH); r++) {
           const { roomId } = await services.rooms.createRoom(requester(BOT), {
             preset: 'public_chat',
             name: `bridged ${r}`,
@@ -159,15 +194,100 @@ async function build(): Promise<string[]> {
           roomIds.push(roomId);
         }
       });
-      if ((start + 50) % 1000 === 0) log(`built ${start + 50} rooms`);
+      if ((start + ROOMS_PER_BATCH) % 500 === 0)
+        log(
+          `built ${start + ROOMS_PER_BATCH} rooms (${int((performance.now() - started) / 1000)} s)`,
+        );
     }
     log(
-      `built ${ROOMS} rooms, ${VIRTUAL} virtual users in ${int((performance.now() - started) / 1000)} s`,
+      `built ${int(ROOMS)} rooms, ${int(VIRTUAL)} virtual users in ${int((performance.now() - started) / 1000)} s`,
     );
     return roomIds;
   } finally {
     await running.close();
   }
+}
+
+interface Prepared {
+  url: string;
+  dataDir: string;
+  roomIds: string[];
+  /** Seconds the build took when it was made (cached with it). */
+  buildSeconds: number;
+  fromCache: boolean;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * The dataset for this shape, built once into bench/.cache/appservice/ (SQLite) and copied for
+ * the run; on PostgreSQL, loaded from that file into a template database cloned for the run.
+ */
+async function prepare(): Promise<Prepared> {
+  const name = `r${ROOMS}-v${VIRTUAL}-f${FORMAT}`;
+  const dir = path.join(CACHE, name);
+  const manifest = path.join(dir, 'manifest.json');
+  let fromCache = true;
+  if (!existsSync(manifest)) {
+    fromCache = false;
+    const building = `${dir}.building-${process.pid}`;
+    rmSync(building, { recursive: true, force: true });
+    mkdirSync(path.join(building, 'data'), { recursive: true });
+    const started = performance.now();
+    const roomIds = await build(
+      `sqlite:${path.join(building, 'commons.db')}`,
+      path.join(building, 'data'),
+    );
+    const buildSeconds = (performance.now() - started) / 1000;
+    writeFileSync(path.join(building, 'manifest.json'), JSON.stringify({ buildSeconds, roomIds }));
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(building, dir);
+  }
+  const { buildSeconds, roomIds } = JSON.parse(readFileSync(manifest, 'utf8')) as {
+    buildSeconds: number;
+    roomIds: string[];
+  };
+  const dataDir = path.join(workDir, 'data');
+  cpSync(path.join(dir, 'data'), dataDir, { recursive: true });
+  const file = path.join(dir, 'commons.db');
+  if (DIALECT === 'sqlite') {
+    copyFileSync(file, path.join(workDir, 'commons.db'));
+    const url = `sqlite:${path.join(workDir, 'commons.db')}`;
+    return { url, dataDir, roomIds, buildSeconds, fromCache, cleanup: async () => undefined };
+  }
+  const template = `commons_bench_as_${name.replace(/-/g, '_')}`;
+  const runName = `commons_bench_as_run_${process.pid}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [template]);
+    if (exists.rowCount === 0) {
+      fromCache = false;
+      const loading = `${template}_loading`;
+      await admin.query(`DROP DATABASE IF EXISTS "${loading}"`);
+      await admin.query(`CREATE DATABASE "${loading}"`);
+      const started = performance.now();
+      await copySqliteToPostgres(file, withDatabase(POSTGRES_URL, loading), () => undefined);
+      await admin.query(`ALTER DATABASE "${loading}" RENAME TO "${template}"`);
+      log(`loaded into PostgreSQL in ${int((performance.now() - started) / 1000)} s`);
+    }
+    await admin.query(`DROP DATABASE IF EXISTS "${runName}"`);
+    await admin.query(`CREATE DATABASE "${runName}" TEMPLATE "${template}"`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: withDatabase(POSTGRES_URL, runName),
+    dataDir,
+    roomIds,
+    buildSeconds,
+    fromCache,
+    async cleanup() {
+      const c = new pg.Client({ connectionString: POSTGRES_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${runName}"`);
+      await c.end();
+    },
+  };
 }
 
 async function call(running: RunningServer, urlPath: string, init: RequestInit = {}) {
@@ -202,20 +322,49 @@ async function waitFor(check: () => boolean, timeoutMs = 600_000) {
   }
 }
 
-const roomIds = await build();
+const prepared = await prepare();
+const loadAtStart = loadavg()
+  .map((l) => l.toFixed(1))
+  .join(' / ');
+const { roomIds } = prepared;
+log(`dataset ${prepared.fromCache ? 'from the cache' : 'built'}; starting with the bridge`);
 const restartT0 = performance.now();
-const running = await startServer(configOf(true), { logger: pino({ level: 'error' }) });
+const running = await startServer(configOf(prepared.url, prepared.dataDir, true), {
+  logger: pino({ level: 'error' }),
+});
 const restartSeconds = (performance.now() - restartT0) / 1000;
 const lines: string[] = [];
 try {
   const e = encodeURIComponent;
+  // /joined_rooms, alternating with a bare node:http server answering the same bytes.
+  const first = await fetch(`${running.url}/_matrix/client/v3/joined_rooms`, {
+    headers: { authorization: `Bearer ${AS_TOKEN}` },
+  });
+  const joinedRoomsBody = Buffer.from(await first.arrayBuffer());
+  const joined = (JSON.parse(joinedRoomsBody.toString()) as { joined_rooms: string[] })
+    .joined_rooms;
+  if (joined.length !== ROOMS) throw new Error(`the bot is in ${joined.length} rooms`);
+  const ceiling = createServer((_request, response) => {
+    response
+      .writeHead(200, {
+        'Content-Type': 'application/json',
+        'Content-Length': String(joinedRoomsBody.length),
+      })
+      .end(joinedRoomsBody);
+  });
+  await new Promise<void>((resolve) => ceiling.listen(0, '127.0.0.1', resolve));
+  const ceilingUrl = `http://127.0.0.1:${(ceiling.address() as AddressInfo).port}`;
   const joinedRooms: number[] = [];
-  let joinedRoomsBytes = 0;
-  for (let i = 0; i < 5; i++) {
-    const result = await call(running, '/_matrix/client/v3/joined_rooms');
-    joinedRooms.push(result.ms);
-    joinedRoomsBytes = result.bytes;
+  const ceilingTimes: number[] = [];
+  for (let i = 0; i < 9; i++) {
+    joinedRooms.push((await call(running, '/_matrix/client/v3/joined_rooms')).ms);
+    const t0 = performance.now();
+    await (await fetch(`${ceilingUrl}/_matrix/client/v3/joined_rooms`)).arrayBuffer();
+    ceilingTimes.push(performance.now() - t0);
   }
+  ceiling.close();
+  const joinedRoomsBytes = joinedRoomsBody.length;
+  log('/joined_rooms measured');
   const joinedMembers: number[] = [];
   const members: number[] = [];
   let jmBytes = 0;
@@ -233,6 +382,7 @@ try {
       else mBytes += result.bytes;
     }
   }
+  log('/joined_members, one at a time, measured');
   // Three rounds each, alternating; the median round.
   const jmRounds: number[] = [];
   const mRounds: number[] = [];
@@ -277,16 +427,16 @@ try {
 
   const per = VIRTUAL / ROOMS;
   lines.push(
-    `Run ${new Date().toISOString().slice(0, 16)}Z, ${running.storage.dialect}, ${cpus().length} cores, load average ${loadavg()
+    `Run ${new Date().toISOString().slice(0, 16)}Z, ${running.storage.dialect}, ${cpus().length} cores, load average ${loadAtStart} at the start and ${loadavg()
       .map((l) => l.toFixed(1))
       .join(
         ' / ',
-      )} at the end: a bot in ${int(ROOMS)} rooms, ${int(VIRTUAL)} virtual users (${fmt(per)} per room, each room also has the bot), ${int(MESSAGES)} messages per push figure. Command: \`npm run bench:appservice -- --rooms ${ROOMS} --virtual ${VIRTUAL} --messages ${MESSAGES}${url.startsWith('postgres') ? ' --db postgres://…' : ''}\`.`,
+      )} at the end (1 / 5 / 15 min): a bot in ${int(ROOMS)} rooms, ${int(VIRTUAL)} virtual users (${fmt(per)} per room, each room also has the bot), ${int(MESSAGES)} messages per push figure; the dataset ${prepared.fromCache ? 'came from the cache' : 'was built for this run'} (its SQLite build took ${int(prepared.buildSeconds)} s${DIALECT === 'postgres' ? ', loaded into PostgreSQL from it' : ''}). Command: \`npm run bench:appservice -- --rooms ${ROOMS} --virtual ${VIRTUAL} --messages ${MESSAGES} --db ${DIALECT}\`.`,
     '',
     '| what | figure | beside |',
     '| --- | --- | --- |',
     `| start with the bridge newly registered (rebuilds its users' rooms) | ${fmt(restartSeconds, 2)} s | |`,
-    `| \`/joined_rooms\` of the bot (${int(ROOMS)} rooms) | ${fmt(median(joinedRooms))} ms median of 5, ${int(joinedRoomsBytes)} bytes | |`,
+    `| \`/joined_rooms\` of the bot (${int(ROOMS)} rooms) | ${fmt(median(joinedRooms))} ms median of 9, ${int(joinedRoomsBytes)} bytes | the same bytes from a bare node:http server (the ceiling): ${fmt(median(ceilingTimes))} ms |`,
     `| \`/joined_members\`, each room in turn | p50 ${fmt(median(joinedMembers), 2)} ms, p95 ${fmt(percentile(joinedMembers, 0.95), 2)} ms; all rooms ${fmt(joinedMembers.reduce((a, b) => a + b, 0) / 1000, 2)} s; ${int(jmBytes / ROOMS)} bytes a room | \`/members?membership=join\`: p50 ${fmt(median(members), 2)} ms, p95 ${fmt(percentile(members, 0.95), 2)} ms; all rooms ${fmt(members.reduce((a, b) => a + b, 0) / 1000, 2)} s; ${int(mBytes / ROOMS)} bytes a room |`,
     `| \`/joined_members\`, ${CONCURRENCY} at a time | ${int(ROOMS / jmSeconds)} rooms/s | \`/members?membership=join\`: ${int(ROOMS / mSeconds)} rooms/s |`,
     `| push: events delivered to a bridge answering at once | ${int(MESSAGES / pushSeconds)} events/s (${liveTxns} transactions) | sends acknowledged (${CONCURRENCY} at a time): ${int(MESSAGES / sendSeconds)} events/s |`,
@@ -296,7 +446,8 @@ try {
 } finally {
   await running.close();
   bridge.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  await prepared.cleanup();
+  rmSync(workDir, { recursive: true, force: true });
 }
 
 if (process.argv.includes('--docs')) {
@@ -304,11 +455,11 @@ if (process.argv.includes('--docs')) {
   const intro = [
     '## A bridge on Commons (issue #22)',
     '',
-    "`npm run bench:appservice` (not part of `npm run bench`; `bench/appservice.ts`): a bridge bot in N rooms and V virtual users (V / N in each room), built through Commons' services on a fresh database without the bridge registered; then Commons restarted with the bridge's registration and a bridge — a local HTTP server answering every transaction at once — listening. Over HTTP with the as_token: the bot's `/joined_rooms`; `/joined_members` of every room as a bridge does at start-up, interleaved room by room (order alternating) with `/members?membership=join`, what it would read without it; both at 10 concurrent requests; the rate messages sent by virtual users (10 at a time) reach the bridge beside the rate their sends were acknowledged; and the rate a queue built while the bridge was down drains. The issue's shape is `--rooms 10000 --virtual 50000` (the defaults); `--docs` writes the run here, `--db postgres://…/dbname` runs on PostgreSQL (an empty database).",
+    "`npm run bench:appservice` (not part of `npm run bench`; `bench/appservice.ts`): a bridge bot in N rooms and V virtual users (V / N in each room, with the bot), built through Commons' own services (room creation and joins, each event authorised, signed and stored as a client's would be; in batched transactions, and without the bridge registered) into a SQLite file cached under `bench/.cache/appservice/`, so a rerun starts at once; a PostgreSQL run loads that file into a template database (`commons port-db`'s row-for-row copy, `bench/copy-dataset.ts`) and clones it, since building through the services on PostgreSQL takes several times longer. Every run works on a copy. Commons then starts with the bridge's registration (the start rebuilds the record of which rooms the bridge's users are in: timed) and a bridge — a local HTTP server answering every transaction at once — listening. Over HTTP with the as_token: the bot's `/joined_rooms`, beside a bare `node:http` server answering the same bytes (the ceiling); `/joined_members` of every room as a bridge does at start-up, interleaved room by room (order alternating) with `/members?membership=join`, what it would read without it; both at 10 concurrent requests; the rate messages sent by virtual users (10 at a time) reach the bridge beside the rate their sends were acknowledged; and the rate a queue built while the bridge was down drains. The issue's shape is `--rooms 10000 --virtual 50000` (the defaults); `--db postgres` runs on PostgreSQL (`COMMONS_BENCH_POSTGRES_URL`, a user that may create databases); `--docs` writes the run here.",
     '',
-    "**The runs below are at a tenth of the issue's shape** (1,000 rooms, 5,000 virtual users): building the full one through the services would take about 20 minutes on SQLite on this shared two-core machine and about an hour on PostgreSQL (113 s and 337 s for the tenth), and every run here was made with seven other jobs running (the load average is stated), so the figures are noisy and the ratios beside them mean more than the times. How to read them: where the push rate equals the send rate, the bridge kept up — events left in small transactions (the count is given) soon after they were committed, and what limits the rate is the sending; the catch-up rate is what the sender delivers when events are waiting (up to 100 per transaction). `/joined_members` answers a fifth of the bytes of `/members?membership=join` for the same room.",
+    "**The runs below are at the issue's full shape** (10,000 rooms, 50,000 virtual users), on this shared two-core machine with other jobs running (the load average at the start and end of each run is stated), so the times are noisy and the figures beside them, measured in the same run, mean more. How to read them: where the push rate equals the send rate, the bridge kept up — events left in small transactions (the count is given) soon after they were committed, and what limits the rate is the sending; the catch-up rate is what the sender delivers when events are waiting (up to 100 per transaction). `/joined_members` answers about a sixth of the bytes of `/members?membership=join` for the same room.",
   ].join('\n');
-  const dialect = url.startsWith('postgres') ? 'postgres' : 'sqlite';
+  const dialect = DIALECT;
   const text = readFileSync(doc, 'utf8');
   const runs = (['sqlite', 'postgres'] as const).map((d) =>
     d === dialect

@@ -46,18 +46,20 @@ function single(query: Record<string, unknown> | undefined, name: string): strin
 
 /**
  * The requester behind a token: an application service's `as_token` acts as its sender, or
- * as the `user_id` (and `device_id`) the query names; any other token is a session's.
+ * as the `user_id` (and `device_id`) the query names — unless the route's `user_id` is its
+ * own parameter (`userIdParam`); any other token is a session's.
  */
 function authenticate(
   services: Services,
   token: string,
   rawQuery: unknown,
+  userIdParam: boolean,
 ): Requester | Promise<Requester> {
   const appservice = services.appservices.byToken(token);
   if (appservice === null) return services.sessions.authenticate(token);
   const query = rawQuery as Record<string, unknown> | undefined;
   return services.appservices.requester(appservice, {
-    userId: single(query, 'user_id'),
+    userId: userIdParam ? undefined : single(query, 'user_id'),
     deviceId: single(query, 'device_id') ?? single(query, 'org.matrix.msc3202.device_id'),
   });
 }
@@ -93,6 +95,7 @@ export function registerAccessHooks(
   app.decorateRequest('requester', null);
   app.addHook('onRoute', (route) => {
     const auth = route.config?.auth;
+    const userIdParam = route.config?.userIdParam === true;
     const bucket = route.config?.rateLimit ?? 'default';
     const limit =
       rateLimiter && bucket !== false
@@ -114,7 +117,7 @@ export function registerAccessHooks(
         if (token === null) {
           if (auth === 'required') throw missingToken();
         } else {
-          const found = authenticate(services, token, request.query);
+          const found = authenticate(services, token, request.query, userIdParam);
           if (found instanceof Promise) {
             found.then((requester) => {
               request.requester = requester;

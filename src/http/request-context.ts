@@ -9,6 +9,11 @@ declare module 'fastify' {
     auth?: 'required' | 'optional';
     /** The token bucket this route draws from; 'default' when unset. */
     rateLimit?: RateLimitClassName | false;
+    /**
+     * The route's `user_id` query parameter is its own (a user it is about), so an application
+     * service's token acts as its sender there: `user_id` is not read as identity assertion.
+     */
+    userIdParam?: boolean;
   }
   interface FastifyRequest {
     requester: Requester | null;

@@ -53,9 +53,11 @@ export function createToDeviceService(ctx: ServiceContext) {
     }
     if (queued.length === 0) return;
     const position = await stores.stream.nextPosition();
-    await stores.toDevice.insertMessages(queued, position);
-    // Services asking for their users' to-device messages (MSC2409) get them too.
-    await bridges.toDevice(stores, queued, position);
+    // Services asking for their users' to-device messages (MSC2409) get them; those of users
+    // of an exclusive namespace are theirs alone, the rest are kept for the devices' /sync.
+    const taken = await bridges.toDevice(stores, queued, position);
+    const kept = taken.size === 0 ? queued : queued.filter((m) => !taken.has(m));
+    if (kept.length > 0) await stores.toDevice.insertMessages(kept, position);
     await stores.stream.notify({ users: recipients });
   }
 

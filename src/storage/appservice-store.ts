@@ -36,11 +36,18 @@ export interface InFlightTxn {
 export interface AppServiceStore {
   /** Records that a namespaced user is joined or invited in the room (kept if recorded). */
   insertRoomUser(serviceId: string, roomId: string, userId: string): Promise<void>;
-  deleteRoomUser(serviceId: string, roomId: string, userId: string): Promise<void>;
+  /** Forgets that the user is joined or invited in the room; false if it was not recorded. */
+  deleteRoomUser(serviceId: string, roomId: string, userId: string): Promise<boolean>;
   /** Whether any of the service's users is joined or invited in the room. */
   selectHasRoomUser(serviceId: string, roomId: string): Promise<boolean>;
   /** Whether any of the service's users is joined or invited in any of the rooms. */
   selectHasRoomUserIn(serviceId: string, roomIds: readonly string[]): Promise<boolean>;
+  /**
+   * The users joined to the room who are joined to no other room where one of the service's
+   * users is joined or invited (MSC3202: whom the service's first user in the room starts
+   * sharing a room with, or its last one stops).
+   */
+  selectMembersSharingNoRoom(serviceId: string, roomId: string): Promise<string[]>;
   /** The room's aliases (for alias namespaces). */
   selectRoomAliases(roomId: string): Promise<string[]>;
   insertQueued(
@@ -113,12 +120,13 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
     },
 
     async deleteRoomUser(serviceId, roomId, userId) {
-      await db
+      const result = await db
         .deleteFrom('appservice_room_users')
         .where('service_id', '=', serviceId)
         .where('room_id', '=', roomId)
         .where('user_id', '=', userId)
-        .execute();
+        .executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
     },
 
     async selectHasRoomUser(serviceId, roomId) {
@@ -144,6 +152,31 @@ export function appServiceStore(db: Kysely<Database>): AppServiceStore {
         if (row !== undefined) return true;
       }
       return false;
+    },
+
+    async selectMembersSharingNoRoom(serviceId, roomId) {
+      const rows = await db
+        .selectFrom('room_memberships as m')
+        .select('m.user_id')
+        .where('m.room_id', '=', roomId)
+        .where('m.membership', '=', 'join')
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('room_memberships as o')
+                .innerJoin('appservice_room_users as ru', (join) =>
+                  join.onRef('ru.room_id', '=', 'o.room_id').on('ru.service_id', '=', serviceId),
+                )
+                .select('o.room_id')
+                .whereRef('o.user_id', '=', 'm.user_id')
+                .where('o.membership', '=', 'join')
+                .where('o.room_id', '<>', roomId),
+            ),
+          ),
+        )
+        .orderBy('m.user_id')
+        .execute();
+      return rows.map((r) => r.user_id);
     },
 
     async selectRoomAliases(roomId) {

@@ -77,6 +77,9 @@ export class TestBridge {
   failures = 0;
   /** Answer a transaction (recorded at once) only after this long. */
   delayMs = 0;
+  /** While true, transactions are recorded at once and answered only by `release()`. */
+  holding = false;
+  private held: (() => void)[] = [];
   private server: Server | null = null;
   private port = 0;
 
@@ -90,6 +93,17 @@ export class TestBridge {
     return this.transactions
       .filter((t) => (seen.has(t.txnId) ? false : (seen.add(t.txnId), true)))
       .flatMap((t) => t.events);
+  }
+
+  /** Transactions received and not answered yet (while `holding`). */
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  /** Stops holding and answers every held transaction. */
+  release(): void {
+    this.holding = false;
+    for (const answer of this.held.splice(0)) answer();
   }
 
   async start(): Promise<void> {
@@ -132,7 +146,8 @@ export class TestBridge {
           response.writeHead(200, { 'Content-Type': 'application/json' });
           response.end('{}');
         };
-        if (this.delayMs > 0) setTimeout(answer, this.delayMs);
+        if (this.holding) this.held.push(answer);
+        else if (this.delayMs > 0) setTimeout(answer, this.delayMs);
         else answer();
       });
     });

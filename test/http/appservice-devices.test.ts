@@ -126,6 +126,15 @@ forEachDatabase(
           to_device_id: ghostDevice,
         },
       ]);
+      // The ghost is in the service's exclusive namespace: the service is the message's only
+      // reader, so the device's /sync does not keep it too.
+      const synced = await server.request<{ to_device?: { events: unknown[] } }>(
+        'GET',
+        `${V3}/sync?timeout=0&user_id=${r(ghost)}&device_id=${ghostDevice}`,
+        { token: encToken },
+      );
+      assert.equal(synced.status, 200, JSON.stringify(synced.body));
+      assert.deepEqual(synced.body.to_device?.events ?? [], []);
     });
 
     it('pushes device-list changes of users sharing a room (MSC3202)', async () => {
@@ -178,6 +187,130 @@ forEachDatabase(
       // The human, still in the room, is never listed as left.
       const all = field<{ left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
       assert.ok(all.every((l) => !l.left.includes(human.userId)));
+    });
+
+    it('lists the members it no longer shares a room with when its own last user there leaves (MSC3202)', async () => {
+      // Carol shares only her room with the service; the human shares the first room too.
+      const carol = await registerUser(server);
+      const created = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+        token: carol.accessToken,
+        body: { preset: 'public_chat' },
+      });
+      const carolRoom = created.body.room_id;
+      const humanJoined = await server.request('POST', `${V3}/join/${r(carolRoom)}`, {
+        token: human.accessToken,
+        body: {},
+      });
+      assert.equal(humanJoined.status, 200);
+      const ghosts = ['@_enc_a:test.local', '@_enc_b:test.local'];
+      for (const user of ghosts) {
+        const registered = await server.request('POST', `${V3}/register`, {
+          token: encToken,
+          body: {
+            type: 'm.login.application_service',
+            username: user.slice(1, user.indexOf(':')),
+            inhibit_login: true,
+          },
+        });
+        assert.equal(registered.status, 200);
+        const joined = await server.request(
+          'POST',
+          `${V3}/rooms/${r(carolRoom)}/join?user_id=${r(user)}`,
+          { token: encToken },
+        );
+        assert.equal(joined.status, 200);
+      }
+      // The first ghost's arrival: the service now shares a room with Carol (changed); the
+      // human shared one already.
+      const lists = () =>
+        field<{ changed: string[]; left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
+      await eventually(
+        async () => lists(),
+        (all) => all.some((l) => l.changed.includes(carol.userId)),
+        20_000,
+      );
+      // One ghost leaves: the other is still there, nobody is listed.
+      const leftOne = await server.request(
+        'POST',
+        `${V3}/rooms/${r(carolRoom)}/leave?user_id=${r(ghosts[0] as string)}`,
+        { token: encToken, body: {} },
+      );
+      assert.equal(leftOne.status, 200);
+      // Carol kicks the last one: she shares no room with the service's users any more.
+      const kicked = await server.request<{ event_id?: string }>(
+        'POST',
+        `${V3}/rooms/${r(carolRoom)}/kick`,
+        { token: carol.accessToken, body: { user_id: ghosts[1] } },
+      );
+      assert.equal(kicked.status, 200);
+      const kickEvent = await eventually(
+        async () =>
+          encrypting.events.find(
+            (e) =>
+              e.room_id === carolRoom && e.type === 'm.room.member' && e.sender === carol.userId,
+          ),
+        (event) => event !== undefined,
+        20_000,
+      );
+      const listedAt = await eventually(
+        async () =>
+          encrypting.transactions.findIndex((t) =>
+            (
+              t.body['org.matrix.msc3202.device_lists'] as { left: string[] } | undefined
+            )?.left.includes(carol.userId),
+          ),
+        (index) => index >= 0,
+        20_000,
+      );
+      // Listed by the kick, not by the first ghost's leaving.
+      const kickedAt = encrypting.transactions.findIndex((t) =>
+        t.events.some((e) => e.event_id === kickEvent?.event_id),
+      );
+      assert.ok(listedAt >= kickedAt, `listed in transaction ${listedAt}, kick in ${kickedAt}`);
+      // The human still shares the first room; the service's own users are never listed.
+      const all = field<{ left: string[] }>(encrypting, 'org.matrix.msc3202.device_lists');
+      for (const user of [human.userId, ...ghosts, '@encbot:test.local'])
+        assert.ok(
+          all.every((l) => !l.left.includes(user)),
+          user,
+        );
+    });
+
+    it('lists a user who starts sharing a room with its users as changed, once (MSC3202)', async () => {
+      const dave = await registerUser(server);
+      const joined = await server.request('POST', `${V3}/join/${r(roomId)}`, {
+        token: dave.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      type Lists = { changed: string[]; left: string[] };
+      const lists = () => field<Lists>(encrypting, 'org.matrix.msc3202.device_lists');
+      await eventually(
+        async () => lists(),
+        (all) => all.some((l) => l.changed.includes(dave.userId)),
+        20_000,
+      );
+      // A profile change (a join after a join) is no new sharing; leaving is.
+      const renamed = await server.request('PUT', `${V3}/profile/${r(dave.userId)}/displayname`, {
+        token: dave.accessToken,
+        body: { displayname: 'Dave' },
+      });
+      assert.equal(renamed.status, 200);
+      const left = await server.request('POST', `${V3}/rooms/${r(roomId)}/leave`, {
+        token: dave.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      await eventually(
+        async () => lists(),
+        (all) => all.some((l) => l.left.includes(dave.userId)),
+        20_000,
+      );
+      assert.equal(lists().filter((l) => l.changed.includes(dave.userId)).length, 1);
+      const rename = encrypting.events.find(
+        (e) => e.sender === dave.userId && e.content.displayname === 'Dave',
+      );
+      assert.ok(rename, 'the profile change reached the bridge before the leave');
     });
 
     it('pushes the one-time key counts and unused fallback key types of its users’ devices', async () => {

@@ -21,12 +21,16 @@ forEachDatabase('application service transactions (the durable queue)', (dialect
   let env: ConfigEnv;
   let server: TestServer;
   let bridge: TestBridge;
+  /** A service whose `rooms` namespace holds every room, and which has no users in any. */
+  let roomsBridge: TestBridge;
   let human: TestUser;
   let roomId: string;
 
   before(async () => {
     bridge = new TestBridge();
     await bridge.start();
+    roomsBridge = new TestBridge();
+    await roomsBridge.start();
     env = {
       COMMONS_APP_SERVICES_CONFIG_FILES: writeRegistrations([
         {
@@ -41,6 +45,17 @@ forEachDatabase('application service transactions (the durable queue)', (dialect
             rooms: [{ exclusive: false, regex: '!never-matches:test\\.local' }],
           },
           rate_limited: false,
+        },
+        {
+          id: 'rooms',
+          url: roomsBridge.url,
+          as_token: 'as_token_rooms_0123456789',
+          hs_token: 'hs_token_rooms_0123456789',
+          sender_localpart: 'roomsbot',
+          namespaces: {
+            users: [{ exclusive: true, regex: '@_rns_.*:test\\.local' }],
+            rooms: [{ exclusive: false, regex: '!.*:test\\.local' }],
+          },
         },
       ]),
       COMMONS_APP_SERVICES_RETRY_MAX_SECONDS: '1',
@@ -69,6 +84,7 @@ forEachDatabase('application service transactions (the durable queue)', (dialect
   after(async () => {
     await server.close();
     await bridge.stop();
+    await roomsBridge.stop();
     await database.drop();
     rmSync(dataDir, { recursive: true, force: true });
   });
@@ -136,6 +152,62 @@ forEachDatabase('application service transactions (the durable queue)', (dialect
     const marker = await send('marker');
     await received([loud, marker]);
     assert.ok(!bridge.events.some((e) => e.event_id === quiet));
+  });
+
+  it('pushes the events of a room whose ID is in its rooms namespace, with none of its users there', async () => {
+    const other = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+      token: human.accessToken,
+      body: {},
+    });
+    const id = await send('in a namespaced room', other.body.room_id);
+    await eventually(
+      async () => roomsBridge.events.map((e) => e.event_id),
+      (ids) => ids.includes(id),
+      WAIT_MS,
+    );
+    // The users' bridge has no interest in that room.
+    const marker = await send('marker 2');
+    await received([marker]);
+    assert.ok(!bridge.events.some((e) => e.event_id === id));
+  });
+
+  it('pushes the events of a room where a namespaced user is only invited', async () => {
+    const other = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+      token: human.accessToken,
+      body: {},
+    });
+    const room = other.body.room_id;
+    const before = await send('before the invite', room);
+    const invited = await server.request('POST', `${V3}/rooms/${r(room)}/invite`, {
+      token: human.accessToken,
+      body: { user_id: '@_q_virtual:test.local' },
+    });
+    assert.equal(invited.status, 200, JSON.stringify(invited.body));
+    const after = await send('after the invite', room);
+    await received([after]);
+    const invite = bridge.events.find(
+      (e) => e.room_id === room && e.type === 'm.room.member' && e.content.membership === 'invite',
+    );
+    assert.ok(invite, 'the invite itself is pushed');
+    assert.ok(!bridge.events.some((e) => e.event_id === before));
+  });
+
+  it('a bridge that does not answer holds up no local request', async () => {
+    bridge.holding = true;
+    const first = await send('held 0');
+    // The transaction carrying it reached the bridge, which does not answer.
+    await eventually(
+      async () => bridge.heldCount,
+      (n) => n > 0,
+      WAIT_MS,
+    );
+    const ids = [first];
+    for (let i = 1; i < 6; i++) ids.push(await send(`held ${i}`));
+    // Every send was answered while the bridge still held its transaction unanswered.
+    assert.ok(bridge.heldCount > 0);
+    bridge.release();
+    await received(ids);
+    assertOnceInOrder(ids);
   });
 
   it('retries a failing bridge with the same transaction; every event arrives once, in order', async () => {

@@ -9,6 +9,11 @@ import type { RoutePlugin } from './plugin.js';
 const V1 = '/_matrix/client/v1';
 const UNSTABLE = '/_matrix/client/unstable/uk.half-shot.msc2666';
 const config = { auth: 'required', rateLimit: 'mutual_rooms' } as const;
+/**
+ * The query forms: `user_id` names the other user, so an application service's token acts as
+ * its sender (docs/appservices.md); the path forms below keep `user_id` for masquerading.
+ */
+const queryConfig = { ...config, userIdParam: true } as const;
 /** Repeated `user_id`s only matter with `mutual_rooms.multi_user`; a cap keeps pages cheap. */
 const MAX_USERS = 10;
 /** Fastify's own Content-Type for JSON answers. */
@@ -56,7 +61,7 @@ export const mutualRoomsRoutes: RoutePlugin = async (
   const multiUser = settings.mutual_rooms.multi_user;
 
   const v1 = {
-    config,
+    config: queryConfig,
     schema: { querystring: Type.Object({ user_id: UserIds, from: Token }) },
   };
   // The service answers a repeated request with the page object it cached: its body is
@@ -107,7 +112,7 @@ export const mutualRoomsRoutes: RoutePlugin = async (
   app.get(
     `${UNSTABLE}/user/mutual_rooms`,
     {
-      config,
+      config: queryConfig,
       schema: {
         querystring: Type.Object({ user_id: UserIds, from: Token, batch_token: Token }),
       },

@@ -8,7 +8,11 @@
  * https://github.com/matrix-org/matrix-spec-proposals/pull/2409
  * https://github.com/matrix-org/matrix-spec-proposals/pull/3202
  */
-import { isServiceUser, type AppServiceRegistration } from '../../core/appservice.js';
+import {
+  isServiceUser,
+  userInExclusiveNamespace,
+  type AppServiceRegistration,
+} from '../../core/appservice.js';
 import type { JsonObject } from '../../core/pdu.js';
 import type { Stores, ToDeviceMessage } from '../../storage/index.js';
 
@@ -46,13 +50,20 @@ export function appServiceDeviceQueue(
       }
     },
 
-    /** To-device messages queued at `position`: those for a service's users go to it too. */
+    /**
+     * To-device messages queued at `position`: those for a service's users go to it. Answers
+     * the messages it took for users of an exclusive namespace: the service is their only
+     * reader, so they are not kept for the device's `/sync` too (where nothing would ever
+     * read or delete them).
+     */
     async toDevice(
       stores: Stores,
       messages: readonly ToDeviceMessage[],
       position: number,
-    ): Promise<void> {
+    ): Promise<Set<ToDeviceMessage>> {
+      const taken = new Set<ToDeviceMessage>();
       for (const r of toDevice) {
+        for (const m of messages) if (userInExclusiveNamespace(r, m.userId)) taken.add(m);
         const mine = messages
           .filter((m) => isServiceUser(r, m.userId, serverName))
           .map((m) => ({
@@ -65,6 +76,7 @@ export function appServiceDeviceQueue(
         if (mine.length > 0)
           await stores.appservices.insertQueued(r.id, position, JSON.stringify(mine), 'to_device');
       }
+      return taken;
     },
 
     /** Whether any service wants the key counts of this user's devices. */

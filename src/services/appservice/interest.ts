@@ -32,29 +32,77 @@ async function wants(
 }
 
 /**
- * MSC3202's `left`: a user other than the service's who leaves (or is banned from) a room where
- * the service has users, and is joined to no other room where it has any, is listed — queued
- * at a position of its own, after the member event.
+ * Queues an MSC3202 device-list item (`changed` or `left` users) for the service, at a
+ * position of its own after the event.
  */
-async function deviceListLeft(
+async function queueDeviceList(
+  stores: Stores,
+  r: AppServiceRegistration,
+  field: 'changed' | 'left',
+  users: string[],
+) {
+  if (users.length === 0) return;
+  await stores.appservices.insertQueued(
+    r.id,
+    await stores.stream.nextPosition(),
+    JSON.stringify({ [field]: users }),
+    'device_list',
+  );
+}
+
+/** What the deriver knew of the service's users in the room before the member event. */
+interface ServiceUsersBefore {
+  /** One of the service's users was joined or invited in the room. */
+  inRoom: boolean;
+  /** The event's subject (one of the service's users) was recorded as joined or invited. */
+  subjectRecorded: boolean;
+}
+
+/**
+ * MSC3202's device lists as /sync's: in `changed`, the users the service's users start sharing
+ * a room with; in `left`, those they no longer share any room with. A user other than the
+ * service's who joins a room where it has users, and was joined to no other room where it has
+ * any, is changed; who leaves (or is banned from) such a room and is joined to no other one,
+ * left. When the service's first user in a room joins or is invited, the room's members joined
+ * to no other room with one of its users are changed; when its last user there leaves, left.
+ */
+async function deviceListMembership(
   stores: Stores,
   r: AppServiceRegistration,
   event: AppendedEvent,
   subject: string,
   serverName: string,
+  before: ServiceUsersBefore,
 ): Promise<void> {
   const membership = event.pdu.content.membership;
-  if (membership !== 'leave' && membership !== 'ban') return;
-  if (isServiceUser(r, subject, serverName)) return;
+  const joins = membership === 'join' || membership === 'invite';
+  if (!joins && membership !== 'leave' && membership !== 'ban') return;
+  if (isServiceUser(r, subject, serverName)) {
+    // Its first user in the room arrives, or its last one goes.
+    if (joins) {
+      if (before.inRoom) return;
+    } else if (
+      !before.subjectRecorded ||
+      (await stores.appservices.selectHasRoomUser(r.id, event.roomId))
+    )
+      return;
+    const members = await stores.appservices.selectMembersSharingNoRoom(r.id, event.roomId);
+    const others = members.filter((user) => !isServiceUser(r, user, serverName));
+    await queueDeviceList(stores, r, joins ? 'changed' : 'left', others);
+    return;
+  }
+  if (membership === 'invite') return;
   if (!(await stores.appservices.selectHasRoomUser(r.id, event.roomId))) return;
+  if (membership === 'join') {
+    // A profile change (join after join) is no new sharing.
+    const history = await stores.rooms.selectMembershipHistory(event.roomId, subject);
+    const previous = history.filter((h) => h.streamOrdering < event.streamOrdering).at(-1);
+    if (previous?.membership === 'join') return;
+  }
   const rooms = await stores.rooms.selectRoomsOfUser(subject, 'join');
-  if (await stores.appservices.selectHasRoomUserIn(r.id, rooms)) return;
-  await stores.appservices.insertQueued(
-    r.id,
-    await stores.stream.nextPosition(),
-    JSON.stringify({ left: [subject] }),
-    'device_list',
-  );
+  const others = rooms.filter((roomId) => roomId !== event.roomId);
+  if (await stores.appservices.selectHasRoomUserIn(r.id, others)) return;
+  await queueDeviceList(stores, r, membership === 'join' ? 'changed' : 'left', [subject]);
 }
 
 export function appServiceDeriver(
@@ -67,15 +115,24 @@ export function appServiceDeriver(
       pdu.type === 'm.room.member' && typeof pdu.state_key === 'string' ? pdu.state_key : null;
     let json: string | null = null;
     for (const r of registrations) {
+      const deviceLists = subject !== null && r.url !== null && r.msc3202;
+      const before: ServiceUsersBefore = { inRoom: false, subjectRecorded: false };
       if (subject !== null && isServiceUser(r, subject, serverName)) {
+        if (deviceLists)
+          before.inRoom = await stores.appservices.selectHasRoomUser(r.id, event.roomId);
         const membership = pdu.content.membership;
         if (membership === 'join' || membership === 'invite')
           await stores.appservices.insertRoomUser(r.id, event.roomId, subject);
-        else await stores.appservices.deleteRoomUser(r.id, event.roomId, subject);
+        else
+          before.subjectRecorded = await stores.appservices.deleteRoomUser(
+            r.id,
+            event.roomId,
+            subject,
+          );
       }
       if (r.url === null) continue;
-      if (subject !== null && r.msc3202)
-        await deviceListLeft(stores, r, event, subject, serverName);
+      if (deviceLists)
+        await deviceListMembership(stores, r, event, subject as string, serverName, before);
       if (!(await wants(stores, r, event, subject, serverName))) continue;
       json ??= JSON.stringify(toClientEvent(event));
       await stores.appservices.insertQueued(r.id, event.streamOrdering, json);

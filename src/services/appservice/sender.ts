@@ -131,6 +131,12 @@ export function createAppServiceSender(
 
   /** Until when this process holds each service's lease (renewed at half-time). */
   const leases = new Map<string, number>();
+  /**
+   * On SQLite one process owns the database (it holds the file's lock), so a lease recorded
+   * there was left by a process that is gone (killed): it is taken over at once, not after
+   * it runs out. On PostgreSQL another process may be sending: its lease is waited out.
+   */
+  const ownsDatabase = ctx.storage.dialect === 'sqlite';
 
   /** One step: true when there may be more to send at once. */
   async function step(r: AppServiceRegistration): Promise<boolean> {
@@ -138,7 +144,8 @@ export function createAppServiceSender(
     const now = ctx.now();
     // An idle sender holding the lease reads the queue without writing anything.
     if ((leases.get(r.id) ?? 0) - now < LEASE_MS / 2) {
-      if (!(await stores.claimSender(r.id, owner, now, now + LEASE_MS))) {
+      const expiredBefore = ownsDatabase ? Number.MAX_SAFE_INTEGER : now;
+      if (!(await stores.claimSender(r.id, owner, expiredBefore, now + LEASE_MS))) {
         leases.delete(r.id);
         return false;
       }
