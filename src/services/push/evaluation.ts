@@ -1,8 +1,8 @@
 /**
  * Push evaluation after the event (issue #24): an event into a room bigger than the inline
  * limit leaves a `push_pending` row in its own transaction (notifications.ts). This worker
- * takes those rows oldest first and evaluates the room's members a page at a time, each page
- * one short transaction that writes the page's push actions and push-gateway queue rows and
+ * takes those rows oldest first and evaluates the room's members a page at a time (pages sized
+ * to take about 15 ms each), each page one short transaction that writes the page's push actions and push-gateway queue rows and
  * moves the row's cursor on (or deletes it after the last page), letting the event loop go
  * between pages. A process killed part-way resumes from the cursor: a page is all written or
  * not at all, and rows already written are left as they are.
@@ -19,6 +19,7 @@
  * With several processes on one database, one holds the lease (`push_sender_lease`, name
  * `push-evaluation`) and evaluates; on SQLite one process owns the file and always holds it.
  */
+import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { RoomVersionId } from '../../core/pdu.js';
 import { randomString } from '../../core/secrets.js';
@@ -30,8 +31,15 @@ const LEASE = 'push-evaluation';
 const LEASE_MS = 15_000;
 /** How often the worker looks for work other processes left (and renews the lease). */
 const POLL_MS = 1000;
-/** Members evaluated per transaction. */
-export const EVALUATION_PAGE = 200;
+/**
+ * Members evaluated per transaction: adapted after each page so that a page takes about
+ * PAGE_TARGET_MS (on SQLite the queries run on the event loop and other requests' reads wait
+ * for the transaction; a busy machine gets smaller pages), between MIN_PAGE and MAX_PAGE.
+ */
+const FIRST_PAGE = 100;
+const MIN_PAGE = 20;
+const MAX_PAGE = 500;
+const PAGE_TARGET_MS = 15;
 /** Users named per change announced (a PostgreSQL notification holds under 8,000 bytes). */
 const USERS_PER_CHANGE = 100;
 const PENDING_SCAN = 20;
@@ -58,6 +66,7 @@ export function createPushEvaluationWorker(
   /** The context of the event being evaluated (read once, kept across its pages). */
   let current: { streamOrdering: number; context: EvaluationContext | null } | null = null;
   const idleWaiters = new Set<() => void>();
+  let pageSize = FIRST_PAGE;
 
   async function keepLease(): Promise<boolean> {
     const now = ctx.now();
@@ -96,6 +105,8 @@ export function createPushEvaluationWorker(
   /** Evaluates the next page of the event's members; true when the event is done. */
   async function page(pending: PendingEvaluation): Promise<boolean> {
     let queued = false;
+    const size = pageSize;
+    const began = performance.now();
     const done = await ctx.storage.tx('pushEvaluation', async (tx) => {
       // Still pending, and where (another page may have run since the row was read).
       const row = await tx.push.selectPendingEvent(pending.streamOrdering);
@@ -106,11 +117,7 @@ export function createPushEvaluationWorker(
         await tx.push.deletePending(row.streamOrdering);
         return true;
       }
-      const members = await tx.push.selectJoinedMembersPage(
-        row.roomId,
-        row.afterUser,
-        EVALUATION_PAGE,
-      );
+      const members = await tx.push.selectJoinedMembersPage(row.roomId, row.afterUser, size);
       const later = members.filter((m) => m.since > row.streamOrdering).map((m) => m.userId);
       const joinedBefore =
         later.length === 0
@@ -122,7 +129,7 @@ export function createPushEvaluationWorker(
       const rows = await notifications.evaluate(tx, context, concerned, () =>
         tx.stream.nextPosition(),
       );
-      const done = members.length < EVALUATION_PAGE;
+      const done = members.length < size;
       const last = members[members.length - 1];
       if (done || !last) await tx.push.deletePending(row.streamOrdering);
       else await tx.push.advancePending(row.streamOrdering, last.userId);
@@ -132,6 +139,8 @@ export function createPushEvaluationWorker(
       queued = rows.length > 0;
       return done || !last;
     });
+    const took = Math.max(performance.now() - began, 0.1);
+    pageSize = Math.round(Math.min(MAX_PAGE, Math.max(MIN_PAGE, (size * PAGE_TARGET_MS) / took)));
     // Committed: the sender may find what the page queued.
     if (queued) wakeSender();
     return done;
