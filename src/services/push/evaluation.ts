@@ -1,10 +1,10 @@
 /**
  * Push evaluation after the event (issue #24): an event into a room bigger than the inline
  * limit leaves a `push_pending` row in its own transaction (notifications.ts). This worker
- * takes those rows oldest first and evaluates the room's members a page at a time (pages sized
- * to take about 15 ms each), each page one short transaction that writes the page's push actions and push-gateway queue rows and
- * moves the row's cursor on (or deletes it after the last page), letting the event loop go
- * between pages. A process killed part-way resumes from the cursor: a page is all written or
+ * takes those rows oldest first and evaluates the room's members a page at a time (100 to 500
+ * members, sized to take about 20 ms), each page one short transaction that writes the page's
+ * push actions and push-gateway queue rows and moves the row's cursor on (or deletes it
+ * after the last page), letting the event loop go between pages. A process killed part-way resumes from the cursor: a page is all written or
  * not at all, and rows already written are left as they are.
  *
  * Rows a page writes take a new stream position (`notified_at`), and the page announces the
@@ -34,12 +34,13 @@ const POLL_MS = 1000;
 /**
  * Members evaluated per transaction: adapted after each page so that a page takes about
  * PAGE_TARGET_MS (on SQLite the queries run on the event loop and other requests' reads wait
- * for the transaction; a busy machine gets smaller pages), between MIN_PAGE and MAX_PAGE.
+ * for the transaction), between MIN_PAGE and MAX_PAGE. Not smaller: on a loaded machine a
+ * page's time is mostly waiting for a core, and smaller pages only add transactions.
  */
 const FIRST_PAGE = 100;
-const MIN_PAGE = 20;
+const MIN_PAGE = 100;
 const MAX_PAGE = 500;
-const PAGE_TARGET_MS = 15;
+const PAGE_TARGET_MS = 20;
 /** Users named per change announced (a PostgreSQL notification holds under 8,000 bytes). */
 const USERS_PER_CHANGE = 100;
 const PENDING_SCAN = 20;
