@@ -11,9 +11,12 @@
  * for a rare, a common and a two-word term, by rank and by recent: median and p95 of 15 runs.
  *
  * push: one room of `members` joined members (built without push evaluation, cached the same
- * way). Then a message is sent into it alternately with push evaluation on and off, 7 times
- * each: the send's time, the longest the event loop was held meanwhile, and the longest a
- * small read made beside it (every 5 ms) waited.
+ * way). Then a message is sent into it in turn with push evaluation after the event (the
+ * default for a room this big: the worker of services/push/evaluation.ts), inline (every
+ * member in the event's transaction) and off, 5 times each after a warm-up: the send's time,
+ * the time until every member was evaluated, the longest the event loop was held from the send
+ * until then (monitorEventLoopDelay), and the longest a small read made beside it (every 5 ms)
+ * waited.
  *
  * PostgreSQL: COMMONS_BENCH_POSTGRES_URL (default postgres://postgres:commons-ci@127.0.0.1:5432/postgres),
  * whose user may create databases.
@@ -86,7 +89,12 @@ function batchingServices(real: Storage, dataDir: string, pushEvaluation: boolea
   return { services, batch };
 }
 
-function makeServices(storage: Storage, dataDir: string, pushEvaluation: boolean): Services {
+function makeServices(
+  storage: Storage,
+  dataDir: string,
+  pushEvaluation: boolean,
+  pushInlineMembers?: number,
+): Services {
   const defaults = loadConfig({ env: {} });
   return createServices({
     settings: {
@@ -96,6 +104,7 @@ function makeServices(storage: Storage, dataDir: string, pushEvaluation: boolean
       registrationSharedSecret: null,
       passwordCostLog2N: 10,
       pushEvaluation,
+      ...(pushInlineMembers === undefined ? {} : { pushInlineMembers }),
     },
     storage,
     now: Date.now,
@@ -355,8 +364,18 @@ async function benchPush(members: number, dialect: 'sqlite' | 'postgres'): Promi
   );
   const storage = await openStorage(built.url, { poolSize: 4 });
   try {
-    const withPush = makeServices(storage, built.dataDir, true);
-    const withoutPush = makeServices(storage, built.dataDir, false);
+    // after: the default (rooms over 100 members evaluated after the event's transaction, by
+    // the worker); inline: every member in the event's transaction (as before #24's worker);
+    // off: no evaluation at all.
+    const modes = {
+      after: makeServices(storage, built.dataDir, true),
+      inline: makeServices(storage, built.dataDir, true, Number.MAX_SAFE_INTEGER),
+      off: makeServices(storage, built.dataDir, false),
+    };
+    const worker = modes.after.pushEvaluation;
+    worker.start({
+      log: { warn: (fields, message) => log(`${message} ${JSON.stringify(fields)}`) },
+    });
     console.log(
       `push, ${dialect}, one room of ${members} joined members, load average ${os
         .loadavg()
@@ -364,15 +383,17 @@ async function benchPush(members: number, dialect: 'sqlite' | 'postgres'): Promi
         .join(' ')}`,
     );
     const sender = requester(uid('m0'));
-    const results = { on: [] as number[][], off: [] as number[][] };
+    type Row = { send: number; evaluated: number; loop: number; loop99: number; read: number };
+    const results: Record<keyof typeof modes, Row[]> = { after: [], inline: [], off: [] };
     let n = 0;
-    const ROUNDS = 7;
-    for (let round = 0; round < ROUNDS * 2 + 2; round++) {
-      const on = round % 2 === 0;
-      const services = on ? withPush : withoutPush;
+    const ROUNDS = 5;
+    const order = ['after', 'inline', 'off'] as const;
+    for (let round = 0; round < (ROUNDS + 1) * order.length; round++) {
+      const key = order[round % order.length] as keyof typeof modes;
+      const services = modes[key];
       const delay = monitorEventLoopDelay({ resolution: 1 });
       delay.enable();
-      // A small read every 5 ms beside the send: how long does one wait at most?
+      // A small read every 5 ms beside the send and the evaluation: how long does one wait?
       let reading = true;
       let longestRead = 0;
       const reader = (async () => {
@@ -389,23 +410,39 @@ async function benchPush(members: number, dialect: 'sqlite' | 'postgres'): Promi
         body: `hello everyone ${round}`,
       });
       const took = performance.now() - t0;
+      // Until the worker has evaluated every member (at once for inline and off).
+      await worker.idle();
+      const evaluated = performance.now() - t0;
       reading = false;
       await reader;
+      // A few milliseconds more, so the histogram's timer records a delay still under way
+      // (a send that never yields to timers is otherwise never sampled).
+      await new Promise((resolve) => setTimeout(resolve, 5));
       delay.disable();
       // The first round of each is a warm-up.
-      if (round >= 2) results[on ? 'on' : 'off'].push([took, delay.max / 1e6, longestRead]);
+      if (round >= order.length)
+        results[key].push({
+          send: took,
+          evaluated,
+          loop: delay.max / 1e6,
+          loop99: delay.percentile(99) / 1e6,
+          read: longestRead,
+        });
     }
+    await worker.stop();
     console.log(
-      '| push evaluation | send median ms | send max ms | event loop held max ms | read beside it max ms |',
+      '| push evaluation | send median ms | send max ms | evaluated median ms | event loop delay max ms (p99) | read beside it max ms |',
     );
-    console.log('| --- | ---: | ---: | ---: | ---: |');
-    for (const key of ['on', 'off'] as const) {
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const key of order) {
       const rows = results[key];
-      const send = stats(rows.map((r) => r[0] ?? 0));
-      const loop = stats(rows.map((r) => r[1] ?? 0));
-      const read = stats(rows.map((r) => r[2] ?? 0));
+      const send = stats(rows.map((r) => r.send));
+      const evaluated = stats(rows.map((r) => r.evaluated));
+      const loop = stats(rows.map((r) => r.loop));
+      const loop99 = stats(rows.map((r) => r.loop99));
+      const read = stats(rows.map((r) => r.read));
       console.log(
-        `| ${key} | ${ms(send.median)} | ${ms(send.max)} | ${ms(loop.max)} | ${ms(read.max)} |`,
+        `| ${key} | ${ms(send.median)} | ${ms(send.max)} | ${key === 'off' ? '–' : ms(evaluated.median)} | ${ms(loop.max)} (${ms(loop99.max)}) | ${ms(read.max)} |`,
       );
     }
     const pushed = await storage.stores.push.selectNotifications(
@@ -414,7 +451,9 @@ async function benchPush(members: number, dialect: 'sqlite' | 'postgres'): Promi
       100,
       false,
     );
-    console.log(`(m1 has ${pushed.length} notifications from the rounds with evaluation on)`);
+    console.log(
+      `(m1 has ${pushed.length} notifications: ${(ROUNDS + 1) * 2} expected from the rounds with evaluation)`,
+    );
   } finally {
     await storage.close();
     await built.cleanup();

@@ -99,6 +99,7 @@ export function serviceSettingsOf(
       cacheIdleSeconds: config.mutual_rooms.cache_idle_seconds,
     },
     defaultRoomVersion: String(config.rooms.default_version) as RoomVersionId,
+    pushInlineMembers: config.push.inline_evaluation_max_members,
     federation: config.federation.enabled ? federationSettingsOf(config) : null,
 
     media: {
@@ -443,6 +444,8 @@ export async function startServer(
     retryMaxMs: config.push.retry_max_seconds * 1000,
     log: logger,
   });
+  // Push rules of events into big rooms: what earlier runs left pending first.
+  services.pushEvaluation.start({ log: logger });
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -481,6 +484,7 @@ export async function startServer(
         const stoppingFederation = services.federation?.close();
         const stoppingSenders = services.appservices.stopSending();
         const stoppingPushes = services.pushSender.stop();
+        const stoppingEvaluation = services.pushEvaluation.stop();
 
         services.admin.purges.stop();
         services.admin.retention.stop();
@@ -518,6 +522,7 @@ export async function startServer(
         await stoppingFederation;
         await stoppingSenders;
         await stoppingPushes;
+        await stoppingEvaluation;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

@@ -557,6 +557,12 @@ export const ConfigSchema = Type.Object(
           description:
             'The longest wait between attempts to deliver a notification to a push gateway that does not answer (the wait doubles from 1 s up to this). Notifications wait in the queue meanwhile.',
         }),
+        inline_evaluation_max_members: Type.Integer({
+          minimum: 0,
+          default: 100,
+          description:
+            "Rooms of up to this many joined members have each event checked against their members' push rules in the event's own transaction, so unread counts are right the moment it is sent; events into bigger rooms are evaluated just after, in pages, without holding the server (counts and pushes follow within moments). 0: always after.",
+        }),
       },
       {
         additionalProperties: false,

@@ -39,6 +39,11 @@ export interface ServiceSettings {
    * bench datasets and measuring what evaluation costs; absent means true.
    */
   pushEvaluation?: boolean;
+  /**
+   * Rooms of up to this many joined members have push rules evaluated in the event's own
+   * transaction; bigger ones after it (services/push/evaluation.ts). Absent: 100.
+   */
+  pushInlineMembers?: number;
   /** Server notices from a system user (admin API); absent or null: not configured. */
   serverNotices?: ServerNoticeSettings | null;
 }

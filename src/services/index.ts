@@ -38,6 +38,7 @@ import { createSearchService } from './search.js';
 import { createNotificationService } from './push/notifications.js';
 import { createPusherService } from './push/pushers.js';
 import { createPushSender } from './push/sender.js';
+import { createPushEvaluationWorker } from './push/evaluation.js';
 import { createAdminServices } from './admin/index.js';
 import { createSlidingSyncService } from './sliding-sync/index.js';
 import { deriveRoomListMeta, deriveRoomListMetaState } from './sliding-sync/room-list-meta.js';
@@ -67,6 +68,7 @@ export function createServices(ctx: ServiceContext) {
   writer.addDeriver(search.deriver);
   const notifications = createNotificationService(ctx, timeline);
   writer.addDeriver(notifications.deriver);
+  const pushSender = createPushSender(ctx, notifications.totalUnread);
   const notifier = createNotifier(ctx.storage);
   const accountData = createAccountDataService(ctx);
   const presence = createPresenceService(ctx);
@@ -156,7 +158,9 @@ export function createServices(ctx: ServiceContext) {
     /** `/pushers` and `/pushers/set`. */
     pushers: createPusherService(ctx),
     /** Delivers the push queue to push gateways (started by main.ts). */
-    pushSender: createPushSender(ctx, notifications.totalUnread),
+    pushSender,
+    /** Evaluates push rules for events into big rooms after their transaction (main.ts starts it). */
+    pushEvaluation: createPushEvaluationWorker(ctx, notifications, () => pushSender.wake()),
     mutualRooms: createMutualRoomsService(ctx),
     memberLists: createMemberListService(ctx, timeline.present),
     settings: ctx.settings,

@@ -75,5 +75,7 @@ export interface SyncSources {
         }
       >
     >;
+    /** Rooms whose counts rose at positions in (`after`, `upTo`] (maybe without an event). */
+    notifiedBetween?(userId: string, after: number, upTo: number): Promise<string[]>;
   };
 }

@@ -553,7 +553,7 @@ export function createSyncService(
       ephemeral.set(roomId, list);
     };
     // These sources are independent: on PostgreSQL each is a round trip, so they go at once.
-    const [ephemeralParts, accountData, membersChanged] = await Promise.all([
+    const [ephemeralParts, accountData, membersChanged, notified] = await Promise.all([
       Promise.all(
         chunked(joinedIds).map((part) =>
           Promise.all([
@@ -570,6 +570,9 @@ export function createSyncService(
             since,
             upTo,
           ),
+      // Rooms whose unread counts rose since the token without an event (push rules evaluated
+      // after the event: services/push/evaluation.ts).
+      since === null ? [] : (sources.unread?.notifiedBetween?.(userId, since, upTo) ?? []),
     ]);
     for (const [typing, receipts] of ephemeralParts) {
       for (const [roomId, event] of typing) addEphemeral(roomId, event);
@@ -587,6 +590,8 @@ export function createSyncService(
       if (joinedResults.has(roomId) || ephemeral.has(roomId) || roomAccountData(roomId).length > 0)
         roomsInResponse.add(roomId);
     }
+    const joinedSet = new Set(joinedIds);
+    for (const roomId of notified) if (joinedSet.has(roomId)) roomsInResponse.add(roomId);
     // The summary may be left out when it has not changed since the last sync (the spec: a
     // count "may be omitted" when unchanged): it is sent on an initial sync, and on an
     // incremental one for the rooms where someone's membership changed since the token.

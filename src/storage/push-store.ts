@@ -15,6 +15,19 @@ export interface PushActionRow {
   threadId: string;
   highlight: boolean;
   actions: string;
+  /**
+   * The stream position at which the row is written: the event's own when written with it,
+   * a later one when evaluated after it (see `PendingEvaluation`).
+   */
+  notifiedAt: number;
+}
+
+/** An event whose members are still to be evaluated, from after `afterUser` (migration 0054). */
+export interface PendingEvaluation {
+  streamOrdering: number;
+  roomId: string;
+  eventId: string;
+  afterUser: string;
 }
 
 export interface UnreadCount {
@@ -35,15 +48,35 @@ export interface ReadMark {
 export const READ_RECEIPT_TYPES = ['m.read', 'm.read.private'] as const;
 
 export interface PushStore {
-  /** Joined members of the room after `afterUserId`, by user ID, with their display names. */
+  /**
+   * Joined members of the room after `afterUserId`, by user ID, with their display names and
+   * the position of their current member event.
+   */
   selectJoinedMembersPage(
     roomId: string,
     afterUserId: string,
     limit: number,
-  ): Promise<Array<{ userId: string; displayname: string | null }>>;
+  ): Promise<Array<{ userId: string; displayname: string | null; since: number }>>;
+  /** Which of these users were joined to the room just before `position`. */
+  selectJoinedBefore(
+    roomId: string,
+    userIds: readonly string[],
+    position: number,
+  ): Promise<Set<string>>;
   /** The stored push rule sets (account data content) of these users, by user. */
   selectPushRulesOfUsers(userIds: readonly string[], type: string): Promise<Map<string, string>>;
+  /** Writes the rows (a row already written for the user and event is left as it is). */
   insertPushActions(rows: readonly PushActionRow[]): Promise<void>;
+  /** Rooms in which the user has rows written at positions in (`after`, `upTo`]. */
+  selectRoomsNotifiedBetween(userId: string, after: number, upTo: number): Promise<string[]>;
+  insertPending(row: PendingEvaluation): Promise<void>;
+  /** Events still to be evaluated, oldest first. */
+  selectPending(limit: number): Promise<PendingEvaluation[]>;
+  selectPendingEvent(streamOrdering: number): Promise<PendingEvaluation | undefined>;
+  /** Records the evaluation's progress: members up to `afterUser` are done. */
+  advancePending(streamOrdering: number, afterUser: string): Promise<void>;
+  deletePending(streamOrdering: number): Promise<void>;
+  countPending(): Promise<number>;
   /** Per room and thread, the user's newest read receipt's position. */
   selectReadMarks(userId: string, roomIds: readonly string[]): Promise<ReadMark[]>;
   /** Per room and thread, the user's push actions after the room's `after`. */
@@ -73,6 +106,7 @@ interface ActionRecord {
   thread_id: string;
   highlight: number | string;
   actions: string;
+  notified_at: number | string;
 }
 
 const toRow = (r: ActionRecord): PushActionRow => ({
@@ -83,6 +117,7 @@ const toRow = (r: ActionRecord): PushActionRow => ({
   threadId: r.thread_id,
   highlight: Number(r.highlight) !== 0,
   actions: r.actions,
+  notifiedAt: Number(r.notified_at),
 });
 
 const INSERT_BATCH = 500;
@@ -100,14 +135,37 @@ export function pushStore(db: Kysely<Database>): PushStore {
     async selectJoinedMembersPage(roomId, afterUserId, limit) {
       const rows = await db
         .selectFrom('room_memberships')
-        .select(['user_id', 'displayname'])
+        .select(['user_id', 'displayname', 'stream_ordering'])
         .where('room_id', '=', roomId)
         .where('membership', '=', 'join')
         .where('user_id', '>', afterUserId)
         .orderBy('user_id')
         .limit(limit)
         .execute();
-      return rows.map((r) => ({ userId: r.user_id, displayname: r.displayname }));
+      return rows.map((r) => ({
+        userId: r.user_id,
+        displayname: r.displayname,
+        since: Number(r.stream_ordering),
+      }));
+    },
+
+    async selectJoinedBefore(roomId, userIds, position) {
+      const rows = await readInSlices(userIds, (slice) =>
+        db
+          .selectFrom('membership_history')
+          .select(['user_id', 'membership', 'stream_ordering'])
+          .where('room_id', '=', roomId)
+          .where('user_id', 'in', slice)
+          .where('stream_ordering', '<', position)
+          .execute(),
+      );
+      const latest = new Map<string, { at: number; membership: string }>();
+      for (const row of rows) {
+        const at = Number(row.stream_ordering);
+        if ((latest.get(row.user_id)?.at ?? -1) < at)
+          latest.set(row.user_id, { at, membership: row.membership });
+      }
+      return new Set([...latest].filter(([, m]) => m.membership === 'join').map(([u]) => u));
     },
 
     async selectPushRulesOfUsers(userIds, type) {
@@ -136,10 +194,87 @@ export function pushStore(db: Kysely<Database>): PushStore {
               thread_id: r.threadId,
               highlight: r.highlight ? 1 : 0,
               actions: r.actions,
+              notified_at: r.notifiedAt,
             })),
           )
+          .onConflict((oc) => oc.columns(['user_id', 'room_id', 'stream_ordering']).doNothing())
           .execute();
       }
+    },
+
+    async selectRoomsNotifiedBetween(userId, after, upTo) {
+      const rows = await db
+        .selectFrom('event_push_actions')
+        .select('room_id')
+        .distinct()
+        .where('user_id', '=', userId)
+        .where('notified_at', '>', after)
+        .where('notified_at', '<=', upTo)
+        .execute();
+      return rows.map((r) => r.room_id);
+    },
+
+    async insertPending(row) {
+      await db
+        .insertInto('push_pending')
+        .values({
+          stream_ordering: row.streamOrdering,
+          room_id: row.roomId,
+          event_id: row.eventId,
+          after_user: row.afterUser,
+        })
+        .execute();
+    },
+
+    async selectPending(limit) {
+      const rows = await db
+        .selectFrom('push_pending')
+        .selectAll()
+        .orderBy('stream_ordering')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({
+        streamOrdering: Number(r.stream_ordering),
+        roomId: r.room_id,
+        eventId: r.event_id,
+        afterUser: r.after_user,
+      }));
+    },
+
+    async selectPendingEvent(streamOrdering) {
+      const r = await db
+        .selectFrom('push_pending')
+        .selectAll()
+        .where('stream_ordering', '=', streamOrdering)
+        .executeTakeFirst();
+      return r
+        ? {
+            streamOrdering: Number(r.stream_ordering),
+            roomId: r.room_id,
+            eventId: r.event_id,
+            afterUser: r.after_user,
+          }
+        : undefined;
+    },
+
+    async advancePending(streamOrdering, afterUser) {
+      await db
+        .updateTable('push_pending')
+        .set({ after_user: afterUser })
+        .where('stream_ordering', '=', streamOrdering)
+        .execute();
+    },
+
+    async deletePending(streamOrdering) {
+      await db.deleteFrom('push_pending').where('stream_ordering', '=', streamOrdering).execute();
+    },
+
+    async countPending() {
+      const row = await db
+        .selectFrom('push_pending')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
     },
 
     async selectReadMarks(userId, roomIds) {

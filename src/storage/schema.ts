@@ -583,6 +583,7 @@ export interface Database {
   pushers: PushersTable;
   push_queue: PushQueueTable;
   push_sender_lease: PushSenderLeaseTable;
+  push_pending: PushPendingTable;
   registration_tokens: RegistrationTokensTable;
   content_reports: ContentReportsTable;
   room_purges: RoomPurgesTable;
@@ -729,6 +730,17 @@ export interface EventPushActionsTable {
   highlight: number;
   /** The actions as JSON. */
   actions: string;
+  /** The stream position at which the row was written (migration 0054). */
+  notified_at: number;
+}
+
+/** An event whose members' push rules are still to be evaluated (migration 0054). */
+export interface PushPendingTable {
+  stream_ordering: number;
+  room_id: string;
+  event_id: string;
+  /** The last member evaluated ('' before the first). */
+  after_user: string;
 }
 
 /** An HTTP pusher (`/pushers/set`). */

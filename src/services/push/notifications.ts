@@ -7,6 +7,7 @@
  * lists them.
  * https://spec.matrix.org/v1.19/client-server-api/#receiving-notifications
  */
+import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { powerLevelOf, type AuthStateEvent } from '../../core/auth-rules.js';
 import { invalidParam } from '../../core/errors.js';
@@ -22,6 +23,21 @@ import type { TimelineService } from '../timeline.js';
 
 /** Members evaluated per page (then the event loop is let go). */
 export const MEMBER_PAGE = 500;
+/** Rooms of up to this many joined members are evaluated in the event's own transaction. */
+export const DEFAULT_INLINE_MEMBERS = 100;
+
+/** What evaluating one event for its members needs, read once per event. */
+export interface EvaluationContext {
+  roomId: string;
+  eventId: string;
+  streamOrdering: number;
+  sender: string;
+  senderPowerLevel: number;
+  notificationLevels: Record<string, number>;
+  memberCount: number;
+  pushEvent: PushEvent;
+  threadId: string;
+}
 const MAX_NOTIFICATIONS_PAGE = 100;
 
 export interface Counts {
@@ -58,9 +74,17 @@ function parseRules(text: string | undefined): JsonObject | undefined {
 export function createNotificationService(ctx: ServiceContext, timeline: TimelineService) {
   const stores = () => ctx.storage.stores;
 
-  /** Evaluates the event for every member it concerns and records what notifies. */
-  const deriver: EventDeriver = async (tx: Stores, event) => {
-    if (ctx.settings.pushEvaluation === false) return;
+  /** What evaluating one event for its members needs, read once per event. */
+  async function contextOf(
+    tx: Stores,
+    event: {
+      eventId: string;
+      roomId: string;
+      streamOrdering: number;
+      pdu: { type: string; sender: string; state_key?: string; content: JsonObject };
+      roomVersion: RoomVersionId;
+    },
+  ): Promise<EvaluationContext> {
     const { pdu, roomId } = event;
     const state = await tx.rooms.selectStateEvents(roomId, [
       ['m.room.create', ''],
@@ -78,88 +102,142 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
     if (typeof rawLevels === 'object' && rawLevels !== null && !Array.isArray(rawLevels))
       for (const [key, value] of Object.entries(rawLevels))
         if (typeof value === 'number') notificationLevels[key] = value;
-    const senderPowerLevel = powerLevelOf(pdu.sender, authState, event.roomVersion);
-    const memberCount = (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0;
-    const pushEvent: PushEvent = {
-      type: pdu.type,
+    return {
+      roomId,
+      eventId: event.eventId,
+      streamOrdering: event.streamOrdering,
       sender: pdu.sender,
-      state_key: pdu.state_key,
-      room_id: roomId,
-      content: pdu.content,
+      senderPowerLevel: powerLevelOf(pdu.sender, authState, event.roomVersion),
+      notificationLevels,
+      memberCount: (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0,
+      pushEvent: {
+        type: pdu.type,
+        sender: pdu.sender,
+        state_key: pdu.state_key,
+        room_id: roomId,
+        content: pdu.content,
+      },
+      threadId: threadOf(pdu.content, pdu.type),
     };
-    const threadId = threadOf(pdu.content, pdu.type);
+  }
 
-    async function evaluate(
-      members: ReadonlyArray<{ userId: string; displayname: string | null }>,
-    ) {
-      const concerned = members.filter((m) => m.userId !== pdu.sender);
-      if (concerned.length === 0) return;
-      const stored = await tx.push.selectPushRulesOfUsers(
-        concerned.map((m) => m.userId),
-        PUSH_RULES_TYPE,
-      );
-      const rows: PushActionRow[] = [];
-      for (const member of concerned) {
-        const ruleset = rulesetFromContent(parseRules(stored.get(member.userId)), member.userId);
-        const outcome = evaluatePushRules(ruleset, pushEvent, {
+  /**
+   * Writes the rows of the members the event notifies (the sender is never notified) and
+   * queues them for the members' pushers; returns the rows.
+   */
+  async function evaluate(
+    tx: Stores,
+    c: EvaluationContext,
+    members: ReadonlyArray<{ userId: string; displayname: string | null }>,
+    notifiedAt: () => Promise<number>,
+    /** Gets the time spent evaluating (the part that holds the event loop) added to it. */
+    timing: { evaluationMs: number } = { evaluationMs: 0 },
+  ): Promise<PushActionRow[]> {
+    const concerned = members.filter((m) => m.userId !== c.sender);
+    if (concerned.length === 0) return [];
+    const stored = await tx.push.selectPushRulesOfUsers(
+      concerned.map((m) => m.userId),
+      PUSH_RULES_TYPE,
+    );
+    const outcomes: Array<{ userId: string; highlight: boolean; actions: string }> = [];
+    const began = performance.now();
+    for (const member of concerned) {
+      const ruleset = rulesetFromContent(parseRules(stored.get(member.userId)), member.userId);
+      const outcome = evaluatePushRules(ruleset, c.pushEvent, {
+        userId: member.userId,
+        displayName: member.displayname,
+        memberCount: c.memberCount,
+        senderPowerLevel: c.senderPowerLevel,
+        notificationLevels: c.notificationLevels,
+      });
+      if (outcome.notify)
+        outcomes.push({
           userId: member.userId,
-          displayName: member.displayname,
-          memberCount,
-          senderPowerLevel,
-          notificationLevels,
-        });
-        if (!outcome.notify) continue;
-        rows.push({
-          userId: member.userId,
-          roomId,
-          streamOrdering: event.streamOrdering,
-          eventId: event.eventId,
-          threadId,
           highlight: outcome.highlight,
           actions: JSON.stringify(outcome.actions),
         });
-      }
-      await tx.push.insertPushActions(rows);
-      // Each notified member's pushers: a notification owed to their gateways, queued durably
-      // with the event (the sender delivers it; push/sender.ts).
-      if (rows.length === 0) return;
-      const pushers = await tx.pushers.selectPushersOfUsers(rows.map((r) => r.userId));
-      if (pushers.size === 0) return;
-      const queued: QueuedPush[] = [];
-      for (const row of rows)
-        for (const pusher of pushers.get(row.userId) ?? [])
-          queued.push({
-            pusherId: pusher.pusherId,
-            streamOrdering: event.streamOrdering,
-            eventId: event.eventId,
-            roomId,
-            actions: row.actions,
-          });
-      await tx.pushers.insertQueued(queued);
     }
+    timing.evaluationMs += performance.now() - began;
+    if (outcomes.length === 0) return [];
+    // Each notified member's pushers: a notification owed to their gateways, queued durably
+    // with the rows (the sender delivers it; push/sender.ts).
+    const pushers = await tx.pushers.selectPushersOfUsers(outcomes.map((o) => o.userId));
+    const queued: QueuedPush[] = [];
+    for (const outcome of outcomes)
+      for (const pusher of pushers.get(outcome.userId) ?? [])
+        queued.push({
+          pusherId: pusher.pusherId,
+          streamOrdering: c.streamOrdering,
+          eventId: c.eventId,
+          roomId: c.roomId,
+          actions: outcome.actions,
+        });
+    if (queued.length > 0) await tx.pushers.insertQueued(queued);
+    // Taken last (it holds the stream's counter until commit: other writers wait meanwhile).
+    const position = await notifiedAt();
+    const rows: PushActionRow[] = outcomes.map((o) => ({
+      ...o,
+      roomId: c.roomId,
+      streamOrdering: c.streamOrdering,
+      eventId: c.eventId,
+      threadId: c.threadId,
+      notifiedAt: position,
+    }));
+    await tx.push.insertPushActions(rows);
+    return rows;
+  }
 
-    let after = '';
-    for (;;) {
-      const page = await tx.push.selectJoinedMembersPage(roomId, after, MEMBER_PAGE);
-      await evaluate(page);
-      if (page.length < MEMBER_PAGE) break;
-      after = page[page.length - 1]?.userId ?? after;
-      // A big room: let other work run between pages.
-      await yieldToEventLoop();
-    }
-    // An invitee is not joined, yet the invite concerns them.
-    if (
+  const inlineLimit = ctx.settings.pushInlineMembers ?? DEFAULT_INLINE_MEMBERS;
+
+  /**
+   * Evaluates the event for every member it concerns and records what notifies: here, in the
+   * event's transaction, when the room has at most `inlineLimit` joined members (its counts
+   * are then right the moment the event is); otherwise it leaves a pending row, in the same
+   * transaction, for the evaluation worker (push/evaluation.ts).
+   */
+  const deriver: EventDeriver = async (tx: Stores, event) => {
+    if (ctx.settings.pushEvaluation === false) return;
+    const { pdu, roomId } = event;
+    const joined = (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0;
+    const inline = joined <= inlineLimit;
+    if (!inline)
+      await tx.push.insertPending({
+        streamOrdering: event.streamOrdering,
+        roomId,
+        eventId: event.eventId,
+        afterUser: '',
+      });
+    const invited =
       pdu.type === 'm.room.member' &&
       pdu.content.membership === 'invite' &&
-      typeof pdu.state_key === 'string'
-    ) {
+      typeof pdu.state_key === 'string';
+    if (!inline && !invited) return;
+    const c = await contextOf(tx, event);
+    const at = async () => event.streamOrdering;
+    if (inline) {
+      let after = '';
+      for (;;) {
+        const page = await tx.push.selectJoinedMembersPage(roomId, after, MEMBER_PAGE);
+        await evaluate(tx, c, page, at);
+        if (page.length < MEMBER_PAGE) break;
+        after = page[page.length - 1]?.userId ?? after;
+        await yieldToEventLoop();
+      }
+    }
+    // An invitee is not joined, yet the invite concerns them (evaluated here either way).
+    if (invited) {
       const displayname = pdu.content.displayname;
-      await evaluate([
-        {
-          userId: pdu.state_key,
-          displayname: typeof displayname === 'string' ? displayname : null,
-        },
-      ]);
+      await evaluate(
+        tx,
+        c,
+        [
+          {
+            userId: pdu.state_key as string,
+            displayname: typeof displayname === 'string' ? displayname : null,
+          },
+        ],
+        at,
+      );
     }
   };
 
@@ -221,8 +299,12 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
 
   return {
     deriver,
+    contextOf,
+    evaluate,
     unreadOf,
     totalUnread,
+    notifiedBetween: (userId: string, after: number, upTo: number) =>
+      stores().push.selectRoomsNotifiedBetween(userId, after, upTo),
 
     /** `GET /notifications`: the user's notifications, newest first. */
     async notifications(

@@ -227,6 +227,9 @@ export function createPushSender(
   }
 
   return {
+    /** Looks for queued notifications now (something was just queued). */
+    wake,
+
     /** Starts sending (what earlier runs left queued first). */
     start(opts: PushSenderOptions): void {
       if (started || stopped) return;

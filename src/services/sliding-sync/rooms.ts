@@ -122,7 +122,9 @@ export async function buildRooms(
             )
           )
             .filter((r) => r.userId === userId && READ_RECEIPTS.has(r.receiptType))
-            .map((r) => r.roomId),
+            .map((r) => r.roomId)
+            // And rooms whose counts rose without an event (push rules evaluated after it).
+            .concat((await rc.unread?.notifiedBetween?.(userId, from, upTo)) ?? []),
         );
 
   const plans: Plan[] = [];

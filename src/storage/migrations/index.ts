@@ -37,6 +37,7 @@ import * as m0050 from './0050-event-relations.js';
 import * as m0051 from './0051-event-search.js';
 import * as m0052 from './0052-event-push-actions.js';
 import * as m0053 from './0053-pushers.js';
+import * as m0054 from './0054-push-evaluation-pending.js';
 
 import * as m0060 from './0060-admin.js';
 import * as m0061 from './0061-room-purges.js';
@@ -84,6 +85,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0051-event-search': m0051,
   '0052-event-push-actions': m0052,
   '0053-pushers': m0053,
+  '0054-push-evaluation-pending': m0054,
 
   '0060-admin': m0060,
   '0061-room-purges': m0061,
