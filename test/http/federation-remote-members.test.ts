@@ -296,6 +296,37 @@ forEachDatabase('membership queries about users of other servers', (dialect) => 
       }
     });
 
+    it('an invite of a user who blocks invites is refused by her server (MSC4380)', async () => {
+      const setPermission = async (content: Record<string, unknown>) => {
+        const put = await client(a, ann)(
+          'PUT',
+          `/user/${r(ann.userId)}/account_data/m.invite_permission_config`,
+          content,
+        );
+        assert.equal(put.status, 200);
+      };
+      const room = await createRoom(c, carol, { preset: 'private_chat' });
+      await setPermission({ default_action: 'block' });
+      const refused = await client(c, carol)<{ errcode: string }>(
+        'POST',
+        `/rooms/${r(room)}/invite`,
+        { user_id: ann.userId },
+      );
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      assert.equal(refused.body.errcode, 'M_INVITE_BLOCKED');
+      await setPermission({});
+      // Nothing was kept of the refused invite: it does not show once blocking is off.
+      const invites = async () =>
+        (await client(a, ann)<{ rooms?: { invite?: Record<string, unknown> } }>('GET', '/sync'))
+          .body.rooms?.invite ?? {};
+      assert.equal((await invites())[room], undefined);
+      const sent = await client(c, carol)('POST', `/rooms/${r(room)}/invite`, {
+        user_id: ann.userId,
+      });
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      assert.ok((await invites())[room]);
+    });
+
     it('after Alice accepts, the room is shared with Carol', async () => {
       await join(a, alice, invited, c);
       assert.deepEqual(await mutual(a, alice, carol.userId), [roomC, invited]);
