@@ -13,8 +13,11 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { canonicalJson } from '../../src/core/canonical-json.js';
+import { computeEventId } from '../../src/core/event-hashing.js';
+import type { Pdu } from '../../src/core/pdu.js';
 import { forEachDatabase } from '../helpers/databases.js';
-import { registerUser, type TestUser } from '../helpers/client.js';
+import { loginUser, registerUser, type TestUser } from '../helpers/client.js';
 import { eventually } from '../helpers/eventually.js';
 import {
   federationEnv,
@@ -28,6 +31,60 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 type Federated = TestServer & { serverName: string; port: number };
 const r = encodeURIComponent;
 const WAIT_MS = 30_000;
+/** A server name nothing answers for: what is queued for it stays in the outbox. */
+const DEAD = '127.0.0.1:9';
+
+/**
+ * Stores a membership of a user of the DEAD server in a room, as a join or leave over
+ * federation would leave it (that server never answers, so it cannot join for real).
+ */
+async function storeRemoteMembership(
+  server: TestServer,
+  roomId: string,
+  userId: string,
+  membership: 'join' | 'leave',
+): Promise<void> {
+  const pdu = {
+    type: 'm.room.member',
+    state_key: userId,
+    sender: userId,
+    room_id: roomId,
+    content: { membership },
+    origin_server_ts: Date.now(),
+    depth: 100,
+    prev_events: [],
+    auth_events: [],
+    hashes: { sha256: 'x' },
+    signatures: {},
+  } as unknown as Pdu;
+  const eventId = computeEventId(pdu, '10');
+  await server.running.storage.tx('testRemoteMembership', async (stores) => {
+    const position = await stores.rooms.nextStreamPosition();
+    await stores.rooms.persistEvent(
+      {
+        eventId,
+        roomId,
+        pdu,
+        json: canonicalJson(pdu),
+        clientJson: JSON.stringify({ ...pdu, event_id: eventId }),
+        membership: { userId, membership, displayname: null, avatarUrl: null },
+      },
+      position,
+    );
+    await stores.stream.notify({ rooms: [roomId], memberRooms: [roomId], users: [userId] });
+  });
+}
+
+const deviceKeysOf = (user: { userId: string; deviceId: string }) => ({
+  user_id: user.userId,
+  device_id: user.deviceId,
+  algorithms: ['m.olm.v1.curve25519-aes-sha2', 'm.megolm.v1.aes-sha2'],
+  keys: {
+    [`curve25519:${user.deviceId}`]: 'curve-of-' + user.deviceId,
+    [`ed25519:${user.deviceId}`]: 'ed-of-' + user.deviceId,
+  },
+  signatures: { [user.userId]: { [`ed25519:${user.deviceId}`]: 'sig' } },
+});
 
 interface MutualPage {
   joined: string[];
@@ -419,6 +476,137 @@ forEachDatabase('membership queries about users of other servers', (dialect) => 
         await list(`filter=${r(JSON.stringify({ not_senders: [alice.userId] }))}`),
         [bob.userId, carol.userId].sort(),
       );
+    });
+  });
+  describe('EDUs and device lists across servers', () => {
+    let roomAnn: string;
+
+    it("a local user's EDUs go only to the servers sharing a room with her", async () => {
+      // Ann's room: Bob of B joined; Dora of the DEAD server was in it and left. Dora is still
+      // in a room of Alice's, so A keeps queueing for her server: but nothing of Ann's.
+      roomAnn = await createRoom(a, ann, { preset: 'public_chat' });
+      await join(b, bob, roomAnn, a);
+      const dora = `@dora:${DEAD}`;
+      await storeRemoteMembership(a, roomAnn, dora, 'join');
+      await storeRemoteMembership(a, roomAnn, dora, 'leave');
+      const roomDora = await createRoom(a, alice, { preset: 'public_chat' });
+      await storeRemoteMembership(a, roomDora, dora, 'join');
+
+      const asAnn = client(a, ann);
+      assert.equal(
+        (
+          await asAnn('PUT', `/rooms/${r(roomAnn)}/typing/${r(ann.userId)}`, {
+            typing: true,
+            timeout: 30000,
+          })
+        ).status,
+        200,
+      );
+      const sent = await asAnn<{ event_id: string }>(
+        'PUT',
+        `/rooms/${r(roomAnn)}/send/m.room.message/edu1`,
+        { msgtype: 'm.text', body: 'hello' },
+      );
+      assert.equal(sent.status, 200);
+      assert.equal(
+        (await asAnn('POST', `/rooms/${r(roomAnn)}/receipt/m.read/${r(sent.body.event_id)}`, {}))
+          .status,
+        200,
+      );
+      assert.equal(
+        (await asAnn('PUT', `/presence/${r(ann.userId)}/status`, { presence: 'online' })).status,
+        200,
+      );
+      assert.equal(
+        (await asAnn('POST', '/keys/upload', { device_keys: deviceKeysOf(ann) })).status,
+        200,
+      );
+      // Alice's presence, by contrast, is queued for Dora's server.
+      assert.equal(
+        (
+          await client(a, alice)('PUT', `/presence/${r(alice.userId)}/status`, {
+            presence: 'online',
+          })
+        ).status,
+        200,
+      );
+      const queued = (
+        await a.running.storage.stores.federationOutbox.selectOutbox(DEAD, 1000, 1000)
+      ).map((entry) => entry.payload);
+      assert.ok(
+        queued.some((payload) => payload.includes('m.presence') && payload.includes(alice.userId)),
+      );
+      for (const payload of queued) {
+        assert.ok(!payload.includes(ann.userId), `queued for ${DEAD}: ${payload}`);
+        assert.ok(!payload.includes(roomAnn), `queued for ${DEAD}: ${payload}`);
+      }
+      // B, which shares Ann's room, has her typing.
+      await eventually(
+        async () =>
+          (
+            await client(b, bob)<{
+              rooms?: {
+                join?: Record<
+                  string,
+                  { ephemeral?: { events: { type: string; content: { user_ids?: string[] } }[] } }
+                >;
+              };
+            }>('GET', '/sync')
+          ).body.rooms?.join?.[roomAnn]?.ephemeral?.events ?? [],
+        (events) =>
+          events.some(
+            (e) => e.type === 'm.typing' && (e.content.user_ids ?? []).includes(ann.userId),
+          ),
+        WAIT_MS,
+      ).then((events) =>
+        assert.ok(
+          events.some(
+            (e) => e.type === 'm.typing' && (e.content.user_ids ?? []).includes(ann.userId),
+          ),
+        ),
+      );
+    });
+
+    it("a remote user's device list is dropped when they stop sharing a room, fetched again when they rejoin", async () => {
+      const eve = await registerUser(b, 'eve');
+      assert.equal(
+        (await client(b, eve)('POST', '/keys/upload', { device_keys: deviceKeysOf(eve) })).status,
+        200,
+      );
+      const roomDev = await createRoom(a, alice, { preset: 'public_chat' });
+      await join(b, eve, roomDev, a);
+      const devicesOfEve = async () => {
+        const answer = await client(a, alice)<{
+          device_keys: Record<string, Record<string, unknown>>;
+          failures: Record<string, unknown>;
+        }>('POST', '/keys/query', { device_keys: { [eve.userId]: [] } });
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.deepEqual(answer.body.failures, {});
+        return Object.keys(answer.body.device_keys[eve.userId] ?? {}).sort();
+      };
+      const cached = () =>
+        a.running.storage.stores.remoteDevices.selectRemoteDeviceLists([eve.userId]);
+      assert.deepEqual(await devicesOfEve(), [eve.deviceId]);
+      assert.equal((await cached()).length, 1, 'A caches the list of a user sharing a room');
+
+      assert.equal((await client(b, eve)('POST', `/rooms/${r(roomDev)}/leave`, {})).status, 200);
+      await waitJoined(a, alice, roomDev, eve.userId, false);
+      assert.deepEqual(await cached(), [], 'no shared room: the list is dropped');
+
+      // A new device while nothing is shared: B tells A nothing.
+      const second = await loginUser(b, 'eve', eve.password);
+      assert.equal(
+        (
+          await b.request('POST', '/_matrix/client/v3/keys/upload', {
+            token: second.accessToken,
+            body: { device_keys: deviceKeysOf(second) },
+          })
+        ).status,
+        200,
+      );
+      await join(b, eve, roomDev, a);
+      await waitJoined(a, alice, roomDev, eve.userId);
+      assert.deepEqual(await devicesOfEve(), [eve.deviceId, second.deviceId].sort());
     });
   });
 });
