@@ -9,6 +9,10 @@
  *   before accepting; `/members`, `/joined_members` and `/state` of the invited room are 403.
  * - Member lists of A's room with members of B and C: display names and avatars from their
  *   member events, `/members?at=` before C's member joined, the MSC2895 filters.
+ * - Invite blocking (MSC4380): B's invite of a user of A who blocks invites is refused.
+ * - A local user's typing, receipts, presence and device-list updates are queued only for the
+ *   servers sharing a room with her; a remote user's cached device list is dropped when they
+ *   share no room with A any more, and fetched afresh (new devices included) when they rejoin.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
