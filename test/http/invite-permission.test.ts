@@ -2,8 +2,8 @@
  * Invite blocking (spec v1.18, MSC4380): `m.invite_permission_config` with
  * `default_action: "block"` makes invites of the user 403 `M_INVITE_BLOCKED` on `/invite`,
  * on `PUT /state/m.room.member/…`, and leaves them out of `createRoom` (the room is created);
- * pending invites are not served by `/sync` while blocking is on. Any other value blocks
- * nothing. (Invites from other servers: test/http/federation-remote-members.test.ts.)
+ * pending invites are not served by `/sync` nor sliding sync while blocking is on. Any other
+ * value blocks nothing. (Invites from other servers: test/http/federation-remote-members.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
@@ -119,10 +119,31 @@ forEachDatabase('invite blocking (m.invite_permission_config)', (dialect) => {
     assert.ok((await invitesInSync(carol)).includes(room.body.room_id));
     await setPermission(carol, { default_action: 'block' });
     assert.deepEqual(await invitesInSync(carol), []);
+    // Sliding sync lists none either, nor shows it when subscribed to.
+    const slide = async (filters: Record<string, unknown>) => {
+      const answer = await server.request<{
+        lists: Record<string, { count: number }>;
+        rooms: Record<string, unknown>;
+      }>('POST', '/_matrix/client/unstable/org.matrix.simplified_msc3575/sync', {
+        token: carol.accessToken,
+        body: {
+          lists: { all: { ranges: [[0, 99]], timeline_limit: 1, filters } },
+          room_subscriptions: { [room.body.room_id]: { timeline_limit: 1 } },
+        },
+      });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      return answer.body;
+    };
+    for (const filters of [{}, { is_invite: true }]) {
+      const answer = await slide(filters);
+      assert.equal(answer.rooms[room.body.room_id], undefined, JSON.stringify(filters));
+    }
+    assert.equal((await slide({ is_invite: true })).lists.all?.count, 0);
     // The invite itself stands: Carol can still accept it.
     assert.equal(await membershipOf(room.body.room_id, carol.userId), 'invite');
     await setPermission(carol, {});
     assert.ok((await invitesInSync(carol)).includes(room.body.room_id));
+    assert.ok((await slide({ is_invite: true })).rooms[room.body.room_id]);
     const joined = await as(carol)('POST', `/rooms/${r(room.body.room_id)}/join`, {});
     assert.equal(joined.status, 200);
   });
