@@ -120,6 +120,7 @@ export function createServices(ctx: ServiceContext) {
   const federationDevices = federation
     ? createFederationDeviceService(ctx, federation.client, { deviceKeys, crossSigning })
     : null;
+  if (federationDevices) writer.addDeriver(federationDevices.deriver);
   const federationEdus = federationDevices
     ? createEduReceiver({ typing, receipts, presence, toDevice, devices: federationDevices })
     : null;

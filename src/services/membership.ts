@@ -32,6 +32,7 @@ import type { Stores } from '../storage/index.js';
 import { createAppServiceCalls } from './appservice/calls.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { AppendedEvent, EventWriter } from './event-writer.js';
+import { assertInvitable } from './invite-permission.js';
 import type { RoomService } from './rooms.js';
 
 const JOIN_RULES_KEY = stateKeyOf('m.room.join_rules', '');
@@ -132,6 +133,8 @@ export function createMembershipService(
     extra: JsonObject = {},
     originServerTs?: number,
   ): Promise<AppendedEvent> {
+    // Invite blocking (MSC4380): an invite of a user who blocks them is refused.
+    if (membership === 'invite' && sender !== target) await assertInvitable(stores, target);
     const content =
       sender === target || membership === 'invite'
         ? await rooms.memberContent(stores, target, membership, extra)

@@ -9,6 +9,7 @@ import { getRoomVersion, isSupportedRoomVersion } from '../core/room-versions.js
 import type { Stores } from '../storage/index.js';
 import type { Requester, ServiceContext } from './context.js';
 import type { EventWriter, NewEvent } from './event-writer.js';
+import { invitesBlocked } from './invite-permission.js';
 
 export type Preset = 'private_chat' | 'public_chat' | 'trusted_private_chat';
 
@@ -204,6 +205,8 @@ export function createRoomService(ctx: ServiceContext, writer: EventWriter) {
           for (const invitee of invitees) {
             // Other servers' users are invited once the room exists, through their servers.
             if (isRemote(invitee)) continue;
+            // One who blocks invites (MSC4380) is left out; the room is created all the same.
+            if (await invitesBlocked(stores, invitee)) continue;
             const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
             await send({
               type: 'm.room.member',

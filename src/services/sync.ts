@@ -28,6 +28,7 @@ import type { Notifier } from './notifier.js';
 import type { SyncSources } from './sync-sources.js';
 import type { TimelineService } from './timeline.js';
 import { aggregationTargetOf } from './relations.js';
+import { invitesBlocked } from './invite-permission.js';
 
 export type PresenceState = 'online' | 'offline' | 'unavailable';
 
@@ -663,11 +664,14 @@ export function createSyncService(
     // Invites and knocks: the stripped state of the room, with the user's own member event.
     const invite: SyncResponse['rooms']['invite'] = {};
     const knock: SyncResponse['rooms']['knock'] = {};
-    const pending = memberships.filter(
+    let pending = memberships.filter(
       (m) =>
         (m.membership === 'invite' || m.membership === 'knock') &&
         (since === null || m.streamOrdering > since),
     );
+    // Invite blocking (MSC4380): pending invites are not served while it is on.
+    if (pending.some((m) => m.membership === 'invite') && (await invitesBlocked(stores(), userId)))
+      pending = pending.filter((m) => m.membership !== 'invite');
     const stripped = await strippedStateOf(pending, userId);
     for (const membership of pending) {
       const events = stripped.get(membership.roomId) ?? [];

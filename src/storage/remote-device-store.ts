@@ -5,6 +5,12 @@
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
+/** Keeps IN lists well under every driver's parameter limit. */
+const IN_LIST_CHUNK = 500;
+
+/** A user of `ownServer` (its users' IDs end with `:ownServer`). */
+const localPattern = (ownServer: string) => `%:${ownServer}`;
+
 export interface RemoteDeviceListRow {
   userId: string;
   streamId: number;
@@ -16,6 +22,13 @@ export interface RemoteDeviceStore {
   selectRemoteDeviceLists(userIds: readonly string[]): Promise<RemoteDeviceListRow[]>;
   upsertRemoteDeviceList(row: RemoteDeviceListRow): Promise<void>;
   deleteRemoteDeviceList(userId: string): Promise<void>;
+  /** Whether the remote user shares a joined room with a user of `ownServer`. */
+  selectSharesRoomWithLocal(userId: string, ownServer: string): Promise<boolean>;
+  /**
+   * Forgets the cached lists of those of `userIds` who share no joined room with a user of
+   * `ownServer` any more (their updates stop reaching us); returns how many were dropped.
+   */
+  deleteUntrackedRemoteDeviceLists(userIds: readonly string[], ownServer: string): Promise<number>;
 }
 
 export function remoteDeviceStore(db: Kysely<Database>): RemoteDeviceStore {
@@ -61,6 +74,45 @@ export function remoteDeviceStore(db: Kysely<Database>): RemoteDeviceStore {
 
     async deleteRemoteDeviceList(userId) {
       await db.deleteFrom('remote_device_lists').where('user_id', '=', userId).execute();
+    },
+
+    async selectSharesRoomWithLocal(userId, ownServer) {
+      const row = await db
+        .selectFrom('room_memberships as theirs')
+        .innerJoin('room_memberships as ours', 'ours.room_id', 'theirs.room_id')
+        .select('theirs.room_id')
+        .where('theirs.user_id', '=', userId)
+        .where('theirs.membership', '=', 'join')
+        .where('ours.membership', '=', 'join')
+        .where('ours.user_id', 'like', localPattern(ownServer))
+        .limit(1)
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+
+    async deleteUntrackedRemoteDeviceLists(userIds, ownServer) {
+      let deleted = 0;
+      for (let i = 0; i < userIds.length; i += IN_LIST_CHUNK) {
+        const result = await db
+          .deleteFrom('remote_device_lists')
+          .where('user_id', 'in', userIds.slice(i, i + IN_LIST_CHUNK))
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('room_memberships as theirs')
+                  .innerJoin('room_memberships as ours', 'ours.room_id', 'theirs.room_id')
+                  .select('theirs.room_id')
+                  .whereRef('theirs.user_id', '=', 'remote_device_lists.user_id')
+                  .where('theirs.membership', '=', 'join')
+                  .where('ours.membership', '=', 'join')
+                  .where('ours.user_id', 'like', localPattern(ownServer)),
+              ),
+            ),
+          )
+          .executeTakeFirst();
+        deleted += Number(result.numDeletedRows);
+      }
+      return deleted;
     },
   };
 }

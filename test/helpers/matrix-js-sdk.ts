@@ -8,9 +8,9 @@
  * - A started client (`startClient()`) leaves a timer behind per /sync request: the SDK's
  *   `timeoutSignal()` (node_modules/matrix-js-sdk/lib/http-api/utils.js:23, used by fetch.js:214)
  *   sets an 80 s + poll-timeout timer and never clears it, which kept a test process alive
- *   for almost two minutes after its last test. `loadMatrixJsSdk()` therefore makes timers
- *   of 80 s or more `unref()`ed: they still fire while the process runs, but no longer keep
- *   it from exiting. It also silences the SDK's child loggers (MatrixRTC logs through its
+ *   for almost two minutes after its last test (and its Rust crypto's requests leave 60 s
+ *   ones). `loadMatrixJsSdk()` therefore makes timers of 60 s or more `unref()`ed: they
+ *   still fire while the process runs, but no longer keep it from exiting. It also silences the SDK's child loggers (MatrixRTC logs through its
  *   own, at debug level).
  * - `createSdkClient(server, user)` makes a `MatrixClient` logged in as `user`, with the
  *   SDK's logging silenced. It does not call `startClient()`: tests call the client's
@@ -50,8 +50,11 @@ function polyfillPromiseWithResolvers(): void {
   });
 }
 
-/** Timers at least this long (the SDK's leaked /sync request timeouts) do not hold the process. */
-const LONG_TIMER_MS = 80_000;
+/**
+ * Timers at least this long (the SDK's leaked request timeouts: 80 s and more for /sync, 60 s
+ * for the requests of its Rust crypto) do not hold the process.
+ */
+const LONG_TIMER_MS = 60_000;
 
 /** Makes every timer of LONG_TIMER_MS or more unref()ed, once. */
 function unrefLongTimers(): void {

@@ -14,6 +14,7 @@ import type { Stores } from '../../storage/index.js';
 import type { Requester, ServiceContext } from '../context.js';
 import type { CrossSigningService } from '../cross-signing.js';
 import type { DeviceKeyService } from '../device-keys.js';
+import type { EventDeriver } from '../event-writer.js';
 import type { FederationClient } from './client.js';
 
 /** The longest a client's `timeout` may keep it waiting for other servers. */
@@ -90,10 +91,35 @@ export function createFederationDeviceService(
     message: err instanceof Error ? err.message : String(err),
   });
 
-  /** Whether we receive the user's device-list updates: they share a room with us. */
+  /**
+   * Whether we receive the user's device-list updates: they are joined to a room a local
+   * user is joined to (their server sends updates to the servers of their rooms' members).
+   */
   async function tracked(tx: Stores, userId: string): Promise<boolean> {
-    return (await tx.rooms.selectRoomsOfUser(userId, 'join')).length > 0;
+    return tx.remoteDevices.selectSharesRoomWithLocal(userId, serverName);
   }
+
+  /**
+   * Keeps the cache to the users we receive updates for: a member event that ends a share
+   * (a remote user leaving, kicked or banned; a local user leaving) drops the cached lists of
+   * the remote users it leaves sharing no room with a local user. Their updates stop coming,
+   * so a list kept would go stale; once they share a room again it is fetched afresh.
+   */
+  const deriver: EventDeriver = async (tx, event) => {
+    const { pdu } = event;
+    const membership = pdu.content.membership;
+    if (pdu.type !== 'm.room.member' || (membership !== 'leave' && membership !== 'ban')) return;
+    const target = parseUserId(pdu.state_key ?? '');
+    if (!target) return;
+    const candidates =
+      target.serverName !== serverName
+        ? [target.userId]
+        : (await tx.rooms.selectMembersOfRoom(event.roomId, 'join')).filter(
+            (userId) => parseUserId(userId)?.serverName !== serverName,
+          );
+    if (candidates.length > 0)
+      await tx.remoteDevices.deleteUntrackedRemoteDeviceLists(candidates, serverName);
+  };
 
   function parseCached(json: string): CachedList {
     const value = JSON.parse(json) as CachedList;
@@ -146,6 +172,9 @@ export function createFederationDeviceService(
   }
 
   return {
+    /** The event deriver that drops the lists of users no longer sharing a room with us. */
+    deriver,
+
     /** `GET /user/devices/{userId}`: a local user's devices with their keys. */
     async localDevices(userId: string): Promise<JsonObject> {
       const id = localUser(userId);

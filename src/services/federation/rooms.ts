@@ -42,6 +42,7 @@ import { signPdu } from '../../core/signing.js';
 import { resolveState, type ResolvableEvent } from '../../core/state-resolution/index.js';
 import type { KnownEvent, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
+import { assertInvitable } from '../invite-permission.js';
 import type { RoomDagService, StateMap } from '../rooms-dag/index.js';
 import type { FederationClient } from './client.js';
 
@@ -912,6 +913,8 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       }
       const account = await stores().accounts.selectUser(invitee);
       if (!account || account.deactivated) throw notFound('Unknown user');
+      // Invite blocking (MSC4380): refused before anything is kept or signed.
+      await assertInvitable(stores(), invitee);
       const event = await verify(pdu, version);
       const ours = signPdu(event.pdu, version, serverName, ctx.signingKey).signatures[serverName];
       const signed: Pdu = {

@@ -29,6 +29,7 @@ import type { SyncSources } from '../sync-sources.js';
 import type { TimelineService } from '../timeline.js';
 import { buildExtensions, type ExtensionsResponse } from './extensions.js';
 import { createUserCache } from '../user-cache.js';
+import { invitesBlocked } from '../invite-permission.js';
 import { filterFacts, listCriteria, orderRoomList, type ListedRoom } from './room-list.js';
 import { buildRooms, type RoomResponse } from './rooms.js';
 
@@ -151,8 +152,15 @@ export function createSlidingSyncService(
       if (list) list.push(config);
       else configs.set(roomId, [config]);
     };
+    // Invite blocking (MSC4380): no invite is listed while it is on.
+    const invitesHidden = await invitesBlocked(stores(), userId);
     for (const [name, list] of request.lists) {
-      const criteria = await listCriteria(userId, from, list.filters, facts);
+      const listed = await listCriteria(userId, from, list.filters, facts);
+      const criteria = !invitesHidden
+        ? listed
+        : listed.isInvite === true
+          ? { ...listed, onlyRooms: [] }
+          : { ...listed, isInvite: false };
       const count = await store.countRoomList(criteria);
       lists[name] = { count };
       const window: string[] = [];
@@ -172,7 +180,7 @@ export function createSlidingSyncService(
       await store.selectRoomListEntries(userId, [...new Set(named)]),
       from,
     ))
-      rooms.set(room.roomId, room);
+      if (!(invitesHidden && room.membership === 'invite')) rooms.set(room.roomId, room);
     for (const [roomId, config] of request.roomSubscriptions)
       if (rooms.has(roomId)) addConfig(roomId, config);
 
