@@ -10,7 +10,8 @@
  *   node --import tsx bench/user-directory.ts [users=100000] [database URL]
  *
  * Without a URL: a fresh SQLite file in a temporary directory. With a PostgreSQL URL: that
- * database, which must be empty. Prints the median and p95 of each query over 30 runs, and
+ * database, which must be empty (COMMONS_BENCH_KEEP=1 keeps the SQLite file, to read query
+ * plans). Prints the median and p95 of each query over 30 runs, and
  * what the writes cost: a profile change, a join to the public room, and the public room
  * (with its members) made private and public again.
  *
@@ -312,7 +313,8 @@ async function main(): Promise<void> {
     );
   } finally {
     await raw.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (dir && process.env.COMMONS_BENCH_KEEP) console.log(`  kept: ${url}`);
+    else if (dir) rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -30,6 +30,7 @@ export const REACH_ROOMS = 0;
 export const REACH_LOCAL = 1;
 /** Joined to a public room: found by anyone. */
 export const REACH_PUBLIC = 2;
+const REACHES = [REACH_ROOMS, REACH_LOCAL, REACH_PUBLIC];
 
 const BATCH = 500;
 
@@ -270,20 +271,23 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
         WHERE s.prefix = ${first} AND s.reach = ${sql.lit(reach)} ${alsoMatching}
         ORDER BY s.user_id LIMIT ${limit}`;
       // Those only room-mates may find: users of the requester's non-public rooms (members of
-      // public rooms are all REACH_PUBLIC, found above).
+      // public rooms are all REACH_PUBLIC, found above), read from those rooms (CROSS JOIN keeps
+      // SQLite to that order; it has no statistics to tell a common word from the rooms).
       const hidden = searchAll ? [REACH_ROOMS] : [REACH_ROOMS, REACH_LOCAL];
       const roomMates = sql<{ user_id: string }>`
-        SELECT DISTINCT s.user_id FROM room_memberships a
-        JOIN room_memberships b ON b.room_id = a.room_id AND b.membership = 'join'
-        JOIN user_directory_search s ON s.user_id = b.user_id AND s.prefix = ${first}
-          AND s.reach IN (${sql.join(hidden.map((reach) => sql.lit(reach)))})
+        SELECT DISTINCT s.user_id
+        FROM room_memberships a CROSS JOIN room_memberships b CROSS JOIN user_directory_search s
         WHERE a.user_id = ${requesterId} AND a.membership = 'join'
           AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id)
+          AND b.room_id = a.room_id AND b.membership = 'join'
+          AND s.prefix = ${first} AND s.reach IN (${sql.join(hidden.map((reach) => sql.lit(reach)))})
+          AND s.user_id = b.user_id
           ${alsoMatching}
         ORDER BY s.user_id LIMIT ${limit}`;
       const self = sql<{ user_id: string }>`
         SELECT s.user_id FROM user_directory_search s
-        WHERE s.prefix = ${first} AND s.user_id = ${requesterId} ${alsoMatching}`;
+        WHERE s.prefix = ${first} AND s.user_id = ${requesterId}
+          AND s.reach IN (${sql.join(REACHES.map((reach) => sql.lit(reach)))}) ${alsoMatching}`;
       const lists = [ofReach(REACH_PUBLIC), roomMates, self];
       if (searchAll) lists.push(ofReach(REACH_LOCAL));
       const found = new Set<string>();
