@@ -202,9 +202,6 @@ export async function applyDirectoryMembership(
   if (isPublic) await refreshReach(db, userId);
 }
 
-/** Byte order of the UTF-8 forms, as both databases compare the directory's user IDs. */
-const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
-
 export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
   return {
     upsertUser: (userId, displayName, avatarUrl) =>
@@ -290,21 +287,25 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
           AND s.reach IN (${sql.join(REACHES.map((reach) => sql.lit(reach)))}) ${alsoMatching}`;
       const lists = [ofReach(REACH_PUBLIC), roomMates, self];
       if (searchAll) lists.push(ofReach(REACH_LOCAL));
-      const found = new Set<string>();
-      for (const list of lists)
-        for (const row of (await list.execute(db)).rows) found.add(row.user_id);
-      const userIds = [...found].sort(byBytes).slice(0, limit);
-      if (userIds.length === 0) return [];
-      const rows = await db
-        .selectFrom('user_directory')
-        .select(['user_id', 'display_name', 'avatar_url'])
-        .where('user_id', 'in', userIds)
-        .execute();
-      const byId = new Map(rows.map((row) => [row.user_id, row]));
-      return userIds.flatMap((userId) => {
-        const row = byId.get(userId);
-        return row ? [{ userId, displayName: row.display_name, avatarUrl: row.avatar_url }] : [];
-      });
+      // One statement (one round trip): the lists' union, in user ID order (the keys' byte
+      // order, as each list was cut), with each user's entry.
+      const result = await sql<{
+        user_id: string;
+        display_name: string | null;
+        avatar_url: string | null;
+      }>`
+        SELECT u.user_id, d.display_name, d.avatar_url
+        FROM (${sql.join(
+          lists.map((list, n) => sql`SELECT user_id FROM (${list}) ${sql.raw(`l${n}`)}`),
+          sql` UNION `,
+        )}) u
+        JOIN user_directory d ON d.user_id = u.user_id
+        ORDER BY u.user_id LIMIT ${limit}`.execute(db);
+      return result.rows.map((row) => ({
+        userId: row.user_id,
+        displayName: row.display_name,
+        avatarUrl: row.avatar_url,
+      }));
     },
   };
 }
