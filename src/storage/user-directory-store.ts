@@ -255,36 +255,40 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
     async searchUsers(requesterId, words, limit, searchAll) {
       const [first, ...rest] = words;
       if (first === undefined || limit <= 0) return [];
-      // The other words, each a key of the same user (and so of the same reach).
-      const alsoMatching = sql.join(
-        rest.map(
-          (word) =>
-            sql`AND EXISTS (SELECT 1 FROM user_directory_search o WHERE o.prefix = ${word} AND o.reach = s.reach AND o.user_id = s.user_id)`,
-        ),
-        sql` `,
-      );
+      const reachIn = (reaches: number[]) =>
+        sql`(${sql.join(reaches.map((reach) => sql.lit(reach)))})`;
+      const hidden = searchAll ? [REACH_ROOMS] : [REACH_ROOMS, REACH_LOCAL];
+      // The other words, each a key of the same user, probed per candidate. `OFFSET 0` keeps
+      // PostgreSQL from making these a join that reads a common word's whole range.
+      const alsoMatching = (userId: RawBuilder<unknown>, reaches: RawBuilder<unknown>) =>
+        sql.join(
+          rest.map(
+            (word) =>
+              sql`AND EXISTS (SELECT 1 FROM user_directory_search o WHERE o.prefix = ${word} AND ${reaches} AND o.user_id = ${userId} LIMIT 1 OFFSET 0)`,
+          ),
+          sql` `,
+        );
       const ofReach = (reach: number) => sql<{ user_id: string }>`
         SELECT s.user_id FROM user_directory_search s
-        WHERE s.prefix = ${first} AND s.reach = ${sql.lit(reach)} ${alsoMatching}
+        WHERE s.prefix = ${first} AND s.reach = ${sql.lit(reach)}
+          ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = ${sql.lit(reach)}`)}
         ORDER BY s.user_id LIMIT ${limit}`;
-      // Those only room-mates may find: users of the requester's non-public rooms (members of
-      // public rooms are all REACH_PUBLIC, found above), read from those rooms (CROSS JOIN keeps
-      // SQLite to that order; it has no statistics to tell a common word from the rooms).
-      const hidden = searchAll ? [REACH_ROOMS] : [REACH_ROOMS, REACH_LOCAL];
+      // Those only room-mates may find: the joined members of the requester's non-public rooms
+      // (members of public rooms are all REACH_PUBLIC, found above), each probed for the word:
+      // the cost is bounded by those rooms, never by how common the word is. (A join would let
+      // PostgreSQL read a common word's whole range instead; the scalar subquery is a probe.)
       const roomMates = sql<{ user_id: string }>`
-        SELECT DISTINCT s.user_id
-        FROM room_memberships a CROSS JOIN room_memberships b CROSS JOIN user_directory_search s
-        WHERE a.user_id = ${requesterId} AND a.membership = 'join'
-          AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id)
-          AND b.room_id = a.room_id AND b.membership = 'join'
-          AND s.prefix = ${first} AND s.reach IN (${sql.join(hidden.map((reach) => sql.lit(reach)))})
-          AND s.user_id = b.user_id
-          ${alsoMatching}
-        ORDER BY s.user_id LIMIT ${limit}`;
+        SELECT x.user_id FROM (
+          SELECT (SELECT s.user_id FROM user_directory_search s
+                  WHERE s.prefix = ${first} AND s.reach IN ${reachIn(hidden)} AND s.user_id = m.user_id
+                  LIMIT 1 OFFSET 0) AS user_id
+          FROM room_mates m) x
+        WHERE x.user_id IS NOT NULL ${alsoMatching(sql.ref('x.user_id'), sql`o.reach IN ${reachIn(hidden)}`)}
+        ORDER BY x.user_id LIMIT ${limit}`;
       const self = sql<{ user_id: string }>`
         SELECT s.user_id FROM user_directory_search s
-        WHERE s.prefix = ${first} AND s.user_id = ${requesterId}
-          AND s.reach IN (${sql.join(REACHES.map((reach) => sql.lit(reach)))}) ${alsoMatching}`;
+        WHERE s.prefix = ${first} AND s.user_id = ${requesterId} AND s.reach IN ${reachIn(REACHES)}
+          ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = s.reach`)}`;
       const lists = [ofReach(REACH_PUBLIC), roomMates, self];
       if (searchAll) lists.push(ofReach(REACH_LOCAL));
       // One statement (one round trip): the lists' union, in user ID order (the keys' byte
@@ -294,6 +298,11 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
         display_name: string | null;
         avatar_url: string | null;
       }>`
+        WITH room_mates AS MATERIALIZED (
+          SELECT DISTINCT b.user_id FROM room_memberships a
+          JOIN room_memberships b ON b.room_id = a.room_id AND b.membership = 'join'
+          WHERE a.user_id = ${requesterId} AND a.membership = 'join'
+            AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id))
         SELECT u.user_id, d.display_name, d.avatar_url
         FROM (${sql.join(
           lists.map((list, n) => sql`SELECT user_id FROM (${list}) ${sql.raw(`l${n}`)}`),

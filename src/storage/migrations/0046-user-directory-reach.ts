@@ -10,7 +10,8 @@
  * `user_directory.reach` keeps each user's reach, so a change of membership or join rule
  * knows which keys to replace. The words table of migration 0043 is replaced. On PostgreSQL
  * the prefix and user ID compare byte by byte (collation "C"), as SQLite does, so both
- * databases order results alike; SQLite keeps the rows in the key alone (WITHOUT ROWID).
+ * databases order results alike, and so does `user_directory.user_id`; SQLite keeps the rows
+ * in the key alone (WITHOUT ROWID).
  */
 import { sql, type Kysely } from 'kysely';
 import { directoryPrefixes, directoryTerms } from '../../core/user-directory.js';
@@ -49,6 +50,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .modifyEnd(sqlite ? sql`WITHOUT ROWID` : sql``)
     .execute();
 
+  // The directory's user IDs compare byte by byte too, so that a search's join from the keys
+  // to the entries uses this table's index (a join across collations could not).
+  if (!sqlite)
+    await sql`ALTER TABLE user_directory ALTER COLUMN user_id TYPE text COLLATE "C"`.execute(db);
   await sql`
     UPDATE user_directory SET reach = CASE
       WHEN EXISTS (
@@ -123,4 +128,8 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   }
   await db.schema.dropTable('user_directory_search').execute();
   await db.schema.alterTable('user_directory').dropColumn('reach').execute();
+  if (!sqlite)
+    await sql`ALTER TABLE user_directory ALTER COLUMN user_id TYPE text COLLATE "default"`.execute(
+      db,
+    );
 }
