@@ -31,6 +31,8 @@ export const REACH_LOCAL = 1;
 /** Joined to a public room: found by anyone. */
 export const REACH_PUBLIC = 2;
 const REACHES = [REACH_ROOMS, REACH_LOCAL, REACH_PUBLIC];
+/** A word with at most this many keys of users only room-mates may find is read whole. */
+const FEW_KEYS = 200;
 
 const BATCH = 500;
 
@@ -273,10 +275,27 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
         WHERE s.prefix = ${first} AND s.reach = ${sql.lit(reach)}
           ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = ${sql.lit(reach)}`)}
         ORDER BY s.user_id LIMIT ${limit}`;
-      // Those only room-mates may find: the joined members of the requester's non-public rooms
-      // (members of public rooms are all REACH_PUBLIC, found above), each probed for the word:
-      // the cost is bounded by those rooms, never by how common the word is. (A join would let
-      // PostgreSQL read a common word's whole range instead; the scalar subquery is a probe.)
+      // Those only room-mates may find, two ways, whichever reads less: a word with few keys
+      // that room-mates alone may see (at most FEW_KEYS) has each checked for a room shared
+      // with the requester; a commoner one has each joined member of the requester's non-public
+      // rooms probed for it (members of public rooms are all REACH_PUBLIC, found above), so
+      // its cost is bounded by those rooms, never by how common the word is. The count is one
+      // value, computed once; the way not taken reads nothing. (Scalar subqueries and `OFFSET
+      // 0` keep PostgreSQL to probes: a join would let it read a common word's whole range.)
+      const fewKeys = sql`((SELECT count(*) FROM (SELECT 1 FROM user_directory_search c
+        WHERE c.prefix = ${first} AND c.reach IN ${reachIn(hidden)}
+        LIMIT ${sql.lit(FEW_KEYS + 1)}) k) <= ${sql.lit(FEW_KEYS)})`;
+      const roomMatesOfFew = sql<{ user_id: string }>`
+        SELECT s.user_id FROM user_directory_search s
+        WHERE ${fewKeys} AND s.prefix = ${first} AND s.reach IN ${reachIn(hidden)}
+          AND EXISTS (SELECT 1 FROM room_memberships b
+            JOIN room_memberships a ON a.room_id = b.room_id
+            WHERE b.user_id = s.user_id AND b.membership = 'join'
+              AND a.user_id = ${requesterId} AND a.membership = 'join'
+              AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id)
+            LIMIT 1 OFFSET 0)
+          ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = s.reach`)}
+        ORDER BY s.user_id LIMIT ${limit}`;
       const roomMates = sql<{ user_id: string }>`
         SELECT x.user_id FROM (
           SELECT (SELECT s.user_id FROM user_directory_search s
@@ -289,7 +308,7 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
         SELECT s.user_id FROM user_directory_search s
         WHERE s.prefix = ${first} AND s.user_id = ${requesterId} AND s.reach IN ${reachIn(REACHES)}
           ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = s.reach`)}`;
-      const lists = [ofReach(REACH_PUBLIC), roomMates, self];
+      const lists = [ofReach(REACH_PUBLIC), roomMatesOfFew, roomMates, self];
       if (searchAll) lists.push(ofReach(REACH_LOCAL));
       // One statement (one round trip): the lists' union, in user ID order (the keys' byte
       // order, as each list was cut), with each user's entry.
@@ -302,7 +321,8 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
           SELECT DISTINCT b.user_id FROM room_memberships a
           JOIN room_memberships b ON b.room_id = a.room_id AND b.membership = 'join'
           WHERE a.user_id = ${requesterId} AND a.membership = 'join'
-            AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id))
+            AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id)
+            AND NOT ${fewKeys})
         SELECT u.user_id, d.display_name, d.avatar_url
         FROM (${sql.join(
           lists.map((list, n) => sql`SELECT user_id FROM (${list}) ${sql.raw(`l${n}`)}`),
