@@ -8,6 +8,7 @@ import type { Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
 import { applyMembershipChange } from './mutual-rooms-store.js';
+import { applyDirectoryMembership } from './user-directory-store.js';
 import { groupByRoom, readInSlices, slices, valuesTable } from './values-table.js';
 import { prepareQuery } from './prepared-query.js';
 import { selectStreamPosition, takeNextPosition } from './stream-store.js';
@@ -306,6 +307,8 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
         }),
       )
       .execute();
+    if ((previous?.membership === 'join') !== (membership.membership === 'join'))
+      await applyDirectoryMembership(db, roomId, membership.userId);
     await db
       .insertInto('membership_history')
       .values({

@@ -426,11 +426,14 @@ export interface UserDirectoryTable {
   user_id: string;
   display_name: string | null;
   avatar_url: string | null;
+  /** Who may find the user (migration 0046): 2 anyone, 1 with search_all_users, 0 room-mates. */
+  reach: number;
 }
 
-/** The folded words each user is found by (migration 0043). */
-export interface UserDirectoryTermsTable {
-  term: string;
+/** Every prefix of each user's folded words, with their reach (migration 0046). */
+export interface UserDirectorySearchTable {
+  prefix: string;
+  reach: number;
   user_id: string;
 }
 
@@ -573,7 +576,7 @@ export interface Database {
   key_backup_versions: KeyBackupVersionsTable;
   key_backup_keys: KeyBackupKeysTable;
   user_directory: UserDirectoryTable;
-  user_directory_terms: UserDirectoryTermsTable;
+  user_directory_search: UserDirectorySearchTable;
   user_directory_public_rooms: UserDirectoryPublicRoomsTable;
 
   event_relations: EventRelationsTable;

@@ -160,6 +160,112 @@ forEachDatabase('user directory', (dialect) => {
     assert.deepEqual(await search(dave, '  !!  '), { limited: false, results: [] });
   });
 
+  const byUserId = (ids: string[]) =>
+    [...ids].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+
+  it('merges the requester, room-mates and public-room members in user ID order under one limit', async () => {
+    const word = uniqueName('merge');
+    const named = async (on: TestServer, prefix: string) => {
+      const user = await registerUser(on, uniqueName(prefix));
+      const response = await on.request('PUT', `${V3}/profile/${r(user.userId)}/displayname`, {
+        token: user.accessToken,
+        body: { displayname: `${word} ${prefix}` },
+      });
+      assert.equal(response.status, 200);
+      return user;
+    };
+    const seeker = await named(server, 'seeker');
+    const mate = await named(server, 'mate');
+    const open = await named(server, 'open');
+    const stranger = await named(server, 'stranger');
+    const room = (await ok(server, seeker, '/createRoom', { preset: 'private_chat' })).room_id;
+    await ok(server, seeker, `/rooms/${r(room ?? '')}/invite`, { user_id: mate.userId });
+    await ok(server, mate, `/join/${r(room ?? '')}`);
+    await ok(server, open, '/createRoom', { preset: 'public_chat' });
+
+    const all = byUserId([seeker.userId, mate.userId, open.userId]);
+    assert.deepEqual(await found(seeker, word), all);
+    const two = await search(seeker, word, 2);
+    assert.deepEqual(
+      two.results.map((x) => x.user_id),
+      all.slice(0, 2),
+    );
+    assert.equal(two.limited, true);
+    const three = await search(seeker, word, 3);
+    assert.equal(three.limited, false);
+    // The stranger sees the public-room member and themself, not the private pair.
+    assert.deepEqual(await found(stranger, word), byUserId([open.userId, stranger.userId]));
+    // Two words must both match, whichever list finds the user.
+    assert.deepEqual(await found(seeker, `${word} mate`), [mate.userId]);
+    assert.deepEqual(await found(seeker, `${word} open`), [open.userId]);
+    assert.deepEqual(await found(seeker, `${word} seeker`), [seeker.userId]);
+    assert.deepEqual(await found(seeker, `${word} stranger`), []);
+  });
+
+  it('a member of a public and a private room: found by all until leaving the public one, then by room-mates until leaving theirs', async () => {
+    const word = uniqueName('both');
+    const quinn = await registerUser(server, word);
+    const pub = (await ok(server, quinn, '/createRoom', { preset: 'public_chat' })).room_id ?? '';
+    const pub2 = (await ok(server, quinn, '/createRoom', { preset: 'public_chat' })).room_id ?? '';
+    const priv = (await ok(server, alice, '/createRoom', { preset: 'private_chat' })).room_id ?? '';
+    await ok(server, alice, `/rooms/${r(priv)}/invite`, { user_id: quinn.userId });
+    await ok(server, quinn, `/join/${r(priv)}`);
+    assert.deepEqual(await found(dave, word), [quinn.userId]);
+    // One public room made private: still in another public one.
+    const rule = await server.request('PUT', `${V3}/rooms/${r(pub2)}/state/m.room.join_rules/`, {
+      token: quinn.accessToken,
+      body: { join_rule: 'invite' },
+    });
+    assert.equal(rule.status, 200);
+    assert.deepEqual(await found(dave, word), [quinn.userId]);
+    await ok(server, quinn, `/rooms/${r(pub)}/leave`);
+    assert.deepEqual(await found(dave, word), [], 'in no public room now');
+    assert.deepEqual(await found(alice, word), [quinn.userId], 'alice shares a room');
+    // The private room made public: everyone finds them again; made private: only alice.
+    const open = await server.request('PUT', `${V3}/rooms/${r(priv)}/state/m.room.join_rules/`, {
+      token: alice.accessToken,
+      body: { join_rule: 'public' },
+    });
+    assert.equal(open.status, 200);
+    assert.deepEqual(await found(dave, word), [quinn.userId]);
+    const close = await server.request('PUT', `${V3}/rooms/${r(priv)}/state/m.room.join_rules/`, {
+      token: alice.accessToken,
+      body: { join_rule: 'invite' },
+    });
+    assert.equal(close.status, 200);
+    assert.deepEqual(await found(dave, word), []);
+    assert.deepEqual(await found(alice, word), [quinn.userId]);
+    await ok(server, quinn, `/rooms/${r(priv)}/leave`);
+    assert.deepEqual(await found(alice, word), [], 'the last shared room left');
+  });
+
+  it('search_all_users merges local users with public-room members, in order', async () => {
+    const word = uniqueName('all');
+    const users = [];
+    for (const preset of ['public_chat', 'private_chat', null]) {
+      const user = await registerUser(everyone, uniqueName(word));
+      if (preset) {
+        const made = await everyone.request('POST', `${V3}/createRoom`, {
+          token: user.accessToken,
+          body: { preset },
+        });
+        assert.equal(made.status, 200);
+      }
+      users.push(user.userId);
+    }
+    const seeker = await registerUser(everyone, uniqueName('seeker'));
+    assert.deepEqual(
+      (await search(seeker, word, undefined, everyone)).results.map((x) => x.user_id),
+      byUserId(users),
+    );
+    const two = await search(seeker, word, 2, everyone);
+    assert.deepEqual(
+      two.results.map((x) => x.user_id),
+      byUserId(users).slice(0, 2),
+    );
+    assert.equal(two.limited, true);
+  });
+
   it('search_all_users finds every local user, but not deactivated ones', async () => {
     const loner = await registerUser(everyone, uniqueName('loner'));
     const seeker = await registerUser(everyone, uniqueName('seeker'));

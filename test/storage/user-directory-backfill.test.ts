@@ -1,6 +1,7 @@
 /**
- * Migration 0043 fills the user directory from what a database already holds: every local
- * user under their profile, and the rooms whose join rule is public.
+ * Migrations 0043 and 0046 fill the user directory from what a database already holds: every
+ * local user under their profile, the rooms whose join rule is public, and who may find whom
+ * (0046 runs down and up again here too).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +17,7 @@ import { startServerOn } from '../helpers/server.js';
 
 const C = '/_matrix/client/v3';
 
-forEachDatabase('user directory backfill (migration 0043)', (dialect) => {
+forEachDatabase('user directory backfill (migrations 0043, 0046)', (dialect) => {
   it('finds users and public-room members written before the migration', async () => {
     const database = await createTestDatabase(dialect);
     const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-directory-'));

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import {
   MAX_SEARCH_WORDS,
+  MAX_TERM_LENGTH,
+  directoryPrefixes,
   directoryTerms,
   foldText,
   prefixUpperBound,
@@ -44,4 +46,32 @@ it('the prefix range holds every word starting with the prefix and no other', ()
   for (const word of ['ali', 'alice', 'aliz', 'ali李'])
     assert.ok(word >= 'ali' && word < upper, word);
   for (const word of ['alh', 'alj', 'al']) assert.ok(!(word >= 'ali' && word < upper), word);
+});
+
+it('a user is keyed by every prefix of each word, whole characters only', () => {
+  assert.deepEqual(directoryPrefixes('@bo:t.l', 'Bob Ángel'), [
+    'b',
+    'bo',
+    't',
+    'l',
+    'bob',
+    'a',
+    'an',
+    'ang',
+    'ange',
+    'angel',
+  ]);
+  // A character outside the BMP is one prefix step, never half of one.
+  assert.deepEqual(directoryPrefixes('@x:y', '𐐨𐐩'), ['x', 'y', '𐐨', '𐐨𐐩']);
+  // Each search word of a matching search is one of the keys.
+  const keys = new Set(directoryPrefixes('@alice.smith:example.org', 'Zoë Ångström'));
+  for (const term of ['ali', 'smith', 'exa', 'zoe', 'ANGST', 'Zoë'])
+    for (const word of searchWords(term)) assert.ok(keys.has(word), term);
+  for (const word of ['oe', 'lice', 'angstromx']) assert.ok(!keys.has(word), word);
+});
+
+it('a long word is cut without splitting a character', () => {
+  const [word] = wordsOf(`${'a'.repeat(MAX_TERM_LENGTH - 1)}𐐨`);
+  assert.equal(word, 'a'.repeat(MAX_TERM_LENGTH - 1));
+  assert.equal(wordsOf('b'.repeat(MAX_TERM_LENGTH + 5))[0]?.length, MAX_TERM_LENGTH);
 });

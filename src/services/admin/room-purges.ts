@@ -166,6 +166,8 @@ export function createRoomPurgeService(
       if (result.failed_to_kick_users.length > 0 && !params.forcePurge) {
         throw new MatrixError(400, 'M_UNKNOWN', 'Could not remove every local member');
       }
+      // Its remaining (remote) members are found no longer through it once its rows go.
+      await stores.userDirectory.setRoomPublic(roomId, false);
       while (!stopping && (await stores.roomPurges.deleteRoomBatch(roomId, PURGE_BATCH_ROWS)) > 0) {
         await pause();
         if (!(await lease.renew())) throw new LeaseLost();
