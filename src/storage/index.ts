@@ -44,6 +44,7 @@ import { roomPurgeStore, type RoomPurgeStore } from './room-purge-store.js';
 import { moderationStore, type ModerationStore } from './moderation-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import { remoteDeviceStore, type RemoteDeviceStore } from './remote-device-store.js';
+import { partialStateStore, type PartialStateStore } from './partial-state-store.js';
 import {
   announcer,
   streamStore,
@@ -96,6 +97,7 @@ export interface Stores {
   readonly slidingSync: SlidingSyncStore;
   readonly remoteDevices: RemoteDeviceStore;
   readonly roomDag: RoomDagStore;
+  readonly partialState: PartialStateStore;
 }
 
 export interface Storage {
@@ -162,6 +164,7 @@ export function storesFor(
     slidingSync: slidingSyncStore(db),
     remoteDevices: remoteDeviceStore(db),
     roomDag: roomDagStore(db),
+    partialState: partialStateStore(db),
   };
 }
 
@@ -320,3 +323,4 @@ export type {
   RoomListCriteria,
 } from './sliding-sync-store.js';
 export type { RemoteDeviceStore, RemoteDeviceListRow } from './remote-device-store.js';
+export type { PartialStateStore, PartialStateRoomRow } from './partial-state-store.js';

@@ -605,6 +605,7 @@ export interface Database {
   federation_received_txns: FederationReceivedTxnsTable;
   invite_room_state: InviteRoomStateTable;
   remote_device_lists: RemoteDeviceListsTable;
+  partial_state_rooms: PartialStateRoomsTable;
 }
 
 /** A room state, as a delta on `prev_group` (or whole when that is null). */
@@ -776,4 +777,14 @@ export interface JobLeasesTable {
   job: string;
   owner: string;
   until_ts: number;
+}
+
+/** A room joined with partial state, its full state still being fetched (migration 0028). */
+export interface PartialStateRoomsTable {
+  room_id: string;
+  join_event_id: string;
+  resident: string;
+  servers_json: string;
+  joined_ts: number;
+  attempts: Generated<number>;
 }

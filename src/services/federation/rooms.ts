@@ -34,6 +34,7 @@ import {
   type KnownAuthEvent,
   type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
+import { partialJoinState } from '../../core/partial-state.js';
 import { getRoomVersion } from '../../core/room-versions.js';
 import { isServerAllowed, parseServerAcl } from '../../core/server-acl.js';
 import { signPdu } from '../../core/signing.js';
@@ -763,29 +764,52 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
     makeKnock: (roomId: string, userId: string, origin: string, versions: readonly string[]) =>
       template(roomId, userId, origin, 'knock', versions),
 
-    /** send_join v2: the join stored and relayed; the state before it and the auth chain. */
-    async sendJoin(origin: string, roomId: string, eventId: string, raw: unknown) {
+    /**
+     * send_join v2: the join stored and relayed; the state before it and the auth chain.
+     * With `omitMembers` (MSC3706, `?omit_members=true`) the answer leaves out member events
+     * (`partialJoinState`) and the auth chain's events already in `state`.
+     */
+    async sendJoin(
+      origin: string,
+      roomId: string,
+      eventId: string,
+      raw: unknown,
+      omitMembers = false,
+    ) {
       const joined = await sendMembership(origin, roomId, eventId, raw, 'join');
       const s = stores();
-      const { ids, chain } = await stateAndChain(s, eventId, roomId);
-      const known = await roomDag.knownEvents(s, [...ids, ...chain, ...joined.pdu.auth_events]);
-      const state = ids.map((id) => known.get(id)).filter((e): e is KnownEvent => !!e);
-      const authIds = new Set([...chain]);
-      const authChain = [...authIds].map((id) => known.get(id)).filter((e): e is KnownEvent => !!e);
+      const { state: before, ids } = await stateAndChain(s, eventId, roomId);
+      const all = await roomDag.knownEvents(s, ids);
+      const fullState = ids.map((id) => all.get(id)).filter((e): e is KnownEvent => !!e);
       const servers = new Set([serverName]);
-      for (const e of state) {
+      for (const e of fullState) {
         if (e.pdu.type === 'm.room.member' && e.pdu.content.membership === 'join') {
           const server = parseUserId(e.pdu.state_key ?? '')?.serverName;
           if (server) servers.add(server);
         }
       }
+      const keptIds = omitMembers
+        ? partialJoinState(before, all, joined.pdu.state_key ?? '')
+        : new Set(ids);
+      const state = fullState.filter((e) => keptIds.has(e.eventId));
+      // The auth chain of the state sent and of the join; with omit_members, without the
+      // events `state` already carries (the spec lets them be left out).
+      const chainIds = new Set(
+        await s.roomDag.selectAuthChainIds([...keptIds, ...joined.pdu.auth_events]),
+      );
+      for (const id of joined.pdu.auth_events) chainIds.add(id);
+      if (omitMembers) for (const id of keptIds) chainIds.delete(id);
+      const chainKnown = await roomDag.knownEvents(s, [...chainIds]);
+      const authChain = [...chainIds]
+        .map((id) => chainKnown.get(id))
+        .filter((e): e is KnownEvent => !!e);
       return {
         origin: serverName,
         state: state.map(pduOf),
         auth_chain: authChain.map(pduOf),
         event: joined.pdu,
-        members_omitted: false,
-        servers_in_room: [...servers],
+        members_omitted: omitMembers,
+        servers_in_room: [...servers].sort(),
       };
     },
 

@@ -21,6 +21,7 @@ import * as m0020 from './0020-federation.js';
 import * as m0021 from './0021-room-dag.js';
 import * as m0022 from './0022-invite-room-state.js';
 import * as m0025 from './0025-remote-device-lists.js';
+import * as m0028 from './0028-partial-state-rooms.js';
 import * as m0030 from './0030-appservices.js';
 import * as m0031 from './0031-appservice-room-directory.js';
 import * as m0032 from './0032-appservice-registrations.js';
@@ -67,6 +68,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0021-room-dag': m0021,
   '0022-invite-room-state': m0022,
   '0025-remote-device-lists': m0025,
+  '0028-partial-state-rooms': m0028,
   '0030-appservices': m0030,
   '0031-appservice-room-directory': m0031,
   '0032-appservice-registrations': m0032,
