@@ -60,3 +60,27 @@ export function partialJoinState(
   }
   return kept;
 }
+
+interface AuthEventLike {
+  readonly type: string;
+  readonly state_key?: string;
+}
+
+/**
+ * The auth state to check a received event against in a room whose state is partial: the
+ * state we have, with the event's own auth events filling the member entries it lacks (a
+ * member we have no event for yet). The state we have wins where it has an entry; nothing
+ * but `m.room.member` is filled in (every other state event was sent in full).
+ */
+export function fillMissingMembers<T extends AuthEventLike, U extends T>(
+  authState: ReadonlyMap<StateKey, T>,
+  authEvents: readonly U[],
+): Map<StateKey, T> {
+  const out = new Map(authState);
+  for (const event of authEvents) {
+    if (event.type !== 'm.room.member' || event.state_key === undefined) continue;
+    const key = stateKeyOf(event.type, event.state_key);
+    if (!out.has(key)) out.set(key, event);
+  }
+  return out;
+}

@@ -139,8 +139,21 @@ export function createServices(ctx: ServiceContext) {
     pushers: createPusherService(ctx),
     /** Delivers the push queue to push gateways (started by main.ts). */
     pushSender: createPushSender(ctx, notifications.totalUnread),
-    mutualRooms: createMutualRoomsService(ctx),
-    memberLists: createMemberListService(ctx, timeline.present),
+    mutualRooms: createMutualRoomsService(
+      ctx,
+      federation
+        ? async (requester, userIds) => {
+            if (userIds.every((u) => u.endsWith(`:${ctx.settings.serverName}`))) return;
+            const rooms = await ctx.storage.stores.partialState.selectPartialRoomsOfUser(requester);
+            await federation.partialState.awaitFullState(rooms);
+          }
+        : undefined,
+    ),
+    memberLists: createMemberListService(
+      ctx,
+      timeline.present,
+      federation ? (roomIds) => federation.partialState.awaitFullState(roomIds) : undefined,
+    ),
     settings: ctx.settings,
     accounts,
     deactivation,

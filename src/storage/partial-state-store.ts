@@ -23,6 +23,8 @@ export interface PartialStateStore {
   selectPartialRooms(): Promise<PartialStateRoomRow[]>;
   /** Whether any of these rooms has partial state (one indexed read). */
   selectAnyPartial(roomIds: readonly string[]): Promise<string[]>;
+  /** The partial-state rooms `userId` is joined to. */
+  selectPartialRoomsOfUser(userId: string): Promise<string[]>;
   bumpAttempts(roomId: string): Promise<void>;
   deletePartialRoom(roomId: string): Promise<void>;
   /** The room's state groups kept whole (no `prev_group`). */
@@ -92,6 +94,17 @@ export function partialStateStore(db: Kysely<Database>): PartialStateStore {
         for (const r of rows) out.push(r.room_id);
       }
       return out;
+    },
+
+    async selectPartialRoomsOfUser(userId) {
+      const rows = await db
+        .selectFrom('partial_state_rooms as p')
+        .innerJoin('room_memberships as m', 'm.room_id', 'p.room_id')
+        .select('p.room_id')
+        .where('m.user_id', '=', userId)
+        .where('m.membership', '=', 'join')
+        .execute();
+      return rows.map((r) => r.room_id);
     },
 
     async bumpAttempts(roomId) {

@@ -34,7 +34,7 @@ import {
   type KnownAuthEvent,
   type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
-import { partialJoinState } from '../../core/partial-state.js';
+import { fillMissingMembers, partialJoinState } from '../../core/partial-state.js';
 import { getRoomVersion } from '../../core/room-versions.js';
 import { isServerAllowed, parseServerAcl } from '../../core/server-acl.js';
 import { signPdu } from '../../core/signing.js';
@@ -410,16 +410,26 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       }
       const before = await stateBefore(s, roomId, pdu, version, fetchedStates);
       if (!before) return 'The state before the event could not be fetched';
-      const beforeAuth = before.linear
-        ? await currentAuthState(s, roomId, pdu, version)
-        : await authStateOf(s, pdu, version, before.state as StateMap);
+      // A room joined with partial state lacks most member events until its full state is
+      // in: the event's own auth events (checked above) stand in for those it needs.
+      const partial = (await s.partialState.selectPartialRoom(roomId)) !== undefined;
+      const ownAuth = partial ? [...authKnown.values()].map(toAuthEntry) : [];
+      const beforeAuth = fillMissingMembers(
+        before.linear
+          ? await currentAuthState(s, roomId, pdu, version)
+          : await authStateOf(s, pdu, version, before.state as StateMap),
+        ownAuth,
+      );
       const byState = checkAgainstState(pdu, eventId, beforeAuth, version, checks);
       if (!byState.allowed) {
         await persist('rejected', before.state, byState.reason);
         return byState.reason;
       }
       if (!before.linear) {
-        const current = await currentAuthState(s, roomId, pdu, version);
+        const current = fillMissingMembers(
+          await currentAuthState(s, roomId, pdu, version),
+          ownAuth,
+        );
         const byCurrent = checkAgainstState(pdu, eventId, current, version, checks);
         if (!byCurrent.allowed) {
           await persist('soft_failed', before.state, byCurrent.reason);
