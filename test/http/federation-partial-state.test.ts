@@ -365,6 +365,13 @@ forEachDatabase('partial-state joins between Commons servers', (dialect) => {
       const before =
         await serviceContextOf(a).storage.stores.partialState.selectPartialRoom(roomId);
       assert.ok(before, 'still partial: the resident went away before the full state came');
+      // Nobody joins through a server whose state of the room is partial.
+      const viaUs = await remote.request(
+        a.serverName,
+        'GET',
+        `/_matrix/federation/v1/make_join/${r(roomId)}/${r(`@late:${remote.serverName}`)}?ver=${version}`,
+      );
+      assert.equal(viaUs.status, 404, JSON.stringify(viaUs.body));
       await a.close();
       await startA();
       c = await startC();

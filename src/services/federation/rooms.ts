@@ -767,8 +767,13 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       return answer;
     },
 
-    makeJoin: (roomId: string, userId: string, origin: string, versions: readonly string[]) =>
-      template(roomId, userId, origin, 'join', versions),
+    async makeJoin(roomId: string, userId: string, origin: string, versions: readonly string[]) {
+      // Joining through us while our state of the room is partial would hand the joiner an
+      // incomplete state: 404, so that it tries another server (as Synapse answers).
+      if (await stores().partialState.selectPartialRoom(roomId))
+        throw notFound('This server is not fully joined to the room yet');
+      return template(roomId, userId, origin, 'join', versions);
+    },
     makeLeave: (roomId: string, userId: string, origin: string) =>
       template(roomId, userId, origin, 'leave', undefined),
     makeKnock: (roomId: string, userId: string, origin: string, versions: readonly string[]) =>
