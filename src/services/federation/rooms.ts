@@ -793,7 +793,10 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
     ) {
       const joined = await sendMembership(origin, roomId, eventId, raw, 'join');
       const s = stores();
-      const { state: before, ids } = await stateAndChain(s, eventId, roomId);
+      // The state before the join (its auth chain is read below, for what is sent only).
+      const before = await roomDag.stateAt(s, eventId, 'before');
+      if (!before) throw notFound('No state is known at this event');
+      const ids = [...before.values()];
       const all = await roomDag.knownEvents(s, ids);
       const fullState = ids.map((id) => all.get(id)).filter((e): e is KnownEvent => !!e);
       const servers = new Set([serverName]);
