@@ -421,6 +421,10 @@ export async function startServer(
   if (services.federation) {
     services.federation.setLog(logger);
     services.federation.sender.start();
+    // Rooms joined with partial state before a restart: their full state is fetched again.
+    void services.federation.partialState
+      .start((message, fields) => logger.info(fields ?? {}, message))
+      .catch((err: unknown) => logger.error({ err }, 'resuming partial-state rooms failed'));
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;

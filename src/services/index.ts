@@ -162,8 +162,21 @@ export function createServices(ctx: ServiceContext) {
     pushSender,
     /** Evaluates push rules for events into big rooms after their transaction (main.ts starts it). */
     pushEvaluation: createPushEvaluationWorker(ctx, notifications, () => pushSender.wake()),
-    mutualRooms: createMutualRoomsService(ctx),
-    memberLists: createMemberListService(ctx, timeline.present),
+    mutualRooms: createMutualRoomsService(
+      ctx,
+      federation
+        ? async (requester, userIds) => {
+            if (userIds.every((u) => u.endsWith(`:${ctx.settings.serverName}`))) return;
+            const rooms = await ctx.storage.stores.partialState.selectPartialRoomsOfUser(requester);
+            await federation.partialState.awaitFullState(rooms);
+          }
+        : undefined,
+    ),
+    memberLists: createMemberListService(
+      ctx,
+      timeline.present,
+      federation ? (roomIds) => federation.partialState.awaitFullState(roomIds) : undefined,
+    ),
     settings: ctx.settings,
     accounts,
     deactivation,

@@ -98,6 +98,8 @@ async function* mapPages<T, U>(
 export function createMemberListService(
   ctx: ServiceContext,
   present: (row: EventRow, version: RoomVersionId) => Promise<ClientEvent>,
+  /** Waits until a room joined with partial state has its full state (see partial-state.ts). */
+  awaitFullState?: (roomIds: readonly string[]) => Promise<void>,
 ) {
   const stores = () => ctx.storage.stores;
   const adaptive = statementsHoldProcess(ctx);
@@ -232,6 +234,7 @@ export function createMemberListService(
       if (!room) throw forbidden('You are not a member of this room');
       const version = room.roomVersion as RoomVersionId;
       const until = await visibleUntil(roomId, requester.userId);
+      await awaitFullState?.([roomId]);
       let position = Math.min(at ?? current, until ?? current);
       const asOfNow = position >= current;
       if (asOfNow) position = current;
@@ -291,6 +294,7 @@ export function createMemberListService(
     async joinedMembers(requester: Requester, roomId: string): Promise<JoinedMembersAnswer> {
       const membership = await stores().rooms.selectMembership(roomId, requester.userId);
       if (membership?.membership !== 'join') throw forbidden('You are not joined to this room');
+      await awaitFullState?.([roomId]);
       const kept = joinedBodies.get(roomId);
       if (kept) return { body: kept };
       const ticket = joinedBodies.ticket();

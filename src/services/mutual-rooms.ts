@@ -65,7 +65,14 @@ const PAIR_CACHE_ENTRIES = 16_384;
  */
 const TOKEN_REUSE_MS = 60_000;
 
-export function createMutualRoomsService(ctx: ServiceContext) {
+export function createMutualRoomsService(
+  ctx: ServiceContext,
+  /**
+   * Waits until the requester's rooms joined with partial state are complete (their remote
+   * members are not all known before): called when another server's user is asked about.
+   */
+  awaitRemoteMembers?: (requester: string, userIds: readonly string[]) => Promise<void>,
+) {
   const settings = ctx.settings.mutualRooms;
   const store = () => ctx.storage.stores.mutualRooms;
   let key: Promise<PagingTokenKey> | null = null;
@@ -219,6 +226,7 @@ export function createMutualRoomsService(ctx: ServiceContext) {
       userIds: readonly string[],
       from: string | undefined,
     ): Promise<MutualRoomsPage> {
+      await awaitRemoteMembers?.(requester.userId, userIds);
       const binding = [requester.userId, ...[...userIds].sort()];
       const now = ctx.now();
       const cacheKey = `${binding.join('\n')}\n${from ?? ''}`;
@@ -261,6 +269,7 @@ export function createMutualRoomsService(ctx: ServiceContext) {
 
     /** Every shared room at once (the proposal's first, unpaged form). */
     async all(requester: Requester, userId: string): Promise<{ joined: string[]; count: number }> {
+      await awaitRemoteMembers?.(requester.userId, [userId]);
       const joined: string[] = [];
       const pairs = [await pairState(requester.userId, userId)];
       let cursor = 0;

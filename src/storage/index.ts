@@ -46,6 +46,7 @@ import { moderationStore, type ModerationStore } from './moderation-store.js';
 import { slidingSyncStore, type SlidingSyncStore } from './sliding-sync-store.js';
 import { remoteDeviceStore, type RemoteDeviceStore } from './remote-device-store.js';
 import { backfillStore, type BackfillStore } from './backfill-store.js';
+import { partialStateStore, type PartialStateStore } from './partial-state-store.js';
 import {
   announcer,
   streamStore,
@@ -99,6 +100,7 @@ export interface Stores {
   readonly remoteDevices: RemoteDeviceStore;
   readonly backfill: BackfillStore;
   readonly roomDag: RoomDagStore;
+  readonly partialState: PartialStateStore;
 }
 
 export interface Storage {
@@ -166,6 +168,7 @@ export function storesFor(
     remoteDevices: remoteDeviceStore(db),
     backfill: backfillStore(db),
     roomDag: roomDagStore(db),
+    partialState: partialStateStore(db),
   };
 }
 
@@ -324,3 +327,4 @@ export type {
   RoomListCriteria,
 } from './sliding-sync-store.js';
 export type { RemoteDeviceStore, RemoteDeviceListRow } from './remote-device-store.js';
+export type { PartialStateStore, PartialStateRoomRow } from './partial-state-store.js';

@@ -611,6 +611,7 @@ export interface Database {
   room_backfill_points: RoomBackfillPointsTable;
   room_history_floors: RoomHistoryFloorsTable;
   remote_device_lists: RemoteDeviceListsTable;
+  partial_state_rooms: PartialStateRoomsTable;
 }
 
 /** A room state, as a delta on `prev_group` (or whole when that is null). */
@@ -805,4 +806,14 @@ export interface JobLeasesTable {
   job: string;
   owner: string;
   until_ts: number;
+}
+
+/** A room joined with partial state, its full state still being fetched (migration 0028). */
+export interface PartialStateRoomsTable {
+  room_id: string;
+  join_event_id: string;
+  resident: string;
+  servers_json: string;
+  joined_ts: number;
+  attempts: Generated<number>;
 }

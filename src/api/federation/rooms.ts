@@ -24,6 +24,10 @@ const RoomEvent = Type.Object({
 const Versions = Type.Object({
   ver: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
 });
+/** send_join's `omit_members` (MSC3706): `true` asks for a partial-state answer. */
+const OmitMembers = Type.Object({
+  omit_members: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
+});
 const AtEvent = Type.Object({ event_id: Type.String({ minLength: 1 }) });
 const Transaction = Type.Object({
   origin: Type.Optional(Type.String()),
@@ -85,13 +89,17 @@ export function registerRoomFederationRoutes(
   // https://spec.matrix.org/v1.16/server-server-api/#put_matrixfederationv2send_joinroomideventid
   app.put(
     '/_matrix/federation/v2/send_join/:roomId/:eventId',
-    { config: auth, schema: { params: RoomEvent, body: Type.Unknown() } },
+    {
+      config: auth,
+      schema: { params: RoomEvent, querystring: OmitMembers, body: Type.Unknown() },
+    },
     async (request) =>
       rooms.sendJoin(
         originOf(request),
         request.params.roomId,
         request.params.eventId,
         request.body,
+        request.query.omit_members === 'true',
       ),
   );
 

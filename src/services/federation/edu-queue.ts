@@ -42,7 +42,12 @@ export async function queueRoomEdu(
     roomId,
     ctx.settings.serverName,
   );
-  await queueEdu(ctx, stores, servers, eduType, content);
+  // A room joined with partial state: its servers_in_room too (members not all known yet).
+  const partial = await stores.partialState.selectPartialRoom(roomId);
+  const all = partial
+    ? [...new Set([...servers, ...partial.servers])].filter((s) => s !== ctx.settings.serverName)
+    : servers;
+  await queueEdu(ctx, stores, all, eduType, content);
 }
 
 /** Queues an EDU for the servers of everyone sharing a joined room with `userId`. */

@@ -19,6 +19,7 @@ import { createFederationSender, type SenderLog } from './sender.js';
 import { createRoomFederation } from './rooms.js';
 import { createRemoteMembership } from './remote-membership.js';
 import { createBackfill } from './backfill.js';
+import { createPartialStateService } from './partial-state.js';
 import type { RoomDagService } from '../rooms-dag/index.js';
 
 export interface FederationDeps {
@@ -44,6 +45,12 @@ export function createFederationService(
   const keys = createServerKeyService(ctx, settings, client);
   const authenticateRequest = createRequestAuthenticator(ctx, keys);
   let log: SenderLog | undefined;
+  // Rooms joined with partial state, their full state fetched in the background.
+  const partialState = createPartialStateService(ctx, {
+    client,
+    publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
+    roomDag: () => deps.roomDag,
+  });
   const sender = createFederationSender(ctx, settings, client, randomBytes(8).toString('hex'), {
     warn: (fields, message) => log?.warn(fields, message),
   });
@@ -78,7 +85,11 @@ export function createFederationService(
       const target = parseUserId(event.pdu.state_key);
       if (target && target.serverName !== serverName) servers.add(target.serverName);
     }
+    // A partial-state room's members are not all known yet: its servers_in_room too.
+    for (const server of await partialState.extraDestinations(stores, event.roomId))
+      servers.add(server);
     if (event.received) servers.delete(event.received.origin);
+    servers.delete(serverName);
     if (servers.size > 0) await enqueue(stores, [...servers], 'pdu', event.pdu);
   };
 
@@ -94,7 +105,9 @@ export function createFederationService(
     /** Invites of other servers' users, countersigned by their servers. */
     invites: createInviteSender(client, keys),
     /** Joins to other servers' rooms (make_join/send_join), and their aliases. */
-    joins: createRemoteJoins(ctx, client, keys, () => deps.roomDag),
+    joins: createRemoteJoins(ctx, client, keys, () => deps.roomDag, partialState),
+    /** Partial-state joins: the background fetch of the full state, and waiting for it. */
+    partialState,
     /** History from before we joined (`/messages` past the join point): outbound /backfill. */
     backfill: createBackfill(ctx, {
       client,
@@ -119,6 +132,7 @@ export function createFederationService(
       log = logger;
     },
     async close(): Promise<void> {
+      partialState.stop();
       await sender.stop();
       client.close();
     },

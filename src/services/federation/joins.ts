@@ -32,6 +32,7 @@ import type { ServiceContext } from '../context.js';
 import type { IdentifiedPdu, RoomDagService } from '../rooms-dag/index.js';
 import type { FederationClient } from './client.js';
 import type { ServerKeyService } from './keys.js';
+import type { PartialStateService } from './partial-state.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -49,6 +50,7 @@ export function createRemoteJoins(
   client: FederationClient,
   keys: ServerKeyService,
   roomDag: () => RoomDagService,
+  partialState?: PartialStateService,
 ) {
   const { serverName } = ctx.settings;
   const versions = Object.keys(ROOM_VERSIONS);
@@ -119,6 +121,12 @@ export function createRemoteJoins(
       }
     }
     return accepted;
+  }
+
+  /** send_join's `servers_in_room` (the resident server first), ours left out. */
+  function serversInRoom(raw: unknown, resident: string): string[] {
+    const listed = Array.isArray(raw) ? raw.filter((s): s is string => typeof s === 'string') : [];
+    return [...new Set([resident, ...listed])].filter((s) => s !== serverName);
   }
 
   /** A refusal or failure of a resident server, as one line. */
@@ -196,10 +204,13 @@ export function createRemoteJoins(
     };
     const ours = hashAndSignPdu(unsigned, roomVersion, serverName, ctx.signingKey);
     const eventId = computeEventId(ours, roomVersion);
+    // A room new to us is joined with partial state when the resident server can (MSC3706).
+    const omitMembers =
+      partialState !== undefined && !(await ctx.storage.stores.rooms.selectRoom(roomId));
     const sent = await client.request(
       server,
       'PUT',
-      `/_matrix/federation/v2/send_join/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
+      `/_matrix/federation/v2/send_join/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}${omitMembers ? '?omit_members=true' : ''}`,
       { body: ours },
     );
     if (sent.status !== 200 || !isObject(sent.body))
@@ -228,7 +239,8 @@ export function createRemoteJoins(
       const returned = checkPduFormat(answer.event, roomVersion);
       if (returned.valid && returned.eventId === eventId) join = returned.pdu;
     }
-    await ctx.storage.tx('joinRemoteRoom', async (stores: Stores) => {
+    const partial = omitMembers && answer.members_omitted === true ? partialState : undefined;
+    const imported = await ctx.storage.tx('joinRemoteRoom', async (stores: Stores) => {
       await stores.rooms.lockRoom(roomId);
       const dag = roomDag();
       if (!(await stores.rooms.selectRoom(roomId))) {
@@ -240,7 +252,16 @@ export function createRemoteJoins(
           event: { eventId, pdu: join },
           origin: server,
         });
-        return;
+        if (partial) {
+          await partial.begin(stores, {
+            roomId,
+            joinEventId: eventId,
+            resident: server,
+            servers: serversInRoom(answer.servers_in_room, server),
+          });
+          return 'partial';
+        }
+        return 'full';
       }
       // Joined before and left: the new state and our join go on the room we have.
       await dag.persistOutliers(stores, roomId, roomVersion, [...authChain, ...state]);
@@ -256,7 +277,9 @@ export function createRemoteJoins(
         stateBefore,
         origin: server,
       });
+      return 'full';
     });
+    if (imported === 'partial') partial?.schedule(roomId);
     return { imported: true };
   }
 

@@ -36,6 +36,7 @@ import {
   type KnownAuthEvent,
   type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
+import { fillMissingMembers, partialJoinState } from '../../core/partial-state.js';
 import { getRoomVersion } from '../../core/room-versions.js';
 import { isServerAllowed, parseServerAcl } from '../../core/server-acl.js';
 import { signPdu } from '../../core/signing.js';
@@ -449,16 +450,26 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       }
       const before = await stateBefore(s, roomId, pdu, version, fetchedStates);
       if (!before) return 'The state before the event could not be fetched';
-      const beforeAuth = before.linear
-        ? await currentAuthState(s, roomId, pdu, version)
-        : await authStateOf(s, pdu, version, before.state as StateMap);
+      // A room joined with partial state lacks most member events until its full state is
+      // in: the event's own auth events (checked above) stand in for those it needs.
+      const partial = (await s.partialState.selectPartialRoom(roomId)) !== undefined;
+      const ownAuth = partial ? [...authKnown.values()].map(toAuthEntry) : [];
+      const beforeAuth = fillMissingMembers(
+        before.linear
+          ? await currentAuthState(s, roomId, pdu, version)
+          : await authStateOf(s, pdu, version, before.state as StateMap),
+        ownAuth,
+      );
       const byState = checkAgainstState(pdu, eventId, beforeAuth, version, checks);
       if (!byState.allowed) {
         await persist('rejected', before.state, byState.reason);
         return byState.reason;
       }
       if (!before.linear) {
-        const current = await currentAuthState(s, roomId, pdu, version);
+        const current = fillMissingMembers(
+          await currentAuthState(s, roomId, pdu, version),
+          ownAuth,
+        );
         const byCurrent = checkAgainstState(pdu, eventId, current, version, checks);
         if (!byCurrent.allowed) {
           await persist('soft_failed', before.state, byCurrent.reason);
@@ -818,36 +829,67 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       return answer;
     },
 
-    makeJoin: (roomId: string, userId: string, origin: string, versions: readonly string[]) =>
-      template(roomId, userId, origin, 'join', versions),
+    async makeJoin(roomId: string, userId: string, origin: string, versions: readonly string[]) {
+      // Joining through us while our state of the room is partial would hand the joiner an
+      // incomplete state: 404, so that it tries another server (as Synapse answers).
+      if (await stores().partialState.selectPartialRoom(roomId))
+        throw notFound('This server is not fully joined to the room yet');
+      return template(roomId, userId, origin, 'join', versions);
+    },
     makeLeave: (roomId: string, userId: string, origin: string) =>
       template(roomId, userId, origin, 'leave', undefined),
     makeKnock: (roomId: string, userId: string, origin: string, versions: readonly string[]) =>
       template(roomId, userId, origin, 'knock', versions),
 
-    /** send_join v2: the join stored and relayed; the state before it and the auth chain. */
-    async sendJoin(origin: string, roomId: string, eventId: string, raw: unknown) {
+    /**
+     * send_join v2: the join stored and relayed; the state before it and the auth chain.
+     * With `omitMembers` (MSC3706, `?omit_members=true`) the answer leaves out member events
+     * (`partialJoinState`) and the auth chain's events already in `state`.
+     */
+    async sendJoin(
+      origin: string,
+      roomId: string,
+      eventId: string,
+      raw: unknown,
+      omitMembers = false,
+    ) {
       const joined = await sendMembership(origin, roomId, eventId, raw, 'join');
       const s = stores();
-      const { ids, chain } = await stateAndChain(s, eventId, roomId);
-      const known = await roomDag.knownEvents(s, [...ids, ...chain, ...joined.pdu.auth_events]);
-      const state = ids.map((id) => known.get(id)).filter((e): e is KnownEvent => !!e);
-      const authIds = new Set([...chain]);
-      const authChain = [...authIds].map((id) => known.get(id)).filter((e): e is KnownEvent => !!e);
+      // The state before the join (its auth chain is read below, for what is sent only).
+      const before = await roomDag.stateAt(s, eventId, 'before');
+      if (!before) throw notFound('No state is known at this event');
+      const ids = [...before.values()];
+      const all = await roomDag.knownEvents(s, ids);
+      const fullState = ids.map((id) => all.get(id)).filter((e): e is KnownEvent => !!e);
       const servers = new Set([serverName]);
-      for (const e of state) {
+      for (const e of fullState) {
         if (e.pdu.type === 'm.room.member' && e.pdu.content.membership === 'join') {
           const server = parseUserId(e.pdu.state_key ?? '')?.serverName;
           if (server) servers.add(server);
         }
       }
+      const keptIds = omitMembers
+        ? partialJoinState(before, all, joined.pdu.state_key ?? '')
+        : new Set(ids);
+      const state = fullState.filter((e) => keptIds.has(e.eventId));
+      // The auth chain of the state sent and of the join; with omit_members, without the
+      // events `state` already carries (the spec lets them be left out).
+      const chainIds = new Set(
+        await s.roomDag.selectAuthChainIds([...keptIds, ...joined.pdu.auth_events]),
+      );
+      for (const id of joined.pdu.auth_events) chainIds.add(id);
+      if (omitMembers) for (const id of keptIds) chainIds.delete(id);
+      const chainKnown = await roomDag.knownEvents(s, [...chainIds]);
+      const authChain = [...chainIds]
+        .map((id) => chainKnown.get(id))
+        .filter((e): e is KnownEvent => !!e);
       return {
         origin: serverName,
         state: state.map(pduOf),
         auth_chain: authChain.map(pduOf),
         event: joined.pdu,
-        members_omitted: false,
-        servers_in_room: [...servers],
+        members_omitted: omitMembers,
+        servers_in_room: [...servers].sort(),
       };
     },
 

@@ -229,6 +229,8 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
   const service = {
     knownEvents,
     stateBeforeOf,
+    /** Events of the room's past (outliers) entering the timeline at negative positions. */
+    promoteToTimeline: promote,
 
     /** The state before or after an event with a known state (undefined: an outlier or unknown). */
     async stateAt(

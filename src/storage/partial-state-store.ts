@@ -1,0 +1,156 @@
+/**
+ * Rooms joined with partial state (migration 0028), and the one write their completion
+ * needs on the state groups: the membership events fetched afterwards added to every whole
+ * snapshot of the room that lacks their key (deltas inherit them from their base).
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+import type { StateEntry } from './room-dag-store.js';
+import { slices } from './values-table.js';
+
+export interface PartialStateRoomRow {
+  roomId: string;
+  joinEventId: string;
+  resident: string;
+  servers: string[];
+  joinedTs: number;
+  attempts: number;
+}
+
+export interface PartialStateStore {
+  insertPartialRoom(row: Omit<PartialStateRoomRow, 'attempts'>): Promise<void>;
+  selectPartialRoom(roomId: string): Promise<PartialStateRoomRow | undefined>;
+  selectPartialRooms(): Promise<PartialStateRoomRow[]>;
+  /** Whether any of these rooms has partial state (one indexed read). */
+  selectAnyPartial(roomIds: readonly string[]): Promise<string[]>;
+  /** The partial-state rooms `userId` is joined to. */
+  selectPartialRoomsOfUser(userId: string): Promise<string[]>;
+  bumpAttempts(roomId: string): Promise<void>;
+  deletePartialRoom(roomId: string): Promise<void>;
+  /** The room's state groups kept whole (no `prev_group`). */
+  selectSnapshotGroups(roomId: string): Promise<number[]>;
+  /** Adds `entries` to a group, skipping (type, state_key) pairs it already names. */
+  insertMissingGroupEntries(groupId: number, entries: readonly StateEntry[]): Promise<number>;
+}
+
+const toRow = (r: {
+  room_id: string;
+  join_event_id: string;
+  resident: string;
+  servers_json: string;
+  joined_ts: number | string;
+  attempts: number;
+}): PartialStateRoomRow => ({
+  roomId: r.room_id,
+  joinEventId: r.join_event_id,
+  resident: r.resident,
+  servers: JSON.parse(r.servers_json) as string[],
+  joinedTs: Number(r.joined_ts),
+  attempts: Number(r.attempts),
+});
+
+export function partialStateStore(db: Kysely<Database>): PartialStateStore {
+  return {
+    async insertPartialRoom(row) {
+      await db
+        .insertInto('partial_state_rooms')
+        .values({
+          room_id: row.roomId,
+          join_event_id: row.joinEventId,
+          resident: row.resident,
+          servers_json: JSON.stringify(row.servers),
+          joined_ts: row.joinedTs,
+        })
+        .onConflict((oc) => oc.column('room_id').doNothing())
+        .execute();
+    },
+
+    async selectPartialRoom(roomId) {
+      const row = await db
+        .selectFrom('partial_state_rooms')
+        .selectAll()
+        .where('room_id', '=', roomId)
+        .executeTakeFirst();
+      return row ? toRow(row) : undefined;
+    },
+
+    async selectPartialRooms() {
+      const rows = await db
+        .selectFrom('partial_state_rooms')
+        .selectAll()
+        .orderBy('joined_ts')
+        .execute();
+      return rows.map(toRow);
+    },
+
+    async selectAnyPartial(roomIds) {
+      const out: string[] = [];
+      for (const part of slices(roomIds)) {
+        const rows = await db
+          .selectFrom('partial_state_rooms')
+          .select('room_id')
+          .where('room_id', 'in', part)
+          .execute();
+        for (const r of rows) out.push(r.room_id);
+      }
+      return out;
+    },
+
+    async selectPartialRoomsOfUser(userId) {
+      const rows = await db
+        .selectFrom('partial_state_rooms as p')
+        .innerJoin('room_memberships as m', 'm.room_id', 'p.room_id')
+        .select('p.room_id')
+        .where('m.user_id', '=', userId)
+        .where('m.membership', '=', 'join')
+        .execute();
+      return rows.map((r) => r.room_id);
+    },
+
+    async bumpAttempts(roomId) {
+      await db
+        .updateTable('partial_state_rooms')
+        .set((eb) => ({ attempts: eb('attempts', '+', 1) }))
+        .where('room_id', '=', roomId)
+        .execute();
+    },
+
+    async deletePartialRoom(roomId) {
+      await db.deleteFrom('partial_state_rooms').where('room_id', '=', roomId).execute();
+    },
+
+    async selectSnapshotGroups(roomId) {
+      const rows = await db
+        .selectFrom('state_groups')
+        .select('group_id')
+        .where('room_id', '=', roomId)
+        .where('prev_group', 'is', null)
+        .execute();
+      return rows.map((r) => Number(r.group_id));
+    },
+
+    async insertMissingGroupEntries(groupId, entries) {
+      const present = await db
+        .selectFrom('state_group_entries')
+        .select(['type', 'state_key'])
+        .where('group_id', '=', groupId)
+        .execute();
+      const named = new Set(present.map((r) => `${r.type}\u0000${r.state_key}`));
+      const missing = entries.filter(([type, key]) => !named.has(`${type}\u0000${key}`));
+      for (const part of slices(missing)) {
+        await db
+          .insertInto('state_group_entries')
+          .values(
+            part.map(([type, stateKey, eventId]) => ({
+              group_id: groupId,
+              type,
+              state_key: stateKey,
+              event_id: eventId,
+            })),
+          )
+          .execute();
+      }
+      return missing.length;
+    },
+  };
+}
