@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,7 @@ const HELP = `npm run bench:peers -- [options]
   --bot-rooms N      the bot's rooms (${ISSUE_SHAPE.botRooms})
   --bot-room-size N  members of each bot room (${ISSUE_SHAPE.botRoomSize})
   --runs N           timed runs of each request at one connection (25)
+  --warmup N         untimed runs of each request on both servers first (as many as --runs)
   --load-seconds N   seconds at 32 connections (5)
   --write-seconds N  seconds of each write scenario (10)
   --postgres URL     both servers on PostgreSQL (a database each, made on that server)
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     'bot-rooms': { type: 'string', default: String(ISSUE_SHAPE.botRooms) },
     'bot-room-size': { type: 'string', default: String(ISSUE_SHAPE.botRoomSize) },
     runs: { type: 'string', default: '25' },
+    warmup: { type: 'string' },
     'load-seconds': { type: 'string', default: '5' },
     'write-seconds': { type: 'string', default: '10' },
     postgres: { type: 'string' },
@@ -233,6 +236,7 @@ async function main(): Promise<void> {
     botRoomSize: positive('bot-room-size', args['bot-room-size']),
   };
   const runs = positive('runs', args.runs);
+  const warmup = args.warmup === undefined ? runs : positive('warmup', args.warmup);
   const dialect = args.postgres ? 'postgres' : 'sqlite';
   const sides = sidesOf(shape, dialect);
   const commonsManifest = await prepare(sides.commons, args.rebuild);
@@ -301,11 +305,12 @@ async function main(): Promise<void> {
       { client: synapseClient, manifest: sm },
     ];
     const results = [];
+    const loadStart = loadavg()[0] ?? NaN;
     const all = [
       ...scenarios(shape, runs, positive('load-seconds', args['load-seconds'])),
       ...writeScenarios(positive('write-seconds', args['write-seconds'])),
     ];
-    for (const scenario of all) results.push(await measure(scenario, peers, log));
+    for (const scenario of all) results.push(await measure(scenario, peers, log, warmup));
 
     const when = new Date().toISOString();
     const report: PeersReport = {
@@ -315,6 +320,8 @@ async function main(): Promise<void> {
       commonsVersion: VERSION,
       shape: { ...shape },
       runs,
+      warmup,
+      loadAverage: { start: +loadStart.toFixed(2), end: +(loadavg()[0] ?? NaN).toFixed(2) },
       answersDiffer: differ,
       results,
       rssMiB: { commons: rssMiB(commons.pid), synapse: rssMiB(synapse.pid) },

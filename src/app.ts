@@ -124,7 +124,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     : null;
   const fastReads = config.http.fast_reads
     ? new FastReads({
-        authenticate: (token) => deps.services.sessions.authenticate(token),
+        // An application service's token is Fastify's to read (it may name a user to act as);
+        // thrown here, the fast read leaves it at once rather than look for a session.
+        authenticate: (token) => {
+          if (deps.services.appservices.byToken(token) !== null)
+            throw new Error('an application service token');
+          return deps.services.sessions.authenticate(token);
+        },
         rateLimiter,
         trustProxy: config.http.trust_proxy,
         requestId,

@@ -26,7 +26,9 @@ bot's rooms — would take it most of a day. The options take the shape (the def
 issue's); the runs below are
 \`npm run bench:peers -- --members 2000 --left 200 --shared 200 --own 200 --bot-rooms 200 --bot-room-size 5 --load-seconds 8 --docs\`
 (and the same with \`--postgres URL\`). The ratio is Commons' median time ÷ Synapse's, the rate ratio Commons'
-rate ÷ Synapse's. Reproduce: \`npm run bench:peers -- --docs\` (SQLite) and
+rate ÷ Synapse's. Before its timed runs each request is made as many times untimed on both
+servers (\`--warmup N\` changes that; runs before 2026-12-05 07:00 UTC had none), so that what is
+timed is a running server rather than its first answers. Reproduce: \`npm run bench:peers -- --docs\` (SQLite) and
 \`npm run bench:peers -- --postgres postgres://user:password@host/postgres --docs\`; \`--help\` lists
 the options (smaller shapes for a quick look).`;
 

@@ -12,6 +12,10 @@ export interface PeersReport {
   commonsVersion: string;
   shape: Record<string, number>;
   runs: number;
+  /** Untimed runs of each request on both servers before the timed ones (0: none). */
+  warmup?: number;
+  /** The machine's 1-minute load average when the timing began and when it ended. */
+  loadAverage?: { start: number; end: number };
   answersDiffer: string[];
   results: ScenarioResult[];
   rssMiB: { commons: number; synapse: number };
@@ -90,7 +94,7 @@ export function renderRun(report: PeersReport, source: string): string {
   lines.push(
     `### ${DATABASE_NAMES[report.database]}: Commons ${report.commonsVersion} and Synapse ${report.synapseVersion}`,
     '',
-    `Run of ${report.when.slice(0, 16).replace('T', ' ')} UTC (\`${source}\`), both servers on ${DATABASE_NAMES[report.database]}; ${report.runs} timed runs of each request (fewer of the long ones) at one connection, interleaved, then 32 connections at once.` +
+    `Run of ${report.when.slice(0, 16).replace('T', ' ')} UTC (\`${source}\`), both servers on ${DATABASE_NAMES[report.database]}; ${report.runs} timed runs of each request (fewer of the long ones) at one connection, interleaved${report.warmup ? ` (each after ${report.warmup === report.runs ? 'as many' : report.warmup} untimed on both servers: a warm-up)` : ''}, then 32 connections at once.${report.loadAverage ? ` Load average ${fmt(report.loadAverage.start, 1)} when the timing began, ${fmt(report.loadAverage.end, 1)} when it ended (two cores, other jobs running).` : ''}` +
       (report.answersDiffer.length === 0
         ? ' Both servers gave the same answers before anything was timed.'
         : ` **Where the answers differ:** ${report.answersDiffer.join('; ')}.`),

@@ -339,13 +339,24 @@ async function concurrent(
   return { operations, items, seconds: (performance.now() - started) / 1000 };
 }
 
+/**
+ * Times `scenario` on both servers. With `warmup`, each server first does that many of the
+ * scenario's operations (at most as many as the timed runs), untimed and interleaved as the
+ * timed ones are: what is measured is a server that has answered such requests before (its
+ * code compiled, its caches filled), as a running server has, not its first answers.
+ */
 export async function measure(
   scenario: Scenario,
   peers: [Peer, Peer],
   log: (m: string) => void,
+  warmup = 0,
 ): Promise<ScenarioResult> {
   const times = new Map<string, number[]>(peers.map((p) => [p.client.name, []]));
   const items = new Map<string, number>();
+  for (let i = 0; i < Math.min(warmup, scenario.runs); i++) {
+    const order = i % 2 === 0 ? peers : ([peers[1], peers[0]] as const);
+    for (const peer of order) await scenario.op(peer, 0, i);
+  }
   for (let i = 0; i < scenario.runs; i++) {
     const order = i % 2 === 0 ? peers : ([peers[1], peers[0]] as const);
     for (const peer of order) {

@@ -283,7 +283,7 @@ export const ConfigSchema = Type.Object(
         fast_reads: Type.Boolean({
           default: true,
           description:
-            'Answer the hottest reads (mutual_rooms pages) straight from memory before the web framework routes them, when the session, query and page are at hand; every other request, and every error, goes through the framework. Off: every request does.',
+            'Answer the hottest reads (mutual_rooms pages, /joined_members and /joined_rooms) straight from memory before the web framework routes them, when the session, query and page are at hand; every other request, and every error, goes through the framework. Off: every request does.',
         }),
       },
       { additionalProperties: false, default: {}, description: 'HTTP server.' },

@@ -15,10 +15,12 @@ import { bearerToken, requestLogFields } from './access.js';
 import { parseQueryString, queryStringIsClean, type ParsedQuery } from './query-string.js';
 import type { RateLimiter, RateLimitClassName } from './rate-limit.js';
 
-/** What a fast read is given: the authenticated requester and the decoded query. */
+/** What a fast read is given: the authenticated requester, the decoded query and path parameter. */
 export interface FastReadRequest {
   requester: Requester;
   query: ParsedQuery;
+  /** The decoded `:name` segment of a path with one (`''` for an exact path). */
+  param: string;
 }
 
 /**
@@ -30,7 +32,11 @@ export interface FastReadRequest {
 export type FastRead = (request: FastReadRequest) => (() => Promise<Buffer | null>) | null;
 
 export interface FastReadRoute {
-  /** The exact path (no parameters in it). */
+  /**
+   * The exact path, or a path with one parameter segment (`/rooms/:roomId/joined_members`),
+   * whose percent-decoded value the read gets as `param` (a value with `/` in it, or one
+   * that does not decode, is Fastify's).
+   */
   path: string;
   rateLimit: RateLimitClassName;
   contentType: string;
@@ -69,14 +75,30 @@ interface Accepted {
   body: Promise<Buffer | null>;
 }
 
+/** A route with a parameter segment: the path before it and after it. */
+interface PatternRoute {
+  before: string;
+  after: string;
+  route: FastReadRoute;
+}
+
+/** The route a request matched, and its decoded parameter. */
+interface Matched {
+  route: FastReadRoute;
+  param: string;
+}
+
 export class FastReads {
   private readonly routes = new Map<string, FastReadRoute>();
+  private readonly patterns: PatternRoute[] = [];
   private closing = false;
 
   constructor(private readonly options: FastReadsOptions) {}
 
   add(route: FastReadRoute): void {
-    this.routes.set(route.path, route);
+    const match = /^(.*\/):[A-Za-z]+(\/.*)?$/.exec(route.path);
+    if (match) this.patterns.push({ before: match[1]!, after: match[2] ?? '', route });
+    else this.routes.set(route.path, route);
   }
 
   /** From now on every request goes to Fastify (which answers 503 while closing). */
@@ -86,15 +108,16 @@ export class FastReads {
 
   /** Answers `request` if it is a fast read's ordinary case, else hands it to `fallback`. */
   handle(request: IncomingMessage, response: ServerResponse, fallback: NodeHandler): void {
-    const route = this.closing ? undefined : this.routeOf(request);
-    if (!route) {
+    const matched = this.closing ? undefined : this.routeOf(request);
+    if (!matched) {
       fallback(request, response);
       return;
     }
+    const { route } = matched;
     const started = performance.now();
     let accepted: Accepted | null;
     try {
-      accepted = this.accept(route, request);
+      accepted = this.accept(matched, request);
     } catch {
       accepted = null; // a route's bug: Fastify's route answers (and logs) it
     }
@@ -112,15 +135,29 @@ export class FastReads {
     );
   }
 
-  private routeOf(request: IncomingMessage): FastReadRoute | undefined {
-    if (request.method !== 'GET' || this.routes.size === 0) return undefined;
+  private routeOf(request: IncomingMessage): Matched | undefined {
+    if (request.method !== 'GET') return undefined;
     const url = request.url ?? '';
     const mark = url.indexOf('?');
-    return this.routes.get(mark < 0 ? url : url.slice(0, mark));
+    const path = mark < 0 ? url : url.slice(0, mark);
+    const exact = this.routes.get(path);
+    if (exact) return { route: exact, param: '' };
+    for (const { before, after, route } of this.patterns) {
+      if (path.length <= before.length + after.length) continue;
+      if (!path.startsWith(before) || !path.endsWith(after)) continue;
+      const raw = path.slice(before.length, path.length - after.length);
+      if (raw.includes('/')) continue;
+      try {
+        return { route, param: decodeURIComponent(raw) };
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
   }
 
   /** The requester and the route's read of this request, or null when Fastify should answer it. */
-  private accept(route: FastReadRoute, request: IncomingMessage): Accepted | null {
+  private accept({ route, param }: Matched, request: IncomingMessage): Accepted | null {
     const header = request.headers.authorization;
     const token = header === undefined ? null : bearerToken(header);
     if (token === null) return null;
@@ -141,7 +178,7 @@ export class FastReads {
     const query = parseQueryString(mark < 0 ? '' : url.slice(mark + 1));
     // The deprecated query token and undecodable values are Fastify's to answer.
     if (!queryStringIsClean(query) || query.access_token !== undefined) return null;
-    const read = route.read({ requester, query });
+    const read = route.read({ requester, query, param });
     if (read === null) return null;
     // The route accepted the request: only now is a rate-limit token taken, as Fastify's path
     // would (a refused take takes nothing, and Fastify's path then refuses it the same way).

@@ -10,7 +10,7 @@ import type { RoomVersionId } from '../core/pdu.js';
 import { parseStreamToken } from '../core/stream-token.js';
 import type { EventRow, StreamChange } from '../storage/index.js';
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
-import { createUserCache, type UserCache } from './user-cache.js';
+import { createUserCache } from './user-cache.js';
 import { LIST_PAGING, keysetPages, type KeysetPaging } from './keyset-pages.js';
 import type { RoomEventFilter } from './timeline.js';
 
@@ -40,6 +40,12 @@ export interface JoinedProfile {
 export type MemberListAnswer =
   { body: Buffer } | { open: string; entries: AsyncGenerator<string[]>; close: string };
 export type JoinedMembersAnswer = MemberListAnswer;
+
+/** A kept `/joined_members` body and the members it lists. */
+interface JoinedBody {
+  body: Buffer;
+  members: ReadonlySet<string>;
+}
 
 const JOINED_OPEN = '{"joined":{';
 const JOINED_CLOSE = '}}';
@@ -106,27 +112,32 @@ export function createMemberListService(
   const listPaging: KeysetPaging = { ...LIST_PAGING, adaptive };
   const roomPaging: KeysetPaging = { ...ROOM_PAGING, adaptive };
   /** Response bodies as bytes, at most `max` of them and `maxBytes` in all. */
-  const bodyCache = (
+  const bodyCache = <V = Buffer>(
     stat: string,
     max: number,
     maxBytes: number,
     usersNamedBy: (change: StreamChange) => readonly string[] | undefined,
+    sizeOf: (value: V) => number = (body) => (body as Buffer).length,
   ) =>
-    createUserCache<Buffer>(ctx.storage.changes, {
+    createUserCache<V>(ctx.storage.changes, {
       max,
       maxSize: maxBytes,
-      sizeOf: (body) => body.length,
+      sizeOf,
       usersNamedBy,
       stats: ctx.cacheStats?.counter(stat),
     });
   // Each room's `/joined_members` body, dropped in every process by a member event in the
   // room (`memberRooms` of the change feed): bridges and bots ask for the same rooms' lists
   // again and again, and between two member events the answer cannot change.
-  const joinedBodies = bodyCache(
+  // With the body, its members: a member in it is joined (until the next member event drops
+  // it), so the body is answered without reading the requester's membership.
+  const joinedBodies = bodyCache<JoinedBody>(
     'joined_members_bodies',
     JOINED_BODY_CACHE_ROOMS,
     JOINED_BODY_CACHE_BYTES,
     (change) => change.memberRooms,
+    // The body's bytes, and about as much again for its members' set.
+    (kept) => kept.body.length * 2,
   );
   // Each `/members` body, by room, point in time ("now" or a stream position) and
   // memberships; dropped like the `/joined_members` bodies by a member event in the room (a
@@ -153,12 +164,9 @@ export function createMemberListService(
    * ticket), the body grew too large, or the reader stopped.
    */
   function keptWhenRead(
-    cache: UserCache<Buffer>,
-    key: string,
-    roomId: string,
+    keep: (body: Buffer) => void,
     frame: { open: string; close: string },
     pages: AsyncIterable<string[]>,
-    ticket: number,
   ): MemberListAnswer {
     async function* keeping(): AsyncGenerator<string[]> {
       let parts: string[] | null = [];
@@ -171,13 +179,7 @@ export function createMemberListService(
         }
         yield entries;
       }
-      if (parts)
-        cache.set(
-          key,
-          Buffer.from(`${frame.open}${parts.join(',')}${frame.close}`),
-          [roomId],
-          ticket,
-        );
+      if (parts) keep(Buffer.from(`${frame.open}${parts.join(',')}${frame.close}`));
     }
     return { open: frame.open, entries: keeping(), close: frame.close };
   }
@@ -200,6 +202,16 @@ export function createMemberListService(
     const leaving = history[lastJoin + 1];
     if (lastJoin < 0 || !leaving) throw forbidden('You are not a member of this room');
     return leaving.streamOrdering;
+  }
+
+  /**
+   * The `/joined_members` body when this process holds it and the requester is among its
+   * members (so joined: a member event in the room would have dropped it); else undefined,
+   * and `joinedMembers` answers.
+   */
+  function heldJoinedMembers(requester: Requester, roomId: string): Buffer | undefined {
+    const kept = joinedBodies.get(roomId);
+    return kept?.members.has(requester.userId) ? kept.body : undefined;
   }
 
   /** A (redacted) event presented from its PDU, serialised. */
@@ -283,7 +295,7 @@ export function createMemberListService(
         ),
       );
       return key !== null
-        ? keptWhenRead(memberBodies, key, roomId, frame, entries, ticket)
+        ? keptWhenRead((body) => memberBodies.set(key, body, [roomId], ticket), frame, entries)
         : { ...frame, entries };
     },
 
@@ -292,10 +304,12 @@ export function createMemberListService(
      * members. The body is kept (`joinedBodies`) and answered whole until a member event.
      */
     async joinedMembers(requester: Requester, roomId: string): Promise<JoinedMembersAnswer> {
+      const held = heldJoinedMembers(requester, roomId);
+      if (held) return { body: held };
       const membership = await stores().rooms.selectMembership(roomId, requester.userId);
       if (membership?.membership !== 'join') throw forbidden('You are not joined to this room');
       await awaitFullState?.([roomId]);
-      const kept = joinedBodies.get(roomId);
+      const kept = heldJoinedMembers(requester, roomId);
       if (kept) return { body: kept };
       const ticket = joinedBodies.ticket();
       const memberLists = stores().memberLists;
@@ -304,8 +318,10 @@ export function createMemberListService(
         (row) => row.userId,
         listPaging,
       );
+      const members = new Set<string>();
       const entries = mapPages(pages, (rows) =>
         rows.map((row) => {
+          members.add(row.userId);
           const profile: JoinedProfile = {
             ...(row.displayname !== null ? { display_name: row.displayname } : {}),
             ...(row.avatarUrl !== null ? { avatar_url: row.avatarUrl } : {}),
@@ -314,13 +330,17 @@ export function createMemberListService(
         }),
       );
       return keptWhenRead(
-        joinedBodies,
-        roomId,
-        roomId,
+        (body) => joinedBodies.set(roomId, { body, members }, [roomId], ticket),
         { open: JOINED_OPEN, close: JOINED_CLOSE },
         entries,
-        ticket,
       );
+    },
+
+    heldJoinedMembers,
+
+    /** The `/joined_rooms` body when this process holds it; else `joinedRooms` answers. */
+    heldJoinedRooms(requester: Requester): Buffer | undefined {
+      return joinedRoomsBodies.get(requester.userId);
     },
 
     /** `{"joined_rooms":[…]}`, kept per user until a change of theirs. */

@@ -211,6 +211,18 @@ export function createSyncService(
     concurrency: statementsHoldProcess(ctx) ? SQLITE_BUILDS_AT_ONCE : POSTGRES_BUILDS_AT_ONCE,
   });
 
+  /**
+   * The highest stream position this process has read: positions only grow, so a `since`
+   * token at or below it is not from the future and needs no read to tell (a token this
+   * process issued always is; one from another worker may need the read).
+   */
+  let highestSeen = 0;
+  async function currentPosition(): Promise<number> {
+    const current = await stores().stream.selectCurrentPosition();
+    if (current > highestSeen) highestSeen = current;
+    return current;
+  }
+
   function parseSince(token: string, current: number): number {
     const position = parseStreamToken(token);
     if (position === null) throw invalidParam('Invalid since token');
@@ -918,9 +930,14 @@ export function createSyncService(
       let since: number | null;
       if (quiet) {
         since = parseStreamToken(quiet.since);
+      } else if (options.since === undefined) {
+        since = null;
       } else {
-        const current = await stores().stream.selectCurrentPosition();
-        since = options.since === undefined ? null : parseSince(options.since, current);
+        const position = parseStreamToken(options.since);
+        since =
+          position !== null && position <= highestSeen
+            ? position
+            : parseSince(options.since, await currentPosition());
       }
       if (wantsPresence !== null && quiet?.presence !== wantsPresence) {
         await sources.presence.setFromSync(requester.userId, wantsPresence);
@@ -942,7 +959,7 @@ export function createSyncService(
               // Marked before the read: whatever commits after it reaches the notifier after
               // the mark.
               const marked = notifier.mark();
-              const upTo = await stores().stream.selectCurrentPosition();
+              const upTo = await currentPosition();
               return { mark: marked, built: await build(requester, from, upTo, options) };
             },
             { priority: from === null ? 0 : 1, throwOnTimeout: true },

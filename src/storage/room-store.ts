@@ -584,6 +584,20 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       const rows: EventRow[] = [];
       if (limit < 1) return new Map();
       for (const part of slices(requests)) {
+        // One span (an incremental /sync's usual case): its newest events in one statement.
+        const only = part.length === 1 ? part[0] : undefined;
+        if (only) {
+          const { roomId, after, upTo } = only;
+          rows.push(
+            ...(await store.selectRoomEvents(roomId, {
+              after,
+              upTo,
+              direction: 'backward',
+              limit,
+            })),
+          );
+          continue;
+        }
         // Where each span's `limit`-th newest event lies (none: the span holds fewer).
         const cutoffs = await db
           .selectFrom(

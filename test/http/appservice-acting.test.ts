@@ -365,4 +365,43 @@ forEachDatabase('application services acting on the client API', (dialect) => {
     }
     assert.ok(statuses.includes(429), statuses.join(','));
   });
+
+  it("lists its own and its users' rooms and members, again and again (kept bodies)", async () => {
+    assert.equal((await asRegister('_bridge_lister')).status, 200);
+    const lister = `@_bridge_lister:test.local`;
+    const created = await server.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+      token: AS_TOKEN,
+      body: { preset: 'public_chat' },
+    });
+    assert.equal(created.status, 200);
+    const room = created.body.room_id;
+    const joined = await server.request('POST', `${V3}/join/${r(room)}?user_id=${r(lister)}`, {
+      token: AS_TOKEN,
+      body: {},
+    });
+    assert.equal(joined.status, 200);
+    for (let i = 0; i < 3; i++) {
+      const members = await server.request<{ joined: Record<string, unknown> }>(
+        'GET',
+        `${V3}/rooms/${r(room)}/joined_members`,
+        { token: AS_TOKEN },
+      );
+      assert.equal(members.status, 200);
+      assert.deepEqual(
+        Object.keys(members.body.joined).sort(),
+        ['@bridgebot:test.local', lister].sort(),
+      );
+      const asUser = await server.request<{ joined_rooms: string[] }>(
+        'GET',
+        `${V3}/joined_rooms?user_id=${r(lister)}`,
+        { token: AS_TOKEN },
+      );
+      assert.equal(asUser.status, 200);
+      assert.deepEqual(asUser.body.joined_rooms, [room]);
+      const asBot = await server.request<{ joined_rooms: string[] }>('GET', `${V3}/joined_rooms`, {
+        token: AS_TOKEN,
+      });
+      assert.ok(asBot.body.joined_rooms.includes(room));
+    }
+  });
 });

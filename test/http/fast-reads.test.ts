@@ -1,6 +1,6 @@
 /**
- * The fast form of the v1 mutual_rooms paths (http.fast_reads) answers byte for byte as the
- * Fastify route does: same status, headers and body, page after page. A request carrying an
+ * The fast forms of the v1 mutual_rooms paths, /joined_members and /joined_rooms
+ * (http.fast_reads) answer byte for byte as the Fastify routes do: same status, headers and body, page after page. A request carrying an
  * `access_token` query parameter is always the Fastify route's (the header still
  * authenticates it), which gives both answers from one server; a server with fast_reads off
  * answers the same pages. Errors are the Fastify route's in every case (the mutual-rooms
@@ -107,6 +107,72 @@ forEachDatabase('fast reads', (dialect) => {
       'M_INVALID_PARAM',
     );
     expectError(await server.request('GET', url, { token: 'nonsense' }), 401, 'M_UNKNOWN_TOKEN');
+  });
+
+  it('answers /joined_members and /joined_rooms as the Fastify routes do, and follows member events', async () => {
+    const room = rooms[0] as string;
+    const members = `${C}/rooms/${encodeURIComponent(room)}/joined_members`;
+    const r0Members = `/_matrix/client/r0/rooms/${encodeURIComponent(room)}/joined_members`;
+    for (const [url, user] of [
+      [members, alice],
+      [r0Members, bob],
+      [`${C}/joined_rooms`, bob],
+      ['/_matrix/client/r0/joined_rooms', alice],
+    ] as const) {
+      // The first answer is read (and kept); the next ones are the kept body's fast form.
+      const read = await raw(server, url, user.accessToken);
+      const fast = await raw(server, url, user.accessToken);
+      const routed = await raw(server, `${url}?access_token=x`, user.accessToken);
+      assert.equal(fast.status, 200, fast.body);
+      // (The first may have been streamed, without a Content-Length.)
+      assert.deepEqual(
+        [fast.status, fast.body, fast.headers['content-type']],
+        [read.status, read.body, read.headers['content-type']],
+        `${url}: the kept answer differs`,
+      );
+      assert.deepEqual(fast, routed, `${url}: the two answers differ`);
+    }
+    // Someone never in the room is refused though the room's body is held.
+    const carol = await registerUser(server);
+    expectError(
+      await server.request('GET', members, { token: carol.accessToken }),
+      403,
+      'M_FORBIDDEN',
+    );
+    // A member who leaves is refused at once, and is gone from the others' answers and
+    // from their own list of rooms.
+    const bobRooms = async () =>
+      (
+        JSON.parse((await raw(server, `${C}/joined_rooms`, bob.accessToken)).body) as {
+          joined_rooms: string[];
+        }
+      ).joined_rooms;
+    assert.ok((await bobRooms()).includes(room));
+    const left = await server.request('POST', `${C}/rooms/${encodeURIComponent(room)}/leave`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    assert.equal(left.status, 200);
+    expectError(
+      await server.request('GET', members, { token: bob.accessToken }),
+      403,
+      'M_FORBIDDEN',
+    );
+    const after = JSON.parse((await raw(server, members, alice.accessToken)).body) as {
+      joined: Record<string, unknown>;
+    };
+    assert.deepEqual(Object.keys(after.joined), [alice.userId]);
+    assert.ok(!(await bobRooms()).includes(room));
+    const rejoined = await server.request('POST', `${C}/join/${encodeURIComponent(room)}`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    assert.equal(rejoined.status, 200);
+    assert.ok((await bobRooms()).includes(room));
+    const again = JSON.parse((await raw(server, members, bob.accessToken)).body) as {
+      joined: Record<string, unknown>;
+    };
+    assert.deepEqual(Object.keys(again.joined).sort(), [alice.userId, bob.userId].sort());
   });
 
   it('answers the same with http.fast_reads off', async () => {

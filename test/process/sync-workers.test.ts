@@ -230,5 +230,73 @@ describe(
       );
       assert.equal(after[bob.userId]?.display_name, 'Bob Elsewhere');
     });
+
+    it('/joined_rooms kept by one process follows joins and leaves made through the other', async () => {
+      const alice = await registerUser(writer);
+      const bob = await registerUser(writer);
+      const created = await writer.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+        token: alice.accessToken,
+        body: { preset: 'public_chat' },
+      });
+      const room = created.body.room_id;
+      const bobRooms = async () =>
+        (await onWorker(`${V3}/joined_rooms`, bob.accessToken)).body.joined_rooms as string[];
+      // Asked twice, so the worker answers from what it kept.
+      for (let i = 0; i < 2; i++) assert.deepEqual(await bobRooms(), []);
+      const joined = await writer.request('POST', `${V3}/rooms/${room}/join`, {
+        token: bob.accessToken,
+        body: {},
+      });
+      assert.equal(joined.status, 200);
+      assert.deepEqual(await eventually(bobRooms, (rooms) => rooms.length === 1), [room]);
+      await bobRooms();
+      const left = await writer.request('POST', `${V3}/rooms/${room}/leave`, {
+        token: bob.accessToken,
+        body: {},
+      });
+      assert.equal(left.status, 200);
+      assert.deepEqual(await eventually(bobRooms, (rooms) => rooms.length === 0), []);
+    });
+
+    it('a member who leaves through one process is refused /joined_members by the other', async () => {
+      const alice = await registerUser(writer);
+      const bob = await registerUser(writer);
+      const created = await writer.request<{ room_id: string }>('POST', `${V3}/createRoom`, {
+        token: alice.accessToken,
+        body: { preset: 'public_chat' },
+      });
+      const room = created.body.room_id;
+      const path = `${V3}/rooms/${encodeURIComponent(room)}/joined_members`;
+      assert.equal(
+        (
+          await writer.request('POST', `${V3}/rooms/${room}/join`, {
+            token: bob.accessToken,
+            body: {},
+          })
+        ).status,
+        200,
+      );
+      // Bob's list is kept by the worker, with him in it.
+      await eventually(
+        () => onWorker(path, bob.accessToken),
+        (r) => bob.userId in (r.body.joined as object),
+      );
+      await onWorker(path, bob.accessToken);
+      assert.equal(
+        (
+          await writer.request('POST', `${V3}/rooms/${room}/leave`, {
+            token: bob.accessToken,
+            body: {},
+          })
+        ).status,
+        200,
+      );
+      const refused = await eventually(
+        () => onWorker(path, bob.accessToken),
+        (r) => r.status !== 200,
+      );
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.errcode, 'M_FORBIDDEN');
+    });
   },
 );

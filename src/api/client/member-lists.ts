@@ -1,5 +1,7 @@
 import { Type } from 'typebox';
 import type { FastifyReply } from 'fastify';
+import { parseRoomId } from '../../core/identifiers.js';
+import type { FastRead } from '../../http/fast-reads.js';
 import { requesterOf } from '../../http/request-context.js';
 import { jsonStream } from '../../http/json-stream.js';
 import { MEMBERSHIPS } from '../../services/member-lists.js';
@@ -12,14 +14,37 @@ const MembershipValue = Type.Union(MEMBERSHIPS.map((m) => Type.Literal(m)));
 const MembershipList = Type.Optional(Type.Array(MembershipValue, { minItems: 1, maxItems: 10 }));
 const queryConfig = { auth: 'required', rateLimit: 'query' } as const;
 
+/** Fastify's own Content-Type for JSON answers. */
+const JSON_TYPE = 'application/json; charset=utf-8';
 const sendJson = (reply: FastifyReply, body: NodeJS.ReadableStream | Buffer) =>
-  reply.type('application/json; charset=utf-8').send(body);
+  reply.type(JSON_TYPE).send(body);
 
 // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3roomsroomidmembers
 // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3roomsroomidjoined_members
 // https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3joined_rooms
-export const memberListRoutes: RoutePlugin = async (app, { services }) => {
+export const memberListRoutes: RoutePlugin = async (app, { services, fastReads }) => {
   const { memberLists } = services;
+  // Fast forms (src/http/fast-reads.ts) of the two lists bridges and bots ask for again and
+  // again: the body this process holds, for a requester it lists (so joined) or whose rooms
+  // it is; anything else (no body held, an error) is the Fastify route's.
+  const fastJoinedMembers: FastRead = ({ requester, param }) => {
+    const roomId = parseRoomId(param);
+    const body = roomId && memberLists.heldJoinedMembers(requester, roomId);
+    return body ? () => Promise.resolve(body) : null;
+  };
+  const fastJoinedRooms: FastRead = ({ requester }) => {
+    const body = memberLists.heldJoinedRooms(requester);
+    return body ? () => Promise.resolve(body) : null;
+  };
+  const fast = (path: string, read: FastRead) =>
+    fastReads?.add({
+      path: `${app.prefix}${path}`,
+      rateLimit: queryConfig.rateLimit,
+      contentType: JSON_TYPE,
+      read,
+    });
+  fast('/rooms/:roomId/joined_members', fastJoinedMembers);
+  fast('/joined_rooms', fastJoinedRooms);
 
   // Members now, or as of `at`; membership/not_membership combine with "or" as the spec
   // says; `filter` (MSC2895) adds membership, limit and senders. Streamed in batches.
