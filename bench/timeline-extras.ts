@@ -1,14 +1,17 @@
 /**
  * Issue #24's two measurements, in process (services and storage, no HTTP):
  *
- *   node --import tsx bench/timeline-extras.ts search [events=1000000] [sqlite|postgres]
+ *   node --import tsx bench/timeline-extras.ts search [events=1000000[,events…]] [sqlite|postgres]
  *   node --import tsx bench/timeline-extras.ts push [members=100000] [sqlite|postgres]
  *
  * search: one room of `events` messages (bodies of 8 words drawn Zipf-wise from 5,000, and
  * the word `needle` in one event of 100,000), built through Commons' own services in batched
- * transactions and cached under bench/.cache/timeline-extras/ (PostgreSQL: a template database
- * loaded from the SQLite build, as the main bench does). Then `POST /search`'s service call
- * for a rare, a common and a two-word term, by rank and by recent: median and p95 of 15 runs.
+ * transactions (over BULK_ABOVE events: two through the writer, the rest bulk-loaded in their
+ * image, search-bulk.ts) and cached under bench/.cache/timeline-extras/ (PostgreSQL: a
+ * template database loaded from the SQLite build, as the main bench does). The search counts
+ * are checked against counts over the stored bodies; then `POST /search`'s service call for a
+ * rare, a common and a two-word term, by rank and by recent: median and p95 of 15 runs. Sizes
+ * separated by commas run one after the other in the same process.
  *
  * push: one room of `members` joined members (built without push evaluation, cached the same
  * way). Then a message is sent into it in turn with push evaluation after the event (the
