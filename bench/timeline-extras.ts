@@ -330,7 +330,9 @@ async function checkSearchRoom(
     }
     if (rows.length < 10_000) break;
   }
-  const needles = Math.floor((events + NEEDLE_EVERY / 2) / NEEDLE_EVERY);
+  // Messages 0 … events - 1 hold needle at NEEDLE_EVERY / 2, then every NEEDLE_EVERY.
+  const needles =
+    events > NEEDLE_EVERY / 2 ? Math.floor((events - NEEDLE_EVERY / 2 - 1) / NEEDLE_EVERY) + 1 : 0;
   const problems: string[] = [];
   if (expected.needle !== needles)
     problems.push(`${expected.needle} stored bodies hold needle, ${needles} built`);
