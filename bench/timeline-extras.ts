@@ -1,14 +1,17 @@
 /**
  * Issue #24's two measurements, in process (services and storage, no HTTP):
  *
- *   node --import tsx bench/timeline-extras.ts search [events=1000000] [sqlite|postgres]
+ *   node --import tsx bench/timeline-extras.ts search [events=1000000[,events…]] [sqlite|postgres]
  *   node --import tsx bench/timeline-extras.ts push [members=100000] [sqlite|postgres]
  *
  * search: one room of `events` messages (bodies of 8 words drawn Zipf-wise from 5,000, and
  * the word `needle` in one event of 100,000), built through Commons' own services in batched
- * transactions and cached under bench/.cache/timeline-extras/ (PostgreSQL: a template database
- * loaded from the SQLite build, as the main bench does). Then `POST /search`'s service call
- * for a rare, a common and a two-word term, by rank and by recent: median and p95 of 15 runs.
+ * transactions (over BULK_ABOVE events: two through the writer, the rest bulk-loaded in their
+ * image, search-bulk.ts) and cached under bench/.cache/timeline-extras/ (PostgreSQL: a
+ * template database loaded from the SQLite build, as the main bench does). The search counts
+ * are checked against counts over the stored bodies; then `POST /search`'s service call for a
+ * rare, a common and a two-word term, by rank and by recent: median and p95 of 15 runs. Sizes
+ * separated by commas run one after the other in the same process.
  *
  * push: one room of `members` joined members (built without push evaluation, cached the same
  * way). Then a message is sent into it in turn with push evaluation after the event (the
@@ -41,7 +44,7 @@ import { serviceSettingsOf } from '../src/main.js';
 import { createServices, type Requester, type Services } from '../src/services/index.js';
 import { openStorage, type Storage, type Stores } from '../src/storage/index.js';
 import { copySqliteToPostgres } from './copy-dataset.js';
-import { seededRandom } from './random.js';
+import { bulkLoadMessages, NEEDLE_EVERY, searchBodies } from './search-bulk.js';
 
 const SERVER_NAME = 'bench.local';
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -51,9 +54,13 @@ const FORMAT = 1;
 const POSTGRES_URL =
   process.env.COMMONS_BENCH_POSTGRES_URL ??
   'postgres://postgres:commons-ci@127.0.0.1:5432/postgres';
-const VOCABULARY = 5000;
-const NEEDLE_EVERY = 100_000;
 const BATCH = 2000;
+/**
+ * Search rooms bigger than this are bulk-loaded (search-bulk.ts), not built through the writer
+ * (COMMONS_BENCH_SEARCH_BULK_ABOVE: another threshold, e.g. to compare a bulk-loaded room with
+ * one the writer built).
+ */
+const BULK_ABOVE = Number(process.env.COMMONS_BENCH_SEARCH_BULK_ABOVE ?? 250_000);
 
 const requester = (userId: string): Requester => ({ userId, deviceId: 'BENCH', isAdmin: false });
 const uid = (localpart: string) => `@${localpart}:${SERVER_NAME}`;
@@ -225,12 +232,20 @@ const ms = (n: number) => n.toFixed(n < 10 ? 2 : 1);
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The search room: created and joined through the services, then `events` messages through
+ * the event writer, or, above BULK_ABOVE events, the first two through the writer and the
+ * rest bulk-loaded in their image (search-bulk.ts).
+ */
 async function buildSearchRoom(events: number, url: string, dataDir: string): Promise<string> {
+  const bulk = events > BULK_ABOVE;
   const storage = await openStorage(url, { poolSize: 2 });
+  const bodyOf = searchBodies();
+  let roomId: string;
   try {
     await insertUsers(storage, ['alice', 'bob']);
     const { services, batch } = batchingServices(storage, dataDir, false);
-    const roomId = await batch('benchRoom', async () => {
+    roomId = await batch('benchRoom', async () => {
       const { roomId } = await services.rooms.createRoom(requester(uid('alice')), {
         preset: 'public_chat',
         name: 'search',
@@ -238,59 +253,112 @@ async function buildSearchRoom(events: number, url: string, dataDir: string): Pr
       await services.membership.join(requester(uid('bob')), roomId);
       return roomId;
     });
-    const rng = seededRandom(24, 'search bodies');
-    // Zipf: word k (from 0) is drawn with a weight of 1 / (k + 1).
-    const cumulative: number[] = [];
-    let sum = 0;
-    for (let k = 0; k < VOCABULARY; k++) cumulative.push((sum += 1 / (k + 1)));
-    const word = () => {
-      const x = rng.next() * sum;
-      let lo = 0;
-      let hi = VOCABULARY - 1;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if ((cumulative[mid] ?? 0) < x) lo = mid + 1;
-        else hi = mid;
-      }
-      return `w${lo}`;
-    };
     const started = performance.now();
-    for (let at = 0; at < events; at += BATCH) {
+    const written = bulk ? 2 : events;
+    for (let at = 0; at < written; at += BATCH) {
       await batch('benchMessages', async () => {
-        for (let i = at; i < Math.min(events, at + BATCH); i++) {
-          const words = Array.from({ length: 8 }, word);
-          if (i % NEEDLE_EVERY === NEEDLE_EVERY / 2) words[3] = 'needle';
+        for (let i = at; i < Math.min(written, at + BATCH); i++) {
           await services.roomEvents.sendMessage(
-            requester(uid(i % 2 === 0 ? 'alice' : 'bob')),
+            requester(senderOf(i)),
             roomId,
             'm.room.message',
             `m${i}`,
-            { msgtype: 'm.text', body: words.join(' ') },
+            { msgtype: 'm.text', body: bodyOf(i) },
           );
         }
       });
       if ((at / BATCH) % 25 === 0) {
-        const done = Math.min(events, at + BATCH);
+        const done = Math.min(written, at + BATCH);
         const rate = done / ((performance.now() - started) / 1000);
-        log(`  ${done} / ${events} events (${rate.toFixed(0)}/s)`);
+        log(`  ${done} / ${written} events (${rate.toFixed(0)}/s)`);
       }
     }
-    return roomId;
   } finally {
     await storage.close();
   }
+  if (bulk)
+    await bulkLoadMessages({
+      url,
+      roomId,
+      serverName: SERVER_NAME,
+      signingKey: loadServerSecrets(dataDir).signingKey,
+      from: 2,
+      to: events,
+      senderOf,
+      bodyOf,
+      log,
+    });
+  return roomId;
+}
+
+const senderOf = (i: number) => uid(i % 2 === 0 ? 'alice' : 'bob');
+
+/**
+ * Checks the room's answers before they are timed: `needle`'s count is the number of events
+ * that hold it by construction, and `w1`'s and `w7 w12`'s counts equal a count over the stored
+ * events' bodies (read from their PDUs, not from the search rows).
+ */
+async function checkSearchRoom(
+  storage: Storage,
+  services: Services,
+  roomId: string,
+  events: number,
+): Promise<string> {
+  const countOf = async (term: string) =>
+    (
+      (await services.search.search(requester(uid('alice')), { search_term: term }, undefined)) as {
+        search_categories: { room_events: { count?: number } };
+      }
+    ).search_categories.room_events.count;
+  const expected = { needle: 0, w1: 0, 'w7 w12': 0 };
+  let after = -1;
+  for (;;) {
+    const rows = await storage.stores.rooms.selectRoomEvents(roomId, {
+      after,
+      upTo: Number.MAX_SAFE_INTEGER,
+      direction: 'forward',
+      limit: 10_000,
+    });
+    for (const row of rows) {
+      after = row.streamOrdering;
+      const body = row.pdu.type === 'm.room.message' ? row.pdu.content.body : undefined;
+      if (typeof body !== 'string') continue;
+      const words = new Set(body.split(' '));
+      if (words.has('needle')) expected.needle++;
+      if (words.has('w1')) expected.w1++;
+      if (words.has('w7') && words.has('w12')) expected['w7 w12']++;
+    }
+    if (rows.length < 10_000) break;
+  }
+  // Messages 0 … events - 1 hold needle at NEEDLE_EVERY / 2, then every NEEDLE_EVERY.
+  const needles =
+    events > NEEDLE_EVERY / 2 ? Math.floor((events - NEEDLE_EVERY / 2 - 1) / NEEDLE_EVERY) + 1 : 0;
+  const problems: string[] = [];
+  if (expected.needle !== needles)
+    problems.push(`${expected.needle} stored bodies hold needle, ${needles} built`);
+  for (const [term, count] of Object.entries(expected)) {
+    const answered = await countOf(term);
+    if (answered !== count) problems.push(`${term}: search counts ${answered}, bodies ${count}`);
+  }
+  if (problems.length > 0) throw new Error(`search room check failed: ${problems.join('; ')}`);
+  return Object.entries(expected)
+    .map(([term, count]) => `${term} ${count}`)
+    .join(', ');
 }
 
 async function benchSearch(events: number, dialect: 'sqlite' | 'postgres'): Promise<void> {
-  const built = await cached(`search-${events}`, dialect, (url, dataDir) =>
+  const name = events > BULK_ABOVE ? `search-${events}-bulk` : `search-${events}`;
+  const built = await cached(name, dialect, (url, dataDir) =>
     buildSearchRoom(events, url, dataDir),
   );
   const storage = await openStorage(built.url, { poolSize: 4 });
   try {
     const services = makeServices(storage, built.dataDir, true);
     const alice = requester(uid('alice'));
+    const checked = await checkSearchRoom(storage, services, built.roomId, events);
+    log(`checked: search counts = counts over the stored bodies (${checked})`);
     console.log(
-      `search, ${dialect}, one room of ${events} events, load average ${os
+      `search, ${dialect}, one room of ${events} events${events > BULK_ABOVE ? ' (bulk-loaded)' : ''}, load average ${os
         .loadavg()
         .map((n) => n.toFixed(1))
         .join(' ')}`,
@@ -462,7 +530,8 @@ async function benchPush(members: number, dialect: 'sqlite' | 'postgres'): Promi
 
 const [mode, sizeArg, dialectArg] = process.argv.slice(2);
 const dialect = dialectArg === 'postgres' ? 'postgres' : 'sqlite';
-if (mode === 'search') await benchSearch(Number(sizeArg ?? 1_000_000), dialect);
+if (mode === 'search')
+  for (const size of (sizeArg ?? '1000000').split(',')) await benchSearch(Number(size), dialect);
 else if (mode === 'push') await benchPush(Number(sizeArg ?? 100_000), dialect);
 else {
   console.error('usage: timeline-extras.ts search|push [size] [sqlite|postgres]');
