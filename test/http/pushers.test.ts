@@ -466,4 +466,47 @@ forEachDatabase('pushers and delivery to push gateways', (dialect) => {
       }
     },
   );
+
+  it(
+    'with two processes evaluating after the event, one evaluates: each notification and count once',
+    { skip: dialect !== 'postgres' && 'several processes need PostgreSQL' },
+    async () => {
+      // Both processes evaluate every room after the event's transaction (limit 0). The
+      // `push-evaluation` lease gives the work to one of them, and a push action is unique per
+      // (user, room, event), so even a page evaluated twice adds no notification or count.
+      const afterEnv: ConfigEnv = { ...env, COMMONS_PUSH_INLINE_EVALUATION_MAX_MEMBERS: '0' };
+      const one = await startServerOn(database, dataDir, afterEnv);
+      const two = await startServerOn(database, dataDir, afterEnv);
+      try {
+        const room = await createRoom([bob]);
+        const pusher = pusherBody();
+        await setPusher(bob, pusher);
+        const ids: string[] = [];
+        for (let i = 0; i < 10; i++)
+          ids.push(await send(room, `evaluated after ${i}`, i % 2 === 0 ? one : two));
+        await deliveredFor(ids, pusher.pushkey);
+        await queueDrained();
+        const got = gateway.delivered.filter((n) => n.devices[0]?.pushkey === pusher.pushkey);
+        assert.deepEqual(
+          got.map((n) => n.event_id),
+          ids,
+          'each once, in order',
+        );
+        const sync = await one.request<{
+          rooms: {
+            join: Record<string, { unread_notifications?: { notification_count?: number } }>;
+          };
+        }>('GET', `${C}/sync`, { token: bob.accessToken });
+        assert.equal(sync.status, 200);
+        assert.equal(
+          sync.body.rooms.join[room]?.unread_notifications?.notification_count,
+          10,
+          'one push action per event for bob, not one per process',
+        );
+      } finally {
+        await one.close();
+        await two.close();
+      }
+    },
+  );
 });
