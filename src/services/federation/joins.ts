@@ -23,7 +23,6 @@ import {
   checkPduFormat,
   checkPduSignatures,
   type KnownAuthEvent,
-  type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
 import { ROOM_VERSIONS } from '../../core/room-versions.js';
 import { hashAndSignPdu } from '../../core/signing.js';
@@ -31,6 +30,7 @@ import type { Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import type { IdentifiedPdu, RoomDagService } from '../rooms-dag/index.js';
 import type { FederationClient } from './client.js';
+import { signingKeysOf } from './signing-keys.js';
 import type { ServerKeyService } from './keys.js';
 import type { PartialStateService } from './partial-state.js';
 
@@ -56,24 +56,8 @@ export function createRemoteJoins(
   const versions = Object.keys(ROOM_VERSIONS);
 
   /** The public keys of every (server, key) that signed one of the events, looked up now. */
-  async function keyLookup(events: readonly Pdu[]) {
-    const wanted = new Map<string, { server: string; keyId: string; at: number }>();
-    for (const pdu of events)
-      for (const [server, byKey] of Object.entries(pdu.signatures ?? {}))
-        for (const keyId of Object.keys(isObject(byKey) ? byKey : {})) {
-          const id = `${server} ${keyId}`;
-          const at = Math.min(wanted.get(id)?.at ?? Infinity, pdu.origin_server_ts);
-          wanted.set(id, { server, keyId, at });
-        }
-    const found = new Map<string, ServerVerifyKey>();
-    await Promise.all(
-      [...wanted].map(async ([id, { server, keyId, at }]) => {
-        const key = await keys.publicKeyFor(server, keyId, at).catch(() => null);
-        if (key) found.set(id, { key });
-      }),
-    );
-    return (server: string, keyId: string) => found.get(`${server} ${keyId}`);
-  }
+  const keyLookup = (events: readonly Pdu[]) =>
+    signingKeysOf(events, (server, keyId, at) => keys.publicKeyFor(server, keyId, at));
 
   /**
    * The events of a send_join answer as checked: malformed ones and those without valid

@@ -34,7 +34,6 @@ import {
   checkPduFormat,
   checkPduSignatures,
   type KnownAuthEvent,
-  type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
 import { getRoomVersion } from '../../core/room-versions.js';
 import { toClientEvent } from '../../core/client-event.js';
@@ -43,6 +42,7 @@ import type { ServiceContext } from '../context.js';
 import { membershipOf } from '../event-writer.js';
 import type { IdentifiedPdu, RoomDagService } from '../rooms-dag/index.js';
 import type { FederationClient } from './client.js';
+import { signingKeysOf } from './signing-keys.js';
 
 /** How long a member query waits for a room's full state before answering 429. */
 export const PARTIAL_STATE_WAIT_MS = 30_000;
@@ -82,25 +82,9 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
   let stopped = false;
   let log: (message: string, fields?: Record<string, unknown>) => void = () => undefined;
 
-  /** The keys of every server that signed one of the events, looked up first. */
-  async function keyLookup(events: readonly Pdu[]) {
-    const wanted = new Map<string, { server: string; keyId: string; at: number }>();
-    for (const pdu of events)
-      for (const [server, byKey] of Object.entries(pdu.signatures ?? {}))
-        for (const keyId of Object.keys(isObject(byKey) ? byKey : {})) {
-          const id = `${server} ${keyId}`;
-          const at = Math.min(wanted.get(id)?.at ?? Infinity, pdu.origin_server_ts);
-          wanted.set(id, { server, keyId, at });
-        }
-    const found = new Map<string, ServerVerifyKey>();
-    await Promise.all(
-      [...wanted].map(async ([id, { server, keyId, at }]) => {
-        const key = await deps.publicKeyFor(server, keyId, at).catch(() => null);
-        if (key) found.set(id, { key });
-      }),
-    );
-    return (server: string, keyId: string) => found.get(`${server} ${keyId}`);
-  }
+  /** The public keys of every (server, key) that signed one of the events, looked up now. */
+  const keyLookup = (events: readonly Pdu[]) =>
+    signingKeysOf(events, (server, keyId, at) => deps.publicKeyFor(server, keyId, at));
 
   /** Format, signatures and content hash (redacted on mismatch) of fetched events. */
   async function verified(raw: readonly unknown[], version: RoomVersionId, roomId: string) {
