@@ -10,8 +10,6 @@
  * https://spec.matrix.org/v1.19/server-server-api/#leaving-rooms-rejecting-invites
  * https://spec.matrix.org/v1.19/server-server-api/#knocking-upon-a-room
  */
-import { canonicalJson } from '../../core/canonical-json.js';
-import { toClientEvent } from '../../core/client-event.js';
 import { MatrixError, notFound, unknown } from '../../core/errors.js';
 import { computeEventId } from '../../core/event-hashing.js';
 import { parseUserId } from '../../core/identifiers.js';
@@ -20,8 +18,8 @@ import { ROOM_VERSIONS } from '../../core/room-versions.js';
 import { hashAndSignPdu } from '../../core/signing.js';
 import type { Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
-import { membershipOf } from '../event-writer.js';
 import type { FederationClient } from './client.js';
+import { persistMembershipWithoutState } from '../rooms-dag/index.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -199,33 +197,7 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
         eventId,
         JSON.stringify(event.strippedState),
       );
-    if ((await stores.roomDag.selectKnownEvents([eventId])).has(eventId)) return;
-    const json = canonicalJson(pdu);
-    const clientJson = JSON.stringify(
-      toClientEvent({ eventId, roomId, pdu: JSON.parse(json) as Pdu }),
-    );
-    const membership = membershipOf(pdu);
-    const position = await stores.rooms.nextStreamPosition();
-    await stores.rooms.persistEvent(
-      { eventId, roomId, pdu, json, clientJson, ...(membership ? { membership } : {}) },
-      position,
-      { applyState: false, extremity: false },
-    );
-    await stores.rooms.applyStateChanges(
-      roomId,
-      [
-        {
-          type: pdu.type,
-          stateKey: userId,
-          eventId,
-          sender: pdu.sender,
-          clientJson,
-          ...(membership ? { membership } : {}),
-        },
-      ],
-      position,
-    );
-    await stores.stream.notify({ rooms: [roomId], users: [userId], memberRooms: [roomId] });
+    await persistMembershipWithoutState(stores, roomId, eventId, pdu);
   }
 
   /** The user's invite or knock in a room we are not in, under the room's lock. */

@@ -35,6 +35,7 @@ import { getRoomVersion } from '../../core/room-versions.js';
 import { resolveState, type ResolvableEvent } from '../../core/state-resolution/index.js';
 import type { KnownEvent, StateChange, StateGroupHead, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
+import { persistMembershipWithoutState } from './membership-without-state.js';
 import {
   membershipOf,
   type AppendedEvent,
@@ -52,6 +53,7 @@ import {
 } from './state-groups.js';
 
 export { MAX_STATE_GROUP_HOPS, type StateMap } from './state-groups.js';
+export { persistMembershipWithoutState } from './membership-without-state.js';
 
 /** An event the server has no state for, named so the caller can fetch it (`/state_ids`). */
 export class MissingStateError extends Error {
@@ -515,33 +517,7 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
         eventId,
         JSON.stringify(invite.strippedState),
       );
-      if ((await knownEvents(stores, [eventId])).has(eventId)) return;
-      const json = canonicalJson(pdu);
-      const clientJson = JSON.stringify(
-        toClientEvent({ eventId, roomId, pdu: JSON.parse(json) as Pdu }),
-      );
-      const membership = membershipOf(pdu);
-      const position = await stores.rooms.nextStreamPosition();
-      await stores.rooms.persistEvent(
-        { eventId, roomId, pdu, json, clientJson, ...(membership ? { membership } : {}) },
-        position,
-        { applyState: false, extremity: false },
-      );
-      await stores.rooms.applyStateChanges(
-        roomId,
-        [
-          {
-            type: pdu.type,
-            stateKey: userId,
-            eventId,
-            sender: pdu.sender,
-            clientJson,
-            ...(membership ? { membership } : {}),
-          },
-        ],
-        position,
-      );
-      await stores.stream.notify({ rooms: [roomId], users: [userId], memberRooms: [roomId] });
+      await persistMembershipWithoutState(stores, roomId, eventId, pdu);
     },
 
     /**
