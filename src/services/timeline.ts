@@ -64,6 +64,8 @@ export interface HistoryBackfiller {
   backfill(roomId: string, limit: number): Promise<boolean>;
   /** Below this (negative) position the room's events were backfilled. */
   historyFloor(roomId: string): Promise<number | undefined>;
+  /** Whether a backfill could still find older events (holes remain, a server to ask). */
+  couldBackfill(roomId: string): Promise<boolean>;
 }
 
 /**
@@ -280,22 +282,31 @@ export function createTimelineService(
       const limit = Math.min(options.filter?.limit ?? options.limit, 1000);
       const chunk: EventRow[] = [];
       let cursor = from;
+      /** Where the next page starts: just past the chunk's last event. */
+      let end = from;
+      /** Whether an event past the chunk exists (one visible and matching, or backfillable). */
+      let more = false;
       let exhausted = false;
       // Backwards past the earliest event held: the history backfilled before (below the
       // room's floor), then, once per request, a resident server is asked for more.
       let backfilled = false;
       const backfill = options.dir === 'b' && to === undefined ? backfiller() : null;
-      while (chunk.length < limit) {
+      for (;;) {
         if (exhausted) {
           if (!backfill) break;
           const floor = await backfill.historyFloor(roomId);
           if (cursor >= 0 && floor !== undefined) {
             cursor = floor - 1;
           } else {
-            if (backfilled) break;
+            // A full page asks no one: whether a backfill could still find older events
+            // decides `end`. So does a backfill already made by this request that found some.
+            if (chunk.length >= limit || backfilled) {
+              more = await backfill.couldBackfill(roomId).catch(() => false);
+              break;
+            }
             backfilled = true;
-            const more = await backfill.backfill(roomId, limit - chunk.length).catch(() => false);
-            if (!more) break;
+            const found = await backfill.backfill(roomId, limit - chunk.length).catch(() => false);
+            if (!found) break;
             cursor = Math.min(cursor, ((await backfill.historyFloor(roomId)) ?? 0) - 1);
             if (history) history = await visibilityOf(roomId, requester.userId);
           }
@@ -308,7 +319,10 @@ export function createTimelineService(
           options.dir === 'b'
             ? { after: to ?? lowest, upTo: cursor, direction: 'backward' as const, limit: BATCH }
             : { after: cursor, upTo: to ?? current, direction: 'forward' as const, limit: BATCH };
-        if (range.after >= range.upTo) break;
+        if (range.after >= range.upTo) {
+          exhausted = true;
+          continue;
+        }
         const rows = await rooms().selectRoomEvents(roomId, range);
         if (rows.length < BATCH) exhausted = true;
         const related = await relatedBy(rows, options.filter);
@@ -320,17 +334,23 @@ export function createTimelineService(
             !related(row)
           )
             continue;
+          // One event past a full page: there is more, and the next page starts with it.
+          if (chunk.length >= limit) {
+            more = true;
+            break;
+          }
           chunk.push(row);
-          if (chunk.length >= limit) break;
+          end = cursor;
         }
-        if (rows.length === 0) exhausted = true;
+        if (more) break;
       }
       const page: MessagesPage = {
         start: historyToken(from),
         chunk: await presentBundled(chunk, version, requester.userId),
       };
-      // No `end` when no further events are available (the loop only stops empty when exhausted).
-      if (chunk.length > 0) page.end = historyToken(cursor);
+      // No `end` when no further events are available: none visible and matching the filter
+      // past the chunk (in the range up to `to`), and none a backfill could still fetch.
+      if (more) page.end = historyToken(end);
       if (options.filter?.lazy_load_members) {
         page.state = await memberStateFor(roomId, new Set(chunk.map((r) => r.pdu.sender)), version);
       }

@@ -113,17 +113,36 @@ forEachDatabase('backfill past the join between two Commons servers', (dialect) 
     assert.deepEqual(await allBodies(roomId, 7), expected);
     // Read again, in one page: the same (nothing fetched twice, nothing lost).
     assert.deepEqual(await allBodies(roomId, 100), expected);
-    // One page holds it all; the page after it is empty, with no `end`.
+    // One page holds it all, back to the room's first message: no `end`.
     const page = await as(a, alice)<Page>('GET', `/rooms/${r(roomId)}/messages?dir=b&limit=200`);
-    const next = await as(a, alice)<Page>(
-      'GET',
-      `/rooms/${r(roomId)}/messages?dir=b&limit=200&from=${r(page.body.end ?? '')}`,
-    );
-    assert.deepEqual([next.body.chunk, next.body.end], [[], undefined]);
+    assert.equal(page.body.end, undefined);
     assert.equal(
       page.body.chunk.filter((e) => e.type === 'm.room.message').at(-1)?.content.body,
       'old 0',
     );
+  });
+
+  it('a page that ends where the history held here ends keeps `end`: a backfill can find more', async () => {
+    const roomId = await roomWithHistory(b, bob, 3, 'held');
+    const joined = await as(a, alice)('POST', `/join/${r(roomId)}?via=${r(b.serverName)}`, {});
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    // A holds only alice's join in its timeline: a page of one is full, and asks no one.
+    const page = await as(a, alice)<Page>('GET', `/rooms/${r(roomId)}/messages?dir=b&limit=1`);
+    assert.deepEqual(
+      page.body.chunk.map((e) => [e.type, e.sender]),
+      [['m.room.member', alice.userId]],
+    );
+    assert.ok(page.body.end, 'older events are on B');
+    const older = await as(a, alice)<Page>(
+      'GET',
+      `/rooms/${r(roomId)}/messages?dir=b&limit=100&from=${r(page.body.end ?? '')}`,
+    );
+    assert.equal(older.status, 200, JSON.stringify(older.body));
+    assert.deepEqual(
+      older.body.chunk.filter((e) => e.type === 'm.room.message').map((e) => e.content.body),
+      ['held 2', 'held 1', 'held 0'],
+    );
+    assert.equal(older.body.end, undefined, 'back to the start of the room');
   });
 
   it('history visible to members only since they joined: nothing from before the join', async () => {
@@ -153,6 +172,8 @@ forEachDatabase('backfill past the join between two Commons servers', (dialect) 
         page.body.chunk.some((e) => e.type === 'm.room.member' && e.sender === alice.userId),
       );
       assert.ok(!page.body.chunk.some((e) => e.content.body?.startsWith('far')));
+      // The backfill asked of it found nothing: no `end` (a client would page on forever).
+      assert.equal(page.body.end, undefined);
       // A bad token is still refused.
       const bad = await as(a, alice)<{ errcode: string }>(
         'GET',

@@ -88,6 +88,93 @@ forEachDatabase('room history: /messages, /context, /redact, history visibility'
     assert.equal(forward.body.chunk[0]?.type, 'm.room.create');
   });
 
+  it('`end` only while further events exist: both directions, filters, visibility, `to`', async () => {
+    const roomId = await createRoom({ preset: 'public_chat' });
+    const sent: string[] = [];
+    for (let i = 0; i < 4; i++) sent.push(await send(alice, roomId, `e${i}`));
+    const all = (await messages(alice, roomId, 'dir=f&limit=1000')).body;
+    const total = all.chunk.length;
+    assert.equal(all.end, undefined, 'one page holds the whole room going forwards');
+    const only = encodeURIComponent(JSON.stringify({ types: ['m.room.message'] }));
+    for (const [query, expected, hasEnd] of [
+      // Backwards: a page short of the limit, exactly the limit, one short of everything.
+      ['dir=b&limit=1000', total, false],
+      [`dir=b&limit=${total}`, total, false],
+      [`dir=b&limit=${total - 1}`, total - 1, true],
+      // Forwards, the same.
+      [`dir=f&limit=${total}`, total, false],
+      [`dir=f&limit=${total - 1}`, total - 1, true],
+      // A filter: every matching event in the page, older non-matching ones left: no `end`.
+      [`dir=b&limit=4&filter=${only}`, 4, false],
+      [`dir=b&limit=3&filter=${only}`, 3, true],
+      [`dir=f&limit=4&filter=${only}`, 4, false],
+    ] as const) {
+      const page = await messages(alice, roomId, query);
+      assert.equal(page.status, 200, query);
+      assert.equal(page.body.chunk.length, expected, query);
+      assert.equal(page.body.end !== undefined, hasEnd, query);
+    }
+    // The page after the last one with an `end` is the rest, and ends there.
+    const first = await messages(alice, roomId, `dir=b&limit=3&filter=${only}`);
+    const rest = await messages(
+      alice,
+      roomId,
+      `dir=b&limit=3&filter=${only}&from=${encodeURIComponent(first.body.end ?? '')}`,
+    );
+    assert.deepEqual(
+      rest.body.chunk.map((e) => e.event_id),
+      [sent[0]],
+    );
+    assert.equal(rest.body.end, undefined);
+    // Back to `to`: the events after it, then nothing further.
+    for (const [limit, hasEnd] of [
+      [2, true],
+      [3, false],
+    ] as const) {
+      const bounded = await messages(
+        alice,
+        roomId,
+        `dir=b&limit=${limit}&to=${encodeURIComponent(first.body.end ?? '')}`,
+      );
+      assert.deepEqual(
+        bounded.body.chunk.map((e) => e.event_id),
+        [sent[3], sent[2], sent[1]].slice(0, limit),
+      );
+      assert.equal(bounded.body.end !== undefined, hasEnd, `limit=${limit} before \`to\``);
+    }
+
+    // Events hidden from the reader (sent after they left a room whose history is for
+    // members only) are not further events: the page that reaches them has no `end`.
+    const joinedOnly = await createRoom({
+      preset: 'public_chat',
+      initial_state: [
+        { type: 'm.room.history_visibility', content: { history_visibility: 'joined' } },
+      ],
+    });
+    const joined = await server.request('POST', `${C}/join/${r(joinedOnly)}`, {
+      token: carol.accessToken,
+      body: {},
+    });
+    assert.equal(joined.status, 200);
+    const seen = await send(alice, joinedOnly, 'seen');
+    const leave = await server.request('POST', `${C}/rooms/${r(joinedOnly)}/leave`, {
+      token: carol.accessToken,
+      body: {},
+    });
+    assert.equal(leave.status, 200);
+    for (let i = 0; i < 3; i++) await send(alice, joinedOnly, `hidden${i}`);
+    const visible = (await messages(carol, joinedOnly, 'dir=f&limit=1000')).body.chunk;
+    assert.equal(visible.at(-1)?.event_id, seen);
+    for (const [limit, hasEnd] of [
+      [visible.length, false],
+      [visible.length - 1, true],
+    ] as const) {
+      const page = await messages(carol, joinedOnly, `dir=f&limit=${limit}`);
+      assert.equal(page.body.chunk.length, limit);
+      assert.equal(page.body.end !== undefined, hasEnd, `carol, limit=${limit}`);
+    }
+  });
+
   it('errors: bad token, bad dir, bad filter, non-member', async () => {
     const roomId = await createRoom({ preset: 'private_chat' });
     for (const query of [

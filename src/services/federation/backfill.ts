@@ -301,6 +301,19 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
     }) satisfies EventDeriver,
 
     /**
+     * Whether a backfill could still find older events: the room has holes (prev events not
+     * held) and a resident server to ask. `/messages` keeps `end` while it could.
+     */
+    async couldBackfill(roomId: string): Promise<boolean> {
+      const points = await stores().backfill.selectBackfillPoints(roomId);
+      if (points.length === 0) return false;
+      const held = await stores().roomDag.selectKnownEvents(points);
+      if (points.every((id) => held.has(id))) return false;
+      const servers = await stores().federationOutbox.selectRemoteJoinedServers(roomId, serverName);
+      return servers.length > 0;
+    },
+
+    /**
      * Fetches up to `limit` events from before the room's holes from a resident server;
      * whether any were kept. Nothing is asked when the room has no holes or no other server.
      */
