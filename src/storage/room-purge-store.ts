@@ -5,7 +5,10 @@
  *
  * What is derived from events is deleted with them: the room's current state, its state and
  * membership history, current memberships, forward extremities, receipts, typing, room
- * account data, transaction IDs and aliases, and the room DAG (state groups with their
+ * account data, transaction IDs and aliases, search rows, relations and threads,
+ * notifications and pending push, invites' stripped state, reports, the room list's and
+ * sliding sync's rows, application services' and the directory's, key backups' sessions
+ * (their versions' etags change), and the room DAG (state groups with their
  * entries, each event's groups and auth edges, outliers, rejected and soft-failed events). The mutual-rooms index is kept by membership
  * changes (a room is deleted only after its members have left it, which removed its entries);
  * `deleteRoomBatch` removes what is left of it all the same, counts and revisions kept right.
@@ -66,26 +69,46 @@ export interface RoomPurgeStore {
   selectPositionBefore(roomId: string, ts: number): Promise<number>;
 }
 
-/** Tables of a room and a column unique among the room's rows, in the order they are emptied. */
-const ROOM_TABLES: ReadonlyArray<readonly [string, string]> = [
-  ['receipts', 'user_id'],
-  ['typing', 'user_id'],
-  ['account_data', 'user_id'],
-  ['event_txns', 'event_id'],
-  ['room_aliases', 'alias'],
-  ['room_extremities', 'event_id'],
-  ['current_state', 'event_id'],
-  ['room_memberships', 'user_id'],
-  ['membership_history', 'stream_ordering'],
-  ['state_history', 'stream_ordering'],
-  ['events', 'event_id'],
+/**
+ * Tables of a room and columns unique among the room's rows, in the order they are emptied:
+ * what is derived from events (search, relations, notifications, sliding sync, the room
+ * list, invites' stripped state, reports, key backups' sessions) before the events.
+ */
+const ROOM_TABLES: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ['event_push_actions', ['user_id', 'stream_ordering']],
+  ['push_pending', ['stream_ordering']],
+  ['push_queue', ['pusher_id', 'stream_ordering']],
+  ['event_search', ['stream_ordering']],
+  ['event_relations', ['event_id']],
+  ['event_threads', ['root_id']],
+  ['invite_room_state', ['user_id']],
+  ['content_reports', ['id']],
+  ['room_list_meta', ['room_id']],
+  ['sliding_sync_members', ['connection_id', 'user_id']],
+  ['sliding_sync_rooms', ['connection_id']],
+  ['appservice_room_users', ['service_id', 'user_id']],
+  ['appservice_room_directory', ['service_id', 'network_id']],
+  ['user_directory_public_rooms', ['room_id']],
+  ['server_notice_rooms', ['user_id']],
+  ['partial_state_rooms', ['room_id']],
+  ['receipts', ['user_id']],
+  ['typing', ['user_id']],
+  ['account_data', ['user_id']],
+  ['event_txns', ['event_id']],
+  ['room_aliases', ['alias']],
+  ['room_extremities', ['event_id']],
+  ['current_state', ['event_id']],
+  ['room_memberships', ['user_id']],
+  ['membership_history', ['stream_ordering']],
+  ['state_history', ['stream_ordering']],
+  ['events', ['event_id']],
   // The room DAG (state groups' entries and auth edges went first: `deleteDagLinks`).
-  ['event_state_groups', 'event_id'],
-  ['room_dag_events', 'event_id'],
-  ['room_state_heads', 'room_id'],
-  ['state_groups', 'group_id'],
-  ['room_backfill_points', 'event_id'],
-  ['room_history_floors', 'room_id'],
+  ['event_state_groups', ['event_id']],
+  ['room_dag_events', ['event_id']],
+  ['room_state_heads', ['room_id']],
+  ['state_groups', ['group_id']],
+  ['room_backfill_points', ['event_id']],
+  ['room_history_floors', ['room_id']],
 ];
 
 const toPurgeRow = (row: {
@@ -111,12 +134,40 @@ const toPurgeRow = (row: {
 });
 
 export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
-  /** Deletes up to `limit` of the room's rows of `table`, chosen by `key`. */
-  async function deleteSome(table: string, key: string, roomId: string, limit: number) {
+  /** Deletes up to `limit` of the room's rows of `table`, chosen by the `key` columns. */
+  async function deleteSome(table: string, key: readonly string[], roomId: string, limit: number) {
+    const columns = sql.join(key.map((c) => sql.ref(c)));
     const result = await sql`DELETE FROM ${sql.table(table)} WHERE room_id = ${roomId}
-        AND ${sql.ref(key)} IN (SELECT ${sql.ref(key)} FROM ${sql.table(table)}
+        AND (${columns}) IN (SELECT ${columns} FROM ${sql.table(table)}
           WHERE room_id = ${roomId} LIMIT ${limit})`.execute(db);
     return Number(result.numAffectedRows ?? 0);
+  }
+
+  /** The room's sessions in key backups; each backup version changed gets a new etag. */
+  async function deleteBackupKeys(roomId: string, limit: number): Promise<number> {
+    const keys = await db
+      .selectFrom('key_backup_keys')
+      .select(['user_id', 'version', 'session_id'])
+      .where('room_id', '=', roomId)
+      .limit(limit)
+      .execute();
+    const versions = new Map(keys.map((k) => [`${k.version} ${k.user_id}`, k]));
+    for (const { user_id, version } of versions.values())
+      await db
+        .updateTable('key_backup_versions')
+        .set((eb) => ({ etag: eb('etag', '+', 1) }))
+        .where('user_id', '=', user_id)
+        .where('version', '=', version)
+        .execute();
+    for (const key of keys)
+      await db
+        .deleteFrom('key_backup_keys')
+        .where('user_id', '=', key.user_id)
+        .where('version', '=', key.version)
+        .where('room_id', '=', roomId)
+        .where('session_id', '=', key.session_id)
+        .execute();
+    return keys.length;
   }
 
   /** The mutual-rooms entries of the room (none once its members have left), counts kept. */
@@ -258,6 +309,8 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
       if (mutual > 0) return mutual;
       const links = await deleteDagLinks(roomId, limit);
       if (links > 0) return links;
+      const backups = await deleteBackupKeys(roomId, limit);
+      if (backups > 0) return backups;
       for (const [table, key] of ROOM_TABLES) {
         const deleted = await deleteSome(table, key, roomId, limit);
         if (deleted > 0) return deleted;
@@ -289,6 +342,10 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
       // Messages are no one's auth events: their auth edges go too. Their state groups stay
       // (another server's event may still name one as a prev event).
       await db.deleteFrom('event_auth_edges').where('event_id', 'in', ids).execute();
+      // What was derived from them: search rows, relations, notifications.
+      await db.deleteFrom('event_search').where('event_id', 'in', ids).execute();
+      await db.deleteFrom('event_relations').where('event_id', 'in', ids).execute();
+      await db.deleteFrom('event_push_actions').where('event_id', 'in', ids).execute();
       await db.deleteFrom('events').where('event_id', 'in', ids).execute();
       return ids.length;
     },

@@ -11,6 +11,7 @@ import { registerUser, type TestUser } from '../helpers/client.js';
 import { expectError, uniqueName } from '../helpers/assertions.js';
 import { eventually } from '../helpers/eventually.js';
 import { ADMIN_SECRET as SECRET, registerAdmin } from '../helpers/admin.js';
+import { rowsMentioning } from '../helpers/rows-mentioning.js';
 
 const A1 = '/_synapse/admin/v1';
 const A2 = '/_synapse/admin/v2';
@@ -188,6 +189,86 @@ forEachDatabase('admin API: room deletion and history purges', (dialect) => {
     // A join is refused.
     const join = await call(bob, 'POST', `${C}/join/${e(roomId)}`, {});
     assert.ok(join.status === 403 || join.status === 404, JSON.stringify(join.body));
+  });
+
+  it('a purged room leaves no row in any table naming it or its events', async () => {
+    const carol = await registerUser(server, uniqueName('carol'));
+    const roomId = await roomWithHistory(3, uniqueName('every'));
+    const R = e(roomId);
+    const ok = async (
+      user: TestUser,
+      method: string,
+      path: string,
+      body: unknown = {},
+    ): Promise<Record<string, unknown>> => {
+      const res = await call(user, method, path, body);
+      assert.equal(res.status, 200, `${method} ${path}: ${JSON.stringify(res.body)}`);
+      return res.body;
+    };
+    // Something of the room in every area: a thread and a reply, receipts, typing, room account
+    // data, a pending invite (with its stripped state), the public directory,
+    // a key backup, a report, a sliding sync connection, notifications.
+    const root = (await ok(alice, 'PUT', `${C}/rooms/${R}/send/m.room.message/root`, {
+      msgtype: 'm.text',
+      body: `hello @${bob.userId} everyone`,
+    })) as { event_id: string };
+    await ok(bob, 'PUT', `${C}/rooms/${R}/send/m.room.message/reply`, {
+      msgtype: 'm.text',
+      body: 'in the thread',
+      'm.relates_to': { rel_type: 'm.thread', event_id: root.event_id },
+    });
+    await ok(bob, 'POST', `${C}/rooms/${R}/receipt/m.read/${e(root.event_id)}`);
+    await ok(bob, 'PUT', `${C}/rooms/${R}/typing/${e(bob.userId)}`, {
+      typing: true,
+      timeout: 30_000,
+    });
+    await ok(bob, 'PUT', `${C}/user/${e(bob.userId)}/rooms/${R}/account_data/org.example`, {
+      a: 1,
+    });
+    await ok(alice, 'POST', `${C}/rooms/${R}/invite`, { user_id: carol.userId });
+    await ok(alice, 'PUT', `${C}/directory/list/room/${R}`, { visibility: 'public' });
+    const backup = (await ok(bob, 'POST', `${C}/room_keys/version`, {
+      algorithm: 'm.megolm_backup.v1.curve25519-aes-sha2',
+      auth_data: { public_key: 'abc' },
+    })) as { version: string };
+    await ok(bob, 'PUT', `${C}/room_keys/keys/${R}/s1?version=${backup.version}`, {
+      first_message_index: 0,
+      forwarded_count: 0,
+      is_verified: false,
+      session_data: { ephemeral: 'e', ciphertext: 'c', mac: 'm' },
+    });
+    await ok(bob, 'POST', `${C}/rooms/${R}/report/${e(root.event_id)}`, { reason: 'spam' });
+    await ok(bob, 'POST', '/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0', {
+      conn_id: 'c',
+      lists: { all: { ranges: [[0, 10]], timeline_limit: 5 } },
+    });
+    const stores = server.running.storage.stores;
+    const events = await stores.rooms.selectRoomEvents(roomId, {
+      after: Number.MIN_SAFE_INTEGER,
+      upTo: Number.MAX_SAFE_INTEGER,
+      direction: 'forward',
+      limit: 1000,
+    });
+    const eventIds = events.map((row) => row.eventId);
+    const ids = [roomId, ...eventIds] as const;
+    const before = await rowsMentioning(server, ids);
+    for (const table of ['event_search', 'event_relations', 'receipts', 'key_backup_keys'])
+      assert.ok((before[table] ?? 0) > 0, `${table} holds rows of the room before the purge`);
+
+    const res = await call<{ delete_id: string }>(admin, 'DELETE', `${A2}/rooms/${R}`, {
+      purge: true,
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    await finished(res.body.delete_id);
+    // The purge's own record is all that names the room (with block: true, the block too).
+    assert.deepEqual(await rowsMentioning(server, ids), { room_purges: 1 });
+    // Carol's invite went with it.
+    const sync = await call<{ rooms?: { invite?: Record<string, unknown> } }>(
+      carol,
+      'GET',
+      `${C}/sync?timeout=0`,
+    );
+    assert.ok(!(roomId in (sync.body.rooms?.invite ?? {})));
   });
 
   it('blocks without purging: members are removed, the room stays, no one can join', async () => {
