@@ -40,3 +40,35 @@ export function isVisibleAt(position: number, history: VisibilityHistory): boole
       return false;
   }
 }
+
+/** The room state at an event, as far as its visibility goes. */
+export interface StateAtEvent {
+  /** `history_visibility` in the state (undefined: none, read as `shared`). */
+  visibility: string | undefined;
+  /** The user's membership in the state (undefined: none). */
+  membership: string | undefined;
+}
+
+/**
+ * Whether the event at `position` is visible to the user, from the room state at the event
+ * (the history of the room's past, fetched from other servers, whose changes the positional
+ * history does not hold) and, for `shared`, the user's membership history (joined at any
+ * point after it).
+ */
+export function isVisibleInState(
+  position: number,
+  atEvent: StateAtEvent,
+  history: VisibilityHistory,
+): boolean {
+  const visibility = atEvent.visibility ?? 'shared';
+  if (visibility === 'world_readable') return true;
+  if (atEvent.membership === 'join') return true;
+  switch (visibility) {
+    case 'shared':
+      return history.memberships.some((m) => m.value === 'join' && m.streamOrdering >= position);
+    case 'invited':
+      return atEvent.membership === 'invite';
+    default:
+      return false;
+  }
+}

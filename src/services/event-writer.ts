@@ -56,8 +56,21 @@ export type EventDeriver = (
      * through send_join, send_leave, send_knock), `origin` the server it came from.
      */
     received?: { origin: string; relay: boolean };
+    /**
+     * Set for an event of the room's past fetched with /backfill (or /context): it enters the
+     * timeline before everything held (a negative position), changes no current state, and is
+     * new to nobody. Only derivers registered with `{ history: true }` are given such events
+     * (search, relations); the others (notifications, outbox, room lists…) never see them.
+     */
+    backfilled?: true;
   },
 ) => Promise<void>;
+
+/** How a deriver is registered (see `addDeriver`). */
+export interface DeriverOptions {
+  /** Also run for backfilled events (`event.backfilled`): indexes of history, not news. */
+  history?: boolean;
+}
 
 /** An event as a state entry names it. */
 export interface StateEntryEvent {
@@ -130,6 +143,7 @@ function toAuthEntry(row: EventRow): AuthStateEvent {
 export function createEventWriter(ctx: ServiceContext) {
   const { serverName } = ctx.settings;
   const derivers: EventDeriver[] = [];
+  const historyDerivers: EventDeriver[] = [];
   const stateDerivers: StateDeriver[] = [];
 
   const sign = (unsigned: UnsignedPdu, version: RoomVersionId) =>
@@ -297,8 +311,50 @@ export function createEventWriter(ctx: ServiceContext) {
      * Adds work that commits with every event this writer persists (in registration order).
      * Services register here when they are built (see `createServices`).
      */
-    addDeriver(derive: EventDeriver): void {
+    addDeriver(derive: EventDeriver, options?: DeriverOptions): void {
       derivers.push(derive);
+      if (options?.history) historyDerivers.push(derive);
+    },
+
+    /**
+     * Persists an event of the room's past (fetched with /backfill, checked, its state
+     * recorded by the room DAG service) at `position` (negative: before everything held): the
+     * timeline row and the history derivers (`addDeriver(…, { history: true })`), given
+     * `derivedPdu` — the event as it reads (redacted when a redaction held applies to it).
+     * No current state, forward extremity or notification. The caller holds the room lock.
+     */
+    async persistBackfilled(
+      stores: Stores,
+      roomId: string,
+      pdu: Pdu,
+      version: RoomVersionId,
+      backfilled: { eventId: string; position: number; derivedPdu: Pdu },
+    ): Promise<AppendedEvent> {
+      const { eventId, position } = backfilled;
+      const json = canonicalJson(pdu);
+      const stored = JSON.parse(json) as Pdu;
+      const membership = membershipOf(pdu);
+      await stores.rooms.persistEvent(
+        {
+          eventId,
+          roomId,
+          pdu,
+          json,
+          clientJson: JSON.stringify(toClientEvent({ eventId, roomId, pdu: stored })),
+          ...(membership ? { membership } : {}),
+        },
+        position,
+        { applyState: false, extremity: false },
+      );
+      const appended: AppendedEvent = { eventId, roomId, streamOrdering: position, pdu };
+      for (const derive of historyDerivers)
+        await derive(stores, {
+          ...appended,
+          pdu: backfilled.derivedPdu,
+          roomVersion: version,
+          backfilled: true,
+        });
+      return appended;
     },
 
     /**

@@ -57,7 +57,8 @@ export function createServices(ctx: ServiceContext) {
   // Invites of other servers' users go through their servers (federation, built below).
   const membership = createMembershipService(ctx, writer, rooms, () => federation);
   const aggregator = createRelationAggregator(ctx);
-  writer.addDeriver(aggregator.deriver);
+  // Relations and search index backfilled history too (`history`); nothing else does.
+  writer.addDeriver(aggregator.deriver, { history: true });
   const timeline = createTimelineService(
     ctx,
     writer,
@@ -65,7 +66,7 @@ export function createServices(ctx: ServiceContext) {
     () => federation?.backfill ?? null,
   );
   const search = createSearchService(ctx, timeline);
-  writer.addDeriver(search.deriver);
+  writer.addDeriver(search.deriver, { history: true });
   const notifications = createNotificationService(ctx, timeline);
   writer.addDeriver(notifications.deriver);
   const pushSender = createPushSender(ctx, notifications.totalUnread);

@@ -51,13 +51,17 @@ export function createRelationAggregator(ctx: ServiceContext) {
         sender: pdu.sender,
         streamOrdering: event.streamOrdering,
       });
-      if (relation.relType === 'm.thread')
+      if (relation.relType === 'm.thread') {
         await stores.relations.upsertThread(
           event.roomId,
           relation.eventId,
           event.eventId,
           event.streamOrdering,
         );
+        // A backfilled child is older than those held: the thread's latest is chosen again.
+        if (event.backfilled)
+          await stores.relations.updateThreadFromRelations(event.roomId, relation.eventId);
+      }
     }
     if (pdu.type === 'm.room.redaction') {
       const inContent = pdu.content.redacts;

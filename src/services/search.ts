@@ -163,6 +163,10 @@ export function createSearchService(ctx: ServiceContext, timeline: TimelineServi
         });
         const rows = await stores().relations.selectEventsByIds(hits.map((h) => h.eventId));
         const byId = new Map(rows.map((r) => [r.eventId, r]));
+        // The room's past fetched from other servers: judged by the state at each event.
+        const past = rows.filter((r) => r.streamOrdering < 0);
+        const pastVisible =
+          past.length > 0 ? await timeline.visibleRows(past, requester.userId) : new Set();
         for (const hit of hits) {
           if (picked.length === limit) {
             more = true;
@@ -171,7 +175,12 @@ export function createSearchService(ctx: ServiceContext, timeline: TimelineServi
           cursor++;
           const row = byId.get(hit.eventId);
           if (!row || row.redactedBy !== null) continue;
-          if (!(visibilities.get(hit.roomId)?.(hit.streamOrdering) ?? false)) continue;
+          if (
+            row.streamOrdering < 0
+              ? !pastVisible.has(row.eventId)
+              : !(visibilities.get(hit.roomId)?.(hit.streamOrdering) ?? false)
+          )
+            continue;
           if (!passesEventFilter(filter, row.pdu.type, row.pdu.sender)) continue;
           picked.push({ hit, row });
         }

@@ -6,7 +6,12 @@ import { fakeEventId } from '../core/secrets.js';
 import { forbidden, invalidParam, notFound, type MatrixError } from '../core/errors.js';
 import { actionLevel, powerLevelOf, type AuthStateEvent } from '../core/auth-rules.js';
 import { toClientEvent, type ClientEvent } from '../core/client-event.js';
-import { isVisibleAt, type VisibilityHistory } from '../core/history-visibility.js';
+import {
+  isVisibleAt,
+  isVisibleInState,
+  type StateAtEvent,
+  type VisibilityHistory,
+} from '../core/history-visibility.js';
 import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../core/pdu.js';
 import { redactPdu } from '../core/redaction.js';
 import { passesEventFilter } from '../core/sync-filter.js';
@@ -66,6 +71,8 @@ export interface HistoryBackfiller {
   historyFloor(roomId: string): Promise<number | undefined>;
   /** Whether a backfill could still find older events (holes remain, a server to ask). */
   couldBackfill(roomId: string): Promise<boolean>;
+  /** The history back to an event not held stored (`/context`); whether it is held now. */
+  backfillAt?(roomId: string, eventId: string): Promise<boolean>;
 }
 
 /**
@@ -209,6 +216,95 @@ export function createTimelineService(
     );
   }
 
+  /**
+   * For the rows of the room's past fetched from other servers (negative positions) whose
+   * state is held: the history visibility and the user's membership in the state after each.
+   */
+  async function statesAt(
+    rows: readonly EventRow[],
+    userId: string,
+  ): Promise<Map<string, StateAtEvent>> {
+    const out = new Map<string, StateAtEvent>();
+    const past = rows.filter((r) => r.streamOrdering < 0);
+    if (past.length === 0) return out;
+    const dag = ctx.storage.stores.roomDag;
+    const groups = await dag.selectEventStateGroups(past.map((r) => r.eventId));
+    const byGroup = new Map<number, StateAtEvent>();
+    const visibilityKey = stateKeyOf('m.room.history_visibility', '');
+    const memberKey = stateKeyOf('m.room.member', userId);
+    for (const group of new Set([...groups.values()].map((g) => g.after))) {
+      const entries = await dag.selectStateGroupEntries(group, [
+        ['m.room.history_visibility', ''],
+        ['m.room.member', userId],
+      ]);
+      const events = await dag.selectKnownEvents([...entries.values()]);
+      const contentOf = (key: StateKey) => events.get(entries.get(key) ?? '')?.pdu.content;
+      const visibility = contentOf(visibilityKey)?.history_visibility;
+      const membership = contentOf(memberKey)?.membership;
+      byGroup.set(group, {
+        visibility: typeof visibility === 'string' ? visibility : undefined,
+        membership: typeof membership === 'string' ? membership : undefined,
+      });
+    }
+    for (const [eventId, { after }] of groups) {
+      const state = byGroup.get(after);
+      if (state) out.set(eventId, state);
+    }
+    return out;
+  }
+
+  /**
+   * Whether each of these rows (of one room) is visible to the user: by the positional
+   * history, or for the room's past fetched from other servers by the state at each event.
+   */
+  async function rowVisibility(
+    rows: readonly EventRow[],
+    userId: string,
+    history: VisibilityHistory,
+  ): Promise<(row: EventRow) => boolean> {
+    const states = await statesAt(rows, userId);
+    // A user who forgot the room reads it as one never in it (as `visibilityOf` has it).
+    const forgotten =
+      states.size > 0 && history.memberships.length === 0
+        ? (await rooms().selectMembership(rows[0]?.roomId ?? '', userId))?.forgotten === true
+        : false;
+    return (row) => {
+      const state = states.get(row.eventId);
+      if (!state) return isVisibleAt(row.streamOrdering, history);
+      return isVisibleInState(
+        row.streamOrdering,
+        forgotten ? { ...state, membership: undefined } : state,
+        history,
+      );
+    };
+  }
+
+  /**
+   * The room state after an event of its past fetched from other servers (its state group),
+   * or else at its position.
+   */
+  async function stateRowsAfter(row: EventRow): Promise<EventRow[]> {
+    const dag = ctx.storage.stores.roomDag;
+    const groups = (await dag.selectEventStateGroups([row.eventId])).get(row.eventId);
+    if (!groups) return rooms().selectStateEventsAt(row.roomId, row.streamOrdering);
+    const ids = [...(await dag.selectStateGroup(groups.after)).values()];
+    const inTimeline = await ctx.storage.stores.relations.selectEventsByIds(ids);
+    const held = new Set(inTimeline.map((e) => e.eventId));
+    const outside = await dag.selectKnownEvents(ids.filter((id) => !held.has(id)));
+    return [
+      ...inTimeline,
+      ...[...outside.values()]
+        .filter((e) => e.status === 'outlier')
+        .map((e) => ({
+          eventId: e.eventId,
+          roomId: e.roomId,
+          streamOrdering: row.streamOrdering,
+          pdu: e.pdu,
+          redactedBy: null,
+        })),
+    ];
+  }
+
   /** Throws 403 unless the user has (or had) any membership of the room, or it is world readable. */
   function assertCanRead(history: VisibilityHistory, position: number): void {
     const everMember = history.memberships.some((m) => m.value === 'join' || m.value === 'invite');
@@ -240,7 +336,26 @@ export function createTimelineService(
       assertCanRead(await visibilityOf(roomId, requester.userId), current);
     },
 
-    /** Per room: whether each stream position of its history is visible to the user. */
+    /**
+     * Of these rows (any rooms), the IDs of those visible to the user, the room's past
+     * fetched from other servers judged by the state at each event (see `visibilities`).
+     */
+    async visibleRows(rows: readonly EventRow[], userId: string): Promise<Set<string>> {
+      const visible = new Set<string>();
+      const byRoom = new Map<string, EventRow[]>();
+      for (const row of rows) byRoom.set(row.roomId, [...(byRoom.get(row.roomId) ?? []), row]);
+      for (const [roomId, roomRows] of byRoom) {
+        const check = await rowVisibility(roomRows, userId, await visibilityOf(roomId, userId));
+        for (const row of roomRows) if (check(row)) visible.add(row.eventId);
+      }
+      return visible;
+    },
+
+    /**
+     * Per room: whether each stream position of its history is visible to the user. For
+     * events of the room's past fetched from other servers (negative positions) use
+     * `visibleRows`, which reads the state at each.
+     */
     async visibilities(
       roomIds: readonly string[],
       userId: string,
@@ -326,13 +441,10 @@ export function createTimelineService(
         const rows = await rooms().selectRoomEvents(roomId, range);
         if (rows.length < BATCH) exhausted = true;
         const related = await relatedBy(rows, options.filter);
+        const visible = history ? await rowVisibility(rows, requester.userId, history) : null;
         for (const row of rows) {
           cursor = options.dir === 'b' ? row.streamOrdering - 1 : row.streamOrdering;
-          if (
-            (history && !isVisibleAt(row.streamOrdering, history)) ||
-            !matchesFilter(row, options.filter) ||
-            !related(row)
-          )
+          if ((visible && !visible(row)) || !matchesFilter(row, options.filter) || !related(row))
             continue;
           // One event past a full page: there is more, and the next page starts with it.
           if (chunk.length >= limit) {
@@ -365,41 +477,82 @@ export function createTimelineService(
       filter?: RoomEventFilter,
     ): Promise<Record<string, unknown>> {
       const version = await roomVersion(roomId, eventNotFound);
-      const target = await rooms().selectEvent(eventId);
+      const backfill = backfiller();
+      let target = await rooms().selectEvent(eventId);
+      // An event not held here (from before the room was joined, say): asked of a resident
+      // server with the history before it, as /messages does when it pages that far.
+      if (!target && backfill?.backfillAt) {
+        const history = await visibilityOf(roomId, requester.userId);
+        assertCanRead(history, await rooms().selectCurrentStreamPosition());
+        if (await backfill.backfillAt(roomId, eventId).catch(() => false))
+          target = await rooms().selectEvent(eventId);
+      }
       if (!target || target.roomId !== roomId) throw eventNotFound();
       const history = await visibilityOf(roomId, requester.userId);
-      if (!isVisibleAt(target.streamOrdering, history)) throw eventNotFound();
+      if (!(await rowVisibility([target], requester.userId, history))(target))
+        throw eventNotFound();
       const half = Math.min(filter?.limit ?? limit, 100);
       const beforeCount = Math.floor(half / 2);
       const afterCount = half - beforeCount;
+      // Below 0: the state the room was joined with (from the floor up to 0, not part of the
+      // timeline), and below the floor the history backfilled.
+      let floor = backfill ? await backfill.historyFloor(roomId) : undefined;
+      const joinState = (position: number) =>
+        position < 0 && (floor === undefined || position >= floor);
+      const from = target;
       const collect = async (
         direction: 'backward' | 'forward',
         count: number,
       ): Promise<EventRow[]> => {
         const out: EventRow[] = [];
         if (count === 0) return out;
-        let cursor = target.streamOrdering;
+        let cursor = from.streamOrdering;
+        let backfilled = false;
         const current = await rooms().selectCurrentStreamPosition();
         for (;;) {
+          if (direction === 'backward' && joinState(cursor - 1)) {
+            if (floor !== undefined) cursor = floor;
+            else if (!backfill || backfilled) return out;
+            else {
+              // Past the join point: a resident server is asked, once.
+              backfilled = true;
+              if (!(await backfill.backfill(roomId, count - out.length).catch(() => false)))
+                return out;
+              floor = await backfill.historyFloor(roomId);
+              if (floor === undefined) return out;
+              cursor = Math.min(cursor, floor);
+            }
+          }
           const range =
             direction === 'backward'
-              ? { after: 0, upTo: cursor - 1, direction, limit: BATCH }
+              ? { after: Number.MIN_SAFE_INTEGER, upTo: cursor - 1, direction, limit: BATCH }
               : { after: cursor, upTo: current, direction, limit: BATCH };
-          if (range.after >= range.upTo) break;
+          if (range.after >= range.upTo) return out;
           const rows = await rooms().selectRoomEvents(roomId, range);
+          const visible = await rowVisibility(rows, requester.userId, history);
           for (const row of rows) {
             cursor = row.streamOrdering;
-            if (isVisibleAt(row.streamOrdering, history) && matchesFilter(row, filter))
-              out.push(row);
+            if (joinState(row.streamOrdering)) continue;
+            if (visible(row) && matchesFilter(row, filter)) out.push(row);
             if (out.length >= count) return out;
           }
-          if (rows.length < BATCH) return out;
+          if (rows.length < BATCH) {
+            // The end of what is held: further back, a resident server is asked, once.
+            if (direction === 'forward' || !backfill || backfilled) return out;
+            backfilled = true;
+            if (!(await backfill.backfill(roomId, count - out.length).catch(() => false)))
+              return out;
+            floor = await backfill.historyFloor(roomId);
+            if (floor !== undefined) cursor = Math.min(cursor, floor);
+          }
         }
-        return out;
       };
       const before = await collect('backward', beforeCount);
       const after = await collect('forward', afterCount);
-      const stateRows = await rooms().selectStateEventsAt(roomId, target.streamOrdering);
+      const stateRows =
+        target.streamOrdering < 0
+          ? await stateRowsAfter(target)
+          : await rooms().selectStateEventsAt(roomId, target.streamOrdering);
       const lazy = filter?.lazy_load_members === true;
       const senders = new Set([target, ...before, ...after].map((r) => r.pdu.sender));
       const state = stateRows.filter(
@@ -418,8 +571,8 @@ export function createTimelineService(
         event,
         events_before: around.slice(0, before.length),
         events_after: around.slice(before.length),
-        start: streamToken((first?.streamOrdering ?? target.streamOrdering) - 1),
-        end: streamToken(last?.streamOrdering ?? target.streamOrdering),
+        start: historyToken((first?.streamOrdering ?? target.streamOrdering) - 1),
+        end: historyToken(last?.streamOrdering ?? target.streamOrdering),
         state: await presentAll(state, version),
       };
     },
@@ -497,7 +650,7 @@ export function createTimelineService(
       const row = await rooms().selectEvent(eventId);
       if (!row || row.roomId !== roomId) throw eventNotFound();
       const history = await visibilityOf(roomId, requester.userId);
-      if (!isVisibleAt(row.streamOrdering, history)) throw eventNotFound();
+      if (!(await rowVisibility([row], requester.userId, history))(row)) throw eventNotFound();
       const [event] = await presentBundled([row], version, requester.userId);
       return event ?? present(row, version);
     },

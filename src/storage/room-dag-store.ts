@@ -8,7 +8,7 @@ import { sql, type Kysely } from 'kysely';
 import { stateKeyOf, type Pdu, type StateKey } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import { takeNextPosition } from './stream-store.js';
-import { eventColumns, toEventRow } from './room-store.js';
+import { eventColumns, toEventRow, type EventRow } from './room-store.js';
 import { readInSlices, slices } from './values-table.js';
 
 /** Where an event known to the server stands. */
@@ -44,6 +44,16 @@ export interface RoomDagStore {
   ): Promise<StateGroupHead>;
   /** The whole state of a group (its delta chain applied), by `stateKeyOf`. */
   selectStateGroup(groupId: number): Promise<Map<StateKey, string>>;
+  /** Of a group's state, the entries of these keys only (absent: not in the state). */
+  selectStateGroupEntries(
+    groupId: number,
+    keys: readonly (readonly [type: string, stateKey: string])[],
+  ): Promise<Map<StateKey, string>>;
+  /**
+   * The room's redactions in the timeline naming any of `targetIds` (`redacts` at the top or
+   * in `content`), oldest first.
+   */
+  selectRedactionsOf(roomId: string, targetIds: readonly string[]): Promise<EventRow[]>;
   selectEventStateGroups(
     eventIds: readonly string[],
   ): Promise<Map<string, { before: number; after: number }>>;
@@ -138,6 +148,56 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
         else state.set(key, row.event_id);
       }
       return state;
+    },
+
+    async selectStateGroupEntries(groupId, keys) {
+      const state = new Map<StateKey, string>();
+      if (keys.length === 0) return state;
+      const types = [...new Set(keys.map(([type]) => type))];
+      const stateKeys = [...new Set(keys.map(([, stateKey]) => stateKey))];
+      const wanted = new Set(keys.map(([type, stateKey]) => stateKeyOf(type, stateKey)));
+      const { rows } = await sql<{
+        type: string;
+        state_key: string;
+        event_id: string | null;
+        depth: number;
+      }>`
+        WITH RECURSIVE chain(group_id, prev_group, depth) AS (
+          SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = ${groupId}
+          UNION ALL
+          SELECT g.group_id, g.prev_group, c.depth + 1
+            FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+        )
+        SELECT e.type, e.state_key, e.event_id, c.depth
+          FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
+         WHERE e.type IN (${sql.join(types)}) AND e.state_key IN (${sql.join(stateKeys)})`.execute(
+        db,
+      );
+      rows.sort((a, b) => Number(b.depth) - Number(a.depth));
+      for (const row of rows) {
+        const key = stateKeyOf(row.type, row.state_key);
+        if (!wanted.has(key)) continue;
+        if (row.event_id === null) state.delete(key);
+        else state.set(key, row.event_id);
+      }
+      return state;
+    },
+
+    async selectRedactionsOf(roomId, targetIds) {
+      if (targetIds.length === 0) return [];
+      const targets = new Set(targetIds);
+      const rows = await db
+        .selectFrom('events')
+        .select(eventColumns)
+        .where('events.room_id', '=', roomId)
+        .where('events.type', '=', 'm.room.redaction')
+        .orderBy('events.stream_ordering')
+        .execute();
+      return rows.map(toEventRow).filter((row) => {
+        const inContent = row.pdu.content.redacts;
+        const target = typeof inContent === 'string' ? inContent : row.pdu.redacts;
+        return typeof target === 'string' && targets.has(target);
+      });
     },
 
     async selectEventStateGroups(eventIds) {

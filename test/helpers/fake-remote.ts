@@ -28,6 +28,13 @@ export interface FakeRemote {
    */
   serveMissingEvents: boolean;
   missingEventsAsked: number;
+  /**
+   * /backfill answers from the events it holds: those named by `v` and their ancestors
+   * through prev events, nearest first, `limit` at most, then these extra PDUs (forged ones,
+   * for tests). `backfillAsked` counts the requests.
+   */
+  backfillExtra: unknown[];
+  backfillAsked: number;
   /** Makes (and holds) an event signed by this server. */
   event(version: RoomVersionId, spec: RemoteEventSpec): { eventId: string; pdu: Pdu };
   /** A request to `destination` signed as this server. */
@@ -100,6 +107,29 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
             .filter((id) => id !== undefined),
         });
       }
+      if (/^\/_matrix\/federation\/v1\/backfill\//.test(path)) {
+        remote.backfillAsked++;
+        const limit = Number(url.searchParams.get('limit') ?? '10');
+        const seen = new Set<string>();
+        const found: Pdu[] = [];
+        let frontier = url.searchParams.getAll('v');
+        while (frontier.length > 0 && found.length < limit) {
+          const next: string[] = [];
+          for (const id of frontier) {
+            const pdu = events.get(id);
+            if (seen.has(id) || !pdu || found.length >= limit) continue;
+            seen.add(id);
+            found.push(pdu);
+            next.push(...pdu.prev_events);
+          }
+          frontier = next;
+        }
+        return reply(200, {
+          origin: serverName,
+          origin_server_ts: Date.now(),
+          pdus: [...found, ...remote.backfillExtra],
+        });
+      }
       if (/^\/_matrix\/federation\/v1\/get_missing_events\//.test(path)) {
         remote.missingEventsAsked++;
         if (!remote.serveMissingEvents) return reply(200, { events: [] });
@@ -142,6 +172,8 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
   const remote: FakeRemote = {
     serveMissingEvents: false,
     missingEventsAsked: 0,
+    backfillExtra: [],
+    backfillAsked: 0,
     serverName,
     key,
     events,

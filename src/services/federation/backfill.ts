@@ -1,22 +1,33 @@
 /**
  * History from before this server was in a room: `/messages` paging back past the earliest
  * event held asks a resident server (`GET /_matrix/federation/v1/backfill`) for the events
- * before the room's holes (prev events we do not hold: `room_backfill_points`, recorded by
- * this module's deriver as received events arrive — a remote join's prev events first).
- * Each event answered is checked as on receipt (format, signatures of its servers, content
- * hash — redacted on mismatch —, auth against its auth events, fetched with /event_auth when
- * missing) and stored in the timeline before everything held (negative positions, newest
- * first), where history visibility lets this server's users read it: an event whose history
- * visibility (from the state before the oldest event answered, asked with /state_ids, and the
- * visibility events among the answer) is `joined` or `invited` is kept as an outlier, since no
- * user of ours was in the room then. Rejected events are kept as rejected.
+ * before the room's holes (prev events not in the timeline: `room_backfill_points`, recorded
+ * by this module's deriver as received events arrive — a remote join's prev events first);
+ * `/context` of an event not held asks for the history from that event.
+ * Each event answered goes through the checks on receipt of a PDU, as on `/send`: format,
+ * signatures of its servers, content hash (redacted on mismatch), auth against its auth
+ * events (fetched with /event_auth when missing), and auth against the state before it — the
+ * states after its prev events, the answer's own or held, or for the oldest ones asked with
+ * /state_ids (their events fetched with /event), resolved when they fork. Its state is kept
+ * (state groups), so history visibility is judged per user at each event when it is read.
+ * Accepted events enter the timeline before everything held (negative positions, newest
+ * first) through the room DAG service, with the history derivers (search, relations) only;
+ * redactions held apply to them and theirs to events held. Rejected events are kept as
+ * rejected, never served.
  * https://spec.matrix.org/v1.19/server-server-api/#backfilling-and-retrieving-missing-events
  */
+import { authEventSelection, type AuthStateEvent } from '../../core/auth-rules.js';
 import { canonicalJson } from '../../core/canonical-json.js';
-import { toClientEvent } from '../../core/client-event.js';
-import type { JsonObject, Pdu, RoomVersionId } from '../../core/pdu.js';
+import {
+  stateKeyOf,
+  type JsonObject,
+  type Pdu,
+  type RoomVersionId,
+  type StateKey,
+} from '../../core/pdu.js';
 import {
   checkAgainstAuthEvents,
+  checkAgainstState,
   checkPduContentHash,
   checkPduFormat,
   checkPduSignatures,
@@ -25,10 +36,17 @@ import {
   type ServerVerifyKey,
 } from '../../core/pdu-checks/index.js';
 import { getRoomVersion } from '../../core/room-versions.js';
-import type { Stores } from '../../storage/index.js';
+import type { KnownEvent, StateGroupHead, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
-import { membershipOf, type EventDeriver } from '../event-writer.js';
-import { authEdgesOf } from '../rooms-dag/state-groups.js';
+import type { EventDeriver } from '../event-writer.js';
+import { redactionTargetOf, type RoomDagService } from '../rooms-dag/index.js';
+import {
+  authEdgesOf,
+  extendGroup,
+  groupForState,
+  stateKeyOfPdu,
+  type StateMap,
+} from '../rooms-dag/state-groups.js';
 import type { FederationClient } from './client.js';
 
 const isObject = (value: unknown): value is JsonObject =>
@@ -38,6 +56,21 @@ const isObject = (value: unknown): value is JsonObject =>
 const MAX_BACKFILL = 100;
 /** Resident servers tried at most in one backfill. */
 const MAX_SERVERS_TRIED = 3;
+/** States asked for (/state_ids) at most in one backfill: the answer's oldest events'. */
+const MAX_STATE_FETCHES = 5;
+/** Backfills at most to reach an event asked for by `/context`. */
+const MAX_ROUNDS_TO_EVENT = 5;
+
+/**
+ * Of these known events, those that fill a hole: in the timeline, or rejected. An outlier (an
+ * auth or state event fetched on its own) is still a hole in the history.
+ */
+const filled = (known: ReadonlyMap<string, KnownEvent>): Set<string> =>
+  new Set(
+    [...known.values()]
+      .filter((e) => e.status === 'timeline' || e.status === 'rejected')
+      .map((e) => e.eventId),
+  );
 
 interface Checked {
   eventId: string;
@@ -48,6 +81,14 @@ interface Checked {
 export interface BackfillDeps {
   client: FederationClient;
   publicKeyFor(server: string, keyId: string, at: number): Promise<Buffer | null>;
+  roomDag: RoomDagService;
+  /** The state after an event, asked of a server with /state_ids (see the /send path). */
+  fetchStateAfter(
+    server: string,
+    roomId: string,
+    eventId: string,
+    version: RoomVersionId,
+  ): Promise<Map<StateKey, string> | undefined>;
 }
 
 export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
@@ -107,42 +148,6 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
     });
   }
 
-  /** The history visibility in force before `eventId`, as `server` has the state there. */
-  async function visibilityBefore(
-    server: string,
-    roomId: string,
-    eventId: string,
-    version: RoomVersionId,
-  ): Promise<string | undefined> {
-    const res = await client
-      .request(
-        server,
-        'GET',
-        `/_matrix/federation/v1/state_ids/${r(roomId)}?event_id=${r(eventId)}`,
-      )
-      .catch(() => undefined);
-    if (!res || res.status !== 200 || !isObject(res.body) || !Array.isArray(res.body.pdu_ids))
-      return undefined;
-    const ids = res.body.pdu_ids.filter((id): id is string => typeof id === 'string');
-    const known = await stores().roomDag.selectKnownEvents(ids);
-    for (const event of known.values())
-      if (event.pdu.type === 'm.room.history_visibility' && event.pdu.state_key === '')
-        return String(event.pdu.content.history_visibility ?? 'shared');
-    // Not held here: each unknown state event fetched until the visibility event is found.
-    for (const id of ids.filter((id) => !known.has(id))) {
-      const got = await client
-        .request(server, 'GET', `/_matrix/federation/v1/event/${r(id)}`)
-        .catch(() => undefined);
-      if (!got || got.status !== 200 || !isObject(got.body) || !Array.isArray(got.body.pdus))
-        continue;
-      const event = await check(got.body.pdus[0], version);
-      if (event?.eventId !== id) continue;
-      if (event.pdu.type === 'm.room.history_visibility' && event.pdu.state_key === '')
-        return String(event.pdu.content.history_visibility ?? 'shared');
-    }
-    return 'shared';
-  }
-
   /** Asks `server` for the events before `points`; the number of events newly kept. */
   async function backfillFrom(
     server: string,
@@ -164,7 +169,10 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
     }
     const known = await stores().roomDag.selectKnownEvents(answered.map((e) => e.eventId));
     const fresh = [...new Map(answered.map((e) => [e.eventId, e])).values()]
-      .filter((e) => known.get(e.eventId)?.status !== 'timeline')
+      .filter((e) => {
+        const status = known.get(e.eventId)?.status;
+        return status !== 'timeline' && status !== 'rejected';
+      })
       .sort((a, b) => a.pdu.depth - b.pdu.depth);
     if (fresh.length === 0) return 0;
 
@@ -177,8 +185,19 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
         await fetchAuthChain(server, roomId, event.eventId, version);
         break;
       }
-    const oldest = fresh[0] as Checked;
-    let visibility = await visibilityBefore(server, roomId, oldest.eventId, version);
+    // The states after the prev events outside the answer that have no state here (the
+    // answer's oldest events'), asked with /state_ids and their events fetched, as /send does.
+    const outside = [...new Set(fresh.flatMap((e) => e.pdu.prev_events))].filter(
+      (id) => !inAnswer.has(id),
+    );
+    const withState = await stores().roomDag.selectEventStateGroups(outside);
+    const fetchedStates = new Map<string, StateMap>();
+    for (const prev of outside.filter((id) => !withState.has(id)).slice(0, MAX_STATE_FETCHES)) {
+      const state = await deps
+        .fetchStateAfter(server, roomId, prev, version)
+        .catch(() => undefined);
+      if (state) fetchedStates.set(prev, state);
+    }
 
     return ctx.storage.tx('backfillRoom', async (s) => {
       await s.rooms.lockRoom(roomId);
@@ -201,73 +220,156 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
       const createEvent = getRoomVersion(version).roomIdFromCreateEvent
         ? lookup(createId)
         : undefined;
-      const toTimeline: Checked[] = [];
+
+      // The state before and after each event of the answer, oldest first.
+      const afterOf = new Map<string, { state: StateMap; head: StateGroupHead }>();
+      const groupStates = new Map<number, StateMap>();
+      const heldGroups = await s.roomDag.selectEventStateGroups(outside);
+      const stateAfterPrev = async (
+        prev: string,
+      ): Promise<{ state: StateMap; head?: StateGroupHead } | undefined> => {
+        const inBatch = afterOf.get(prev);
+        if (inBatch) return inBatch;
+        const group = heldGroups.get(prev)?.after;
+        if (group !== undefined) {
+          let state = groupStates.get(group);
+          if (!state) {
+            state = await s.roomDag.selectStateGroup(group);
+            groupStates.set(group, state);
+          }
+          const head = await s.roomDag.selectGroupHead(group);
+          return { state, ...(head ? { head } : {}) };
+        }
+        const fetched = fetchedStates.get(prev);
+        return fetched ? { state: fetched } : undefined;
+      };
+      const kept: { event: Checked; before: StateMap }[] = [];
+      let rejected = 0;
       for (const event of fresh) {
-        const verdict = checkAgainstAuthEvents(event.pdu, event.eventId, lookup, version, {
-          checks: { isSignedBy: (server) => event.signedBy.has(server), verifyThirdPartySigned },
+        const { eventId, pdu } = event;
+        const checks = {
+          isSignedBy: (srv: string) => event.signedBy.has(srv),
+          verifyThirdPartySigned,
+        };
+        // Step 4: against its own auth events.
+        const byAuth = checkAgainstAuthEvents(pdu, eventId, lookup, version, {
+          checks,
           ...(createEvent ? { createEvent } : {}),
         });
-        if (!verdict.allowed) {
-          if (!('missing' in verdict && verdict.missing.length > 0))
-            await s.roomDag.upsertDagEvent(
-              {
-                eventId: event.eventId,
-                roomId,
-                json: canonicalJson(event.pdu),
-                status: 'rejected',
-                reason: verdict.reason,
-              },
-              ctx.now(),
-            );
+        if (!byAuth.allowed && 'missing' in byAuth && byAuth.missing.length > 0) continue;
+        let reason = byAuth.allowed ? undefined : byAuth.reason;
+        // Step 5: against the state before it (its prev events' states, resolved).
+        const prevStates = [];
+        for (const prev of pdu.prev_events) prevStates.push(await stateAfterPrev(prev));
+        const known = prevStates.filter((p) => p !== undefined);
+        if (known.length < prevStates.length) {
+          // Its state cannot be had: not kept (unless rejected already), still a hole.
+          if (reason !== undefined) {
+            await rejectEvent(s, roomId, event, reason);
+            rejected++;
+          }
           continue;
         }
-        accepted.set(event.eventId, { ...event.pdu, event_id: event.eventId });
-        if (event.pdu.type === 'm.room.history_visibility' && event.pdu.state_key === '')
-          visibility = String(event.pdu.content.history_visibility ?? 'shared');
-        if (visibility === 'joined' || visibility === 'invited' || visibility === undefined) {
-          if (!known.has(event.eventId))
-            await s.roomDag.upsertDagEvent(
-              {
-                eventId: event.eventId,
+        const before: StateMap =
+          known.length === 0
+            ? new Map()
+            : known.length === 1
+              ? (known[0] as { state: StateMap }).state
+              : await deps.roomDag.resolveStates(
+                  s,
+                  version,
+                  known.map((k) => k.state),
+                );
+        const base = known.find((k) => k.head !== undefined);
+        const beforeHead =
+          known.length === 1 && base?.head
+            ? base.head
+            : await groupForState(
+                s,
                 roomId,
-                json: canonicalJson(event.pdu),
-                status: 'outlier',
-                reason: null,
-              },
-              ctx.now(),
-            );
-        } else {
-          toTimeline.push(event);
+                before,
+                base?.head ? { head: base.head, state: base.state } : undefined,
+              );
+        if (reason === undefined) {
+          const byState = checkAgainstState(
+            pdu,
+            eventId,
+            await authStateOf(s, pdu, version, before),
+            version,
+            checks,
+          );
+          if (!byState.allowed) reason = byState.reason;
         }
-        await s.roomDag.insertAuthEdges(event.eventId, authEdgesOf(event.pdu, roomId, version));
+        const key = stateKeyOfPdu(pdu);
+        const applies = key !== undefined && reason === undefined;
+        const after = applies ? new Map(before).set(key, eventId) : before;
+        const afterHead = applies
+          ? await extendGroup(s, roomId, beforeHead, new Map([[key, eventId]]))
+          : beforeHead;
+        await s.roomDag.insertEventStateGroups(
+          eventId,
+          roomId,
+          beforeHead.groupId,
+          afterHead.groupId,
+        );
+        await s.roomDag.insertAuthEdges(eventId, authEdgesOf(pdu, roomId, version));
+        afterOf.set(eventId, { state: after, head: afterHead });
+        if (reason !== undefined) {
+          await rejectEvent(s, roomId, event, reason);
+          rejected++;
+          continue;
+        }
+        accepted.set(eventId, { ...pdu, event_id: eventId });
+        kept.push({ event, before });
       }
+
+      // Redactions: held ones naming events of the answer, and the answer's own.
+      const keptById = new Map(kept.map((k) => [k.event.eventId, k]));
+      const redactedBy = new Map<string, string>();
+      for (const redaction of await s.roomDag.selectRedactionsOf(roomId, [...keptById.keys()])) {
+        const target = keptById.get(redactionTargetOf(redaction.pdu, version) ?? '');
+        if (!target || redactedBy.has(target.event.eventId)) continue;
+        const state = await deps.roomDag.stateAt(s, redaction.eventId, 'before');
+        if (await deps.roomDag.mayRedact(s, version, redaction.pdu, target.event.pdu, state))
+          redactedBy.set(target.event.eventId, redaction.eventId);
+      }
+      const heldTargets: { redactionId: string; targetId: string; before: StateMap; pdu: Pdu }[] =
+        [];
+      for (const { event, before } of kept) {
+        const targetId = redactionTargetOf(event.pdu, version);
+        if (targetId === undefined) continue;
+        const inAnswer = keptById.get(targetId);
+        if (!inAnswer) {
+          heldTargets.push({ redactionId: event.eventId, targetId, before, pdu: event.pdu });
+          continue;
+        }
+        if (
+          !redactedBy.has(targetId) &&
+          (await deps.roomDag.mayRedact(s, version, event.pdu, inAnswer.event.pdu, before))
+        )
+          redactedBy.set(targetId, event.eventId);
+      }
+
       // Newest first, each before everything held (positions count down), below the floor.
       await s.backfill.insertHistoryFloor(roomId);
-      const already = await s.roomDag.selectKnownEvents(toTimeline.map((e) => e.eventId));
-      for (const { eventId, pdu } of [...toTimeline].reverse()) {
-        if (already.get(eventId)?.status === 'timeline') continue;
-        if (already.has(eventId)) await s.roomDag.deleteDagEvent(eventId);
-        const json = canonicalJson(pdu);
-        const membership = membershipOf(pdu);
-        await s.rooms.persistEvent(
-          {
-            eventId,
-            roomId,
-            pdu,
-            json,
-            clientJson: JSON.stringify(
-              toClientEvent({ eventId, roomId, pdu: JSON.parse(json) as Pdu }),
-            ),
-            ...(membership ? { membership } : {}),
-          },
-          await s.roomDag.nextHistoryPosition(),
-          { applyState: false, extremity: false },
-        );
+      for (const { event } of [...kept].reverse()) {
+        const by = redactedBy.get(event.eventId);
+        await deps.roomDag.persistBackfilled(s, roomId, version, {
+          eventId: event.eventId,
+          pdu: event.pdu,
+          ...(by !== undefined ? { redactedBy: by } : {}),
+        });
+      }
+      for (const { redactionId, targetId, before, pdu } of heldTargets) {
+        const target = (await s.roomDag.selectKnownEvents([targetId])).get(targetId);
+        if (target?.status !== 'timeline' || target.roomId !== roomId) continue;
+        if (await deps.roomDag.mayRedact(s, version, pdu, target.pdu, before))
+          await s.rooms.updateRedactedBy(roomId, targetId, redactionId);
       }
       // The holes move back: the points answered are filled, the answer's own prev events
       // not held become points (until the create event, which has none).
       const prevs = [...new Set(fresh.flatMap((e) => e.pdu.prev_events))];
-      const held = await s.roomDag.selectKnownEvents([...prevs, ...points]);
+      const held = filled(await s.roomDag.selectKnownEvents([...prevs, ...points]));
       await s.backfill.deleteBackfillPoints(
         roomId,
         points.filter((id) => held.has(id)),
@@ -276,11 +378,90 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
         roomId,
         prevs.filter((id) => !held.has(id)),
       );
-      return accepted.size;
+      return kept.length + rejected;
     });
   }
 
-  return {
+  /** An event of the answer that failed the checks: kept as rejected, never served. */
+  async function rejectEvent(s: Stores, roomId: string, event: Checked, reason: string) {
+    await s.roomDag.upsertDagEvent(
+      {
+        eventId: event.eventId,
+        roomId,
+        json: canonicalJson(event.pdu),
+        status: 'rejected',
+        reason,
+      },
+      ctx.now(),
+    );
+  }
+
+  /** The auth state of `state` for this event: only the entries its auth selection names. */
+  async function authStateOf(
+    s: Stores,
+    pdu: Pdu,
+    version: RoomVersionId,
+    state: StateMap,
+  ): Promise<Map<StateKey, AuthStateEvent>> {
+    const keys = [
+      stateKeyOf('m.room.create', ''),
+      ...authEventSelection(pdu.type, pdu.state_key, pdu.sender, pdu.content, version),
+    ];
+    const ids = keys.map((k) => state.get(k)).filter((id): id is string => id !== undefined);
+    const found = await s.roomDag.selectKnownEvents(ids);
+    const out = new Map<StateKey, AuthStateEvent>();
+    for (const event of found.values())
+      if (event.status !== 'rejected')
+        out.set(stateKeyOf(event.pdu.type, event.pdu.state_key ?? ''), {
+          ...event.pdu,
+          event_id: event.eventId,
+        });
+    return out;
+  }
+
+  /** The room's version and the resident servers to ask (none: undefined). */
+  async function residentServers(
+    roomId: string,
+  ): Promise<{ version: RoomVersionId; servers: string[] } | undefined> {
+    const room = await stores().rooms.selectRoom(roomId);
+    if (!room) return undefined;
+    const servers = (
+      await stores().federationOutbox.selectRemoteJoinedServers(roomId, serverName)
+    ).slice(0, MAX_SERVERS_TRIED);
+    return { version: room.roomVersion as RoomVersionId, servers };
+  }
+
+  const service = {
+    /**
+     * An event not held (`/context`): when a resident server has it in this room (`/event`),
+     * the history is backfilled from the room's holes back to it, 100 events at a time (at
+     * most `MAX_ROUNDS_TO_EVENT` rounds), so that it takes its place among the events around
+     * it. Whether it is in the timeline now.
+     */
+    async backfillAt(roomId: string, eventId: string): Promise<boolean> {
+      const room = await residentServers(roomId);
+      if (!room) return false;
+      let found = false;
+      for (const server of room.servers) {
+        const res = await client
+          .request(server, 'GET', `/_matrix/federation/v1/event/${r(eventId)}`)
+          .catch(() => undefined);
+        if (!res || res.status !== 200 || !isObject(res.body) || !Array.isArray(res.body.pdus))
+          continue;
+        const event = await check(res.body.pdus[0], room.version);
+        found = event?.eventId === eventId && event.pdu.room_id === roomId;
+        break;
+      }
+      if (!found) return false;
+      const inTimeline = async () =>
+        (await stores().roomDag.selectKnownEvents([eventId])).get(eventId)?.status === 'timeline';
+      for (let round = 0; round < MAX_ROUNDS_TO_EVENT; round++) {
+        if (await inTimeline()) return true;
+        if (!(await service.backfill(roomId, MAX_BACKFILL))) break;
+      }
+      return inTimeline();
+    },
+
     /** Below this position the room's events were backfilled (undefined: none yet). */
     historyFloor: (roomId: string) => stores().backfill.selectHistoryFloor(roomId),
 
@@ -293,7 +474,7 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
       await s.backfill.deleteBackfillPoints(event.roomId, [event.eventId]);
       const prevs = event.pdu.prev_events;
       if (prevs.length === 0) return;
-      const held = await s.roomDag.selectKnownEvents(prevs);
+      const held = filled(await s.roomDag.selectKnownEvents(prevs));
       await s.backfill.insertBackfillPoints(
         event.roomId,
         prevs.filter((id) => !held.has(id)),
@@ -322,7 +503,7 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
       if (!room) return false;
       const points = await stores().backfill.selectBackfillPoints(roomId);
       if (points.length === 0) return false;
-      const held = await stores().roomDag.selectKnownEvents(points);
+      const held = filled(await stores().roomDag.selectKnownEvents(points));
       const open = points.filter((id) => !held.has(id));
       if (open.length < points.length)
         await stores().backfill.deleteBackfillPoints(
@@ -330,10 +511,10 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
           points.filter((id) => held.has(id)),
         );
       if (open.length === 0) return false;
-      const servers = (
-        await stores().federationOutbox.selectRemoteJoinedServers(roomId, serverName)
-      ).slice(0, MAX_SERVERS_TRIED);
-      const version = room.roomVersion as RoomVersionId;
+      const { servers, version } = (await residentServers(roomId)) ?? {
+        servers: [],
+        version: room.roomVersion as RoomVersionId,
+      };
       for (const server of servers) {
         const kept = await backfillFrom(
           server,
@@ -347,6 +528,7 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
       return false;
     },
   };
+  return service;
 }
 
 export type Backfill = ReturnType<typeof createBackfill>;

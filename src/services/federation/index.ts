@@ -93,6 +93,12 @@ export function createFederationService(
     if (servers.size > 0) await enqueue(stores, [...servers], 'pdu', event.pdu);
   };
 
+  const rooms = createRoomFederation(ctx, {
+    client,
+    publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
+    roomDag: deps.roomDag,
+  });
+
   return {
     client,
     keys,
@@ -108,18 +114,16 @@ export function createFederationService(
     joins: createRemoteJoins(ctx, client, keys, () => deps.roomDag, partialState),
     /** Partial-state joins: the background fetch of the full state, and waiting for it. */
     partialState,
+    /** Knocks on other servers' rooms, and leaves of rooms we are only invited to or knocking on. */
+    leavesAndKnocks: createRemoteMembership(ctx, client),
+    /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
+    rooms,
     /** History from before we joined (`/messages` past the join point): outbound /backfill. */
     backfill: createBackfill(ctx, {
       client,
       publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
-    }),
-    /** Knocks on other servers' rooms, and leaves of rooms we are only invited to or knocking on. */
-    leavesAndKnocks: createRemoteMembership(ctx, client),
-    /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
-    rooms: createRoomFederation(ctx, {
-      client,
-      publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
       roomDag: deps.roomDag,
+      fetchStateAfter: rooms.fetchStateAfter,
     }),
     /** The origin of an authentic request (its backoff ends: it is up); 401 otherwise. */
     async authenticate(request: InboundRequest): Promise<string> {

@@ -803,6 +803,12 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
   }
 
   return {
+    /**
+     * The state after an event, asked of a server (/state_ids), its unknown events fetched
+     * (/event), checked against their auth events and kept: as /send does it (backfill too).
+     */
+    fetchStateAfter,
+
     /** Where a transaction's EDUs go (the EDU handler, when built). */
     setEduReceiver(receiver: EduReceiver): void {
       eduReceiver = receiver;

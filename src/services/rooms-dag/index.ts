@@ -32,6 +32,7 @@ import { powerLevelOf, type AuthStateEvent } from '../../core/auth-rules.js';
 import { parseUserId } from '../../core/identifiers.js';
 import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey } from '../../core/pdu.js';
 import { getRoomVersion } from '../../core/room-versions.js';
+import { redactPdu } from '../../core/redaction.js';
 import { resolveState, type ResolvableEvent } from '../../core/state-resolution/index.js';
 import type { KnownEvent, StateChange, StateGroupHead, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
@@ -107,6 +108,13 @@ export interface ImportedRoom {
   event: IdentifiedPdu;
   /** The resident server. */
   origin: string;
+}
+
+/** The event a redaction names (in `content` from room version 11, at the top before). */
+export function redactionTargetOf(pdu: Pdu, version: RoomVersionId): string | undefined {
+  if (pdu.type !== 'm.room.redaction') return undefined;
+  const target = getRoomVersion(version).redactsInContent ? pdu.content.redacts : pdu.redacts;
+  return typeof target === 'string' ? target : undefined;
 }
 
 const stripUnsigned = (pdu: Pdu): Pdu => {
@@ -194,6 +202,36 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
     }
   }
 
+  /**
+   * Whether a redaction may redact its target under the federation rule: both sent from one
+   * server, or the redaction's sender at the room's `redact` power level in `state` (the
+   * state before the redaction).
+   */
+  async function mayRedact(
+    stores: Stores,
+    version: RoomVersionId,
+    redaction: Pdu,
+    target: Pdu,
+    state: StateMap | undefined,
+  ): Promise<boolean> {
+    if (parseUserId(target.sender)?.serverName === parseUserId(redaction.sender)?.serverName)
+      return true;
+    if (!state) return false;
+    const authIds = [stateKeyOf('m.room.create', ''), stateKeyOf('m.room.power_levels', '')]
+      .map((key) => state.get(key))
+      .filter((id): id is string => id !== undefined);
+    const auth = await knownEvents(stores, authIds);
+    const authState = new Map<StateKey, AuthStateEvent>();
+    for (const event of auth.values())
+      authState.set(stateKeyOf(event.pdu.type, event.pdu.state_key ?? ''), {
+        ...event.pdu,
+        event_id: event.eventId,
+      });
+    const levels = authState.get(stateKeyOf('m.room.power_levels', ''))?.content;
+    const redactLevel = typeof levels?.redact === 'number' ? levels.redact : 50;
+    return powerLevelOf(redaction.sender, authState, version) >= redactLevel;
+  }
+
   /** A received redaction marks its target when its sender may redact it. */
   async function applyRedaction(
     stores: Stores,
@@ -203,34 +241,46 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
     pdu: Pdu,
     state: StateMap,
   ): Promise<void> {
-    const target = getRoomVersion(version).redactsInContent ? pdu.content.redacts : pdu.redacts;
-    if (typeof target !== 'string') return;
+    const target = redactionTargetOf(pdu, version);
+    if (target === undefined) return;
     const found = (await knownEvents(stores, [target])).get(target);
     if (!found || found.status !== 'timeline' || found.roomId !== roomId) return;
-    const sameServer =
-      parseUserId(found.pdu.sender)?.serverName === parseUserId(pdu.sender)?.serverName;
-    let allowed = sameServer;
-    if (!allowed) {
-      const authIds = [stateKeyOf('m.room.create', ''), stateKeyOf('m.room.power_levels', '')]
-        .map((key) => state.get(key))
-        .filter((id): id is string => id !== undefined);
-      const auth = await knownEvents(stores, authIds);
-      const authState = new Map<StateKey, AuthStateEvent>();
-      for (const event of auth.values())
-        authState.set(stateKeyOf(event.pdu.type, event.pdu.state_key ?? ''), {
-          ...event.pdu,
-          event_id: event.eventId,
-        });
-      const levels = authState.get(stateKeyOf('m.room.power_levels', ''))?.content;
-      const redactLevel = typeof levels?.redact === 'number' ? levels.redact : 50;
-      allowed = powerLevelOf(pdu.sender, authState, version) >= redactLevel;
-    }
-    if (allowed) await stores.rooms.updateRedactedBy(roomId, target, redactionId);
+    if (await mayRedact(stores, version, pdu, found.pdu, state))
+      await stores.rooms.updateRedactedBy(roomId, target, redactionId);
   }
 
   const service = {
     knownEvents,
     stateBeforeOf,
+    /** Several states merged by state resolution (their events and auth chains held). */
+    resolveStates: (stores: Stores, version: RoomVersionId, states: readonly StateMap[]) =>
+      resolve(stores, version, states),
+    mayRedact,
+
+    /**
+     * An event of the room's past, checked by the caller, whose state groups it recorded:
+     * accepted ones enter the timeline at the next negative position (call newest first) with
+     * the history derivers — given the event redacted when `redactedBy` is set (a redaction
+     * the caller found allowed), which is then marked.
+     */
+    async persistBackfilled(
+      stores: Stores,
+      roomId: string,
+      version: RoomVersionId,
+      event: IdentifiedPdu & { redactedBy?: string },
+    ): Promise<AppendedEvent> {
+      const pdu = stripUnsigned(event.pdu);
+      const existing = (await knownEvents(stores, [event.eventId])).get(event.eventId);
+      if (existing) await stores.roomDag.deleteDagEvent(event.eventId);
+      const appended = await writer.persistBackfilled(stores, roomId, pdu, version, {
+        eventId: event.eventId,
+        position: await stores.roomDag.nextHistoryPosition(),
+        derivedPdu: event.redactedBy === undefined ? pdu : redactPdu(pdu, version),
+      });
+      if (event.redactedBy !== undefined)
+        await stores.rooms.updateRedactedBy(roomId, event.eventId, event.redactedBy);
+      return appended;
+    },
     /** Events of the room's past (outliers) entering the timeline at negative positions. */
     promoteToTimeline: promote,
 
