@@ -196,7 +196,12 @@ export function createSyncService(
     const kept = userMemberships.get(userId);
     if (kept) return kept;
     const ticket = userMemberships.ticket();
-    const rows = await stores().sync.selectMembershipsOfUser(userId);
+    // With the memberships state resolution removed (no row of theirs any more): left rooms.
+    const [current, removed] = await Promise.all([
+      stores().sync.selectMembershipsOfUser(userId),
+      stores().sync.selectRemovedMembershipsOfUser(userId),
+    ]);
+    const rows = removed.length === 0 ? current : [...current, ...removed];
     userMemberships.set(userId, rows, [userId], ticket);
     return rows;
   }

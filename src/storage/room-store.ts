@@ -135,8 +135,8 @@ export interface RoomStore {
    * Current-state entries that state resolution removed at `streamOrdering`: the
    * current_state rows go; for a member entry the user's room_memberships row goes too (no
    * membership at all), the mutual-rooms pair index drops the room if they were joined, and
-   * membership_history records `leave` (naming the event that was removed). state_history,
-   * which cannot name "no event", keeps its last row for the entry.
+   * membership_history records `leave`, and state_history the entry, with the event ID
+   * `REMOVED` (no event: readers of either at a later position find no entry).
    */
   removeStateEntries(
     roomId: string,
@@ -215,6 +215,12 @@ export const toEventRow = (row: {
 });
 
 /** The `events` columns `toEventRow` reads. */
+/**
+ * The event ID of a `state_history` or `membership_history` row recording that state
+ * resolution removed the entry (no event holds it from that position on).
+ */
+export const REMOVED = '';
+
 export const eventColumns = [
   'events.event_id',
   'events.room_id',
@@ -528,6 +534,22 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
           .where('type', '=', removal.type)
           .where('state_key', '=', removal.stateKey)
           .execute();
+        // "No event" from here on: readers of state at a position find no entry.
+        await db
+          .insertInto('state_history')
+          .values({
+            room_id: roomId,
+            type: removal.type,
+            state_key: removal.stateKey,
+            stream_ordering: streamOrdering,
+            event_id: REMOVED,
+          })
+          .onConflict((oc) =>
+            oc
+              .columns(['room_id', 'type', 'state_key', 'stream_ordering'])
+              .doUpdateSet({ event_id: REMOVED }),
+          )
+          .execute();
         if (removal.userId === undefined) continue;
         const previous = await db
           .selectFrom('room_memberships')
@@ -554,12 +576,12 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
             user_id: removal.userId,
             stream_ordering: streamOrdering,
             membership: 'leave',
-            event_id: removal.eventId,
+            event_id: REMOVED,
           })
           .onConflict((oc) =>
             oc
               .columns(['room_id', 'user_id', 'stream_ordering'])
-              .doUpdateSet({ membership: 'leave', event_id: removal.eventId }),
+              .doUpdateSet({ membership: 'leave', event_id: REMOVED }),
           )
           .execute();
       }

@@ -4,8 +4,9 @@
  * heroes, and the syncing device's transaction IDs. Every read is an index range scan.
  */
 import type { Kysely } from 'kysely';
+import { removedMembership } from './migrations/0024-removed-memberships.js';
 import type { Database } from './schema.js';
-import { eventColumns, toEventRow, type EventRow, type StateKeys } from './room-store.js';
+import { REMOVED, eventColumns, toEventRow, type EventRow, type StateKeys } from './room-store.js';
 import { groupByRoom, readInSlices, slices, valuesTable } from './values-table.js';
 
 export interface UserMembershipRow {
@@ -47,6 +48,12 @@ export interface SyncStore {
     userId: string,
     roomIds?: readonly string[],
   ): Promise<UserMembershipRow[]>;
+  /**
+   * The user's memberships that state resolution removed altogether (see
+   * `RoomStore.removeStateEntries`) in rooms where they have no membership now: per room, the
+   * latest such removal as a `leave` at its position, with the event ID `REMOVED`.
+   */
+  selectRemovedMembershipsOfUser(userId: string): Promise<UserMembershipRow[]>;
   /** Joined and invited member counts of each room listed. */
   selectMemberCounts(roomIds: readonly string[]): Promise<Map<string, MemberCounts>>;
   /** Per room, up to `limit` users with the membership, by user ID, `exclude` left out. */
@@ -95,19 +102,38 @@ export interface SyncStore {
 
 const MEMBER = 'm.room.member';
 
-/** A state_history row joined to its event. */
-type StateHistoryRow = Parameters<typeof toEventRow>[0] & { type: string; state_key: string };
+/**
+ * A state_history row (its room, key and position) left-joined to its event: the event's
+ * columns are null for a row recording a removal (`REMOVED`).
+ */
+type StateHistoryRow = {
+  [K in keyof Parameters<typeof toEventRow>[0]]: Parameters<typeof toEventRow>[0][K] | null;
+} & { sh_room_id: string; type: string; state_key: string; changed_at: number | string };
 
 export function syncStore(db: Kysely<Database>): SyncStore {
-  /** The latest row of each room's state keys, by room and stream order. */
+  /**
+   * The latest row of each room's state keys (by the position of the change), by room and
+   * stream order; a key whose latest row is a removal has no entry.
+   */
   const latestStateRows = (rows: readonly StateHistoryRow[]) => {
-    const latest = new Map<string, EventRow>();
-    for (const row of [...rows].sort(
-      (x, y) => Number(x.stream_ordering) - Number(y.stream_ordering),
-    ))
-      latest.set(`${row.room_id}\u0000${row.type}\u0000${row.state_key}`, toEventRow(row));
-    return groupByRoom([...latest.values()].sort((a, b) => a.streamOrdering - b.streamOrdering));
+    const latest = new Map<string, StateHistoryRow>();
+    for (const row of [...rows].sort((x, y) => Number(x.changed_at) - Number(y.changed_at)))
+      latest.set(`${row.sh_room_id}\u0000${row.type}\u0000${row.state_key}`, row);
+    const events: EventRow[] = [];
+    for (const row of latest.values()) {
+      if (row.event_id === null || row.pdu === null) continue;
+      events.push(toEventRow(row as Parameters<typeof toEventRow>[0]));
+    }
+    return groupByRoom(events.sort((a, b) => a.streamOrdering - b.streamOrdering));
   };
+  /** The columns `latestStateRows` reads. */
+  const stateHistoryColumns = [
+    ...eventColumns,
+    'sh.room_id as sh_room_id',
+    'sh.type',
+    'sh.state_key',
+    'sh.stream_ordering as changed_at',
+  ] as const;
 
   return {
     async selectRoomsWithEvents(after, upTo) {
@@ -136,6 +162,37 @@ export function syncStore(db: Kysely<Database>): SyncStore {
         membership: r.membership,
         streamOrdering: Number(r.stream_ordering),
         eventId: r.event_id,
+      }));
+    },
+
+    async selectRemovedMembershipsOfUser(userId) {
+      const rows = await db
+        .selectFrom('membership_history as mh')
+        .select(['mh.room_id', 'mh.stream_ordering'])
+        .where('mh.user_id', '=', userId)
+        .where(removedMembership)
+        .where((eb) =>
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom('room_memberships as m')
+                .select('m.room_id')
+                .whereRef('m.room_id', '=', 'mh.room_id')
+                .where('m.user_id', '=', userId),
+            ),
+          ),
+        )
+        .execute();
+      const latest = new Map<string, number>();
+      for (const row of rows) {
+        const at = Number(row.stream_ordering);
+        if ((latest.get(row.room_id) ?? -Infinity) < at) latest.set(row.room_id, at);
+      }
+      return [...latest].map(([roomId, streamOrdering]) => ({
+        roomId,
+        membership: 'leave',
+        streamOrdering,
+        eventId: REMOVED,
       }));
     },
 
@@ -241,8 +298,8 @@ export function syncStore(db: Kysely<Database>): SyncStore {
               .onRef('sh.state_key', '=', 'k.column3')
               .onRef('sh.stream_ordering', '<', 'k.column4'),
           )
-          .innerJoin('events', 'events.event_id', 'sh.event_id')
-          .select([...eventColumns, 'sh.type', 'sh.state_key'])
+          .leftJoin('events', 'events.event_id', 'sh.event_id')
+          .select(stateHistoryColumns)
           .execute(),
       );
       return latestStateRows(rows);
@@ -262,8 +319,8 @@ export function syncStore(db: Kysely<Database>): SyncStore {
               .onRef('sh.stream_ordering', '>', 'k.column2')
               .onRef('sh.stream_ordering', '<', 'k.column3'),
           )
-          .innerJoin('events', 'events.event_id', 'sh.event_id')
-          .select([...eventColumns, 'sh.type', 'sh.state_key'])
+          .leftJoin('events', 'events.event_id', 'sh.event_id')
+          .select(stateHistoryColumns)
           .execute(),
       );
       return latestStateRows(rows);

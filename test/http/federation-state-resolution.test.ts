@@ -34,6 +34,10 @@ interface SyncBody {
       string,
       { state?: { events: ClientEvent[] }; timeline?: { events: ClientEvent[] } }
     >;
+    leave?: Record<
+      string,
+      { state?: { events: ClientEvent[] }; timeline?: { events: ClientEvent[] } }
+    >;
   };
 }
 
@@ -93,6 +97,25 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
       .map((e) => `${e.state_key ?? ''}=${String(e.content.membership)}`)
       .sort();
   }
+  /** `/members?at=` (a sync token) as user → membership, sorted. */
+  async function membersAt(
+    server: Federated,
+    user: TestUser,
+    roomId: string,
+    at: string,
+  ): Promise<string[]> {
+    const answer = await as(server, user)<{ chunk: ClientEvent[] }>(
+      'GET',
+      `/rooms/${r(roomId)}/members?at=${r(at)}`,
+    );
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return answer.body.chunk
+      .map((e) => `${e.state_key ?? ''}=${String(e.content.membership)}`)
+      .sort();
+  }
+  /** A sync token of the user's now. */
+  const tokenOf = async (server: Federated, user: TestUser) =>
+    (await as(server, user)<SyncBody>('GET', '/sync?timeout=0')).body.next_batch;
   async function joinedRoomsOf(server: Federated, user: TestUser): Promise<string[]> {
     const answer = await as(server, user)<{ joined_rooms: string[] }>('GET', '/joined_rooms');
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
@@ -187,6 +210,7 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
     it(`v${version}: a join rule change racing a join removes the join everywhere, and everything derived follows`, async () => {
       const roomId = await sharedRoom(version);
       const bobSince = (await as(b, bob)<SyncBody>('GET', '/sync')).body.next_batch;
+      const eveSince = await tokenOf(a, eve);
 
       await partition();
       // A's side: eve joins while the room is public. C's side: carol makes it invite-only.
@@ -212,6 +236,9 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
       assert.deepEqual(await mutualRooms(b, bob, eve.userId), [roomId]);
       assert.deepEqual(await mutualRooms(a, alice, eve.userId), [roomId]);
       assert.ok((await joinedRoomsOf(a, eve)).includes(roomId));
+      const eveMid = await tokenOf(a, eve);
+      const eveMidSync = await as(a, eve)<SyncBody>('GET', `/sync?since=${r(eveSince)}`);
+      assert.ok(eveMidSync.body.rooms?.join?.[roomId], 'eve is joined before resolution');
 
       // C's side arrives: resolution puts the join rule first, and eve's join fails it.
       heal(c);
@@ -241,6 +268,44 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
         await mutualRooms(b, bob, alice.userId),
       );
       assert.ok(!(await joinedRoomsOf(a, eve)).includes(roomId));
+      // Eve's clients are told: the room moves to `leave` in /sync (from before her join, and
+      // from while she was joined), with the join rule that won in its timeline.
+      for (const since of [eveSince, eveMid]) {
+        const eveSync = await as(a, eve)<SyncBody>('GET', `/sync?since=${r(since)}`);
+        assert.equal(eveSync.status, 200, JSON.stringify(eveSync.body));
+        assert.equal(eveSync.body.rooms?.join?.[roomId], undefined, JSON.stringify(eveSync.body));
+        const left = eveSync.body.rooms?.leave?.[roomId];
+        assert.ok(left, JSON.stringify(eveSync.body.rooms));
+        assert.ok(
+          (left.timeline?.events ?? []).some((e) => e.event_id === rules.body.event_id),
+          JSON.stringify(left),
+        );
+        // Once told, it is not news again.
+        const again = await as(a, eve)<SyncBody>(
+          'GET',
+          `/sync?timeout=0&since=${r(eveSync.body.next_batch)}`,
+        );
+        assert.equal(again.body.rooms?.leave?.[roomId], undefined);
+        assert.equal(again.body.rooms?.join?.[roomId], undefined);
+      }
+      // An initial sync with include_leave lists it among left rooms, not joined ones.
+      const filter = JSON.stringify({ room: { include_leave: true } });
+      const initial = await as(a, eve)<SyncBody>('GET', `/sync?filter=${r(filter)}`);
+      assert.equal(initial.body.rooms?.join?.[roomId], undefined);
+      assert.ok(initial.body.rooms?.leave?.[roomId], JSON.stringify(initial.body.rooms));
+      // Member lists as of a token after the resolution do not show the removed join, on the
+      // server that had it as a local join and on the one that had received it.
+      for (const [server, user] of [
+        [a, alice],
+        [b, bob],
+      ] as const) {
+        const at = await tokenOf(server, user);
+        assert.deepEqual(
+          await membersAt(server, user, roomId, at),
+          members.map((m) => `${m}=join`).sort(),
+          server.serverName,
+        );
+      }
       // Room summaries (heroes and counts in /sync) follow membership.
       const synced = await as(b, bob)<
         SyncBody & { rooms?: { join?: Record<string, { summary?: Record<string, unknown> }> } }
@@ -261,6 +326,7 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
 
   it('a ban racing a join: the ban wins on every server, the banned user’s room leaves every pair', async () => {
     const roomId = await sharedRoom('11');
+    const eveSince = await tokenOf(a, eve);
     await partition();
     const joined = await as(a, eve)('POST', `/rooms/${r(roomId)}/join`, {});
     assert.equal(joined.status, 200, JSON.stringify(joined.body));
@@ -292,6 +358,27 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
     }
     assert.deepEqual(await mutualRooms(b, bob, eve.userId), []);
     assert.ok(!(await joinedRoomsOf(a, eve)).includes(roomId));
+    // Eve's join was resolved away: her /sync has the room under `leave`, with the ban.
+    const eveSync = await as(a, eve)<SyncBody>('GET', `/sync?since=${r(eveSince)}`);
+    assert.equal(eveSync.body.rooms?.join?.[roomId], undefined, JSON.stringify(eveSync.body));
+    const left = eveSync.body.rooms?.leave?.[roomId];
+    assert.ok(left, JSON.stringify(eveSync.body.rooms));
+    assert.ok(
+      [...(left.timeline?.events ?? []), ...(left.state?.events ?? [])].some(
+        (e) => e.state_key === eve.userId && e.content.membership === 'ban',
+      ),
+      JSON.stringify(left),
+    );
+    // Member lists as of a token after it: eve is banned, not joined, on every server.
+    for (const [server, user] of [
+      [a, alice],
+      [b, bob],
+      [c, carol],
+    ] as const) {
+      const listed = await membersAt(server, user, roomId, await tokenOf(server, user));
+      assert.ok(listed.includes(`${eve.userId}=ban`), `${server.serverName}: ${listed.join()}`);
+      assert.ok(!listed.includes(`${eve.userId}=join`), server.serverName);
+    }
   });
 
   it('concurrent power level changes resolve to the same state on every server', async () => {

@@ -22,6 +22,7 @@ import * as m0020 from './0020-federation.js';
 import * as m0021 from './0021-room-dag.js';
 import * as m0022 from './0022-invite-room-state.js';
 import * as m0023 from './0023-backfill-points.js';
+import * as m0024 from './0024-removed-memberships.js';
 import * as m0025 from './0025-remote-device-lists.js';
 import * as m0028 from './0028-partial-state-rooms.js';
 import * as m0030 from './0030-appservices.js';
@@ -73,6 +74,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0021-room-dag': m0021,
   '0022-invite-room-state': m0022,
   '0023-backfill-points': m0023,
+  '0024-removed-memberships': m0024,
   '0025-remote-device-lists': m0025,
   '0028-partial-state-rooms': m0028,
   '0030-appservices': m0030,
