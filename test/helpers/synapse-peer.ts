@@ -16,14 +16,19 @@ export interface SynapsePeer {
   stop(): Promise<void>;
 }
 
-/** `extra`: more of Synapse's configuration (experimental features, say), over the defaults. */
+/**
+ * `extra`: more of Synapse's configuration (experimental features, say), over the defaults.
+ * `at`: a data directory and federation port to use (a bench's kept Synapse, whose server name
+ * must stay the same); that directory is left in place when it stops.
+ */
 export async function startSynapsePeer(
   install: SynapseInstall,
   ca: TestCa,
   extra: Record<string, unknown> = {},
+  at?: { dir: string; fedPort: number },
 ): Promise<SynapsePeer> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'commons-synapse-'));
-  const fedPort = await freePort();
+  const dir = at?.dir ?? mkdtempSync(path.join(tmpdir(), 'commons-synapse-'));
+  const fedPort = at?.fedPort ?? (await freePort());
   const clientPort = await freePort();
   const serverName = `127.0.0.1:${fedPort}`;
   const overrides = {
@@ -72,7 +77,8 @@ export async function startSynapsePeer(
     clientUrl,
     async stop() {
       await synapse.stop();
-      if (!process.env.COMMONS_TEST_KEEP_SYNAPSE) rmSync(dir, { recursive: true, force: true });
+      if (!at && !process.env.COMMONS_TEST_KEEP_SYNAPSE)
+        rmSync(dir, { recursive: true, force: true });
     },
   };
 }
