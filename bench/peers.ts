@@ -11,8 +11,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -211,6 +211,21 @@ function rssMiB(pid: number): number {
   }
 }
 
+/** Asks bench/soak-agent.mjs in the server for its memory (after a full GC with 'gc'). */
+async function askAgent(
+  pid: number,
+  dir: string,
+  command: 'gc' | 'none',
+  sequence: number,
+): Promise<Record<string, number>> {
+  writeFileSync(path.join(dir, 'command'), command);
+  process.kill(pid, 'SIGUSR2');
+  const file = path.join(dir, `reply-${sequence}.json`);
+  for (let i = 0; i < 600 && !existsSync(file); i++)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>;
+}
+
 async function main(): Promise<void> {
   if (args.help) {
     console.log(HELP);
@@ -247,11 +262,14 @@ async function main(): Promise<void> {
     stdio: 'inherit',
   });
   if (built.status !== 0) throw new Error('scripts/build.mjs failed');
+  const agentDir = mkdtempSync(path.join(tmpdir(), 'peers-agent-'));
   let commons: ServerProcess | undefined;
   let synapse: SynapseProcess | undefined;
   const clients: PeerClient[] = [];
   try {
     commons = await startCommons({
+      // The soak run's agent: on a signal, the server reports its memory (after a GC if asked).
+      nodeArgs: ['--expose-gc', '--import', path.join(ROOT, 'bench', 'soak-agent.mjs')],
       root: ROOT,
       url:
         args.postgres && sides.commons.database
@@ -264,6 +282,7 @@ async function main(): Promise<void> {
       extraEnv: {
         COMMONS_REGISTRATION_ENABLED: 'true',
         COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',
+        SOAK_AGENT_DIR: agentDir,
       },
     });
     synapse = await startSynapse({
@@ -310,7 +329,19 @@ async function main(): Promise<void> {
       ...scenarios(shape, runs, positive('load-seconds', args['load-seconds'])),
       ...writeScenarios(positive('write-seconds', args['write-seconds'])),
     ];
-    for (const scenario of all) results.push(await measure(scenario, peers, log, warmup));
+    const rssAfter: NonNullable<PeersReport['rssAfter']> = [];
+    for (const scenario of all) {
+      results.push(await measure(scenario, peers, log, warmup));
+      rssAfter.push({
+        id: scenario.id,
+        commons: rssMiB(commons.pid),
+        synapse: rssMiB(synapse.pid),
+      });
+    }
+    const rssAtEnd = { commons: rssMiB(commons.pid), synapse: rssMiB(synapse.pid) };
+    const before = await askAgent(commons.pid, agentDir, 'none', 1);
+    const after = await askAgent(commons.pid, agentDir, 'gc', 2);
+    const mib = (bytes: number | undefined) => +((bytes ?? NaN) / 1048576).toFixed(1);
 
     const when = new Date().toISOString();
     const report: PeersReport = {
@@ -324,7 +355,16 @@ async function main(): Promise<void> {
       loadAverage: { start: +loadStart.toFixed(2), end: +(loadavg()[0] ?? NaN).toFixed(2) },
       answersDiffer: differ,
       results,
-      rssMiB: { commons: rssMiB(commons.pid), synapse: rssMiB(synapse.pid) },
+      rssMiB: rssAtEnd,
+      rssAfter,
+      commonsMemory: {
+        heapUsed: mib(before.heapUsed),
+        heapTotal: mib(before.heapTotal),
+        external: mib(before.external),
+        rest: mib((before.rss ?? NaN) - (before.heapTotal ?? NaN) - (before.external ?? NaN)),
+        rssAfterGc: mib(after.rss),
+        heapTotalAfterGc: mib(after.heapTotal),
+      },
       builtSeconds: { commons: cm.builtSeconds, synapse: sm.builtSeconds },
     };
     const file = path.join(
@@ -345,6 +385,7 @@ async function main(): Promise<void> {
     for (const client of clients) client.close();
     await commons?.stop().catch(() => undefined);
     await synapse?.stop().catch(() => undefined);
+    rmSync(agentDir, { recursive: true, force: true });
   }
 }
 

@@ -1,7 +1,8 @@
 // Loaded into the Commons process by the soak run (node --expose-gc --import
 // bench/soak-agent.mjs): on SIGUSR2 it reads the command file SOAK_AGENT_DIR/command, then
-// collects garbage ("gc") or writes a heap snapshot ("snapshot", which V8 takes after a full
-// collection), and writes what it saw to SOAK_AGENT_DIR/reply-<sequence>.json.
+// collects garbage ("gc"), writes a heap snapshot ("snapshot", which V8 takes after a full
+// collection) or does neither (any other word: the peers bench reads memory as it is), and
+// writes what it saw to SOAK_AGENT_DIR/reply-<sequence>.json.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
@@ -14,7 +15,7 @@ if (dir) {
     const reply = { sequence: ++sequence, command };
     if (command === 'snapshot') {
       reply.snapshot = v8.writeHeapSnapshot(path.join(dir, `heap-${sequence}.heapsnapshot`));
-    } else {
+    } else if (command === 'gc') {
       globalThis.gc?.();
     }
     Object.assign(reply, process.memoryUsage());

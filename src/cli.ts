@@ -12,6 +12,7 @@
  *                                              move a SQLite database to an empty PostgreSQL one
  */
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import { ConfigError, loadConfig, type ResolvedConfig } from './config/load.js';
 import { generateConfigYaml } from './config/generate.js';
 import { registerUserWithSharedSecret } from './register-user.js';
@@ -58,8 +59,21 @@ function localUrl(config: ResolvedConfig): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${config.listen.port}`;
 }
 
+/**
+ * memory.heap_growth_percent as V8's flag, unless node was given one: V8 reads it whenever it
+ * sets the heap's next limit, so setting it at start applies to the whole run.
+ */
+function limitHeapGrowth(config: ResolvedConfig): void {
+  const percent = config.memory.heap_growth_percent;
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(
+    (arg) => /^--heap[-_]growing[-_]percent\b/.test(arg),
+  );
+  if (percent !== null && !given) v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
 async function runServer(configFile: string | undefined): Promise<void> {
   const config = readConfig(configFile);
+  limitHeapGrowth(config);
   const logger = createLogger(config);
   let server: RunningServer | undefined;
   let stopping: NodeJS.Signals | null = null;

@@ -19,6 +19,20 @@ export interface PeersReport {
   answersDiffer: string[];
   results: ScenarioResult[];
   rssMiB: { commons: number; synapse: number };
+  /** Each server's RSS after each scenario (MiB), in the order run: where memory grew. */
+  rssAfter?: { id: string; commons: number; synapse: number }[];
+  /**
+   * What Commons' RSS at the end is made of (process.memoryUsage in the server, MiB), and
+   * its RSS once a full garbage collection has run.
+   */
+  commonsMemory?: {
+    heapUsed: number;
+    heapTotal: number;
+    external: number;
+    rest: number;
+    rssAfterGc: number;
+    heapTotalAfterGc: number;
+  };
   builtSeconds: { commons: number; synapse: number };
 }
 
@@ -114,6 +128,15 @@ export function renderRun(report: PeersReport, source: string): string {
   lines.push(
     `| resident memory after the run | ${fmt(report.rssMiB.commons, 0)} MiB | ${fmt(report.rssMiB.synapse, 0)} MiB | ${fmt(report.rssMiB.commons / report.rssMiB.synapse, 2)} | | |`,
     '',
+    ...(report.commonsMemory
+      ? [
+          `Commons' memory at the end: V8 heap ${fmt(report.commonsMemory.heapTotal, 0)} MiB reserved (${fmt(report.commonsMemory.heapUsed, 0)} in use), ${fmt(report.commonsMemory.external, 0)} MiB outside it (buffers), ${fmt(report.commonsMemory.rest, 0)} MiB the rest (code, SQLite's page cache, native allocations); after a full garbage collection RSS ${fmt(report.commonsMemory.rssAfterGc, 0)} MiB, heap ${fmt(report.commonsMemory.heapTotalAfterGc, 0)} MiB reserved.` +
+            (report.rssAfter
+              ? ` RSS after each scenario (Commons / Synapse, MiB): ${report.rssAfter.map((x) => `${x.id} ${fmt(x.commons, 0)} / ${fmt(x.synapse, 0)}`).join(', ')}.`
+              : ''),
+          '',
+        ]
+      : []),
     '| target (issue #20) | goal | figure | |',
     '| --- | --- | --- | --- |',
   );

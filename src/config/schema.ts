@@ -581,6 +581,19 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Stopping.' },
     ),
+    memory: Type.Object(
+      {
+        heap_growth_percent: Type.Union(
+          [Type.Integer({ minimum: 10, maximum: 300 }), Type.Null()],
+          {
+            default: 50,
+            description:
+              "How far the JavaScript heap may grow past what was live at the last full garbage collection before the next one runs (V8's `--heap-growing-percent`; set when the `commons` command starts the server). V8's own choice is up to 300% under a high allocation rate: a server with 40 MiB live kept 150-210 MiB of heap. Lower: less memory, more time collecting. null: V8's own choice (as does a `--heap-growing-percent` given to node).",
+          },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Memory.' },
+    ),
   },
   { additionalProperties: false },
 );

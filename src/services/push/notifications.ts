@@ -84,6 +84,8 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
       pdu: { type: string; sender: string; state_key?: string; content: JsonObject };
       roomVersion: RoomVersionId;
     },
+    /** The room's joined members, when the caller has just counted them. */
+    joined?: number,
   ): Promise<EvaluationContext> {
     const { pdu, roomId } = event;
     const state = await tx.rooms.selectStateEvents(roomId, [
@@ -109,7 +111,7 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
       sender: pdu.sender,
       senderPowerLevel: powerLevelOf(pdu.sender, authState, event.roomVersion),
       notificationLevels,
-      memberCount: (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0,
+      memberCount: joined ?? (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0,
       pushEvent: {
         type: pdu.type,
         sender: pdu.sender,
@@ -212,16 +214,19 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
       pdu.content.membership === 'invite' &&
       typeof pdu.state_key === 'string';
     if (!inline && !invited) return;
-    const c = await contextOf(tx, event);
+    let page = inline ? await tx.push.selectJoinedMembersPage(roomId, '', MEMBER_PAGE) : [];
+    // Nobody but the sender joined (a note-to-self room, a bridge's own room) and no invitee:
+    // nothing to evaluate, so the room's power levels and the rest need not be read.
+    if (!invited && page.every((m) => m.userId === pdu.sender)) return;
+    const c = await contextOf(tx, event, joined);
     const at = async () => event.streamOrdering;
     if (inline) {
-      let after = '';
       for (;;) {
-        const page = await tx.push.selectJoinedMembersPage(roomId, after, MEMBER_PAGE);
         await evaluate(tx, c, page, at);
-        if (page.length < MEMBER_PAGE) break;
-        after = page[page.length - 1]?.userId ?? after;
+        const last = page[page.length - 1];
+        if (page.length < MEMBER_PAGE || !last) break;
         await yieldToEventLoop();
+        page = await tx.push.selectJoinedMembersPage(roomId, last.userId, MEMBER_PAGE);
       }
     }
     // An invitee is not joined, yet the invite concerns them (evaluated here either way).
