@@ -31,7 +31,7 @@ import { rootRoutes } from './api/root.js';
 import { federationRoutes } from './api/federation/index.js';
 
 import { mediaRoutes } from './api/media/index.js';
-import { newSessionId } from './core/secrets.js';
+import { hashAccessToken, newSessionId } from './core/secrets.js';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { FastReads } from './http/fast-reads.js';
@@ -127,9 +127,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         // An application service's token is Fastify's to read (it may name a user to act as);
         // thrown here, the fast read leaves it at once rather than look for a session.
         authenticate: (token) => {
-          if (deps.services.appservices.byToken(token) !== null)
+          // Hashed once for both lookups (a hash is most of a cached session's cost).
+          const hash = hashAccessToken(token);
+          if (deps.services.appservices.byTokenHash(hash) !== null)
             throw new Error('an application service token');
-          return deps.services.sessions.authenticate(token);
+          return deps.services.sessions.authenticateHash(hash);
         },
         rateLimiter,
         trustProxy: config.http.trust_proxy,

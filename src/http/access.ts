@@ -10,6 +10,7 @@ import type {
   preHandlerHookHandler,
 } from 'fastify';
 import { MatrixError, missingToken } from '../core/errors.js';
+import { hashAccessToken } from '../core/secrets.js';
 import type { Requester, Services } from '../services/index.js';
 import type { RateLimiter } from './rate-limit.js';
 import { pathParamProblem, queryStringProblem } from './query-string.js';
@@ -55,8 +56,10 @@ function authenticate(
   rawQuery: unknown,
   userIdParam: boolean,
 ): Requester | Promise<Requester> {
-  const appservice = services.appservices.byToken(token);
-  if (appservice === null) return services.sessions.authenticate(token);
+  // Hashed once for both lookups (a hash is most of a cached session's cost).
+  const hash = hashAccessToken(token);
+  const appservice = services.appservices.byTokenHash(hash);
+  if (appservice === null) return services.sessions.authenticateHash(hash);
   const query = rawQuery as Record<string, unknown> | undefined;
   return services.appservices.requester(appservice, {
     userId: userIdParam ? undefined : single(query, 'user_id'),

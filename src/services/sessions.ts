@@ -76,6 +76,11 @@ export function createSessionService(ctx: ServiceContext, accounts: AccountServi
       return sessions.get(hash) ?? readSession(hash);
     },
 
+    /** `authenticate` by the token's hash (`hashAccessToken`), for a caller that has it. */
+    authenticateHash(hash: string): Requester | Promise<Requester> {
+      return sessions.get(hash) ?? readSession(hash);
+    },
+
     /** Invalidates the requester's token and deletes its device. */
     async logout(requester: Requester): Promise<void> {
       await ctx.storage.tx('logout', async (stores) => {

@@ -310,9 +310,13 @@ export function pushStore(db: Kysely<Database>): PushStore {
               ['text', 'bigint'],
             ),
           )
-          .innerJoin('event_push_actions as a', (join) =>
-            join.onRef('a.room_id', '=', 'k.column1').onRef('a.stream_ordering', '>', 'k.column2'),
-          )
+          // The listed rooms first, then each one's rows by the key (user, room, position):
+          // SQLite keeps the order of a CROSS JOIN. As an inner join it read every row of the
+          // user's and matched it against the whole list: 100-190 ms for a user in 200 rooms
+          // with 1,800 rows, against 1 ms (PostgreSQL plans either the same).
+          .crossJoin('event_push_actions as a')
+          .whereRef('a.room_id', '=', 'k.column1')
+          .whereRef('a.stream_ordering', '>', 'k.column2')
           .select((eb) => [
             'a.room_id',
             'a.thread_id',
@@ -336,12 +340,11 @@ export function pushStore(db: Kysely<Database>): PushStore {
               ['text', 'text', 'bigint'],
             ),
           )
-          .innerJoin('event_push_actions as a', (join) =>
-            join
-              .onRef('a.room_id', '=', 'k.column1')
-              .onRef('a.thread_id', '=', 'k.column2')
-              .onRef('a.stream_ordering', '>', 'k.column3'),
-          )
+          // As selectUnreadCounts: the listed threads first (SQLite keeps a CROSS JOIN's order).
+          .crossJoin('event_push_actions as a')
+          .whereRef('a.room_id', '=', 'k.column1')
+          .whereRef('a.thread_id', '=', 'k.column2')
+          .whereRef('a.stream_ordering', '>', 'k.column3')
           .select((eb) => [
             'a.room_id',
             'a.thread_id',

@@ -82,7 +82,12 @@ export function createAppServiceActing(ctx: ServiceContext, accounts: AccountSer
 
     /** The service whose `as_token` this is (never its `hs_token`), or null. */
     byToken(token: string): AppServiceRegistration | null {
-      return byTokenHash.get(hashAccessToken(token)) ?? null;
+      return byTokenHash.size === 0 ? null : (byTokenHash.get(hashAccessToken(token)) ?? null);
+    },
+
+    /** `byToken` by the token's hash (`hashAccessToken`), for a caller that has it. */
+    byTokenHash(hash: string): AppServiceRegistration | null {
+      return byTokenHash.get(hash) ?? null;
     },
 
     /**
