@@ -15,6 +15,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { userNotOfServer } from './user-server.js';
 
 export type PurgeKind = 'delete_room' | 'purge_history';
 export type PurgeStatus = 'scheduled' | 'active' | 'complete' | 'failed';
@@ -332,8 +333,7 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
         .orderBy('stream_ordering')
         .limit(limit);
       if (keepServer !== null) {
-        const pattern = `%:${keepServer.replace(/[\\%_]/g, (c) => `\\${c}`)}`;
-        query = query.where(sql<boolean>`sender NOT LIKE ${pattern} ESCAPE '\\'`);
+        query = query.where(userNotOfServer('sender', keepServer));
       }
       const rows = await query.execute();
       if (rows.length === 0) return 0;
