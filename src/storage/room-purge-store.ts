@@ -90,6 +90,7 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['appservice_room_users', ['service_id', 'user_id']],
   ['appservice_room_directory', ['service_id', 'network_id']],
   ['user_directory_public_rooms', ['room_id']],
+  ['user_directory_pending', ['room_id']],
   ['server_notice_rooms', ['user_id']],
   ['partial_state_rooms', ['room_id']],
   ['receipts', ['user_id']],
