@@ -117,6 +117,7 @@ export function serviceSettingsOf(
       },
     },
     userDirectorySearchAll: config.user_directory.search_all_users,
+    userDirectoryInlineReachMembers: config.user_directory.inline_reach_max_members,
     serverNotices:
       config.server_notices.system_mxid_localpart === null
         ? null
@@ -450,6 +451,8 @@ export async function startServer(
   });
   // Push rules of events into big rooms: what earlier runs left pending first.
   services.pushEvaluation.start({ log: logger });
+  // User-directory reach of big rooms whose join rule changed: what earlier runs left first.
+  services.userDirectoryReach.start({ log: logger });
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -489,6 +492,7 @@ export async function startServer(
         const stoppingSenders = services.appservices.stopSending();
         const stoppingPushes = services.pushSender.stop();
         const stoppingEvaluation = services.pushEvaluation.stop();
+        const stoppingReach = services.userDirectoryReach.stop();
 
         services.admin.purges.stop();
         services.admin.retention.stop();
@@ -527,6 +531,7 @@ export async function startServer(
         await stoppingSenders;
         await stoppingPushes;
         await stoppingEvaluation;
+        await stoppingReach;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

@@ -256,6 +256,12 @@ export const ConfigSchema = Type.Object(
           description:
             '`/user_directory/search` finds every local user; otherwise only users who share a room with the requester or are in a public room.',
         }),
+        inline_reach_max_members: Type.Integer({
+          minimum: 0,
+          default: 100,
+          description:
+            "Rooms of up to this many joined members have their members' directory reach (whether strangers may find them) moved in the join rule change's own transaction; bigger rooms' members are moved just after, in pages. Meanwhile a room that stopped being public hides its members from strangers at once, and one made public shows them only once moved. 0: always after.",
+        }),
       },
       { additionalProperties: false, default: {}, description: 'The user directory.' },
     ),

@@ -30,6 +30,12 @@ export interface ServiceSettings {
   media?: MediaSettings;
   /** `/user_directory/search` finds every local user (none: only those the requester shares a room with or who are in public rooms). */
   userDirectorySearchAll?: boolean;
+  /**
+   * Rooms of up to this many joined members have their members' directory reach moved in the
+   * join rule change's own transaction; bigger ones after it (services/user-directory-reach.ts).
+   * Absent: 100.
+   */
+  userDirectoryInlineReachMembers?: number;
   /** Application services (bridges), validated at start; none when absent. */
   appServices?: readonly AppServiceRegistration[];
   /** Absent or null: no federation (no routes, no sender, nothing queued). */

@@ -33,6 +33,7 @@ import { createMediaService } from './media/index.js';
 import { createKeyBackupService } from './key-backup.js';
 import { createCrossSigningService } from './cross-signing.js';
 import { createUserDirectoryService } from './user-directory.js';
+import { createDirectoryReachWorker } from './user-directory-reach.js';
 import { createRelationAggregator, createRelationService } from './relations.js';
 import { createSearchService } from './search.js';
 import { createNotificationService } from './push/notifications.js';
@@ -163,6 +164,8 @@ export function createServices(ctx: ServiceContext) {
     pushSender,
     /** Evaluates push rules for events into big rooms after their transaction (main.ts starts it). */
     pushEvaluation: createPushEvaluationWorker(ctx, notifications, () => pushSender.wake()),
+    /** Moves big rooms' members' directory reach after join rule changes (main.ts starts it). */
+    userDirectoryReach: createDirectoryReachWorker(ctx),
     mutualRooms: createMutualRoomsService(
       ctx,
       federation

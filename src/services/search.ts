@@ -20,8 +20,12 @@ const MAX_LIMIT = 100;
 const MAX_CONTEXT = 20;
 /** Matches read per statement while skipping those the requester may not see. */
 const BATCH = 100;
-/** `next_batch`: how many matches (visible or not) earlier pages went through. */
-const TOKEN = /^o(\d{1,9})$/;
+/**
+ * `next_batch`: `o<offset>`, how many matches (visible or not) earlier pages went through,
+ * and `c<count>`, the matches the first page counted: later pages answer that count again
+ * instead of reading every match once more (a token without it is counted anew).
+ */
+const TOKEN = /^o(\d{1,9})(?:c(\d{1,12}))?$/;
 
 export interface RoomEventsCriteria {
   search_term: string;
@@ -136,10 +140,12 @@ export function createSearchService(ctx: ServiceContext, timeline: TimelineServi
         if (!(SEARCH_KEYS as readonly string[]).includes(key))
           throw invalidParam(`keys may hold only ${SEARCH_KEYS.join(', ')}`);
       let offset = 0;
+      let counted: number | undefined;
       if (nextBatch !== undefined) {
         const match = TOKEN.exec(nextBatch);
         if (!match) throw invalidParam('Invalid next_batch token');
         offset = Number(match[1]);
+        if (match[2] !== undefined) counted = Number(match[2]);
       }
       const orderBy = criteria.order_by ?? 'rank';
       const limit = Math.min(filter?.limit ?? DEFAULT_LIMIT, MAX_LIMIT);
@@ -219,12 +225,14 @@ export function createSearchService(ctx: ServiceContext, timeline: TimelineServi
         results.push(result);
       }
 
+      // Counted once, on the first page (every match is read for it); carried by next_batch.
+      const count = counted ?? (await stores().search.countMatches(query));
       const answer: JsonObject = {
-        count: await stores().search.countMatches(query),
+        count,
         highlights: words,
         results: results as unknown as JsonObject[],
       };
-      if (more) answer.next_batch = `o${cursor}`;
+      if (more) answer.next_batch = `o${cursor}c${count}`;
       if (criteria.include_state === true) {
         const state: JsonObject = {};
         for (const roomId of versions.keys()) {
@@ -250,7 +258,7 @@ export function createSearchService(ctx: ServiceContext, timeline: TimelineServi
           }
           if (more)
             for (const group of Object.values(byKey))
-              Object.assign(group, { next_batch: `o${cursor}` });
+              Object.assign(group, { next_batch: `o${cursor}c${count}` });
           groups[key as string] = byKey as unknown as JsonObject;
         }
         answer.groups = groups;

@@ -22,13 +22,19 @@ export const DEFAULT_DIRECTORY_LIMIT = 10;
 
 export function createUserDirectoryService(ctx: ServiceContext, options: { searchAll: boolean }) {
   const { serverName } = ctx.settings;
+  /** Rooms bigger than this have their members' reach moved after the event (the worker). */
+  const inline = ctx.settings.userDirectoryInlineReachMembers ?? 100;
 
   const deriver: EventDeriver = async (stores, event) => {
     const { pdu } = event;
     if (pdu.state_key === undefined) return;
     const content: JsonObject = pdu.content;
     if (pdu.type === 'm.room.join_rules' && pdu.state_key === '') {
-      await stores.userDirectory.setRoomPublic(event.roomId, content.join_rule === 'public');
+      await stores.userDirectory.setRoomPublic(
+        event.roomId,
+        content.join_rule === 'public',
+        inline,
+      );
       return;
     }
     if (pdu.type !== 'm.room.member') return;
@@ -45,7 +51,7 @@ export function createUserDirectoryService(ctx: ServiceContext, options: { searc
   const stateDeriver: StateDeriver = async (stores, change) => {
     if (change.type === 'm.room.join_rules' && change.stateKey === '') {
       const rule = change.event?.pdu.content.join_rule;
-      await stores.userDirectory.setRoomPublic(change.roomId, rule === 'public');
+      await stores.userDirectory.setRoomPublic(change.roomId, rule === 'public', inline);
       return;
     }
     if (change.event)

@@ -6,6 +6,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { takeNextPosition } from './stream-store.js';
+import { userNotOfServer } from './user-server.js';
 
 export type OutboxKind = 'pdu' | 'edu';
 
@@ -169,7 +170,7 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
         .select('user_id')
         .where('room_id', '=', roomId)
         .where('membership', '=', 'join')
-        .where('user_id', 'not like', `%:${ownServer}`)
+        .where(userNotOfServer('user_id', ownServer))
         .execute();
       return [...new Set(rows.map((r) => serverOf(r.user_id)))].sort();
     },
@@ -183,7 +184,7 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
         .where('mine.user_id', '=', userId)
         .where('mine.membership', '=', 'join')
         .where('other.membership', '=', 'join')
-        .where('other.user_id', 'not like', `%:${ownServer}`)
+        .where(userNotOfServer('other.user_id', ownServer))
         .execute();
       return [...new Set(rows.map((r) => serverOf(r.user_id)))].sort();
     },

@@ -4,12 +4,12 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { userOfServer } from './user-server.js';
 
 /** Keeps IN lists well under every driver's parameter limit. */
 const IN_LIST_CHUNK = 500;
 
 /** A user of `ownServer` (its users' IDs end with `:ownServer`). */
-const localPattern = (ownServer: string) => `%:${ownServer}`;
 
 export interface RemoteDeviceListRow {
   userId: string;
@@ -84,7 +84,7 @@ export function remoteDeviceStore(db: Kysely<Database>): RemoteDeviceStore {
         .where('theirs.user_id', '=', userId)
         .where('theirs.membership', '=', 'join')
         .where('ours.membership', '=', 'join')
-        .where('ours.user_id', 'like', localPattern(ownServer))
+        .where(userOfServer('ours.user_id', ownServer))
         .limit(1)
         .executeTakeFirst();
       return row !== undefined;
@@ -105,7 +105,7 @@ export function remoteDeviceStore(db: Kysely<Database>): RemoteDeviceStore {
                   .whereRef('theirs.user_id', '=', 'remote_device_lists.user_id')
                   .where('theirs.membership', '=', 'join')
                   .where('ours.membership', '=', 'join')
-                  .where('ours.user_id', 'like', localPattern(ownServer)),
+                  .where(userOfServer('ours.user_id', ownServer)),
               ),
             ),
           )

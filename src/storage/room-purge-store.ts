@@ -15,6 +15,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { userNotOfServer } from './user-server.js';
 
 export type PurgeKind = 'delete_room' | 'purge_history';
 export type PurgeStatus = 'scheduled' | 'active' | 'complete' | 'failed';
@@ -89,6 +90,7 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['appservice_room_users', ['service_id', 'user_id']],
   ['appservice_room_directory', ['service_id', 'network_id']],
   ['user_directory_public_rooms', ['room_id']],
+  ['user_directory_pending', ['room_id']],
   ['server_notice_rooms', ['user_id']],
   ['partial_state_rooms', ['room_id']],
   ['receipts', ['user_id']],
@@ -332,8 +334,7 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
         .orderBy('stream_ordering')
         .limit(limit);
       if (keepServer !== null) {
-        const pattern = `%:${keepServer.replace(/[\\%_]/g, (c) => `\\${c}`)}`;
-        query = query.where(sql<boolean>`sender NOT LIKE ${pattern} ESCAPE '\\'`);
+        query = query.where(userNotOfServer('sender', keepServer));
       }
       const rows = await query.execute();
       if (rows.length === 0) return 0;

@@ -587,6 +587,7 @@ export interface Database {
   push_queue: PushQueueTable;
   push_sender_lease: PushSenderLeaseTable;
   push_pending: PushPendingTable;
+  user_directory_pending: UserDirectoryPendingTable;
   registration_tokens: RegistrationTokensTable;
   content_reports: ContentReportsTable;
   room_purges: RoomPurgesTable;
@@ -816,4 +817,12 @@ export interface PartialStateRoomsTable {
   servers_json: string;
   joined_ts: number;
   attempts: Generated<number>;
+}
+
+/** A room whose members' directory reach is still to be recomputed (migration 0047). */
+export interface UserDirectoryPendingTable {
+  room_id: string;
+  /** 1: the room stopped being public meanwhile; unprocessed members are not shown publicly. */
+  restrictive: number;
+  after_user: string;
 }

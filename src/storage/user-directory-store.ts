@@ -40,8 +40,21 @@ export interface UserDirectoryStore {
   /** Puts a user in the directory under the name given (or updates their entry). */
   upsertUser(userId: string, displayName: string | null, avatarUrl: string | null): Promise<void>;
   deleteUser(userId: string): Promise<void>;
-  /** Records a room's join rule; when it changes, its joined members' reach follows. */
-  setRoomPublic(roomId: string, isPublic: boolean): Promise<void>;
+  /**
+   * Records a room's join rule; when it changes, its joined members' reach follows: at once
+   * for a room of at most `inlineMembers` joined members (every one when not given), else
+   * through a `user_directory_pending` row that `refreshReachPage` works through.
+   */
+  setRoomPublic(roomId: string, isPublic: boolean, inlineMembers?: number): Promise<void>;
+  /** Rooms whose members' reach is still to be recomputed, oldest first by room ID. */
+  selectReachPending(limit: number): Promise<{ roomId: string; afterUser: string }[]>;
+  /**
+   * Recomputes the reach of the room's next `size` joined members after its pending row's
+   * cursor, and moves the cursor on (or deletes the row after the last page); whether the
+   * room is done. Run in one transaction.
+   */
+  refreshReachPage(roomId: string, size: number): Promise<boolean>;
+  countReachPending(): Promise<number>;
   /**
    * Up to `limit` users matching every word (each a prefix of one of the user's words) whom
    * `requesterId` may see, by user ID (byte order).
@@ -215,13 +228,37 @@ export async function applyDirectoryMemberships(
 }
 
 export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
+  /**
+   * Recomputes the reach of up to `size` of the room's joined members after `after` (user ID
+   * order); the last one's ID, or '' when no more are left.
+   */
+  async function refreshMembers(roomId: string, after: string, size: number): Promise<string> {
+    const members = await db
+      .selectFrom('user_directory as d')
+      .innerJoin('room_memberships as r', 'r.user_id', 'd.user_id')
+      .select(['d.user_id', 'd.display_name', 'd.reach'])
+      .select(reachNow(sql.ref('d.user_id')).as('now'))
+      .where('r.room_id', '=', roomId)
+      .where('r.membership', '=', 'join')
+      .where('d.user_id', '>', after)
+      .orderBy('d.user_id')
+      .limit(size)
+      .execute();
+    for (const member of members) {
+      const [from, to] = [Number(member.reach), Number(member.now)];
+      if (from !== to) await updateReach(db, member.user_id, member.display_name, from, to);
+    }
+    const last = members[members.length - 1];
+    return !last || members.length < size ? '' : last.user_id;
+  }
+
   return {
     upsertUser: (userId, displayName, avatarUrl) =>
       writeDirectoryEntry(db, userId, displayName, avatarUrl),
 
     deleteUser: (userId) => deleteDirectoryEntry(db, userId),
 
-    async setRoomPublic(roomId, isPublic) {
+    async setRoomPublic(roomId, isPublic, inlineMembers) {
       let changed: boolean;
       if (isPublic) {
         const result = await db
@@ -240,28 +277,67 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
       if (!changed) return;
       // Every joined member's reach may change: the write cost of a join rule change grows
       // with the room (one statement per member whose reach changes), paid once, never by a
-      // search.
-      let after = '';
-      for (;;) {
-        const members = await db
-          .selectFrom('user_directory as d')
-          .innerJoin('room_memberships as r', 'r.user_id', 'd.user_id')
-          .select(['d.user_id', 'd.display_name', 'd.reach'])
-          .select(reachNow(sql.ref('d.user_id')).as('now'))
-          .where('r.room_id', '=', roomId)
-          .where('r.membership', '=', 'join')
-          .where('d.user_id', '>', after)
-          .orderBy('d.user_id')
-          .limit(BATCH)
-          .execute();
-        for (const member of members) {
-          const [from, to] = [Number(member.reach), Number(member.now)];
-          if (from !== to) await updateReach(db, member.user_id, member.display_name, from, to);
+      // search. A big room's is paid after the event, page by page (the worker); a row
+      // already pending starts over, restrictive if either change was.
+      if (inlineMembers !== undefined) {
+        const { rows } = await sql<{ n: number | string }>`SELECT count(*) AS n FROM (
+            SELECT 1 FROM room_memberships WHERE room_id = ${roomId} AND membership = 'join'
+            LIMIT ${inlineMembers + 1}) k`.execute(db);
+        if (Number(rows[0]?.n ?? 0) > inlineMembers) {
+          const restrictive = isPublic ? 0 : 1;
+          await db
+            .insertInto('user_directory_pending')
+            .values({ room_id: roomId, restrictive, after_user: '' })
+            .onConflict((oc) =>
+              oc.column('room_id').doUpdateSet({
+                after_user: '',
+                restrictive: sql<number>`CASE WHEN user_directory_pending.restrictive = 1 THEN 1 ELSE ${restrictive} END`,
+              }),
+            )
+            .execute();
+          return;
         }
-        const last = members[members.length - 1];
-        if (!last || members.length < BATCH) break;
-        after = last.user_id;
       }
+      let after = '';
+      do after = await refreshMembers(roomId, after, BATCH);
+      while (after !== '');
+    },
+
+    async selectReachPending(limit) {
+      const rows = await db
+        .selectFrom('user_directory_pending')
+        .select(['room_id', 'after_user'])
+        .orderBy('room_id')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ roomId: r.room_id, afterUser: r.after_user }));
+    },
+
+    async refreshReachPage(roomId, size) {
+      const row = await db
+        .selectFrom('user_directory_pending')
+        .select('after_user')
+        .where('room_id', '=', roomId)
+        .executeTakeFirst();
+      if (!row) return true;
+      const last = await refreshMembers(roomId, row.after_user, size);
+      if (last === '') {
+        await db.deleteFrom('user_directory_pending').where('room_id', '=', roomId).execute();
+        return true;
+      }
+      await db
+        .updateTable('user_directory_pending')
+        .set({ after_user: last })
+        .where('room_id', '=', roomId)
+        .execute();
+      return false;
+    },
+
+    async countReachPending() {
+      const { rows } = await sql<{
+        n: number | string;
+      }>`SELECT count(*) AS n FROM user_directory_pending`.execute(db);
+      return Number(rows[0]?.n ?? 0);
     },
 
     async searchUsers(requesterId, words, limit, searchAll) {
@@ -280,11 +356,31 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
           ),
           sql` `,
         );
+      // A member of a room that stopped being public, whose reach the worker has not yet
+      // recomputed (after its pending row's cursor), is not found by their public reach — but
+      // by themselves, by those sharing a room with them and, when the directory searches all
+      // users, as a local user. (No pending row: one probe of an empty table.)
+      const ungated = sql`(NOT EXISTS (SELECT 1 FROM user_directory_pending q
+            JOIN room_memberships g ON g.room_id = q.room_id
+            WHERE q.restrictive = 1 AND g.user_id = s.user_id AND g.membership = 'join'
+              AND g.user_id > q.after_user)
+          OR s.user_id = ${requesterId}
+          OR EXISTS (SELECT 1 FROM room_memberships b
+            JOIN room_memberships a ON a.room_id = b.room_id
+            WHERE b.user_id = s.user_id AND b.membership = 'join'
+              AND a.user_id = ${requesterId} AND a.membership = 'join')
+          ${searchAll ? sql`OR EXISTS (SELECT 1 FROM users u WHERE u.user_id = s.user_id)` : sql``})`;
       const ofReach = (reach: number) => sql<{ user_id: string }>`
         SELECT s.user_id FROM user_directory_search s
         WHERE s.prefix = ${first} AND s.reach = ${sql.lit(reach)}
+          ${reach === REACH_PUBLIC ? sql`AND ${ungated}` : sql``}
           ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = ${sql.lit(reach)}`)}
         ORDER BY s.user_id LIMIT ${limit}`;
+      // A room whose reach is pending counts as not public here: its members may not have
+      // their public reach yet (or still have it, gated above).
+      const notPublic = (room: RawBuilder<unknown>) =>
+        sql`(NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = ${room})
+          OR EXISTS (SELECT 1 FROM user_directory_pending q WHERE q.room_id = ${room}))`;
       // Those only room-mates may find, two ways, whichever reads less: a word with few keys
       // that room-mates alone may see (at most FEW_KEYS) has each checked for a room shared
       // with the requester; a commoner one has each joined member of the requester's non-public
@@ -302,7 +398,7 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
             JOIN room_memberships a ON a.room_id = b.room_id
             WHERE b.user_id = s.user_id AND b.membership = 'join'
               AND a.user_id = ${requesterId} AND a.membership = 'join'
-              AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id)
+              AND ${notPublic(sql.ref('a.room_id'))}
             LIMIT 1 OFFSET 0)
           ${alsoMatching(sql.ref('s.user_id'), sql`o.reach = s.reach`)}
         ORDER BY s.user_id LIMIT ${limit}`;
@@ -331,7 +427,7 @@ export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {
           SELECT DISTINCT b.user_id FROM room_memberships a
           JOIN room_memberships b ON b.room_id = a.room_id AND b.membership = 'join'
           WHERE a.user_id = ${requesterId} AND a.membership = 'join'
-            AND NOT EXISTS (SELECT 1 FROM user_directory_public_rooms p WHERE p.room_id = a.room_id)
+            AND ${notPublic(sql.ref('a.room_id'))}
             AND NOT ${fewKeys})
         SELECT u.user_id, d.display_name, d.avatar_url
         FROM (${sql.join(

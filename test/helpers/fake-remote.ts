@@ -37,21 +37,29 @@ export interface FakeRemote {
   backfillAsked: number;
   /** Makes (and holds) an event signed by this server. */
   event(version: RoomVersionId, spec: RemoteEventSpec): { eventId: string; pdu: Pdu };
-  /** A request to `destination` signed as this server. */
+  /**
+   * A request to `destination` signed as this server; sent to `address` (host:port) when
+   * given, for a destination whose name does not resolve to where it listens.
+   */
   request(
     destination: string,
     method: string,
     path: string,
     body?: unknown,
+    address?: string,
     // Answers of many shapes, read field by field by the tests.
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
   ): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
 }
 
-export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
+export async function startFakeRemote(
+  ca: TestCa,
+  /** The host of its server name (the certificate names 127.0.0.1 and localhost). */
+  host = '127.0.0.1',
+): Promise<FakeRemote> {
   const port = await freePort();
-  const serverName = `127.0.0.1:${port}`;
+  const serverName = `${host}:${port}`;
   const key = generateSigningKey();
   const events = new Map<string, Pdu>();
   const stateAfter = new Map<string, string[]>();
@@ -185,7 +193,7 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
       idOf.set(built.pdu, built.eventId);
       return built;
     },
-    async request(destination, method, path, body) {
+    async request(destination, method, path, body, address) {
       const authorization = xMatrixHeader(
         {
           method,
@@ -196,7 +204,7 @@ export async function startFakeRemote(ca: TestCa): Promise<FakeRemote> {
         },
         key,
       );
-      return httpsJson(ca, `https://${destination}${path}`, {
+      return httpsJson(ca, `https://${address ?? destination}${path}`, {
         method,
         headers: { Authorization: authorization },
         ...(body !== undefined ? { body } : {}),

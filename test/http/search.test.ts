@@ -217,6 +217,44 @@ forEachDatabase('POST /search (room events)', (dialect) => {
     assert.deepEqual(seen, [...sent].reverse());
   });
 
+  it('counts the matches on the first page only; next_batch carries the count', async () => {
+    const room = await createRoom(alice, { preset: 'public_chat' });
+    for (let i = 0; i < 7; i++) await say(alice, room, `tallied word ${i}`);
+    const criteria = { search_term: 'tallied', order_by: 'recent', filter: { limit: 3 } };
+    const counts: number[] = [];
+    const tokens: string[] = [];
+    let seen = 0;
+    let next: string | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await search(alice, criteria, next);
+      counts.push(page.count ?? -1);
+      seen += page.results?.length ?? 0;
+      if (!page.next_batch) break;
+      tokens.push(page.next_batch);
+      next = page.next_batch;
+    }
+    assert.equal(seen, 7);
+    assert.deepEqual(counts, [7, 7, 7]);
+    assert.deepEqual(
+      tokens.map((t) => /c(\d+)$/.exec(t)?.[1]),
+      ['7', '7'],
+    );
+    // A token of the earlier form (no count) is counted anew; the count is the token's when
+    // it carries one (it is the first page's, not counted again).
+    const offset = /^o(\d+)/.exec(tokens[0] ?? '')?.[1] ?? '';
+    assert.equal((await search(alice, criteria, `o${offset}`)).count, 7);
+    assert.equal((await search(alice, criteria, `o${offset}c1234`)).count, 1234);
+    for (const bad of [`o${offset}c`, `o${offset}cx`, `c7`]) {
+      const res = await server.request<{ errcode?: string }>(
+        'POST',
+        `${C}/search?next_batch=${r(bad)}`,
+        { token: alice.accessToken, body: { search_categories: { room_events: criteria } } },
+      );
+      assert.equal(res.status, 400, bad);
+      assert.equal(res.body.errcode, 'M_INVALID_PARAM');
+    }
+  });
+
   it('gives context with profiles, and the rooms’ state', async () => {
     const room = await createRoom(alice, { preset: 'public_chat', name: 'Context room' });
     await join(bob, room);

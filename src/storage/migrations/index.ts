@@ -36,6 +36,7 @@ import * as m0043 from './0043-user-directory.js';
 import * as m0044 from './0044-remote-media-and-previews.js';
 import * as m0045 from './0045-dehydrated-devices.js';
 import * as m0046 from './0046-user-directory-reach.js';
+import * as m0047 from './0047-user-directory-pending.js';
 
 import * as m0050 from './0050-event-relations.js';
 import * as m0051 from './0051-event-search.js';
@@ -88,6 +89,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0044-remote-media-and-previews': m0044,
   '0045-dehydrated-devices': m0045,
   '0046-user-directory-reach': m0046,
+  '0047-user-directory-pending': m0047,
 
   '0050-event-relations': m0050,
   '0051-event-search': m0051,
