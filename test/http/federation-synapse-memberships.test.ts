@@ -4,7 +4,8 @@
  * leave seen there); knocks on Synapse rooms of versions 11 and 12 with `via` (our
  * make_knock/send_knock, Synapse's `knock_room_state` shown in our /sync), rescinded, made
  * again and let in by an invite, accepted without `via` (the inviter's server); `/messages`
- * past the join in Synapse rooms of versions 10-12 (our outbound /backfill). Skipped (in
+ * past the join in Synapse rooms of versions 10-12 (our outbound /backfill: each event checked
+ * against the state before it, a redaction applied) and `/context` of an event not held. Skipped (in
  * the SKIPPED banner) where Synapse cannot be installed; CI requires it
  * (COMMONS_TEST_REQUIRE_SYNAPSE=1).
  */
@@ -173,16 +174,40 @@ forEachDatabase(
         assert.equal(created.status, 200, JSON.stringify(created.body));
         const roomId = created.body.room_id as string;
         const expected: string[] = [];
+        const ids: string[] = [];
         for (let i = 0; i < 15; i++) {
           const said = await syn(`/rooms/${r(roomId)}/send/m.room.message/early-${i}`, 'PUT', {
             msgtype: 'm.text',
             body: `early ${i}`,
           });
           assert.equal(said.status, 200);
-          expected.push(`early ${i}`);
+          ids.push(said.body.event_id as string);
+          // Early 3 is redacted by Sam before the join: it comes back redacted (no body).
+          expected.push(i === 3 ? '' : `early ${i}`);
         }
+        const redacted = await syn(
+          `/rooms/${r(roomId)}/redact/${r(ids[3] as string)}/early-redaction`,
+          'PUT',
+          {},
+        );
+        assert.equal(redacted.status, 200, JSON.stringify(redacted.body));
         const joined = await ours('POST', `/join/${r(roomId)}?via=${r(synapse.serverName)}`, {});
         assert.equal(joined.status, 200, JSON.stringify(joined.body));
+        // /context of an event not held yet: fetched from Synapse with the history to it.
+        const context = await ours<{
+          event: { content: { body?: string } };
+          events_before: { content: { body?: string } }[];
+          events_after: { content: { body?: string } }[];
+        }>('GET', `/rooms/${r(roomId)}/context/${r(ids[12] as string)}?limit=4`);
+        assert.equal(context.status, 200, JSON.stringify(context.body));
+        assert.deepEqual(
+          [
+            context.body.event.content.body,
+            ...context.body.events_before.map((e) => e.content.body),
+            ...context.body.events_after.map((e) => e.content.body),
+          ],
+          ['early 12', 'early 11', 'early 10', 'early 13', 'early 14'],
+        );
         const bodies: string[] = [];
         let from: string | undefined;
         for (let pages = 0; pages < 30; pages++) {

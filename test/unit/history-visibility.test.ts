@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isVisibleAt, valueAt, type PositionedValue } from '../../src/core/history-visibility.js';
+import {
+  isVisibleAt,
+  isVisibleInState,
+  valueAt,
+  type PositionedValue,
+  type StateAtEvent,
+} from '../../src/core/history-visibility.js';
 
 const at = (entries: [number, string][]): PositionedValue[] =>
   entries.map(([streamOrdering, value]) => ({ streamOrdering, value }));
@@ -111,6 +117,66 @@ describe('history visibility', () => {
     it(c.name, () => {
       assert.equal(
         isVisibleAt(c.position, { visibilities: at(c.visibility), memberships: at(c.memberships) }),
+        c.visible,
+      );
+    });
+  }
+
+  // Backfilled history (negative positions): the state at the event decides, and for
+  // `shared` the user's joins at any later position.
+  const stateCases: {
+    name: string;
+    state: StateAtEvent;
+    memberships: [number, string][];
+    visible: boolean;
+  }[] = [
+    {
+      name: 'state: world_readable to a stranger',
+      state: { visibility: 'world_readable', membership: undefined },
+      memberships: [],
+      visible: true,
+    },
+    {
+      name: 'state: joined, and the user joined there',
+      state: { visibility: 'joined', membership: 'join' },
+      memberships: [],
+      visible: true,
+    },
+    {
+      name: 'state: joined, the user not in the room there though joined since',
+      state: { visibility: 'joined', membership: undefined },
+      memberships: [[3, 'join']],
+      visible: false,
+    },
+    {
+      name: 'state: invited, and the user invited there',
+      state: { visibility: 'invited', membership: 'invite' },
+      memberships: [[3, 'join']],
+      visible: true,
+    },
+    {
+      name: 'state: invited, the user not invited there',
+      state: { visibility: 'invited', membership: 'leave' },
+      memberships: [[3, 'join']],
+      visible: false,
+    },
+    {
+      name: 'state: shared (or none), the user joined later',
+      state: { visibility: undefined, membership: undefined },
+      memberships: [[3, 'join']],
+      visible: true,
+    },
+    {
+      name: 'state: shared, the user never joined',
+      state: { visibility: 'shared', membership: undefined },
+      memberships: [[3, 'invite']],
+      visible: false,
+    },
+  ];
+  for (const c of stateCases) {
+    it(c.name, () => {
+      assert.equal(
+        isVisibleInState(-7, c.state, { visibilities: [], memberships: at(c.memberships) }),
         c.visible,
       );
     });

@@ -169,9 +169,10 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
     }
     const known = await stores().roomDag.selectKnownEvents(answered.map((e) => e.eventId));
     const fresh = [...new Map(answered.map((e) => [e.eventId, e])).values()]
+      // New events, and outliers (known without their state); not those already decided.
       .filter((e) => {
         const status = known.get(e.eventId)?.status;
-        return status !== 'timeline' && status !== 'rejected';
+        return status === undefined || status === 'outlier';
       })
       .sort((a, b) => a.pdu.depth - b.pdu.depth);
     if (fresh.length === 0) return 0;
