@@ -381,6 +381,59 @@ forEachDatabase('state resolution across three Commons servers', (dialect) => {
     }
   });
 
+  it('a kick by an admin demoted meanwhile: the member entry returns to the old join, which /members?at= shows', async () => {
+    const roomId = await sharedRoom('12');
+    const levelsUrl = `/rooms/${r(roomId)}/state/m.room.power_levels/`;
+    const levels = (await as(a, alice)<Record<string, unknown>>('GET', levelsUrl)).body;
+    const users = levels.users as Record<string, number>;
+    const bobJoin = (await stateOf(b, bob, roomId))
+      .find((e) => e.startsWith(`m.room.member|${bob.userId}|`))
+      ?.split('|')[2];
+    assert.ok(bobJoin);
+
+    await partition();
+    // C's side: carol kicks bob. A's side: alice (the creator) takes carol's power away.
+    const kick = await as(c, carol)('POST', `/rooms/${r(roomId)}/kick`, { user_id: bob.userId });
+    assert.equal(kick.status, 200, JSON.stringify(kick.body));
+    const demoted = await as(a, alice)('PUT', levelsUrl, {
+      ...levels,
+      users: { ...users, [carol.userId]: 0 },
+    });
+    assert.equal(demoted.status, 200, JSON.stringify(demoted.body));
+    // The kick reaches B first: bob is out there.
+    heal(c);
+    await until(
+      async () => (await joinedRoomsOf(b, bob)).includes(roomId),
+      (joined) => !joined,
+    );
+    // The demotion arrives: resolution orders it first, the kick fails, bob's join is back.
+    heal(a);
+    heal(b);
+    const state = await sameStateEverywhere(roomId);
+    assert.ok(state.includes(`m.room.member|${bob.userId}|${bobJoin}`), 'the old join holds');
+    for (const [server, user] of [
+      [b, bob],
+      [c, carol],
+    ] as const) {
+      // A token then, read once the stream has moved on (as of now is read elsewhere).
+      const at = await tokenOf(server, user);
+      const sent = await as(server, user)('PUT', `/rooms/${r(roomId)}/send/m.room.message/t${at}`, {
+        msgtype: 'm.text',
+        body: 'later',
+      });
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      const answer = await as(server, user)<{ chunk: ClientEvent[] }>(
+        'GET',
+        `/rooms/${r(roomId)}/members?at=${r(at)}`,
+      );
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const entry = answer.body.chunk.find((e) => e.state_key === bob.userId);
+      assert.equal(entry?.event_id, bobJoin, `${server.serverName}: ${JSON.stringify(entry)}`);
+      assert.equal(entry?.type, 'm.room.member');
+      assert.equal(entry?.content.membership, 'join');
+    }
+  });
+
   it('concurrent power level changes resolve to the same state on every server', async () => {
     const roomId = await sharedRoom('12');
     await partition();

@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { parseRoomAlias } from '../../core/identifiers.js';
 import { requesterOf } from '../../http/request-context.js';
 import { RoomParams, roomIdParam } from './params.js';
 import { networkOfRequest } from '../../services/appservice/index.js';
@@ -53,7 +54,14 @@ export const directoryRoutes: RoutePlugin = async (app, { services }) => {
     '/directory/room/:roomAlias',
     { config: { rateLimit: 'query' }, schema: { params: AliasParams } },
     async (request) => {
-      const { roomId, servers } = await directory.resolveAlias(request.params.roomAlias);
+      const raw = request.params.roomAlias;
+      // Another server's alias is asked of that server (when federating): /query/directory.
+      const alias = parseRoomAlias(raw);
+      const server = alias?.slice(alias.indexOf(':') + 1);
+      const { roomId, servers } =
+        alias && server !== ownServer && services.federation
+          ? await services.federation.joins.resolveAlias(alias)
+          : await directory.resolveAlias(raw);
       return { room_id: roomId, servers };
     },
   );

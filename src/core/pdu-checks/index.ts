@@ -25,3 +25,4 @@ export {
 } from './authorization.js';
 export { checkFetchedEvents, type FetchedEvent, type FetchedVerdict } from './fetched.js';
 export { checkReceivedPdu, type ReceiptInput, type ReceiptVerdict } from './receive.js';
+export { checkJoinAnswer, type JoinAnswer, type JoinAnswerVerdict } from './join-answer.js';

@@ -1,8 +1,9 @@
 /**
  * Joining a room of another server (make_join / send_join v2): a resident server gives a join
  * template, we fill it in, sign it and send it; its answer (the room's state before our join
- * and the auth chain) is checked — format, signatures, content hashes, each event against its
- * auth events — and the room imported into the room DAG, so that /sync shows it and further
+ * and the auth chain) is checked — format, signatures, content hashes, then as a whole
+ * (`checkJoinAnswer`: each state event against its auth events, our join against its auth
+ * events and the state) — and the room imported into the room DAG, so that /sync shows it and further
  * events arrive through `/send`. Also resolves aliases of other servers (`/query/directory`).
  * https://spec.matrix.org/v1.19/server-server-api/#joining-rooms
  */
@@ -17,12 +18,14 @@ import {
   type StateKey,
   type UnsignedPdu,
 } from '../../core/pdu.js';
+import type { AuthChecks } from '../../core/auth-rules.js';
 import {
-  checkAgainstAuthEvents,
+  checkJoinAnswer,
   checkPduContentHash,
   checkPduFormat,
   checkPduSignatures,
-  type KnownAuthEvent,
+  verifyThirdPartySigned,
+  type FetchedEvent,
 } from '../../core/pdu-checks/index.js';
 import { ROOM_VERSIONS } from '../../core/room-versions.js';
 import { hashAndSignPdu } from '../../core/signing.js';
@@ -55,56 +58,51 @@ export function createRemoteJoins(
   const { serverName } = ctx.settings;
   const versions = Object.keys(ROOM_VERSIONS);
 
+  const checksFor = (signedBy: ReadonlySet<string>): AuthChecks => ({
+    isSignedBy: (server) => signedBy.has(server),
+    verifyThirdPartySigned,
+  });
+
   /** The public keys of every (server, key) that signed one of the events, looked up now. */
   const keyLookup = (events: readonly Pdu[]) =>
     signingKeysOf(events, (server, keyId, at) => keys.publicKeyFor(server, keyId, at));
 
   /**
-   * The events of a send_join answer as checked: malformed ones and those without valid
-   * signatures dropped, those whose hash does not match redacted, then each checked against
-   * its auth events (in depth order); those failing are dropped too.
+   * The events of a send_join answer (and our join as returned) through the checks that need
+   * keys: malformed ones left out, those without valid signatures dropped (their IDs kept in
+   * `dropped`), those whose hash does not match redacted. `checkJoinAnswer` does the rest.
    */
-  async function checkedEvents(
+  async function signedEvents(
     raw: readonly unknown[],
+    join: Pdu,
     version: RoomVersionId,
-  ): Promise<Map<string, Pdu>> {
+  ): Promise<{ events: FetchedEvent[]; dropped: Set<string>; joinSignedBy: ReadonlySet<string> }> {
     const formatted = new Map<string, Pdu>();
     for (const entry of raw) {
       const format = checkPduFormat(entry, version);
       if (format.valid) formatted.set(format.eventId, format.pdu);
     }
-    const lookup = await keyLookup([...formatted.values()]);
-    const signed = new Map<string, Pdu>();
+    const lookup = await keyLookup([...formatted.values(), join]);
+    const events: FetchedEvent[] = [];
+    const dropped = new Set<string>();
     for (const [eventId, pdu] of formatted) {
-      if (!checkPduSignatures(pdu, version, lookup).valid) continue;
-      signed.set(eventId, checkPduContentHash(pdu, version).pdu);
-    }
-    const accepted = new Map<string, Pdu>();
-    const known = (id: string): KnownAuthEvent | undefined => {
-      const pdu = accepted.get(id);
-      return pdu ? { ...pdu, event_id: id } : undefined;
-    };
-    const create = [...signed].find(([, pdu]) => pdu.type === 'm.room.create');
-    const createEvent = create ? { ...create[1], event_id: create[0] } : undefined;
-    const ordered = [...signed].sort(([, a], [, b]) => a.depth - b.depth);
-    // Events are checked once all their auth events have been; a few passes settle it.
-    for (let pass = 0; pass < 3 && ordered.length > 0; pass++) {
-      for (let i = 0; i < ordered.length;) {
-        const [eventId, pdu] = ordered[i] as [string, Pdu];
-        const result = checkAgainstAuthEvents(pdu, eventId, known, version, {
-          ...(createEvent ? { createEvent } : {}),
-        });
-        if (result.allowed) {
-          accepted.set(eventId, pdu);
-          ordered.splice(i, 1);
-        } else if ('missing' in result && result.missing.length > 0) {
-          i++;
-        } else {
-          ordered.splice(i, 1); // refused by the auth rules: left out
-        }
+      const signatures = checkPduSignatures(pdu, version, lookup);
+      if (!signatures.valid) {
+        dropped.add(eventId);
+        continue;
       }
+      events.push({
+        eventId,
+        pdu: checkPduContentHash(pdu, version).pdu,
+        checks: checksFor(signatures.signedBy),
+      });
     }
-    return accepted;
+    const joinSignatures = checkPduSignatures(join, version, lookup);
+    return {
+      events,
+      dropped,
+      joinSignedBy: joinSignatures.valid ? joinSignatures.signedBy : new Set([serverName]),
+    };
   }
 
   /** send_join's `servers_in_room` (the resident server first), ours left out. */
@@ -202,20 +200,6 @@ export function createRemoteJoins(
     const answer = sent.body;
     const rawState = Array.isArray(answer.state) ? answer.state : [];
     const rawChain = Array.isArray(answer.auth_chain) ? answer.auth_chain : [];
-    const checked = await checkedEvents([...rawState, ...rawChain], roomVersion);
-    const idsOf = (raw: readonly unknown[]) =>
-      raw
-        .map((entry) => checkPduFormat(entry, roomVersion))
-        .filter((f) => f.valid)
-        .map((f) => f.eventId as string);
-    const pick = (ids: readonly string[]): IdentifiedPdu[] =>
-      [...new Set(ids)]
-        .map((id) => ({ eventId: id, pdu: checked.get(id) }))
-        .filter((e): e is IdentifiedPdu => e.pdu !== undefined);
-    const state = pick(idsOf(rawState));
-    const authChain = pick(idsOf(rawChain));
-    if (!state.some((e) => e.pdu.type === 'm.room.create'))
-      return { attempt: attemptOf(server, 502, {}, 'send_join answered no valid create event') };
     // The resident server may return our join countersigned (a restricted join): the same
     // event with its signature added.
     let join: Pdu = ours;
@@ -223,7 +207,36 @@ export function createRemoteJoins(
       const returned = checkPduFormat(answer.event, roomVersion);
       if (returned.valid && returned.eventId === eventId) join = returned.pdu;
     }
-    const partial = omitMembers && answer.members_omitted === true ? partialState : undefined;
+    const { events, dropped, joinSignedBy } = await signedEvents(
+      [...rawState, ...rawChain],
+      join,
+      roomVersion,
+    );
+    const idsOf = (raw: readonly unknown[]) =>
+      raw
+        .map((entry) => checkPduFormat(entry, roomVersion))
+        .filter((f) => f.valid)
+        .map((f) => f.eventId as string);
+    const membersOmitted = omitMembers && answer.members_omitted === true;
+    const verdict = checkJoinAnswer({
+      roomId,
+      roomVersion,
+      stateIds: idsOf(rawState),
+      events,
+      dropped,
+      join: { eventId, pdu: join, checks: checksFor(joinSignedBy) },
+      membersOmitted,
+    });
+    if (!verdict.valid)
+      return { attempt: attemptOf(server, 502, {}, `send_join answer refused: ${verdict.reason}`) };
+    const byId = new Map(events.map((e) => [e.eventId, e.pdu]));
+    const pick = (ids: Iterable<string>): IdentifiedPdu[] =>
+      [...new Set(ids)]
+        .filter((id) => verdict.accepted.has(id))
+        .map((id) => ({ eventId: id, pdu: byId.get(id) as Pdu }));
+    const state = pick(verdict.state.values());
+    const authChain = pick(idsOf(rawChain));
+    const partial = membersOmitted ? partialState : undefined;
     const imported = await ctx.storage.tx('joinRemoteRoom', async (stores: Stores) => {
       await stores.rooms.lockRoom(roomId);
       const dag = roomDag();
