@@ -34,6 +34,8 @@ export interface FederationOutboxStore {
   /** The oldest entries of a destination: at most `pdus` PDUs and `edus` EDUs, by position. */
   selectOutbox(destination: string, pdus: number, edus: number): Promise<OutboxEntry[]>;
   deleteOutbox(destination: string, positions: readonly number[]): Promise<void>;
+  /** A destination's sending state (no row: never failed). */
+  selectDestination(destination: string): Promise<DestinationState | undefined>;
   /** Destinations with entries waiting, and their sending state. */
   selectPendingDestinations(): Promise<DestinationState[]>;
   /** Records a failed attempt: `failures` in a row, next try at `retryAtTs`. */
@@ -102,6 +104,21 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
           .where('position', 'in', positions.slice(i, i + 500))
           .execute();
       }
+    },
+
+    async selectDestination(destination) {
+      const row = await db
+        .selectFrom('federation_destinations')
+        .select(['destination', 'failures', 'retry_at_ts'])
+        .where('destination', '=', destination)
+        .executeTakeFirst();
+      return row
+        ? {
+            destination: row.destination,
+            failures: Number(row.failures),
+            retryAtTs: Number(row.retry_at_ts),
+          }
+        : undefined;
     },
 
     async selectPendingDestinations() {
