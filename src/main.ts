@@ -421,6 +421,7 @@ export async function startServer(
   if (services.federation) {
     services.federation.setLog(logger);
     services.federation.sender.start();
+    services.federation.leaveRetrier.start();
     // Rooms joined with partial state before a restart: their full state is fetched again.
     void services.federation.partialState
       .start((message, fields) => logger.info(fields ?? {}, message))

@@ -4,13 +4,13 @@
  * needs no DNS) with their TLS federation listener on that port.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../bench/processes.js';
-import type { TestDialect } from './databases.js';
-import { startTestServer, type ConfigEnv, type TestServer } from './server.js';
+import { createTestDatabase, type TestDialect } from './databases.js';
+import { startServerOn, startTestServer, type ConfigEnv, type TestServer } from './server.js';
 
 export interface TestCa {
   dir: string;
@@ -112,6 +112,48 @@ export async function startFederatedServer(
 }
 
 export { freePort };
+
+/** A federating Commons whose database and data_dir outlive it, so it can be restarted. */
+export interface Restartable {
+  serverName: string;
+  server: TestServer;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export async function restartable(
+  dialect: TestDialect,
+  ca: TestCa,
+  /** More of its environment (over the federation one). */
+  env: ConfigEnv = {},
+): Promise<Restartable> {
+  const port = await freePort();
+  const database = await createTestDatabase(dialect);
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
+  let running: TestServer | null = null;
+  const self: Restartable = {
+    serverName: `127.0.0.1:${port}`,
+    get server() {
+      if (!running) throw new Error('not running');
+      return running;
+    },
+    async start() {
+      running = await startServerOn(database, dataDir, { ...federationEnv(ca, port), ...env });
+    },
+    async stop() {
+      await running?.close();
+      running = null;
+    },
+    async destroy() {
+      await self.stop();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  await self.start();
+  return self;
+}
 
 /** An HTTPS request trusting the test CA; the body parsed as JSON when it is JSON. */
 export function httpsJson(

@@ -6,7 +6,8 @@
  * room's timeline (without state: we have none) and the user's membership follows it, so
  * /sync shows the room under `knock` (with the `knock_room_state` the server answered) or
  * `leave`. When no resident server can be reached, a leave is kept here alone (as Synapse
- * does): the user can always drop an invite or a knock.
+ * does): the user can always drop an invite or a knock; it is queued and sent again later
+ * through the room's servers, with a backoff (leave-retry.ts).
  * https://spec.matrix.org/v1.19/server-server-api/#leaving-rooms-rejecting-invites
  * https://spec.matrix.org/v1.19/server-server-api/#knocking-upon-a-room
  */
@@ -16,9 +17,10 @@ import { parseUserId } from '../../core/identifiers.js';
 import type { JsonObject, Pdu, RoomVersionId, UnsignedPdu } from '../../core/pdu.js';
 import { ROOM_VERSIONS } from '../../core/room-versions.js';
 import { hashAndSignPdu } from '../../core/signing.js';
-import type { Stores } from '../../storage/index.js';
+import type { PendingLeave, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import type { FederationClient } from './client.js';
+import { retryDelayMs } from './sender.js';
 import { persistMembershipWithoutState } from '../rooms-dag/index.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -48,7 +50,17 @@ export interface RemoteLeaveResult {
   via: string | null;
 }
 
-export function createRemoteMembership(ctx: ServiceContext, client: FederationClient) {
+/** A leave kept here alone is tried again for this long, then given up. */
+export const PENDING_LEAVE_MAX_AGE_MS = 7 * 24 * 3600_000;
+
+export function createRemoteMembership(
+  ctx: ServiceContext,
+  client: FederationClient,
+  /** The longest wait between two attempts at a pending leave. */
+  retryMaxMs: number,
+  /** Told after a leave was kept here alone (and queued to be sent again). */
+  onKeptAlone: () => void = () => undefined,
+) {
   const { serverName } = ctx.settings;
   const versions = Object.keys(ROOM_VERSIONS);
 
@@ -263,7 +275,7 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
      * Rejects an invite or rescinds a knock of a room we are not in: make_leave / send_leave
      * through the first of `servers` that accepts. When none does, the leave is made and kept
      * here alone (its prev and auth event the invite or knock), as Synapse does, so that the
-     * user can always drop it; the other servers are not told.
+     * user can always drop it, and queued to be sent through the servers later.
      */
     async leave(
       roomId: string,
@@ -274,7 +286,7 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
       const room = await ctx.storage.stores.rooms.selectRoom(roomId);
       const knownVersion = room?.roomVersion as RoomVersionId | undefined;
       const made = await firstAccepting(servers, 'leave', roomId, userId, content, knownVersion);
-      return ctx.storage.tx('leaveRemoteRoom', async (stores) => {
+      const result = await ctx.storage.tx('leaveRemoteRoom', async (stores) => {
         await stores.rooms.lockRoom(roomId);
         const pending = await pendingMembership(stores, roomId, userId);
         if (!('attempts' in made)) {
@@ -303,8 +315,62 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
         const pdu = hashAndSignPdu(unsigned, version, serverName, ctx.signingKey);
         const eventId = computeEventId(pdu, version);
         await keep(stores, { roomId, version, eventId, pdu });
+        // Sent again later through the room's servers, with a backoff (retryPendingLeave).
+        const now = ctx.now();
+        await stores.federationOutbox.upsertPendingLeave({
+          roomId,
+          userId,
+          eventId,
+          servers: [...new Set(servers)].filter((s) => s !== serverName),
+          content,
+          retryAtTs: now + retryDelayMs(1, retryMaxMs),
+          createdTs: now,
+        });
         return { eventId, via: null };
       });
+      if (result.via === null) onKeptAlone();
+      return result;
+    },
+
+    /**
+     * One more attempt at a leave kept here alone: make_leave / send_leave through its
+     * servers. The row goes when a server accepts, when one refuses (a definite answer: the
+     * invite or knock is gone there), when the user's membership here is no longer that leave
+     * (invited again, joined), or after `PENDING_LEAVE_MAX_AGE_MS`; otherwise it waits longer.
+     */
+    async retryPendingLeave(leave: PendingLeave): Promise<'sent' | 'dropped' | 'later'> {
+      const stores = ctx.storage.stores;
+      const drop = async () => {
+        await stores.federationOutbox.deletePendingLeave(leave.roomId, leave.userId, leave.eventId);
+        return 'dropped' as const;
+      };
+      const [member] = await stores.rooms.selectStateEvents(leave.roomId, [
+        ['m.room.member', leave.userId],
+      ]);
+      if (member?.eventId !== leave.eventId) return drop();
+      const room = await stores.rooms.selectRoom(leave.roomId);
+      const made = await firstAccepting(
+        leave.servers,
+        'leave',
+        leave.roomId,
+        leave.userId,
+        leave.content as JsonObject,
+        room?.roomVersion as RoomVersionId | undefined,
+      );
+      if (!('attempts' in made)) {
+        await stores.federationOutbox.deletePendingLeave(leave.roomId, leave.userId, leave.eventId);
+        return 'sent';
+      }
+      const refused = made.attempts.some((a) => a.status >= 400 && a.status < 500);
+      if (refused || ctx.now() - leave.createdTs > PENDING_LEAVE_MAX_AGE_MS) return drop();
+      const failures = leave.failures + 1;
+      await stores.federationOutbox.updatePendingLeaveFailure(
+        leave.roomId,
+        leave.userId,
+        failures,
+        ctx.now() + retryDelayMs(failures + 1, retryMaxMs),
+      );
+      return 'later';
     },
   };
 }
