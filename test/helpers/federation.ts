@@ -44,38 +44,8 @@ export function makeTestCa(): TestCa {
     '-subj',
     '/CN=Commons test CA',
   );
-  openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    at('server.key'),
-    '-out',
-    at('server.csr'),
-    '-subj',
-    '/CN=127.0.0.1',
-  );
   writeFileSync(at('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    at('server.csr'),
-    '-CA',
-    at('ca.pem'),
-    '-CAkey',
-    at('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    at('server.pem'),
-    '-days',
-    '2',
-    '-extfile',
-    at('ext.cnf'),
-  );
+  issueServerCert({ dir, caFile: at('ca.pem') }, dir, 'server');
   return {
     dir,
     caFile: at('ca.pem'),
@@ -109,6 +79,53 @@ export async function startFederatedServer(
   const chosen = port ?? (await freePort());
   const server = await startTestServer(dialect, federationEnv(ca, chosen));
   return Object.assign(server, { serverName: `127.0.0.1:${chosen}`, port: chosen });
+}
+
+/** Another certificate for 127.0.0.1 (a new key) signed by the test CA, written in `dir`. */
+export function issueServerCert(
+  ca: Pick<TestCa, 'dir' | 'caFile'>,
+  dir: string,
+  name: string,
+): { certFile: string; keyFile: string; certPem: string; keyPem: string } {
+  const at = (file: string) => path.join(dir, `${name}.${file}`);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    at('key'),
+    '-out',
+    at('csr'),
+    '-subj',
+    `/CN=127.0.0.1/O=${name}`,
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    at('csr'),
+    '-CA',
+    ca.caFile,
+    '-CAkey',
+    path.join(ca.dir, 'ca.key'),
+    '-CAcreateserial',
+    '-out',
+    at('pem'),
+    '-days',
+    '2',
+    '-extfile',
+    path.join(ca.dir, 'ext.cnf'),
+  );
+  return {
+    certFile: at('pem'),
+    keyFile: at('key'),
+    certPem: readFileSync(at('pem'), 'utf8'),
+    keyPem: readFileSync(at('key'), 'utf8'),
+  };
 }
 
 export { freePort };
