@@ -11,7 +11,7 @@
  * https://spec.matrix.org/v1.19/server-server-api/#leaving-rooms-rejecting-invites
  * https://spec.matrix.org/v1.19/server-server-api/#knocking-upon-a-room
  */
-import { MatrixError, notFound, unknown } from '../../core/errors.js';
+import { MatrixError } from '../../core/errors.js';
 import { computeEventId } from '../../core/event-hashing.js';
 import { parseUserId } from '../../core/identifiers.js';
 import type { JsonObject, Pdu, RoomVersionId, UnsignedPdu } from '../../core/pdu.js';
@@ -20,19 +20,12 @@ import { hashAndSignPdu } from '../../core/signing.js';
 import type { PendingLeave, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import type { FederationClient } from './client.js';
+import { attemptOf, firstAccepting, noServerAccepted, type Attempt } from './resident-attempts.js';
 import { retryDelayMs } from './sender.js';
 import { persistMembershipWithoutState } from '../rooms-dag/index.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** Why one resident server could not be used. */
-interface Attempt {
-  server: string;
-  status: number;
-  errcode: string;
-  error: string;
-}
 
 /** A membership event made with a resident server and accepted by it. */
 interface Made {
@@ -63,29 +56,6 @@ export function createRemoteMembership(
 ) {
   const { serverName } = ctx.settings;
   const versions = Object.keys(ROOM_VERSIONS);
-
-  const attemptOf = (server: string, status: number, body: unknown, fallback: string): Attempt => ({
-    server,
-    status,
-    errcode: isObject(body) && typeof body.errcode === 'string' ? body.errcode : 'M_UNKNOWN',
-    error: isObject(body) && typeof body.error === 'string' ? body.error : fallback,
-  });
-
-  /** The client's error when no resident server accepted: a refusal passed on, else 502. */
-  function failure(attempts: readonly Attempt[]): MatrixError {
-    const refusal = [...attempts].reverse().find((a) => a.status >= 400 && a.status < 500);
-    if (refusal)
-      return new MatrixError(
-        refusal.status,
-        refusal.errcode,
-        `${refusal.server}: ${refusal.error}`,
-      );
-    if (attempts.length === 0) return notFound('No server to reach the room through');
-    return unknown(
-      `No server could be reached: ${attempts.map((a) => `${a.server} (${a.error})`).join('; ')}`,
-      502,
-    );
-  }
 
   /** make_{kind}, the template filled in and signed, send_{kind}: through one server. */
   async function through(
@@ -153,27 +123,17 @@ export function createRemoteMembership(
   }
 
   /** Tries each server in turn; the first that accepts, or every attempt's failure. */
-  async function firstAccepting(
+  const firstThrough = (
     servers: readonly string[],
     kind: 'leave' | 'knock',
     roomId: string,
     userId: string,
     content: JsonObject,
     knownVersion?: RoomVersionId,
-  ): Promise<Made | { attempts: Attempt[] }> {
-    const attempts: Attempt[] = [];
-    for (const server of [...new Set(servers)].filter((s) => s !== serverName)) {
-      try {
-        const result = await through(server, kind, roomId, userId, content, knownVersion);
-        if (!('attempt' in result)) return result;
-        attempts.push(result.attempt);
-        if (result.attempt.errcode === 'M_INCOMPATIBLE_ROOM_VERSION') break;
-      } catch (err) {
-        attempts.push({ server, status: 502, errcode: 'M_UNKNOWN', error: (err as Error).message });
-      }
-    }
-    return { attempts };
-  }
+  ): Promise<Made | { attempts: Attempt[] }> =>
+    firstAccepting(servers, serverName, (server) =>
+      through(server, kind, roomId, userId, content, knownVersion),
+    );
 
   /**
    * A membership event of a room we have no state of, kept in its timeline (no state group,
@@ -255,8 +215,8 @@ export function createRemoteMembership(
       servers: readonly string[],
       content: JsonObject,
     ): Promise<void> {
-      const made = await firstAccepting(servers, 'knock', roomId, userId, content);
-      if ('attempts' in made) throw failure(made.attempts);
+      const made = await firstThrough(servers, 'knock', roomId, userId, content);
+      if ('attempts' in made) throw noServerAccepted(made.attempts, 'reach the room');
       const raw = made.answer.knock_room_state ?? made.answer.knock_state_events;
       const strippedState = (Array.isArray(raw) ? raw : []).filter(isObject).slice(0, 100);
       await ctx.storage.tx('knockRemoteRoom', async (stores) => {
@@ -285,7 +245,7 @@ export function createRemoteMembership(
     ): Promise<RemoteLeaveResult> {
       const room = await ctx.storage.stores.rooms.selectRoom(roomId);
       const knownVersion = room?.roomVersion as RoomVersionId | undefined;
-      const made = await firstAccepting(servers, 'leave', roomId, userId, content, knownVersion);
+      const made = await firstThrough(servers, 'leave', roomId, userId, content, knownVersion);
       const result = await ctx.storage.tx('leaveRemoteRoom', async (stores) => {
         await stores.rooms.lockRoom(roomId);
         const pending = await pendingMembership(stores, roomId, userId);
@@ -349,7 +309,7 @@ export function createRemoteMembership(
       ]);
       if (member?.eventId !== leave.eventId) return drop();
       const room = await stores.rooms.selectRoom(leave.roomId);
-      const made = await firstAccepting(
+      const made = await firstThrough(
         leave.servers,
         'leave',
         leave.roomId,
