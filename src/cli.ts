@@ -106,6 +106,10 @@ async function runServer(configFile: string | undefined): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP: the federation listener's certificate is read again (docs/federation.md).
+  process.on('SIGHUP', () => {
+    if (server && stopping === null) server.reloadTls();
+  });
   try {
     server = await startServer(config, { logger });
   } catch (err) {

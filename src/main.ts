@@ -11,6 +11,7 @@ import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { buildApp, type App } from './app.js';
 import { InFlight } from './http/in-flight.js';
+import { reloadTlsOnChange, type TlsReloader } from './http/tls-reload.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { CacheStats } from './services/cache-stats.js';
 import type { ResolvedConfig } from './config/load.js';
@@ -36,6 +37,12 @@ export interface RunningServer {
   metricsUrl: string | null;
   /** The TLS federation listener, e.g. https://127.0.0.1:8448 (null when it has none). */
   federationUrl: string | null;
+  /**
+   * Reads the federation listener's certificate and key files again and serves them (SIGHUP;
+   * changed files are also picked up by themselves). False when they do not make a pair (the
+   * ones in use are kept) or there is no TLS listener.
+   */
+  reloadTls(): boolean;
   /**
    * Stops: no new requests, in-flight ones get `shutdown.grace_seconds` to finish (then their
    * connections are cut), and the database closes once no handler runs any more.
@@ -176,7 +183,8 @@ const FEDERATION_PATHS = /^\/_matrix\/(federation|key)\//;
 async function listenFederation(
   config: ResolvedConfig,
   app: App,
-): Promise<{ server: HttpsServer; url: string } | null> {
+  logger: Logger,
+): Promise<{ server: HttpsServer; url: string; tls: TlsReloader } | null> {
   const f = config.federation;
   if (!f.enabled || f.tls_certificate === null || f.tls_private_key === null) {
     if (f.enabled && (f.tls_certificate === null) !== (f.tls_private_key === null))
@@ -209,7 +217,12 @@ async function listenFederation(
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : f.listen.port;
   const host = f.listen.host.includes(':') ? `[${f.listen.host}]` : f.listen.host;
-  return { server, url: `https://${host}:${port}` };
+  const tls = reloadTlsOnChange(
+    server,
+    { cert: f.tls_certificate, key: f.tls_private_key },
+    logger,
+  );
+  return { server, url: `https://${host}:${port}`, tls };
 }
 
 /** `log.format` for this process: `auto` is pretty on a terminal, JSON otherwise. */
@@ -364,7 +377,7 @@ export async function startServer(
   let storage: Storage | undefined;
   let metrics: Metrics | null = null;
   let metricsUrl: string | null = null;
-  let federationListener: { server: HttpsServer; url: string } | null = null;
+  let federationListener: { server: HttpsServer; url: string; tls: TlsReloader } | null = null;
   let app: App;
   let services: Services | undefined;
   const inFlight = new InFlight();
@@ -404,7 +417,7 @@ export async function startServer(
     await services.appservices.ensureSenders();
     app = await buildApp({ config, services, logger, inFlight, requestObserver: metrics });
     await app.listen({ host: config.listen.host, port: config.listen.port });
-    federationListener = await listenFederation(config, app);
+    federationListener = await listenFederation(config, app, logger);
   } catch (err) {
     await services?.federation?.close();
     await metrics?.close();
@@ -422,6 +435,7 @@ export async function startServer(
   if (services.federation) {
     services.federation.setLog(logger);
     services.federation.sender.start();
+    services.federation.leaveRetrier.start();
     // Rooms joined with partial state before a restart: their full state is fetched again.
     void services.federation.partialState
       .start((message, fields) => logger.info(fields ?? {}, message))
@@ -477,12 +491,14 @@ export async function startServer(
     url: `http://${host}:${port}`,
     metricsUrl,
     federationUrl: federationListener?.url ?? null,
+    reloadTls: () => federationListener?.tls.reload() ?? false,
     close() {
       closing ??= (async () => {
         // Long-polling /sync requests answer now rather than hold up the shutdown.
         services.notifier.close();
         services.deactivation.stop();
         if (federationListener) {
+          federationListener.tls.close();
           const fed = federationListener.server;
           fed.close();
           fed.closeIdleConnections();

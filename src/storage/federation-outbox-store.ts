@@ -24,6 +24,18 @@ export interface DestinationState {
   retryAtTs: number;
 }
 
+/** A leave kept here alone, waiting to be sent through the room's servers. */
+export interface PendingLeave {
+  roomId: string;
+  userId: string;
+  eventId: string;
+  servers: string[];
+  content: Record<string, unknown>;
+  failures: number;
+  retryAtTs: number;
+  createdTs: number;
+}
+
 export interface FederationOutboxStore {
   /** Appends one entry for each destination, in order. */
   insertOutbox(
@@ -35,6 +47,8 @@ export interface FederationOutboxStore {
   /** The oldest entries of a destination: at most `pdus` PDUs and `edus` EDUs, by position. */
   selectOutbox(destination: string, pdus: number, edus: number): Promise<OutboxEntry[]>;
   deleteOutbox(destination: string, positions: readonly number[]): Promise<void>;
+  /** A destination's sending state (no row: never failed). */
+  selectDestination(destination: string): Promise<DestinationState | undefined>;
   /** Destinations with entries waiting, and their sending state. */
   selectPendingDestinations(): Promise<DestinationState[]>;
   /** Records a failed attempt: `failures` in a row, next try at `retryAtTs`. */
@@ -47,6 +61,29 @@ export interface FederationOutboxStore {
    */
   updateLease(destination: string, owner: string, now: number, untilTs: number): Promise<boolean>;
   releaseLease(destination: string, owner: string): Promise<void>;
+  /** Keeps (or replaces) the user's pending leave of the room. */
+  upsertPendingLeave(leave: Omit<PendingLeave, 'failures'>): Promise<void>;
+  /** Pending leaves due at `now`, oldest due first. */
+  selectDuePendingLeaves(now: number, limit: number): Promise<PendingLeave[]>;
+  /** When the next pending leave is due; undefined when there is none. */
+  selectNextPendingLeaveTs(): Promise<number | undefined>;
+  /**
+   * Takes a due leave for one attempt: moves its `retry_at_ts` from `dueTs` to `untilTs`;
+   * false when another process took it first.
+   */
+  updatePendingLeaveClaim(
+    roomId: string,
+    userId: string,
+    dueTs: number,
+    untilTs: number,
+  ): Promise<boolean>;
+  updatePendingLeaveFailure(
+    roomId: string,
+    userId: string,
+    failures: number,
+    retryAtTs: number,
+  ): Promise<void>;
+  deletePendingLeave(roomId: string, userId: string, eventId: string): Promise<void>;
   /** The servers (other than `ownServer`) of users joined to the room. */
   selectRemoteJoinedServers(roomId: string, ownServer: string): Promise<string[]>;
   /** The servers (other than `ownServer`) of users joined to any room `userId` is joined to. */
@@ -105,6 +142,21 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
       }
     },
 
+    async selectDestination(destination) {
+      const row = await db
+        .selectFrom('federation_destinations')
+        .select(['destination', 'failures', 'retry_at_ts'])
+        .where('destination', '=', destination)
+        .executeTakeFirst();
+      return row
+        ? {
+            destination: row.destination,
+            failures: Number(row.failures),
+            retryAtTs: Number(row.retry_at_ts),
+          }
+        : undefined;
+    },
+
     async selectPendingDestinations() {
       const rows = await db
         .selectFrom(
@@ -161,6 +213,79 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
         .set({ lease_owner: null, lease_until_ts: 0 })
         .where('destination', '=', destination)
         .where('lease_owner', '=', owner)
+        .execute();
+    },
+
+    async upsertPendingLeave(leave) {
+      const values = {
+        event_id: leave.eventId,
+        servers: JSON.stringify(leave.servers),
+        content: JSON.stringify(leave.content),
+        failures: 0,
+        retry_at_ts: leave.retryAtTs,
+        created_ts: leave.createdTs,
+      };
+      await db
+        .insertInto('federation_pending_leaves')
+        .values({ room_id: leave.roomId, user_id: leave.userId, ...values })
+        .onConflict((oc) => oc.columns(['room_id', 'user_id']).doUpdateSet(values))
+        .execute();
+    },
+
+    async selectDuePendingLeaves(now, limit) {
+      const rows = await db
+        .selectFrom('federation_pending_leaves')
+        .selectAll()
+        .where('retry_at_ts', '<=', now)
+        .orderBy('retry_at_ts')
+        .limit(limit)
+        .execute();
+      return rows.map((row) => ({
+        roomId: row.room_id,
+        userId: row.user_id,
+        eventId: row.event_id,
+        servers: JSON.parse(row.servers) as string[],
+        content: JSON.parse(row.content) as Record<string, unknown>,
+        failures: Number(row.failures),
+        retryAtTs: Number(row.retry_at_ts),
+        createdTs: Number(row.created_ts),
+      }));
+    },
+
+    async selectNextPendingLeaveTs() {
+      const row = await db
+        .selectFrom('federation_pending_leaves')
+        .select((eb) => eb.fn.min('retry_at_ts').as('next'))
+        .executeTakeFirst();
+      return row?.next === null || row?.next === undefined ? undefined : Number(row.next);
+    },
+
+    async updatePendingLeaveClaim(roomId, userId, dueTs, untilTs) {
+      const result = await db
+        .updateTable('federation_pending_leaves')
+        .set({ retry_at_ts: untilTs })
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .where('retry_at_ts', '=', dueTs)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async updatePendingLeaveFailure(roomId, userId, failures, retryAtTs) {
+      await db
+        .updateTable('federation_pending_leaves')
+        .set({ failures, retry_at_ts: retryAtTs })
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .execute();
+    },
+
+    async deletePendingLeave(roomId, userId, eventId) {
+      await db
+        .deleteFrom('federation_pending_leaves')
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .where('event_id', '=', eventId)
         .execute();
     },
 

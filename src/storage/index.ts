@@ -261,6 +261,7 @@ export type {
   OutboxEntry,
   OutboxKind,
   DestinationState,
+  PendingLeave,
 } from './federation-outbox-store.js';
 
 export type {

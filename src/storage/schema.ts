@@ -298,6 +298,17 @@ export interface FederationDestinationsTable {
   last_success_ts: number | null;
 }
 
+export interface FederationPendingLeavesTable {
+  room_id: string;
+  user_id: string;
+  event_id: string;
+  servers: string;
+  content: string;
+  failures: Generated<number>;
+  retry_at_ts: number;
+  created_ts: number;
+}
+
 export interface AppserviceRoomUsersTable {
   service_id: string;
   room_id: string;
@@ -561,6 +572,7 @@ export interface Database {
   server_keys: ServerKeysTable;
   federation_outbox: FederationOutboxTable;
   federation_destinations: FederationDestinationsTable;
+  federation_pending_leaves: FederationPendingLeavesTable;
   appservice_room_users: AppserviceRoomUsersTable;
   appservice_queue: AppserviceQueueTable;
   appservice_senders: AppserviceSendersTable;

@@ -4,14 +4,14 @@
  * needs no DNS) with their TLS federation listener on that port.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type pino from 'pino';
 import { freePort } from '../../bench/processes.js';
-import type { TestDialect } from './databases.js';
-import { startTestServer, type ConfigEnv, type TestServer } from './server.js';
+import { createTestDatabase, type TestDialect } from './databases.js';
+import { startServerOn, startTestServer, type ConfigEnv, type TestServer } from './server.js';
 
 export interface TestCa {
   dir: string;
@@ -45,38 +45,8 @@ export function makeTestCa(): TestCa {
     '-subj',
     '/CN=Commons test CA',
   );
-  openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    at('server.key'),
-    '-out',
-    at('server.csr'),
-    '-subj',
-    '/CN=127.0.0.1',
-  );
   writeFileSync(at('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    at('server.csr'),
-    '-CA',
-    at('ca.pem'),
-    '-CAkey',
-    at('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    at('server.pem'),
-    '-days',
-    '2',
-    '-extfile',
-    at('ext.cnf'),
-  );
+  issueServerCert({ dir, caFile: at('ca.pem') }, dir, 'server');
   return {
     dir,
     caFile: at('ca.pem'),
@@ -113,7 +83,96 @@ export async function startFederatedServer(
   return Object.assign(server, { serverName: `127.0.0.1:${chosen}`, port: chosen });
 }
 
+/** Another certificate for 127.0.0.1 (a new key) signed by the test CA, written in `dir`. */
+export function issueServerCert(
+  ca: Pick<TestCa, 'dir' | 'caFile'>,
+  dir: string,
+  name: string,
+): { certFile: string; keyFile: string; certPem: string; keyPem: string } {
+  const at = (file: string) => path.join(dir, `${name}.${file}`);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    at('key'),
+    '-out',
+    at('csr'),
+    '-subj',
+    `/CN=127.0.0.1/O=${name}`,
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    at('csr'),
+    '-CA',
+    ca.caFile,
+    '-CAkey',
+    path.join(ca.dir, 'ca.key'),
+    '-CAcreateserial',
+    '-out',
+    at('pem'),
+    '-days',
+    '2',
+    '-extfile',
+    path.join(ca.dir, 'ext.cnf'),
+  );
+  return {
+    certFile: at('pem'),
+    keyFile: at('key'),
+    certPem: readFileSync(at('pem'), 'utf8'),
+    keyPem: readFileSync(at('key'), 'utf8'),
+  };
+}
+
 export { freePort };
+
+/** A federating Commons whose database and data_dir outlive it, so it can be restarted. */
+export interface Restartable {
+  serverName: string;
+  server: TestServer;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export async function restartable(
+  dialect: TestDialect,
+  ca: TestCa,
+  /** More of its environment (over the federation one). */
+  env: ConfigEnv = {},
+): Promise<Restartable> {
+  const port = await freePort();
+  const database = await createTestDatabase(dialect);
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
+  let running: TestServer | null = null;
+  const self: Restartable = {
+    serverName: `127.0.0.1:${port}`,
+    get server() {
+      if (!running) throw new Error('not running');
+      return running;
+    },
+    async start() {
+      running = await startServerOn(database, dataDir, { ...federationEnv(ca, port), ...env });
+    },
+    async stop() {
+      await running?.close();
+      running = null;
+    },
+    async destroy() {
+      await self.stop();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  await self.start();
+  return self;
+}
 
 /** An HTTPS request trusting the test CA; the body parsed as JSON when it is JSON. */
 export function httpsJson(

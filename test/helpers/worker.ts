@@ -22,7 +22,8 @@ export function startWorker(env: Record<string, string>): Promise<Worker> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('worker did not start in 30 s')), 30_000);
+    // Generous: a busy machine (CI, several test files at once) compiles src/ slowly.
+    const timer = setTimeout(() => reject(new Error('worker did not start in 120 s')), 120_000);
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${stderr}`)));

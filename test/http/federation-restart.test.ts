@@ -5,55 +5,15 @@
  * order — once B contacts A. Then the other way round: B's messages while A is down.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, it } from 'node:test';
-import { createTestDatabase, forEachDatabase, type TestDatabase } from '../helpers/databases.js';
+import { forEachDatabase } from '../helpers/databases.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { eventually } from '../helpers/eventually.js';
-import { federationEnv, freePort, makeTestCa, type TestCa } from '../helpers/federation.js';
-import { startServerOn, type TestServer } from '../helpers/server.js';
+import { makeTestCa, restartable, type Restartable, type TestCa } from '../helpers/federation.js';
 
 const r = encodeURIComponent;
 const COUNT = 30;
-
-/** A federating Commons whose database and data_dir outlive it, so it can be restarted. */
-interface Restartable {
-  serverName: string;
-  server: TestServer;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  destroy(): Promise<void>;
-}
-
-async function restartable(dialect: TestDatabase['dialect'], ca: TestCa): Promise<Restartable> {
-  const port = await freePort();
-  const database = await createTestDatabase(dialect);
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
-  let running: TestServer | null = null;
-  const self: Restartable = {
-    serverName: `127.0.0.1:${port}`,
-    get server() {
-      if (!running) throw new Error('not running');
-      return running;
-    },
-    async start() {
-      running = await startServerOn(database, dataDir, federationEnv(ca, port));
-    },
-    async stop() {
-      await running?.close();
-      running = null;
-    },
-    async destroy() {
-      await self.stop();
-      await database.drop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-  await self.start();
-  return self;
-}
 
 forEachDatabase('a destination stopped and restarted loses nothing', (dialect) => {
   let ca: TestCa;

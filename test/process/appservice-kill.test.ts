@@ -5,7 +5,6 @@
  * the only repeats allowed are a transaction sent again with the same ID and the same body.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,8 +13,7 @@ import { createTestDatabase, forEachDatabase, type TestDatabase } from '../helpe
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { eventually } from '../helpers/eventually.js';
 import { TestBridge, writeRegistrations } from '../helpers/appservice.js';
-import type { RequestOptions, TestResponse, TestServer } from '../helpers/server.js';
-import { startWorker, type Worker } from '../helpers/worker.js';
+import { killableCommons } from '../helpers/kill-process.js';
 
 const C = '/_matrix/client/v3';
 const AS_TOKEN = 'as_kill_0123456789';
@@ -26,52 +24,20 @@ const r = encodeURIComponent;
 forEachDatabase('a Commons killed with transactions queued for a bridge (issue #22)', (dialect) => {
   let database: TestDatabase;
   let dataDir: string;
-  let worker: Worker | undefined;
   const bridge = new TestBridge();
   let human: TestUser;
   let roomId: string;
   let registrations: string;
 
-  const start = async () => {
-    worker = await startWorker({
-      COMMONS_DATA_DIR: dataDir,
-      COMMONS_DATABASE_URL: database.url,
-      COMMONS_LISTEN_HOST: '127.0.0.1',
-      COMMONS_LISTEN_PORT: '0',
-      COMMONS_SERVER_NAME: 'test.local',
-      COMMONS_RATE_LIMITS_ENABLED: 'false',
-      COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',
-      COMMONS_LOG_LEVEL: 'info',
-      COMMONS_APP_SERVICES_CONFIG_FILES: registrations,
-      COMMONS_APP_SERVICES_RETRY_MAX_SECONDS: '1',
-    });
-  };
-  const kill = async () => {
-    const child = worker?.child;
-    worker = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  };
-  const request = async <T>(
-    method: string,
-    urlPath: string,
-    options: RequestOptions = {},
-  ): Promise<TestResponse<T>> => {
-    if (!worker) throw new Error('no process running');
-    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    if (options.token) headers.Authorization = `Bearer ${options.token}`;
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const response = await fetch(worker.url + urlPath, { method, headers, body });
-    const text = await response.text();
-    return {
-      status: response.status,
-      headers: response.headers,
-      body: (text === '' ? undefined : JSON.parse(text)) as T,
-    };
-  };
-  const server = { request } as unknown as TestServer;
+  const commons = killableCommons(() => ({
+    COMMONS_DATA_DIR: dataDir,
+    COMMONS_DATABASE_URL: database.url,
+    COMMONS_APP_SERVICES_CONFIG_FILES: registrations,
+    COMMONS_APP_SERVICES_RETRY_MAX_SECONDS: '1',
+  }));
+  const { request, server } = commons;
+  const start = () => commons.start();
+  const kill = () => commons.kill();
   const send = async (text: string): Promise<string | null> => {
     const sent = await request<{ event_id: string }>(
       'PUT',

@@ -6,18 +6,14 @@
  * When exactly the kill lands varies from run to run; the outcome must not.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
-import Sqlite from 'better-sqlite3';
-import pg from 'pg';
 import { createTestDatabase, forEachDatabase, type TestDatabase } from '../helpers/databases.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { eventually } from '../helpers/eventually.js';
-import type { RequestOptions, TestResponse, TestServer } from '../helpers/server.js';
-import { startWorker, type Worker } from '../helpers/worker.js';
+import { killableCommons, openCounter, type DatabaseCounter } from '../helpers/kill-process.js';
 
 const C = '/_matrix/client/v3';
 const ROOMS = 24;
@@ -26,70 +22,24 @@ const KILLS = 2;
 forEachDatabase('a profile change killed mid-way (issue #19)', (dialect) => {
   let database: TestDatabase;
   let dataDir: string;
-  let worker: Worker | undefined;
   let alice: TestUser;
   const roomIds: string[] = [];
 
-  const start = async () => {
-    worker = await startWorker({
-      COMMONS_DATA_DIR: dataDir,
-      COMMONS_DATABASE_URL: database.url,
-      COMMONS_LISTEN_HOST: '127.0.0.1',
-      COMMONS_LISTEN_PORT: '0',
-      COMMONS_SERVER_NAME: 'test.local',
-      COMMONS_RATE_LIMITS_ENABLED: 'false',
-      COMMONS_PASSWORD_HASHING_SCRYPT_LOG2_N: '10',
-      COMMONS_LOG_LEVEL: 'info',
-    });
-  };
-  const kill = async () => {
-    const child = worker?.child;
-    worker = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  };
-  const request = async <T>(
-    method: string,
-    urlPath: string,
-    options: RequestOptions = {},
-  ): Promise<TestResponse<T>> => {
-    if (!worker) throw new Error('no process running');
-    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    if (options.token) headers.Authorization = `Bearer ${options.token}`;
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const response = await fetch(worker.url + urlPath, { method, headers, body });
-    const text = await response.text();
-    return {
-      status: response.status,
-      headers: response.headers,
-      body: (text === '' ? undefined : JSON.parse(text)) as T,
-    };
-  };
-  const server = { request } as unknown as TestServer;
+  const commons = killableCommons(() => ({
+    COMMONS_DATA_DIR: dataDir,
+    COMMONS_DATABASE_URL: database.url,
+  }));
+  const { request, server } = commons;
+  const start = () => commons.start();
+  const kill = () => commons.kill();
 
   /** How many of alice's rooms have a member event naming her `name`, read from the database. */
-  let roomsNamed: (name: string) => Promise<number>;
-  let closeReader = async () => {};
-  const openReader = async () => {
-    const query =
-      'SELECT count(*) AS n FROM room_memberships WHERE user_id = $1 AND displayname = $2';
-    if (dialect === 'sqlite') {
-      const reader = new Sqlite(database.url.slice('sqlite:'.length), { readonly: true });
-      const statement = reader.prepare<[string, string], { n: number }>(
-        query.replace(/\$\d/g, '?'),
-      );
-      roomsNamed = async (name) => statement.get(alice.userId, name)?.n ?? 0;
-      closeReader = async () => void reader.close();
-    } else {
-      const reader = new pg.Client({ connectionString: database.url });
-      await reader.connect();
-      roomsNamed = async (name) =>
-        Number((await reader.query<{ n: string }>(query, [alice.userId, name])).rows[0]?.n);
-      closeReader = () => reader.end();
-    }
-  };
+  let counter: DatabaseCounter | undefined;
+  const roomsNamed = (name: string) =>
+    (counter as DatabaseCounter).count(
+      'SELECT count(*) AS n FROM room_memberships WHERE user_id = $1 AND displayname = $2',
+      [alice.userId, name],
+    );
   const r = encodeURIComponent;
 
   before(async () => {
@@ -110,10 +60,10 @@ forEachDatabase('a profile change killed mid-way (issue #19)', (dialect) => {
       assert.equal(joined.status, 200);
       roomIds.push(created.body.room_id);
     }
-    await openReader();
+    counter = await openCounter(database);
   });
   after(async () => {
-    await closeReader();
+    await counter?.close();
     await kill();
     await database?.drop();
     rmSync(dataDir, { recursive: true, force: true });

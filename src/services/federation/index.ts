@@ -18,6 +18,7 @@ import { createRequestAuthenticator, type InboundRequest } from './request-auth.
 import { createFederationSender, type SenderLog } from './sender.js';
 import { createRoomFederation } from './rooms.js';
 import { createRemoteMembership } from './remote-membership.js';
+import { createLeaveRetrier } from './leave-retry.js';
 import { createBackfill } from './backfill.js';
 import { createPartialStateService } from './partial-state.js';
 import type { RoomDagService } from '../rooms-dag/index.js';
@@ -52,6 +53,13 @@ export function createFederationService(
     roomDag: () => deps.roomDag,
   });
   const sender = createFederationSender(ctx, settings, client, randomBytes(8).toString('hex'), {
+    warn: (fields, message) => log?.warn(fields, message),
+  });
+
+  const leavesAndKnocks = createRemoteMembership(ctx, client, settings.retryMaxMs, () =>
+    leaveRetrier.poke(),
+  );
+  const leaveRetrier = createLeaveRetrier(ctx, () => leavesAndKnocks, {
     warn: (fields, message) => log?.warn(fields, message),
   });
 
@@ -115,7 +123,9 @@ export function createFederationService(
     /** Partial-state joins: the background fetch of the full state, and waiting for it. */
     partialState,
     /** Knocks on other servers' rooms, and leaves of rooms we are only invited to or knocking on. */
-    leavesAndKnocks: createRemoteMembership(ctx, client),
+    leavesAndKnocks,
+    /** Leaves kept here alone, sent again with a backoff. */
+    leaveRetrier,
     /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
     rooms,
     /** History from before we joined (`/messages` past the join point): outbound /backfill. */
@@ -137,6 +147,7 @@ export function createFederationService(
     },
     async close(): Promise<void> {
       partialState.stop();
+      await leaveRetrier.stop();
       await sender.stop();
       client.close();
     },

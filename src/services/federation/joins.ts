@@ -7,7 +7,7 @@
  * events arrive through `/send`. Also resolves aliases of other servers (`/query/directory`).
  * https://spec.matrix.org/v1.19/server-server-api/#joining-rooms
  */
-import { MatrixError, notFound, unknown } from '../../core/errors.js';
+import { notFound, unknown } from '../../core/errors.js';
 import { computeEventId } from '../../core/event-hashing.js';
 import { parseRoomAlias } from '../../core/identifiers.js';
 import {
@@ -36,17 +36,10 @@ import type { FederationClient } from './client.js';
 import { signingKeysOf } from './signing-keys.js';
 import type { ServerKeyService } from './keys.js';
 import type { PartialStateService } from './partial-state.js';
+import { attemptOf, firstAccepting, noServerAccepted, type Attempt } from './resident-attempts.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** Why a resident server could not be used, to report when none could. */
-interface Attempt {
-  server: string;
-  status: number;
-  errcode: string;
-  error: string;
-}
 
 export function createRemoteJoins(
   ctx: ServiceContext,
@@ -109,26 +102,6 @@ export function createRemoteJoins(
   function serversInRoom(raw: unknown, resident: string): string[] {
     const listed = Array.isArray(raw) ? raw.filter((s): s is string => typeof s === 'string') : [];
     return [...new Set([resident, ...listed])].filter((s) => s !== serverName);
-  }
-
-  /** A refusal or failure of a resident server, as one line. */
-  function attemptOf(server: string, status: number, body: unknown, fallback: string): Attempt {
-    const errcode = isObject(body) && typeof body.errcode === 'string' ? body.errcode : 'M_UNKNOWN';
-    const error = isObject(body) && typeof body.error === 'string' ? body.error : fallback;
-    return { server, status, errcode, error };
-  }
-
-  /** The error for the client when no resident server let us join. */
-  function failure(attempts: readonly Attempt[]): MatrixError {
-    const last = attempts.at(-1);
-    if (!last) return notFound('No server to join the room through');
-    // A refusal (403, 404, incompatible version) is passed on; anything else is 502.
-    if (last.status >= 400 && last.status < 500)
-      return new MatrixError(last.status, last.errcode, `${last.server}: ${last.error}`);
-    return unknown(
-      `No server could be joined through: ${attempts.map((a) => `${a.server} (${a.error})`).join('; ')}`,
-      502,
-    );
   }
 
   async function joinThrough(
@@ -315,25 +288,10 @@ export function createRemoteJoins(
       servers: readonly string[],
       content: JsonObject,
     ): Promise<void> {
-      const attempts: Attempt[] = [];
-      for (const server of [...new Set(servers)].filter((s) => s !== serverName)) {
-        try {
-          const result = await joinThrough(server, roomId, userId, content);
-          if ('imported' in result) return;
-          attempts.push(result.attempt);
-          // A room version we cannot handle will not change with another server.
-          if (result.attempt.errcode === 'M_INCOMPATIBLE_ROOM_VERSION') break;
-        } catch (err) {
-          if (err instanceof MatrixError) throw err;
-          attempts.push({
-            server,
-            status: 502,
-            errcode: 'M_UNKNOWN',
-            error: (err as Error).message,
-          });
-        }
-      }
-      throw failure(attempts);
+      const result = await firstAccepting(servers, serverName, (server) =>
+        joinThrough(server, roomId, userId, content),
+      );
+      if ('attempts' in result) throw noServerAccepted(result.attempts, 'join the room');
     },
 
     /** Servers a room ID names (before room version 12 the ID carries the creator's server). */

@@ -6,31 +6,26 @@
  * room's timeline (without state: we have none) and the user's membership follows it, so
  * /sync shows the room under `knock` (with the `knock_room_state` the server answered) or
  * `leave`. When no resident server can be reached, a leave is kept here alone (as Synapse
- * does): the user can always drop an invite or a knock.
+ * does): the user can always drop an invite or a knock; it is queued and sent again later
+ * through the room's servers, with a backoff (leave-retry.ts).
  * https://spec.matrix.org/v1.19/server-server-api/#leaving-rooms-rejecting-invites
  * https://spec.matrix.org/v1.19/server-server-api/#knocking-upon-a-room
  */
-import { MatrixError, notFound, unknown } from '../../core/errors.js';
+import { MatrixError } from '../../core/errors.js';
 import { computeEventId } from '../../core/event-hashing.js';
 import { parseUserId } from '../../core/identifiers.js';
 import type { JsonObject, Pdu, RoomVersionId, UnsignedPdu } from '../../core/pdu.js';
 import { ROOM_VERSIONS } from '../../core/room-versions.js';
 import { hashAndSignPdu } from '../../core/signing.js';
-import type { Stores } from '../../storage/index.js';
+import type { PendingLeave, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import type { FederationClient } from './client.js';
+import { attemptOf, firstAccepting, noServerAccepted, type Attempt } from './resident-attempts.js';
+import { retryDelayMs } from './sender.js';
 import { persistMembershipWithoutState } from '../rooms-dag/index.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** Why one resident server could not be used. */
-interface Attempt {
-  server: string;
-  status: number;
-  errcode: string;
-  error: string;
-}
 
 /** A membership event made with a resident server and accepted by it. */
 interface Made {
@@ -48,32 +43,19 @@ export interface RemoteLeaveResult {
   via: string | null;
 }
 
-export function createRemoteMembership(ctx: ServiceContext, client: FederationClient) {
+/** A leave kept here alone is tried again for this long, then given up. */
+export const PENDING_LEAVE_MAX_AGE_MS = 7 * 24 * 3600_000;
+
+export function createRemoteMembership(
+  ctx: ServiceContext,
+  client: FederationClient,
+  /** The longest wait between two attempts at a pending leave. */
+  retryMaxMs: number,
+  /** Told after a leave was kept here alone (and queued to be sent again). */
+  onKeptAlone: () => void = () => undefined,
+) {
   const { serverName } = ctx.settings;
   const versions = Object.keys(ROOM_VERSIONS);
-
-  const attemptOf = (server: string, status: number, body: unknown, fallback: string): Attempt => ({
-    server,
-    status,
-    errcode: isObject(body) && typeof body.errcode === 'string' ? body.errcode : 'M_UNKNOWN',
-    error: isObject(body) && typeof body.error === 'string' ? body.error : fallback,
-  });
-
-  /** The client's error when no resident server accepted: a refusal passed on, else 502. */
-  function failure(attempts: readonly Attempt[]): MatrixError {
-    const refusal = [...attempts].reverse().find((a) => a.status >= 400 && a.status < 500);
-    if (refusal)
-      return new MatrixError(
-        refusal.status,
-        refusal.errcode,
-        `${refusal.server}: ${refusal.error}`,
-      );
-    if (attempts.length === 0) return notFound('No server to reach the room through');
-    return unknown(
-      `No server could be reached: ${attempts.map((a) => `${a.server} (${a.error})`).join('; ')}`,
-      502,
-    );
-  }
 
   /** make_{kind}, the template filled in and signed, send_{kind}: through one server. */
   async function through(
@@ -141,27 +123,17 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
   }
 
   /** Tries each server in turn; the first that accepts, or every attempt's failure. */
-  async function firstAccepting(
+  const firstThrough = (
     servers: readonly string[],
     kind: 'leave' | 'knock',
     roomId: string,
     userId: string,
     content: JsonObject,
     knownVersion?: RoomVersionId,
-  ): Promise<Made | { attempts: Attempt[] }> {
-    const attempts: Attempt[] = [];
-    for (const server of [...new Set(servers)].filter((s) => s !== serverName)) {
-      try {
-        const result = await through(server, kind, roomId, userId, content, knownVersion);
-        if (!('attempt' in result)) return result;
-        attempts.push(result.attempt);
-        if (result.attempt.errcode === 'M_INCOMPATIBLE_ROOM_VERSION') break;
-      } catch (err) {
-        attempts.push({ server, status: 502, errcode: 'M_UNKNOWN', error: (err as Error).message });
-      }
-    }
-    return { attempts };
-  }
+  ): Promise<Made | { attempts: Attempt[] }> =>
+    firstAccepting(servers, serverName, (server) =>
+      through(server, kind, roomId, userId, content, knownVersion),
+    );
 
   /**
    * A membership event of a room we have no state of, kept in its timeline (no state group,
@@ -243,8 +215,8 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
       servers: readonly string[],
       content: JsonObject,
     ): Promise<void> {
-      const made = await firstAccepting(servers, 'knock', roomId, userId, content);
-      if ('attempts' in made) throw failure(made.attempts);
+      const made = await firstThrough(servers, 'knock', roomId, userId, content);
+      if ('attempts' in made) throw noServerAccepted(made.attempts, 'reach the room');
       const raw = made.answer.knock_room_state ?? made.answer.knock_state_events;
       const strippedState = (Array.isArray(raw) ? raw : []).filter(isObject).slice(0, 100);
       await ctx.storage.tx('knockRemoteRoom', async (stores) => {
@@ -263,7 +235,7 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
      * Rejects an invite or rescinds a knock of a room we are not in: make_leave / send_leave
      * through the first of `servers` that accepts. When none does, the leave is made and kept
      * here alone (its prev and auth event the invite or knock), as Synapse does, so that the
-     * user can always drop it; the other servers are not told.
+     * user can always drop it, and queued to be sent through the servers later.
      */
     async leave(
       roomId: string,
@@ -273,8 +245,8 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
     ): Promise<RemoteLeaveResult> {
       const room = await ctx.storage.stores.rooms.selectRoom(roomId);
       const knownVersion = room?.roomVersion as RoomVersionId | undefined;
-      const made = await firstAccepting(servers, 'leave', roomId, userId, content, knownVersion);
-      return ctx.storage.tx('leaveRemoteRoom', async (stores) => {
+      const made = await firstThrough(servers, 'leave', roomId, userId, content, knownVersion);
+      const result = await ctx.storage.tx('leaveRemoteRoom', async (stores) => {
         await stores.rooms.lockRoom(roomId);
         const pending = await pendingMembership(stores, roomId, userId);
         if (!('attempts' in made)) {
@@ -303,8 +275,62 @@ export function createRemoteMembership(ctx: ServiceContext, client: FederationCl
         const pdu = hashAndSignPdu(unsigned, version, serverName, ctx.signingKey);
         const eventId = computeEventId(pdu, version);
         await keep(stores, { roomId, version, eventId, pdu });
+        // Sent again later through the room's servers, with a backoff (retryPendingLeave).
+        const now = ctx.now();
+        await stores.federationOutbox.upsertPendingLeave({
+          roomId,
+          userId,
+          eventId,
+          servers: [...new Set(servers)].filter((s) => s !== serverName),
+          content,
+          retryAtTs: now + retryDelayMs(1, retryMaxMs),
+          createdTs: now,
+        });
         return { eventId, via: null };
       });
+      if (result.via === null) onKeptAlone();
+      return result;
+    },
+
+    /**
+     * One more attempt at a leave kept here alone: make_leave / send_leave through its
+     * servers. The row goes when a server accepts, when one refuses (a definite answer: the
+     * invite or knock is gone there), when the user's membership here is no longer that leave
+     * (invited again, joined), or after `PENDING_LEAVE_MAX_AGE_MS`; otherwise it waits longer.
+     */
+    async retryPendingLeave(leave: PendingLeave): Promise<'sent' | 'dropped' | 'later'> {
+      const stores = ctx.storage.stores;
+      const drop = async () => {
+        await stores.federationOutbox.deletePendingLeave(leave.roomId, leave.userId, leave.eventId);
+        return 'dropped' as const;
+      };
+      const [member] = await stores.rooms.selectStateEvents(leave.roomId, [
+        ['m.room.member', leave.userId],
+      ]);
+      if (member?.eventId !== leave.eventId) return drop();
+      const room = await stores.rooms.selectRoom(leave.roomId);
+      const made = await firstThrough(
+        leave.servers,
+        'leave',
+        leave.roomId,
+        leave.userId,
+        leave.content as JsonObject,
+        room?.roomVersion as RoomVersionId | undefined,
+      );
+      if (!('attempts' in made)) {
+        await stores.federationOutbox.deletePendingLeave(leave.roomId, leave.userId, leave.eventId);
+        return 'sent';
+      }
+      const refused = made.attempts.some((a) => a.status >= 400 && a.status < 500);
+      if (refused || ctx.now() - leave.createdTs > PENDING_LEAVE_MAX_AGE_MS) return drop();
+      const failures = leave.failures + 1;
+      await stores.federationOutbox.updatePendingLeaveFailure(
+        leave.roomId,
+        leave.userId,
+        failures,
+        ctx.now() + retryDelayMs(failures + 1, retryMaxMs),
+      );
+      return 'later';
     },
   };
 }

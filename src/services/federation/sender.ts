@@ -15,8 +15,12 @@ import type { FederationClient } from './client.js';
 export const MAX_PDUS_PER_TRANSACTION = 50;
 export const MAX_EDUS_PER_TRANSACTION = 100;
 const FIRST_RETRY_MS = 5000;
-/** How long a process's right to send to a destination lasts without renewal. */
-const LEASE_MS = 120_000;
+/**
+ * How long a process's right to send to a destination lasts without renewal. It is renewed
+ * while a transaction is in flight, so a process killed mid-send holds it this long at most.
+ */
+const LEASE_MS = 30_000;
+const LEASE_RENEW_MS = LEASE_MS / 3;
 /** Outbox rows another process wrote (or retries whose timer was lost) are found this often. */
 const SCAN_INTERVAL_MS = 30_000;
 
@@ -93,7 +97,11 @@ export function createFederationSender(
         return;
       }
       const now = ctx.now();
-      if (!(await outbox().updateLease(destination, owner, now, now + LEASE_MS))) return;
+      if (!(await outbox().updateLease(destination, owner, now, now + LEASE_MS))) {
+        // Another process sends to it, or a killed one held it: look again once it may lapse.
+        if (started) schedule(destination, now + LEASE_MS / 2);
+        return;
+      }
       const batch = await outbox().selectOutbox(
         destination,
         MAX_PDUS_PER_TRANSACTION,
@@ -103,7 +111,16 @@ export function createFederationSender(
         await outbox().releaseLease(destination, owner);
         return;
       }
-      if (await transaction(destination, batch)) {
+      // A destination may take up to the request timeout to answer: keep the lease meanwhile.
+      const renew = setInterval(() => {
+        const at = ctx.now();
+        void outbox()
+          .updateLease(destination, owner, at, at + LEASE_MS)
+          .catch(() => undefined);
+      }, LEASE_RENEW_MS);
+      renew.unref();
+      const delivered = await transaction(destination, batch).finally(() => clearInterval(renew));
+      if (delivered) {
         await ctx.storage.tx('federationDelivered', async (stores) => {
           await stores.federationOutbox.deleteOutbox(
             destination,
@@ -113,9 +130,7 @@ export function createFederationSender(
         });
         continue;
       }
-      const state = (await outbox().selectPendingDestinations()).find(
-        (d) => d.destination === destination,
-      );
+      const state = await outbox().selectDestination(destination);
       const failures = (state?.failures ?? 0) + 1;
       const retryAt = ctx.now() + retryDelayMs(failures, settings.retryMaxMs);
       await outbox().updateDestinationFailure(destination, failures, retryAt);

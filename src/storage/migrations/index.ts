@@ -17,6 +17,7 @@ import * as m0010 from './0010-pending-deactivations.js';
 import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0013 from './0013-membership-history-by-position.js';
+import * as m0014 from './0014-federation-pending-leaves.js';
 import * as m0017 from './0017-redactions-by-room.js';
 import * as m0020 from './0020-federation.js';
 import * as m0021 from './0021-room-dag.js';
@@ -70,6 +71,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0011-profile-room-updates': m0011,
   '0012-server-metadata': m0012,
   '0013-membership-history-by-position': m0013,
+  '0014-federation-pending-leaves': m0014,
   '0017-redactions-by-room': m0017,
   '0020-federation': m0020,
   '0021-room-dag': m0021,
