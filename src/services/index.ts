@@ -152,7 +152,11 @@ export function createServices(ctx: ServiceContext) {
     roomSummary: createRoomSummaryService(ctx, federation),
     rooms,
     membership,
-    roomEvents: createRoomEventService(ctx, writer),
+    roomEvents: createRoomEventService(
+      ctx,
+      writer,
+      federation ? (roomIds) => federation.partialState.awaitFullState(roomIds) : undefined,
+    ),
     directory,
     timeline,
     relations: createRelationService(ctx, timeline),
@@ -179,7 +183,11 @@ export function createServices(ctx: ServiceContext) {
     memberLists: createMemberListService(
       ctx,
       timeline.present,
-      federation ? (roomIds) => federation.partialState.awaitFullState(roomIds) : undefined,
+      federation
+        ? async (roomIds) => {
+            await federation.partialState.awaitFullState(roomIds);
+          }
+        : undefined,
     ),
     settings: ctx.settings,
     accounts,

@@ -23,7 +23,12 @@ function massagedTs(requester: Requester, ts: number | undefined): { originServe
   return ts !== undefined && requester.appservice ? { originServerTs: ts } : {};
 }
 
-export function createRoomEventService(ctx: ServiceContext, writer: EventWriter) {
+export function createRoomEventService(
+  ctx: ServiceContext,
+  writer: EventWriter,
+  /** Waits for rooms with partial state to be complete; true when any was partial. */
+  awaitFullState?: (roomIds: readonly string[]) => Promise<boolean>,
+) {
   const rooms = () => ctx.storage.stores.rooms;
 
   /** The state the requester may see: current when joined, as of leaving when they left. */
@@ -114,13 +119,19 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       });
     },
 
-    /** The visible state; with a filter (MSC2895 option 3), only the events it matches. */
+    /**
+     * The visible state; with a filter (MSC2895 option 3), only the events it matches. A
+     * room whose state is partial (joined with partial state, its members not all in yet)
+     * is answered once complete: `awaitFullState` waits (or answers 429 with a retry hint).
+     */
     async getState(
       requester: Requester,
       roomId: string,
       filter?: RoomEventFilter,
     ): Promise<ClientEvent[]> {
-      const state = await visibleState(ctx.storage.stores, requester, roomId);
+      let state = await visibleState(ctx.storage.stores, requester, roomId);
+      if (await awaitFullState?.([roomId]))
+        state = await visibleState(ctx.storage.stores, requester, roomId);
       if (!filter) return state.map(asClient);
       const matching = state.filter(
         (row) => matchesFilter(row, filter) && matchesMembership(row, filter.membership),
@@ -135,10 +146,16 @@ export function createRoomEventService(ctx: ServiceContext, writer: EventWriter)
       stateKey: string,
       format: 'content' | 'event' = 'content',
     ): Promise<JsonObject | ClientEvent> {
-      const state = await visibleState(ctx.storage.stores, requester, roomId);
-      const found = state.find(
-        (row) => row.pdu.type === type && (row.pdu.state_key ?? '') === stateKey,
-      );
+      const find = async () =>
+        (await visibleState(ctx.storage.stores, requester, roomId)).find(
+          (row) => row.pdu.type === type && (row.pdu.state_key ?? '') === stateKey,
+        );
+      let found = await find();
+      // In a room with partial state every entry but members' is in; a member entry held is
+      // the one the full state has (completion only adds what is missing). A member entry
+      // not held yet may exist: it is answered once the room is complete.
+      if (!found && type === 'm.room.member' && (await awaitFullState?.([roomId])))
+        found = await find();
       if (!found) throw notFound('Event not found');
       // `format=event` (v1.16): the whole event as clients see it.
       return format === 'event' ? asClient(found) : found.pdu.content;

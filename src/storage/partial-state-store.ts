@@ -27,6 +27,12 @@ export interface PartialStateStore {
   /** The partial-state rooms `userId` is joined to. */
   selectPartialRoomsOfUser(userId: string): Promise<string[]>;
   bumpAttempts(roomId: string): Promise<void>;
+  /**
+   * Takes (or renews) the lease on fetching the room's full state for `owner` until
+   * `untilTs`: false when another process holds it and it has not run out.
+   */
+  updateLease(roomId: string, owner: string, now: number, untilTs: number): Promise<boolean>;
+  releaseLease(roomId: string, owner: string): Promise<void>;
   deletePartialRoom(roomId: string): Promise<void>;
   /** The room's state groups kept whole (no `prev_group`). */
   selectSnapshotGroups(roomId: string): Promise<number[]>;
@@ -115,6 +121,31 @@ export function partialStateStore(db: Kysely<Database>): PartialStateStore {
         .updateTable('partial_state_rooms')
         .set((eb) => ({ attempts: eb('attempts', '+', 1) }))
         .where('room_id', '=', roomId)
+        .execute();
+    },
+
+    async updateLease(roomId, owner, now, untilTs) {
+      const result = await db
+        .updateTable('partial_state_rooms')
+        .set({ lease_owner: owner, lease_until_ts: untilTs })
+        .where('room_id', '=', roomId)
+        .where((eb) =>
+          eb.or([
+            eb('lease_owner', 'is', null),
+            eb('lease_owner', '=', owner),
+            eb('lease_until_ts', '<', now),
+          ]),
+        )
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async releaseLease(roomId, owner) {
+      await db
+        .updateTable('partial_state_rooms')
+        .set({ lease_owner: null, lease_until_ts: 0 })
+        .where('room_id', '=', roomId)
+        .where('lease_owner', '=', owner)
         .execute();
     },
 

@@ -829,6 +829,9 @@ export interface PartialStateRoomsTable {
   servers_json: string;
   joined_ts: number;
   attempts: Generated<number>;
+  /** The process fetching the room's full state now, until `lease_until_ts` (migration 0033). */
+  lease_owner: string | null;
+  lease_until_ts: Generated<number>;
 }
 
 /** A room whose members' directory reach is still to be recomputed (migration 0047). */

@@ -15,7 +15,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, it } from 'node:test';
+import pino from 'pino';
 import type { RoomVersionId } from '../../src/core/pdu.js';
 import { createEventWriter } from '../../src/services/event-writer.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
@@ -106,8 +108,8 @@ forEachDatabase('partial-state joins between Commons servers', (dialect) => {
   let alice: TestUser;
   let bob: TestUser;
 
-  const startA = async () => {
-    const server = await startServerOn(database, dataDir, federationEnv(ca, aPort));
+  const startA = async (logger?: pino.Logger) => {
+    const server = await startServerOn(database, dataDir, federationEnv(ca, aPort), logger);
     a = Object.assign(server, { serverName: `127.0.0.1:${aPort}`, port: aPort });
   };
 
@@ -388,6 +390,37 @@ forEachDatabase('partial-state joins between Commons servers', (dialect) => {
         `/_matrix/federation/v1/make_join/${r(roomId)}/${r(`@late:${remote.serverName}`)}?ver=${version}`,
       );
       assert.equal(viaUs.status, 404, JSON.stringify(viaUs.body));
+      // Nor takes its state from it: /state and /state_ids are 404 while partial.
+      for (const what of ['state', 'state_ids']) {
+        const read = await remote.request(
+          a.serverName,
+          'GET',
+          `/_matrix/federation/v1/${what}/${r(roomId)}?event_id=${r('$any')}`,
+        );
+        assert.equal(read.status, 404, `${what}: ${JSON.stringify(read.body)}`);
+        assert.equal(read.body.errcode, 'M_NOT_FOUND');
+      }
+      // The client's /state: what is certainly known answers at once (every entry but the
+      // members', and a member entry held); the whole state, or a member entry not held yet,
+      // waits for the full state: 30 s, then 429 with a retry hint while it cannot come.
+      const create = await as(a, alice)('GET', `/rooms/${r(roomId)}/state/m.room.create/`);
+      assert.equal(create.status, 200, JSON.stringify(create.body));
+      const own = await as(a, alice)(
+        'GET',
+        `/rooms/${r(roomId)}/state/m.room.member/${r(alice.userId)}`,
+      );
+      assert.equal(own.status, 200, JSON.stringify(own.body));
+      assert.equal(own.body.membership, 'join');
+      const member = `@z00005:${c.serverName}`;
+      const waited = await Promise.all([
+        as(a, alice)('GET', `/rooms/${r(roomId)}/state`),
+        as(a, alice)('GET', `/rooms/${r(roomId)}/state/m.room.member/${r(member)}`),
+      ]);
+      for (const answer of waited) {
+        assert.equal(answer.status, 429, JSON.stringify(answer.body));
+        assert.equal(answer.body.errcode, 'M_LIMIT_EXCEEDED');
+        assert.equal(typeof answer.body.retry_after_ms, 'number');
+      }
       await a.close();
       await startA();
       c = await startC();
@@ -400,6 +433,16 @@ forEachDatabase('partial-state joins between Commons servers', (dialect) => {
       );
       assert.equal(members.status, 200, JSON.stringify(members.body));
       assert.equal(Object.keys(members.body.joined).length, 400 + 2);
+      // Complete now: /state has every member, and the member entry answers.
+      const state = await as(a, alice)<{ type: string }[]>('GET', `/rooms/${r(roomId)}/state`);
+      assert.equal(state.status, 200);
+      assert.equal(state.body.filter((e) => e.type === 'm.room.member').length, 400 + 2);
+      const learnt = await as(a, alice)(
+        'GET',
+        `/rooms/${r(roomId)}/state/m.room.member/${r(`@z00005:${c.serverName}`)}`,
+      );
+      assert.equal(learnt.status, 200, JSON.stringify(learnt.body));
+      assert.equal(learnt.body.membership, 'join');
       const after = await serviceContextOf(a).storage.stores.partialState.selectPartialRoom(roomId);
       assert.equal(after, undefined);
     } finally {
@@ -408,4 +451,77 @@ forEachDatabase('partial-state joins between Commons servers', (dialect) => {
       rmSync(cDir, { recursive: true, force: true });
     }
   });
+  it(
+    'two processes on one PostgreSQL database resume a partial room: one fetch, under a lease',
+    { skip: dialect !== 'postgres' && 'two processes share a database on PostgreSQL only' },
+    async () => {
+      const cDatabase = await createTestDatabase(dialect);
+      const cDir = mkdtempSync(path.join(tmpdir(), 'commons-data-'));
+      const cPort = await freePort();
+      const startC = async (): Promise<Federated> =>
+        Object.assign(await startServerOn(cDatabase, cDir, federationEnv(ca, cPort)), {
+          serverName: `127.0.0.1:${cPort}`,
+          port: cPort,
+        });
+      let c = await startC();
+      let second: TestServer | undefined;
+      try {
+        const carol = await registerUser(c, 'carol');
+        const created = await as(c, carol)<{ room_id: string }>('POST', '/createRoom', {
+          preset: 'public_chat',
+          room_version: version,
+        });
+        const roomId = created.body.room_id;
+        await addMembers(c, roomId, 'w', 300);
+        const joined = await as(a, alice)('POST', `/join/${r(roomId)}?via=${r(c.serverName)}`, {});
+        assert.equal(joined.status, 200, JSON.stringify(joined.body));
+        await c.close();
+        assert.ok(
+          await serviceContextOf(a).storage.stores.partialState.selectPartialRoom(roomId),
+          'still partial: the resident went away before the full state came',
+        );
+        await a.close();
+        c = await startC();
+        // Both processes of A start at once and each resumes the room's fetch.
+        const lines: string[] = [];
+        const logger = () =>
+          pino(
+            { level: 'info' },
+            new Writable({
+              write(chunk: Buffer, _encoding, done) {
+                lines.push(chunk.toString('utf8'));
+                done();
+              },
+            }),
+          );
+        const secondPort = await freePort();
+        [, second] = await Promise.all([
+          startA(logger()),
+          startServerOn(
+            database,
+            dataDir,
+            { ...federationEnv(ca, aPort), COMMONS_FEDERATION_LISTEN_PORT: String(secondPort) },
+            logger(),
+          ),
+        ]);
+        const members = await retried(() =>
+          as(a, alice)<{ joined: Record<string, unknown> }>(
+            'GET',
+            `/rooms/${r(roomId)}/joined_members`,
+          ),
+        );
+        assert.equal(members.status, 200, JSON.stringify(members.body));
+        assert.equal(Object.keys(members.body.joined).length, 300 + 2);
+        const fetched = lines.filter(
+          (l) => l.includes('partial-state full state fetched') && l.includes(roomId),
+        );
+        assert.equal(fetched.length, 1, `one fetch of the room in all: ${fetched.join('')}`);
+      } finally {
+        await second?.close();
+        await c.close();
+        await cDatabase.drop();
+        rmSync(cDir, { recursive: true, force: true });
+      }
+    },
+  );
 });

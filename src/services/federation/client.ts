@@ -53,6 +53,8 @@ export interface RequestOptions {
   body?: unknown;
   /** Unsigned requests (`/_matrix/key/v2/server` needs no signature). */
   unsigned?: boolean;
+  /** A larger cap on the answer than the default 16 MiB (a big room's `/state`). */
+  maxBytes?: number;
 }
 
 /** An answer kept as bytes (media), whatever its type. */
@@ -91,22 +93,21 @@ export function createFederationClient(options: FederationClientOptions) {
     path: string,
     headers: Record<string, string>,
     payload: string | undefined,
+    maxBytes = MAX_RESPONSE_BYTES,
   ): Promise<FederationResponse> {
-    return sendRaw(destination, target, method, path, headers, payload, MAX_RESPONSE_BYTES).then(
-      (res) => {
-        const text = res.body.toString('utf8');
-        let body: unknown;
-        try {
-          body = text === '' ? {} : JSON.parse(text);
-        } catch {
-          throw new FederationRequestError(
-            destination,
-            `HTTP ${res.status} with a body that is not JSON`,
-          );
-        }
-        return { status: res.status, body, headers: res.headers };
-      },
-    );
+    return sendRaw(destination, target, method, path, headers, payload, maxBytes).then((res) => {
+      const text = res.body.toString('utf8');
+      let body: unknown;
+      try {
+        body = text === '' ? {} : JSON.parse(text);
+      } catch {
+        throw new FederationRequestError(
+          destination,
+          `HTTP ${res.status} with a body that is not JSON`,
+        );
+      }
+      return { status: res.status, body, headers: res.headers };
+    });
   }
 
   function sendRaw(
@@ -265,7 +266,7 @@ export function createFederationClient(options: FederationClientOptions) {
           options.signingKey,
         );
       }
-      return send(destination, target, method, path, headers, payload);
+      return send(destination, target, method, path, headers, payload, request.maxBytes);
     },
 
     /** As `request` (no body), the answer kept as bytes: media downloads. */

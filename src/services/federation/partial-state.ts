@@ -27,6 +27,7 @@
  * fetched now; after `PARTIAL_STATE_WAIT_MS` they answer 429 `M_LIMIT_EXCEEDED` with
  * `retry_after_ms` (clients retry such an answer by themselves).
  */
+import { randomBytes } from 'node:crypto';
 import { limitExceeded } from '../../core/errors.js';
 import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey } from '../../core/pdu.js';
 import {
@@ -49,6 +50,11 @@ import { signingKeysOf } from './signing-keys.js';
 export const PARTIAL_STATE_WAIT_MS = 30_000;
 /** Missing events fetched one by one (`/event`) at most; more are asked with one `/state`. */
 const EVENT_FETCH_LIMIT = 100;
+/**
+ * The cap on a `/state` or `/state_ids` answer: a room of 100,000 members' `/state` is about
+ * 100 MB (the default cap of 16 MiB holds about 15,000 member events).
+ */
+const STATE_MAX_BYTES = 512 * 1024 * 1024;
 /** `/event` requests in flight at once. */
 const EVENT_FETCH_BATCH = 20;
 /**
@@ -60,6 +66,13 @@ const APPLY_BATCH = 5_000;
 /** The first retry's delay, doubling up to the last. */
 const RETRY_FIRST_MS = 5_000;
 const RETRY_MAX_MS = 300_000;
+/**
+ * How long a process's lease on fetching a room lasts: processes sharing the database fetch
+ * a room one at a time. The holder renews it every third of this while it works (and before
+ * applying and with each batch), and releases it when done or stopped; another process takes
+ * over only when the holder stopped renewing (it died), after at most this long.
+ */
+const LEASE_MS = 30_000;
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -80,6 +93,11 @@ export interface PartialJoin {
 export function createPartialStateService(ctx: ServiceContext, deps: PartialStateDeps) {
   const { serverName } = ctx.settings;
   const stores = () => ctx.storage.stores;
+  /** This process, as the owner of leases. */
+  const owner = randomBytes(8).toString('hex');
+  /** Takes or renews this process's lease on the room's fetch: false when another holds it. */
+  const lease = (roomId: string) =>
+    stores().partialState.updateLease(roomId, owner, ctx.now(), ctx.now() + LEASE_MS);
   /** Rooms being fetched now, by room. */
   const running = new Map<string, Promise<boolean>>();
   /** Retries waiting, by room. */
@@ -147,7 +165,9 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
 
   /** GET a federation path from `server`: the body when 200, else undefined. */
   async function get(server: string, path: string): Promise<Record<string, unknown> | undefined> {
-    const res = await deps.client.request(server, 'GET', path).catch(() => undefined);
+    const res = await deps.client
+      .request(server, 'GET', path, { maxBytes: STATE_MAX_BYTES })
+      .catch(() => undefined);
     return res && res.status === 200 && isObject(res.body) ? res.body : undefined;
   }
 
@@ -241,6 +261,7 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
     if (!listed) return 0;
     let applied = 0;
     for (;;) {
+      await lease(roomId);
       const done = await ctx.storage.tx('partial-state-current', async (s: Stores) => {
         await s.rooms.lockRoom(roomId);
         // Every entry the (now complete) current group has and current_state lacks.
@@ -284,7 +305,11 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
     }
   }
 
-  /** One attempt at completing the room: true when it is complete (or no longer listed). */
+  /**
+   * One attempt at completing the room: true when it is complete (or no longer listed);
+   * false when it failed, or when another process holds the lease on it (then it is looked
+   * at again later, and `awaitFullState` sees the other process complete it).
+   */
   async function syncRoom(roomId: string): Promise<boolean> {
     const row = await stores().partialState.selectPartialRoom(roomId);
     if (!row) return true;
@@ -293,27 +318,42 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
       await stores().partialState.deletePartialRoom(roomId);
       return true;
     }
-    const version = room.roomVersion as RoomVersionId;
-    const servers = [...new Set([row.resident, ...row.servers])].filter((s) => s !== serverName);
-    for (const server of servers) {
-      const t0 = Date.now();
-      const full = await fetchFullState(server, roomId, row.joinEventId, version).catch(
-        () => undefined,
-      );
-      if (!full) continue;
-      const t1 = Date.now();
-      const applied = await complete(roomId, version, row.joinEventId, full);
-      log('partial-state room complete', {
-        roomId,
-        server,
-        entries: applied,
-        fetchMs: t1 - t0,
-        applyMs: Date.now() - t1,
-      });
-      return true;
+    if (!(await lease(roomId))) {
+      log('partial-state fetch leased by another process', { roomId });
+      return false;
     }
-    await stores().partialState.bumpAttempts(roomId);
-    return false;
+    const heartbeat = setInterval(() => void lease(roomId).catch(() => undefined), LEASE_MS / 3);
+    heartbeat.unref();
+    try {
+      const version = room.roomVersion as RoomVersionId;
+      const servers = [...new Set([row.resident, ...row.servers])].filter((s) => s !== serverName);
+      for (const server of servers) {
+        const t0 = Date.now();
+        const full = await fetchFullState(server, roomId, row.joinEventId, version).catch(
+          () => undefined,
+        );
+        if (!full) continue;
+        log('partial-state full state fetched', { roomId, server, entries: full.state.size });
+        const t1 = Date.now();
+        await lease(roomId);
+        const applied = await complete(roomId, version, row.joinEventId, full);
+        log('partial-state room complete', {
+          roomId,
+          server,
+          entries: applied,
+          fetchMs: t1 - t0,
+          applyMs: Date.now() - t1,
+        });
+        return true;
+      }
+      await stores().partialState.bumpAttempts(roomId);
+      return false;
+    } finally {
+      clearInterval(heartbeat);
+      await stores()
+        .partialState.releaseLease(roomId, owner)
+        .catch(() => undefined);
+    }
   }
 
   /** Runs `syncRoom` once at a time per room; schedules a retry on failure. */
@@ -377,6 +417,12 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
 
     stop(): void {
       stopped = true;
+      // Leases of fetches under way are given up now (best effort: the database may be
+      // closing), so that another process need not wait for them to run out.
+      for (const roomId of running.keys())
+        void stores()
+          .partialState.releaseLease(roomId, owner)
+          .catch(() => undefined);
       for (const t of timers.values()) clearTimeout(t);
       timers.clear();
     },
@@ -394,16 +440,17 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
     /**
      * Resolves once none of `roomIds` has partial state, their fetch started now if it was
      * waiting for a retry; after `timeoutMs`, 429 `M_LIMIT_EXCEEDED` with a retry hint.
-     * Another process may complete a room: the table is read again every 250 ms.
+     * Another process may complete a room: the table is read again every 250 ms. True when
+     * any of them was partial (and is complete now).
      */
     async awaitFullState(
       roomIds: readonly string[],
       timeoutMs = PARTIAL_STATE_WAIT_MS,
-    ): Promise<void> {
-      if (roomIds.length === 0) return;
+    ): Promise<boolean> {
+      if (roomIds.length === 0) return false;
       const deadline = Date.now() + timeoutMs;
       let partial = await stores().partialState.selectAnyPartial(roomIds);
-      if (partial.length === 0) return;
+      if (partial.length === 0) return false;
       const attempts = stopped ? [] : partial.map((roomId) => run(roomId));
       for (;;) {
         const left = deadline - Date.now();
@@ -413,7 +460,7 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
           new Promise<void>((resolve) => setTimeout(resolve, Math.min(left, 250)).unref()),
         ]);
         partial = await stores().partialState.selectAnyPartial(partial);
-        if (partial.length === 0) return;
+        if (partial.length === 0) return true;
       }
     },
   };

@@ -111,13 +111,30 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
   }
 
   /** The room (404), the ACL (403) and the origin's presence in it (403), for reads. */
-  async function checkReader(roomId: string, origin: string): Promise<RoomVersionId> {
+  async function checkReader(
+    roomId: string,
+    origin: string,
+    options: { fullState?: boolean } = {},
+  ): Promise<RoomVersionId> {
     const version = await roomVersionOf(roomId);
     await checkAcl(stores(), roomId, origin);
+    // Before the member check, which a partial state cannot answer for every server.
+    if (options.fullState) await assertFullState(roomId);
     if (!(await serverInRoom(stores(), roomId, origin))) {
       throw forbidden('Your server has no member in this room');
     }
     return version;
+  }
+
+  /**
+   * A room whose state is partial here (joined with partial state, MSC3706, its full state
+   * not in yet) is refused with 404 where the answer would need its whole state (make_join,
+   * /state, /state_ids): the asking server tries another one rather than take an incomplete
+   * state as complete (as Synapse answers).
+   */
+  async function assertFullState(roomId: string): Promise<void> {
+    if (await stores().partialState.selectPartialRoom(roomId))
+      throw notFound('This server is not fully joined to the room yet');
   }
 
   /** Keys for a PDU's required signatures, fetched before the (synchronous) check. */
@@ -836,10 +853,7 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
     },
 
     async makeJoin(roomId: string, userId: string, origin: string, versions: readonly string[]) {
-      // Joining through us while our state of the room is partial would hand the joiner an
-      // incomplete state: 404, so that it tries another server (as Synapse answers).
-      if (await stores().partialState.selectPartialRoom(roomId))
-        throw notFound('This server is not fully joined to the room yet');
+      await assertFullState(roomId);
       return template(roomId, userId, origin, 'join', versions);
     },
     makeLeave: (roomId: string, userId: string, origin: string) =>
@@ -1016,14 +1030,14 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
 
     /** `/state_ids`: the state before the event and its auth chain, as IDs. */
     async stateIds(origin: string, roomId: string, eventId: string) {
-      await checkReader(roomId, origin);
+      await checkReader(roomId, origin, { fullState: true });
       const { ids, chain } = await stateAndChain(stores(), eventId, roomId);
       return { pdu_ids: ids, auth_chain_ids: chain };
     },
 
     /** `/state`: the same, as events. */
     async state(origin: string, roomId: string, eventId: string) {
-      await checkReader(roomId, origin);
+      await checkReader(roomId, origin, { fullState: true });
       const s = stores();
       const { ids, chain } = await stateAndChain(s, eventId, roomId);
       const known = await roomDag.knownEvents(s, [...ids, ...chain]);

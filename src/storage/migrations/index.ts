@@ -29,6 +29,7 @@ import * as m0028 from './0028-partial-state-rooms.js';
 import * as m0030 from './0030-appservices.js';
 import * as m0031 from './0031-appservice-room-directory.js';
 import * as m0032 from './0032-appservice-registrations.js';
+import * as m0033 from './0033-partial-state-lease.js';
 
 import * as m0040 from './0040-media.js';
 import * as m0041 from './0041-cross-signing.js';
@@ -83,6 +84,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0030-appservices': m0030,
   '0031-appservice-room-directory': m0031,
   '0032-appservice-registrations': m0032,
+  '0033-partial-state-lease': m0033,
 
   '0040-media': m0040,
   '0041-cross-signing': m0041,
