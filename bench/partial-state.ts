@@ -1,5 +1,5 @@
 /**
- * `node --import tsx bench/partial-state.ts [members]`: joining a big room over federation
+ * `node --import tsx bench/partial-state.ts [members] [--commons-only]`: joining a big room over federation
  * with partial state (MSC3706), Commons against Synapse in the same run.
  *
  * A Commons server B holds a room of `members` joined members (made through the event
@@ -10,11 +10,16 @@
  *    a 429 is retried after its `retry_after_ms`);
  * 2. a Synapse user (Synapse 1.163 from PyPI, which joins with partial state by default)
  *    joins the same room: the same three times on Synapse (its `/joined_members` polled every
- *    second until complete). Skipped when Synapse cannot be installed.
+ *    second until complete). Skipped when Synapse cannot be installed, or with
+ *    `--commons-only`.
+ *
+ * A's log line for the completion gives the split: fetching and checking, then applying.
  *
  * SQLite by default; `COMMONS_TEST_DATABASE_URL=postgres://…` for PostgreSQL.
  */
 import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type { RoomVersionId } from '../src/core/pdu.js';
@@ -26,7 +31,9 @@ import { synapseInstall } from '../test/helpers/requirements.js';
 import { serviceContextOf } from '../test/helpers/services.js';
 import { requestJson, startSynapsePeer } from '../test/helpers/synapse-peer.js';
 
-const members = Number(process.argv[2] ?? 10_000);
+const args = process.argv.slice(2);
+const members = Number(args.find((a) => !a.startsWith('--')) ?? 10_000);
+const commonsOnly = args.includes('--commons-only');
 const version: RoomVersionId = '11';
 const BATCH = 250;
 const enc = encodeURIComponent;
@@ -36,7 +43,28 @@ async function main(): Promise<void> {
   const dialect = testDialects().includes('postgres') ? 'postgres' : 'sqlite';
   const ca = makeTestCa();
   const b = await startFederatedServer(dialect, ca);
-  const a = await startFederatedServer(dialect, ca);
+  // A's completion log line (fetch and apply times), printed as it comes.
+  const completions = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      const line = chunk.toString('utf8');
+      if (line.includes('partial-state room complete')) {
+        const { entries, fetchMs, applyMs } = JSON.parse(line) as Record<
+          string,
+          number | undefined
+        >;
+        console.log(
+          `Commons completion: ${entries} entries, fetch and check ${((fetchMs ?? 0) / 1000).toFixed(1)} s, apply ${((applyMs ?? 0) / 1000).toFixed(1)} s`,
+        );
+      }
+      done();
+    },
+  });
+  const a = await startFederatedServer(
+    dialect,
+    ca,
+    undefined,
+    pino({ level: 'info' }, completions),
+  );
   console.log(
     `database ${dialect}, ${members} members, load average ${loadavg()
       .map((l) => l.toFixed(1))
@@ -107,6 +135,10 @@ async function main(): Promise<void> {
 
     // 2. Synapse joins the same room.
     const install = synapseInstall();
+    if (commonsOnly) {
+      console.log('Synapse join: skipped (--commons-only)');
+      return;
+    }
     if ('problem' in install) {
       console.log(`Synapse join: skipped (${install.problem})`);
       return;

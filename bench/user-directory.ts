@@ -300,12 +300,12 @@ async function main(): Promise<void> {
         forgotten: 0,
       })
       .execute();
-    const { applyDirectoryMembership } = await import('../src/storage/user-directory-store.js');
+    const { applyDirectoryMemberships } = await import('../src/storage/user-directory-store.js');
     t0 = performance.now();
     await db
       .transaction()
       .execute((tx) =>
-        applyDirectoryMembership(tx, '!public:bench.local', `@user${joinedAt}:bench.local`),
+        applyDirectoryMemberships(tx, '!public:bench.local', [`@user${joinedAt}:bench.local`]),
       );
     const joined = ms(t0);
     const privateAgain = await inTx((s) =>

@@ -13,11 +13,10 @@ import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
 import type { DialectName } from './database.js';
 import { prepareQuery } from './prepared-query.js';
 import type { Database, MutualRoomEntriesTable } from './schema.js';
+import { slices, valuesTable } from './values-table.js';
 
 /** Advisory-lock class for users (rooms use the single-key form, a separate key space). */
 const USER_LOCK_CLASS = 1;
-/** Keeps IN lists well under every driver's parameter limit. */
-const IN_LIST_CHUNK = 500;
 
 export interface MutualRoomPair {
   roomCount: number;
@@ -280,90 +279,142 @@ export function mutualRoomsStore(db: Kysely<Database>, dialect: DialectName): Mu
   };
 }
 
+/** One user's change of membership in a room: whether they were joined before and are now. */
+export interface JoinedChange {
+  userId: string;
+  wasJoined: boolean;
+  isJoined: boolean;
+}
+
 /**
- * Keeps the index in step with one membership change of `userId` in `roomId`: when the user
- * starts or stops being joined, the room enters or leaves every indexed pair of theirs whose
- * other user is joined. Runs inside the transaction that persists the membership event.
+ * Keeps the index in step with membership changes in `roomId` (one or a whole batch, as a
+ * partial-state room's completion writes): for every indexed pair with a user who starts or
+ * stops being joined, the room is an entry exactly when both users are joined after the
+ * changes (the other user's membership as stored, or as changed here). Runs inside the
+ * transaction that writes the memberships; a few statements per 500 users whatever the batch.
  */
-export async function applyMembershipChange(
+export async function applyMembershipChanges(
   db: Kysely<Database>,
   dialect: DialectName,
-  change: { roomId: string; userId: string; wasJoined: boolean; isJoined: boolean },
+  roomId: string,
+  changes: readonly JoinedChange[],
 ): Promise<void> {
-  const { roomId, userId, wasJoined, isJoined } = change;
-  if (wasJoined === isJoined) return;
+  const changed = new Map<string, boolean>();
+  for (const c of changes) if (c.wasJoined !== c.isJoined) changed.set(c.userId, c.isJoined);
+  if (changed.size === 0) return;
+  const users = [...changed.keys()].sort();
   if (dialect === 'postgres') {
-    await sql`SELECT pg_advisory_xact_lock_shared(${USER_LOCK_CLASS}, hashtext(${userId}))`.execute(
-      db,
-    );
+    // Shared locks in user order, as builds take theirs (see lockUsersForBuild).
+    for (const part of slices(users)) {
+      await sql`SELECT count(pg_advisory_xact_lock_shared(${USER_LOCK_CLASS}, hashtext(u.column1)))
+        FROM (SELECT column1 FROM ${valuesTable(
+          [...part].map((u) => [u]),
+          ['text'],
+        )}
+              ORDER BY column1 OFFSET 0) u`.execute(db);
+    }
   }
-  const [asLow, asHigh] = await Promise.all([
-    db
+  const pairs = new Map<string, [string, string]>();
+  for (const part of slices(users)) {
+    const rows = await db
       .selectFrom('mutual_room_pairs')
-      .select('user_high as other')
-      .where('user_low', '=', userId)
-      .execute(),
-    db
-      .selectFrom('mutual_room_pairs')
-      .select('user_low as other')
-      .where('user_high', '=', userId)
-      .execute(),
-  ]);
-  const others = [...asLow, ...asHigh].map((r) => r.other);
-  if (others.length === 0) return;
-  const pairOf = (other: string): [string, string] =>
-    userId < other ? [userId, other] : [other, userId];
-
+      .select(['user_low', 'user_high'])
+      .where((eb) => eb.or([eb('user_low', 'in', part), eb('user_high', 'in', part)]))
+      .execute();
+    for (const r of rows) pairs.set(`${r.user_low}\u0000${r.user_high}`, [r.user_low, r.user_high]);
+  }
+  if (pairs.size === 0) return;
+  const others = new Set<string>();
+  for (const [low, high] of pairs.values())
+    for (const u of [low, high]) if (!changed.has(u)) others.add(u);
+  const joinedOthers = new Set<string>();
+  for (const part of slices([...others])) {
+    const rows = await db
+      .selectFrom('room_memberships')
+      .select('user_id')
+      .where('room_id', '=', roomId)
+      .where('membership', '=', 'join')
+      .where('user_id', 'in', part)
+      .execute();
+    for (const r of rows) joinedOthers.add(r.user_id);
+  }
+  const joined = (u: string) => changed.get(u) ?? joinedOthers.has(u);
   const room = await db
     .selectFrom('rooms')
     .select('room_nid')
     .where('room_id', '=', roomId)
     .executeTakeFirstOrThrow();
-
-  if (!isJoined) {
-    for (const other of others) {
-      const [low, high] = pairOf(other);
-      const deleted = await db
-        .deleteFrom('mutual_room_entries')
-        .where('user_low', '=', low)
-        .where('user_high', '=', high)
-        .where('room_nid', '=', room.room_nid)
-        .executeTakeFirst();
-      if (Number(deleted.numDeletedRows) > 0) await adjustCount(db, low, high, -1);
-    }
-    return;
-  }
-
-  for (let i = 0; i < others.length; i += IN_LIST_CHUNK) {
-    const joined = await db
-      .selectFrom('room_memberships')
-      .select('user_id')
-      .where('room_id', '=', roomId)
-      .where('membership', '=', 'join')
-      .where('user_id', 'in', others.slice(i, i + IN_LIST_CHUNK))
+  const shared: [string, string][] = [];
+  const apart: [string, string][] = [];
+  for (const pair of pairs.values())
+    (joined(pair[0]) && joined(pair[1]) ? shared : apart).push(pair);
+  for (const part of slices(shared)) {
+    const inserted = await db
+      .insertInto('mutual_room_entries')
+      .values(
+        part.map(([low, high]) => ({
+          user_low: low,
+          user_high: high,
+          room_nid: room.room_nid,
+          room_id: roomId,
+        })),
+      )
+      .onConflict((oc) => oc.doNothing())
+      .returning(['user_low', 'user_high'])
       .execute();
-    for (const { user_id: other } of joined) {
-      const [low, high] = pairOf(other);
-      const inserted = await db
-        .insertInto('mutual_room_entries')
-        .values({ user_low: low, user_high: high, room_nid: room.room_nid, room_id: roomId })
-        .onConflict((oc) => oc.doNothing())
-        .executeTakeFirst();
-      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) > 0) await adjustCount(db, low, high, 1);
-    }
+    await adjustCounts(db, inserted, 1);
+  }
+  for (const part of slices(apart)) {
+    const deleted = await db
+      .deleteFrom('mutual_room_entries')
+      .where('room_nid', '=', room.room_nid)
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom(valuesTable<{ column1: string; column2: string }>(part, ['text', 'text']))
+            .select('k.column1')
+            .whereRef('k.column1', '=', 'mutual_room_entries.user_low')
+            .whereRef('k.column2', '=', 'mutual_room_entries.user_high'),
+        ),
+      )
+      .returning(['user_low', 'user_high'])
+      .execute();
+    await adjustCounts(db, deleted, -1);
   }
 }
 
-async function adjustCount(
+/** `applyMembershipChanges` for one user. */
+export async function applyMembershipChange(
   db: Kysely<Database>,
-  low: string,
-  high: string,
+  dialect: DialectName,
+  change: { roomId: string; userId: string; wasJoined: boolean; isJoined: boolean },
+): Promise<void> {
+  await applyMembershipChanges(db, dialect, change.roomId, [change]);
+}
+
+/** Adds `delta` to the room count of each pair (each named once), with a new revision. */
+async function adjustCounts(
+  db: Kysely<Database>,
+  pairs: ReadonlyArray<{ user_low: string; user_high: string }>,
   delta: number,
 ): Promise<void> {
+  if (pairs.length === 0) return;
   await db
     .updateTable('mutual_room_pairs')
     .set((eb) => ({ room_count: eb('room_count', '+', delta), revision: newRevision() }))
-    .where('user_low', '=', low)
-    .where('user_high', '=', high)
+    .where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom(
+            valuesTable<{ column1: string; column2: string }>(
+              pairs.map((p) => [p.user_low, p.user_high]),
+              ['text', 'text'],
+            ),
+          )
+          .select('k.column1')
+          .whereRef('k.column1', '=', 'mutual_room_pairs.user_low')
+          .whereRef('k.column2', '=', 'mutual_room_pairs.user_high'),
+      ),
+    )
     .execute();
 }

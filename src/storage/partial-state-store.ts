@@ -4,6 +4,7 @@
  * snapshot of the room that lacks their key (deltas inherit them from their base).
  */
 import type { Kysely } from 'kysely';
+import { stateKeyOf, type StateKey } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { StateEntry } from './room-dag-store.js';
 import { slices } from './values-table.js';
@@ -31,6 +32,8 @@ export interface PartialStateStore {
   selectSnapshotGroups(roomId: string): Promise<number[]>;
   /** Adds `entries` to a group, skipping (type, state_key) pairs it already names. */
   insertMissingGroupEntries(groupId: number, entries: readonly StateEntry[]): Promise<number>;
+  /** The room's current state as keys and event IDs only (no event is read). */
+  selectCurrentStateIds(roomId: string): Promise<Map<StateKey, string>>;
 }
 
 const toRow = (r: {
@@ -151,6 +154,15 @@ export function partialStateStore(db: Kysely<Database>): PartialStateStore {
           .execute();
       }
       return missing.length;
+    },
+
+    async selectCurrentStateIds(roomId) {
+      const rows = await db
+        .selectFrom('current_state')
+        .select(['type', 'state_key', 'event_id'])
+        .where('room_id', '=', roomId)
+        .execute();
+      return new Map(rows.map((r) => [stateKeyOf(r.type, r.state_key), r.event_id]));
     },
   };
 }

@@ -57,8 +57,14 @@ export interface RoomDagStore {
   selectGroupHead(groupId: number): Promise<StateGroupHead | undefined>;
   /** A negative stream position for an event of the room's past entering the timeline. */
   nextHistoryPosition(): Promise<number>;
+  /** `count` such positions at once (one statement), each lower than the one before. */
+  nextHistoryPositions(count: number): Promise<number[]>;
   upsertCurrentGroup(roomId: string, groupId: number): Promise<void>;
   insertAuthEdges(eventId: string, authEventIds: readonly string[]): Promise<void>;
+  /** `insertAuthEdges` for many events, in multi-row statements. */
+  insertAuthEdgesOfEvents(
+    edges: ReadonlyArray<{ eventId: string; authEventIds: readonly string[] }>,
+  ): Promise<void>;
   /** Every event reachable from these through auth edges (not the events themselves unless reached). */
   selectAuthChainIds(eventIds: readonly string[]): Promise<string[]>;
   /** Keeps an event outside the timeline; an event already kept has its status replaced. */
@@ -72,7 +78,19 @@ export interface RoomDagStore {
     },
     ts: number,
   ): Promise<void>;
+  /** `upsertDagEvent` for many events, in multi-row statements. */
+  upsertDagEvents(
+    events: ReadonlyArray<{
+      eventId: string;
+      roomId: string;
+      json: string;
+      status: DagStatus;
+      reason: string | null;
+    }>,
+    ts: number,
+  ): Promise<void>;
   deleteDagEvent(eventId: string): Promise<void>;
+  deleteDagEvents(eventIds: readonly string[]): Promise<void>;
   /** The events asked for that the server has, in the timeline or outside it. */
   selectKnownEvents(eventIds: readonly string[]): Promise<Map<string, KnownEvent>>;
   /** The room's outliers of a status, oldest first. */
@@ -189,6 +207,12 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
       return -(await takeNextPosition(db, 'events_history'));
     },
 
+    async nextHistoryPositions(count) {
+      if (count === 0) return [];
+      const last = await takeNextPosition(db, 'events_history', count);
+      return Array.from({ length: count }, (_, i) => -(last - count + 1 + i));
+    },
+
     async upsertCurrentGroup(roomId, groupId) {
       await db
         .insertInto('room_state_heads')
@@ -198,12 +222,20 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
     },
 
     async insertAuthEdges(eventId, authEventIds) {
-      if (authEventIds.length === 0) return;
-      await db
-        .insertInto('event_auth_edges')
-        .values([...new Set(authEventIds)].map((id) => ({ event_id: eventId, auth_event_id: id })))
-        .onConflict((oc) => oc.columns(['event_id', 'auth_event_id']).doNothing())
-        .execute();
+      await store.insertAuthEdgesOfEvents([{ eventId, authEventIds }]);
+    },
+
+    async insertAuthEdgesOfEvents(edges) {
+      const rows = edges.flatMap(({ eventId, authEventIds }) =>
+        [...new Set(authEventIds)].map((id) => ({ event_id: eventId, auth_event_id: id })),
+      );
+      for (const part of slices(rows)) {
+        await db
+          .insertInto('event_auth_edges')
+          .values(part)
+          .onConflict((oc) => oc.columns(['event_id', 'auth_event_id']).doNothing())
+          .execute();
+      }
     },
 
     async selectAuthChainIds(eventIds) {
@@ -223,24 +255,41 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
     },
 
     async upsertDagEvent(event, ts) {
-      await db
-        .insertInto('room_dag_events')
-        .values({
-          event_id: event.eventId,
-          room_id: event.roomId,
-          status: event.status,
-          reason: event.reason,
-          pdu: event.json,
-          received_ts: ts,
-        })
-        .onConflict((oc) =>
-          oc.column('event_id').doUpdateSet({ status: event.status, reason: event.reason }),
-        )
-        .execute();
+      await store.upsertDagEvents([event], ts);
+    },
+
+    async upsertDagEvents(events, ts) {
+      const byId = new Map(events.map((e) => [e.eventId, e]));
+      for (const part of slices([...byId.values()])) {
+        await db
+          .insertInto('room_dag_events')
+          .values(
+            part.map((event) => ({
+              event_id: event.eventId,
+              room_id: event.roomId,
+              status: event.status,
+              reason: event.reason,
+              pdu: event.json,
+              received_ts: ts,
+            })),
+          )
+          .onConflict((oc) =>
+            oc.column('event_id').doUpdateSet((eb) => ({
+              status: eb.ref('excluded.status'),
+              reason: eb.ref('excluded.reason'),
+            })),
+          )
+          .execute();
+      }
     },
 
     async deleteDagEvent(eventId) {
       await db.deleteFrom('room_dag_events').where('event_id', '=', eventId).execute();
+    },
+
+    async deleteDagEvents(eventIds) {
+      for (const part of slices([...new Set(eventIds)]))
+        await db.deleteFrom('room_dag_events').where('event_id', 'in', part).execute();
     },
 
     async selectKnownEvents(eventIds) {

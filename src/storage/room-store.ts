@@ -7,8 +7,12 @@ import { sql, type Kysely } from 'kysely';
 import type { Pdu } from '../core/pdu.js';
 import type { Database } from './schema.js';
 import type { DialectName } from './database.js';
-import { applyMembershipChange } from './mutual-rooms-store.js';
-import { applyDirectoryMembership } from './user-directory-store.js';
+import {
+  applyMembershipChange,
+  applyMembershipChanges,
+  type JoinedChange,
+} from './mutual-rooms-store.js';
+import { applyDirectoryMemberships } from './user-directory-store.js';
 import { groupByRoom, readInSlices, slices, valuesTable } from './values-table.js';
 import { prepareQuery } from './prepared-query.js';
 import { selectStreamPosition, takeNextPosition } from './stream-store.js';
@@ -120,6 +124,13 @@ export interface RoomStore {
     event: EventToPersist,
     streamOrdering: number,
     options?: { applyState?: boolean; extremity?: boolean },
+  ): Promise<void>;
+  /**
+   * Timeline events of the room's past, in multi-row statements: only their `events` rows
+   * (as `persistEvent` with `applyState` and `extremity` false).
+   */
+  insertEvents(
+    events: ReadonlyArray<{ event: EventToPersist; streamOrdering: number }>,
   ): Promise<void>;
   /**
    * Current-state entries that changed at `streamOrdering` (a new event, or what state
@@ -234,96 +245,130 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       .where('user_id', '=', userId),
   );
 
-  /** One current-state entry changed at `streamOrdering`, with its history and membership rows. */
-  async function applyStateChange(
+  /**
+   * Current-state entries changed at `streamOrdering`, with their history and membership
+   * rows: multi-row statements of `VALUES_BATCH` rows (at most 12 columns a row, far below
+   * SQLite's 32,766 and PostgreSQL's 65,535 bound parameters), so a batch of thousands of
+   * entries (a partial-state room's completion) costs a few statements per 500 entries.
+   * Where one entry is changed twice, the last change wins, as applied one after another.
+   */
+  async function applyChanges(
     roomId: string,
-    change: StateChange,
+    changes: readonly StateChange[],
     streamOrdering: number,
   ): Promise<void> {
-    const state = {
-      room_id: roomId,
-      type: change.type,
-      state_key: change.stateKey,
-      event_id: change.eventId,
-      stream_ordering: streamOrdering,
-    };
-    await db
-      .insertInto('current_state')
-      .values(state)
-      .onConflict((oc) =>
-        oc
-          .columns(['room_id', 'type', 'state_key'])
-          .doUpdateSet({ event_id: change.eventId, stream_ordering: streamOrdering }),
-      )
-      .execute();
-    await db
-      .insertInto('state_history')
-      .values(state)
-      .onConflict((oc) =>
-        oc
-          .columns(['room_id', 'type', 'state_key', 'stream_ordering'])
-          .doUpdateSet({ event_id: change.eventId }),
-      )
-      .execute();
-    const membership = change.membership;
-    if (!membership) return;
-    const previous = await db
-      .selectFrom('room_memberships')
-      .select('membership')
-      .where('room_id', '=', roomId)
-      .where('user_id', '=', membership.userId)
-      .executeTakeFirst();
-    await applyMembershipChange(db, dialect, {
-      roomId,
-      userId: membership.userId,
-      wasJoined: previous?.membership === 'join',
-      isJoined: membership.membership === 'join',
-    });
-    const row = {
-      room_id: roomId,
-      user_id: membership.userId,
-      membership: membership.membership,
-      event_id: change.eventId,
-      stream_ordering: streamOrdering,
-      displayname: membership.displayname,
-      avatar_url: membership.avatarUrl,
-      forgotten: 0,
-      client_json: change.clientJson,
-      sender: change.sender,
-    };
-    await db
-      .insertInto('room_memberships')
-      .values(row)
-      .onConflict((oc) =>
-        oc.columns(['room_id', 'user_id']).doUpdateSet({
-          membership: row.membership,
-          event_id: row.event_id,
-          stream_ordering: row.stream_ordering,
-          displayname: row.displayname,
-          avatar_url: row.avatar_url,
-          forgotten: 0,
-          client_json: row.client_json,
-          sender: row.sender,
-        }),
-      )
-      .execute();
-    if ((previous?.membership === 'join') !== (membership.membership === 'join'))
-      await applyDirectoryMembership(db, roomId, membership.userId);
-    await db
-      .insertInto('membership_history')
-      .values({
+    const byKey = new Map<string, StateChange>();
+    for (const change of changes) {
+      const key = `${change.type}\u0000${change.stateKey}`;
+      byKey.delete(key);
+      byKey.set(key, change);
+    }
+    const list = [...byKey.values()];
+    for (const part of slices(list)) {
+      const rows = part.map((change) => ({
         room_id: roomId,
-        user_id: membership.userId,
-        stream_ordering: streamOrdering,
-        membership: membership.membership,
+        type: change.type,
+        state_key: change.stateKey,
         event_id: change.eventId,
-      })
-      .onConflict((oc) =>
-        oc
-          .columns(['room_id', 'user_id', 'stream_ordering'])
-          .doUpdateSet({ membership: membership.membership, event_id: change.eventId }),
-      )
-      .execute();
+        stream_ordering: streamOrdering,
+      }));
+      await db
+        .insertInto('current_state')
+        .values(rows)
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'type', 'state_key']).doUpdateSet((eb) => ({
+            event_id: eb.ref('excluded.event_id'),
+            stream_ordering: eb.ref('excluded.stream_ordering'),
+          })),
+        )
+        .execute();
+      await db
+        .insertInto('state_history')
+        .values(rows)
+        .onConflict((oc) =>
+          oc
+            .columns(['room_id', 'type', 'state_key', 'stream_ordering'])
+            .doUpdateSet((eb) => ({ event_id: eb.ref('excluded.event_id') })),
+        )
+        .execute();
+    }
+    const members = list.filter(
+      (c): c is StateChange & { membership: MembershipChange } => c.membership !== undefined,
+    );
+    if (members.length === 0) return;
+    const joinedChanges: JoinedChange[] = [];
+    for (const part of slices(members)) {
+      const previous = await db
+        .selectFrom('room_memberships')
+        .select(['user_id', 'membership'])
+        .where('room_id', '=', roomId)
+        .where(
+          'user_id',
+          'in',
+          part.map((c) => c.membership.userId),
+        )
+        .execute();
+      const was = new Map(previous.map((r) => [r.user_id, r.membership]));
+      for (const { membership } of part)
+        joinedChanges.push({
+          userId: membership.userId,
+          wasJoined: was.get(membership.userId) === 'join',
+          isJoined: membership.membership === 'join',
+        });
+      await db
+        .insertInto('room_memberships')
+        .values(
+          part.map((change) => ({
+            room_id: roomId,
+            user_id: change.membership.userId,
+            membership: change.membership.membership,
+            event_id: change.eventId,
+            stream_ordering: streamOrdering,
+            displayname: change.membership.displayname,
+            avatar_url: change.membership.avatarUrl,
+            forgotten: 0,
+            client_json: change.clientJson,
+            sender: change.sender,
+          })),
+        )
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'user_id']).doUpdateSet((eb) => ({
+            membership: eb.ref('excluded.membership'),
+            event_id: eb.ref('excluded.event_id'),
+            stream_ordering: eb.ref('excluded.stream_ordering'),
+            displayname: eb.ref('excluded.displayname'),
+            avatar_url: eb.ref('excluded.avatar_url'),
+            forgotten: 0,
+            client_json: eb.ref('excluded.client_json'),
+            sender: eb.ref('excluded.sender'),
+          })),
+        )
+        .execute();
+      await db
+        .insertInto('membership_history')
+        .values(
+          part.map((change) => ({
+            room_id: roomId,
+            user_id: change.membership.userId,
+            stream_ordering: streamOrdering,
+            membership: change.membership.membership,
+            event_id: change.eventId,
+          })),
+        )
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'user_id', 'stream_ordering']).doUpdateSet((eb) => ({
+            membership: eb.ref('excluded.membership'),
+            event_id: eb.ref('excluded.event_id'),
+          })),
+        )
+        .execute();
+    }
+    await applyMembershipChanges(db, dialect, roomId, joinedChanges);
+    await applyDirectoryMemberships(
+      db,
+      roomId,
+      joinedChanges.filter((c) => c.wasJoined !== c.isJoined).map((c) => c.userId),
+    );
   }
   const store: RoomStore = {
     async lockRoom(roomId) {
@@ -468,24 +513,32 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       return row ? toEventRow(row) : undefined;
     },
 
+    async insertEvents(events) {
+      for (const part of slices(events)) {
+        await db
+          .insertInto('events')
+          .values(
+            part.map(({ event, streamOrdering }) => ({
+              stream_ordering: streamOrdering,
+              event_id: event.eventId,
+              room_id: event.roomId,
+              type: event.pdu.type,
+              state_key: event.pdu.state_key ?? null,
+              sender: event.pdu.sender,
+              origin_server_ts: event.pdu.origin_server_ts,
+              depth: event.pdu.depth,
+              pdu: event.json,
+              redacted_by: null,
+              client_json: event.clientJson,
+            })),
+          )
+          .execute();
+      }
+    },
+
     async persistEvent(event, streamOrdering, options = {}) {
       const { pdu } = event;
-      await db
-        .insertInto('events')
-        .values({
-          stream_ordering: streamOrdering,
-          event_id: event.eventId,
-          room_id: event.roomId,
-          type: pdu.type,
-          state_key: pdu.state_key ?? null,
-          sender: pdu.sender,
-          origin_server_ts: pdu.origin_server_ts,
-          depth: pdu.depth,
-          pdu: event.json,
-          redacted_by: null,
-          client_json: event.clientJson,
-        })
-        .execute();
+      await store.insertEvents([{ event, streamOrdering }]);
       if (options.extremity === false) return;
       if (pdu.prev_events.length > 0) {
         await db
@@ -516,9 +569,7 @@ export function roomStore(db: Kysely<Database>, dialect: DialectName): RoomStore
       }
     },
 
-    async applyStateChanges(roomId, changes, streamOrdering) {
-      for (const change of changes) await applyStateChange(roomId, change, streamOrdering);
-    },
+    applyStateChanges: applyChanges,
 
     async removeStateEntries(roomId, removals, streamOrdering) {
       for (const removal of removals) {

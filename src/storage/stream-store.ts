@@ -36,11 +36,18 @@ export interface StreamStore {
   notify(change: StreamChange): Promise<void>;
 }
 
-/** Takes the next number of a counter in `stream_positions` (`events`, `rooms`). */
-export async function takeNextPosition(db: Kysely<Database>, stream: string): Promise<number> {
+/**
+ * Takes the next number of a counter in `stream_positions` (`events`, `rooms`), or the next
+ * `count` numbers at once; returns the last of them.
+ */
+export async function takeNextPosition(
+  db: Kysely<Database>,
+  stream: string,
+  count = 1,
+): Promise<number> {
   const row = await db
     .updateTable('stream_positions')
-    .set((eb) => ({ position: eb('position', '+', 1) }))
+    .set((eb) => ({ position: eb('position', '+', count) }))
     .where('stream', '=', stream)
     .returning('position')
     .executeTakeFirstOrThrow();

@@ -188,20 +188,30 @@ async function refreshReach(db: Kysely<Database>, userId: string): Promise<void>
 }
 
 /**
- * A user joined or left a room (called by the room store with each change of a joined
- * membership, in its transaction): joining or leaving a public room may change their reach.
+ * Users joined or left a room (called by the room store with the changes of joined
+ * membership it writes, in its transaction): joining or leaving a public room may change
+ * their reach. Only users with a directory entry have one to change (one read per 500).
  */
-export async function applyDirectoryMembership(
+export async function applyDirectoryMemberships(
   db: Kysely<Database>,
   roomId: string,
-  userId: string,
+  userIds: readonly string[],
 ): Promise<void> {
+  if (userIds.length === 0) return;
   const isPublic = await db
     .selectFrom('user_directory_public_rooms')
     .select('room_id')
     .where('room_id', '=', roomId)
     .executeTakeFirst();
-  if (isPublic) await refreshReach(db, userId);
+  if (!isPublic) return;
+  for (let i = 0; i < userIds.length; i += BATCH) {
+    const listed = await db
+      .selectFrom('user_directory')
+      .select('user_id')
+      .where('user_id', 'in', userIds.slice(i, i + BATCH))
+      .execute();
+    for (const { user_id: userId } of listed) await refreshReach(db, userId);
+  }
 }
 
 export function userDirectoryStore(db: Kysely<Database>): UserDirectoryStore {

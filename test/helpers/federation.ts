@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type pino from 'pino';
 import { freePort } from '../../bench/processes.js';
 import type { TestDialect } from './databases.js';
 import { startTestServer, type ConfigEnv, type TestServer } from './server.js';
@@ -105,9 +106,10 @@ export async function startFederatedServer(
   dialect: TestDialect,
   ca: TestCa,
   port?: number,
+  logger?: pino.Logger,
 ): Promise<TestServer & { serverName: string; port: number }> {
   const chosen = port ?? (await freePort());
-  const server = await startTestServer(dialect, federationEnv(ca, chosen));
+  const server = await startTestServer(dialect, federationEnv(ca, chosen), logger);
   return Object.assign(server, { serverName: `127.0.0.1:${chosen}`, port: chosen });
 }
 

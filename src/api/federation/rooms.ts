@@ -149,6 +149,22 @@ export function registerRoomFederationRoutes(
       ),
   );
 
+  // https://spec.matrix.org/v1.16/server-server-api/#put_matrixfederationv1inviteroomideventid
+  // The deprecated v1 invite: the body is the event; the answer `[200, { event }]`.
+  app.put(
+    '/_matrix/federation/v1/invite/:roomId/:eventId',
+    { config: auth, schema: { params: RoomEvent, body: Type.Unknown() } },
+    async (request) => [
+      200,
+      await rooms.inviteV1(
+        originOf(request),
+        request.params.roomId,
+        request.params.eventId,
+        request.body,
+      ),
+    ],
+  );
+
   // https://spec.matrix.org/v1.16/server-server-api/#put_matrixfederationv2inviteroomideventid
   app.put(
     '/_matrix/federation/v2/invite/:roomId/:eventId',

@@ -18,7 +18,8 @@
  * the gap is complete too, with later membership changes still overriding — and current
  * state takes every entry it lacks (timeline rows at negative positions, memberships,
  * history and the pair index at one new stream position, with a notification, so /sync
- * delivers them). The room leaves `partial_state_rooms` in that transaction. A failure is
+ * delivers them), in transactions of `APPLY_BATCH` entries written with multi-row
+ * statements. The room leaves `partial_state_rooms` in that transaction. A failure is
  * retried (5 s, doubling up to 5 minutes, through every server in `servers_in_room`); a
  * restart resumes every room still listed.
  *
@@ -50,8 +51,12 @@ export const PARTIAL_STATE_WAIT_MS = 30_000;
 const EVENT_FETCH_LIMIT = 100;
 /** `/event` requests in flight at once. */
 const EVENT_FETCH_BATCH = 20;
-/** Current-state entries applied per transaction when a room completes. */
-const APPLY_BATCH = 250;
+/**
+ * Current-state entries applied per transaction when a room completes: each transaction
+ * writes them with multi-row statements (a few per 500 entries) and holds the room lock
+ * only that long; the events of one batch are all that is held in memory at a time.
+ */
+const APPLY_BATCH = 5_000;
 /** The first retry's delay, doubling up to the last. */
 const RETRY_FIRST_MS = 5_000;
 const RETRY_MAX_MS = 300_000;
@@ -241,8 +246,7 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
         // Every entry the (now complete) current group has and current_state lacks.
         const head = await s.roomDag.selectCurrentGroup(roomId);
         const currentGroup = head ? await s.roomDag.selectStateGroup(head.groupId) : new Map();
-        const rows = await s.rooms.selectAllStateEvents(roomId);
-        const present = new Set(rows.map((r) => stateKeyOf(r.pdu.type, r.pdu.state_key ?? '')));
+        const present = await s.partialState.selectCurrentStateIds(roomId);
         const missing = [...currentGroup].filter(([key]) => !present.has(key)).map(([, id]) => id);
         const batch = missing.slice(0, APPLY_BATCH);
         const events = await dag.knownEvents(s, batch);

@@ -981,6 +981,33 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       return { event: signed };
     },
 
+    /**
+     * `PUT /v1/invite/{roomId}/{eventId}` (deprecated; the v2 body's fields without
+     * `room_version`): the event is the body, its stripped state in
+     * `unsigned.invite_room_state`. The spec has the receiver assume room version 1 or 2,
+     * which it cannot name otherwise; here the version is the room's where the room is known,
+     * else the one its `m.room.create` in the stripped state names, else "1" (not supported
+     * here: 400 `M_INCOMPATIBLE_ROOM_VERSION`). The event is then checked as a v2 invite is,
+     * against that version's format (so its ID must match its content from version 3 on).
+     */
+    async inviteV1(origin: string, roomId: string, eventId: string, body: unknown) {
+      if (!isObject(body)) throw badJson('The body must be an event');
+      const unsigned = isObject(body.unsigned) ? body.unsigned : {};
+      const stripped = Array.isArray(unsigned.invite_room_state) ? unsigned.invite_room_state : [];
+      if (stripped.length > 100) throw badJson('Too many entries in invite_room_state');
+      const known = await stores().rooms.selectRoom(roomId);
+      const create = stripped.find(
+        (e): e is JsonObject => isObject(e) && e.type === 'm.room.create' && e.state_key === '',
+      );
+      const named = isObject(create?.content) ? create.content.room_version : undefined;
+      const roomVersion = known?.roomVersion ?? (typeof named === 'string' ? named : '1');
+      return this.invite(origin, roomId, eventId, {
+        room_version: roomVersion,
+        event: body,
+        invite_room_state: stripped,
+      });
+    },
+
     /** `/state_ids`: the state before the event and its auth chain, as IDs. */
     async stateIds(origin: string, roomId: string, eventId: string) {
       await checkReader(roomId, origin);

@@ -171,27 +171,30 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
 
   /** Events of the room's past that current state now names enter the timeline (negative positions). */
   async function promote(stores: Stores, events: readonly KnownEvent[]): Promise<void> {
+    if (events.length === 0) return;
     const ordered = [...events].sort((a, b) => b.pdu.depth - a.pdu.depth);
-    for (const event of ordered) {
-      const json = canonicalJson(event.pdu);
-      const stored = JSON.parse(json) as Pdu;
-      const membership = membershipOf(event.pdu);
-      await stores.rooms.persistEvent(
-        {
-          eventId: event.eventId,
-          roomId: event.roomId,
-          pdu: event.pdu,
-          json,
-          clientJson: JSON.stringify(
-            toClientEvent({ eventId: event.eventId, roomId: event.roomId, pdu: stored }),
-          ),
-          ...(membership ? { membership } : {}),
-        },
-        await stores.roomDag.nextHistoryPosition(),
-        { applyState: false, extremity: false },
-      );
-      await stores.roomDag.deleteDagEvent(event.eventId);
-    }
+    const positions = await stores.roomDag.nextHistoryPositions(ordered.length);
+    await stores.rooms.insertEvents(
+      ordered.map((event, i) => {
+        const json = canonicalJson(event.pdu);
+        const stored = JSON.parse(json) as Pdu;
+        const membership = membershipOf(event.pdu);
+        return {
+          event: {
+            eventId: event.eventId,
+            roomId: event.roomId,
+            pdu: event.pdu,
+            json,
+            clientJson: JSON.stringify(
+              toClientEvent({ eventId: event.eventId, roomId: event.roomId, pdu: stored }),
+            ),
+            ...(membership ? { membership } : {}),
+          },
+          streamOrdering: positions[i] as number,
+        };
+      }),
+    );
+    await stores.roomDag.deleteDagEvents(ordered.map((e) => e.eventId));
   }
 
   /** A received redaction marks its target when its sender may redact it. */
@@ -273,30 +276,32 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
         stores,
         events.map((e) => e.eventId),
       );
+      const fresh = new Map<string, { eventId: string; pdu: Pdu; rejectedReason?: string }>();
       for (const { eventId, pdu, rejectedReason } of events) {
-        if (known.has(eventId)) continue;
-        const kept = stripUnsigned(pdu);
-        const status = rejectedReason === undefined ? 'outlier' : 'rejected';
-        await stores.roomDag.upsertDagEvent(
-          {
-            eventId,
-            roomId,
-            json: canonicalJson(kept),
-            status,
-            reason: rejectedReason ?? null,
-          },
-          ctx.now(),
-        );
-        await stores.roomDag.insertAuthEdges(eventId, authEdgesOf(kept, roomId, version));
-        known.set(eventId, {
+        if (known.has(eventId) || fresh.has(eventId)) continue;
+        fresh.set(eventId, {
           eventId,
-          roomId,
-          pdu: kept,
-          status,
-          reason: rejectedReason ?? null,
-          streamOrdering: null,
+          pdu: stripUnsigned(pdu),
+          ...(rejectedReason !== undefined ? { rejectedReason } : {}),
         });
       }
+      const kept = [...fresh.values()];
+      await stores.roomDag.upsertDagEvents(
+        kept.map(({ eventId, pdu, rejectedReason }) => ({
+          eventId,
+          roomId,
+          json: canonicalJson(pdu),
+          status: rejectedReason === undefined ? 'outlier' : 'rejected',
+          reason: rejectedReason ?? null,
+        })),
+        ctx.now(),
+      );
+      await stores.roomDag.insertAuthEdgesOfEvents(
+        kept.map(({ eventId, pdu }) => ({
+          eventId,
+          authEventIds: authEdgesOf(pdu, roomId, version),
+        })),
+      );
     },
 
     async persistReceived(stores: Stores, input: ReceivedEvent): Promise<PersistedReceived> {
