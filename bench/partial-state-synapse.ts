@@ -17,7 +17,8 @@
  * `/joined_members` and `/members` gave the complete list (Commons answers 429 with
  * `retry_after_ms` during the gap, retried; Synapse's request waits); and `/v1/mutual_rooms`
  * about a member of R (a remote user for both joiners) asked right after the join (during the
- * gap) and once complete.
+ * gap: its answer and how long it took; Commons waits for the member list there) and once
+ * complete.
  * 3. With both complete, member lists whose members all arrived over federation: `/members`,
  * `/members?membership=join`, `/joined_members` and `/v1/mutual_rooms` about a remote member,
  * each asked `runs` times on A and on S in turn; median and 95th percentile in ms.
@@ -256,9 +257,11 @@ async function join(
   );
   const firstS = since(started);
   const mutual = `/_matrix/client/v1/mutual_rooms?user_id=${enc(remoteMember)}`;
+  const asked = performance.now();
   const gap = await joiner.call('GET', mutual);
-  const gapAnswer =
-    gap.status === 200 ? `${(gap.body.joined as string[]).length} room(s)` : `HTTP ${gap.status}`;
+  const gapAnswer = `${
+    gap.status === 200 ? `${(gap.body.joined as string[]).length} room(s)` : `HTTP ${gap.status}`
+  } in ${since(asked).toFixed(1)} s`;
   await untilComplete(joiner, `/rooms/${enc(roomId)}/joined_members`, expected);
   const joinedS = since(started);
   await untilComplete(joiner, `/rooms/${enc(roomId)}/members?membership=join`, expected);
