@@ -13,6 +13,11 @@ import { queueRoomEdu } from './federation/edu-queue.js';
 export const MAX_TYPING_TIMEOUT_MS = 120_000;
 /** How long another server's typing notification lasts unless renewed (as Synapse's). */
 export const REMOTE_TYPING_TIMEOUT_MS = 60_000;
+/**
+ * How often a local user still typing is told again to the room's other servers, so that it
+ * outlives their timeout (REMOTE_TYPING_TIMEOUT_MS on ours, Synapse's alike), as Synapse does.
+ */
+export const FEDERATION_TYPING_PING_MS = 40_000;
 /** How long a start without `timeout` lasts. */
 export const DEFAULT_TYPING_TIMEOUT_MS = 30_000;
 
@@ -29,6 +34,8 @@ async function assertJoined(stores: Stores, roomId: string, userId: string): Pro
 export function createTypingService(ctx: ServiceContext) {
   /** One timer per user typing in a room (in this process), to write the stop at expiry. */
   const timers = new Map<string, NodeJS.Timeout>();
+  /** One timer per local user typing in a room, to tell other servers again (pingTyping). */
+  const pings = new Map<string, NodeJS.Timeout>();
   const bridges = appServiceEphemeralQueue(ctx.settings.appServices ?? []);
   const isLocal = (userId: string) => userId.endsWith(`:${ctx.settings.serverName}`);
 
@@ -61,10 +68,42 @@ export function createTypingService(ctx: ServiceContext) {
     });
   }
 
+  /** Tells the room's other servers again that a local user is still typing: until when (0: not). */
+  async function ping(roomId: string, userId: string): Promise<number> {
+    return ctx.storage.tx('pingTyping', async (stores) => {
+      const row = await stores.typing.selectTyping(roomId, userId);
+      if (!row || row.expiresTs <= ctx.now()) return 0;
+      await queueRoomEdu(ctx, stores, roomId, 'm.typing', {
+        room_id: roomId,
+        user_id: userId,
+        typing: true,
+      });
+      return row.expiresTs;
+    });
+  }
+
+  /** While a local user types longer than other servers wait, their servers are told again. */
+  function schedulePings(key: string, roomId: string, userId: string, expiresTs: number): void {
+    clearTimeout(pings.get(key));
+    pings.delete(key);
+    if (expiresTs === 0 || !ctx.settings.federation || !isLocal(userId)) return;
+    if (expiresTs - ctx.now() <= FEDERATION_TYPING_PING_MS) return;
+    const timer = setTimeout(() => {
+      pings.delete(key);
+      ping(roomId, userId)
+        .then((until) => schedulePings(key, roomId, userId, until))
+        .catch(() => undefined);
+    }, FEDERATION_TYPING_PING_MS);
+    timer.unref();
+    pings.set(key, timer);
+  }
+
   function scheduleExpiry(roomId: string, userId: string, expiresTs: number): void {
     const key = `${roomId}\u0000${userId}`;
     clearTimeout(timers.get(key));
     timers.delete(key);
+    // A renewal keeps the ping already due (it was told to others within the interval).
+    if (expiresTs === 0 || !pings.has(key)) schedulePings(key, roomId, userId, expiresTs);
     if (expiresTs === 0) return;
     const timer = setTimeout(
       () => {

@@ -112,6 +112,19 @@ export interface RoomDagStore {
     eventId: string,
     json: string,
   ): Promise<void>;
+  /** Keeps the server the user's knock (`eventId`) went through. */
+  upsertKnockViaServer(
+    roomId: string,
+    userId: string,
+    eventId: string,
+    server: string,
+  ): Promise<void>;
+  /** The server the user's knock `eventId` on the room went through, when it was kept. */
+  selectKnockViaServer(
+    roomId: string,
+    userId: string,
+    eventId: string,
+  ): Promise<string | undefined>;
   /** The stripped state of remote invites, by room, for one user. */
   selectInviteRoomStates(roomIds: readonly string[], userId: string): Promise<Map<string, string>>;
   insertReceivedTxn(origin: string, txnId: string, response: string, ts: number): Promise<void>;
@@ -396,6 +409,27 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
           oc.columns(['room_id', 'user_id']).doUpdateSet({ event_id: eventId, state_json: json }),
         )
         .execute();
+    },
+
+    async upsertKnockViaServer(roomId, userId, eventId, server) {
+      await db
+        .insertInto('knock_via_servers')
+        .values({ room_id: roomId, user_id: userId, event_id: eventId, server })
+        .onConflict((oc) =>
+          oc.columns(['room_id', 'user_id']).doUpdateSet({ event_id: eventId, server }),
+        )
+        .execute();
+    },
+
+    async selectKnockViaServer(roomId, userId, eventId) {
+      const row = await db
+        .selectFrom('knock_via_servers')
+        .select('server')
+        .where('room_id', '=', roomId)
+        .where('user_id', '=', userId)
+        .where('event_id', '=', eventId)
+        .executeTakeFirst();
+      return row?.server;
     },
 
     async selectInviteRoomStates(roomIds, userId) {

@@ -573,6 +573,7 @@ export interface Database {
   federation_outbox: FederationOutboxTable;
   federation_destinations: FederationDestinationsTable;
   federation_pending_leaves: FederationPendingLeavesTable;
+  knock_via_servers: KnockViaServersTable;
   appservice_room_users: AppserviceRoomUsersTable;
   appservice_queue: AppserviceQueueTable;
   appservice_senders: AppserviceSendersTable;
@@ -688,6 +689,13 @@ export interface InviteRoomStateTable {
   user_id: string;
   event_id: string;
   state_json: string;
+}
+
+export interface KnockViaServersTable {
+  room_id: string;
+  user_id: string;
+  event_id: string;
+  server: string;
 }
 
 export interface FederationReceivedTxnsTable {

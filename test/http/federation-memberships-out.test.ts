@@ -218,6 +218,23 @@ forEachDatabase('memberships of rooms on another Commons', (dialect) => {
       'knock',
     );
 
+    // The server the knock went through is kept with it, and asked first to rescind it.
+    const stores = a.running.storage.stores;
+    const [knockEvent] = await stores.rooms.selectStateEvents(roomId, [
+      ['m.room.member', alice.userId],
+    ]);
+    assert.ok(knockEvent);
+    assert.equal(
+      await stores.roomDag.selectKnockViaServer(roomId, alice.userId, knockEvent.eventId),
+      b.serverName,
+    );
+    const servers = await a.running.services.federation?.leavesAndKnocks.serversFor(
+      stores,
+      roomId,
+      alice.userId,
+    );
+    assert.equal(servers?.[0], b.serverName);
+
     // Rescinded: the leave goes through B.
     const rescinded = await as(a, alice)('POST', `/rooms/${r(roomId)}/leave`, {});
     assert.equal(rescinded.status, 200, JSON.stringify(rescinded.body));

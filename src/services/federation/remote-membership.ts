@@ -148,6 +148,8 @@ export function createRemoteMembership(
       eventId: string;
       pdu: Pdu;
       strippedState?: readonly Record<string, unknown>[];
+      /** The server a knock went through. */
+      via?: string;
     },
   ): Promise<void> {
     const { roomId, eventId, pdu } = event;
@@ -169,6 +171,7 @@ export function createRemoteMembership(
         eventId,
         JSON.stringify(event.strippedState),
       );
+    if (event.via) await stores.roomDag.upsertKnockViaServer(roomId, userId, eventId, event.via);
     await persistMembershipWithoutState(stores, roomId, eventId, pdu);
   }
 
@@ -181,7 +184,8 @@ export function createRemoteMembership(
 
   return {
     /**
-     * Servers to reach a room we are invited to or knocking on: the inviter's server, the
+     * Servers to reach a room we are invited to or knocking on: the server a knock went
+     * through (kept with it, migration 0015), the inviter's (or knocker's) server, the
      * servers of the stripped state's senders (the create event's last: its sender may have
      * left long ago), and the room ID's server (before room version 12).
      */
@@ -192,6 +196,11 @@ export function createRemoteMembership(
         if (server && server !== serverName) servers.push(server);
       };
       const member = await pendingMembership(stores, roomId, userId);
+      // A knock: the server it went through first (it was in the room then).
+      if (member?.pdu.content.membership === 'knock') {
+        const via = await stores.roomDag.selectKnockViaServer(roomId, userId, member.eventId);
+        if (via && via !== serverName) servers.push(via);
+      }
       if (member) add(member.pdu.sender);
       const stripped = (await stores.roomDag.selectInviteRoomStates([roomId], userId)).get(roomId);
       if (stripped !== undefined) {
@@ -227,6 +236,7 @@ export function createRemoteMembership(
           eventId: made.eventId,
           pdu: made.pdu,
           strippedState,
+          via: made.server,
         });
       });
     },

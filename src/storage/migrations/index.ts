@@ -18,6 +18,7 @@ import * as m0011 from './0011-profile-room-updates.js';
 import * as m0012 from './0012-server-metadata.js';
 import * as m0013 from './0013-membership-history-by-position.js';
 import * as m0014 from './0014-federation-pending-leaves.js';
+import * as m0015 from './0015-knock-via-server.js';
 import * as m0017 from './0017-redactions-by-room.js';
 import * as m0020 from './0020-federation.js';
 import * as m0021 from './0021-room-dag.js';
@@ -73,6 +74,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0012-server-metadata': m0012,
   '0013-membership-history-by-position': m0013,
   '0014-federation-pending-leaves': m0014,
+  '0015-knock-via-server': m0015,
   '0017-redactions-by-room': m0017,
   '0020-federation': m0020,
   '0021-room-dag': m0021,
