@@ -42,6 +42,11 @@ export interface PresenceStore {
     afterUserId: string,
     limit: number,
   ): Promise<PresenceRow[]>;
+  /**
+   * The presence of the users listed, their rows locked first until the transaction ends (a
+   * no-op update, the same on both databases): a concurrent change of one waits, or is seen.
+   */
+  selectPresenceLocked(userIds: readonly string[]): Promise<PresenceRow[]>;
 }
 
 type PresenceColumns = Database['presence'];
@@ -155,6 +160,21 @@ export function presenceStore(db: Kysely<Database>): PresenceStore {
         .orderBy('user_id')
         .limit(limit)
         .execute();
+      return rows.map(toRow);
+    },
+
+    async selectPresenceLocked(userIds) {
+      await readInSlices(userIds, async (part) => {
+        await db
+          .updateTable('presence')
+          .set((eb) => ({ presence: eb.ref('presence') }))
+          .where('user_id', 'in', part)
+          .execute();
+        return [];
+      });
+      const rows = await readInSlices(userIds, (part) =>
+        db.selectFrom('presence').selectAll().where('user_id', 'in', part).execute(),
+      );
       return rows.map(toRow);
     },
   };

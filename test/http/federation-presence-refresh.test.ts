@@ -3,7 +3,8 @@
  * sends their presence again to the servers sharing a room with them every
  * `federation.presence_refresh_seconds` (1 s here), so that those servers do not time them
  * out; a user gone offline is not sent again. On B, Bob's /sync shows each refresh as a
- * presence event of Alice (online) and Dave (unavailable), never of Carol (offline).
+ * presence event of Alice (online) and Dave (unavailable), never of Carol (offline). Of two
+ * processes on A's database, one makes each pass (the `presence-refresh` job lease).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -19,6 +20,8 @@ import {
   type TestCa,
 } from '../helpers/federation.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { serviceContextOf } from '../helpers/services.js';
+import { createPresenceRefresher } from '../../src/services/federation/presence-refresh.js';
 
 type Federated = TestServer & { serverName: string; port: number };
 const C = '/_matrix/client/v3';
@@ -129,5 +132,28 @@ forEachDatabase('presence refreshed over federation', (dialect) => {
       assert.equal(event.content.currently_active, false);
     }
     assert.equal(await presenceOnB(carol), 'offline');
+  });
+
+  it('one process of several makes each pass, and the next once an interval has passed', async () => {
+    // Two more refreshers over A's database (as two more processes would have), on a clock
+    // past every lease A's own took. Last: A's own refresher waits for theirs from now on.
+    const intervalMs = 3_600_000;
+    let clock = Date.now() + 10 * intervalMs;
+    const ctx = serviceContextOf(a, () => clock);
+    const first = createPresenceRefresher(ctx, intervalMs);
+    const second = createPresenceRefresher(ctx, intervalMs);
+    try {
+      const [one, other] = await Promise.all([first.runIfDue(), second.runIfDue()]);
+      // Alice and Dave, sent by one of them; the other found the pass made.
+      assert.deepEqual([one, other].sort(), [2, null]);
+      clock += intervalMs / 2;
+      assert.equal(await second.runIfDue(), null);
+      assert.equal(await first.runIfDue(), null);
+      clock += intervalMs / 2;
+      assert.equal(await second.runIfDue(), 2);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
   });
 });

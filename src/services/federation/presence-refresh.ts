@@ -28,7 +28,7 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
   const stores = ctx.storage.stores;
   const tickMs = Math.max(100, Math.floor(intervalMs / 10));
   let timer: NodeJS.Timeout | null = null;
-  let running: Promise<number> | null = null;
+  let running: Promise<number | null> | null = null;
   let stopping = false;
 
   /** The remote servers with members joined to the room, read once per pass. */
@@ -49,35 +49,51 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
     for (;;) {
       if (stopping) return sent;
       const rows = await stores.presence.selectNotOfflineOfServer(serverName, after, USER_PAGE);
-      const now = ctx.now();
-      const byDestination = new Map<string, object[]>();
+      const destinationsOf = new Map<string, Set<string>>();
       for (const row of rows) {
         const servers = new Set<string>();
         for (const roomId of await stores.rooms.selectRoomsOfUser(row.userId, 'join'))
           for (const server of await serversOf(roomId, roomServers)) servers.add(server);
         servers.delete(serverName);
-        if (servers.size === 0) continue;
-        const update = { user_id: row.userId, ...presenceContent(row, now) };
-        for (const server of servers) {
-          const updates = byDestination.get(server) ?? [];
-          updates.push(update);
-          byDestination.set(server, updates);
-        }
-        sent++;
+        if (servers.size > 0) destinationsOf.set(row.userId, servers);
       }
-      if (byDestination.size > 0)
-        await ctx.storage.tx('refreshPresence', async (tx) => {
-          for (const [destination, push] of [...byDestination].sort(([a], [b]) => (a < b ? -1 : 1)))
+      if (destinationsOf.size > 0)
+        sent += await ctx.storage.tx('refreshPresence', async (tx) => {
+          // Read again with the rows locked: a change made since is sent as it is now (or
+          // not at all once offline), and one made meanwhile is queued after this refresh.
+          const current = await tx.presence.selectPresenceLocked([...destinationsOf.keys()]);
+          const now = ctx.now();
+          const byDestination = new Map<string, object[]>();
+          let users = 0;
+          for (const row of current) {
+            const servers = destinationsOf.get(row.userId);
+            if (row.presence === 'offline' || !servers) continue;
+            const update = { user_id: row.userId, ...presenceContent(row, now) };
+            for (const server of servers) {
+              const updates = byDestination.get(server) ?? [];
+              updates.push(update);
+              byDestination.set(server, updates);
+            }
+            users++;
+          }
+          const destinations = [...byDestination.keys()].sort();
+          for (const destination of destinations)
             await tx.federationOutbox.insertOutbox(
               [destination],
               'edu',
-              canonicalJson({ edu_type: 'm.presence', content: { push } }),
+              canonicalJson({
+                edu_type: 'm.presence',
+                content: { push: byDestination.get(destination) ?? [] },
+              }),
               now,
             );
-          await tx.stream.notify({ destinations: [...byDestination.keys()] });
+          if (destinations.length > 0) await tx.stream.notify({ destinations });
+          return users;
         });
       if (rows.length < USER_PAGE) return sent;
       after = rows[rows.length - 1]?.userId ?? after;
+      // The event loop free between pages (SQLite's statements hold the process).
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -85,7 +101,7 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
    * A pass, if one is due: the lease is taken under a name of this attempt's own, so it is
    * won only once the last pass's (by any process) has lapsed; it is kept, not released.
    */
-  async function runIfDue(): Promise<number> {
+  async function runIfDue(): Promise<number | null> {
     const now = ctx.now();
     const due = await stores.moderation.takeLease(
       LEASE_JOB,
@@ -93,12 +109,15 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
       now,
       now + intervalMs - tickMs,
     );
-    return due ? pass() : 0;
+    return due ? pass() : null;
   }
 
   return {
-    /** A pass if one is due (tests); resolves with how many users' presence was sent. */
-    runIfDue(): Promise<number> {
+    /**
+     * A pass if one is due; resolves with how many users' presence was sent, or null when
+     * no pass was due (the last one, by any process, is not an interval old).
+     */
+    runIfDue(): Promise<number | null> {
       running ??= runIfDue().finally(() => {
         running = null;
       });
