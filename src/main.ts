@@ -170,6 +170,7 @@ export function federationSettingsOf(config: ResolvedConfig): FederationSettings
     requestTimeoutMs: f.request_timeout_seconds * 1000,
     retryMaxMs: f.retry_max_seconds * 1000,
     trustedKeyServers: f.trusted_key_servers,
+    presenceRefreshMs: f.presence_refresh_seconds * 1000,
   };
 }
 
@@ -436,6 +437,10 @@ export async function startServer(
     services.federation.setLog(logger);
     services.federation.sender.start();
     services.federation.leaveRetrier.start();
+    // Online users' presence told again to other servers, before they time it out.
+    services.federation.presenceRefresh.start((err: unknown) =>
+      logger.error({ err }, 'presence refresh failed'),
+    );
     // Rooms joined with partial state before a restart: their full state is fetched again.
     void services.federation.partialState
       .start((message, fields) => logger.info(fields ?? {}, message))

@@ -511,6 +511,12 @@ export const ConfigSchema = Type.Object(
           description:
             'Longest wait between attempts to send to a destination that keeps failing (the wait doubles from 5 s up to this). A destination that contacts us is tried again at once.',
         }),
+        presence_refresh_seconds: Type.Integer({
+          minimum: 1,
+          default: 1500,
+          description:
+            'How often the presence of local users who stay online or unavailable is sent again (`m.presence`) to the servers sharing a room with them, so that those servers (Synapse: after 30 minutes without news) do not time them out to offline. Offline users are not sent again.',
+        }),
         inbound_rate_limit: Type.Object(
           {
             per_second: Type.Number({

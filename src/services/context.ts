@@ -64,6 +64,8 @@ export interface FederationSettings {
   retryMaxMs: number;
   /** Notary servers asked for keys a server does not serve itself. */
   trustedKeyServers: readonly string[];
+  /** How often online local users' presence is sent again to other servers (absent: 25 min). */
+  presenceRefreshMs?: number;
 }
 
 export interface MutualRoomsSettings {

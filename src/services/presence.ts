@@ -30,7 +30,7 @@ const isPresenceState = (value: string): value is PresenceState =>
   (PRESENCE_STATES as readonly string[]).includes(value);
 
 /** The content of an m.presence event, and the body of GET /presence/{userId}/status. */
-function presenceContent(row: PresenceRow, now: number): JsonObject {
+export function presenceContent(row: PresenceRow, now: number): JsonObject {
   return {
     presence: row.presence,
     last_active_ago: Math.max(0, now - row.lastActiveTs),

@@ -2,6 +2,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { readInSlices } from './values-table.js';
+import { userOfServer } from './user-server.js';
 
 export interface PresenceRow {
   userId: string;
@@ -32,6 +33,20 @@ export interface PresenceStore {
   ): Promise<PresenceRow[]>;
   /** Whether both users are joined to at least one room in common. */
   selectSharesJoinedRoom(userId: string, otherUserId: string): Promise<boolean>;
+  /**
+   * Up to `limit` users of `server` whose presence is not offline, with user IDs after
+   * `afterUserId`, by user ID (a page of a walk over them).
+   */
+  selectNotOfflineOfServer(
+    server: string,
+    afterUserId: string,
+    limit: number,
+  ): Promise<PresenceRow[]>;
+  /**
+   * The presence of the users listed, their rows locked first until the transaction ends (a
+   * no-op update, the same on both databases): a concurrent change of one waits, or is seen.
+   */
+  selectPresenceLocked(userIds: readonly string[]): Promise<PresenceRow[]>;
 }
 
 type PresenceColumns = Database['presence'];
@@ -133,6 +148,34 @@ export function presenceStore(db: Kysely<Database>): PresenceStore {
         .limit(1)
         .executeTakeFirst();
       return row !== undefined;
+    },
+
+    async selectNotOfflineOfServer(server, afterUserId, limit) {
+      const rows = await db
+        .selectFrom('presence')
+        .selectAll()
+        .where('user_id', '>', afterUserId)
+        .where('presence', '<>', 'offline')
+        .where(userOfServer('user_id', server))
+        .orderBy('user_id')
+        .limit(limit)
+        .execute();
+      return rows.map(toRow);
+    },
+
+    async selectPresenceLocked(userIds) {
+      await readInSlices(userIds, async (part) => {
+        await db
+          .updateTable('presence')
+          .set((eb) => ({ presence: eb.ref('presence') }))
+          .where('user_id', 'in', part)
+          .execute();
+        return [];
+      });
+      const rows = await readInSlices(userIds, (part) =>
+        db.selectFrom('presence').selectAll().where('user_id', 'in', part).execute(),
+      );
+      return rows.map(toRow);
     },
   };
 }

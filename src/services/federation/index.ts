@@ -21,6 +21,7 @@ import { createRemoteMembership } from './remote-membership.js';
 import { createLeaveRetrier } from './leave-retry.js';
 import { createBackfill } from './backfill.js';
 import { createPartialStateService } from './partial-state.js';
+import { createPresenceRefresher, DEFAULT_PRESENCE_REFRESH_MS } from './presence-refresh.js';
 import type { RoomDagService } from '../rooms-dag/index.js';
 
 export interface FederationDeps {
@@ -101,6 +102,11 @@ export function createFederationService(
     if (servers.size > 0) await enqueue(stores, [...servers], 'pdu', event.pdu);
   };
 
+  const presenceRefresh = createPresenceRefresher(
+    ctx,
+    settings.presenceRefreshMs ?? DEFAULT_PRESENCE_REFRESH_MS,
+  );
+
   const rooms = createRoomFederation(ctx, {
     client,
     publicKeyFor: (server, keyId, at) => keys.publicKeyFor(server, keyId, at),
@@ -126,6 +132,8 @@ export function createFederationService(
     leavesAndKnocks,
     /** Leaves kept here alone, sent again with a backoff. */
     leaveRetrier,
+    /** Online users' presence sent again to other servers before they time it out. */
+    presenceRefresh,
     /** Rooms over federation: /send, joins, leaves, knocks, and the reads of our rooms. */
     rooms,
     /** History from before we joined (`/messages` past the join point): outbound /backfill. */
@@ -147,6 +155,7 @@ export function createFederationService(
     },
     async close(): Promise<void> {
       partialState.stop();
+      await presenceRefresh.stop();
       await leaveRetrier.stop();
       await sender.stop();
       client.close();
