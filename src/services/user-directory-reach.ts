@@ -18,7 +18,6 @@
  */
 import type { ServiceContext } from './context.js';
 import { createPagedBacklog } from './background/paged-backlog.js';
-import type { WorkerLog } from './background/leased-worker.js';
 
 const LEASE_MS = 15_000;
 /** How often the worker looks for work other processes left (and renews the lease). */
@@ -27,12 +26,9 @@ const POLL_MS = 1000;
 const PAGE = 200;
 const PENDING_SCAN = 20;
 
-export interface DirectoryReachOptions {
-  log: WorkerLog;
-}
-
 export function createDirectoryReachWorker(ctx: ServiceContext) {
-  const backlog = createPagedBacklog(ctx, {
+  // The worker: start(options), idle() and stop() (background/paged-backlog.ts).
+  return createPagedBacklog(ctx, {
     lease: 'user-directory-reach',
     what: 'user directory reach',
     leaseMs: LEASE_MS,
@@ -43,19 +39,6 @@ export function createDirectoryReachWorker(ctx: ServiceContext) {
     page: ({ roomId }) =>
       ctx.storage.tx('userDirectoryReach', (tx) => tx.userDirectory.refreshReachPage(roomId, PAGE)),
   });
-
-  return {
-    /** Starts (what earlier runs left pending first). */
-    start(opts: DirectoryReachOptions): void {
-      backlog.start(opts.log);
-    },
-
-    /** Resolves once nothing is pending (tests and the bench wait for convergence). */
-    idle: backlog.idle,
-
-    /** Stops after the page under way (the rest stays pending) and gives the lease up. */
-    stop: backlog.stop,
-  };
 }
 
 export type DirectoryReachWorker = ReturnType<typeof createDirectoryReachWorker>;

@@ -7,7 +7,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { ServiceContext } from '../context.js';
-import { createLeasedWorker, type LeasedWorkerSpec } from './leased-worker.js';
+import { createLeasedWorker, type LeasedWorkerSpec, type WorkerLog } from './leased-worker.js';
 
 export interface PagedBacklogSpec<Row> extends Pick<
   LeasedWorkerSpec,
@@ -21,6 +21,10 @@ export interface PagedBacklogSpec<Row> extends Pick<
   page(row: Row): Promise<boolean>;
   /** After a round that found nothing more pending. */
   roundDone?(): void;
+}
+
+export interface PagedBacklogOptions {
+  log: WorkerLog;
 }
 
 export function createPagedBacklog<Row>(ctx: ServiceContext, spec: PagedBacklogSpec<Row>) {
@@ -61,7 +65,9 @@ export function createPagedBacklog<Row>(ctx: ServiceContext, spec: PagedBacklogS
 
   return {
     /** Starts (what earlier runs left pending first); may be called again after `stop`. */
-    start: worker.start,
+    start(opts: PagedBacklogOptions): void {
+      worker.start(opts.log);
+    },
 
     /** Resolves once nothing is pending (tests and the bench wait for convergence). */
     async idle(): Promise<void> {

@@ -24,7 +24,6 @@ import type { RoomVersionId } from '../../core/pdu.js';
 import type { PendingEvaluation, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import { createPagedBacklog } from '../background/paged-backlog.js';
-import type { WorkerLog } from '../background/leased-worker.js';
 import type { EvaluationContext, NotificationService } from './notifications.js';
 
 const LEASE_MS = 15_000;
@@ -44,10 +43,6 @@ const PAGE_TARGET_MS = 20;
 /** Users named per change announced (a PostgreSQL notification holds under 8,000 bytes). */
 const USERS_PER_CHANGE = 100;
 const PENDING_SCAN = 20;
-
-export interface PushEvaluationOptions {
-  log: WorkerLog;
-}
 
 export function createPushEvaluationWorker(
   ctx: ServiceContext,
@@ -132,7 +127,8 @@ export function createPushEvaluationWorker(
     return done;
   }
 
-  const backlog = createPagedBacklog(ctx, {
+  // The worker: start(options), idle() and stop() (background/paged-backlog.ts).
+  return createPagedBacklog(ctx, {
     lease: 'push-evaluation',
     what: 'push evaluation',
     leaseMs: LEASE_MS,
@@ -148,22 +144,6 @@ export function createPushEvaluationWorker(
       current = null;
     },
   });
-
-  return {
-    /** Starts evaluating (what earlier runs left pending first). */
-    start(opts: PushEvaluationOptions): void {
-      backlog.start(opts.log);
-    },
-
-    /** Resolves once nothing is pending that was pending at the call (the bench's wait). */
-    idle: backlog.idle,
-
-    /**
-     * Stops after the page under way (the rest stays pending) and gives the lease up; `start`
-     * may be called again after.
-     */
-    stop: backlog.stop,
-  };
 }
 
 export type PushEvaluationWorker = ReturnType<typeof createPushEvaluationWorker>;
