@@ -16,11 +16,9 @@
  * With several processes on one database, one holds the lease (`push_sender_lease`, name
  * `user-directory-reach`); on SQLite one process owns the file and always holds it.
  */
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { randomString } from '../core/secrets.js';
 import type { ServiceContext } from './context.js';
+import { createPagedBacklog } from './background/paged-backlog.js';
 
-const LEASE = 'user-directory-reach';
 const LEASE_MS = 15_000;
 /** How often the worker looks for work other processes left (and renews the lease). */
 const POLL_MS = 1000;
@@ -28,127 +26,19 @@ const POLL_MS = 1000;
 const PAGE = 200;
 const PENDING_SCAN = 20;
 
-export interface DirectoryReachOptions {
-  log: { warn(fields: Record<string, unknown>, message: string): void };
-}
-
 export function createDirectoryReachWorker(ctx: ServiceContext) {
-  const owner = randomString(16);
-  let stopped = false;
-  let started = false;
-  let leaseUntil = 0;
-  let woken = false;
-  let wakeLoop: () => void = () => undefined;
-  let loop: Promise<void> = Promise.resolve();
-  let unsubscribe: (() => void) | null = null;
-  let options: DirectoryReachOptions | null = null;
-  const idleWaiters = new Set<() => void>();
-
-  async function keepLease(): Promise<boolean> {
-    const now = ctx.now();
-    if (leaseUntil - now >= LEASE_MS / 2) return true;
-    // SQLite: one process owns the file, so a lease left by a killed one is free at once.
-    const free = ctx.storage.dialect === 'sqlite' ? Number.MAX_SAFE_INTEGER : now;
-    if (!(await ctx.storage.stores.pushers.claimLease(LEASE, owner, free, now + LEASE_MS))) {
-      leaseUntil = 0;
-      return false;
-    }
-    leaseUntil = now + LEASE_MS;
-    return true;
-  }
-
-  /** One round: every pending room, a page at a time. */
-  async function round(): Promise<void> {
-    if (!(await keepLease())) return;
-    for (;;) {
-      const pending = await ctx.storage.stores.userDirectory.selectReachPending(PENDING_SCAN);
-      if (pending.length === 0) break;
-      for (const { roomId } of pending) {
-        for (;;) {
-          if (stopped || !(await keepLease())) return;
-          const done = await ctx.storage.tx('userDirectoryReach', (tx) =>
-            tx.userDirectory.refreshReachPage(roomId, PAGE),
-          );
-          await yieldToEventLoop();
-          if (done) break;
-        }
-      }
-    }
-    for (const resolve of idleWaiters) resolve();
-    idleWaiters.clear();
-  }
-
-  function wake(): void {
-    woken = true;
-    wakeLoop();
-  }
-
-  async function schedule(): Promise<void> {
-    while (!stopped) {
-      try {
-        await round();
-      } catch (err) {
-        if (!stopped)
-          options?.log.warn({ err: (err as Error).message }, 'user directory reach round failed');
-      }
-      if (woken) {
-        woken = false;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, POLL_MS);
-        wakeLoop = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        if (stopped) wakeLoop();
-      });
-      wakeLoop = () => undefined;
-      woken = false;
-    }
-  }
-
-  return {
-    /** Starts (what earlier runs left pending first). */
-    start(opts: DirectoryReachOptions): void {
-      if (started) return;
-      started = true;
-      stopped = false;
-      options = opts;
-      loop = schedule();
-      // A committed join rule change (here, or on PostgreSQL in any process) may have left a row.
-      unsubscribe = ctx.storage.changes.subscribe((change) => {
-        if ((change.rooms?.length ?? 0) > 0 || change.everyone === true) wake();
-      });
-    },
-
-    /** Resolves once nothing is pending (tests and the bench wait for convergence). */
-    async idle(): Promise<void> {
-      for (;;) {
-        if ((await ctx.storage.stores.userDirectory.countReachPending()) === 0) return;
-        await new Promise<void>((resolve) => {
-          idleWaiters.add(resolve);
-          wake();
-        });
-      }
-    },
-
-    /** Stops after the page under way (the rest stays pending) and gives the lease up. */
-    async stop(): Promise<void> {
-      stopped = true;
-      unsubscribe?.();
-      unsubscribe = null;
-      wake();
-      await loop;
-      for (const resolve of idleWaiters) resolve();
-      idleWaiters.clear();
-      if (started) {
-        started = false;
-        leaseUntil = 0;
-        await ctx.storage.stores.pushers.releaseLease(LEASE, owner).catch(() => undefined);
-      }
-    },
-  };
+  // The worker: start(options), idle() and stop() (background/paged-backlog.ts).
+  return createPagedBacklog(ctx, {
+    lease: 'user-directory-reach',
+    what: 'user directory reach',
+    leaseMs: LEASE_MS,
+    pollMs: POLL_MS,
+    scan: PENDING_SCAN,
+    selectPending: (limit) => ctx.storage.stores.userDirectory.selectReachPending(limit),
+    countPending: () => ctx.storage.stores.userDirectory.countReachPending(),
+    page: ({ roomId }) =>
+      ctx.storage.tx('userDirectoryReach', (tx) => tx.userDirectory.refreshReachPage(roomId, PAGE)),
+  });
 }
 
 export type DirectoryReachWorker = ReturnType<typeof createDirectoryReachWorker>;

@@ -4,6 +4,7 @@
  * each destination's sending state (backoff, and the lease that lets one process send to it).
  */
 import type { Kysely } from 'kysely';
+import { releaseRowLease, updateRowLease } from './row-lease.js';
 import type { Database } from './schema.js';
 import { takeNextPosition } from './stream-store.js';
 import { userNotOfServer } from './user-server.js';
@@ -192,28 +193,11 @@ export function federationOutboxStore(db: Kysely<Database>): FederationOutboxSto
 
     async updateLease(destination, owner, now, untilTs) {
       await ensureDestination(destination);
-      const result = await db
-        .updateTable('federation_destinations')
-        .set({ lease_owner: owner, lease_until_ts: untilTs })
-        .where('destination', '=', destination)
-        .where((eb) =>
-          eb.or([
-            eb('lease_owner', 'is', null),
-            eb('lease_owner', '=', owner),
-            eb('lease_until_ts', '<', now),
-          ]),
-        )
-        .executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0;
+      return updateRowLease(db, 'federation_destinations', destination, owner, now, untilTs);
     },
 
     async releaseLease(destination, owner) {
-      await db
-        .updateTable('federation_destinations')
-        .set({ lease_owner: null, lease_until_ts: 0 })
-        .where('destination', '=', destination)
-        .where('lease_owner', '=', owner)
-        .execute();
+      await releaseRowLease(db, 'federation_destinations', destination, owner);
     },
 
     async upsertPendingLeave(leave) {

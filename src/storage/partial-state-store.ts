@@ -5,6 +5,7 @@
  */
 import type { Kysely } from 'kysely';
 import { stateKeyOf, type StateKey } from '../core/pdu.js';
+import { releaseRowLease, updateRowLease } from './row-lease.js';
 import type { Database } from './schema.js';
 import type { StateEntry } from './room-dag-store.js';
 import { slices } from './values-table.js';
@@ -125,28 +126,11 @@ export function partialStateStore(db: Kysely<Database>): PartialStateStore {
     },
 
     async updateLease(roomId, owner, now, untilTs) {
-      const result = await db
-        .updateTable('partial_state_rooms')
-        .set({ lease_owner: owner, lease_until_ts: untilTs })
-        .where('room_id', '=', roomId)
-        .where((eb) =>
-          eb.or([
-            eb('lease_owner', 'is', null),
-            eb('lease_owner', '=', owner),
-            eb('lease_until_ts', '<', now),
-          ]),
-        )
-        .executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0;
+      return updateRowLease(db, 'partial_state_rooms', roomId, owner, now, untilTs);
     },
 
     async releaseLease(roomId, owner) {
-      await db
-        .updateTable('partial_state_rooms')
-        .set({ lease_owner: null, lease_until_ts: 0 })
-        .where('room_id', '=', roomId)
-        .where('lease_owner', '=', owner)
-        .execute();
+      await releaseRowLease(db, 'partial_state_rooms', roomId, owner);
     },
 
     async deletePartialRoom(roomId) {

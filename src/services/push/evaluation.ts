@@ -20,14 +20,12 @@
  * `push-evaluation`) and evaluates; on SQLite one process owns the file and always holds it.
  */
 import { performance } from 'node:perf_hooks';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { RoomVersionId } from '../../core/pdu.js';
-import { randomString } from '../../core/secrets.js';
 import type { PendingEvaluation, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
+import { createPagedBacklog } from '../background/paged-backlog.js';
 import type { EvaluationContext, NotificationService } from './notifications.js';
 
-const LEASE = 'push-evaluation';
 const LEASE_MS = 15_000;
 /** How often the worker looks for work other processes left (and renews the lease). */
 const POLL_MS = 1000;
@@ -46,42 +44,15 @@ const PAGE_TARGET_MS = 20;
 const USERS_PER_CHANGE = 100;
 const PENDING_SCAN = 20;
 
-export interface PushEvaluationOptions {
-  log: { warn(fields: Record<string, unknown>, message: string): void };
-}
-
 export function createPushEvaluationWorker(
   ctx: ServiceContext,
   notifications: NotificationService,
   /** Tells the push sender that notifications were queued. */
   wakeSender: () => void,
 ) {
-  const owner = randomString(16);
-  let stopped = false;
-  let started = false;
-  let leaseUntil = 0;
-  let woken = false;
-  let wakeLoop: () => void = () => undefined;
-  let loop: Promise<void> = Promise.resolve();
-  let unsubscribe: (() => void) | null = null;
-  let options: PushEvaluationOptions | null = null;
   /** The context of the event being evaluated (read once, kept across its pages). */
   let current: { streamOrdering: number; context: EvaluationContext | null } | null = null;
-  const idleWaiters = new Set<() => void>();
   let pageSize = FIRST_PAGE;
-
-  async function keepLease(): Promise<boolean> {
-    const now = ctx.now();
-    if (leaseUntil - now >= LEASE_MS / 2) return true;
-    // SQLite: one process owns the file, so a lease left by a killed one is free at once.
-    const free = ctx.storage.dialect === 'sqlite' ? Number.MAX_SAFE_INTEGER : now;
-    if (!(await ctx.storage.stores.pushers.claimLease(LEASE, owner, free, now + LEASE_MS))) {
-      leaseUntil = 0;
-      return false;
-    }
-    leaseUntil = now + LEASE_MS;
-    return true;
-  }
 
   async function contextFor(
     tx: Stores,
@@ -156,101 +127,23 @@ export function createPushEvaluationWorker(
     return done;
   }
 
-  /** One round: evaluate everything pending, a page at a time. */
-  async function round(): Promise<void> {
-    if (!(await keepLease())) return;
-    for (;;) {
-      const pending = await ctx.storage.stores.push.selectPending(PENDING_SCAN);
-      if (pending.length === 0) break;
-      for (const event of pending) {
-        for (;;) {
-          if (stopped || !(await keepLease())) return;
-          const done = await page(event);
-          await yieldToEventLoop();
-          if (done) break;
-        }
-      }
-    }
-    current = null;
-    for (const resolve of idleWaiters) resolve();
-    idleWaiters.clear();
-  }
-
-  function wake(): void {
-    woken = true;
-    wakeLoop();
-  }
-
-  async function schedule(): Promise<void> {
-    while (!stopped) {
-      try {
-        await round();
-      } catch (err) {
-        current = null;
-        if (!stopped)
-          options?.log.warn({ err: (err as Error).message }, 'push evaluation round failed');
-      }
-      if (woken) {
-        woken = false;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, POLL_MS);
-        wakeLoop = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        if (stopped) wakeLoop();
-      });
-      wakeLoop = () => undefined;
-      woken = false;
-    }
-  }
-
-  return {
-    /** Starts evaluating (what earlier runs left pending first). */
-    start(opts: PushEvaluationOptions): void {
-      if (started) return;
-      started = true;
-      stopped = false;
-      options = opts;
-      loop = schedule();
-      // A committed event (here, or on PostgreSQL in any process) may have left a pending row.
-      unsubscribe = ctx.storage.changes.subscribe((change) => {
-        if ((change.rooms?.length ?? 0) > 0 || change.everyone === true) wake();
-      });
+  // The worker: start(options), idle() and stop() (background/paged-backlog.ts).
+  return createPagedBacklog(ctx, {
+    lease: 'push-evaluation',
+    what: 'push evaluation',
+    leaseMs: LEASE_MS,
+    pollMs: POLL_MS,
+    scan: PENDING_SCAN,
+    selectPending: (limit) => ctx.storage.stores.push.selectPending(limit),
+    countPending: () => ctx.storage.stores.push.countPending(),
+    page,
+    roundDone: () => {
+      current = null;
     },
-
-    /** Resolves once nothing is pending that was pending at the call (the bench's wait). */
-    async idle(): Promise<void> {
-      for (;;) {
-        if ((await ctx.storage.stores.push.countPending()) === 0) return;
-        await new Promise<void>((resolve) => {
-          idleWaiters.add(resolve);
-          wake();
-        });
-      }
+    roundFailed: () => {
+      current = null;
     },
-
-    /**
-     * Stops after the page under way (the rest stays pending) and gives the lease up; `start`
-     * may be called again after.
-     */
-    async stop(): Promise<void> {
-      stopped = true;
-      unsubscribe?.();
-      unsubscribe = null;
-      wake();
-      await loop;
-      for (const resolve of idleWaiters) resolve();
-      idleWaiters.clear();
-      if (started) {
-        started = false;
-        leaseUntil = 0;
-        await ctx.storage.stores.pushers.releaseLease(LEASE, owner).catch(() => undefined);
-      }
-    },
-  };
+  });
 }
 
 export type PushEvaluationWorker = ReturnType<typeof createPushEvaluationWorker>;

@@ -11,11 +11,10 @@
  */
 import type { JsonObject } from '../../core/pdu.js';
 import { notifyBody, type NotifiedEvent } from '../../core/pushers.js';
-import { randomString } from '../../core/secrets.js';
 import type { PusherRow, QueuedPush } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
+import { createLeasedWorker, type WorkerLog } from '../background/leased-worker.js';
 
-const LEASE = 'push';
 /** How long a process keeps the lease without renewing it. */
 const LEASE_MS = 30_000;
 /** How often the sender looks for work other processes queued (and renews the lease). */
@@ -31,7 +30,7 @@ const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface PushSenderOptions {
   retryMaxMs: number;
-  log: { warn(fields: Record<string, unknown>, message: string): void };
+  log: WorkerLog;
 }
 
 type Outcome = 'sent' | 'dropped' | 'rejected';
@@ -40,21 +39,27 @@ export function createPushSender(
   ctx: ServiceContext,
   unreadCount: (userId: string) => Promise<number>,
 ) {
-  const owner = randomString(16);
   const stopping = new AbortController();
-  let stopped = false;
-  let started = false;
-  let leaseUntil = 0;
   const running = new Map<string, Promise<void>>();
   /** Pushers whose gateway failed: when to try again, and the wait after the next failure. */
   const backoff = new Map<string, { retryAt: number; nextMs: number }>();
-  let wakeScheduler: () => void = () => undefined;
-  let woken = false;
-  let loop: Promise<void> = Promise.resolve();
-  let unsubscribe: (() => void) | null = null;
   let options: PushSenderOptions | null = null;
-
-  const holding = () => !stopped && leaseUntil > ctx.now();
+  const worker = createLeasedWorker(ctx, {
+    lease: 'push',
+    what: 'push sender',
+    leaseMs: LEASE_MS,
+    pollMs: POLL_MS,
+    takeOverOnSqlite: false,
+    // Events committed by this process (or, on PostgreSQL, any) may have queued pushes.
+    wakeOn: (change) => (change.rooms?.length ?? 0) > 0,
+    round,
+    // Requests under way are abandoned (they stay queued).
+    afterLoop: async () => {
+      await Promise.all(running.values());
+    },
+  });
+  const holding = worker.holding;
+  const wake = worker.wake;
 
   async function describe(row: QueuedPush): Promise<NotifiedEvent | null> {
     const stores = ctx.storage.stores;
@@ -138,7 +143,7 @@ export function createPushSender(
         try {
           outcome = await deliver(pusher, row);
         } catch (err) {
-          if (stopped) return;
+          if (worker.isStopped()) return;
           const wait = backoff.get(pusherId)?.nextMs ?? FIRST_RETRY_MS;
           const retryMaxMs = options?.retryMaxMs ?? FIRST_RETRY_MS;
           backoff.set(pusherId, {
@@ -167,22 +172,15 @@ export function createPushSender(
 
   /** One round: keep the lease, start a sender for each pusher with work (up to CONCURRENCY). */
   async function round(): Promise<void> {
-    const now = ctx.now();
-    if (leaseUntil - now < LEASE_MS / 2) {
-      if (!(await ctx.storage.stores.pushers.claimLease(LEASE, owner, now, now + LEASE_MS))) {
-        leaseUntil = 0;
-        return;
-      }
-      leaseUntil = now + LEASE_MS;
-    }
+    if (!(await worker.keepLease())) return;
     if (running.size >= CONCURRENCY) return;
     const ids = await ctx.storage.stores.pushers.selectPushersWithQueue(SCAN);
     for (const id of ids) {
-      if (running.size >= CONCURRENCY || stopped) break;
+      if (running.size >= CONCURRENCY || worker.isStopped()) break;
       if (running.has(id) || (backoff.get(id)?.retryAt ?? 0) > ctx.now()) continue;
       const task = drain(id)
         .catch((err: unknown) => {
-          if (!stopped)
+          if (!worker.isStopped())
             options?.log.warn(
               { pusher: id, err: (err as Error).message },
               'push sender failed; retrying',
@@ -196,62 +194,22 @@ export function createPushSender(
     }
   }
 
-  function wake(): void {
-    woken = true;
-    wakeScheduler();
-  }
-
-  async function schedule(): Promise<void> {
-    while (!stopped) {
-      try {
-        await round();
-      } catch (err) {
-        if (!stopped)
-          options?.log.warn({ err: (err as Error).message }, 'push sender round failed');
-      }
-      if (woken) {
-        woken = false;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, POLL_MS);
-        wakeScheduler = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        if (stopped) wakeScheduler();
-      });
-      wakeScheduler = () => undefined;
-      woken = false;
-    }
-  }
-
   return {
     /** Looks for queued notifications now (something was just queued). */
     wake,
 
-    /** Starts sending (what earlier runs left queued first). */
+    /** Starts sending (what earlier runs left queued first); not again once stopped. */
     start(opts: PushSenderOptions): void {
-      if (started || stopped) return;
-      started = true;
+      if (worker.isStarted() || stopping.signal.aborted) return;
       options = opts;
-      loop = schedule();
-      // Events committed by this process (or, on PostgreSQL, any) may have queued pushes.
-      unsubscribe = ctx.storage.changes.subscribe((change) => {
-        if ((change.rooms?.length ?? 0) > 0) wake();
-      });
+      worker.start(opts.log);
     },
 
     /** Stops sending (requests under way are abandoned and stay queued) and gives the lease up. */
     async stop(): Promise<void> {
-      stopped = true;
+      const stopped = worker.stop();
       stopping.abort();
-      unsubscribe?.();
-      wake();
-      await loop;
-      await Promise.all(running.values());
-      if (started)
-        await ctx.storage.stores.pushers.releaseLease(LEASE, owner).catch(() => undefined);
+      await stopped;
     },
   };
 }
