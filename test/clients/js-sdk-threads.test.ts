@@ -107,7 +107,34 @@ forEachDatabase('matrix-js-sdk: threads, reactions and edits', (dialect) => {
           : undefined;
       });
       assert.equal(thread.rootEvent?.getContent().body, 'the root');
-      assert.ok(thread.hasCurrentUserParticipated, `${who} took part`);
+      // The SDK latches "took part" when its user's reply arrives, but sets it again from the
+      // root's bundled aggregation whenever it re-reads the root, which may be a bundle it got
+      // before the reply: it is waited for. The server's own answer is checked just below.
+      await until(`${who}'s thread to show that ${who} took part`, () =>
+        room.getThread(rootId)?.hasCurrentUserParticipated ? true : undefined,
+      );
+    }
+    // The root as each participant reads it now: the server's bundled aggregation says they
+    // took part, with both replies counted and the latest being Bob's.
+    for (const user of [users[0], users[1]] as TestUser[]) {
+      const root = await server.request<{
+        unsigned?: {
+          'm.relations'?: {
+            'm.thread'?: {
+              count: number;
+              current_user_participated: boolean;
+              latest_event: { event_id: string };
+            };
+          };
+        };
+      }>('GET', `${C}/rooms/${encodeURIComponent(roomId)}/event/${encodeURIComponent(rootId)}`, {
+        token: user.accessToken,
+      });
+      assert.equal(root.status, 200);
+      const bundle = root.body.unsigned?.['m.relations']?.['m.thread'];
+      assert.equal(bundle?.count, 2);
+      assert.equal(bundle?.current_user_participated, true, `${user.userId} took part`);
+      assert.equal(bundle?.latest_event.event_id, replies[1]);
     }
     assert.equal(seen.id, rootId);
     const relations = await server.request<{ chunk: { event_id: string }[] }>(
