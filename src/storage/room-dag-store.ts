@@ -131,6 +131,46 @@ export interface RoomDagStore {
 }
 
 export function roomDagStore(db: Kysely<Database>): RoomDagStore {
+  /**
+   * A state group's state: its entries and those of the groups it is a delta of, the newest
+   * delta winning (a null event ID removes the entry). Only the given keys when `keys` is set.
+   */
+  async function stateOfGroupChain(
+    groupId: number,
+    keys?: ReadonlyArray<readonly [string, string]>,
+  ): Promise<Map<StateKey, string>> {
+    const wanted = keys && new Set(keys.map(([type, stateKey]) => stateKeyOf(type, stateKey)));
+    const onlyKeys = keys
+      ? sql`WHERE e.type IN (${sql.join([...new Set(keys.map(([type]) => type))])})
+          AND e.state_key IN (${sql.join([...new Set(keys.map(([, stateKey]) => stateKey))])})`
+      : sql``;
+    const { rows } = await sql<{
+      type: string;
+      state_key: string;
+      event_id: string | null;
+      depth: number;
+    }>`
+      WITH RECURSIVE chain(group_id, prev_group, depth) AS (
+        SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = ${groupId}
+        UNION ALL
+        SELECT g.group_id, g.prev_group, c.depth + 1
+          FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+      )
+      SELECT e.type, e.state_key, e.event_id, c.depth
+        FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
+        ${onlyKeys}`.execute(db);
+    // Oldest delta first, so each newer one overrides it.
+    rows.sort((a, b) => Number(b.depth) - Number(a.depth));
+    const state = new Map<StateKey, string>();
+    for (const row of rows) {
+      const key = stateKeyOf(row.type, row.state_key);
+      if (wanted && !wanted.has(key)) continue;
+      if (row.event_id === null) state.delete(key);
+      else state.set(key, row.event_id);
+    }
+    return state;
+  }
+
   const store: RoomDagStore = {
     async insertStateGroup(roomId, prev, entries) {
       const groupId = await takeNextPosition(db, 'state_groups');
@@ -156,62 +196,12 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
     },
 
     async selectStateGroup(groupId) {
-      const { rows } = await sql<{
-        type: string;
-        state_key: string;
-        event_id: string | null;
-        depth: number;
-      }>`
-        WITH RECURSIVE chain(group_id, prev_group, depth) AS (
-          SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = ${groupId}
-          UNION ALL
-          SELECT g.group_id, g.prev_group, c.depth + 1
-            FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
-        )
-        SELECT e.type, e.state_key, e.event_id, c.depth
-          FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id`.execute(db);
-      // Oldest delta first, so each newer one overrides it.
-      rows.sort((a, b) => Number(b.depth) - Number(a.depth));
-      const state = new Map<StateKey, string>();
-      for (const row of rows) {
-        const key = stateKeyOf(row.type, row.state_key);
-        if (row.event_id === null) state.delete(key);
-        else state.set(key, row.event_id);
-      }
-      return state;
+      return stateOfGroupChain(groupId);
     },
 
     async selectStateGroupEntries(groupId, keys) {
-      const state = new Map<StateKey, string>();
-      if (keys.length === 0) return state;
-      const types = [...new Set(keys.map(([type]) => type))];
-      const stateKeys = [...new Set(keys.map(([, stateKey]) => stateKey))];
-      const wanted = new Set(keys.map(([type, stateKey]) => stateKeyOf(type, stateKey)));
-      const { rows } = await sql<{
-        type: string;
-        state_key: string;
-        event_id: string | null;
-        depth: number;
-      }>`
-        WITH RECURSIVE chain(group_id, prev_group, depth) AS (
-          SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = ${groupId}
-          UNION ALL
-          SELECT g.group_id, g.prev_group, c.depth + 1
-            FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
-        )
-        SELECT e.type, e.state_key, e.event_id, c.depth
-          FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
-         WHERE e.type IN (${sql.join(types)}) AND e.state_key IN (${sql.join(stateKeys)})`.execute(
-        db,
-      );
-      rows.sort((a, b) => Number(b.depth) - Number(a.depth));
-      for (const row of rows) {
-        const key = stateKeyOf(row.type, row.state_key);
-        if (!wanted.has(key)) continue;
-        if (row.event_id === null) state.delete(key);
-        else state.set(key, row.event_id);
-      }
-      return state;
+      if (keys.length === 0) return new Map<StateKey, string>();
+      return stateOfGroupChain(groupId, keys);
     },
 
     async selectRedactionsOf(roomId, targetIds) {

@@ -16,15 +16,8 @@
  * rejected, never served.
  * https://spec.matrix.org/v1.19/server-server-api/#backfilling-and-retrieving-missing-events
  */
-import { authEventSelection, type AuthStateEvent } from '../../core/auth-rules.js';
 import { canonicalJson } from '../../core/canonical-json.js';
-import {
-  stateKeyOf,
-  type JsonObject,
-  type Pdu,
-  type RoomVersionId,
-  type StateKey,
-} from '../../core/pdu.js';
+import { type JsonObject, type Pdu, type RoomVersionId, type StateKey } from '../../core/pdu.js';
 import {
   checkAgainstAuthEvents,
   checkAgainstState,
@@ -295,7 +288,7 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
           const byState = checkAgainstState(
             pdu,
             eventId,
-            await authStateOf(s, pdu, version, before),
+            await deps.roomDag.authStateOf(s, pdu, version, before),
             version,
             checks,
           );
@@ -395,29 +388,6 @@ export function createBackfill(ctx: ServiceContext, deps: BackfillDeps) {
       },
       ctx.now(),
     );
-  }
-
-  /** The auth state of `state` for this event: only the entries its auth selection names. */
-  async function authStateOf(
-    s: Stores,
-    pdu: Pdu,
-    version: RoomVersionId,
-    state: StateMap,
-  ): Promise<Map<StateKey, AuthStateEvent>> {
-    const keys = [
-      stateKeyOf('m.room.create', ''),
-      ...authEventSelection(pdu.type, pdu.state_key, pdu.sender, pdu.content, version),
-    ];
-    const ids = keys.map((k) => state.get(k)).filter((id): id is string => id !== undefined);
-    const found = await s.roomDag.selectKnownEvents(ids);
-    const out = new Map<StateKey, AuthStateEvent>();
-    for (const event of found.values())
-      if (event.status !== 'rejected')
-        out.set(stateKeyOf(event.pdu.type, event.pdu.state_key ?? ''), {
-          ...event.pdu,
-          event_id: event.eventId,
-        });
-    return out;
   }
 
   /** The room's version and the resident servers to ask (none: undefined). */

@@ -181,26 +181,6 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
     return found ? toAuthEntry(found) : undefined;
   }
 
-  /** The auth state of `state` for this event: only the entries its auth selection names. */
-  async function authStateOf(
-    s: Stores,
-    pdu: Pdu,
-    version: RoomVersionId,
-    state: StateMap,
-  ): Promise<Map<StateKey, AuthStateEvent>> {
-    const keys = [
-      stateKeyOf('m.room.create', ''),
-      ...authEventSelection(pdu.type, pdu.state_key, pdu.sender, pdu.content, version),
-    ];
-    const ids = keys.map((k) => state.get(k)).filter((id): id is string => id !== undefined);
-    const known = await roomDag.knownEvents(s, ids);
-    const out = new Map<StateKey, AuthStateEvent>();
-    for (const event of known.values()) {
-      out.set(stateKeyOf(event.pdu.type, event.pdu.state_key ?? ''), toAuthEntry(event));
-    }
-    return out;
-  }
-
   /** The same, from the room's current state. */
   async function currentAuthState(
     s: Stores,
@@ -474,7 +454,7 @@ export function createRoomFederation(ctx: ServiceContext, deps: RoomFederationDe
       const beforeAuth = fillMissingMembers(
         before.linear
           ? await currentAuthState(s, roomId, pdu, version)
-          : await authStateOf(s, pdu, version, before.state as StateMap),
+          : await roomDag.authStateOf(s, pdu, version, before.state as StateMap),
         ownAuth,
       );
       const byState = checkAgainstState(pdu, eventId, beforeAuth, version, checks);

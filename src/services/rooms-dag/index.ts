@@ -24,11 +24,12 @@
  *   and the join event become a room row with its version, current state, memberships and
  *   forward extremities.
  * - `stateAt(stores, eventId, 'before' | 'after')`, `stateEventsAt`, `authChain(stores, ids)`,
- *   `knownEvents(stores, ids)`, `stateBeforeOf(stores, roomId, version, prevEvents)`.
+ *   `knownEvents(stores, ids)`, `authStateOf(stores, pdu, version, state)`,
+ *   `stateBeforeOf(stores, roomId, version, prevEvents)`.
  */
 import { canonicalJson } from '../../core/canonical-json.js';
 import { toClientEvent } from '../../core/client-event.js';
-import { powerLevelOf, type AuthStateEvent } from '../../core/auth-rules.js';
+import { authEventSelection, powerLevelOf, type AuthStateEvent } from '../../core/auth-rules.js';
 import { parseUserId } from '../../core/identifiers.js';
 import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey } from '../../core/pdu.js';
 import { getRoomVersion } from '../../core/room-versions.js';
@@ -252,8 +253,34 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
       await stores.rooms.updateRedactedBy(roomId, target, redactionId);
   }
 
+  /**
+   * The auth state of `state` for `pdu`: the entries of its auth selection (and the create
+   * event) that `state` names and that are held and not rejected.
+   */
+  async function authStateOf(
+    stores: Stores,
+    pdu: Pdu,
+    version: RoomVersionId,
+    state: StateMap,
+  ): Promise<Map<StateKey, AuthStateEvent>> {
+    const keys = [
+      stateKeyOf('m.room.create', ''),
+      ...authEventSelection(pdu.type, pdu.state_key, pdu.sender, pdu.content, version),
+    ];
+    const ids = keys.map((k) => state.get(k)).filter((id): id is string => id !== undefined);
+    const out = new Map<StateKey, AuthStateEvent>();
+    for (const event of (await knownEvents(stores, ids)).values())
+      if (event.status !== 'rejected')
+        out.set(stateKeyOf(event.pdu.type, event.pdu.state_key ?? ''), {
+          ...event.pdu,
+          event_id: event.eventId,
+        });
+    return out;
+  }
+
   const service = {
     knownEvents,
+    authStateOf,
     stateBeforeOf,
     /** Several states merged by state resolution (their events and auth chains held). */
     resolveStates: (stores: Stores, version: RoomVersionId, states: readonly StateMap[]) =>
