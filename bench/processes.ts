@@ -58,14 +58,26 @@ function memoryWatcher(pid: number) {
 }
 
 /** A TCP port of 127.0.0.1 free at the time of asking. */
+/**
+ * A port free on 127.0.0.1 for a server to listen on, picked at random below Linux's
+ * ephemeral range (32768–60999): a port the kernel hands out can be taken again by any
+ * outgoing connection before the server (or its restart) binds it; one below that range is
+ * only ever taken by a listener that asked for it.
+ */
 export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return port;
+    }
+  }
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<void> {
