@@ -105,6 +105,40 @@ export interface RelationStore {
   ): Promise<Set<string>>;
 }
 
+/**
+ * Points a thread's row at its newest reply left in `event_relations`, or deletes the row when
+ * none is left (a redacted or purged reply).
+ */
+export async function refreshThread(
+  db: Kysely<Database>,
+  roomId: string,
+  rootId: string,
+): Promise<void> {
+  const latest = await db
+    .selectFrom('event_relations')
+    .select(['event_id', 'stream_ordering'])
+    .where('parent_id', '=', rootId)
+    .where('rel_type', '=', 'm.thread')
+    .where('room_id', '=', roomId)
+    .orderBy('stream_ordering', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  if (!latest) {
+    await db
+      .deleteFrom('event_threads')
+      .where('room_id', '=', roomId)
+      .where('root_id', '=', rootId)
+      .execute();
+    return;
+  }
+  await db
+    .updateTable('event_threads')
+    .set({ latest_event_id: latest.event_id, latest_ordering: Number(latest.stream_ordering) })
+    .where('room_id', '=', roomId)
+    .where('root_id', '=', rootId)
+    .execute();
+}
+
 export function relationStore(db: Kysely<Database>): RelationStore {
   return {
     async insertRelation(r) {
@@ -161,29 +195,7 @@ export function relationStore(db: Kysely<Database>): RelationStore {
     },
 
     async updateThreadFromRelations(roomId, rootId) {
-      const latest = await db
-        .selectFrom('event_relations')
-        .select(['event_id', 'stream_ordering'])
-        .where('parent_id', '=', rootId)
-        .where('rel_type', '=', 'm.thread')
-        .where('room_id', '=', roomId)
-        .orderBy('stream_ordering', 'desc')
-        .limit(1)
-        .executeTakeFirst();
-      if (!latest) {
-        await db
-          .deleteFrom('event_threads')
-          .where('room_id', '=', roomId)
-          .where('root_id', '=', rootId)
-          .execute();
-        return;
-      }
-      await db
-        .updateTable('event_threads')
-        .set({ latest_event_id: latest.event_id, latest_ordering: Number(latest.stream_ordering) })
-        .where('room_id', '=', roomId)
-        .where('root_id', '=', rootId)
-        .execute();
+      await refreshThread(db, roomId, rootId);
     },
 
     async selectChildren(roomId, parentIds, range) {

@@ -15,6 +15,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { refreshThread } from './relation-store.js';
 import { userNotOfServer } from './user-server.js';
 
 export type PurgeKind = 'delete_room' | 'purge_history';
@@ -346,6 +347,20 @@ export function roomPurgeStore(db: Kysely<Database>): RoomPurgeStore {
       // What was derived from them: search rows, relations, notifications.
       await db.deleteFrom('event_search').where('event_id', 'in', ids).execute();
       await db.deleteFrom('event_relations').where('event_id', 'in', ids).execute();
+      // Threads: one whose root went goes; one whose latest reply went points at the newest
+      // reply left (or goes, with none left).
+      await db
+        .deleteFrom('event_threads')
+        .where('room_id', '=', roomId)
+        .where('root_id', 'in', ids)
+        .execute();
+      const repointed = await db
+        .selectFrom('event_threads')
+        .select('root_id')
+        .where('room_id', '=', roomId)
+        .where('latest_event_id', 'in', ids)
+        .execute();
+      for (const { root_id } of repointed) await refreshThread(db, roomId, root_id);
       await db.deleteFrom('event_push_actions').where('event_id', 'in', ids).execute();
       await db.deleteFrom('events').where('event_id', 'in', ids).execute();
       return ids.length;

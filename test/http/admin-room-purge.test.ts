@@ -483,4 +483,58 @@ forEachDatabase('admin API: room deletion and history purges', (dialect) => {
     // Every message but the latest (a forward extremity, which stays).
     assert.equal(chunk.filter((ev) => ev.type === 'm.room.message').length, 1);
   });
+  it('a purge that takes a thread leaves no thread row behind: /threads lists it no more', async () => {
+    const roomId = await roomWithHistory(0);
+    const send = async (user: TestUser, content: Record<string, unknown>) => {
+      const sent = await call<{ event_id: string }>(
+        user,
+        'PUT',
+        `${C}/rooms/${e(roomId)}/send/m.room.message/${uniqueName('t')}`,
+        content,
+      );
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      return sent.body.event_id;
+    };
+    const rootId = await send(alice, { msgtype: 'm.text', body: 'root' });
+    for (const user of [bob, alice]) {
+      await send(user, {
+        msgtype: 'm.text',
+        body: 'in the thread',
+        'm.relates_to': { rel_type: 'm.thread', event_id: rootId },
+      });
+    }
+    const threads = async () =>
+      (
+        await call<{ chunk: Array<{ event_id: string }> }>(
+          bob,
+          'GET',
+          `/_matrix/client/v1/rooms/${e(roomId)}/threads`,
+        )
+      ).body.chunk.map((ev) => ev.event_id);
+    assert.deepEqual(await threads(), [rootId]);
+    const point = await send(alice, { msgtype: 'm.text', body: 'after the thread' });
+    await send(bob, { msgtype: 'm.text', body: 'the latest' });
+
+    const purged = await call<{ purge_id: string }>(
+      admin,
+      'POST',
+      `${A1}/purge_history/${e(roomId)}`,
+      { purge_up_to_event_id: point, delete_local_events: true },
+    );
+    assert.equal(purged.status, 200, JSON.stringify(purged.body));
+    await eventually(
+      async () =>
+        (
+          await call<{ status: string }>(
+            admin,
+            'GET',
+            `${A1}/purge_history_status/${purged.body.purge_id}`,
+          )
+        ).body,
+      (s) => s.status === 'complete',
+      20_000,
+    );
+    assert.deepEqual(await threads(), []);
+    assert.equal((await rowsMentioning(server, [rootId])).event_threads, undefined);
+  });
 });
