@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { Value } from 'typebox/value';
 import type { TSchema } from 'typebox';
 import { ConfigSchema, type Config } from './schema.js';
+import { isValidServerName } from '../core/identifiers.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -154,6 +155,11 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   if (first) throw new ConfigError(describeError(first, withDefaults));
 
   const valid = withDefaults as Config;
+  if (!isValidServerName(valid.server_name)) {
+    throw new ConfigError(
+      `config: server_name: ${JSON.stringify(valid.server_name)} is not a server name (a DNS name of letters, digits, '-' and '.', an IPv4 address or a bracketed IPv6 one, then ':port' if any)`,
+    );
+  }
   const dataDir = path.resolve(valid.data_dir);
   return {
     ...valid,

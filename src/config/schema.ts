@@ -29,7 +29,7 @@ export const ConfigSchema = Type.Object(
       minLength: 1,
       default: 'localhost',
       description:
-        'The domain of user IDs (`@alice:<server_name>`). Recorded in the database at its first start; a start with another name is refused.',
+        "The domain of user IDs (`@alice:<server_name>`): a DNS name, an IPv4 address or a bracketed IPv6 one, then `:port` if any (the spec's grammar; anything else is refused at start). Recorded in the database at its first start; a start with another name is refused.",
     }),
     public_baseurl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], {
       default: null,

@@ -190,6 +190,27 @@ describe('config environment overrides', () => {
     assert.equal(config.registration.shared_secret, null);
   });
 
+  for (const name of [
+    '127_0_0_1:8448',
+    'my server',
+    'example.org:0',
+    'example.org:99999',
+    '[::1',
+  ]) {
+    it(`refuses the server name ${JSON.stringify(name)}, naming the key`, () => {
+      assertConfigError(
+        () => load({ env: { COMMONS_SERVER_NAME: name } }),
+        /^config: server_name: .* is not a server name/,
+      );
+    });
+  }
+
+  it('takes a server name with a port, an IPv4 address or a bracketed IPv6 one', () => {
+    for (const name of ['matrix.example.org:8448', '127.0.0.1:8448', '[::1]:8448']) {
+      assert.equal(load({ env: { COMMONS_SERVER_NAME: name } }).server_name, name);
+    }
+  });
+
   it('keeps strings as strings, even when they look like numbers', () => {
     assert.equal(load({ env: { COMMONS_SERVER_NAME: '1234' } }).server_name, '1234');
   });
