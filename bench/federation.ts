@@ -7,9 +7,12 @@
  *    and auth chain, Synapse checking every signature): seconds until `/join` answers
  *    (skipped when Synapse cannot be installed);
  * 2. inbound `PUT /send` throughput: the remote server sends `pdus` messages in transactions
- *    of 50, each chained on the last; PDUs accepted per second. Beside it, in the same run:
- *    the same number of messages sent by a local user through the client API, one request
- *    each (events per second).
+ *    of 50, the first naming the room's forward extremities, each next one the message before;
+ *    PDUs accepted per second. Then the same again beside a fork kept open: a local user
+ *    joins and the remote goes on naming only its own last message, so every message it
+ *    sends meets that join as another extremity (current state is resolved from both
+ *    branches). Beside it, in the same run: the same number of messages sent by a local user
+ *    through the client API, one request each (events per second).
  *
  * SQLite by default; `COMMONS_TEST_DATABASE_URL=postgres://…` for PostgreSQL.
  */
@@ -108,38 +111,56 @@ async function main(): Promise<void> {
       computeEventId(state.find((p) => p.type === type) as Pdu, version);
     const auth = [idOf('m.room.create'), idOf('m.room.power_levels'), join.eventId];
 
-    // 1. Inbound /send throughput.
-    let prev = join.eventId;
-    let depth = event.depth + 1;
-    let accepted = 0;
-    started = performance.now();
-    for (let t = 0; t * 50 < pdus; t++) {
-      const batch: Pdu[] = [];
-      for (let i = 0; i < 50 && t * 50 + i < pdus; i++) {
-        const message = remote.event(version, {
-          roomId,
-          type: 'm.room.message',
-          sender: bob,
-          content: { msgtype: 'm.text', body: `message ${t * 50 + i}` },
-          authEvents: auth,
-          prevEvents: [prev],
-          depth: depth++,
-        });
-        prev = message.eventId;
-        batch.push(message.pdu);
+    // 1. Inbound /send throughput: the remote's first message names the room's forward
+    // extremities (the Synapse user's join among them), each next one the message before.
+    const extremities = await ctx.storage.stores.rooms.selectExtremities(roomId);
+    let prev = extremities.map((x) => x.eventId);
+    let depth = Math.max(event.depth, ...extremities.map((x) => x.depth)) + 1;
+    let batchNumber = 0;
+    const sendChained = async (label: string): Promise<void> => {
+      let accepted = 0;
+      const from = performance.now();
+      for (let sent = 0; sent < pdus;) {
+        const batch: Pdu[] = [];
+        for (; batch.length < 50 && sent < pdus; sent++) {
+          const message = remote.event(version, {
+            roomId,
+            type: 'm.room.message',
+            sender: bob,
+            content: { msgtype: 'm.text', body: `message ${sent}` },
+            authEvents: auth,
+            prevEvents: prev,
+            depth: depth++,
+          });
+          prev = [message.eventId];
+          batch.push(message.pdu);
+        }
+        const res = await remote.request(
+          commons.serverName,
+          'PUT',
+          `${F}/v1/send/bench${batchNumber++}`,
+          { origin: remote.serverName, origin_server_ts: Date.now(), pdus: batch },
+        );
+        const results = Object.values(res.body.pdus as Record<string, object>);
+        accepted += results.filter((r) => !('error' in r)).length;
       }
-      const res = await remote.request(commons.serverName, 'PUT', `${F}/v1/send/bench${t}`, {
-        origin: remote.serverName,
-        origin_server_ts: Date.now(),
-        pdus: batch,
-      });
-      const results = Object.values(res.body.pdus as Record<string, object>);
-      accepted += results.filter((r) => !('error' in r)).length;
-    }
-    const inboundS = (performance.now() - started) / 1000;
-    console.log(
-      `inbound /send: ${accepted}/${pdus} accepted in ${inboundS.toFixed(1)} s = ${(accepted / inboundS).toFixed(1)} PDUs/s`,
-    );
+      const s = (performance.now() - from) / 1000;
+      console.log(
+        `inbound /send, ${label}: ${accepted}/${pdus} accepted in ${s.toFixed(1)} s = ${(accepted / s).toFixed(1)} PDUs/s`,
+      );
+    };
+    await sendChained('chained on the room');
+
+    // 2. The same beside a fork kept open: a local user joins, and the remote goes on naming
+    // only its own last message, so each of its messages meets that join as another forward
+    // extremity and current state is the resolution of both branches.
+    const carol = await registerUser(commons, 'carol');
+    const carolJoined = await commons.request('POST', `/_matrix/client/v3/join/${enc(roomId)}`, {
+      token: carol.accessToken,
+      body: {},
+    });
+    if (carolJoined.status !== 200) throw new Error(`join: ${JSON.stringify(carolJoined.body)}`);
+    await sendChained('beside a fork kept open');
 
     // Beside it: the same number of local messages through the client API.
     started = performance.now();

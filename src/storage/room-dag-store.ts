@@ -70,6 +70,14 @@ export interface RoomDagStore {
   /** `count` such positions at once (one statement), each lower than the one before. */
   nextHistoryPositions(count: number): Promise<number[]>;
   upsertCurrentGroup(roomId: string, groupId: number): Promise<void>;
+  /** The group already holding the resolution of these groups, if one was kept. */
+  selectResolvedGroup(inputGroups: readonly number[]): Promise<StateGroupHead | undefined>;
+  /** Keeps `result` as the resolution of these groups (once; a second keep is a no-op). */
+  insertResolvedGroup(
+    roomId: string,
+    inputGroups: readonly number[],
+    result: number,
+  ): Promise<void>;
   insertAuthEdges(eventId: string, authEventIds: readonly string[]): Promise<void>;
   /** `insertAuthEdges` for many events, in multi-row statements. */
   insertAuthEdgesOfEvents(
@@ -170,6 +178,10 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
     }
     return state;
   }
+
+  /** A set of groups as one key: their IDs ascending, joined by ','. */
+  const resolutionKey = (groups: readonly number[]): string =>
+    [...new Set(groups)].sort((a, b) => a - b).join(',');
 
   const store: RoomDagStore = {
     async insertStateGroup(roomId, prev, entries) {
@@ -281,6 +293,24 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
         .insertInto('room_state_heads')
         .values({ room_id: roomId, current_group: groupId })
         .onConflict((oc) => oc.column('room_id').doUpdateSet({ current_group: groupId }))
+        .execute();
+    },
+
+    async selectResolvedGroup(inputGroups) {
+      const row = await db
+        .selectFrom('state_resolutions')
+        .innerJoin('state_groups', 'state_groups.group_id', 'state_resolutions.result_group')
+        .select(['state_groups.group_id', 'state_groups.hops'])
+        .where('state_resolutions.input_groups', '=', resolutionKey(inputGroups))
+        .executeTakeFirst();
+      return row ? { groupId: Number(row.group_id), hops: Number(row.hops) } : undefined;
+    },
+
+    async insertResolvedGroup(roomId, inputGroups, result) {
+      await db
+        .insertInto('state_resolutions')
+        .values({ input_groups: resolutionKey(inputGroups), room_id: roomId, result_group: result })
+        .onConflict((oc) => oc.column('input_groups').doNothing())
         .execute();
     },
 

@@ -109,6 +109,7 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['event_state_groups', ['event_id']],
   ['room_dag_events', ['event_id']],
   ['room_state_heads', ['room_id']],
+  ['state_resolutions', ['input_groups']],
   ['state_groups', ['group_id']],
   ['room_backfill_points', ['event_id']],
   ['room_history_floors', ['room_id']],

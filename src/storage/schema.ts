@@ -619,6 +619,7 @@ export interface Database {
   event_state_groups: EventStateGroupsTable;
   event_auth_edges: EventAuthEdgesTable;
   room_state_heads: RoomStateHeadsTable;
+  state_resolutions: StateResolutionsTable;
   room_dag_events: RoomDagEventsTable;
   federation_received_txns: FederationReceivedTxnsTable;
   invite_room_state: InviteRoomStateTable;
@@ -659,6 +660,14 @@ export interface EventAuthEdgesTable {
 export interface RoomStateHeadsTable {
   room_id: string;
   current_group: number;
+}
+
+/** The group holding the resolution of a set of state groups (migration 0080). */
+export interface StateResolutionsTable {
+  /** The resolved groups' IDs, ascending, joined by ','. */
+  input_groups: string;
+  room_id: string;
+  result_group: number;
 }
 
 /** Events kept outside the timeline: outliers, rejected and soft-failed events. */

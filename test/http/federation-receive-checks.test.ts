@@ -16,6 +16,7 @@ import { forEachDatabase } from '../helpers/databases.js';
 import { startFakeRemote, type FakeRemote } from '../helpers/fake-remote.js';
 import { makeTestCa, startFederatedServer, type TestCa } from '../helpers/federation.js';
 import type { TestServer } from '../helpers/server.js';
+import { rowsMentioning } from '../helpers/rows-mentioning.js';
 
 const C = '/_matrix/client/v3';
 const F = '/_matrix/federation';
@@ -260,5 +261,50 @@ forEachDatabase('federation: checks on events fetched while receiving', (dialect
       search.body.results.map((r) => [r.user_id, r.display_name]),
       [[bob, 'Robert Late']],
     );
+  });
+  it('messages on a fork kept open are accepted, current state keeps both branches, and the branches are resolved once', async () => {
+    const t = await tip();
+    // A local user joins: the other branch the remote never names.
+    const carol = await registerUser(a, 'carol');
+    const joined = await a.request('POST', `${C}/join/${enc(roomId)}`, {
+      token: carol.accessToken,
+      body: {},
+    });
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const resolutions = async () => (await rowsMentioning(a, [roomId])).state_resolutions ?? 0;
+    const kept = await resolutions();
+    let prev = t.prev_events;
+    const messages = Array.from({ length: 6 }, (_, i) => {
+      const message = remote.event(version, {
+        roomId,
+        type: 'm.room.message',
+        sender: bob,
+        content: { msgtype: 'm.text', body: `on the fork ${i}` },
+        authEvents: [createId, levelsId, bobJoinId],
+        prevEvents: prev,
+        depth: t.depth + i,
+      });
+      prev = [message.eventId];
+      return message;
+    });
+    const sent = await send(messages.map((m) => m.pdu));
+    assert.deepEqual(sent.body.pdus, Object.fromEntries(messages.map((m) => [m.eventId, {}])));
+    const members = await a.request<{ joined: Record<string, unknown> }>(
+      'GET',
+      `${C}/rooms/${enc(roomId)}/joined_members`,
+      { token: alice.accessToken },
+    );
+    assert.deepEqual(
+      Object.keys(members.body.joined).sort(),
+      [alice.userId, bob, carol.userId].sort(),
+    );
+    const ids = await messageIds();
+    for (const m of messages) assert.ok(ids.includes(m.eventId), m.eventId);
+    // Both branches stay forward extremities: the next event names the last message and the join.
+    const next = await tip();
+    assert.ok(next.prev_events.includes(messages[5]!.eventId), JSON.stringify(next.prev_events));
+    assert.equal(next.prev_events.length, 2, JSON.stringify(next.prev_events));
+    // Six messages met the same two branches: one resolution kept, made by the first.
+    assert.equal((await resolutions()) - kept, 1);
   });
 });

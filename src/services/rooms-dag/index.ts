@@ -472,24 +472,42 @@ export function createRoomDagService(ctx: ServiceContext, writer: EventWriter) {
         changes = applies ? new Map([[key, eventId]]) : new Map();
         newHead = afterHead;
       } else {
-        oldState = currentHead ? await groupState(stores, currentHead.groupId) : new Map();
-        let newState: Map<StateKey, string>;
-        const afterState = await afterStateOf();
+        // The new state, read only when current state changes (a resolution made before, of a
+        // fork kept open, mostly gives the current group again).
+        let newState: StateMap | undefined;
         if (remaining.length === 0) {
-          newState = afterState;
           newHead = afterHead;
         } else {
           const others = await stores.roomDag.selectEventStateGroups(remaining);
-          const states: StateMap[] = [afterState];
-          for (const g of new Set([...others.values()].map((o) => o.after)))
-            states.push(await groupState(stores, g));
-          newState = await resolve(stores, version, states, { eventId, pdu });
-          newHead = await groupForState(stores, roomId, newState, {
-            head: afterHead,
-            state: afterState,
-          });
+          const inputGroups = [
+            ...new Set([afterHead.groupId, ...[...others.values()].map((o) => o.after)]),
+          ];
+          const resolvedBefore =
+            inputGroups.length === 1
+              ? afterHead
+              : await stores.roomDag.selectResolvedGroup(inputGroups);
+          if (resolvedBefore) {
+            // The same groups were resolved before (a fork kept open): that group it is.
+            newHead = resolvedBefore;
+          } else {
+            const afterState = await afterStateOf();
+            const states: StateMap[] = [afterState];
+            for (const g of inputGroups.slice(1)) states.push(await groupState(stores, g));
+            newState = await resolve(stores, version, states, { eventId, pdu });
+            newHead = await groupForState(stores, roomId, newState, {
+              head: afterHead,
+              state: afterState,
+            });
+            await stores.roomDag.insertResolvedGroup(roomId, inputGroups, newHead.groupId);
+          }
         }
-        changes = diffStates(oldState, newState);
+        if (newHead.groupId === currentHead?.groupId) {
+          changes = new Map();
+        } else {
+          oldState = currentHead ? await groupState(stores, currentHead.groupId) : new Map();
+          newState ??= await groupState(stores, newHead.groupId);
+          changes = diffStates(oldState, newState);
+        }
       }
       await stores.roomDag.upsertCurrentGroup(roomId, newHead.groupId);
 
