@@ -3,7 +3,9 @@
  * - B times out a user of A it hears nothing more of (`presence.remote_timeout_seconds`, 3 s
  *   here) to offline, while A still holds them online;
  * - an `m.presence` EDU from B to A that says what A holds already (only `last_active_ago`
- *   differs) takes no stream position: Alice's /sync on A sees nothing new.
+ *   differs) takes no stream position: Alice's /sync on A sees nothing new;
+ * - a user of B whose client stopped syncing goes offline on B
+ *   (`presence.sync_timeout_seconds`, 2 s here), and A hears of it (the EDU of any change).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -51,6 +53,7 @@ forEachDatabase('presence time-outs over federation', (dialect) => {
   let b: Federated;
   let alice: TestUser;
   let bob: TestUser;
+  let roomId: string;
 
   before(async () => {
     ca = makeTestCa();
@@ -60,7 +63,10 @@ forEachDatabase('presence time-outs over federation', (dialect) => {
       COMMONS_PRESENCE_IDLE_TIMEOUT_SECONDS: '3600',
       COMMONS_PRESENCE_CURRENTLY_ACTIVE_SECONDS: '3600',
     });
-    b = await federated(dialect, ca, { COMMONS_PRESENCE_REMOTE_TIMEOUT_SECONDS: '3' });
+    b = await federated(dialect, ca, {
+      COMMONS_PRESENCE_REMOTE_TIMEOUT_SECONDS: '3',
+      COMMONS_PRESENCE_SYNC_TIMEOUT_SECONDS: '2',
+    });
     alice = await registerUser(a, 'alice');
     bob = await registerUser(b, 'bob');
     // Bob's /sync requests never set his presence: B sends A nothing of him by itself.
@@ -69,6 +75,7 @@ forEachDatabase('presence time-outs over federation', (dialect) => {
       body: { preset: 'public_chat', room_version: '11' },
     });
     assert.equal(created.status, 200, JSON.stringify(created.body));
+    roomId = created.body.room_id;
     const joined = await a.request(
       'POST',
       `${C}/join/${r(created.body.room_id)}?via=${r(b.serverName)}`,
@@ -187,5 +194,42 @@ forEachDatabase('presence time-outs over federation', (dialect) => {
       [],
     );
     assert.equal(again.body.next_batch, first.body.next_batch);
+  });
+
+  it('a user of B whose /sync stopped goes offline on B, and A hears of it', async () => {
+    const bea = await registerUser(b, 'bea');
+    const joined = await b.request('POST', `${C}/join/${r(roomId)}`, {
+      token: bea.accessToken,
+      body: {},
+    });
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const initial = await a.request<SyncBody>('GET', `${C}/sync?set_presence=offline`, {
+      token: alice.accessToken,
+    });
+    assert.equal(initial.status, 200);
+    // One sync (online), then none.
+    const once = await b.request('GET', `${C}/sync?timeout=0`, { token: bea.accessToken });
+    assert.equal(once.status, 200);
+    const seen: PresenceEvent[] = [];
+    let since = initial.body.next_batch;
+    const beas = () => seen.filter((e) => e.sender === bea.userId).map((e) => e.content.presence);
+    const deadline = Date.now() + 60_000;
+    while (beas().at(-1) !== 'offline' && Date.now() < deadline) {
+      const synced = await a.request<SyncBody>(
+        'GET',
+        `${C}/sync?since=${r(since)}&timeout=2000&set_presence=offline`,
+        { token: alice.accessToken },
+      );
+      assert.equal(synced.status, 200);
+      seen.push(...(synced.body.presence?.events ?? []));
+      since = synced.body.next_batch;
+    }
+    assert.deepEqual(beas(), ['online', 'offline']);
+    const onB = await b.request<{ presence: string }>(
+      'GET',
+      `${C}/presence/${r(bea.userId)}/status`,
+      { token: bob.accessToken },
+    );
+    assert.equal(onB.body.presence, 'offline');
   });
 });
