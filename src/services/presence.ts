@@ -293,6 +293,8 @@ export function createPresenceService(ctx: ServiceContext) {
         if (!current) return null;
         const next = timedOutPresence(current, isLocal(userId), now, timers);
         if (!next) return null;
+        // A /sync of theirs running here (its time not written yet): not gone.
+        if (next.presence === 'offline' && syncsNow.has(userId)) return null;
         return {
           presence: next.presence,
           statusMsg: current.statusMsg,
