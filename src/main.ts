@@ -124,6 +124,12 @@ export function serviceSettingsOf(
       },
     },
     userDirectorySearchAll: config.user_directory.search_all_users,
+    presenceTimers: {
+      syncTimeoutMs: config.presence.sync_timeout_seconds * 1000,
+      idleMs: config.presence.idle_timeout_seconds * 1000,
+      activeMs: config.presence.currently_active_seconds * 1000,
+      remoteTimeoutMs: config.presence.remote_timeout_seconds * 1000,
+    },
     userDirectoryInlineReachMembers: config.user_directory.inline_reach_max_members,
     serverNotices:
       config.server_notices.system_mxid_localpart === null
@@ -472,6 +478,10 @@ export async function startServer(
   services.pushEvaluation.start({ log: logger });
   // User-directory reach of big rooms whose join rule changed: what earlier runs left first.
   services.userDirectoryReach.start({ log: logger });
+  // Presence: syncing users' times written; stopped clients and idle users timed out.
+  services.presenceTimeouts.start((err: unknown) => {
+    if (!closing) logger.error({ err }, 'presence time-outs failed');
+  });
   // Profile changes a process left part-way: their rooms get the member events still owed
   // (services/profiles.ts). In the background; a shutdown meanwhile leaves the rest for later.
   services.profiles.resumePending().catch((err: unknown) => {
@@ -514,6 +524,7 @@ export async function startServer(
         const stoppingPushes = services.pushSender.stop();
         const stoppingEvaluation = services.pushEvaluation.stop();
         const stoppingReach = services.userDirectoryReach.stop();
+        const stoppingPresence = services.presenceTimeouts.stop();
 
         services.admin.purges.stop();
         services.admin.retention.stop();
@@ -553,6 +564,7 @@ export async function startServer(
         await stoppingPushes;
         await stoppingEvaluation;
         await stoppingReach;
+        await stoppingPresence;
         await metrics?.close();
         await storage.close();
         return { cut, unfinished: 0 };

@@ -265,6 +265,39 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'The user directory.' },
     ),
+    presence: Type.Object(
+      {
+        sync_timeout_seconds: Type.Integer({
+          minimum: 1,
+          default: 30,
+          description:
+            'A local user with no `/sync` running or ended (with `set_presence` other than `offline`) and no activity for this long goes offline: their client has stopped.',
+        }),
+        idle_timeout_seconds: Type.Integer({
+          minimum: 1,
+          default: 300,
+          description:
+            'A local user online with no activity (a sent event, a `/sync` with `set_presence=online`, a PUT of `online`) for this long goes unavailable.',
+        }),
+        currently_active_seconds: Type.Integer({
+          minimum: 1,
+          default: 60,
+          description:
+            "A local user's `currently_active` turns false once their last activity is this old (activity is recorded at most every quarter of it per user and process).",
+        }),
+        remote_timeout_seconds: Type.Integer({
+          minimum: 1,
+          default: 1800,
+          description:
+            "Another server's user of whom that server told nothing for this long goes offline (servers send their online users' presence again before: Synapse every 25 minutes, Commons every `federation.presence_refresh_seconds`).",
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description: "Presence time-outs (the defaults are Synapse's).",
+      },
+    ),
     auth: Type.Object(
       {
         allow_query_token: Type.Boolean({

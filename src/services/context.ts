@@ -9,6 +9,7 @@ import type { OldVerifyKey } from '../core/server-keys.js';
 import type { DiscoveryResolver } from '../core/server-discovery.js';
 import type { CacheStats } from './cache-stats.js';
 import type { RetentionSettings } from './admin/retention.js';
+import type { PresenceTimers } from '../core/presence-timeouts.js';
 import type { ServerNoticeSettings } from './admin/server-notices.js';
 
 export interface ServiceSettings {
@@ -52,6 +53,8 @@ export interface ServiceSettings {
   pushInlineMembers?: number;
   /** Server notices from a system user (admin API); absent or null: not configured. */
   serverNotices?: ServerNoticeSettings | null;
+  /** Presence time-outs (absent: Synapse's, DEFAULT_PRESENCE_TIMERS). */
+  presenceTimers?: PresenceTimers;
 }
 
 export interface FederationSettings {

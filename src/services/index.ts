@@ -20,6 +20,7 @@ import type { SyncSources } from './sync-sources.js';
 import { createAccountDataService } from './account-data.js';
 import { createPushRuleService } from './push-rules.js';
 import { createPresenceService } from './presence.js';
+import { createPresenceTimeouts } from './presence-timeouts.js';
 import { createTypingService } from './typing.js';
 import { createReceiptService } from './receipts.js';
 import { createDeviceKeyService } from './device-keys.js';
@@ -170,6 +171,8 @@ export function createServices(ctx: ServiceContext) {
     pushEvaluation: createPushEvaluationWorker(ctx, notifications, () => pushSender.wake()),
     /** Moves big rooms' members' directory reach after join rule changes (main.ts starts it). */
     userDirectoryReach: createDirectoryReachWorker(ctx),
+    /** Presence time-outs: syncing users' times written, timed-out presence applied. */
+    presenceTimeouts: createPresenceTimeouts(ctx, presence),
     mutualRooms: createMutualRoomsService(
       ctx,
       federation

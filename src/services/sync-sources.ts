@@ -21,6 +21,10 @@ export interface SyncSources {
   };
   presence: {
     setFromSync(userId: string, presence: 'online' | 'offline' | 'unavailable'): Promise<void>;
+    /** A /sync starts (it keeps the user from timing out); the function returned ends it. */
+    syncing(userId: string, presence: 'online' | 'offline' | 'unavailable'): () => void;
+    /** Activity (a /sync saying online); resolves with whether a change was written. */
+    activity(userId: string, fromSync: boolean): Promise<boolean>;
     changesSince(
       userId: string,
       after: number,

@@ -925,78 +925,91 @@ export function createSyncService(
 
   return {
     async sync(requester: Requester, options: SyncOptions): Promise<SyncResponse> {
-      const key = `${requester.userId}\u0000${requester.deviceId}`;
-      const filterKey = JSON.stringify(options.filter);
-      const wantsPresence = options.setPresence === 'offline' ? null : options.setPresence;
-      // A poll from a kept empty answer that is still true: its token is one this server
-      // issued, and the user's presence is as it was then (a change would have concerned
-      // them), so neither needs reading.
-      let quiet = quietAnswerFor(key, requester, options, filterKey);
-      let since: number | null;
-      if (quiet) {
-        since = parseStreamToken(quiet.since);
-      } else if (options.since === undefined) {
-        since = null;
-      } else {
-        const position = parseStreamToken(options.since);
-        since =
-          position !== null && position <= highestSeen
-            ? position
-            : parseSince(options.since, await currentPosition());
-      }
-      if (wantsPresence !== null && quiet?.presence !== wantsPresence) {
-        await sources.presence.setFromSync(requester.userId, wantsPresence);
-        if (quiet) quiet = quietAnswerFor(key, requester, options, filterKey);
-      }
-      const deadline = ctx.now() + options.timeoutMs;
-      for (;;) {
-        let mark: number;
-        let built: Awaited<ReturnType<typeof build>>;
-        if (quiet) {
-          // Nothing for this user since that answer was built: it is still the answer.
-          mark = quiet.mark;
-          built = { response: quiet.response, empty: true, watched: new Set(quiet.rooms) };
-          quiet = undefined;
-        } else {
-          const from = since;
-          const admitted = await builds.add(
-            async () => {
-              // Marked before the read: whatever commits after it reaches the notifier after
-              // the mark.
-              const marked = notifier.mark();
-              const upTo = await currentPosition();
-              return { mark: marked, built: await build(requester, from, upTo, options) };
-            },
-            { priority: from === null ? 0 : 1, throwOnTimeout: true },
-          );
-          mark = admitted.mark;
-          built = admitted.built;
-        }
-        const { response, empty, watched } = built;
-        const remaining = deadline - ctx.now();
-        /** `quietSince`: a mark up to which nothing concerning the user has come. */
-        const answer = (quietSince = mark): SyncResponse => {
-          if (!empty || since === null || options.fullState) quietAnswers.delete(key);
-          else
-            keepQuiet(key, {
-              since: response.next_batch,
-              filter: filterKey,
-              mark: quietSince,
-              rooms: watched,
-              presence: wantsPresence,
-              response,
-            });
-          return response;
-        };
-        if (!empty || since === null || options.fullState || remaining <= 0) return answer();
-        if (options.signal?.aborted || notifier.closed) return answer();
-        const interest = { userId: requester.userId, rooms: watched };
-        const changed = await notifier.waitForChange(interest, mark, remaining, options.signal);
-        // Not woken: nothing concerning came from the mark until now.
-        if (!changed) return answer(notifier.mark());
+      // While it runs (and a little after) the user is not timed out to offline.
+      const ended = sources.presence.syncing(requester.userId, options.setPresence);
+      try {
+        return await syncOnce(requester, options);
+      } finally {
+        ended();
       }
     },
   };
+
+  async function syncOnce(requester: Requester, options: SyncOptions): Promise<SyncResponse> {
+    const key = `${requester.userId}\u0000${requester.deviceId}`;
+    const filterKey = JSON.stringify(options.filter);
+    const wantsPresence = options.setPresence === 'offline' ? null : options.setPresence;
+    // A poll from a kept empty answer that is still true: its token is one this server
+    // issued, and the user's presence is as it was then (a change would have concerned
+    // them), so neither needs reading.
+    let quiet = quietAnswerFor(key, requester, options, filterKey);
+    let since: number | null;
+    if (quiet) {
+      since = parseStreamToken(quiet.since);
+    } else if (options.since === undefined) {
+      since = null;
+    } else {
+      const position = parseStreamToken(options.since);
+      since =
+        position !== null && position <= highestSeen
+          ? position
+          : parseSince(options.since, await currentPosition());
+    }
+    if (wantsPresence !== null && quiet?.presence !== wantsPresence) {
+      await sources.presence.setFromSync(requester.userId, wantsPresence);
+      if (quiet) quiet = quietAnswerFor(key, requester, options, filterKey);
+    }
+    // Syncing with set_presence=online is activity (recorded at most every few seconds).
+    if (wantsPresence === 'online' && (await sources.presence.activity(requester.userId, true)))
+      if (quiet) quiet = quietAnswerFor(key, requester, options, filterKey);
+    const deadline = ctx.now() + options.timeoutMs;
+    for (;;) {
+      let mark: number;
+      let built: Awaited<ReturnType<typeof build>>;
+      if (quiet) {
+        // Nothing for this user since that answer was built: it is still the answer.
+        mark = quiet.mark;
+        built = { response: quiet.response, empty: true, watched: new Set(quiet.rooms) };
+        quiet = undefined;
+      } else {
+        const from = since;
+        const admitted = await builds.add(
+          async () => {
+            // Marked before the read: whatever commits after it reaches the notifier after
+            // the mark.
+            const marked = notifier.mark();
+            const upTo = await currentPosition();
+            return { mark: marked, built: await build(requester, from, upTo, options) };
+          },
+          { priority: from === null ? 0 : 1, throwOnTimeout: true },
+        );
+        mark = admitted.mark;
+        built = admitted.built;
+      }
+      const { response, empty, watched } = built;
+      const remaining = deadline - ctx.now();
+      /** `quietSince`: a mark up to which nothing concerning the user has come. */
+      const answer = (quietSince = mark): SyncResponse => {
+        if (!empty || since === null || options.fullState) quietAnswers.delete(key);
+        else
+          keepQuiet(key, {
+            since: response.next_batch,
+            filter: filterKey,
+            mark: quietSince,
+            rooms: watched,
+            presence: wantsPresence,
+            response,
+          });
+        return response;
+      };
+      if (!empty || since === null || options.fullState || remaining <= 0) return answer();
+      if (options.signal?.aborted || notifier.closed) return answer();
+      const interest = { userId: requester.userId, rooms: watched };
+      const changed = await notifier.waitForChange(interest, mark, remaining, options.signal);
+      // Not woken: nothing concerning came from the mark until now.
+      if (!changed) return answer(notifier.mark());
+    }
+  }
 }
 
 export type SyncService = ReturnType<typeof createSyncService>;

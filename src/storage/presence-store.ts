@@ -1,8 +1,8 @@
 /** Presence: one row per user, holding the stream position of its latest change. */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { readInSlices } from './values-table.js';
-import { userOfServer } from './user-server.js';
+import { userNotOfServer, userOfServer } from './user-server.js';
 
 export interface PresenceRow {
   userId: string;
@@ -11,6 +11,23 @@ export interface PresenceRow {
   statusMsg: string | null;
   lastActiveTs: number;
   streamOrdering: number;
+  currentlyActive: boolean;
+  /** (Local users) when a /sync of theirs was last seen running or ending; 0: never. */
+  lastSyncTs: number;
+  /** When the row was last written or (remote users) last heard of from their server. */
+  lastUpdateTs: number;
+}
+
+/** The instants before which a presence row has timed out, for `selectTimeoutCandidates`. */
+export interface PresenceTimeoutBounds {
+  /** Local users with no /sync and no activity since. */
+  syncBefore: number;
+  /** Local users online with no activity since. */
+  idleBefore: number;
+  /** Local users currently active with no activity since. */
+  activeBefore: number;
+  /** Remote users not heard of since. */
+  remoteBefore: number;
 }
 
 export interface PresenceStore {
@@ -47,6 +64,28 @@ export interface PresenceStore {
    * no-op update, the same on both databases): a concurrent change of one waits, or is seen.
    */
   selectPresenceLocked(userIds: readonly string[]): Promise<PresenceRow[]>;
+  /**
+   * Records that the users listed (those with a presence row) were seen syncing at `ts`, and
+   * the `active` ones (a subset) active then if they are online and currently active; a later
+   * time already recorded is kept.
+   */
+  updateLastSync(userIds: readonly string[], active: readonly string[], ts: number): Promise<void>;
+  /**
+   * Moves a user's last activity and last update forward without a new stream position
+   * (news no client needs to hear of: only `last_active_ago` changes).
+   */
+  touchPresence(userId: string, lastActiveTs: number, lastUpdateTs: number): Promise<void>;
+  /**
+   * Up to `limit` users not offline, after `afterUserId` by user ID, whose presence may have
+   * timed out: local users (of `server`) past one of the local bounds, remote users past the
+   * remote one.
+   */
+  selectTimeoutCandidates(
+    server: string,
+    bounds: PresenceTimeoutBounds,
+    afterUserId: string,
+    limit: number,
+  ): Promise<PresenceRow[]>;
 }
 
 type PresenceColumns = Database['presence'];
@@ -57,6 +96,9 @@ const toRow = (row: PresenceColumns): PresenceRow => ({
   statusMsg: row.status_msg,
   lastActiveTs: Number(row.last_active_ts),
   streamOrdering: Number(row.stream_ordering),
+  currentlyActive: Number(row.currently_active) === 1,
+  lastSyncTs: Number(row.last_sync_ts),
+  lastUpdateTs: Number(row.last_update_ts),
 });
 
 export function presenceStore(db: Kysely<Database>): PresenceStore {
@@ -76,6 +118,9 @@ export function presenceStore(db: Kysely<Database>): PresenceStore {
         status_msg: row.statusMsg,
         last_active_ts: row.lastActiveTs,
         stream_ordering: row.streamOrdering,
+        currently_active: row.currentlyActive ? 1 : 0,
+        last_sync_ts: row.lastSyncTs,
+        last_update_ts: row.lastUpdateTs,
       };
       await db
         .insertInto('presence')
@@ -175,6 +220,78 @@ export function presenceStore(db: Kysely<Database>): PresenceStore {
       const rows = await readInSlices(userIds, (part) =>
         db.selectFrom('presence').selectAll().where('user_id', 'in', part).execute(),
       );
+      return rows.map(toRow);
+    },
+
+    async updateLastSync(userIds, active, ts) {
+      await readInSlices(userIds, async (part) => {
+        await db
+          .updateTable('presence')
+          .set({ last_sync_ts: ts })
+          .where('user_id', 'in', part)
+          .where('last_sync_ts', '<', ts)
+          .execute();
+        return [];
+      });
+      await readInSlices(active, async (part) => {
+        await db
+          .updateTable('presence')
+          .set({ last_active_ts: ts })
+          .where('user_id', 'in', part)
+          .where('presence', '=', 'online')
+          .where('currently_active', '=', 1)
+          .where('last_active_ts', '<', ts)
+          .execute();
+        return [];
+      });
+    },
+
+    async touchPresence(userId, lastActiveTs, lastUpdateTs) {
+      await db
+        .updateTable('presence')
+        .set({
+          last_active_ts: sql<number>`CASE WHEN last_active_ts < ${lastActiveTs} THEN ${lastActiveTs} ELSE last_active_ts END`,
+          last_update_ts: lastUpdateTs,
+        })
+        .where('user_id', '=', userId)
+        .execute();
+    },
+
+    async selectTimeoutCandidates(server, bounds, afterUserId, limit) {
+      const local = userOfServer('user_id', server);
+      const rows = await db
+        .selectFrom('presence')
+        .selectAll()
+        .where('user_id', '>', afterUserId)
+        .where('presence', '<>', 'offline')
+        .where((eb) =>
+          eb.or([
+            eb.and([
+              local,
+              eb.or([
+                eb.and([
+                  eb('last_sync_ts', '<', bounds.syncBefore),
+                  eb('last_active_ts', '<', bounds.syncBefore),
+                ]),
+                eb.and([
+                  eb('presence', '=', 'online'),
+                  eb('last_active_ts', '<', bounds.idleBefore),
+                ]),
+                eb.and([
+                  eb('currently_active', '=', 1),
+                  eb('last_active_ts', '<', bounds.activeBefore),
+                ]),
+              ]),
+            ]),
+            eb.and([
+              userNotOfServer('user_id', server),
+              eb('last_update_ts', '<', bounds.remoteBefore),
+            ]),
+          ]),
+        )
+        .orderBy('user_id')
+        .limit(limit)
+        .execute();
       return rows.map(toRow);
     },
   };

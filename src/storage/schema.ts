@@ -214,6 +214,12 @@ export interface PresenceTable {
   status_msg: string | null;
   last_active_ts: number;
   stream_ordering: number;
+  /** 1 while the user is currently active. */
+  currently_active: number;
+  /** (Local users) when a /sync of theirs was last seen running or ending; 0: never. */
+  last_sync_ts: number;
+  /** When the row was last written or (remote users) last heard of from their server. */
+  last_update_ts: number;
 }
 
 export interface ToDeviceMessagesTable {

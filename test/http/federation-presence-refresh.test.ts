@@ -2,8 +2,9 @@
  * Presence refreshed over federation: while a user of A stays online (or unavailable), A
  * sends their presence again to the servers sharing a room with them every
  * `federation.presence_refresh_seconds` (1 s here), so that those servers do not time them
- * out; a user gone offline is not sent again. On B, Bob's /sync shows each refresh as a
- * presence event of Alice (online) and Dave (unavailable), never of Carol (offline). Of two
+ * out; a user gone offline is not sent again. B keeps each refresh of Alice (online) and
+ * Dave (unavailable) quietly, as nothing changed (the time it last heard of them moves; no
+ * stream position, no presence event for Bob's /sync), and never hears of Carol (offline). Of two
  * processes on A's database, one makes each pass (the `presence-refresh` job lease).
  */
 import assert from 'node:assert/strict';
@@ -64,6 +65,10 @@ forEachDatabase('presence refreshed over federation', (dialect) => {
     const started = await startTestServer(dialect, {
       ...federationEnv(ca, port),
       COMMONS_FEDERATION_PRESENCE_REFRESH_SECONDS: '1',
+      // Alice and Dave set their presence and never sync: nothing times out while this runs.
+      COMMONS_PRESENCE_SYNC_TIMEOUT_SECONDS: '3600',
+      COMMONS_PRESENCE_IDLE_TIMEOUT_SECONDS: '3600',
+      COMMONS_PRESENCE_CURRENTLY_ACTIVE_SECONDS: '3600',
     });
     a = Object.assign(started, { serverName: `127.0.0.1:${port}`, port });
     b = await startFederatedServer(dialect, ca);
@@ -101,48 +106,63 @@ forEachDatabase('presence refreshed over federation', (dialect) => {
   });
 
   it('B hears again of Alice (online) and Dave (unavailable), never of Carol (offline)', async () => {
-    // From here on nothing changes on A: every presence event Bob gets is a refresh. The
-    // token is one whose initial sync holds Carol offline (her change is before it: on
-    // PostgreSQL the stream may be read a moment behind the latest commit).
-    const initialSync = () =>
-      b.request<{ next_batch: string; presence?: { events: PresenceEvent[] } }>(
-        'GET',
-        `${C}/sync`,
-        { token: bob.accessToken },
-      );
-    const carolOffline = (body: { presence?: { events: PresenceEvent[] } }) =>
-      (body.presence?.events ?? []).some(
-        (e) => e.sender === carol.userId && e.content.presence === 'offline',
-      );
-    const initial = await eventually(initialSync, (res) => carolOffline(res.body), 30_000);
-    assert.ok(carolOffline(initial.body));
-    let since = initial.body.next_batch;
-    const seen: PresenceEvent[] = [];
-    const count = (user: TestUser) => seen.filter((e) => e.sender === user.userId).length;
+    // A refresh says what B holds already: B keeps it quietly (no stream position, nothing
+    // for Bob's /sync), moving only the time it last heard of the user, read here.
+    const heard = async (user: TestUser) =>
+      (await b.running.storage.stores.presence.selectPresence(user.userId))?.lastUpdateTs ?? 0;
+    // B holds each state (not merely no row, which reads as offline) before counting.
+    const held = await eventually(
+      () =>
+        Promise.all(
+          [alice, dave, carol].map((user) =>
+            b.running.storage.stores.presence.selectPresence(user.userId),
+          ),
+        ),
+      (rows) => rows.map((row) => row?.presence).join() === 'online,unavailable,offline',
+      30_000,
+    );
+    assert.deepEqual(
+      held.map((row) => row?.presence),
+      ['online', 'unavailable', 'offline'],
+    );
+    const start = { alice: await heard(alice), dave: await heard(dave), carol: await heard(carol) };
+    const initial = await b.request<{ next_batch: string }>(
+      'GET',
+      `${C}/sync?set_presence=offline`,
+      {
+        token: bob.accessToken,
+      },
+    );
+    let refreshes = { alice: 0, dave: 0 };
+    let last = { alice: start.alice, dave: start.dave };
     const deadline = Date.now() + 60_000;
-    // Two refreshes of each: at least one whole pass over A's users ran after the token.
-    while ((count(alice) < 2 || count(dave) < 2) && Date.now() < deadline) {
-      const synced = await b.request<{
-        next_batch: string;
-        presence?: { events: PresenceEvent[] };
-      }>('GET', `${C}/sync?since=${r(since)}&timeout=5000`, { token: bob.accessToken });
-      assert.equal(synced.status, 200);
-      seen.push(...(synced.body.presence?.events ?? []));
-      since = synced.body.next_batch;
+    // Two refreshes of each: at least one whole pass over A's users ran after the start.
+    while ((refreshes.alice < 2 || refreshes.dave < 2) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const now = { alice: await heard(alice), dave: await heard(dave) };
+      refreshes = {
+        alice: refreshes.alice + (now.alice > last.alice ? 1 : 0),
+        dave: refreshes.dave + (now.dave > last.dave ? 1 : 0),
+      };
+      last = now;
     }
-    assert.ok(count(alice) >= 2, `Alice refreshed ${count(alice)} times`);
-    assert.ok(count(dave) >= 2, `Dave refreshed ${count(dave)} times`);
-    assert.equal(count(carol), 0, JSON.stringify(seen.filter((e) => e.sender === carol.userId)));
-    for (const event of seen.filter((e) => e.sender === alice.userId)) {
-      assert.equal(event.content.presence, 'online');
-      assert.equal(event.content.currently_active, true);
-      assert.equal(typeof event.content.last_active_ago, 'number');
-    }
-    for (const event of seen.filter((e) => e.sender === dave.userId)) {
-      assert.equal(event.content.presence, 'unavailable');
-      assert.equal(event.content.currently_active, false);
-    }
+    assert.ok(refreshes.alice >= 2, `Alice refreshed ${refreshes.alice} times`);
+    assert.ok(refreshes.dave >= 2, `Dave refreshed ${refreshes.dave} times`);
+    assert.equal(await heard(carol), start.carol, 'Carol (offline) is not sent again');
+    assert.equal(await presenceOnB(alice), 'online');
+    assert.equal(await presenceOnB(dave), 'unavailable');
     assert.equal(await presenceOnB(carol), 'offline');
+    // None of the refreshes was news to Bob's /sync.
+    const synced = await b.request<{ presence?: { events: PresenceEvent[] } }>(
+      'GET',
+      `${C}/sync?since=${r(initial.body.next_batch)}&timeout=0&set_presence=offline`,
+      { token: bob.accessToken },
+    );
+    assert.equal(synced.status, 200);
+    const about = (synced.body.presence?.events ?? []).filter((e) =>
+      [alice.userId, dave.userId, carol.userId].includes(e.sender),
+    );
+    assert.deepEqual(about, []);
   });
 
   it('one process of several makes each pass, and the next once an interval has passed', async () => {

@@ -144,15 +144,19 @@ export const roomStateRoutes: RoutePlugin = async (app, { services }) => {
       config: { auth: 'required', rateLimit: 'message' },
       schema: { params: SendParams, body: EventContent, querystring: TsQuery },
     },
-    async (request) => ({
-      event_id: await roomEvents.sendMessage(
-        requesterOf(request),
+    async (request) => {
+      const requester = requesterOf(request);
+      const eventId = await roomEvents.sendMessage(
+        requester,
         roomIdParam(request.params.roomId),
         request.params.eventType,
         request.params.txnId,
         request.body as JsonObject,
         request.query.ts,
-      ),
-    }),
+      );
+      // A user sending a message is active (presence); a bridge acting for one is not.
+      if (!requester.appservice) await services.presence.activity(requester.userId, false);
+      return { event_id: eventId };
+    },
   );
 };

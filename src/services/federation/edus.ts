@@ -81,7 +81,17 @@ export function createEduReceiver(deps: EduReceiverDeps, log?: EduLog) {
       if (!userId || typeof update.presence !== 'string') continue;
       const lastActiveAgo = isSafeInteger(update.last_active_ago) ? update.last_active_ago : 0;
       const statusMsg = typeof update.status_msg === 'string' ? update.status_msg : null;
-      await deps.presence.setRemote(userId, update.presence, statusMsg, lastActiveAgo);
+      const currentlyActive =
+        typeof update.currently_active === 'boolean'
+          ? update.currently_active
+          : update.presence === 'online';
+      await deps.presence.setRemote(
+        userId,
+        update.presence,
+        statusMsg,
+        lastActiveAgo,
+        currentlyActive,
+      );
       outcome = 'applied';
     }
     return outcome;

@@ -250,86 +250,99 @@ export function createSlidingSyncService(
       request: SlidingSyncRequest,
       options: SlidingSyncOptions,
     ): Promise<SlidingSyncResponse> {
-      const begin = await start(requester, request.connId, options.pos);
-      if (begin.forgetPos !== null)
-        await stores().slidingSync.deleteSentAt(begin.connectionId, begin.forgetPos);
-      if (options.setPresence !== 'offline')
-        await sources.presence.setFromSync(requester.userId, options.setPresence);
-      const deadline = ctx.now() + options.timeoutMs;
-      for (;;) {
-        const mark = notifier.mark();
-        const upTo = await stores().stream.selectCurrentPosition();
-        const result = await build(requester, request, begin, upTo);
-        const remaining = deadline - ctx.now();
-        const wait =
-          result.empty &&
-          begin.from !== null &&
-          remaining > 0 &&
-          !options.signal?.aborted &&
-          !notifier.closed;
-        if (wait) {
-          const changed = await notifier.waitForChange(
-            { userId: requester.userId, rooms: await watchedRooms(requester.userId) },
-            mark,
-            remaining,
-            options.signal,
-          );
-          if (changed && options.signal?.aborted !== true) continue;
-        }
-        return answer(result, upTo, true);
-      }
-
-      async function answer(
-        result: Awaited<ReturnType<typeof build>>,
-        upTo: number,
-        commit: boolean,
-      ): Promise<SlidingSyncResponse> {
-        const counts = Object.fromEntries(
-          Object.entries(result.lists).map(([n, l]) => [n, l.count]),
-        );
-        const row = {
-          connectionId: begin.connectionId,
-          pos: begin.counter,
-          streamPosition: upTo,
-          prevStreamPosition: begin.from,
-          listCounts: JSON.stringify(counts),
-          lastUsedTs: ctx.now(),
-        };
-        // A client gone before its answer: nothing of it is written (its pos is still good).
-        if (commit && options.signal?.aborted !== true)
-          await ctx.storage.tx('slidingSyncCommit', async (tx) => {
-            if (begin.connection === null) {
-              await tx.slidingSync.deleteConnectionsUnusedSince(ctx.now() - CONNECTION_TTL_MS);
-              await tx.slidingSync.replaceConnection(
-                requester.userId,
-                requester.deviceId,
-                request.connId,
-                row,
-              );
-            } else {
-              await tx.slidingSync.updateConnection(begin.connectionId, row);
-            }
-            await tx.slidingSync.upsertSentRooms(
-              begin.connectionId,
-              result.built.sentRooms,
-              begin.counter,
-            );
-            await tx.slidingSync.insertSentMembers(
-              begin.connectionId,
-              result.built.sentMembers,
-              begin.counter,
-            );
-          });
-        return {
-          pos: formatPos(begin.counter, upTo),
-          ...(request.txnId !== undefined ? { txn_id: request.txnId } : {}),
-          lists: result.lists,
-          rooms: result.built.rooms,
-          extensions: result.extensions.response,
-        };
+      // While it runs (and a little after) the user is not timed out to offline.
+      const ended = sources.presence.syncing(requester.userId, options.setPresence);
+      try {
+        return await syncOnce(requester, request, options);
+      } finally {
+        ended();
       }
     },
   };
+
+  async function syncOnce(
+    requester: Requester,
+    request: SlidingSyncRequest,
+    options: SlidingSyncOptions,
+  ): Promise<SlidingSyncResponse> {
+    const begin = await start(requester, request.connId, options.pos);
+    if (begin.forgetPos !== null)
+      await stores().slidingSync.deleteSentAt(begin.connectionId, begin.forgetPos);
+    if (options.setPresence !== 'offline')
+      await sources.presence.setFromSync(requester.userId, options.setPresence);
+    if (options.setPresence === 'online') await sources.presence.activity(requester.userId, true);
+    const deadline = ctx.now() + options.timeoutMs;
+    for (;;) {
+      const mark = notifier.mark();
+      const upTo = await stores().stream.selectCurrentPosition();
+      const result = await build(requester, request, begin, upTo);
+      const remaining = deadline - ctx.now();
+      const wait =
+        result.empty &&
+        begin.from !== null &&
+        remaining > 0 &&
+        !options.signal?.aborted &&
+        !notifier.closed;
+      if (wait) {
+        const changed = await notifier.waitForChange(
+          { userId: requester.userId, rooms: await watchedRooms(requester.userId) },
+          mark,
+          remaining,
+          options.signal,
+        );
+        if (changed && options.signal?.aborted !== true) continue;
+      }
+      return answer(result, upTo, true);
+    }
+
+    async function answer(
+      result: Awaited<ReturnType<typeof build>>,
+      upTo: number,
+      commit: boolean,
+    ): Promise<SlidingSyncResponse> {
+      const counts = Object.fromEntries(Object.entries(result.lists).map(([n, l]) => [n, l.count]));
+      const row = {
+        connectionId: begin.connectionId,
+        pos: begin.counter,
+        streamPosition: upTo,
+        prevStreamPosition: begin.from,
+        listCounts: JSON.stringify(counts),
+        lastUsedTs: ctx.now(),
+      };
+      // A client gone before its answer: nothing of it is written (its pos is still good).
+      if (commit && options.signal?.aborted !== true)
+        await ctx.storage.tx('slidingSyncCommit', async (tx) => {
+          if (begin.connection === null) {
+            await tx.slidingSync.deleteConnectionsUnusedSince(ctx.now() - CONNECTION_TTL_MS);
+            await tx.slidingSync.replaceConnection(
+              requester.userId,
+              requester.deviceId,
+              request.connId,
+              row,
+            );
+          } else {
+            await tx.slidingSync.updateConnection(begin.connectionId, row);
+          }
+          await tx.slidingSync.upsertSentRooms(
+            begin.connectionId,
+            result.built.sentRooms,
+            begin.counter,
+          );
+          await tx.slidingSync.insertSentMembers(
+            begin.connectionId,
+            result.built.sentMembers,
+            begin.counter,
+          );
+        });
+      return {
+        pos: formatPos(begin.counter, upTo),
+        ...(request.txnId !== undefined ? { txn_id: request.txnId } : {}),
+        lists: result.lists,
+        rooms: result.built.rooms,
+        extensions: result.extensions.response,
+      };
+    }
+  }
 }
 
 export type SlidingSyncService = ReturnType<typeof createSlidingSyncService>;
