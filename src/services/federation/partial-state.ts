@@ -291,13 +291,20 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
             ...(membership ? { membership } : {}),
           });
         }
-        if (changes.length > 0) {
-          const position = await s.rooms.nextStreamPosition();
+        const last = missing.length <= APPLY_BATCH;
+        const position =
+          changes.length > 0 || last ? await s.rooms.nextStreamPosition() : undefined;
+        if (position !== undefined && changes.length > 0) {
           await s.rooms.applyStateChanges(roomId, changes, position);
           applied += changes.length;
         }
-        const last = missing.length <= APPLY_BATCH;
-        if (last) await s.partialState.deletePartialRoom(roomId);
+        if (last && position !== undefined) {
+          // Recorded at its position, so that /sync can tell clients that synced during the
+          // gap what they could not have had then.
+          const join = await s.rooms.selectEvent(joinEventId);
+          await s.partialState.insertCompletion(roomId, position, join?.streamOrdering ?? 0);
+          await s.partialState.deletePartialRoom(roomId);
+        }
         await s.stream.notify({ rooms: [roomId], users, memberRooms: [roomId] });
         return last;
       });
