@@ -41,6 +41,17 @@ export interface PartialStateStore {
   insertMissingGroupEntries(groupId: number, entries: readonly StateEntry[]): Promise<number>;
   /** The room's current state as keys and event IDs only (no event is read). */
   selectCurrentStateIds(roomId: string): Promise<Map<StateKey, string>>;
+  /**
+   * State entries (and for members their membership) recorded in the room's history at
+   * `position` without changing current state: what the full state showed at our join, so
+   * that state and members as of a later point (`/members?at=`) hold them. Entries the
+   * history already has at that position are left as they are.
+   */
+  insertStateHistoryAt(
+    roomId: string,
+    position: number,
+    entries: readonly PastStateEntry[],
+  ): Promise<void>;
   /** Every room partial now (the table is small: rooms being fetched). */
   selectPartialRoomIds(): Promise<string[]>;
   /** Records that the room became complete at `position` (our join was at `joinPosition`). */
@@ -51,6 +62,14 @@ export interface PartialStateStore {
     after: number,
     upTo: number,
   ): Promise<Map<string, PartialStateCompletion>>;
+}
+
+/** A state entry of the room's past; `membership` for a member event. */
+export interface PastStateEntry {
+  type: string;
+  stateKey: string;
+  eventId: string;
+  membership?: string;
 }
 
 /** A room's completion: where, and where our join was. */
@@ -194,6 +213,41 @@ export function partialStateStore(db: Kysely<Database>): PartialStateStore {
         .where('room_id', '=', roomId)
         .execute();
       return new Map(rows.map((r) => [stateKeyOf(r.type, r.state_key), r.event_id]));
+    },
+
+    async insertStateHistoryAt(roomId, position, entries) {
+      for (const part of slices(entries)) {
+        await db
+          .insertInto('state_history')
+          .values(
+            part.map((e) => ({
+              room_id: roomId,
+              type: e.type,
+              state_key: e.stateKey,
+              stream_ordering: position,
+              event_id: e.eventId,
+            })),
+          )
+          .onConflict((oc) =>
+            oc.columns(['room_id', 'type', 'state_key', 'stream_ordering']).doNothing(),
+          )
+          .execute();
+        const members = part.filter((e) => e.membership !== undefined);
+        if (members.length === 0) continue;
+        await db
+          .insertInto('membership_history')
+          .values(
+            members.map((e) => ({
+              room_id: roomId,
+              user_id: e.stateKey,
+              stream_ordering: position,
+              membership: e.membership ?? 'leave',
+              event_id: e.eventId,
+            })),
+          )
+          .onConflict((oc) => oc.columns(['room_id', 'user_id', 'stream_ordering']).doNothing())
+          .execute();
+      }
     },
 
     async selectPartialRoomIds() {

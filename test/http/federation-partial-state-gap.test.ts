@@ -11,7 +11,8 @@
  *   a newly joined room with its full state;
  * - `device_lists.changed` names the remote members learnt, and `/keys/query` of one answers
  *   its devices from the list A now tracks;
- * - sliding sync sends the room again in full.
+ * - sliding sync sends the room again in full;
+ * - `/members?at=<token of the gap>` is the full list at that point.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -377,5 +378,31 @@ forEachDatabase('a partial-state room completing under syncing clients', (dialec
     // Once: the next answer has nothing more of it.
     const next = await slide(res.pos);
     assert.equal(next.rooms[roomId], undefined);
+  });
+
+  it('/members?at=<token of the gap> is the full list at that point', async () => {
+    const res = await as(a, alice)<{
+      chunk: { state_key: string; content: { membership: string } }[];
+    }>('GET', `/rooms/${r(roomId)}/members?at=${r(gapLazy)}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(
+      res.body.chunk
+        .filter((e) => e.content.membership === 'join')
+        .map((e) => e.state_key)
+        .sort(),
+      expected,
+    );
+    // And at a token after completion that is not the present (a message follows it).
+    const later = (await sync(alice, undefined, LAZY)).body.next_batch;
+    const sent = await as(a, alice)('PUT', `/rooms/${r(roomId)}/send/m.room.message/t1`, {
+      msgtype: 'm.text',
+      body: 'after the gap',
+    });
+    assert.equal(sent.status, 200, JSON.stringify(sent.body));
+    const then = await as(a, alice)<{ chunk: { state_key: string }[] }>(
+      'GET',
+      `/rooms/${r(roomId)}/members?at=${r(later)}`,
+    );
+    assert.deepEqual(then.body.chunk.map((e) => e.state_key).sort(), expected);
   });
 });
