@@ -263,27 +263,27 @@ export function createSyncService(
     const memberships = (await membershipsOf(userId)).filter(
       (m) => passesRoomLists(roomFilter, m.roomId) && m.streamOrdering <= upTo,
     );
-    const [withEvents, partialRooms] = await Promise.all([
+    // (Independent reads, at once: on PostgreSQL each is a round trip.)
+    const [withEvents, partialRooms, completions] = await Promise.all([
       since === null ? [] : stores().sync.selectRoomsWithEvents(since, upTo),
       // A client that does not lazy-load members expects every member in a room's state: a
       // room joined with partial state is held back until it is complete (as Synapse does).
       lazy ? [] : stores().partialState.selectPartialRoomIds(),
+      // Rooms that became complete since the token: new to a client that does not lazy-load
+      // (held back until now); a lazy-loading one is sent the member events of the gap's
+      // senders, unknown until now.
+      since === null
+        ? new Map<string, PartialStateCompletion>()
+        : stores().partialState.selectCompletionsBetween(
+            memberships.filter((m) => m.membership === 'join').map((m) => m.roomId),
+            since,
+            upTo,
+          ),
     ]);
     const active = new Set(withEvents);
     const heldBack = new Set(partialRooms);
     const joined = memberships.filter((m) => m.membership === 'join' && !heldBack.has(m.roomId));
-    // Rooms that became complete since the token: the room is new to a client that does not
-    // lazy-load (held back until now); a lazy-loading one is sent the member events of the
-    // gap's senders, unknown until now.
-    const completions =
-      since === null
-        ? new Map<string, PartialStateCompletion>()
-        : await stores().partialState.selectCompletionsBetween(
-            joined.map((m) => m.roomId),
-            since,
-            upTo,
-          );
-    for (const roomId of completions.keys()) active.add(roomId);
+    for (const roomId of completions.keys()) if (!heldBack.has(roomId)) active.add(roomId);
     // A room's version never changes: read once per process, then kept.
     const unknownVersions = memberships
       .map((m) => m.roomId)
