@@ -19,7 +19,12 @@ import {
   type RoomEventFilter,
   type SyncFilter,
 } from '../core/sync-filter.js';
-import type { EventRow, MembershipHistoryEntry, UserMembershipRow } from '../storage/index.js';
+import type {
+  EventRow,
+  MembershipHistoryEntry,
+  PartialStateCompletion,
+  UserMembershipRow,
+} from '../storage/index.js';
 import { statementsHoldProcess, type Requester, type ServiceContext } from './context.js';
 import { forEachBatch } from './batches.js';
 import { LazyMemberCache } from './lazy-member-cache.js';
@@ -258,10 +263,27 @@ export function createSyncService(
     const memberships = (await membershipsOf(userId)).filter(
       (m) => passesRoomLists(roomFilter, m.roomId) && m.streamOrdering <= upTo,
     );
-    const active = new Set(
-      since === null ? [] : await stores().sync.selectRoomsWithEvents(since, upTo),
-    );
-    const joined = memberships.filter((m) => m.membership === 'join');
+    // (Independent reads, at once: on PostgreSQL each is a round trip.)
+    const [withEvents, partialRooms, completions] = await Promise.all([
+      since === null ? [] : stores().sync.selectRoomsWithEvents(since, upTo),
+      // A client that does not lazy-load members expects every member in a room's state: a
+      // room joined with partial state is held back until it is complete (as Synapse does).
+      lazy ? [] : stores().partialState.selectPartialRoomIds(),
+      // Rooms that became complete since the token: new to a client that does not lazy-load
+      // (held back until now); a lazy-loading one is sent the member events of the gap's
+      // senders, unknown until now.
+      since === null
+        ? new Map<string, PartialStateCompletion>()
+        : stores().partialState.selectCompletionsBetween(
+            memberships.filter((m) => m.membership === 'join').map((m) => m.roomId),
+            since,
+            upTo,
+          ),
+    ]);
+    const active = new Set(withEvents);
+    const heldBack = new Set(partialRooms);
+    const joined = memberships.filter((m) => m.membership === 'join' && !heldBack.has(m.roomId));
+    for (const roomId of completions.keys()) if (!heldBack.has(roomId)) active.add(roomId);
     // A room's version never changes: read once per process, then kept.
     const unknownVersions = memberships
       .map((m) => m.roomId)
@@ -450,6 +472,7 @@ export function createSyncService(
       const histories = await stores().rooms.selectMembershipHistories(joinedSince, userId);
       const isNew = (m: UserMembershipRow) =>
         since === null ||
+        (!lazy && completions.has(m.roomId)) ||
         (m.streamOrdering > since && !wasJoinedAt(histories.get(m.roomId) ?? [], since));
       const picked = batch
         .map((membership) => ({ membership, isNew: isNew(membership) }))
@@ -511,16 +534,33 @@ export function createSyncService(
         .map((r) => ({ ...r, start: timelineStart(r.timeline, upTo + 1) }));
       const gaps = await stores().sync.selectStateChanges(
         updated.filter((r) => r.limited).map((r) => ({ roomId: r.roomId, after, before: r.start })),
+        { withoutMembers: lazy },
       );
       let members = new Map<string, EventRow[]>();
       if (lazy) {
+        // A room completed since the token: the senders of the events the client had during
+        // the gap, whose member events were not known then.
+        const gapSenders = await stores().sync.selectSendersBetween(
+          updated.flatMap(({ roomId }) => {
+            const completion = completions.get(roomId);
+            return completion
+              ? [
+                  {
+                    roomId,
+                    after: completion.joinPosition,
+                    upTo: Math.min(after, completion.position),
+                  },
+                ]
+              : [];
+          }),
+        );
         const current = await stores().rooms.selectStateEventsOfRooms(
           updated.map(({ roomId, timeline: rows }) => ({
             roomId,
-            keys: membersToSend(
-              roomId,
-              rows.map((r) => r.pdu.sender),
-            )
+            keys: membersToSend(roomId, [
+              ...rows.map((r) => r.pdu.sender),
+              ...(gapSenders.get(roomId) ?? []),
+            ])
               .filter((m) => !rows.some((r) => r.pdu.type === MEMBER && r.pdu.state_key === m))
               .map((m) => [MEMBER, m] as const),
           })),
@@ -541,6 +581,7 @@ export function createSyncService(
         updated
           .filter((r) => r.timeline.some(fromElsewhere))
           .map((r) => ({ roomId: r.roomId, after: r.start - 1, before: upTo + 1 })),
+        { withoutMembers: lazy },
       );
       for (const r of updated) {
         const inTimeline = new Set(r.timeline.map((row) => row.eventId));

@@ -329,3 +329,4 @@ export type {
 } from './sliding-sync-store.js';
 export type { RemoteDeviceStore, RemoteDeviceListRow } from './remote-device-store.js';
 export type { PartialStateStore, PartialStateRoomRow } from './partial-state-store.js';
+export type { PartialStateCompletion, PastStateEntry } from './partial-state-store.js';

@@ -41,6 +41,41 @@ export interface PartialStateStore {
   insertMissingGroupEntries(groupId: number, entries: readonly StateEntry[]): Promise<number>;
   /** The room's current state as keys and event IDs only (no event is read). */
   selectCurrentStateIds(roomId: string): Promise<Map<StateKey, string>>;
+  /**
+   * State entries (and for members their membership) recorded in the room's history at
+   * `position` without changing current state: what the full state showed at our join, so
+   * that state and members as of a later point (`/members?at=`) hold them. Entries the
+   * history already has at that position are left as they are.
+   */
+  insertStateHistoryAt(
+    roomId: string,
+    position: number,
+    entries: readonly PastStateEntry[],
+  ): Promise<void>;
+  /** Every room partial now (the table is small: rooms being fetched). */
+  selectPartialRoomIds(): Promise<string[]>;
+  /** Records that the room became complete at `position` (our join was at `joinPosition`). */
+  insertCompletion(roomId: string, position: number, joinPosition: number): Promise<void>;
+  /** The rooms listed that became complete in (after, upTo], by room (the latest completion). */
+  selectCompletionsBetween(
+    roomIds: readonly string[],
+    after: number,
+    upTo: number,
+  ): Promise<Map<string, PartialStateCompletion>>;
+}
+
+/** A state entry of the room's past; `membership` for a member event. */
+export interface PastStateEntry {
+  type: string;
+  stateKey: string;
+  eventId: string;
+  membership?: string;
+}
+
+/** A room's completion: where, and where our join was. */
+export interface PartialStateCompletion {
+  position: number;
+  joinPosition: number;
 }
 
 const toRow = (r: {
@@ -178,6 +213,75 @@ export function partialStateStore(db: Kysely<Database>): PartialStateStore {
         .where('room_id', '=', roomId)
         .execute();
       return new Map(rows.map((r) => [stateKeyOf(r.type, r.state_key), r.event_id]));
+    },
+
+    async insertStateHistoryAt(roomId, position, entries) {
+      for (const part of slices(entries)) {
+        await db
+          .insertInto('state_history')
+          .values(
+            part.map((e) => ({
+              room_id: roomId,
+              type: e.type,
+              state_key: e.stateKey,
+              stream_ordering: position,
+              event_id: e.eventId,
+            })),
+          )
+          .onConflict((oc) =>
+            oc.columns(['room_id', 'type', 'state_key', 'stream_ordering']).doNothing(),
+          )
+          .execute();
+        const members = part.filter((e) => e.membership !== undefined);
+        if (members.length === 0) continue;
+        await db
+          .insertInto('membership_history')
+          .values(
+            members.map((e) => ({
+              room_id: roomId,
+              user_id: e.stateKey,
+              stream_ordering: position,
+              membership: e.membership ?? 'leave',
+              event_id: e.eventId,
+            })),
+          )
+          .onConflict((oc) => oc.columns(['room_id', 'user_id', 'stream_ordering']).doNothing())
+          .execute();
+      }
+    },
+
+    async selectPartialRoomIds() {
+      const rows = await db.selectFrom('partial_state_rooms').select('room_id').execute();
+      return rows.map((r) => r.room_id);
+    },
+
+    async insertCompletion(roomId, position, joinPosition) {
+      await db
+        .insertInto('partial_state_completions')
+        .values({ room_id: roomId, stream_ordering: position, join_stream_ordering: joinPosition })
+        .onConflict((oc) => oc.columns(['room_id', 'stream_ordering']).doNothing())
+        .execute();
+    },
+
+    async selectCompletionsBetween(roomIds, after, upTo) {
+      const out = new Map<string, PartialStateCompletion>();
+      if (upTo <= after || roomIds.length === 0) return out;
+      // By position (completions are rare): then kept for the rooms asked about.
+      const rows = await db
+        .selectFrom('partial_state_completions')
+        .select(['room_id', 'stream_ordering', 'join_stream_ordering'])
+        .where('stream_ordering', '>', after)
+        .where('stream_ordering', '<=', upTo)
+        .orderBy('stream_ordering')
+        .execute();
+      const wanted = new Set(roomIds);
+      for (const row of rows)
+        if (wanted.has(row.room_id))
+          out.set(row.room_id, {
+            position: Number(row.stream_ordering),
+            joinPosition: Number(row.join_stream_ordering),
+          });
+      return out;
     },
   };
 }

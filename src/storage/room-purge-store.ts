@@ -94,6 +94,7 @@ const ROOM_TABLES: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['user_directory_pending', ['room_id']],
   ['server_notice_rooms', ['user_id']],
   ['partial_state_rooms', ['room_id']],
+  ['partial_state_completions', ['stream_ordering']],
   ['receipts', ['user_id']],
   ['typing', ['user_id']],
   ['account_data', ['user_id']],

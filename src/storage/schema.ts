@@ -633,6 +633,7 @@ export interface Database {
   room_history_floors: RoomHistoryFloorsTable;
   remote_device_lists: RemoteDeviceListsTable;
   partial_state_rooms: PartialStateRoomsTable;
+  partial_state_completions: PartialStateCompletionsTable;
 }
 
 /** A room state, as a delta on `prev_group` (or whole when that is null). */
@@ -863,4 +864,11 @@ export interface UserDirectoryPendingTable {
   /** 1: the room stopped being public meanwhile; unprocessed members are not shown publicly. */
   restrictive: number;
   after_user: string;
+}
+
+/** A partial-state room's completion (migration 0072): its position and our join's. */
+export interface PartialStateCompletionsTable {
+  room_id: string;
+  stream_ordering: number;
+  join_stream_ordering: number;
 }

@@ -65,8 +65,14 @@ export interface SyncStore {
   ): Promise<Map<string, string[]>>;
   /** For each state key asked for, its event as it was just before the position (if any). */
   selectStateBefore(requests: readonly StateBeforeRequest[]): Promise<Map<string, EventRow[]>>;
-  /** The latest event of every state key that changed in each span, by stream order. */
-  selectStateChanges(requests: readonly StateChangesRequest[]): Promise<Map<string, EventRow[]>>;
+  /**
+   * The latest event of every state key that changed in each span, by stream order; member
+   * entries left out with `withoutMembers` (a lazy-loading client reads them by sender).
+   */
+  selectStateChanges(
+    requests: readonly StateChangesRequest[],
+    options?: { withoutMembers?: boolean },
+  ): Promise<Map<string, EventRow[]>>;
   /**
    * State entries that changed in each span (after, before) to an event other than the one at
    * that position — state resolution's doing when a received event arrived — the latest
@@ -74,7 +80,12 @@ export interface SyncStore {
    */
   selectResolvedStateChanges(
     requests: readonly StateChangesRequest[],
+    options?: { withoutMembers?: boolean },
   ): Promise<Map<string, EventRow[]>>;
+  /** The distinct senders of each room's events in the span (after, upTo], by room. */
+  selectSendersBetween(
+    requests: readonly { roomId: string; after: number; upTo: number }[],
+  ): Promise<Map<string, string[]>>;
   /** Each room's current state except member events, by stream order. */
   selectStateWithoutMembers(roomIds: readonly string[]): Promise<Map<string, EventRow[]>>;
   /** Users whose membership of any room listed became (or stayed) `join` in (after, upTo]. */
@@ -305,7 +316,7 @@ export function syncStore(db: Kysely<Database>): SyncStore {
       return latestStateRows(rows);
     },
 
-    async selectStateChanges(requests) {
+    async selectStateChanges(requests, options) {
       type Span = { column1: string; column2: number; column3: number };
       const spans = requests
         .filter((r) => r.before - r.after > 1)
@@ -320,13 +331,14 @@ export function syncStore(db: Kysely<Database>): SyncStore {
               .onRef('sh.stream_ordering', '<', 'k.column3'),
           )
           .leftJoin('events', 'events.event_id', 'sh.event_id')
+          .$if(options?.withoutMembers === true, (q) => q.where('sh.type', '!=', MEMBER))
           .select(stateHistoryColumns)
           .execute(),
       );
       return latestStateRows(rows);
     },
 
-    async selectResolvedStateChanges(requests) {
+    async selectResolvedStateChanges(requests, options) {
       type Span = { column1: string; column2: number; column3: number };
       const spans = requests
         .filter((r) => r.before - r.after > 1)
@@ -342,6 +354,7 @@ export function syncStore(db: Kysely<Database>): SyncStore {
           )
           .innerJoin('events', 'events.event_id', 'sh.event_id')
           .whereRef('events.stream_ordering', '!=', 'sh.stream_ordering')
+          .$if(options?.withoutMembers === true, (q) => q.where('sh.type', '!=', MEMBER))
           .select([...eventColumns, 'sh.type', 'sh.state_key', 'sh.stream_ordering as changed_at'])
           .execute(),
       );
@@ -354,6 +367,33 @@ export function syncStore(db: Kysely<Database>): SyncStore {
       return groupByRoom(
         [...latest.values()].sort((x, y) => x.at - y.at).map((entry) => entry.row),
       );
+    },
+
+    async selectSendersBetween(requests) {
+      type Span = { column1: string; column2: number; column3: number };
+      const spans = requests
+        .filter((r) => r.upTo > r.after)
+        .map((r) => [r.roomId, r.after, r.upTo] as const);
+      const rows = await readInSlices(spans, (part) =>
+        db
+          .selectFrom(valuesTable<Span>(part, ['text', 'bigint', 'bigint']))
+          .innerJoin('events', (join) =>
+            join
+              .onRef('events.room_id', '=', 'k.column1')
+              .onRef('events.stream_ordering', '>', 'k.column2')
+              .onRef('events.stream_ordering', '<=', 'k.column3'),
+          )
+          .select(['events.room_id', 'events.sender'])
+          .distinct()
+          .execute(),
+      );
+      const out = new Map<string, string[]>();
+      for (const row of rows) {
+        const list = out.get(row.room_id) ?? [];
+        list.push(row.sender);
+        out.set(row.room_id, list);
+      }
+      return out;
     },
 
     async selectStateWithoutMembers(roomIds) {

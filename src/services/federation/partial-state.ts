@@ -15,7 +15,9 @@
  * auth events); those failing are left out. Then, in one transaction, the room's whole state
  * snapshots (the state before our join, and any written since) get the member entries they
  * lack — every later state derives from those, so the state at each event received during
- * the gap is complete too, with later membership changes still overriding — and current
+ * the gap is complete too, with later membership changes still overriding —, the room's
+ * history (state and memberships at a stream position) gets them at our join's position, so
+ * `/members?at=` any later point has them, and current
  * state takes every entry it lacks (timeline rows at negative positions, memberships,
  * history and the pair index at one new stream position, with a notification, so /sync
  * delivers them), in transactions of `APPLY_BATCH` entries written with multi-row
@@ -39,7 +41,7 @@ import {
 } from '../../core/pdu-checks/index.js';
 import { getRoomVersion } from '../../core/room-versions.js';
 import { toClientEvent } from '../../core/client-event.js';
-import type { KnownEvent, StateChange, Stores } from '../../storage/index.js';
+import type { KnownEvent, PastStateEntry, StateChange, Stores } from '../../storage/index.js';
 import type { ServiceContext } from '../context.js';
 import { membershipOf } from '../event-writer.js';
 import type { IdentifiedPdu, RoomDagService } from '../rooms-dag/index.js';
@@ -230,6 +232,49 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
   }
 
   /**
+   * Writes what the full state adds into the room's history at our join's position (the
+   * state and members as of any later point then hold them, with later changes still
+   * winning), and brings into the timeline the events of those entries that current state
+   * will not name (changed during the gap; the others enter it with current state).
+   */
+  async function recordAtJoin(
+    s: Stores,
+    roomId: string,
+    joinEventId: string,
+    added: readonly (readonly [string, string, string])[],
+    fetched: readonly IdentifiedPdu[],
+  ): Promise<void> {
+    const join = await s.rooms.selectEvent(joinEventId);
+    if (!join || added.length === 0) return;
+    const dag = deps.roomDag();
+    const pdus = new Map(fetched.map((e) => [e.eventId, e.pdu]));
+    const unknown = added.map(([, , id]) => id).filter((id) => !pdus.has(id));
+    for (const [id, event] of await dag.knownEvents(s, unknown)) pdus.set(id, event.pdu);
+    const entries: PastStateEntry[] = [];
+    for (const [type, stateKey, eventId] of added) {
+      const pdu = pdus.get(eventId);
+      if (!pdu) continue;
+      const membership = membershipOf(pdu);
+      entries.push({
+        type,
+        stateKey,
+        eventId,
+        ...(membership ? { membership: membership.membership } : {}),
+      });
+    }
+    await s.partialState.insertStateHistoryAt(roomId, join.streamOrdering, entries);
+    const present = await s.partialState.selectCurrentStateIds(roomId);
+    const replaced = added
+      .filter(([type, stateKey]) => present.has(stateKeyOf(type, stateKey)))
+      .map(([, , id]) => id);
+    const events = await dag.knownEvents(s, replaced);
+    await dag.promoteToTimeline(
+      s,
+      [...events.values()].filter((e) => e.status !== 'timeline'),
+    );
+  }
+
+  /**
    * Completes a partial-state room from `full` (the state before our join): first the
    * missing entries go into the room's whole snapshots (one transaction); then current state
    * takes what it lacks, `APPLY_BATCH` entries a transaction (the room lock is held briefly,
@@ -256,6 +301,7 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
       }
       for (const group of await s.partialState.selectSnapshotGroups(roomId))
         await s.partialState.insertMissingGroupEntries(group, added);
+      await recordAtJoin(s, roomId, joinEventId, added, full.events);
       return true;
     });
     if (!listed) return 0;
@@ -291,13 +337,20 @@ export function createPartialStateService(ctx: ServiceContext, deps: PartialStat
             ...(membership ? { membership } : {}),
           });
         }
-        if (changes.length > 0) {
-          const position = await s.rooms.nextStreamPosition();
+        const last = missing.length <= APPLY_BATCH;
+        const position =
+          changes.length > 0 || last ? await s.rooms.nextStreamPosition() : undefined;
+        if (position !== undefined && changes.length > 0) {
           await s.rooms.applyStateChanges(roomId, changes, position);
           applied += changes.length;
         }
-        const last = missing.length <= APPLY_BATCH;
-        if (last) await s.partialState.deletePartialRoom(roomId);
+        if (last && position !== undefined) {
+          // Recorded at its position, so that /sync can tell clients that synced during the
+          // gap what they could not have had then.
+          const join = await s.rooms.selectEvent(joinEventId);
+          await s.partialState.insertCompletion(roomId, position, join?.streamOrdering ?? 0);
+          await s.partialState.deletePartialRoom(roomId);
+        }
         await s.stream.notify({ rooms: [roomId], users, memberRooms: [roomId] });
         return last;
       });

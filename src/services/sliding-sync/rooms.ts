@@ -127,6 +127,19 @@ export async function buildRooms(
             .concat((await rc.unread?.notifiedBetween?.(userId, from, upTo)) ?? []),
         );
 
+  // Rooms joined with partial state that became complete after they were last sent: sent
+  // again in full (their member list, and the state the client holds, changed without an
+  // event at the position).
+  const sentPositions = [...sent.values()].map((r) => r.sentPosition);
+  const completions =
+    sentPositions.length === 0
+      ? new Map<string, { position: number }>()
+      : await stores.partialState.selectCompletionsBetween(
+          [...sent.keys()],
+          Math.min(...sentPositions),
+          upTo,
+        );
+
   const plans: Plan[] = [];
   const invites: ListedRoom[] = [];
   for (const { room, config } of wanted) {
@@ -134,8 +147,12 @@ export async function buildRooms(
     const joinedOrLeft =
       room.membership === 'join' || room.membership === 'leave' || room.membership === 'ban';
     const end = room.membership === 'join' ? upTo : room.membershipPosition;
+    const completedSince =
+      previous !== undefined &&
+      (completions.get(room.roomId)?.position ?? -1) > previous.sentPosition;
     // Sent already, and the user's membership unchanged since: only what is new.
-    const known = previous !== undefined && previous.sentPosition >= room.membershipPosition;
+    const known =
+      previous !== undefined && previous.sentPosition >= room.membershipPosition && !completedSince;
     if (!joinedOrLeft) {
       if (!known) invites.push(room);
       continue;

@@ -52,6 +52,7 @@ import * as m0061 from './0061-room-purges.js';
 import * as m0062 from './0062-moderation.js';
 import * as m0070 from './0070-sliding-sync.js';
 import * as m0071 from './0071-room-list-index.js';
+import * as m0072 from './0072-partial-state-completions.js';
 import * as m0078 from './0078-presence-timeouts.js';
 import * as m0080 from './0080-state-resolutions.js';
 
@@ -110,6 +111,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0062-moderation': m0062,
   '0070-sliding-sync': m0070,
   '0071-room-list-index': m0071,
+  '0072-partial-state-completions': m0072,
   '0078-presence-timeouts': m0078,
   '0080-state-resolutions': m0080,
 };
