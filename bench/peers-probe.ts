@@ -5,7 +5,12 @@
  * peers run's figure is made of without Synapse beside it.
  *
  *   node --import tsx bench/peers-probe.ts --data bench/.cache/peers/sqlite-00866c11db \
- *     [--only write_messages,write_joins] [--cpu-prof DIR] [--seconds 8] [--runs 25]
+ *     [--only write_messages,write_joins] [--cpu-prof DIR] [--seconds 8] [--runs 25] \
+ *     [--profile incremental_sync:FILE]
+ *
+ * `--profile ID:FILE` writes a CPU profile of that scenario alone (its runs at one connection
+ * and its concurrent part; `--seconds 0` leaves out every scenario's concurrent part) to FILE, taken inside the
+ * server by bench/soak-agent.mjs; `--cpu-prof DIR` profiles the whole process.
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { existsSync } from 'node:fs';
@@ -30,6 +35,7 @@ const { values: args } = parseArgs({
     'fast-reads': { type: 'string' },
     env: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
+    profile: { type: 'string' },
   },
 });
 if (!args.data) throw new Error('--data DIR (a bench/.cache/peers/sqlite-* directory)');
@@ -68,22 +74,27 @@ const commons = await startCommons({
   extraEnv,
 });
 let sequence = 0;
-async function agent(command: 'gc' | 'none'): Promise<Record<string, number>> {
+async function agent(
+  command: 'gc' | 'none' | 'profile-start' | 'profile-stop',
+): Promise<Record<string, number | string>> {
   writeFileSync(path.join(agentDir, 'command'), command);
   process.kill(commons.pid, 'SIGUSR2');
   const file = path.join(agentDir, `reply-${++sequence}.json`);
   for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
-  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>;
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, number | string>;
 }
-const mib = (b: number) => +(b / 1048576).toFixed(1);
-function show(what: string, m: Record<string, number>): void {
-  const rss = m.rss ?? 0;
-  const heapTotal = m.heapTotal ?? 0;
-  const external = m.external ?? 0;
+const mib = (b: number | string | undefined) => +(Number(b ?? 0) / 1048576).toFixed(1);
+function show(what: string, m: Record<string, number | string>): void {
+  const rss = Number(m.rss ?? 0);
+  const heapTotal = Number(m.heapTotal ?? 0);
+  const external = Number(m.external ?? 0);
   console.log(
-    `${what}: rss ${mib(rss)}, heapUsed ${mib(m.heapUsed ?? 0)}, heapTotal ${mib(heapTotal)}, external ${mib(external)} (arrayBuffers ${mib(m.arrayBuffers ?? 0)}), rest ${mib(rss - heapTotal - external)}`,
+    `${what}: rss ${mib(rss)}, heapUsed ${mib(m.heapUsed)}, heapTotal ${mib(heapTotal)}, external ${mib(external)} (arrayBuffers ${mib(m.arrayBuffers)}), rest ${mib(rss - heapTotal - external)}`,
   );
 }
+const [profiled, profileFile] = args.profile?.split(/:(.*)/s) ?? [];
+const at = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]?.toFixed(2);
 
 const client = peerClient('Commons', commons.url);
 const peer: Peer = { client, manifest };
@@ -97,6 +108,7 @@ try {
     if (only && !only.includes(scenario.id)) continue;
     const started = performance.now();
     let ops = 0;
+    if (scenario.id === profiled) await agent('profile-start');
     if (scenario.runs > 0) {
       const times: number[] = [];
       for (let i = 0; i < scenario.runs * 2; i++) {
@@ -104,7 +116,9 @@ try {
         if (i >= scenario.runs) times.push(typeof done === 'number' ? NaN : done.ms);
       }
       times.sort((a, b) => a - b);
-      console.log(`${scenario.id}: p50 ${times[Math.floor(times.length / 2)]?.toFixed(2)} ms`);
+      console.log(
+        `${scenario.id}: p50 ${at(times, 0.5)} ms (p10 ${at(times, 0.1)}, p90 ${at(times, 0.9)}, ${times.length} runs)`,
+      );
     }
     if (scenario.get) {
       const { path: at, token } = scenario.get(peer);
@@ -121,7 +135,7 @@ try {
     } else if (scenario.rateRun) {
       const run = await scenario.rateRun(peer);
       console.log(`${scenario.id}: ${(run.items / run.seconds).toFixed(1)} items/s`);
-    } else {
+    } else if (seconds > 0) {
       const once = scenario.concurrency.once === true;
       const deadline = performance.now() + seconds * 1000;
       const t0 = performance.now();
@@ -137,6 +151,11 @@ try {
       console.log(
         `${scenario.id}: ${(ops / took).toFixed(1)} ops/s at ${scenario.concurrency.connections}`,
       );
+    }
+    if (scenario.id === profiled) {
+      const reply = await agent('profile-stop');
+      cpSync(String(reply.profile), path.resolve(profileFile ?? `${profiled}.cpuprofile`));
+      console.log(`  profile of ${profiled}: ${profileFile ?? `${profiled}.cpuprofile`}`);
     }
     show(
       `  after ${scenario.id} (${((performance.now() - started) / 1000).toFixed(1)} s)`,
