@@ -65,6 +65,7 @@ export interface SyncSources {
     unreadOf(
       userId: string,
       roomIds: readonly string[],
+      upTo?: number,
     ): Promise<
       Map<
         string,

@@ -634,7 +634,7 @@ export function createSyncService(
         ),
         txnIdsOf(new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]]))),
         aggregationsOf([...results.values()].map((r) => r.timeline)),
-        sources.unread?.unreadOf(userId, roomIds),
+        sources.unread?.unreadOf(userId, roomIds, upTo),
       ]);
       const unread = unreadOrNone ?? new Map();
       await yieldToEventLoop();
