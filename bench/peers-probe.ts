@@ -10,7 +10,9 @@
  *
  * `--profile ID:FILE` writes a CPU profile of that scenario alone (its runs at one connection
  * and its concurrent part; `--seconds 0` leaves out every scenario's concurrent part) to FILE, taken inside the
- * server by bench/soak-agent.mjs; `--cpu-prof DIR` profiles the whole process.
+ * server by bench/soak-agent.mjs; `--cpu-prof DIR` profiles the whole process. Beside the
+ * times at one connection, the server's CPU time per timed run (user and system, from /proc;
+ * 10 ms ticks, so take it over many runs): on a busy machine it varies far less than the times.
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { existsSync } from 'node:fs';
@@ -92,6 +94,16 @@ function show(what: string, m: Record<string, number | string>): void {
     `${what}: rss ${mib(rss)}, heapUsed ${mib(m.heapUsed)}, heapTotal ${mib(heapTotal)}, external ${mib(external)} (arrayBuffers ${mib(m.arrayBuffers)}), rest ${mib(rss - heapTotal - external)}`,
   );
 }
+/** The server's CPU time so far (user and system), in ms, from /proc (Linux). */
+function serverCpuMs(): number {
+  try {
+    const fields = readFileSync(`/proc/${commons.pid}/stat`, 'utf8').split(') ')[1]?.split(' ');
+    const ticks = Number(fields?.[11]) + Number(fields?.[12]);
+    return (ticks * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
 const [profiled, profileFile] = args.profile?.split(/:(.*)/s) ?? [];
 const at = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]?.toFixed(2);
@@ -111,13 +123,16 @@ try {
     if (scenario.id === profiled) await agent('profile-start');
     if (scenario.runs > 0) {
       const times: number[] = [];
+      let cpuFrom = NaN;
       for (let i = 0; i < scenario.runs * 2; i++) {
+        if (i === scenario.runs) cpuFrom = serverCpuMs();
         const done = await scenario.op(peer, 0, i);
         if (i >= scenario.runs) times.push(typeof done === 'number' ? NaN : done.ms);
       }
+      const cpuPerRun = (serverCpuMs() - cpuFrom) / scenario.runs;
       times.sort((a, b) => a - b);
       console.log(
-        `${scenario.id}: p50 ${at(times, 0.5)} ms (p10 ${at(times, 0.1)}, p90 ${at(times, 0.9)}, ${times.length} runs)`,
+        `${scenario.id}: p50 ${at(times, 0.5)} ms (p10 ${at(times, 0.1)}, p90 ${at(times, 0.9)}, ${times.length} runs); server CPU ${cpuPerRun.toFixed(2)} ms a run`,
       );
     }
     if (scenario.get) {
