@@ -254,6 +254,17 @@ export function createSyncService(
     const deviceKey = `${userId}\u0000${deviceId}`;
     if (since === null) lazyMembers.reset(deviceKey);
     const now = ctx.now();
+    // The device's own sources need nothing else this build reads: started now and awaited at
+    // the end, so on PostgreSQL their round trip overlaps the rooms' reads instead of following
+    // them. (Caught here so that a failure before the end is not also an unhandled rejection;
+    // the await below still throws it.)
+    const deviceSources = Promise.all([
+      sources.toDevice.forSync(userId, deviceId, after, upTo),
+      sources.deviceKeys.deviceListsSince(userId, after, upTo),
+      sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
+      sources.deviceKeys.unusedFallbackKeyTypes(userId, deviceId),
+    ]);
+    deviceSources.catch(() => undefined);
 
     const memberships = (await membershipsOf(userId)).filter(
       (m) => passesRoomLists(roomFilter, m.roomId) && m.streamOrdering <= upTo,
@@ -773,14 +784,8 @@ export function createSyncService(
             ),
             rooms: [...joinedSinceLast],
           };
-    const [presenceChanges, toDevice, deviceLists, oneTimeKeyCounts, unusedFallbackKeyTypes] =
-      await Promise.all([
-        sources.presence.changesSince(userId, after, upTo, newlyShared),
-        sources.toDevice.forSync(userId, deviceId, after, upTo),
-        sources.deviceKeys.deviceListsSince(userId, after, upTo),
-        sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
-        sources.deviceKeys.unusedFallbackKeyTypes(userId, deviceId),
-      ]);
+    const presenceChanges = await sources.presence.changesSince(userId, after, upTo, newlyShared);
+    const [toDevice, deviceLists, oneTimeKeyCounts, unusedFallbackKeyTypes] = await deviceSources;
     const presence = presenceChanges
       .filter((e) => passesEventFilter(filter.presence, e.type, e.sender))
       .slice(0, filter.presence?.limit ?? undefined);

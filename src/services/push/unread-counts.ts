@@ -159,22 +159,27 @@ export function createUnreadCounts(push: () => PushStore, feed: ChangeFeed) {
     if (roomIds.length === 0) return out;
     const ticket = generation;
     const usable = feed.current();
-    const marks = marksOf(roomIds, await push().selectReadMarks(userId, roomIds));
-    const signatures = new Map([...marks].map(([roomId, m]) => [roomId, signature(m)]));
-    let known = new Map<string, Kept>();
+    const candidates = new Map<string, Kept>();
     if (usable)
       for (const roomId of roomIds) {
         const entry = kept.get(keyOf(userId, roomId));
-        if (entry && entry.marks === signatures.get(roomId) && entry.upTo <= upTo)
-          known.set(roomId, entry);
+        if (entry && entry.upTo <= upTo) candidates.set(roomId, entry);
       }
+    // The marks and the rows written since the oldest kept count are read at once (one round
+    // trip on PostgreSQL); a kept count whose marks have moved is then counted anew.
+    let from = upTo;
+    for (const entry of candidates.values()) if (entry.upTo < from) from = entry.upTo;
+    const [readMarks, rows] = await Promise.all([
+      push().selectReadMarks(userId, roomIds),
+      from < upTo ? push().selectActionsNotifiedBetween(userId, from, upTo, CATCH_UP_ROWS + 1) : [],
+    ]);
+    const marks = marksOf(roomIds, readMarks);
+    const signatures = new Map([...marks].map(([roomId, m]) => [roomId, signature(m)]));
+    let known = new Map(
+      [...candidates].filter(([roomId, entry]) => entry.marks === signatures.get(roomId)),
+    );
     const tallies = new Map<string, ReadonlyMap<string, Tally>>();
     if (known.size > 0) {
-      const from = Math.min(...[...known.values()].map((e) => e.upTo));
-      const rows =
-        from < upTo
-          ? await push().selectActionsNotifiedBetween(userId, from, upTo, CATCH_UP_ROWS + 1)
-          : [];
       if (rows.length > CATCH_UP_ROWS) known = new Map();
       const byRoom = new Map<string, NotifiedAction[]>();
       for (const row of rows) {
