@@ -6,7 +6,10 @@
  *
  *   node --import tsx bench/peers-probe.ts --data bench/.cache/peers/sqlite-00866c11db \
  *     [--only write_messages,write_joins] [--cpu-prof DIR] [--seconds 8] [--runs 25] \
- *     [--profile incremental_sync:FILE]
+ *     [--profile incremental_sync:FILE] [--postgres postgres://user:password@host/postgres]
+ *
+ * With `--postgres` (and `--data bench/.cache/peers/postgres-*`), Commons runs on a copy of the
+ * peers bench's cached PostgreSQL database (made from it as a template, dropped at the end).
  *
  * `--profile ID:FILE` writes a CPU profile of that scenario alone (its runs at one connection
  * and its concurrent part; `--seconds 0` leaves out every scenario's concurrent part) to FILE, taken inside the
@@ -20,6 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
+import pg from 'pg';
+import { databaseUrl } from './cache.js';
 import { loadTest } from './load.js';
 import { startCommons } from './processes.js';
 import { peerClient } from './peers/client.js';
@@ -38,15 +43,32 @@ const { values: args } = parseArgs({
     env: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
     profile: { type: 'string' },
+    postgres: { type: 'string' },
   },
 });
-if (!args.data) throw new Error('--data DIR (a bench/.cache/peers/sqlite-* directory)');
+if (!args.data)
+  throw new Error('--data DIR (a bench/.cache/peers/sqlite-* or postgres-* directory)');
 const manifest = JSON.parse(
   readFileSync(path.join(args.data, 'commons-manifest.json'), 'utf8'),
 ) as Manifest;
 const work = mkdtempSync(path.join(os.tmpdir(), 'peers-probe-'));
 cpSync(path.join(args.data, 'commons'), work, { recursive: true });
 rmSync(path.join(work, 'commons.db-lock'), { force: true });
+/** PostgreSQL: a copy of the cached database (its name as bench/peers.ts gives it). */
+const copy = args.postgres ? `commons_probe_${process.pid}` : undefined;
+async function admin(statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: args.postgres });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
+if (copy) {
+  const cached = `commons_peers_${path.basename(path.resolve(args.data)).replace(/^postgres-/, '')}`;
+  await admin(`CREATE DATABASE "${copy}" TEMPLATE "${cached}"`);
+}
 const agentDir = path.join(work, 'agent');
 mkdirSync(agentDir);
 
@@ -63,7 +85,10 @@ for (const pair of args.env ?? []) {
 }
 const commons = await startCommons({
   root: ROOT,
-  url: `sqlite:${path.join(work, 'commons.db')}`,
+  url:
+    copy && args.postgres
+      ? databaseUrl(args.postgres, copy)
+      : `sqlite:${path.join(work, 'commons.db')}`,
   dataDir: work,
   entry: 'dist',
   cpuProfDir: args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined,
@@ -183,4 +208,5 @@ try {
   client.close();
   await commons.stop();
   rmSync(work, { recursive: true, force: true });
+  if (copy) await admin(`DROP DATABASE IF EXISTS "${copy}" WITH (FORCE)`);
 }
