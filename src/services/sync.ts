@@ -570,8 +570,27 @@ export function createSyncService(
       }
     });
 
-    // Ephemeral events and room account data, for every joined room (they change without events).
     const joinedIds = joined.map((m) => m.roomId);
+    // Presence, with that of users the client comes to share a room with (news even if
+    // unchanged): it needs only the rooms read above, so it is read while the rest is (on
+    // PostgreSQL its two round trips overlap the others) and awaited at the end.
+    const presenceRead = (async () => {
+      const newlyShared =
+        since === null
+          ? undefined
+          : {
+              users: await stores().sync.selectUsersJoinedBetween(
+                joinedIds.filter((roomId) => active.has(roomId) && !joinedSinceLast.has(roomId)),
+                since,
+                upTo,
+              ),
+              rooms: [...joinedSinceLast],
+            };
+      return sources.presence.changesSince(userId, after, upTo, newlyShared);
+    })();
+    presenceRead.catch(() => undefined);
+
+    // Ephemeral events and room account data, for every joined room (they change without events).
     const ephemeralFilter = roomFilter?.ephemeral;
     const ephemeral = new Map<string, SyncEvent[]>();
     const addEphemeral = (roomId: string, event: { type: string; content: unknown }) => {
@@ -772,19 +791,7 @@ export function createSyncService(
     const globalAccountData = accountData.global.filter((e) =>
       passesEventFilter(filter.account_data, e.type, undefined),
     );
-    // Users the client comes to share a room with: their presence is news even if unchanged.
-    const newlyShared =
-      since === null
-        ? undefined
-        : {
-            users: await stores().sync.selectUsersJoinedBetween(
-              joinedIds.filter((roomId) => active.has(roomId) && !joinedSinceLast.has(roomId)),
-              since,
-              upTo,
-            ),
-            rooms: [...joinedSinceLast],
-          };
-    const presenceChanges = await sources.presence.changesSince(userId, after, upTo, newlyShared);
+    const presenceChanges = await presenceRead;
     const [toDevice, deviceLists, oneTimeKeyCounts, unusedFallbackKeyTypes] = await deviceSources;
     const presence = presenceChanges
       .filter((e) => passesEventFilter(filter.presence, e.type, e.sender))
