@@ -69,6 +69,7 @@ export interface SyncSources {
     unreadOf(
       userId: string,
       roomIds: readonly string[],
+      upTo?: number,
     ): Promise<
       Map<
         string,

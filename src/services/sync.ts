@@ -259,6 +259,17 @@ export function createSyncService(
     const deviceKey = `${userId}\u0000${deviceId}`;
     if (since === null) lazyMembers.reset(deviceKey);
     const now = ctx.now();
+    // The device's own sources need nothing else this build reads: started now and awaited at
+    // the end, so on PostgreSQL their round trip overlaps the rooms' reads instead of following
+    // them. (Caught here so that a failure before the end is not also an unhandled rejection;
+    // the await below still throws it.)
+    const deviceSources = Promise.all([
+      sources.toDevice.forSync(userId, deviceId, after, upTo),
+      sources.deviceKeys.deviceListsSince(userId, after, upTo),
+      sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
+      sources.deviceKeys.unusedFallbackKeyTypes(userId, deviceId),
+    ]);
+    deviceSources.catch(() => undefined);
 
     const memberships = (await membershipsOf(userId)).filter(
       (m) => passesRoomLists(roomFilter, m.roomId) && m.streamOrdering <= upTo,
@@ -600,8 +611,27 @@ export function createSyncService(
       }
     });
 
-    // Ephemeral events and room account data, for every joined room (they change without events).
     const joinedIds = joined.map((m) => m.roomId);
+    // Presence, with that of users the client comes to share a room with (news even if
+    // unchanged): it needs only the rooms read above, so it is read while the rest is (on
+    // PostgreSQL its two round trips overlap the others) and awaited at the end.
+    const presenceRead = (async () => {
+      const newlyShared =
+        since === null
+          ? undefined
+          : {
+              users: await stores().sync.selectUsersJoinedBetween(
+                joinedIds.filter((roomId) => active.has(roomId) && !joinedSinceLast.has(roomId)),
+                since,
+                upTo,
+              ),
+              rooms: [...joinedSinceLast],
+            };
+      return sources.presence.changesSince(userId, after, upTo, newlyShared);
+    })();
+    presenceRead.catch(() => undefined);
+
+    // Ephemeral events and room account data, for every joined room (they change without events).
     const ephemeralFilter = roomFilter?.ephemeral;
     const ephemeral = new Map<string, SyncEvent[]>();
     const addEphemeral = (roomId: string, event: { type: string; content: unknown }) => {
@@ -675,7 +705,7 @@ export function createSyncService(
         ),
         txnIdsOf(new Map([...results].map(([roomId, r]) => [roomId, [...r.state, ...r.timeline]]))),
         aggregationsOf([...results.values()].map((r) => r.timeline)),
-        sources.unread?.unreadOf(userId, roomIds),
+        sources.unread?.unreadOf(userId, roomIds, upTo),
       ]);
       const unread = unreadOrNone ?? new Map();
       await yieldToEventLoop();
@@ -802,26 +832,8 @@ export function createSyncService(
     const globalAccountData = accountData.global.filter((e) =>
       passesEventFilter(filter.account_data, e.type, undefined),
     );
-    // Users the client comes to share a room with: their presence is news even if unchanged.
-    const newlyShared =
-      since === null
-        ? undefined
-        : {
-            users: await stores().sync.selectUsersJoinedBetween(
-              joinedIds.filter((roomId) => active.has(roomId) && !joinedSinceLast.has(roomId)),
-              since,
-              upTo,
-            ),
-            rooms: [...joinedSinceLast],
-          };
-    const [presenceChanges, toDevice, deviceLists, oneTimeKeyCounts, unusedFallbackKeyTypes] =
-      await Promise.all([
-        sources.presence.changesSince(userId, after, upTo, newlyShared),
-        sources.toDevice.forSync(userId, deviceId, after, upTo),
-        sources.deviceKeys.deviceListsSince(userId, after, upTo),
-        sources.deviceKeys.oneTimeKeyCounts(userId, deviceId),
-        sources.deviceKeys.unusedFallbackKeyTypes(userId, deviceId),
-      ]);
+    const presenceChanges = await presenceRead;
+    const [toDevice, deviceLists, oneTimeKeyCounts, unusedFallbackKeyTypes] = await deviceSources;
     const presence = presenceChanges
       .filter((e) => passesEventFilter(filter.presence, e.type, e.sender))
       .slice(0, filter.presence?.limit ?? undefined);

@@ -33,7 +33,13 @@ import { userDirectoryStore, type UserDirectoryStore } from './user-directory-st
 
 import { relationStore, type RelationStore } from './relation-store.js';
 export type { SearchStore, SearchQuery, SearchHit } from './search-store.js';
-export type { PushStore, PushActionRow, UnreadCount, ReadMark } from './push-store.js';
+export type {
+  PushStore,
+  PushActionRow,
+  UnreadCount,
+  ReadMark,
+  NotifiedAction,
+} from './push-store.js';
 export type { PendingEvaluation } from './push-store.js';
 import { searchStore, type SearchStore } from './search-store.js';
 import { pushStore, type PushStore } from './push-store.js';

@@ -37,6 +37,15 @@ export interface UnreadCount {
   highlights: number;
 }
 
+/** A push action as unread counts need it. */
+export interface NotifiedAction {
+  roomId: string;
+  threadId: string;
+  streamOrdering: number;
+  highlight: boolean;
+  notifiedAt: number;
+}
+
 /** The newest read receipt (`m.read` or `m.read.private`) of a thread, or of the room (''). */
 export interface ReadMark {
   roomId: string;
@@ -79,16 +88,28 @@ export interface PushStore {
   countPending(): Promise<number>;
   /** Per room and thread, the user's newest read receipt's position. */
   selectReadMarks(userId: string, roomIds: readonly string[]): Promise<ReadMark[]>;
-  /** Per room and thread, the user's push actions after the room's `after`. */
+  /**
+   * Per room and thread, the user's push actions after the room's `after`, among those written
+   * at positions up to `upTo` (`notified_at`).
+   */
   selectUnreadCounts(
     userId: string,
     spans: ReadonlyArray<{ roomId: string; after: number }>,
+    upTo: number,
   ): Promise<UnreadCount[]>;
   /** The same for single threads, after each one's `after`. */
   selectThreadUnreadCounts(
     userId: string,
     spans: ReadonlyArray<{ roomId: string; threadId: string; after: number }>,
+    upTo: number,
   ): Promise<UnreadCount[]>;
+  /** The user's push actions written at positions in (`after`, `upTo`], oldest first, at most `limit`. */
+  selectActionsNotifiedBetween(
+    userId: string,
+    after: number,
+    upTo: number,
+    limit: number,
+  ): Promise<NotifiedAction[]>;
   /** The user's push actions before `before`, newest first. */
   selectNotifications(
     userId: string,
@@ -300,7 +321,7 @@ export function pushStore(db: Kysely<Database>): PushStore {
       }));
     },
 
-    async selectUnreadCounts(userId, spans) {
+    async selectUnreadCounts(userId, spans, upTo) {
       type Span = { column1: string; column2: number };
       const rows = await readInSlices(spans, (slice) =>
         db
@@ -324,13 +345,14 @@ export function pushStore(db: Kysely<Database>): PushStore {
             eb.fn.sum('a.highlight').as('h'),
           ])
           .where('a.user_id', '=', userId)
+          .where('a.notified_at', '<=', upTo)
           .groupBy(['a.room_id', 'a.thread_id'])
           .execute(),
       );
       return counted(rows);
     },
 
-    async selectThreadUnreadCounts(userId, spans) {
+    async selectThreadUnreadCounts(userId, spans, upTo) {
       type Span = { column1: string; column2: string; column3: number };
       const rows = await readInSlices(spans, (slice) =>
         db
@@ -352,10 +374,30 @@ export function pushStore(db: Kysely<Database>): PushStore {
             eb.fn.sum('a.highlight').as('h'),
           ])
           .where('a.user_id', '=', userId)
+          .where('a.notified_at', '<=', upTo)
           .groupBy(['a.room_id', 'a.thread_id'])
           .execute(),
       );
       return counted(rows);
+    },
+
+    async selectActionsNotifiedBetween(userId, after, upTo, limit) {
+      const rows = await db
+        .selectFrom('event_push_actions')
+        .select(['room_id', 'thread_id', 'stream_ordering', 'highlight', 'notified_at'])
+        .where('user_id', '=', userId)
+        .where('notified_at', '>', after)
+        .where('notified_at', '<=', upTo)
+        .orderBy('notified_at')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({
+        roomId: r.room_id,
+        threadId: r.thread_id,
+        streamOrdering: Number(r.stream_ordering),
+        highlight: Number(r.highlight) !== 0,
+        notifiedAt: Number(r.notified_at),
+      }));
     },
 
     async selectNotifications(userId, before, limit, onlyHighlight) {

@@ -6,6 +6,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 const IN_LIST_CHUNK = 500;
+/** Rows of a span read by position before falling back to reading by room. */
+const SPAN_ROWS = 500;
 
 export interface ReceiptRow {
   roomId: string;
@@ -90,7 +92,21 @@ export function receiptStore(db: Kysely<Database>): ReceiptStore {
     },
 
     async selectReceiptsChanged(roomIds, after, upTo) {
-      if (upTo <= after) return [];
+      if (upTo <= after || roomIds.length === 0) return [];
+      // The span's receipts first (by position; usually a few), kept to the rooms listed,
+      // rather than an IN list of every room of the user's; a busy span reads by room.
+      const recent = await db
+        .selectFrom('receipts')
+        .select(columns)
+        .where('stream_ordering', '>', after)
+        .where('stream_ordering', '<=', upTo)
+        .orderBy('stream_ordering')
+        .limit(SPAN_ROWS + 1)
+        .execute();
+      if (recent.length <= SPAN_ROWS) {
+        const listed = new Set(roomIds);
+        return recent.filter((row) => listed.has(row.room_id)).map(toReceiptRow);
+      }
       const out: ReceiptRow[] = [];
       for (let i = 0; i < roomIds.length; i += IN_LIST_CHUNK) {
         const rows = await db

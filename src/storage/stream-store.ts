@@ -23,6 +23,8 @@ export interface StreamChange {
   everyone?: boolean;
   /** Federation destinations with new outbox entries (EDUs; events announce their rooms). */
   destinations?: readonly string[];
+  /** Rooms some of whose past events were deleted (retention, a history or room purge). */
+  historyRemoved?: readonly string[];
 }
 
 /** Where `notify` sends a change: buffered until commit, or published by the database. */
@@ -93,6 +95,7 @@ export function decodeChange(payload: string | undefined): {
     const sessions = strings(record.sessions);
     const memberRooms = strings(record.memberRooms);
     const destinations = strings(record.destinations);
+    const historyRemoved = strings(record.historyRemoved);
     return {
       change: {
         ...(rooms ? { rooms } : {}),
@@ -100,6 +103,7 @@ export function decodeChange(payload: string | undefined): {
         ...(memberRooms ? { memberRooms } : {}),
         ...(sessions ? { sessions } : {}),
         ...(destinations ? { destinations } : {}),
+        ...(historyRemoved ? { historyRemoved } : {}),
         ...(record.everyone === true ? { everyone: true } : {}),
       },
       origin: typeof record.origin === 'string' ? record.origin : null,

@@ -6,6 +6,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 const IN_LIST_CHUNK = 500;
+/** Rows of a span read by position before falling back to reading by room. */
+const SPAN_ROWS = 500;
 
 export interface TypingRow {
   roomId: string;
@@ -89,6 +91,20 @@ export function typingStore(db: Kysely<Database>): TypingStore {
 
     async selectRoomsChanged(roomIds, after, upTo) {
       if (upTo <= after || roomIds.length === 0) return [];
+      // The span's changes first (by position; usually a few, often none), kept to the rooms
+      // listed: a user in 400 rooms made an IN list of 400 probes, 0.45 ms on SQLite with no
+      // row to find. A busy span falls back to the rooms' own rows.
+      const recent = await db
+        .selectFrom('typing')
+        .select('room_id')
+        .where('stream_ordering', '>', after)
+        .where('stream_ordering', '<=', upTo)
+        .limit(SPAN_ROWS + 1)
+        .execute();
+      if (recent.length <= SPAN_ROWS) {
+        const listed = new Set(roomIds);
+        return [...new Set(recent.map((r) => r.room_id))].filter((roomId) => listed.has(roomId));
+      }
       const out: string[] = [];
       for (let i = 0; i < roomIds.length; i += IN_LIST_CHUNK) {
         const rows = await db

@@ -378,6 +378,18 @@ forEachDatabase('admin API: room deletion and history purges', (dialect) => {
     // Newest first: the 6th newest message is the point; the 6 older ones go.
     const point = texts[5]!.event_id;
 
+    // Bob's unread count in the room, which the server then keeps for his next syncs.
+    const unread = async () => {
+      const filter = e(JSON.stringify({ room: { rooms: [roomId], timeline: { limit: 1 } } }));
+      const sync = await call<{
+        rooms: { join: Record<string, { unread_notifications: { notification_count: number } }> };
+      }>(bob, 'GET', `${C}/sync?timeout=0&filter=${filter}`);
+      assert.equal(sync.status, 200);
+      return sync.body.rooms.join[roomId]?.unread_notifications.notification_count;
+    };
+    const unreadBefore = await unread();
+    assert.ok(unreadBefore !== undefined && unreadBefore >= 6, String(unreadBefore));
+
     // Without delete_local_events, local users' events stay (as Synapse).
     const kept = await call<{ purge_id: string }>(
       admin,
@@ -448,6 +460,9 @@ forEachDatabase('admin API: room deletion and history purges', (dialect) => {
     );
     const sync = await call(bob, 'GET', `${C}/sync?timeout=0`);
     assert.equal(sync.status, 200);
+    // The count kept before the purge is not brought up to date but counted again: alice's
+    // three purged messages no longer count, her new one does.
+    assert.equal(await unread(), unreadBefore - 3 + 1);
   });
 
   it('purges history up to a time (purge_up_to_ts)', async () => {

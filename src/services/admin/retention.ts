@@ -69,7 +69,7 @@ export function createRetentionService(ctx: ServiceContext) {
         break;
       }
     }
-    if (deleted > 0) await stores.stream.notify({ rooms: [roomId] });
+    if (deleted > 0) await stores.stream.notify({ rooms: [roomId], historyRemoved: [roomId] });
     return deleted;
   }
 

@@ -174,7 +174,11 @@ export function createRoomPurgeService(
       }
       if (stopping) return;
     }
-    await stores.stream.notify({ rooms: [roomId], memberRooms: [roomId] });
+    await stores.stream.notify({
+      rooms: [roomId],
+      memberRooms: [roomId],
+      historyRemoved: [roomId],
+    });
     if (!params.block) await stores.roomPurges.deleteBlock(roomId);
     await stores.roomPurges.updatePurge(row.purgeId, {
       status: 'complete',
@@ -198,7 +202,7 @@ export function createRoomPurgeService(
       if (!(await lease.renew())) throw new LeaseLost();
     }
     if (stopping) return;
-    await stores.stream.notify({ rooms: [row.roomId] });
+    await stores.stream.notify({ rooms: [row.roomId], historyRemoved: [row.roomId] });
     await stores.roomPurges.updatePurge(row.purgeId, { status: 'complete' });
   }
 

@@ -20,6 +20,7 @@ import type { PushActionRow, QueuedPush, Stores } from '../../storage/index.js';
 import type { Requester, ServiceContext } from '../context.js';
 import type { EventDeriver } from '../event-writer.js';
 import type { TimelineService } from '../timeline.js';
+import { createUnreadCounts, type RoomUnread } from './unread-counts.js';
 
 /** Members evaluated per page (then the event loop is let go). */
 export const MEMBER_PAGE = 500;
@@ -40,21 +41,7 @@ export interface EvaluationContext {
 }
 const MAX_NOTIFICATIONS_PAGE = 100;
 
-export interface Counts {
-  notification_count: number;
-  highlight_count: number;
-}
-
-export interface RoomUnread {
-  /** Everything unread in the room (all threads). */
-  total: Counts;
-  /** The main timeline's. */
-  main: Counts;
-  /** Each thread's with any unread, by root. */
-  threads: Map<string, Counts>;
-}
-
-const zero = (): Counts => ({ notification_count: 0, highlight_count: 0 });
+export type { Counts, RoomUnread } from './unread-counts.js';
 
 /** The thread an event belongs to: its `m.thread` root, or `main`. */
 export function threadOf(content: JsonObject, type: string): string {
@@ -246,51 +233,20 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
     }
   };
 
-  /** The user's unread counts in each of these rooms (one or two statements per 500 rooms). */
+  const unread = createUnreadCounts(() => stores().push, ctx.storage.changes);
+
+  /**
+   * The user's unread counts in each of these rooms, of the push actions written up to `upTo`
+   * (a stream position already read; the current one if not given).
+   */
   async function unreadOf(
     userId: string,
     roomIds: readonly string[],
+    upTo?: number,
   ): Promise<Map<string, RoomUnread>> {
-    const out = new Map<string, RoomUnread>();
-    if (roomIds.length === 0) return out;
-    const push = stores().push;
-    const marks = await push.selectReadMarks(userId, roomIds);
-    const roomMark = new Map<string, number>();
-    for (const mark of marks)
-      if (mark.threadId === '') roomMark.set(mark.roomId, mark.streamOrdering);
-    const threadMarks = marks.filter(
-      (m) => m.threadId !== '' && m.streamOrdering > (roomMark.get(m.roomId) ?? 0),
-    );
-    const counts = await push.selectUnreadCounts(
-      userId,
-      roomIds.map((roomId) => ({ roomId, after: roomMark.get(roomId) ?? 0 })),
-    );
-    const key = (roomId: string, threadId: string) => `${roomId}\u0000${threadId}`;
-    const byThread = new Map(counts.map((c) => [key(c.roomId, c.threadId), c]));
-    if (threadMarks.length > 0) {
-      for (const mark of threadMarks) byThread.delete(key(mark.roomId, mark.threadId));
-      const narrowed = await push.selectThreadUnreadCounts(
-        userId,
-        threadMarks.map((m) => ({
-          roomId: m.roomId,
-          threadId: m.threadId,
-          after: m.streamOrdering,
-        })),
-      );
-      for (const c of narrowed) byThread.set(key(c.roomId, c.threadId), c);
-    }
-    for (const roomId of roomIds)
-      out.set(roomId, { total: zero(), main: zero(), threads: new Map() });
-    for (const c of byThread.values()) {
-      const room = out.get(c.roomId);
-      if (!room) continue;
-      const counts: Counts = { notification_count: c.notifications, highlight_count: c.highlights };
-      room.total.notification_count += c.notifications;
-      room.total.highlight_count += c.highlights;
-      if (c.threadId === 'main') room.main = counts;
-      else room.threads.set(c.threadId, counts);
-    }
-    return out;
+    if (roomIds.length === 0) return new Map();
+    const position = upTo ?? (await stores().stream.selectCurrentPosition());
+    return unread.unreadOf(userId, roomIds, position);
   }
 
   /** The user's unread notifications across all their joined rooms (a push's badge). */
