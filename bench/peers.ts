@@ -22,7 +22,14 @@ import { databaseUrl, postgresProblem } from './cache.js';
 import { startCommons, type ServerProcess } from './processes.js';
 import { installSynapse, startSynapse, type SynapseProcess } from './synapse.js';
 import { C, peerClient, r, type PeerClient, type PeerName } from './peers/client.js';
-import { buildDataset, ISSUE_SHAPE, type DatasetShape, type Manifest } from './peers/dataset.js';
+import {
+  BUILD_PARALLEL,
+  buildDataset,
+  ISSUE_SHAPE,
+  type DatasetShape,
+  type Manifest,
+} from './peers/dataset.js';
+import { journalDone, openJournal } from './peers/journal.js';
 import { measure, scenarios, writeScenarios, type Peer } from './peers/scenarios.js';
 import { renderRun, type PeersReport } from './peers/report.js';
 import { writePeersSection } from './peers/docs.js';
@@ -41,8 +48,10 @@ const HELP = `npm run bench:peers -- [options]
   --load-seconds N   seconds at 32 connections (5)
   --write-seconds N  seconds of each write scenario (10)
   --postgres URL     both servers on PostgreSQL (a database each, made on that server)
-  --rebuild          build the data again instead of using the cached copy
+  --rebuild          build the data again instead of using the cached copy (or carrying
+                     on with a build that stopped part-way)
   --build-only       build (or check) the data and stop before measuring
+  --build-parallel N requests in flight at once on each server while building (${BUILD_PARALLEL})
   --cpu-prof DIR     write Commons' CPU profile (.cpuprofile, for Chrome's DevTools) into DIR
   --docs             write the figures into docs/benchmarks.md`;
 
@@ -62,6 +71,7 @@ const { values: args } = parseArgs({
     rebuild: { type: 'boolean', default: false },
     docs: { type: 'boolean', default: false },
     'build-only': { type: 'boolean', default: false },
+    'build-parallel': { type: 'string', default: String(BUILD_PARALLEL) },
     'cpu-prof': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -96,6 +106,8 @@ interface Side {
   name: PeerName;
   dir: string;
   manifestFile: string;
+  /** The build's journal (peers/journal.ts): the data counts as built once it says so. */
+  journalFile: string;
   /** PostgreSQL: the database's name. */
   database?: string;
 }
@@ -108,16 +120,28 @@ function sidesOf(shape: DatasetShape, dialect: 'sqlite' | 'postgres') {
     name,
     dir: path.join(base, name.toLowerCase()),
     manifestFile: path.join(base, `${name.toLowerCase()}-manifest.json`),
+    journalFile: path.join(base, `${name.toLowerCase()}-journal.jsonl`),
     ...(dialect === 'postgres' ? { database: `${name.toLowerCase()}_peers_${key}` } : {}),
   });
   return { base, commons: side('Commons'), synapse: side('Synapse') };
 }
 
+/**
+ * The built data's manifest when the side's data is complete (its journal says so; data built
+ * before there were journals has a manifest only), or null once the side is ready to be built:
+ * kept as it is when a journal says a build began (the build carries on), emptied otherwise.
+ */
 async function prepare(side: Side, rebuild: boolean): Promise<Manifest | null> {
-  if (!rebuild && existsSync(side.manifestFile))
+  const journaled = existsSync(side.journalFile);
+  if (!rebuild && existsSync(side.manifestFile) && (!journaled || journalDone(side.journalFile)))
     return JSON.parse(readFileSync(side.manifestFile, 'utf8')) as Manifest;
+  if (!rebuild && journaled) {
+    log(`${side.name}: carrying on with the build its journal records (${side.journalFile})`);
+    return null;
+  }
   rmSync(side.dir, { recursive: true, force: true });
   rmSync(side.manifestFile, { force: true });
+  rmSync(side.journalFile, { force: true });
   mkdirSync(side.dir, { recursive: true });
   if (side.database && args.postgres)
     await createPostgresDatabase(args.postgres, side.database, side.name === 'Synapse');
@@ -266,6 +290,14 @@ async function main(): Promise<void> {
   let commons: ServerProcess | undefined;
   let synapse: SynapseProcess | undefined;
   const clients: PeerClient[] = [];
+  // Stopped (at a session's end, say): both servers are stopped cleanly; a build that was under
+  // way carries on from its journal next time.
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping both servers`);
+    void Promise.all([commons?.stop(), synapse?.stop()]).finally(() => process.exit(130));
+  };
+  process.once('SIGTERM', stopOnSignal);
+  process.once('SIGINT', stopOnSignal);
   try {
     commons = await startCommons({
       // The soak run's agent: on a signal, the server reports its memory (after a GC if asked).
@@ -293,18 +325,29 @@ async function main(): Promise<void> {
           ? databaseUrl(args.postgres, sides.synapse.database)
           : null,
     });
-    const commonsClient = peerClient('Commons', commons.url);
-    const synapseClient = peerClient('Synapse', synapse.url);
+    const buildParallel = Math.max(1, positive('build-parallel', args['build-parallel']));
+    const sockets = Math.max(32, buildParallel);
+    const commonsClient = peerClient('Commons', commons.url, sockets);
+    const synapseClient = peerClient('Synapse', synapse.url, sockets);
     clients.push(commonsClient, synapseClient);
     log(`Synapse ${install.version} and Commons on ${dialect}; shape ${JSON.stringify(shape)}`);
 
-    // Both built at once (the measurements come later, on a quiet machine).
+    // Both built at once (the measurements come later, on a quiet machine). Each side's
+    // manifest is written, and its journal closed with `done`, as soon as that side is built.
+    const build = async (side: Side, client: PeerClient) => {
+      const journal = openJournal(side.journalFile);
+      const manifest = await buildDataset(client, shape, log, {
+        journal,
+        parallel: buildParallel,
+      });
+      writeFileSync(side.manifestFile, JSON.stringify(manifest, null, 2));
+      journal.write({ t: 'done' });
+      return manifest;
+    };
     const [cm, sm] = await Promise.all([
-      commonsManifest ?? buildDataset(commonsClient, shape, log),
-      synapseManifest ?? buildDataset(synapseClient, shape, log),
+      commonsManifest ?? build(sides.commons, commonsClient),
+      synapseManifest ?? build(sides.synapse, synapseClient),
     ]);
-    writeFileSync(sides.commons.manifestFile, JSON.stringify(cm, null, 2));
-    writeFileSync(sides.synapse.manifestFile, JSON.stringify(sm, null, 2));
     log(`data ready (built in ${cm.builtSeconds} s on Commons, ${sm.builtSeconds} s on Synapse)`);
 
     const differ = differences(
