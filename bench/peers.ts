@@ -127,6 +127,31 @@ function sidesOf(shape: DatasetShape, dialect: 'sqlite' | 'postgres') {
 }
 
 /**
+ * Claims the data directory for this process (`build.pid` in it), so that a second run of the
+ * same shape cannot build into it, or time it, while a first is still building; a claim whose
+ * process is gone is taken over. Released when this process exits.
+ */
+function lockBase(base: string): void {
+  mkdirSync(base, { recursive: true });
+  const file = path.join(base, 'build.pid');
+  const holder = existsSync(file) ? Number(readFileSync(file, 'utf8')) : 0;
+  if (holder > 0 && holder !== process.pid) {
+    let alive = true;
+    try {
+      process.kill(holder, 0);
+    } catch {
+      alive = false;
+    }
+    if (alive)
+      throw new Error(
+        `${base} is in use by process ${holder} (a build under way?): wait for it or stop it`,
+      );
+  }
+  writeFileSync(file, String(process.pid));
+  process.once('exit', () => rmSync(file, { force: true }));
+}
+
+/**
  * The built data's manifest when the side's data is complete (its journal says so; data built
  * before there were journals has a manifest only), or null once the side is ready to be built:
  * kept as it is when a journal says a build began (the build carries on), emptied otherwise.
@@ -278,6 +303,7 @@ async function main(): Promise<void> {
   const warmup = args.warmup === undefined ? runs : positive('warmup', args.warmup);
   const dialect = args.postgres ? 'postgres' : 'sqlite';
   const sides = sidesOf(shape, dialect);
+  lockBase(sides.base);
   const commonsManifest = await prepare(sides.commons, args.rebuild);
   const synapseManifest = await prepare(sides.synapse, args.rebuild);
 
