@@ -11,7 +11,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -115,7 +123,11 @@ interface Side {
 /** Where each server's built data lives, and whether it is there to be used. */
 function sidesOf(shape: DatasetShape, dialect: 'sqlite' | 'postgres') {
   const key = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 10);
-  const base = path.join(ROOT, 'bench', '.cache', 'peers', `${dialect}-${key}`);
+  // The cache's real path (bench/.cache may be a link to another checkout's): Synapse writes its
+  // data directory's paths into its configuration, which must outlive the checkout that built it.
+  const cache = path.join(ROOT, 'bench', '.cache');
+  const real = existsSync(cache) ? realpathSync(cache) : cache;
+  const base = path.join(real, 'peers', `${dialect}-${key}`);
   const side = (name: PeerName): Side => ({
     name,
     dir: path.join(base, name.toLowerCase()),
@@ -150,6 +162,42 @@ function lockBase(base: string): void {
   writeFileSync(file, String(process.pid));
   process.once('exit', () => rmSync(file, { force: true }));
 }
+
+/**
+ * A server a run killed outright (SIGKILL) left running on a side's data, found from the process
+ * ID that run recorded in `server.pid` and stopped, so that two servers never share one
+ * database: the process is stopped only if it is still that server (its command line or
+ * environment names the side's directory).
+ */
+async function stopStray(side: Side): Promise<void> {
+  const file = path.join(side.dir, 'server.pid');
+  if (!existsSync(file)) return;
+  const pid = Number(readFileSync(file, 'utf8'));
+  const proc = (what: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${what}`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const ours =
+    pid > 0 &&
+    (side.name === 'Synapse'
+      ? proc('cmdline').includes(path.join(side.dir, 'homeserver.yaml'))
+      : proc('environ').split('\0').includes(`COMMONS_DATA_DIR=${side.dir}`));
+  if (ours) {
+    log(`${side.name}: stopping process ${pid}, left running on this data by a killed run`);
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 150 && proc('cmdline') !== ''; i++)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    if (proc('cmdline') !== '') process.kill(pid, 'SIGKILL');
+  }
+  rmSync(file, { force: true });
+}
+
+/** Records a side's server process (see stopStray). */
+const recordServer = (side: Side, pid: number) =>
+  writeFileSync(path.join(side.dir, 'server.pid'), String(pid));
 
 /**
  * The built data's manifest when the side's data is complete (its journal says so; data built
@@ -325,6 +373,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stopOnSignal);
   process.once('SIGINT', stopOnSignal);
   try {
+    await stopStray(sides.commons);
+    await stopStray(sides.synapse);
     commons = await startCommons({
       // The soak run's agent: on a signal, the server reports its memory (after a GC if asked).
       nodeArgs: ['--expose-gc', '--import', path.join(ROOT, 'bench', 'soak-agent.mjs')],
@@ -353,7 +403,9 @@ async function main(): Promise<void> {
             : null,
         building,
       });
+    recordServer(sides.commons, commons.pid);
     synapse = await synapseOn(synapseManifest === null);
+    recordServer(sides.synapse, synapse.pid);
     const buildParallel = Math.max(1, positive('build-parallel', args['build-parallel']));
     const sockets = Math.max(32, buildParallel);
     const commonsClient = peerClient('Commons', commons.url, sockets);
@@ -383,6 +435,7 @@ async function main(): Promise<void> {
       synapseClient.close();
       await synapse.stop();
       synapse = await synapseOn(false);
+      recordServer(sides.synapse, synapse.pid);
       synapseClient = peerClient('Synapse', synapse.url, sockets);
       clients.push(synapseClient);
     }
