@@ -11,7 +11,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +30,14 @@ import { databaseUrl, postgresProblem } from './cache.js';
 import { startCommons, type ServerProcess } from './processes.js';
 import { installSynapse, startSynapse, type SynapseProcess } from './synapse.js';
 import { C, peerClient, r, type PeerClient, type PeerName } from './peers/client.js';
-import { buildDataset, ISSUE_SHAPE, type DatasetShape, type Manifest } from './peers/dataset.js';
+import {
+  BUILD_PARALLEL,
+  buildDataset,
+  ISSUE_SHAPE,
+  type DatasetShape,
+  type Manifest,
+} from './peers/dataset.js';
+import { journalDone, openJournal } from './peers/journal.js';
 import { measure, scenarios, writeScenarios, type Peer } from './peers/scenarios.js';
 import { renderRun, type PeersReport } from './peers/report.js';
 import { writePeersSection } from './peers/docs.js';
@@ -41,8 +56,10 @@ const HELP = `npm run bench:peers -- [options]
   --load-seconds N   seconds at 32 connections (5)
   --write-seconds N  seconds of each write scenario (10)
   --postgres URL     both servers on PostgreSQL (a database each, made on that server)
-  --rebuild          build the data again instead of using the cached copy
+  --rebuild          build the data again instead of using the cached copy (or carrying
+                     on with a build that stopped part-way)
   --build-only       build (or check) the data and stop before measuring
+  --build-parallel N requests in flight at once on each server while building (${BUILD_PARALLEL})
   --cpu-prof DIR     write Commons' CPU profile (.cpuprofile, for Chrome's DevTools) into DIR
   --docs             write the figures into docs/benchmarks.md`;
 
@@ -62,6 +79,7 @@ const { values: args } = parseArgs({
     rebuild: { type: 'boolean', default: false },
     docs: { type: 'boolean', default: false },
     'build-only': { type: 'boolean', default: false },
+    'build-parallel': { type: 'string', default: String(BUILD_PARALLEL) },
     'cpu-prof': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -96,6 +114,8 @@ interface Side {
   name: PeerName;
   dir: string;
   manifestFile: string;
+  /** The build's journal (peers/journal.ts): the data counts as built once it says so. */
+  journalFile: string;
   /** PostgreSQL: the database's name. */
   database?: string;
 }
@@ -103,21 +123,98 @@ interface Side {
 /** Where each server's built data lives, and whether it is there to be used. */
 function sidesOf(shape: DatasetShape, dialect: 'sqlite' | 'postgres') {
   const key = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 10);
-  const base = path.join(ROOT, 'bench', '.cache', 'peers', `${dialect}-${key}`);
+  // The cache's real path (bench/.cache may be a link to another checkout's): Synapse writes its
+  // data directory's paths into its configuration, which must outlive the checkout that built it.
+  const cache = path.join(ROOT, 'bench', '.cache');
+  const real = existsSync(cache) ? realpathSync(cache) : cache;
+  const base = path.join(real, 'peers', `${dialect}-${key}`);
   const side = (name: PeerName): Side => ({
     name,
     dir: path.join(base, name.toLowerCase()),
     manifestFile: path.join(base, `${name.toLowerCase()}-manifest.json`),
+    journalFile: path.join(base, `${name.toLowerCase()}-journal.jsonl`),
     ...(dialect === 'postgres' ? { database: `${name.toLowerCase()}_peers_${key}` } : {}),
   });
   return { base, commons: side('Commons'), synapse: side('Synapse') };
 }
 
+/**
+ * Claims the data directory for this process (`build.pid` in it), so that a second run of the
+ * same shape cannot build into it, or time it, while a first is still building; a claim whose
+ * process is gone is taken over. Released when this process exits.
+ */
+function lockBase(base: string): void {
+  mkdirSync(base, { recursive: true });
+  const file = path.join(base, 'build.pid');
+  const holder = existsSync(file) ? Number(readFileSync(file, 'utf8')) : 0;
+  if (holder > 0 && holder !== process.pid) {
+    let alive = true;
+    try {
+      process.kill(holder, 0);
+    } catch {
+      alive = false;
+    }
+    if (alive)
+      throw new Error(
+        `${base} is in use by process ${holder} (a build under way?): wait for it or stop it`,
+      );
+  }
+  writeFileSync(file, String(process.pid));
+  process.once('exit', () => rmSync(file, { force: true }));
+}
+
+/**
+ * A server a run killed outright (SIGKILL) left running on a side's data, found from the process
+ * ID that run recorded in `server.pid` and stopped, so that two servers never share one
+ * database: the process is stopped only if it is still that server (its command line or
+ * environment names the side's directory).
+ */
+async function stopStray(side: Side): Promise<void> {
+  const file = path.join(side.dir, 'server.pid');
+  if (!existsSync(file)) return;
+  const pid = Number(readFileSync(file, 'utf8'));
+  const proc = (what: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${what}`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const ours =
+    pid > 0 &&
+    (side.name === 'Synapse'
+      ? proc('cmdline').includes(path.join(side.dir, 'homeserver.yaml'))
+      : proc('environ').split('\0').includes(`COMMONS_DATA_DIR=${side.dir}`));
+  if (ours) {
+    log(`${side.name}: stopping process ${pid}, left running on this data by a killed run`);
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 150 && proc('cmdline') !== ''; i++)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    if (proc('cmdline') !== '') process.kill(pid, 'SIGKILL');
+  }
+  rmSync(file, { force: true });
+}
+
+/** Records a side's server process (see stopStray). */
+const recordServer = (side: Side, pid: number) =>
+  writeFileSync(path.join(side.dir, 'server.pid'), String(pid));
+
+/**
+ * The built data's manifest when the side's data is complete (its journal says so; data built
+ * before there were journals has a manifest only), or null once the side is ready to be built:
+ * kept as it is when a journal says a build began (the build carries on), emptied otherwise.
+ */
 async function prepare(side: Side, rebuild: boolean): Promise<Manifest | null> {
-  if (!rebuild && existsSync(side.manifestFile))
+  const journaled = existsSync(side.journalFile);
+  if (!rebuild && existsSync(side.manifestFile) && (!journaled || journalDone(side.journalFile)))
     return JSON.parse(readFileSync(side.manifestFile, 'utf8')) as Manifest;
+  if (!rebuild && journaled) {
+    log(`${side.name}: carrying on with the build its journal records (${side.journalFile})`);
+    return null;
+  }
   rmSync(side.dir, { recursive: true, force: true });
   rmSync(side.manifestFile, { force: true });
+  rmSync(side.journalFile, { force: true });
   mkdirSync(side.dir, { recursive: true });
   if (side.database && args.postgres)
     await createPostgresDatabase(args.postgres, side.database, side.name === 'Synapse');
@@ -254,6 +351,7 @@ async function main(): Promise<void> {
   const warmup = args.warmup === undefined ? runs : positive('warmup', args.warmup);
   const dialect = args.postgres ? 'postgres' : 'sqlite';
   const sides = sidesOf(shape, dialect);
+  lockBase(sides.base);
   const commonsManifest = await prepare(sides.commons, args.rebuild);
   const synapseManifest = await prepare(sides.synapse, args.rebuild);
 
@@ -266,7 +364,17 @@ async function main(): Promise<void> {
   let commons: ServerProcess | undefined;
   let synapse: SynapseProcess | undefined;
   const clients: PeerClient[] = [];
+  // Stopped (at a session's end, say): both servers are stopped cleanly; a build that was under
+  // way carries on from its journal next time.
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping both servers`);
+    void Promise.all([commons?.stop(), synapse?.stop()]).finally(() => process.exit(130));
+  };
+  process.once('SIGTERM', stopOnSignal);
+  process.once('SIGINT', stopOnSignal);
   try {
+    await stopStray(sides.commons);
+    await stopStray(sides.synapse);
     commons = await startCommons({
       // The soak run's agent: on a signal, the server reports its memory (after a GC if asked).
       nodeArgs: ['--expose-gc', '--import', path.join(ROOT, 'bench', 'soak-agent.mjs')],
@@ -285,27 +393,52 @@ async function main(): Promise<void> {
         SOAK_AGENT_DIR: agentDir,
       },
     });
-    synapse = await startSynapse({
-      install,
-      dataDir: sides.synapse.dir,
-      database:
-        args.postgres && sides.synapse.database
-          ? databaseUrl(args.postgres, sides.synapse.database)
-          : null,
-    });
-    const commonsClient = peerClient('Commons', commons.url);
-    const synapseClient = peerClient('Synapse', synapse.url);
+    const synapseOn = (building: boolean) =>
+      startSynapse({
+        install,
+        dataDir: sides.synapse.dir,
+        database:
+          args.postgres && sides.synapse.database
+            ? databaseUrl(args.postgres, sides.synapse.database)
+            : null,
+        building,
+      });
+    recordServer(sides.commons, commons.pid);
+    synapse = await synapseOn(synapseManifest === null);
+    recordServer(sides.synapse, synapse.pid);
+    const buildParallel = Math.max(1, positive('build-parallel', args['build-parallel']));
+    const sockets = Math.max(32, buildParallel);
+    const commonsClient = peerClient('Commons', commons.url, sockets);
+    let synapseClient = peerClient('Synapse', synapse.url, sockets);
     clients.push(commonsClient, synapseClient);
     log(`Synapse ${install.version} and Commons on ${dialect}; shape ${JSON.stringify(shape)}`);
 
-    // Both built at once (the measurements come later, on a quiet machine).
+    // Both built at once (the measurements come later, on a quiet machine). Each side's
+    // manifest is written, and its journal closed with `done`, as soon as that side is built.
+    const build = async (side: Side, client: PeerClient) => {
+      const journal = openJournal(side.journalFile);
+      const manifest = await buildDataset(client, shape, log, {
+        journal,
+        parallel: buildParallel,
+      });
+      writeFileSync(side.manifestFile, JSON.stringify(manifest, null, 2));
+      journal.write({ t: 'done' });
+      return manifest;
+    };
     const [cm, sm] = await Promise.all([
-      commonsManifest ?? buildDataset(commonsClient, shape, log),
-      synapseManifest ?? buildDataset(synapseClient, shape, log),
+      commonsManifest ?? build(sides.commons, commonsClient),
+      synapseManifest ?? build(sides.synapse, synapseClient),
     ]);
-    writeFileSync(sides.commons.manifestFile, JSON.stringify(cm, null, 2));
-    writeFileSync(sides.synapse.manifestFile, JSON.stringify(sm, null, 2));
     log(`data ready (built in ${cm.builtSeconds} s on Commons, ${sm.builtSeconds} s on Synapse)`);
+    if (synapseManifest === null && !args['build-only']) {
+      // Measured as configured, not as built (synapse.ts: fast commits while building).
+      synapseClient.close();
+      await synapse.stop();
+      synapse = await synapseOn(false);
+      recordServer(sides.synapse, synapse.pid);
+      synapseClient = peerClient('Synapse', synapse.url, sockets);
+      clients.push(synapseClient);
+    }
 
     const differ = differences(
       await answersOf(commonsClient, cm),
