@@ -1,5 +1,6 @@
 /**
- * `node --import tsx bench/partial-state.ts [members] [--commons-only] [--build-only]`: joining a big room over
+ * `node --import tsx bench/partial-state.ts [members] [--commons-only] [--build-only]
+ * [--local-joins=N]`: joining a big room over
  * federation with partial state (MSC3706), Commons against Synapse in the same run (issue #25).
  *
  * A Commons server B (SQLite) holds a public room of `members` joined members, made through
@@ -19,7 +20,9 @@
  *    `omit_members`, `/state_ids` and `/state`), though the members are B's users. The same
  *    three times.
  * 2 and 3 are skipped when Synapse cannot be installed, or with `--commons-only`. With
- * `--build-only`, B's room is built (when not kept yet) and nothing else is done.
+ * `--build-only`, B's room is built (when not kept yet) and nothing else is done (but the
+ * local joins). With `--local-joins=N`, first N users of B join the room through the client API (every event
+ * deriver): the mean, median and slowest `POST /join` are printed.
  *
  * A's log line for the completion gives the split: fetching and checking, then applying.
  *
@@ -54,6 +57,8 @@ const args = process.argv.slice(2);
 const members = Number(args.find((a) => !a.startsWith('--')) ?? 10_000);
 const commonsOnly = args.includes('--commons-only');
 const buildOnly = args.includes('--build-only');
+/** Local users of B joining the room through `POST /join` first (`--local-joins=N`). */
+const localJoins = Number(args.find((a) => a.startsWith('--local-joins='))?.split('=')[1] ?? 0);
 const version: RoomVersionId = '11';
 const BATCH = 250;
 const enc = encodeURIComponent;
@@ -234,17 +239,39 @@ function completionLogger(label: string): pino.Logger {
   return pino({ level: 'info' }, completions);
 }
 
+/** `localJoins` users of B join the room with `POST /join`, one after the other. */
+async function timeLocalJoins(b: TestServer, roomId: string): Promise<void> {
+  const times: number[] = [];
+  for (let i = 0; i < localJoins; i++) {
+    const user = await registerUser(b, `local${i}`);
+    const at = performance.now();
+    const joined = await b.request('POST', `${client}/join/${enc(roomId)}`, {
+      token: user.accessToken,
+      body: {},
+    });
+    if (joined.status !== 200) throw new Error(`local join: ${JSON.stringify(joined.body)}`);
+    times.push(performance.now() - at);
+  }
+  const mean = times.reduce((x, y) => x + y, 0) / times.length;
+  times.sort((x, y) => x - y);
+  console.log(
+    `POST /join on B (local users, ${localJoins}): mean ${mean.toFixed(1)} ms, median ${times[Math.floor(localJoins / 2)]!.toFixed(1)} ms, slowest ${times.at(-1)!.toFixed(1)} ms`,
+  );
+}
+
 async function main(): Promise<void> {
   const dialect = testDialects().includes('postgres') ? 'postgres' : 'sqlite';
   const ca = makeTestCa();
   console.log(`joiners on ${dialect}, ${members} members, load average ${load()}`);
   const { b, manifest, dataDir } = await startResident(ca);
+  const roomId = manifest.roomId;
+  if (localJoins > 0) await timeLocalJoins(b, roomId);
   if (buildOnly) {
     await b.close();
     rmSync(dataDir, { recursive: true, force: true });
     return;
   }
-  const roomId = manifest.roomId;
+  const total = members + localJoins;
   const servers: { close(): Promise<void> }[] = [b];
   try {
     // 1. Commons joins with partial state.
@@ -252,7 +279,7 @@ async function main(): Promise<void> {
     servers.push(a);
     console.log(`load average ${load()}`);
     console.log(
-      `Commons joins via B: ${await commonsJoins(a, 'alice', roomId, manifest.serverName, members + 1)}`,
+      `Commons joins via B: ${await commonsJoins(a, 'alice', roomId, manifest.serverName, total + 1)}`,
     );
 
     // 2. Synapse joins the same room.
@@ -304,7 +331,7 @@ async function main(): Promise<void> {
         token,
       );
       const count = Object.keys((list.body.joined as Record<string, unknown>) ?? {}).length;
-      if (list.status === 200 && count === members + 2) break;
+      if (list.status === 200 && count === total + 2) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
     console.log(
@@ -316,7 +343,7 @@ async function main(): Promise<void> {
     servers.push(a2);
     console.log(`load average ${load()}`);
     console.log(
-      `Commons joins via Synapse: ${await commonsJoins(a2, 'carol', roomId, synapse.serverName, members + 3)}`,
+      `Commons joins via Synapse: ${await commonsJoins(a2, 'carol', roomId, synapse.serverName, total + 3)}`,
     );
   } finally {
     console.log(`load average at the end ${load()}`);
