@@ -29,7 +29,7 @@
  * The joiners A and A2 on SQLite by default; `COMMONS_TEST_DATABASE_URL=postgres://…` for
  * PostgreSQL (B stays on SQLite, as kept).
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -221,9 +221,16 @@ async function commonsJoins(
 
 /** A Commons server whose completion log line is printed as it comes. */
 function completionLogger(label: string): pino.Logger {
+  // Every line is kept in a file too, named here.
+  const file = path.join(
+    tmpdir(),
+    `partial-state-${label.replace(/\W+/g, '-')}-${process.pid}.log`,
+  );
+  console.log(`${label} logs to ${file}`);
   const completions = new Writable({
     write(chunk: Buffer, _encoding, done) {
       const line = chunk.toString('utf8');
+      appendFileSync(file, line);
       if (line.includes('partial-state room complete')) {
         const { entries, fetchMs, applyMs } = JSON.parse(line) as Record<
           string,
