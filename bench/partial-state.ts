@@ -1,6 +1,6 @@
 /**
  * `node --import tsx bench/partial-state.ts [members] [--commons-only] [--build-only]
- * [--local-joins=N]`: joining a big room over
+ * [--local-joins=N] [--synapse-only]`: joining a big room over
  * federation with partial state (MSC3706), Commons against Synapse in the same run (issue #25).
  *
  * A Commons server B (SQLite) holds a public room of `members` joined members, made through
@@ -56,6 +56,8 @@ import { requestJson, startSynapsePeer } from '../test/helpers/synapse-peer.js';
 const args = process.argv.slice(2);
 const members = Number(args.find((a) => !a.startsWith('--')) ?? 10_000);
 const commonsOnly = args.includes('--commons-only');
+/** Skips A's join (1.): Synapse joins first, then A2 via Synapse. */
+const synapseOnly = args.includes('--synapse-only');
 const buildOnly = args.includes('--build-only');
 /** Local users of B joining the room through `POST /join` first (`--local-joins=N`). */
 const localJoins = Number(args.find((a) => a.startsWith('--local-joins='))?.split('=')[1] ?? 0);
@@ -282,12 +284,16 @@ async function main(): Promise<void> {
   const servers: { close(): Promise<void> }[] = [b];
   try {
     // 1. Commons joins with partial state.
-    const a = await startFederatedServer(dialect, ca, undefined, completionLogger('Commons A'));
-    servers.push(a);
-    console.log(`load average ${load()}`);
-    console.log(
-      `Commons joins via B: ${await commonsJoins(a, 'alice', roomId, manifest.serverName, total + 1)}`,
-    );
+    let joined = total;
+    if (!synapseOnly) {
+      const a = await startFederatedServer(dialect, ca, undefined, completionLogger('Commons A'));
+      servers.push(a);
+      console.log(`load average ${load()}`);
+      joined += 1;
+      console.log(
+        `Commons joins via B: ${await commonsJoins(a, 'alice', roomId, manifest.serverName, joined)}`,
+      );
+    }
 
     // 2. Synapse joins the same room.
     const install = synapseInstall();
@@ -330,15 +336,25 @@ async function main(): Promise<void> {
     );
     if (ss.status !== 200) throw new Error(`Synapse send: ${JSON.stringify(ss.body)}`);
     const sFirstS = seconds(started);
+    console.log(`Synapse: /join ${sJoinS} s, first message sent ${sFirstS} s`);
+    joined += 1;
     for (;;) {
+      // Synapse's request waits for the complete list: past fetch's 300 s wait for an answer,
+      // it is asked again.
       const list = await requestJson(
         url(`/rooms/${enc(roomId)}/joined_members`),
         'GET',
         undefined,
         token,
-      );
+      ).catch((error: unknown) => {
+        console.log(
+          `Synapse /joined_members not answered (${String(error)}) at ${seconds(started)} s`,
+        );
+        return undefined;
+      });
+      if (!list) continue;
       const count = Object.keys((list.body.joined as Record<string, unknown>) ?? {}).length;
-      if (list.status === 200 && count === total + 2) break;
+      if (list.status === 200 && count === joined) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
     console.log(
@@ -350,7 +366,7 @@ async function main(): Promise<void> {
     servers.push(a2);
     console.log(`load average ${load()}`);
     console.log(
-      `Commons joins via Synapse: ${await commonsJoins(a2, 'carol', roomId, synapse.serverName, total + 3)}`,
+      `Commons joins via Synapse: ${await commonsJoins(a2, 'carol', roomId, synapse.serverName, joined + 1)}`,
     );
   } finally {
     console.log(`load average at the end ${load()}`);
