@@ -52,6 +52,29 @@ export function signingKeyFromSeed(seed: Uint8Array, keyId: string): SigningKey 
   return { keyId, seed: seedCopy, privateKey, publicKey: spki.subarray(SPKI_PREFIX.length) };
 }
 
+/** Public keys made into node:crypto key objects, by their bytes (a few servers' keys at a time). */
+const publicKeyObjects = new Map<string, KeyObject>();
+const MAX_PUBLIC_KEY_OBJECTS = 1024;
+
+/**
+ * The key object of an Ed25519 public key, kept: making one costs as much as a verification,
+ * and checking a room's state verifies thousands of events signed with the same few keys.
+ */
+function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  const id = Buffer.from(publicKey).toString('base64');
+  let key = publicKeyObjects.get(id);
+  if (!key) {
+    key = createPublicKey({
+      key: Buffer.concat([SPKI_PREFIX, publicKey]),
+      format: 'der',
+      type: 'spki',
+    });
+    if (publicKeyObjects.size >= MAX_PUBLIC_KEY_OBJECTS) publicKeyObjects.clear();
+    publicKeyObjects.set(id, key);
+  }
+  return key;
+}
+
 /** Generates a new signing key with a random six-character alphanumeric version. */
 export function generateSigningKey(): SigningKey {
   let version = '';
@@ -108,12 +131,12 @@ export function verifyJsonSignature(
   const signature = existingSignatures(obj)[serverName]?.[keyId];
   if (typeof signature !== 'string' || publicKey.length !== SEED_BYTES) return false;
   try {
-    const key = createPublicKey({
-      key: Buffer.concat([SPKI_PREFIX, publicKey]),
-      format: 'der',
-      type: 'spki',
-    });
-    return verify(null, signedBytes(obj), key, decodeBase64Unpadded(signature));
+    return verify(
+      null,
+      signedBytes(obj),
+      publicKeyObject(publicKey),
+      decodeBase64Unpadded(signature),
+    );
   } catch {
     // Bad Base64, a public key node:crypto rejects, or an object that is not canonical JSON.
     return false;

@@ -26,9 +26,13 @@ export interface KnownEvent {
   streamOrdering: number | null;
 }
 
-/** A state group and the deltas between it and a whole snapshot. */
+/** A state group and where it stands on its delta chain. */
 export interface StateGroupHead {
   groupId: number;
+  /**
+   * Its step on its chain: how many changes were made since the whole snapshot the chain
+   * starts from (0 for a snapshot). Steps decrease along a chain (see `extendGroup`).
+   */
   hops: number;
 }
 
@@ -36,12 +40,25 @@ export interface StateGroupHead {
 export type StateEntry = readonly [type: string, stateKey: string, eventId: string | null];
 
 export interface RoomDagStore {
-  /** A new group: `entries` as a delta on `prev` (null: `entries` is the whole state). */
+  /**
+   * A new group: `entries` as a delta on `prev` (null: `entries` is the whole state), at step
+   * `hops` (default: `prev`'s plus one; 0 for a snapshot).
+   */
   insertStateGroup(
     roomId: string,
     prev: StateGroupHead | null,
     entries: readonly StateEntry[],
+    hops?: number,
   ): Promise<StateGroupHead>;
+  /**
+   * What changes the group at step `baseHops` on `groupId`'s chain into `groupId`'s state: the
+   * deltas of the groups above it merged (the newest winning, removals kept as null), with that
+   * group. Undefined when the chain has no group at that step.
+   */
+  selectStateGroupDelta(
+    groupId: number,
+    baseHops: number,
+  ): Promise<{ base: StateGroupHead; entries: StateEntry[] } | undefined>;
   /** The whole state of a group (its delta chain applied), by `stateKeyOf`. */
   selectStateGroup(groupId: number): Promise<Map<StateKey, string>>;
   /** Of a group's state, the entries of these keys only (absent: not in the state). */
@@ -184,9 +201,9 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
     [...new Set(groups)].sort((a, b) => a - b).join(',');
 
   const store: RoomDagStore = {
-    async insertStateGroup(roomId, prev, entries) {
+    async insertStateGroup(roomId, prev, entries, step) {
       const groupId = await takeNextPosition(db, 'state_groups');
-      const hops = prev === null ? 0 : prev.hops + 1;
+      const hops = prev === null ? 0 : (step ?? prev.hops + 1);
       await db
         .insertInto('state_groups')
         .values({ group_id: groupId, room_id: roomId, prev_group: prev?.groupId ?? null, hops })
@@ -209,6 +226,40 @@ export function roomDagStore(db: Kysely<Database>): RoomDagStore {
 
     async selectStateGroup(groupId) {
       return stateOfGroupChain(groupId);
+    },
+
+    async selectStateGroupDelta(groupId, baseHops) {
+      const { rows: chain } = await sql<{ group_id: number; hops: number; depth: number }>`
+        WITH RECURSIVE chain(group_id, prev_group, hops, depth) AS (
+          SELECT group_id, prev_group, hops, 0 FROM state_groups WHERE group_id = ${groupId}
+          UNION ALL
+          SELECT g.group_id, g.prev_group, g.hops, c.depth + 1
+            FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+            WHERE c.hops > ${baseHops}
+        )
+        SELECT group_id, hops, depth FROM chain`.execute(db);
+      const base = chain.find((row) => Number(row.hops) === baseHops);
+      if (!base) return undefined;
+      const above = chain.filter((row) => Number(row.hops) > baseHops);
+      const depthOf = new Map(above.map((row) => [Number(row.group_id), Number(row.depth)]));
+      const rows =
+        above.length === 0
+          ? []
+          : await db
+              .selectFrom('state_group_entries')
+              .select(['group_id', 'type', 'state_key', 'event_id'])
+              .where('group_id', 'in', [...depthOf.keys()])
+              .execute();
+      // Oldest delta first, so each newer one overrides it.
+      rows.sort((a, b) => depthOf.get(Number(b.group_id))! - depthOf.get(Number(a.group_id))!);
+      const merged = new Map<StateKey, StateEntry>();
+      for (const row of rows) {
+        merged.set(stateKeyOf(row.type, row.state_key), [row.type, row.state_key, row.event_id]);
+      }
+      return {
+        base: { groupId: Number(base.group_id), hops: baseHops },
+        entries: [...merged.values()],
+      };
     },
 
     async selectStateGroupEntries(groupId, keys) {

@@ -1,6 +1,7 @@
 /**
  * The room DAG (migration 0021, `src/services/rooms-dag/`): the state at every event for local
- * events (across a whole-snapshot boundary), received events entering a local room (a remote
+ * events (across several levels of the state groups' delta tree), a long chain of groups (each
+ * state read back, each chain short), received events entering a local room (a remote
  * member becomes a member everywhere), a fork of two concurrent remote events resolved the
  * same whichever arrives first, rejected and soft-failed events kept out of the timeline, and
  * a room imported from a send_join answer — on both databases.
@@ -9,7 +10,11 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { stateKeyOf, type Pdu, type RoomVersionId } from '../../src/core/pdu.js';
 import { generateSigningKey } from '../../src/core/signing.js';
-import { MAX_STATE_GROUP_HOPS } from '../../src/services/rooms-dag/index.js';
+import {
+  deltaBaseStep,
+  extendGroup,
+  MAX_STATE_GROUP_STEP,
+} from '../../src/services/rooms-dag/state-groups.js';
 import type { Services } from '../../src/services/index.js';
 import { registerUser, type TestUser } from '../helpers/client.js';
 import { forEachDatabase } from '../helpers/databases.js';
@@ -57,10 +62,10 @@ forEachDatabase('room DAG: state at every event, received events, imports', (dia
       ]),
     );
 
-  it('local events record the state before and after each one, past a snapshot', async () => {
+  it('local events record the state before and after each one, past step 64', async () => {
     const roomId = await createRoom('11');
     const topics: string[] = [];
-    for (let i = 0; i < MAX_STATE_GROUP_HOPS + 5; i++) {
+    for (let i = 0; i < 70; i++) {
       const put = await server.request<{ event_id: string }>(
         'PUT',
         `${C}/rooms/${encodeURIComponent(roomId)}/state/m.room.topic/`,
@@ -83,6 +88,57 @@ forEachDatabase('room DAG: state at every event, received events, imports', (dia
     }
     const atMessage = await services.roomDag.stateAt(stores(), sent.body.event_id, 'before');
     assert.deepEqual(atMessage, await currentStateMap(roomId));
+  });
+
+  it('a chain of 600 changes: every group reads its state, over at most log2(step) + 1 groups', async () => {
+    const roomId = await createRoom('11');
+    const expected = new Map<string, string>([[stateKeyOf('m.room.create', ''), '$create']]);
+    let head = await tx((s) =>
+      s.roomDag.insertStateGroup(roomId, null, [['m.room.create', '', '$create']]),
+    );
+    const heads: { groupId: number; hops: number; state: Map<string, string> }[] = [];
+    for (let i = 1; i <= 600; i++) {
+      // Joins, a few changed twice, and every seventh change a removal of an earlier one.
+      const changes = new Map<string, string | null>();
+      if (i % 7 === 0) changes.set(stateKeyOf('m.room.member', `@u${i - 3}:x`), null);
+      else changes.set(stateKeyOf('m.room.member', `@u${i % 50 === 0 ? 1 : i}:x`), `$e${i}`);
+      for (const [key, id] of changes) {
+        if (id === null) expected.delete(key);
+        else expected.set(key, id);
+      }
+      const base = head;
+      head = await tx((s) => extendGroup(s, roomId, base, changes));
+      assert.equal(head.hops, i);
+      heads.push({ ...head, state: new Map(expected) });
+    }
+    for (const { groupId, hops, state } of heads) {
+      assert.deepEqual(await stores().roomDag.selectStateGroup(groupId), state, `step ${hops}`);
+      let length = 1;
+      for (let step = hops; step > 0; step = deltaBaseStep(step)) length++;
+      assert.ok(length <= Math.log2(hops) + 2, `step ${hops}: ${length} groups`);
+    }
+    // Some keys only, from the deepest delta and from the top one.
+    const last = heads.at(-1)!;
+    const keys = [stateKeyOf('m.room.member', '@u1:x'), stateKeyOf('m.room.member', '@u593:x')];
+    assert.deepEqual(
+      await stores().roomDag.selectStateGroupEntries(
+        last.groupId,
+        keys.map((k) => k.split('\u0000') as [string, string]),
+      ),
+      new Map(keys.flatMap((k) => (last.state.has(k) ? [[k, last.state.get(k)!]] : []))),
+    );
+    // Past the last step a chain starts again from a whole snapshot.
+    const far = await tx((s) =>
+      s.roomDag.insertStateGroup(roomId, last, [], MAX_STATE_GROUP_STEP - 1),
+    );
+    const restarted = await tx((s) =>
+      extendGroup(s, roomId, far, new Map([[stateKeyOf('m.room.topic', ''), '$t']])),
+    );
+    assert.equal(restarted.hops, 0);
+    assert.deepEqual(
+      await stores().roomDag.selectStateGroup(restarted.groupId),
+      new Map([...last.state, [stateKeyOf('m.room.topic', ''), '$t']]),
+    );
   });
 
   it('a remote join, a fork of two remote events and rejected/soft-failed ones', async () => {

@@ -4,6 +4,7 @@ import { it } from 'node:test';
 import { stateKeyOf } from '../../src/core/pdu.js';
 import {
   authEdgesOf,
+  deltaBaseStep,
   diffStates,
   stateKeyOfPdu,
 } from '../../src/services/rooms-dag/state-groups.js';
@@ -43,4 +44,25 @@ it('stateKeyOfPdu and authEdgesOf (v12 adds the create event the room ID names)'
   assert.equal(stateKeyOfPdu({ type: 'm.room.message' }), undefined);
   assert.deepEqual(authEdgesOf(pdu, '!abc', '11'), ['$pl']);
   assert.deepEqual(authEdgesOf(pdu, '!abc', '12'), ['$pl', '$abc']);
+});
+
+it('deltaBaseStep: the step with its lowest set bit cleared, always on the chain of the step before', () => {
+  assert.deepEqual([1, 2, 3, 4, 6, 7, 12, 96, 100, 2 ** 29 + 2 ** 3].map(deltaBaseStep), [
+    0,
+    0,
+    2,
+    0,
+    4,
+    6,
+    8,
+    64,
+    96,
+    2 ** 29,
+  ]);
+  for (let step = 1; step < 2000; step++) {
+    const chainBefore = new Set<number>();
+    for (let s = step - 1; s > 0; s = deltaBaseStep(s)) chainBefore.add(s);
+    chainBefore.add(0);
+    assert.ok(chainBefore.has(deltaBaseStep(step)), `step ${step}`);
+  }
 });

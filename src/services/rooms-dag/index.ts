@@ -54,7 +54,7 @@ import {
   type StateMap,
 } from './state-groups.js';
 
-export { MAX_STATE_GROUP_HOPS, type StateMap } from './state-groups.js';
+export { type StateMap } from './state-groups.js';
 export { persistMembershipWithoutState } from './membership-without-state.js';
 
 /** An event the server has no state for, named so the caller can fetch it (`/state_ids`). */

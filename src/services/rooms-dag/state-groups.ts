@@ -1,15 +1,29 @@
 /**
- * The state at every event, kept as state groups: a group is a delta on an earlier one, and
- * after `MAX_STATE_GROUP_HOPS` deltas a whole snapshot is written instead, so reading the
- * state at any event walks a bounded chain (one recursive statement). Used by the event
- * writer for local events and by the room DAG service for received ones.
+ * The state at every event, kept as state groups: a whole snapshot, or a delta on an earlier
+ * group. A group made by changing another is at the next step of its chain; the group at step
+ * `s` is a delta on the chain's group at step `s - lowbit(s)` (`deltaBaseStep`; a Fenwick tree
+ * over the steps), holding every change made between the two. So reading the state at any
+ * event walks at most log2(s) + 1 groups (one recursive statement), and the deltas written for
+ * `n` changes hold O(n log n) entries in all, the whole state never being copied again — a
+ * change to a room of 100,000 members costs about what it costs to a room of 1,000. Used by
+ * the event writer for local events and by the room DAG service for received ones.
  */
 import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey } from '../../core/pdu.js';
 import { getRoomVersion } from '../../core/room-versions.js';
 import type { StateEntry, StateGroupHead, Stores } from '../../storage/index.js';
 
-/** Deltas allowed on a chain before a whole snapshot is written. */
-export const MAX_STATE_GROUP_HOPS = 100;
+/** Past this step a chain starts again from a whole snapshot (the column is a 32-bit integer). */
+export const MAX_STATE_GROUP_STEP = 2 ** 30;
+
+/**
+ * The step of the group a group at `step` (> 0) is a delta on: `step` with its lowest set bit
+ * cleared. It is always on the chain of the group at `step - 1`.
+ */
+export function deltaBaseStep(step: number): number {
+  let bit = 1;
+  while (step % (bit * 2) === 0) bit *= 2;
+  return step - bit;
+}
 
 /** A room state: `stateKeyOf(type, state_key)` → event ID. */
 export type StateMap = ReadonlyMap<StateKey, string>;
@@ -30,7 +44,7 @@ export function authEdgesOf(pdu: Pdu, roomId: string, version: RoomVersionId): s
   return edges;
 }
 
-/** A group holding `base` changed by `changes` (a delta on `base`, or a snapshot when the chain is long). */
+/** A group holding `base` changed by `changes` (null: removed), at the step after `base`'s. */
 export async function extendGroup(
   stores: Stores,
   roomId: string,
@@ -38,9 +52,24 @@ export async function extendGroup(
   changes: ReadonlyMap<StateKey, string | null>,
 ): Promise<StateGroupHead> {
   if (changes.size === 0) return base;
-  if (base.hops + 1 < MAX_STATE_GROUP_HOPS) {
-    return stores.roomDag.insertStateGroup(roomId, base, toEntries(changes));
+  const step = base.hops + 1;
+  if (step < MAX_STATE_GROUP_STEP) {
+    const baseStep = deltaBaseStep(step);
+    if (baseStep === base.hops) {
+      return stores.roomDag.insertStateGroup(roomId, base, toEntries(changes), step);
+    }
+    // The changes between the group at `baseStep` and `base`, then these.
+    const delta = await stores.roomDag.selectStateGroupDelta(base.groupId, baseStep);
+    if (delta) {
+      const merged = new Map<StateKey, string | null>();
+      for (const [type, stateKey, eventId] of delta.entries) {
+        merged.set(stateKeyOf(type, stateKey), eventId);
+      }
+      for (const [key, id] of changes) merged.set(key, id);
+      return stores.roomDag.insertStateGroup(roomId, delta.base, toEntries(merged), step);
+    }
   }
+  // A chain that is too long (or, not expected, lacks its base step): a whole snapshot.
   const whole = new Map(await stores.roomDag.selectStateGroup(base.groupId));
   for (const [key, id] of changes) {
     if (id === null) whole.delete(key);
