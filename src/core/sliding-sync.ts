@@ -132,6 +132,13 @@ export function stateSelected(selection: StateSelection, type: string, stateKey:
   return selection.keys.some(([t, k]) => t === type && k === stateKey);
 }
 
+/**
+ * Whether the selection asks for every member's event (not lazily): a list a room joined with
+ * partial state cannot give until its members are all in.
+ */
+export const asksEveryMember = (selection: StateSelection): boolean =>
+  selection.all || selection.types.has('m.room.member');
+
 /** Whether the selection needs more than exact keys (a read of the room's whole state). */
 export const needsWholeState = (selection: StateSelection): boolean =>
   selection.all || selection.types.size > 0 || selection.stateKeys.size > 0;

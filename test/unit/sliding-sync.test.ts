@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import {
   formatPos,
   mergeConfigs,
+  asksEveryMember,
   needsWholeState,
   parsePos,
   selectState,
@@ -74,6 +75,17 @@ describe('sliding sync: required_state', () => {
     assert.ok(!stateSelected(lazy, 'm.room.member', '$LAZY'));
     assert.equal(needsWholeState(lazy), false);
     assert.equal(needsWholeState(selectState([['m.room.member', '*']], ME)), true);
+  });
+
+  it('asks for every member with a member wildcard or the whole state, not lazily or by key', () => {
+    const asks = (required: (readonly [string, string])[]) =>
+      asksEveryMember(selectState(required, ME));
+    assert.equal(asks([['m.room.member', '*']]), true);
+    assert.equal(asks([['*', '*']]), true);
+    assert.equal(asks([['m.room.member', '$LAZY']]), false);
+    assert.equal(asks([['m.room.member', '$ME']]), false);
+    assert.equal(asks([['*', '@alice:example.org']]), false);
+    assert.equal(asks([['m.room.name', '*']]), false);
   });
 
   it('merges configs: union of required state, largest timeline limit', () => {

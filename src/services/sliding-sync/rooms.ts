@@ -12,6 +12,7 @@ import { STRIPPED_STATE_TYPES } from '../../core/stripped-state.js';
 import type { ClientEvent } from '../../core/client-event.js';
 import type { JsonObject, RoomVersionId } from '../../core/pdu.js';
 import {
+  asksEveryMember,
   needsWholeState,
   selectState,
   stateSelected,
@@ -172,6 +173,22 @@ export async function buildRooms(
       end,
       initial: !known,
     });
+  }
+
+  // A room joined with partial state is held back from a list or subscription asking for
+  // every member (as Synapse does): its member list is not all known yet. It is not recorded
+  // as sent, so once complete it goes out in full.
+  const askingAll = plans.filter(
+    (p) => p.initial && asksEveryMember(selectState(p.config.requiredState, userId)),
+  );
+  if (askingAll.length > 0) {
+    const partial = new Set(
+      await stores.partialState.selectAnyPartial(askingAll.map((p) => p.room.roomId)),
+    );
+    if (partial.size > 0) {
+      const held = new Set(askingAll.filter((p) => partial.has(p.room.roomId)));
+      for (let i = plans.length - 1; i >= 0; i--) if (held.has(plans[i]!)) plans.splice(i, 1);
+    }
   }
 
   const roomIds = [...plans.map((p) => p.room.roomId), ...invites.map((r) => r.roomId)];
