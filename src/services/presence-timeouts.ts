@@ -9,7 +9,7 @@
  * lease marks when the next pass is due, and a process takes it only once it has lapsed (as
  * the federation presence refresh does). Each process looks every half interval.
  */
-import { randomString } from '../core/secrets.js';
+import { createDuePass } from './background/due-pass.js';
 import { DEFAULT_PRESENCE_TIMERS } from '../core/presence-timeouts.js';
 import type { ServiceContext } from './context.js';
 import type { PresenceService } from './presence.js';
@@ -34,7 +34,6 @@ export function createPresenceTimeouts(ctx: ServiceContext, presence: PresenceSe
   const tickMs = Math.max(20, Math.floor(intervalMs / 2));
   let passTimer: NodeJS.Timeout | null = null;
   let flushTimer: NodeJS.Timeout | null = null;
-  let running: Promise<number | null> | null = null;
   let flushing: Promise<unknown> | null = null;
   let stopping = false;
 
@@ -63,16 +62,7 @@ export function createPresenceTimeouts(ctx: ServiceContext, presence: PresenceSe
     }
   }
 
-  async function runIfDue(): Promise<number | null> {
-    const now = ctx.now();
-    const due = await stores.moderation.takeLease(
-      LEASE_JOB,
-      randomString(16),
-      now,
-      now + intervalMs - tickMs,
-    );
-    return due ? pass() : null;
-  }
+  const due = createDuePass(ctx, LEASE_JOB, intervalMs, tickMs, pass);
 
   return {
     /**
@@ -80,10 +70,7 @@ export function createPresenceTimeouts(ctx: ServiceContext, presence: PresenceSe
      * no pass was due (the last one, by any process, is not an interval old).
      */
     runIfDue(): Promise<number | null> {
-      running ??= runIfDue().finally(() => {
-        running = null;
-      });
-      return running;
+      return due.runIfDue();
     },
 
     /** Starts the sync-time writes and the passes; `onError` hears of a failed one. */
@@ -100,7 +87,7 @@ export function createPresenceTimeouts(ctx: ServiceContext, presence: PresenceSe
       }, flushMs);
       flushTimer.unref();
       passTimer = setInterval(() => {
-        if (running) return;
+        if (due.isRunning()) return;
         this.runIfDue().catch(onError);
       }, tickMs);
       passTimer.unref();
@@ -112,7 +99,7 @@ export function createPresenceTimeouts(ctx: ServiceContext, presence: PresenceSe
       if (flushTimer) clearInterval(flushTimer);
       passTimer = null;
       flushTimer = null;
-      await running?.catch(() => undefined);
+      await due.settled();
       await flushing;
       // The last sync times of this process, so that a restart does not time them out early.
       await presence.flushSyncs().catch(() => undefined);

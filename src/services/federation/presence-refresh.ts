@@ -13,7 +13,7 @@
  * interval apart while any process runs.
  */
 import { canonicalJson } from '../../core/canonical-json.js';
-import { randomString } from '../../core/secrets.js';
+import { createDuePass } from '../background/due-pass.js';
 import type { ServiceContext } from '../context.js';
 import { presenceContent } from '../presence.js';
 
@@ -28,7 +28,6 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
   const stores = ctx.storage.stores;
   const tickMs = Math.max(100, Math.floor(intervalMs / 10));
   let timer: NodeJS.Timeout | null = null;
-  let running: Promise<number | null> | null = null;
   let stopping = false;
 
   /** The remote servers with members joined to the room, read once per pass. */
@@ -97,20 +96,7 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
     }
   }
 
-  /**
-   * A pass, if one is due: the lease is taken under a name of this attempt's own, so it is
-   * won only once the last pass's (by any process) has lapsed; it is kept, not released.
-   */
-  async function runIfDue(): Promise<number | null> {
-    const now = ctx.now();
-    const due = await stores.moderation.takeLease(
-      LEASE_JOB,
-      randomString(16),
-      now,
-      now + intervalMs - tickMs,
-    );
-    return due ? pass() : null;
-  }
+  const due = createDuePass(ctx, LEASE_JOB, intervalMs, tickMs, pass);
 
   return {
     /**
@@ -118,17 +104,14 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
      * no pass was due (the last one, by any process, is not an interval old).
      */
     runIfDue(): Promise<number | null> {
-      running ??= runIfDue().finally(() => {
-        running = null;
-      });
-      return running;
+      return due.runIfDue();
     },
 
     /** Looks for a due pass every tenth of the interval; `onError` hears of a failed one. */
     start(onError: (err: unknown) => void): void {
       if (timer || stopping) return;
       timer = setInterval(() => {
-        if (running) return;
+        if (due.isRunning()) return;
         this.runIfDue().catch(onError);
       }, tickMs);
       timer.unref();
@@ -138,7 +121,7 @@ export function createPresenceRefresher(ctx: ServiceContext, intervalMs: number)
       stopping = true;
       if (timer) clearInterval(timer);
       timer = null;
-      await running?.catch(() => undefined);
+      await due.settled();
     },
   };
 }
