@@ -44,6 +44,11 @@ export const ISSUE_SHAPE: DatasetShape = {
   botRoomSize: 50,
 };
 
+/** The issue's shape, exactly. */
+export function isIssueShape(shape: Readonly<Record<string, number | undefined>>): boolean {
+  return Object.entries(ISSUE_SHAPE).every(([key, value]) => shape[key] === value);
+}
+
 export const WRITERS = 8;
 
 export interface Manifest {

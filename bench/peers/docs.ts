@@ -1,10 +1,12 @@
 /**
  * The "Commons and Synapse" section of docs/benchmarks.md: an introduction, then one part per
- * database, each replaced only by a run on that database.
+ * database and shape (the issue's, or a smaller one), each replaced only by a run on that
+ * database at that kind of shape.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import prettier from 'prettier';
 import { sectionOf, withSection } from '../doc-sections.js';
+import { isIssueShape } from './dataset.js';
 import { renderRun, type PeersReport } from './report.js';
 
 export const PEERS_SECTION = 'peers';
@@ -68,6 +70,15 @@ timed is a running server rather than its first answers. Reproduce: \`npm run be
 \`npm run bench:peers -- --postgres postgres://user:password@host/postgres --docs\`; \`--help\` lists
 the options (smaller shapes for a quick look).`;
 
+/** The parts in the order they are shown: the issue's shape first, then the smaller runs. */
+const PARTS = ['sqlite', 'postgres', 'sqlite-small', 'postgres-small'].map(
+  (part) => `${PEERS_SECTION}-${part}`,
+);
+
+function partOf(report: PeersReport): string {
+  return `${PEERS_SECTION}-${report.database}${isIssueShape(report.shape) ? '' : '-small'}`;
+}
+
 export async function writePeersSection(
   docsPath: string,
   report: PeersReport,
@@ -75,10 +86,10 @@ export async function writePeersSection(
 ): Promise<void> {
   const text = existsSync(docsPath) ? readFileSync(docsPath, 'utf8') : '# Benchmarks\n';
   const current = sectionOf(text, PEERS_SECTION) ?? '';
-  const parts = ['sqlite', 'postgres'].map((database) => {
-    const name = `${PEERS_SECTION}-${database}`;
+  const runPart = partOf(report);
+  const parts = PARTS.map((name) => {
     const kept = sectionOf(current, name);
-    return database === report.database
+    return name === runPart
       ? withSection('', name, renderRun(report, source)).trim()
       : (kept ?? '');
   });

@@ -3,6 +3,7 @@
  * Synapse" section of docs/benchmarks.md, kept between its markers when the main report is
  * written again.
  */
+import { isIssueShape } from './dataset.js';
 import type { ScenarioResult } from './scenarios.js';
 
 export interface PeersReport {
@@ -106,7 +107,7 @@ const DATABASE_NAMES = { sqlite: 'SQLite', postgres: 'PostgreSQL' } as const;
 export function renderRun(report: PeersReport, source: string): string {
   const lines: string[] = [];
   lines.push(
-    `### ${DATABASE_NAMES[report.database]}: Commons ${report.commonsVersion} and Synapse ${report.synapseVersion}`,
+    `### ${DATABASE_NAMES[report.database]}${isIssueShape(report.shape) ? ", the issue's shape" : ', a smaller shape'}: Commons ${report.commonsVersion} and Synapse ${report.synapseVersion}`,
     '',
     `Run of ${report.when.slice(0, 16).replace('T', ' ')} UTC (\`${source}\`), both servers on ${DATABASE_NAMES[report.database]}; ${report.runs} timed runs of each request (fewer of the long ones) at one connection, interleaved${report.warmup ? ` (each after ${report.warmup === report.runs ? 'as many' : report.warmup} untimed on both servers: a warm-up)` : ''}, then 32 connections at once.${report.loadAverage ? ` Load average ${fmt(report.loadAverage.start, 1)} when the timing began, ${fmt(report.loadAverage.end, 1)} when it ended (two cores, other jobs running).` : ''}` +
       (report.answersDiffer.length === 0

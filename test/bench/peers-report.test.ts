@@ -1,7 +1,7 @@
 /**
  * The peers bench's report: its targets judged from a run's figures, and its section of
- * docs/benchmarks.md written between markers, one part per database, leaving the rest of the
- * document (and the other database's part) as it was.
+ * docs/benchmarks.md written between markers, one part per database and kind of shape (the
+ * issue's or a smaller one), leaving the rest of the document (and the other parts) as it was.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { it } from 'node:test';
 import { markedSectionsOfFile, sectionOf, withSection } from '../../bench/doc-sections.js';
+import { ISSUE_SHAPE } from '../../bench/peers/dataset.js';
 import { writePeersSection } from '../../bench/peers/docs.js';
 import { targetChecks, type PeersReport } from '../../bench/peers/report.js';
 import type { ScenarioResult } from '../../bench/peers/scenarios.js';
@@ -28,13 +29,17 @@ function result(id: string, latencyRatio: number, rateRatio: number): ScenarioRe
   };
 }
 
-function report(database: 'sqlite' | 'postgres', results: ScenarioResult[]): PeersReport {
+function report(
+  database: 'sqlite' | 'postgres',
+  results: ScenarioResult[],
+  shape: Record<string, number> = { members: 10 },
+): PeersReport {
   return {
     when: '2026-12-05T02:00:00.000Z',
     database,
     synapseVersion: '1.0.0',
     commonsVersion: '0.1.0',
-    shape: { members: 10 },
+    shape,
     runs: 3,
     answersDiffer: [],
     results,
@@ -75,7 +80,7 @@ it('finds every top-level marked section of a file in order, nested ones inside 
   assert.deepEqual(markedSectionsOfFile(path.join(path.dirname(file), 'none.md')), []);
 });
 
-it('writes one database part at a time, keeping the other and the rest of the document', async () => {
+it('writes one part at a time, keeping the others and the rest of the document', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'peers-docs-'));
   const docs = path.join(dir, 'benchmarks.md');
   writeFileSync(docs, '# Benchmarks\n\nOther sections stay.\n');
@@ -84,11 +89,22 @@ it('writes one database part at a time, keeping the other and the rest of the do
   const text = readFileSync(docs, 'utf8');
   assert.match(text, /Other sections stay\./);
   const peers = sectionOf(text, 'peers') ?? '';
-  assert.match(sectionOf(peers, 'peers-sqlite') ?? '', /a\.json/);
-  assert.match(sectionOf(peers, 'peers-postgres') ?? '', /b\.json/);
+  assert.match(sectionOf(peers, 'peers-sqlite-small') ?? '', /a\.json/);
+  assert.match(sectionOf(peers, 'peers-postgres-small') ?? '', /b\.json/);
+  assert.match(peers, /### SQLite, a smaller shape:/);
   await writePeersSection(docs, report('sqlite', [result('members', 0.07, 1)]), 'c.json');
   const again = sectionOf(readFileSync(docs, 'utf8'), 'peers') ?? '';
-  assert.match(sectionOf(again, 'peers-sqlite') ?? '', /c\.json/);
+  assert.match(sectionOf(again, 'peers-sqlite-small') ?? '', /c\.json/);
   assert.doesNotMatch(again, /a\.json/);
-  assert.match(sectionOf(again, 'peers-postgres') ?? '', /b\.json/);
+  assert.match(sectionOf(again, 'peers-postgres-small') ?? '', /b\.json/);
+  // The issue's shape has its own part, shown first; the smaller runs stay.
+  await writePeersSection(
+    docs,
+    report('sqlite', [result('members', 0.04, 1)], { ...ISSUE_SHAPE }),
+    'd.json',
+  );
+  const full = sectionOf(readFileSync(docs, 'utf8'), 'peers') ?? '';
+  assert.match(sectionOf(full, 'peers-sqlite') ?? '', /### SQLite, the issue's shape:[^]*d\.json/);
+  assert.match(sectionOf(full, 'peers-sqlite-small') ?? '', /c\.json/);
+  assert.ok(full.indexOf('d.json') < full.indexOf('c.json'), "the issue's shape first");
 });
