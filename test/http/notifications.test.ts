@@ -153,6 +153,71 @@ for (const deferred of [false, true])
         assert.deepEqual(await countsOf(bob, room, c(1, 1)), c(1, 1));
       });
 
+      it('evaluates a member event for its target only (as Synapse), whatever the room size', async () => {
+        const room = await createRoom();
+        const carol = await registerUser(server);
+        // All three ask to be notified of every member event, above the default rules.
+        for (const user of [alice, bob, carol]) {
+          const rule = await server.request(
+            'PUT',
+            `${C}/pushrules/global/override/member-events-${deferred ? 'd' : 'i'}`,
+            {
+              token: user.accessToken,
+              body: {
+                conditions: [{ kind: 'event_match', key: 'type', pattern: 'm.room.member' }],
+                actions: ['notify'],
+              },
+            },
+          );
+          assert.equal(rule.status, 200, JSON.stringify(rule.body));
+        }
+        const memberEventsOf = async (user: TestUser) => {
+          const res = await server.request<{ notifications: Notification[] }>(
+            'GET',
+            `${C}/notifications?limit=100`,
+            { token: user.accessToken },
+          );
+          assert.equal(res.status, 200);
+          return res.body.notifications
+            .filter((n) => n.room_id === room)
+            .map((n) => n.event)
+            .filter((e) => 'membership' in e.content)
+            .map((e) => e.event_id);
+        };
+        // Carol's own join is about her: nobody is notified of it.
+        const joined = await server.request('POST', `${C}/join/${r(room)}`, {
+          token: carol.accessToken,
+          body: {},
+        });
+        assert.equal(joined.status, 200);
+        // Alice (the room's creator) removes Carol: Carol, its target, is evaluated.
+        const kick = await server.request<{ event_id?: string }>(
+          'POST',
+          `${C}/rooms/${r(room)}/kick`,
+          { token: alice.accessToken, body: { user_id: carol.userId, reason: 'test' } },
+        );
+        assert.equal(kick.status, 200, JSON.stringify(kick.body));
+        // Written in the event's transaction even when evaluation is deferred: no wait.
+        assert.equal((await memberEventsOf(carol)).length, 1, 'Carol is notified of the kick');
+        // A message after it: once Bob has it, every event before it has been evaluated for him.
+        const message = await send(alice, room, text('after the kick'));
+        const bobs = await eventually(
+          async () =>
+            (
+              await server.request<{ notifications: Notification[] }>(
+                'GET',
+                `${C}/notifications?limit=100`,
+                { token: bob.accessToken },
+              )
+            ).body.notifications.map((n) => n.event.event_id),
+          (ids) => ids.includes(message),
+          20_000,
+        );
+        assert.ok(bobs.includes(message), 'Bob is notified of the message after the kick');
+        assert.deepEqual(await memberEventsOf(bob), [], 'Bob is notified of no member event');
+        assert.deepEqual(await memberEventsOf(alice), [], 'nor is Alice (the kick is hers)');
+      });
+
       it('counts threads apart when the filter asks, and threaded receipts reset one thread', async () => {
         const room = await createRoom();
         const root = await send(alice, room, text('root'));

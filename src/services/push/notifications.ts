@@ -1,6 +1,6 @@
 /**
  * Notifications: every event is checked against the push rules of each member it concerns
- * (the joined members but its sender, and an invitee), in the event's own transaction (a
+ * (the joined members but its sender; of a member event, only its target), in the event's own transaction (a
  * deriver), a page of members at a time with the event loop free between pages. What notifies
  * becomes a push action row; unread counts are the rows after the member's read receipts
  * (`m.read` and `m.read.private`; a threaded receipt for its thread), and `/notifications`
@@ -182,56 +182,66 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
    * Evaluates the event for every member it concerns and records what notifies: here, in the
    * event's transaction, when the room has at most `inlineLimit` joined members (its counts
    * are then right the moment the event is); otherwise it leaves a pending row, in the same
-   * transaction, for the evaluation worker (push/evaluation.ts).
+   * transaction, for the evaluation worker (push/evaluation.ts). A member event concerns only
+   * its target (`memberEventTarget`), evaluated here whatever the room's size.
    */
   const deriver: EventDeriver = async (tx: Stores, event) => {
     if (ctx.settings.pushEvaluation === false) return;
     const { pdu, roomId } = event;
     const joined = (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0;
+    const at = async () => event.streamOrdering;
+    if (pdu.type === 'm.room.member') {
+      const target = await memberEventTarget(tx, event);
+      if (target) await evaluate(tx, await contextOf(tx, event, joined), [target], at);
+      return;
+    }
     const inline = joined <= inlineLimit;
-    if (!inline)
+    if (!inline) {
       await tx.push.insertPending({
         streamOrdering: event.streamOrdering,
         roomId,
         eventId: event.eventId,
         afterUser: '',
       });
-    const invited =
-      pdu.type === 'm.room.member' &&
-      pdu.content.membership === 'invite' &&
-      typeof pdu.state_key === 'string';
-    if (!inline && !invited) return;
-    let page = inline ? await tx.push.selectJoinedMembersPage(roomId, '', MEMBER_PAGE) : [];
-    // Nobody but the sender joined (a note-to-self room, a bridge's own room) and no invitee:
-    // nothing to evaluate, so the room's power levels and the rest need not be read.
-    if (!invited && page.every((m) => m.userId === pdu.sender)) return;
-    const c = await contextOf(tx, event, joined);
-    const at = async () => event.streamOrdering;
-    if (inline) {
-      for (;;) {
-        await evaluate(tx, c, page, at);
-        const last = page[page.length - 1];
-        if (page.length < MEMBER_PAGE || !last) break;
-        await yieldToEventLoop();
-        page = await tx.push.selectJoinedMembersPage(roomId, last.userId, MEMBER_PAGE);
-      }
+      return;
     }
-    // An invitee is not joined, yet the invite concerns them (evaluated here either way).
-    if (invited) {
-      const displayname = pdu.content.displayname;
-      await evaluate(
-        tx,
-        c,
-        [
-          {
-            userId: pdu.state_key as string,
-            displayname: typeof displayname === 'string' ? displayname : null,
-          },
-        ],
-        at,
-      );
+    let page = await tx.push.selectJoinedMembersPage(roomId, '', MEMBER_PAGE);
+    // Nobody but the sender joined (a note-to-self room, a bridge's own room): nothing to
+    // evaluate, so the room's power levels and the rest need not be read.
+    if (page.every((m) => m.userId === pdu.sender)) return;
+    const c = await contextOf(tx, event, joined);
+    for (;;) {
+      await evaluate(tx, c, page, at);
+      const last = page[page.length - 1];
+      if (page.length < MEMBER_PAGE || !last) break;
+      await yieldToEventLoop();
+      page = await tx.push.selectJoinedMembersPage(roomId, last.userId, MEMBER_PAGE);
     }
   };
+
+  /**
+   * The one member a member event is evaluated for, as Synapse does: its target, when that is a
+   * user of this server other than the sender, and either invited by it or joined just before it
+   * (a kick or a ban of a member, not a pre-emptive ban). The room's other members are not
+   * evaluated: a rule of theirs matching member events (none of the default rules notifies of
+   * one) is left unapplied, so a join or leave in a room of 10,000 costs one evaluation, not
+   * 10,000 (docs/api.md, "Notifications").
+   */
+  async function memberEventTarget(
+    tx: Stores,
+    event: Parameters<EventDeriver>[1],
+  ): Promise<{ userId: string; displayname: string | null } | null> {
+    const { pdu } = event;
+    const target = pdu.state_key;
+    if (typeof target !== 'string' || target === pdu.sender) return null;
+    if (target.slice(target.indexOf(':') + 1) !== ctx.settings.serverName) return null;
+    if (pdu.content.membership !== 'invite') {
+      const before = await tx.push.selectJoinedBefore(event.roomId, [target], event.streamOrdering);
+      if (!before.has(target)) return null;
+    }
+    const displayname = pdu.content.displayname;
+    return { userId: target, displayname: typeof displayname === 'string' ? displayname : null };
+  }
 
   const unread = createUnreadCounts(() => stores().push, ctx.storage.changes);
 
