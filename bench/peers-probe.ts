@@ -26,6 +26,7 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { databaseUrl } from './cache.js';
 import { loadTest } from './load.js';
+import { processCpuMs } from './quiet.js';
 import { startCommons } from './processes.js';
 import { peerClient } from './peers/client.js';
 import { scenarios, writeScenarios, type Peer } from './peers/scenarios.js';
@@ -120,15 +121,7 @@ function show(what: string, m: Record<string, number | string>): void {
   );
 }
 /** The server's CPU time so far (user and system), in ms, from /proc (Linux). */
-function serverCpuMs(): number {
-  try {
-    const fields = readFileSync(`/proc/${commons.pid}/stat`, 'utf8').split(') ')[1]?.split(' ');
-    const ticks = Number(fields?.[11]) + Number(fields?.[12]);
-    return (ticks * 1000) / 100;
-  } catch {
-    return NaN;
-  }
-}
+const serverCpuMs = () => processCpuMs(commons.pid);
 const [profiled, profileFile] = args.profile?.split(/:(.*)/s) ?? [];
 const at = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]?.toFixed(2);

@@ -41,6 +41,7 @@ import { journalDone, openJournal } from './peers/journal.js';
 import { measure, scenarios, writeScenarios, type Peer } from './peers/scenarios.js';
 import { renderRun, type PeersReport } from './peers/report.js';
 import { writePeersSection } from './peers/docs.js';
+import { waitUntilQuiet } from './quiet.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -60,6 +61,9 @@ const HELP = `npm run bench:peers -- [options]
                      on with a build that stopped part-way)
   --build-only       build (or check) the data and stop before measuring
   --build-parallel N requests in flight at once on each server while building (${BUILD_PARALLEL})
+  --only ID,…        time only these scenarios (joined_members, members, members_join,
+                     members_at, joined_rooms, mutual_first_page, mutual_walk, bot_start,
+                     initial_sync, incremental_sync, write_messages, write_joins); not with --docs
   --cpu-prof DIR     write Commons' CPU profile (.cpuprofile, for Chrome's DevTools) into DIR
   --docs             write the figures into docs/benchmarks.md`;
 
@@ -81,6 +85,7 @@ const { values: args } = parseArgs({
     'build-only': { type: 'boolean', default: false },
     'build-parallel': { type: 'string', default: String(BUILD_PARALLEL) },
     'cpu-prof': { type: 'string' },
+    only: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -347,6 +352,8 @@ async function main(): Promise<void> {
     botRooms: positive('bot-rooms', args['bot-rooms']),
     botRoomSize: positive('bot-room-size', args['bot-room-size']),
   };
+  if (args.only !== undefined && args.docs)
+    throw new Error('--only times part of the run: not with --docs, which writes a whole run');
   const runs = positive('runs', args.runs);
   const warmup = args.warmup === undefined ? runs : positive('warmup', args.warmup);
   const dialect = args.postgres ? 'postgres' : 'sqlite';
@@ -458,13 +465,24 @@ async function main(): Promise<void> {
     ];
     const results = [];
     const loadStart = loadavg()[0] ?? NaN;
+    const only = args.only?.split(',');
     const all = [
       ...scenarios(shape, runs, positive('load-seconds', args['load-seconds'])),
       ...writeScenarios(positive('write-seconds', args['write-seconds'])),
-    ];
+    ].filter((scenario) => !only || only.includes(scenario.id));
+    // Before each scenario's timed runs and each server's concurrent part: both servers idle
+    // (a load test's requests still in flight when it ends are answered first).
+    const serverPids = [commons.pid, synapse.pid];
+    const quiet = async () => {
+      const { waitedMs, quiet: idle } = await waitUntilQuiet(serverPids);
+      if (!idle || waitedMs > 2000)
+        log(
+          `${idle ? 'waited' : 'gave up waiting'} ${(waitedMs / 1000).toFixed(1)} s for both servers to be idle`,
+        );
+    };
     const rssAfter: NonNullable<PeersReport['rssAfter']> = [];
     for (const scenario of all) {
-      results.push(await measure(scenario, peers, log, warmup));
+      results.push(await measure(scenario, peers, log, warmup, quiet));
       rssAfter.push({
         id: scenario.id,
         commons: rssMiB(commons.pid),

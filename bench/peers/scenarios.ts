@@ -350,6 +350,11 @@ export async function measure(
   peers: [Peer, Peer],
   log: (m: string) => void,
   warmup = 0,
+  /**
+   * Waits until both servers are idle: called before the timed runs and before each server's
+   * concurrent part, so that neither is timed while either still works for what came before.
+   */
+  quiet: () => Promise<void> = () => Promise.resolve(),
 ): Promise<ScenarioResult> {
   const times = new Map<string, number[]>(peers.map((p) => [p.client.name, []]));
   const items = new Map<string, number>();
@@ -357,6 +362,7 @@ export async function measure(
     const order = i % 2 === 0 ? peers : ([peers[1], peers[0]] as const);
     for (const peer of order) await scenario.op(peer, 0, i);
   }
+  if (scenario.runs > 0) await quiet();
   for (let i = 0; i < scenario.runs; i++) {
     const order = i % 2 === 0 ? peers : ([peers[1], peers[0]] as const);
     for (const peer of order) {
@@ -371,6 +377,7 @@ export async function measure(
   const rates = new Map<string, number>();
   const { connections } = scenario.concurrency;
   for (const peer of peers) {
+    await quiet();
     if (scenario.get) {
       const { path, token } = scenario.get(peer);
       const summary = await loadTest({
