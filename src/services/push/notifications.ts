@@ -15,6 +15,7 @@ import type { ClientEvent } from '../../core/client-event.js';
 import { stateKeyOf, type JsonObject, type RoomVersionId, type StateKey } from '../../core/pdu.js';
 import { evaluatePushRules, type PushEvent } from '../../core/push-evaluator.js';
 import { PUSH_RULES_TYPE, rulesetFromContent } from '../../core/push-rules.js';
+import { parseUserId } from '../../core/identifiers.js';
 import { relationOf } from '../../core/relations.js';
 import type { PushActionRow, QueuedPush, Stores } from '../../storage/index.js';
 import type { Requester, ServiceContext } from '../context.js';
@@ -188,13 +189,13 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
   const deriver: EventDeriver = async (tx: Stores, event) => {
     if (ctx.settings.pushEvaluation === false) return;
     const { pdu, roomId } = event;
-    const joined = (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0;
     const at = async () => event.streamOrdering;
     if (pdu.type === 'm.room.member') {
       const target = await memberEventTarget(tx, event);
-      if (target) await evaluate(tx, await contextOf(tx, event, joined), [target], at);
+      if (target) await evaluate(tx, await contextOf(tx, event), [target], at);
       return;
     }
+    const joined = (await tx.sync.selectMemberCounts([roomId])).get(roomId)?.joined ?? 0;
     const inline = joined <= inlineLimit;
     if (!inline) {
       await tx.push.insertPending({
@@ -234,7 +235,7 @@ export function createNotificationService(ctx: ServiceContext, timeline: Timelin
     const { pdu } = event;
     const target = pdu.state_key;
     if (typeof target !== 'string' || target === pdu.sender) return null;
-    if (target.slice(target.indexOf(':') + 1) !== ctx.settings.serverName) return null;
+    if (parseUserId(target)?.serverName !== ctx.settings.serverName) return null;
     if (pdu.content.membership !== 'invite') {
       const before = await tx.push.selectJoinedBefore(event.roomId, [target], event.streamOrdering);
       if (!before.has(target)) return null;
