@@ -26,11 +26,13 @@ describe(
       });
       const admin = new pg.Client({ connectionString: process.env.COMMONS_TEST_DATABASE_URL });
       await admin.connect();
+      let terminated: number | undefined;
       try {
         const outcome = handle.tx('terminated', async (trx) => {
           const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
           const pid = rows[0]?.pid;
           assert.ok(pid);
+          terminated = pid;
           await admin.query('SELECT pg_terminate_backend($1)', [pid]);
           // The server's notice reaches the connection while no statement of it is running.
           const deadline = Date.now() + 5000;
@@ -42,8 +44,12 @@ describe(
         });
         await assert.rejects(outcome);
         assert.deepEqual(uncaught, []);
-        const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(handle.db);
-        assert.deepEqual(rows, [{ one: 1 }]);
+        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(
+          handle.db,
+        );
+        // The broken connection was dropped, not handed out again.
+        assert.ok(rows[0]?.pid);
+        assert.notEqual(rows[0].pid, terminated);
         const stats = handle.poolStats();
         assert.ok(stats && stats.total >= 1);
       } finally {
